@@ -1,0 +1,259 @@
+/*
+ * forge.h: the public C API of Forge, the attention layer of an LLM inference
+ * engine (QKV projection, RoPE, KV cache, causal attention, output projection).
+ *
+ * Conventions
+ *  - Every function that can fail returns a forge_status. On failure it writes
+ *    nothing to its outputs, leaves every handle as it was, and
+ *    forge_last_error() returns a message naming the problem (per thread).
+ *  - Matrices are row-major. Weight matrices use Hugging Face's layout,
+ *    [out_features, in_features], so y = x W^T + b.
+ *  - Activations (x, y) live where the context's backend computes: host memory
+ *    for the CPU backend.
+ */
+#ifndef FORGE_H
+#define FORGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(FORGE_BUILDING) && defined(__GNUC__)
+#define FORGE_API __attribute__((visibility("default")))
+#else
+#define FORGE_API
+#endif
+
+/* ---------------------------------------------------------------- status */
+
+typedef enum {
+    FORGE_OK = 0,
+    FORGE_ERR_INVALID_ARGUMENT, /* a NULL pointer, a size out of range      */
+    FORGE_ERR_SHAPE,            /* shapes that do not fit together          */
+    FORGE_ERR_DTYPE,            /* a dtype that does not match or is unknown */
+    FORGE_ERR_CAPACITY,         /* a sequence past the KV cache capacity    */
+    FORGE_ERR_OUT_OF_MEMORY,
+    FORGE_ERR_IO,               /* a file could not be opened, read, written */
+    FORGE_ERR_FORMAT,           /* a file's contents are corrupt            */
+    FORGE_ERR_NOT_FOUND,        /* a named tensor is absent                 */
+    FORGE_ERR_UNSUPPORTED,      /* valid, but not built or not implemented  */
+    FORGE_ERR_BACKEND,          /* a library call of the backend failed     */
+} forge_status;
+
+/* A short fixed description of a status code ("invalid argument", ...). */
+FORGE_API const char *forge_status_str(forge_status status);
+
+/* The message of the last failing call on this thread, naming the argument,
+ * the dimension or the file at fault. "" before any failure. */
+FORGE_API const char *forge_last_error(void);
+
+/* ---------------------------------------------------------------- dtypes */
+
+typedef enum {
+    FORGE_F32 = 0,
+    FORGE_F16,
+    FORGE_BF16,
+} forge_dtype;
+
+FORGE_API const char *forge_dtype_name(forge_dtype dtype); /* "fp32", "fp16", "bf16" */
+FORGE_API size_t forge_dtype_size(forge_dtype dtype);      /* bytes; 0 if unknown */
+
+/* Converts n elements between dtypes (round to nearest even when narrowing).
+ * Neither pointer need be aligned; src and dst may overlap only when the
+ * dtypes are the same. */
+FORGE_API forge_status forge_convert(void *dst, forge_dtype dst_dtype, const void *src,
+                                     forge_dtype src_dtype, size_t n);
+
+/* ------------------------------------------------------------- backends */
+
+typedef enum {
+    FORGE_BACKEND_AUTO = 0, /* the best backend present */
+    FORGE_BACKEND_CPU,
+    FORGE_BACKEND_CUDA,
+} forge_backend;
+
+FORGE_API const char *forge_backend_name(forge_backend backend); /* "auto", "cpu", "cuda" */
+
+/* A context owns the backend's resources; layers and caches are created in one. */
+typedef struct forge_context forge_context;
+
+/* FORGE_BACKEND_AUTO picks the best backend present; asking for one that this
+ * build or machine lacks is FORGE_ERR_UNSUPPORTED. */
+FORGE_API forge_status forge_context_create(forge_backend backend, forge_context **out);
+FORGE_API void forge_context_destroy(forge_context *ctx); /* NULL is a no-op */
+FORGE_API forge_backend forge_context_backend(const forge_context *ctx);
+
+/* -------------------------------------------------------- layer config */
+
+typedef enum {
+    FORGE_ROPE_HALF = 0,    /* Llama: rotate_half, pairs (i, i + head_dim/2) */
+    FORGE_ROPE_INTERLEAVED, /* GPT-J: pairs (2i, 2i + 1)                     */
+    FORGE_ROPE_NONE,        /* no rotary embedding                           */
+} forge_rope_style;
+
+/* Which projections carry a bias (bit mask). */
+enum {
+    FORGE_BIAS_Q = 1 << 0,
+    FORGE_BIAS_K = 1 << 1,
+    FORGE_BIAS_V = 1 << 2,
+    FORGE_BIAS_O = 1 << 3,
+};
+
+typedef struct {
+    int hidden;       /* model width: columns of x and y                       */
+    int heads;        /* query heads                                           */
+    int kv_heads;     /* key/value heads; divides heads (GQA; 1 is MQA)        */
+    int head_dim;     /* even when RoPE is on                                  */
+    int max_seq;      /* positions 0 .. max_seq-1: the KV cache capacity        */
+    float rope_theta; /* RoPE base, 10000 in Llama 2                           */
+    forge_rope_style rope_style;
+    unsigned bias;    /* FORGE_BIAS_* bits                                     */
+    forge_dtype dtype;
+} forge_layer_config;
+
+/* A config with Llama's defaults: half-rotation RoPE, theta 10000, no biases,
+ * float32, max_seq 4096. */
+FORGE_API forge_layer_config forge_layer_config_default(int hidden, int heads, int kv_heads,
+                                                        int head_dim);
+
+/* Checks a config; FORGE_OK or an error naming the bad field. */
+FORGE_API forge_status forge_layer_config_check(const forge_layer_config *cfg);
+
+/* -------------------------------------------------------------- weights */
+
+/* Host pointers in cfg.dtype, in Hugging Face layout. A bias pointer must be
+ * set exactly when cfg.bias has its bit. The layer copies them. */
+typedef struct {
+    const void *q_proj; /* [heads    * head_dim, hidden] */
+    const void *k_proj; /* [kv_heads * head_dim, hidden] */
+    const void *v_proj; /* [kv_heads * head_dim, hidden] */
+    const void *o_proj; /* [hidden, heads * head_dim]    */
+    const void *q_bias; /* [heads    * head_dim] or NULL */
+    const void *k_bias; /* [kv_heads * head_dim] or NULL */
+    const void *v_bias; /* [kv_heads * head_dim] or NULL */
+    const void *o_bias; /* [hidden] or NULL              */
+} forge_layer_weights;
+
+/* ---------------------------------------------------------------- layer */
+
+typedef struct forge_layer forge_layer;
+
+FORGE_API forge_status forge_layer_create(forge_context *ctx, const forge_layer_config *cfg,
+                                          const forge_layer_weights *weights, forge_layer **out);
+FORGE_API void forge_layer_destroy(forge_layer *layer); /* NULL is a no-op */
+FORGE_API forge_layer_config forge_layer_get_config(const forge_layer *layer);
+
+/* ------------------------------------------------------------- KV cache */
+
+/* K and V of one layer for `slots` independent sequences, each with room for
+ * cfg.max_seq positions. Every slot starts empty. */
+typedef struct forge_kv_cache forge_kv_cache;
+
+FORGE_API forge_status forge_kv_cache_create(forge_layer *layer, int slots, forge_kv_cache **out);
+FORGE_API void forge_kv_cache_destroy(forge_kv_cache *cache); /* NULL is a no-op */
+FORGE_API int forge_kv_cache_slots(const forge_kv_cache *cache);
+
+/* Positions held by a slot (the next token's position). */
+FORGE_API forge_status forge_kv_cache_len(const forge_kv_cache *cache, int slot, int *len);
+
+/* Empties a slot, for a new sequence. */
+FORGE_API forge_status forge_kv_cache_reset(forge_kv_cache *cache, int slot);
+
+/* Copies a slot's K and V (after RoPE) into host buffers of
+ * kv_heads * len * head_dim elements each, laid out [kv_heads, len, head_dim]
+ * in the layer's dtype. Either buffer may be NULL. */
+FORGE_API forge_status forge_kv_cache_read(const forge_kv_cache *cache, int slot, void *k, void *v);
+
+/* ------------------------------------------------------------- forward */
+
+/* One sequence of a batch. Its tokens are rows of x, in order, after those
+ * of the sequences before it. */
+typedef struct {
+    int slot;     /* its KV cache slot (ignored without a cache)                */
+    int pos0;     /* position of its first token                               */
+    int n_tokens; /* tokens it has in this call, >= 1                           */
+} forge_seq;
+
+/* Runs the layer on a batch of sequences packed into x [total_tokens, hidden],
+ * total_tokens being the sum of n_tokens, and writes y [total_tokens, hidden].
+ *
+ * With a cache, each sequence's K and V go to its slot at positions
+ * pos0 .. pos0+n_tokens-1 and its queries attend to positions [0, pos0 + i]
+ * of that slot: pos0 = 0 starts a new prompt, pos0 = the slot's length
+ * continues it (a one-token call is a decode step), and pos0 below it rewinds.
+ * pos0 above the slot's length, two sequences in one slot, and positions at
+ * or past max_seq are errors. Afterwards the slot's length is pos0+n_tokens.
+ *
+ * With cache NULL, each sequence attends only to its own tokens; pos0 then
+ * only offsets the RoPE positions. */
+FORGE_API forge_status forge_layer_forward(forge_layer *layer, forge_kv_cache *cache,
+                                           const forge_seq *seqs, int n_seqs, const void *x,
+                                           void *y);
+
+/* ------------------------------------------------------------ profiling */
+
+typedef enum {
+    FORGE_STAGE_QKV = 0,   /* QKV projection GEMM and its bias          */
+    FORGE_STAGE_ROPE_CACHE,/* split, RoPE on Q and K, KV cache write    */
+    FORGE_STAGE_ATTENTION, /* QK^T, scale, mask, softmax, times V        */
+    FORGE_STAGE_OUTPUT,    /* output projection GEMM and its bias        */
+    FORGE_STAGE_COUNT
+} forge_stage;
+
+FORGE_API const char *forge_stage_name(forge_stage stage);
+
+/* Per-stage timing of forward calls, off by default; off costs nothing. */
+FORGE_API forge_status forge_layer_set_profiling(forge_layer *layer, int enabled);
+
+/* Stage times in microseconds of the last forward call made with profiling on. */
+FORGE_API forge_status forge_layer_last_timings(const forge_layer *layer,
+                                                double us[FORGE_STAGE_COUNT]);
+
+/* ---------------------------------------------------------- safetensors */
+
+#define FORGE_ST_MAX_DIMS 8
+
+/* One tensor of a safetensors file. */
+typedef struct {
+    const char *name;
+    forge_dtype dtype;
+    int ndim;
+    int64_t shape[FORGE_ST_MAX_DIMS];
+    const void *data; /* nbytes bytes, little-endian, not necessarily aligned */
+    size_t nbytes;
+} forge_tensor;
+
+/* An open safetensors file, read whole into memory and checked: header
+ * length, JSON, dtypes (F32, F16, BF16), shapes, and data offsets that must
+ * tile the data section exactly (no overlap, no gap, none out of range). */
+typedef struct forge_safetensors forge_safetensors;
+
+FORGE_API forge_status forge_st_open(const char *path, forge_safetensors **out);
+/* The same checks on a file image in memory (copied). */
+FORGE_API forge_status forge_st_parse(const void *bytes, size_t len, forge_safetensors **out);
+FORGE_API void forge_st_close(forge_safetensors *st); /* NULL is a no-op */
+
+FORGE_API int forge_st_count(const forge_safetensors *st);
+/* The i-th tensor, in file order; pointers stay valid until forge_st_close. */
+FORGE_API forge_status forge_st_tensor(const forge_safetensors *st, int i, forge_tensor *out);
+FORGE_API forge_status forge_st_find(const forge_safetensors *st, const char *name,
+                                     forge_tensor *out);
+
+/* The file's __metadata__ (string to string): count, and the i-th pair. */
+FORGE_API int forge_st_metadata_count(const forge_safetensors *st);
+FORGE_API forge_status forge_st_metadata(const forge_safetensors *st, int i, const char **key,
+                                         const char **value);
+
+/* Writes tensors (names unique) and optional metadata pairs
+ * (meta[2i] = key, meta[2i+1] = value) to path. */
+FORGE_API forge_status forge_st_write(const char *path, const forge_tensor *tensors, int n,
+                                      const char *const *meta, int n_meta);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FORGE_H */

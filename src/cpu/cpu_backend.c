@@ -1,0 +1,286 @@
+/* cpu_backend.c: the CPU backend, float32. Forge's fallback, and the backend
+ * that the GPU is checked against besides the float64 reference.
+ *
+ * One forward call: qkv = x Wqkv^T + b (one OpenBLAS GEMM over all tokens of
+ * the batch), then per token RoPE on its Q and K heads and the K, V copy into
+ * the cache, then causal attention per sequence, then y = attn Wo^T + b. */
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "attention.h"
+#include "backend.h"
+#include "error.h"
+#include "rope.h"
+
+typedef struct {
+    float *w_qkv;  /* [qkv_dim, hidden]: q_proj, k_proj, v_proj rows stacked    */
+    float *b_qkv;  /* [qkv_dim], NULL when none of q, k, v has a bias          */
+    float *w_o;    /* [hidden, heads * head_dim]                                */
+    float *b_o;    /* [hidden] or NULL                                          */
+    double *inv_freq; /* [head_dim / 2]: RoPE frequencies                        */
+    float *rope;   /* [head_dim]: cos and sin of one position                    */
+    /* workspace, grown to the largest call so far */
+    int ws_tokens;
+    float *qkv;    /* [ws_tokens, qkv_dim]                                      */
+    float *attn;   /* [ws_tokens, heads * head_dim]                             */
+    float *k_tmp;  /* [ws_tokens * kv_heads * head_dim]: K, V of cache-less calls */
+    float *v_tmp;
+    long ws_scores;
+    float *scores; /* [ws_scores]: CPU_ATTN_ROWS x keys                          */
+} cpu_layer;
+
+typedef struct {
+    float *k, *v; /* [slots, kv_heads, max_seq, head_dim] */
+} cpu_cache;
+
+static int qkv_dim(const forge_layer_config *c) { return (c->heads + 2 * c->kv_heads) * c->head_dim; }
+
+static void cpu_layer_free(forge_layer *layer) {
+    cpu_layer *l = layer->impl;
+    if (!l) return;
+    free(l->w_qkv);
+    free(l->b_qkv);
+    free(l->w_o);
+    free(l->b_o);
+    free(l->inv_freq);
+    free(l->rope);
+    free(l->qkv);
+    free(l->attn);
+    free(l->k_tmp);
+    free(l->v_tmp);
+    free(l->scores);
+    free(l);
+    layer->impl = NULL;
+}
+
+/* Copies n floats of src, or zeros when src is NULL. */
+static void copy_or_zero(float *dst, const void *src, size_t n) {
+    if (src) memcpy(dst, src, n * sizeof *dst);
+    else memset(dst, 0, n * sizeof *dst);
+}
+
+static forge_status cpu_layer_init(forge_layer *layer, const forge_layer_weights *w) {
+    const forge_layer_config *c = &layer->cfg;
+    if (c->dtype != FORGE_F32)
+        return forge_fail(FORGE_ERR_UNSUPPORTED,
+                          "forge_layer_create: the cpu backend computes in fp32 only, not %s",
+                          forge_dtype_name(c->dtype));
+    size_t hidden = (size_t)c->hidden, q_out = (size_t)c->heads * c->head_dim,
+           kv_out = (size_t)c->kv_heads * c->head_dim;
+    cpu_layer *l = calloc(1, sizeof *l);
+    if (!l) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "forge_layer_create: out of memory");
+    layer->impl = l;
+    int qkv_bias = (c->bias & (FORGE_BIAS_Q | FORGE_BIAS_K | FORGE_BIAS_V)) != 0;
+    l->w_qkv = malloc((q_out + 2 * kv_out) * hidden * sizeof(float));
+    l->w_o = malloc(hidden * q_out * sizeof(float));
+    l->rope = malloc((size_t)c->head_dim * sizeof(float));
+    l->inv_freq = malloc((size_t)(c->head_dim / 2 + 1) * sizeof(double));
+    if (qkv_bias) l->b_qkv = malloc((q_out + 2 * kv_out) * sizeof(float));
+    if (c->bias & FORGE_BIAS_O) l->b_o = malloc(hidden * sizeof(float));
+    if (!l->w_qkv || !l->w_o || !l->rope || !l->inv_freq || (qkv_bias && !l->b_qkv) ||
+        ((c->bias & FORGE_BIAS_O) && !l->b_o)) {
+        cpu_layer_free(layer);
+        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "forge_layer_create: out of memory for weights");
+    }
+    cpu_rope_inv_freq(c->head_dim, c->rope_theta, l->inv_freq);
+    memcpy(l->w_qkv, w->q_proj, q_out * hidden * sizeof(float));
+    memcpy(l->w_qkv + q_out * hidden, w->k_proj, kv_out * hidden * sizeof(float));
+    memcpy(l->w_qkv + (q_out + kv_out) * hidden, w->v_proj, kv_out * hidden * sizeof(float));
+    memcpy(l->w_o, w->o_proj, hidden * q_out * sizeof(float));
+    if (qkv_bias) {
+        copy_or_zero(l->b_qkv, w->q_bias, q_out);
+        copy_or_zero(l->b_qkv + q_out, w->k_bias, kv_out);
+        copy_or_zero(l->b_qkv + q_out + kv_out, w->v_bias, kv_out);
+    }
+    if (l->b_o) memcpy(l->b_o, w->o_bias, hidden * sizeof(float));
+    return FORGE_OK;
+}
+
+/* Grows *p to n floats; on failure *p is kept and 0 returned. */
+static int grow(float **p, size_t n) {
+    float *q = realloc(*p, n * sizeof **p);
+    if (!q) return 0;
+    *p = q;
+    return 1;
+}
+
+static forge_status ensure_workspace(cpu_layer *l, const forge_layer_config *c, int tokens,
+                                     long keys) {
+    size_t q_out = (size_t)c->heads * c->head_dim, kv_out = (size_t)c->kv_heads * c->head_dim;
+    if (tokens > l->ws_tokens) {
+        size_t t = (size_t)tokens;
+        if (!grow(&l->qkv, t * (size_t)qkv_dim(c)) || !grow(&l->attn, t * q_out) ||
+            !grow(&l->k_tmp, t * kv_out) || !grow(&l->v_tmp, t * kv_out))
+            return forge_fail(FORGE_ERR_OUT_OF_MEMORY,
+                              "forge_layer_forward: out of memory for %d tokens of workspace",
+                              tokens);
+        l->ws_tokens = tokens;
+    }
+    long n_scores = CPU_ATTN_ROWS * keys;
+    if (n_scores > l->ws_scores) {
+        if (!grow(&l->scores, (size_t)n_scores))
+            return forge_fail(FORGE_ERR_OUT_OF_MEMORY,
+                              "forge_layer_forward: out of memory for %ld attention scores",
+                              n_scores);
+        l->ws_scores = n_scores;
+    }
+    return FORGE_OK;
+}
+
+/* y[t, :] = bias (or 0), then y += a W^T: a [tokens, in], W [out, in]. */
+static void linear(float *y, const float *a, const float *w, const float *bias, int tokens, int in,
+                   int out, int ldy) {
+    if (bias)
+        for (int t = 0; t < tokens; t++) memcpy(y + (long)t * ldy, bias, (size_t)out * sizeof *y);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tokens, out, in, 1.0f, a, in, w, in,
+                bias ? 1.0f : 0.0f, y, ldy);
+}
+
+/* Where a sequence's K and V go: its cache slot, [kv_heads, max_seq, head_dim]
+ * from position 0, or without a cache the call's scratch, [kv_heads, n_tokens,
+ * head_dim] from position pos0. Kv head g, position p is at
+ * k + g * head_stride + (p - k_pos0) * head_dim. */
+typedef struct {
+    float *k, *v;
+    long head_stride;
+    int k_pos0;
+} kv_place;
+
+static kv_place kv_place_of(const cpu_layer *l, const forge_kv_cache *cache,
+                            const forge_layer_config *c, const forge_seq *sq, int t0) {
+    const long D = c->head_dim;
+    if (cache) {
+        const cpu_cache *cc = cache->impl;
+        long off = (long)sq->slot * c->kv_heads * c->max_seq * D;
+        return (kv_place){cc->k + off, cc->v + off, c->max_seq * D, 0};
+    }
+    long off = (long)t0 * c->kv_heads * D;
+    return (kv_place){l->k_tmp + off, l->v_tmp + off, sq->n_tokens * D, sq->pos0};
+}
+
+static double now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec * 1e-3;
+}
+
+static forge_status cpu_forward(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
+                                int n_seqs, int total, const void *x, void *y) {
+    const forge_layer_config *c = &layer->cfg;
+    cpu_layer *l = layer->impl;
+    const int H = c->heads, Hk = c->kv_heads, D = c->head_dim, N = qkv_dim(c);
+    long max_keys = 0;
+    for (int s = 0; s < n_seqs; s++) {
+        long keys = cache ? seqs[s].pos0 + seqs[s].n_tokens : seqs[s].n_tokens;
+        max_keys = keys > max_keys ? keys : max_keys;
+    }
+    forge_status st = ensure_workspace(l, c, total, max_keys);
+    if (st != FORGE_OK) return st;
+    double t[FORGE_STAGE_COUNT + 1];
+    if (layer->profiling) t[0] = now_us();
+
+    linear(l->qkv, x, l->w_qkv, l->b_qkv, total, c->hidden, N, N);
+    if (layer->profiling) t[1] = now_us();
+
+    /* split, RoPE on the Q and K heads, K and V to their place */
+    for (int s = 0, t0 = 0; s < n_seqs; t0 += seqs[s].n_tokens, s++) {
+        const forge_seq *sq = &seqs[s];
+        kv_place kv = kv_place_of(l, cache, c, sq, t0);
+        for (int i = 0; i < sq->n_tokens; i++) {
+            float *row = l->qkv + (long)(t0 + i) * N;
+            int pos = sq->pos0 + i;
+            if (c->rope_style != FORGE_ROPE_NONE) {
+                cpu_rope_angles(pos, D, l->inv_freq, l->rope);
+                cpu_rope_rotate(row, H + Hk, D, c->rope_style, l->rope);
+            }
+            for (int g = 0; g < Hk; g++) {
+                long dst = g * kv.head_stride + (long)(pos - kv.k_pos0) * D;
+                memcpy(kv.k + dst, row + (H + g) * D, (size_t)D * sizeof(float));
+                memcpy(kv.v + dst, row + (H + Hk + g) * D, (size_t)D * sizeof(float));
+            }
+        }
+    }
+    if (layer->profiling) t[2] = now_us();
+
+    for (int s = 0, t0 = 0; s < n_seqs; t0 += seqs[s].n_tokens, s++) {
+        const forge_seq *sq = &seqs[s];
+        kv_place kv = kv_place_of(l, cache, c, sq, t0);
+        cpu_attention_args a = {
+            .q = l->qkv + (long)t0 * N,
+            .q_stride = N,
+            .k = kv.k,
+            .v = kv.v,
+            .kv_head_stride = kv.head_stride,
+            .out = l->attn + (long)t0 * H * D,
+            .out_stride = H * D,
+            .n_queries = sq->n_tokens,
+            .q_pos0 = sq->pos0,
+            .k_pos0 = kv.k_pos0,
+            .heads = H,
+            .kv_heads = Hk,
+            .head_dim = D,
+        };
+        cpu_attention(&a, l->scores);
+    }
+    if (layer->profiling) t[3] = now_us();
+
+    linear(y, l->attn, l->w_o, l->b_o, total, H * D, c->hidden, c->hidden);
+    if (layer->profiling) {
+        t[4] = now_us();
+        for (int i = 0; i < FORGE_STAGE_COUNT; i++) layer->stage_us[i] = t[i + 1] - t[i];
+    }
+    return FORGE_OK;
+}
+
+static forge_status cpu_cache_init(forge_kv_cache *cache) {
+    size_t n = (size_t)cache->slots * cache->kv_heads * cache->max_seq * cache->head_dim;
+    cpu_cache *cc = calloc(1, sizeof *cc);
+    if (cc) {
+        cc->k = calloc(n, sizeof(float));
+        cc->v = calloc(n, sizeof(float));
+    }
+    if (!cc || !cc->k || !cc->v) {
+        if (cc) {
+            free(cc->k);
+            free(cc->v);
+        }
+        free(cc);
+        return forge_fail(FORGE_ERR_OUT_OF_MEMORY,
+                          "forge_kv_cache_create: out of memory for %zu K and V elements", 2 * n);
+    }
+    cache->impl = cc;
+    return FORGE_OK;
+}
+
+static void cpu_cache_free(forge_kv_cache *cache) {
+    cpu_cache *cc = cache->impl;
+    if (!cc) return;
+    free(cc->k);
+    free(cc->v);
+    free(cc);
+}
+
+static forge_status cpu_cache_read(const forge_kv_cache *cache, int slot, int len, void *k,
+                                   void *v) {
+    const cpu_cache *cc = cache->impl;
+    const size_t D = (size_t)cache->head_dim, stride = (size_t)cache->max_seq * D;
+    const size_t slot_off = (size_t)slot * cache->kv_heads * stride;
+    for (int g = 0; g < cache->kv_heads; g++) {
+        size_t src = slot_off + g * stride, dst = (size_t)g * len * D;
+        if (k) memcpy((float *)k + dst, cc->k + src, (size_t)len * D * sizeof(float));
+        if (v) memcpy((float *)v + dst, cc->v + src, (size_t)len * D * sizeof(float));
+    }
+    return FORGE_OK;
+}
+
+const forge_backend_ops forge_cpu_backend = {
+    .kind = FORGE_BACKEND_CPU,
+    .layer_init = cpu_layer_init,
+    .layer_free = cpu_layer_free,
+    .cache_init = cpu_cache_init,
+    .cache_free = cpu_cache_free,
+    .cache_read = cpu_cache_read,
+    .forward = cpu_forward,
+};

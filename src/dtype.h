@@ -1,0 +1,12 @@
+/* dtype.h: scalar conversions between fp32 and the 16-bit float formats. */
+#ifndef FORGE_DTYPE_H
+#define FORGE_DTYPE_H
+
+#include <stdint.h>
+
+float forge_f16_to_f32(uint16_t h);
+uint16_t forge_f32_to_f16(float f);   /* round to nearest even, overflow to Inf */
+float forge_bf16_to_f32(uint16_t h);
+uint16_t forge_f32_to_bf16(float f);  /* round to nearest even */
+
+#endif

@@ -1,0 +1,91 @@
+/* reference.c: the float64 reference of the attention layer. Written for
+ * clarity, not speed: every stage a plain loop, in the order of the seed
+ * report (QKV projection, split, RoPE, QK^T, scale, causal mask, softmax,
+ * times V, flatten, output projection). */
+#include <math.h>
+#include <stdlib.h>
+
+#include "reference.h"
+
+void ref_rope(double *v, int head_dim, int pos, double theta, forge_rope_style style) {
+    if (style == FORGE_ROPE_NONE) return;
+    int half = head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        double inv_freq = 1.0 / pow(theta, (2.0 * i) / head_dim);
+        double c = cos(pos * inv_freq), s = sin(pos * inv_freq);
+        int a = style == FORGE_ROPE_HALF ? i : 2 * i;
+        int b = style == FORGE_ROPE_HALF ? i + half : 2 * i + 1;
+        double va = v[a], vb = v[b];
+        v[a] = va * c - vb * s;
+        v[b] = vb * c + va * s;
+    }
+}
+
+/* out[o] = sum_i w[o, i] in[i] + bias[o], for o < n_out. */
+static void ref_linear(double *out, const float *w, const float *bias, const double *in, int n_in,
+                       int n_out) {
+    for (int o = 0; o < n_out; o++) {
+        double acc = bias ? bias[o] : 0.0;
+        for (int i = 0; i < n_in; i++) acc += (double)w[(size_t)o * n_in + i] * in[i];
+        out[o] = acc;
+    }
+}
+
+int ref_layer_forward(const forge_layer_config *cfg, const forge_layer_weights *w, const float *x,
+                      int n_tokens, int pos0, double *y, double *max_score) {
+    const int S = n_tokens, H = cfg->heads, Hk = cfg->kv_heads, D = cfg->head_dim;
+    const int hidden = cfg->hidden, group = H / Hk;
+    double *xd = malloc(sizeof(double) * hidden);
+    double *q = malloc(sizeof(double) * S * H * D);  /* (S, H, D)  */
+    double *k = malloc(sizeof(double) * S * Hk * D); /* (S, Hk, D) */
+    double *v = malloc(sizeof(double) * S * Hk * D); /* (S, Hk, D) */
+    double *o = malloc(sizeof(double) * S * H * D);  /* (S, H*D), flattened heads */
+    double *p = malloc(sizeof(double) * S);          /* one row of scores */
+    int ok = xd && q && k && v && o && p;
+    for (int t = 0; ok && t < S; t++) {
+        for (int i = 0; i < hidden; i++) xd[i] = x[(size_t)t * hidden + i];
+        ref_linear(q + (size_t)t * H * D, w->q_proj, w->q_bias, xd, hidden, H * D);
+        ref_linear(k + (size_t)t * Hk * D, w->k_proj, w->k_bias, xd, hidden, Hk * D);
+        ref_linear(v + (size_t)t * Hk * D, w->v_proj, w->v_bias, xd, hidden, Hk * D);
+        for (int h = 0; h < H; h++)
+            ref_rope(q + ((size_t)t * H + h) * D, D, pos0 + t, cfg->rope_theta, cfg->rope_style);
+        for (int h = 0; h < Hk; h++)
+            ref_rope(k + ((size_t)t * Hk + h) * D, D, pos0 + t, cfg->rope_theta, cfg->rope_style);
+    }
+    const double scale = 1.0 / sqrt((double)D);
+    double largest = 0.0;
+    for (int h = 0; ok && h < H; h++) {
+        const int g = h / group; /* the kv head this query head reads */
+        for (int i = 0; i < S; i++) {
+            const double *qi = q + ((size_t)i * H + h) * D;
+            double max = -INFINITY;
+            for (int j = 0; j <= i; j++) { /* causal mask: keys j > i are left out */
+                const double *kj = k + ((size_t)j * Hk + g) * D;
+                double dot = 0.0;
+                for (int d = 0; d < D; d++) dot += qi[d] * kj[d];
+                p[j] = dot * scale;
+                largest = fabs(p[j]) > largest ? fabs(p[j]) : largest;
+                max = p[j] > max ? p[j] : max;
+            }
+            double sum = 0.0;
+            for (int j = 0; j <= i; j++) sum += (p[j] = exp(p[j] - max));
+            double *oi = o + (size_t)i * H * D + (size_t)h * D;
+            for (int d = 0; d < D; d++) {
+                double acc = 0.0;
+                for (int j = 0; j <= i; j++) acc += p[j] * v[((size_t)j * Hk + g) * D + d];
+                oi[d] = acc / sum;
+            }
+        }
+    }
+    for (int t = 0; ok && t < S; t++)
+        ref_linear(y + (size_t)t * hidden, w->o_proj, w->o_bias, o + (size_t)t * H * D, H * D,
+                   hidden);
+    if (max_score) *max_score = largest;
+    free(xd);
+    free(q);
+    free(k);
+    free(v);
+    free(o);
+    free(p);
+    return ok ? 0 : -1;
+}

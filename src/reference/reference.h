@@ -1,0 +1,21 @@
+/* reference.h: an independent float64 model of the attention layer (plain
+ * loops, no BLAS, no code shared with the backends), the oracle of the tests
+ * and of `forge run`. */
+#ifndef FORGE_REFERENCE_H
+#define FORGE_REFERENCE_H
+
+#include "forge.h"
+
+/* One sequence of n_tokens at positions pos0 .. pos0+n_tokens-1, each token
+ * attending to itself and the tokens before it in x: the layer without a
+ * cache, or with one when x holds the whole history and pos0 is 0.
+ * Weights are float32 (cfg->dtype is ignored); x [n_tokens, hidden];
+ * y [n_tokens, hidden] in double; *max_score (if not NULL) the largest
+ * |q.k / sqrt(head_dim)| seen. Returns 0, or -1 when out of memory. */
+int ref_layer_forward(const forge_layer_config *cfg, const forge_layer_weights *w, const float *x,
+                      int n_tokens, int pos0, double *y, double *max_score);
+
+/* RoPE of one head vector in place, at position pos, in double. */
+void ref_rope(double *v, int head_dim, int pos, double theta, forge_rope_style style);
+
+#endif

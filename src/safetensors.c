@@ -1,0 +1,443 @@
+/* safetensors.c: reading and writing .safetensors files.
+ *
+ * Layout: an 8-byte little-endian header length N, N bytes of JSON
+ *   {"name": {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]}, ...,
+ *    "__metadata__": {"key": "value"}}
+ * then the data section; offsets are relative to its start. Every check that
+ * the reference implementation makes is made here: the header fits the file,
+ * sizes match dtype x shape, and the tensors tile the data section exactly. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+
+#define ST_MAX_HEADER (100u << 20) /* the reference implementation's limit */
+
+typedef struct {
+    char *name;
+    forge_dtype dtype;
+    int ndim;
+    int64_t shape[FORGE_ST_MAX_DIMS];
+    size_t begin, end; /* within the data section */
+} st_entry;
+
+struct forge_safetensors {
+    unsigned char *bytes; /* the whole file */
+    size_t len;
+    const unsigned char *data; /* its data section */
+    int n;
+    st_entry *entries; /* [n], file order */
+    int n_meta;
+    char **meta; /* [2 * n_meta]: key, value, ... */
+};
+
+static const struct { const char *name; forge_dtype dtype; } st_dtypes[] = {
+    {"F32", FORGE_F32}, {"F16", FORGE_F16}, {"BF16", FORGE_BF16},
+};
+
+static const char *st_dtype_name(forge_dtype dtype) {
+    for (size_t i = 0; i < sizeof st_dtypes / sizeof st_dtypes[0]; i++)
+        if (st_dtypes[i].dtype == dtype) return st_dtypes[i].name;
+    return NULL;
+}
+
+void forge_st_close(forge_safetensors *st) {
+    if (!st) return;
+    for (int i = 0; i < st->n; i++) free(st->entries[i].name);
+    for (int i = 0; i < 2 * st->n_meta; i++) free(st->meta[i]);
+    free(st->entries);
+    free(st->meta);
+    free(st->bytes);
+    free(st);
+}
+
+/* A JSON number that is an integer in [0, 2^53]. */
+static int json_size(const cJSON *item, uint64_t *out) {
+    if (!cJSON_IsNumber(item)) return 0;
+    double d = item->valuedouble;
+    if (!(d >= 0.0 && d <= 9007199254740992.0) || floor(d) != d) return 0;
+    *out = (uint64_t)d;
+    return 1;
+}
+
+static char *dup_str(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+static forge_status parse_metadata(forge_safetensors *st, const cJSON *obj) {
+    if (!cJSON_IsObject(obj))
+        return forge_fail(FORGE_ERR_FORMAT, "safetensors: __metadata__ is not an object");
+    int n = cJSON_GetArraySize(obj);
+    st->meta = calloc((size_t)(2 * n) + 1, sizeof *st->meta);
+    if (!st->meta) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "safetensors: out of memory");
+    for (const cJSON *it = obj->child; it; it = it->next) {
+        if (!cJSON_IsString(it))
+            return forge_fail(FORGE_ERR_FORMAT, "safetensors: __metadata__ value of \"%s\" is not a string",
+                              it->string);
+        char **pair = st->meta + 2 * st->n_meta;
+        pair[0] = dup_str(it->string);
+        pair[1] = dup_str(it->valuestring);
+        st->n_meta++; /* counted now so that close frees what was copied */
+        if (!pair[0] || !pair[1])
+            return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "safetensors: out of memory");
+    }
+    return FORGE_OK;
+}
+
+static forge_status parse_entry(st_entry *e, const cJSON *obj, size_t data_len) {
+    const char *name = obj->string;
+    if (!cJSON_IsObject(obj))
+        return forge_fail(FORGE_ERR_FORMAT, "safetensors: tensor \"%s\" is not an object", name);
+    const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(obj, "dtype");
+    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(obj, "shape");
+    const cJSON *offs = cJSON_GetObjectItemCaseSensitive(obj, "data_offsets");
+    if (!cJSON_IsString(dtype) || !cJSON_IsArray(shape) || !cJSON_IsArray(offs))
+        return forge_fail(FORGE_ERR_FORMAT,
+                          "safetensors: tensor \"%s\" lacks a dtype string, a shape array or a "
+                          "data_offsets array", name);
+    int found = 0;
+    for (size_t i = 0; i < sizeof st_dtypes / sizeof st_dtypes[0]; i++)
+        if (strcmp(dtype->valuestring, st_dtypes[i].name) == 0) {
+            e->dtype = st_dtypes[i].dtype;
+            found = 1;
+        }
+    if (!found)
+        return forge_fail(FORGE_ERR_DTYPE,
+                          "safetensors: tensor \"%s\" has dtype \"%s\"; Forge reads F32, F16 and BF16",
+                          name, dtype->valuestring);
+    int ndim = cJSON_GetArraySize(shape);
+    if (ndim > FORGE_ST_MAX_DIMS)
+        return forge_fail(FORGE_ERR_FORMAT, "safetensors: tensor \"%s\" has %d dimensions, over %d",
+                          name, ndim, FORGE_ST_MAX_DIMS);
+    e->ndim = ndim;
+    uint64_t bytes = forge_dtype_size(e->dtype);
+    int i = 0;
+    for (const cJSON *d = shape->child; d; d = d->next, i++) {
+        uint64_t n;
+        if (!json_size(d, &n))
+            return forge_fail(FORGE_ERR_FORMAT,
+                              "safetensors: tensor \"%s\" dimension %d is not a non-negative integer",
+                              name, i);
+        if (n != 0 && bytes > UINT64_MAX / n)
+            return forge_fail(FORGE_ERR_FORMAT, "safetensors: tensor \"%s\" size overflows", name);
+        bytes *= n;
+        e->shape[i] = (int64_t)n;
+    }
+    uint64_t begin, end;
+    if (cJSON_GetArraySize(offs) != 2 || !json_size(offs->child, &begin) ||
+        !json_size(offs->child->next, &end))
+        return forge_fail(FORGE_ERR_FORMAT,
+                          "safetensors: tensor \"%s\" data_offsets is not two non-negative integers",
+                          name);
+    if (begin > end || end > data_len)
+        return forge_fail(FORGE_ERR_FORMAT,
+                          "safetensors: tensor \"%s\" data_offsets [%llu, %llu] fall outside the "
+                          "%zu-byte data section", name, (unsigned long long)begin,
+                          (unsigned long long)end, data_len);
+    if (end - begin != bytes)
+        return forge_fail(FORGE_ERR_FORMAT,
+                          "safetensors: tensor \"%s\" holds %llu bytes but dtype and shape need %llu",
+                          name, (unsigned long long)(end - begin), (unsigned long long)bytes);
+    e->begin = (size_t)begin;
+    e->end = (size_t)end;
+    e->name = dup_str(name);
+    if (!e->name) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "safetensors: out of memory");
+    return FORGE_OK;
+}
+
+static int by_begin(const void *a, const void *b) {
+    const st_entry *x = *(const st_entry *const *)a, *y = *(const st_entry *const *)b;
+    return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : (x->end > y->end) - (x->end < y->end);
+}
+
+/* The tensors must cover [0, data_len) with neither overlap nor gap. */
+static forge_status check_tiling(const forge_safetensors *st, size_t data_len) {
+    const st_entry **order = malloc((size_t)(st->n ? st->n : 1) * sizeof *order);
+    if (!order) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "safetensors: out of memory");
+    for (int i = 0; i < st->n; i++) order[i] = &st->entries[i];
+    qsort(order, (size_t)st->n, sizeof *order, by_begin);
+    size_t at = 0;
+    forge_status status = FORGE_OK;
+    for (int i = 0; i < st->n && status == FORGE_OK; i++) {
+        if (order[i]->begin < at)
+            status = forge_fail(FORGE_ERR_FORMAT,
+                                "safetensors: tensor \"%s\" at [%zu, %zu] overlaps the tensor before it",
+                                order[i]->name, order[i]->begin, order[i]->end);
+        else if (order[i]->begin > at)
+            status = forge_fail(FORGE_ERR_FORMAT,
+                                "safetensors: bytes [%zu, %zu) of the data section belong to no tensor",
+                                at, order[i]->begin);
+        at = order[i]->end;
+    }
+    free(order);
+    if (status == FORGE_OK && at != data_len)
+        status = forge_fail(FORGE_ERR_FORMAT,
+                            "safetensors: tensors end at byte %zu of a %zu-byte data section", at,
+                            data_len);
+    return status;
+}
+
+static forge_status parse_header(forge_safetensors *st, const char *json, size_t n,
+                                 size_t data_len) {
+    if (n == 0 || json[0] != '{')
+        return forge_fail(FORGE_ERR_FORMAT, "safetensors: the header does not start with '{'");
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(json, n, &end, 0);
+    if (!root) return forge_fail(FORGE_ERR_FORMAT, "safetensors: the header is not valid JSON");
+    forge_status status = FORGE_OK;
+    for (const char *p = end; p < json + n && status == FORGE_OK; p++)
+        if (*p != ' ')
+            status = forge_fail(FORGE_ERR_FORMAT, "safetensors: bytes after the header's JSON");
+    if (status == FORGE_OK && !cJSON_IsObject(root))
+        status = forge_fail(FORGE_ERR_FORMAT, "safetensors: the header is not a JSON object");
+    if (status == FORGE_OK) {
+        st->entries = calloc((size_t)cJSON_GetArraySize(root) + 1, sizeof *st->entries);
+        if (!st->entries) status = forge_fail(FORGE_ERR_OUT_OF_MEMORY, "safetensors: out of memory");
+    }
+    int seen_meta = 0;
+    for (const cJSON *it = root->child; it && status == FORGE_OK; it = it->next) {
+        if (strcmp(it->string, "__metadata__") == 0) {
+            status = seen_meta++ ? forge_fail(FORGE_ERR_FORMAT, "safetensors: two __metadata__ entries")
+                                 : parse_metadata(st, it);
+            continue;
+        }
+        for (int i = 0; i < st->n && status == FORGE_OK; i++)
+            if (strcmp(st->entries[i].name, it->string) == 0)
+                status = forge_fail(FORGE_ERR_FORMAT, "safetensors: tensor \"%s\" appears twice",
+                                    it->string);
+        if (status == FORGE_OK && (status = parse_entry(&st->entries[st->n], it, data_len)) == FORGE_OK)
+            st->n++;
+    }
+    cJSON_Delete(root);
+    if (status == FORGE_OK) status = check_tiling(st, data_len);
+    return status;
+}
+
+/* Takes ownership of bytes[len] (malloc'd), whatever the outcome. */
+static forge_status parse_owned(unsigned char *bytes, size_t len, forge_safetensors **out) {
+    forge_safetensors *st = calloc(1, sizeof *st);
+    if (!st) {
+        free(bytes);
+        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "safetensors: out of memory");
+    }
+    st->bytes = bytes;
+    st->len = len;
+    forge_status status = FORGE_OK;
+    uint64_t n = 0;
+    if (len < 8)
+        status = forge_fail(FORGE_ERR_FORMAT, "safetensors: %zu bytes is too short for a header length", len);
+    else {
+        for (int i = 7; i >= 0; i--) n = n << 8 | bytes[i];
+        if (n > len - 8)
+            status = forge_fail(FORGE_ERR_FORMAT,
+                                "safetensors: header length %llu exceeds the %zu bytes after it",
+                                (unsigned long long)n, len - 8);
+        else if (n > ST_MAX_HEADER)
+            status = forge_fail(FORGE_ERR_FORMAT, "safetensors: header length %llu is over %u",
+                                (unsigned long long)n, ST_MAX_HEADER);
+    }
+    if (status == FORGE_OK) {
+        st->data = bytes + 8 + n;
+        status = parse_header(st, (const char *)bytes + 8, (size_t)n, len - 8 - (size_t)n);
+    }
+    if (status != FORGE_OK) {
+        forge_st_close(st);
+        return status;
+    }
+    *out = st;
+    return FORGE_OK;
+}
+
+forge_status forge_st_parse(const void *bytes, size_t len, forge_safetensors **out) {
+    FORGE_CHECK_NOT_NULL(out, "forge_st_parse");
+    if (len) FORGE_CHECK_NOT_NULL(bytes, "forge_st_parse");
+    unsigned char *copy = malloc(len ? len : 1);
+    if (!copy) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "forge_st_parse: out of memory");
+    if (len) memcpy(copy, bytes, len);
+    return parse_owned(copy, len, out);
+}
+
+forge_status forge_st_open(const char *path, forge_safetensors **out) {
+    FORGE_CHECK_NOT_NULL(path, "forge_st_open");
+    FORGE_CHECK_NOT_NULL(out, "forge_st_open");
+    FILE *f = fopen(path, "rb");
+    if (!f) return forge_fail(FORGE_ERR_IO, "%s: cannot open for reading", path);
+    long size = -1;
+    if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
+    unsigned char *bytes = size >= 0 ? malloc((size_t)size + 1) : NULL;
+    int ok = bytes && fseek(f, 0, SEEK_SET) == 0 && fread(bytes, 1, (size_t)size, f) == (size_t)size;
+    fclose(f);
+    if (!ok) {
+        free(bytes);
+        return forge_fail(size < 0 ? FORGE_ERR_IO : bytes ? FORGE_ERR_IO : FORGE_ERR_OUT_OF_MEMORY,
+                          "%s: cannot read the file", path);
+    }
+    forge_status status = parse_owned(bytes, (size_t)size, out);
+    if (status != FORGE_OK) {
+        /* name the file in the message */
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", forge_last_error());
+        forge_fail(status, "%s: %s", path, msg);
+    }
+    return status;
+}
+
+int forge_st_count(const forge_safetensors *st) { return st ? st->n : 0; }
+
+forge_status forge_st_tensor(const forge_safetensors *st, int i, forge_tensor *out) {
+    FORGE_CHECK_NOT_NULL(st, "forge_st_tensor");
+    FORGE_CHECK_NOT_NULL(out, "forge_st_tensor");
+    if (i < 0 || i >= st->n)
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "forge_st_tensor: index %d is outside [0, %d)",
+                          i, st->n);
+    const st_entry *e = &st->entries[i];
+    forge_tensor t = {.name = e->name, .dtype = e->dtype, .ndim = e->ndim,
+                      .data = st->data + e->begin, .nbytes = e->end - e->begin};
+    memcpy(t.shape, e->shape, sizeof t.shape);
+    *out = t;
+    return FORGE_OK;
+}
+
+forge_status forge_st_find(const forge_safetensors *st, const char *name, forge_tensor *out) {
+    FORGE_CHECK_NOT_NULL(st, "forge_st_find");
+    FORGE_CHECK_NOT_NULL(name, "forge_st_find");
+    for (int i = 0; i < st->n; i++)
+        if (strcmp(st->entries[i].name, name) == 0) return forge_st_tensor(st, i, out);
+    return forge_fail(FORGE_ERR_NOT_FOUND, "safetensors: no tensor named \"%s\"", name);
+}
+
+int forge_st_metadata_count(const forge_safetensors *st) { return st ? st->n_meta : 0; }
+
+forge_status forge_st_metadata(const forge_safetensors *st, int i, const char **key,
+                               const char **value) {
+    FORGE_CHECK_NOT_NULL(st, "forge_st_metadata");
+    if (i < 0 || i >= st->n_meta)
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "forge_st_metadata: index %d is outside [0, %d)",
+                          i, st->n_meta);
+    if (key) *key = st->meta[2 * i];
+    if (value) *value = st->meta[2 * i + 1];
+    return FORGE_OK;
+}
+
+/* ------------------------------------------------------------------ write */
+
+static forge_status check_tensors(const forge_tensor *tensors, int n) {
+    static const char fn[] = "forge_st_write";
+    for (int i = 0; i < n; i++) {
+        const forge_tensor *t = &tensors[i];
+        if (!t->name || !*t->name || strcmp(t->name, "__metadata__") == 0)
+            return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: tensors[%d] has no usable name", fn, i);
+        for (int j = 0; j < i; j++)
+            if (strcmp(tensors[j].name, t->name) == 0)
+                return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: two tensors named \"%s\"", fn,
+                                  t->name);
+        if (!st_dtype_name(t->dtype))
+            return forge_fail(FORGE_ERR_DTYPE, "%s: tensor \"%s\" has unknown dtype %d", fn,
+                              t->name, (int)t->dtype);
+        if (t->ndim < 0 || t->ndim > FORGE_ST_MAX_DIMS)
+            return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: tensor \"%s\" has ndim %d", fn,
+                              t->name, t->ndim);
+        double numel = 1;
+        size_t bytes = forge_dtype_size(t->dtype);
+        for (int d = 0; d < t->ndim; d++) {
+            if (t->shape[d] < 0)
+                return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: tensor \"%s\" dimension %d is negative",
+                                  fn, t->name, d);
+            numel *= (double)t->shape[d];
+            bytes *= (size_t)t->shape[d];
+        }
+        if (numel * (double)forge_dtype_size(t->dtype) > 9007199254740992.0 || bytes != t->nbytes)
+            return forge_fail(FORGE_ERR_SHAPE, "%s: tensor \"%s\" has %zu bytes, its shape needs %.0f",
+                              fn, t->name, t->nbytes, numel * (double)forge_dtype_size(t->dtype));
+        if (t->nbytes && !t->data)
+            return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: tensor \"%s\" data is NULL", fn, t->name);
+    }
+    return FORGE_OK;
+}
+
+/* The header JSON, padded with spaces so that the data starts 8-byte aligned. */
+static char *build_header(const forge_tensor *tensors, int n, const char *const *meta, int n_meta,
+                          size_t *len) {
+    cJSON *root = cJSON_CreateObject();
+    int ok = root != NULL;
+    if (ok && n_meta > 0) {
+        cJSON *m = cJSON_AddObjectToObject(root, "__metadata__");
+        for (int i = 0; ok && i < n_meta; i++)
+            ok = m && cJSON_AddStringToObject(m, meta[2 * i], meta[2 * i + 1]) != NULL;
+    }
+    size_t offset = 0;
+    for (int i = 0; ok && i < n; i++) {
+        const forge_tensor *t = &tensors[i];
+        cJSON *e = cJSON_AddObjectToObject(root, t->name);
+        cJSON *shape = e ? cJSON_AddArrayToObject(e, "shape") : NULL;
+        cJSON *offs = e ? cJSON_AddArrayToObject(e, "data_offsets") : NULL;
+        ok = e && shape && offs && cJSON_AddStringToObject(e, "dtype", st_dtype_name(t->dtype));
+        for (int d = 0; ok && d < t->ndim; d++)
+            ok = cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
+        ok = ok && cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)offset));
+        offset += t->nbytes;
+        ok = ok && cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)offset));
+    }
+    char *json = ok ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    if (!json) return NULL;
+    size_t n_json = strlen(json), padded = (n_json + 7) / 8 * 8;
+    char *out = realloc(json, padded + 1);
+    if (!out) {
+        free(json);
+        return NULL;
+    }
+    memset(out + n_json, ' ', padded - n_json);
+    out[padded] = '\0';
+    *len = padded;
+    return out;
+}
+
+forge_status forge_st_write(const char *path, const forge_tensor *tensors, int n,
+                            const char *const *meta, int n_meta) {
+    static const char fn[] = "forge_st_write";
+    FORGE_CHECK_NOT_NULL(path, fn);
+    if (n < 0 || n_meta < 0)
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: n = %d, n_meta = %d", fn, n, n_meta);
+    if (n) FORGE_CHECK_NOT_NULL(tensors, fn);
+    if (n_meta) FORGE_CHECK_NOT_NULL(meta, fn);
+    for (int i = 0; i < 2 * n_meta; i++)
+        if (!meta[i])
+            return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: meta[%d] is NULL", fn, i);
+    forge_status status = check_tensors(tensors, n);
+    if (status != FORGE_OK) return status;
+    size_t header_len;
+    char *header = build_header(tensors, n, meta, n_meta, &header_len);
+    if (!header) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory for the header", fn);
+    /* write beside the target and rename, so that a failure leaves it as it was */
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 5);
+    FILE *f = NULL;
+    if (tmp) {
+        memcpy(tmp, path, plen);
+        memcpy(tmp + plen, ".tmp", 5);
+        f = fopen(tmp, "wb");
+    }
+    if (!f) {
+        free(header);
+        free(tmp);
+        return forge_fail(FORGE_ERR_IO, "%s: cannot open %s.tmp for writing", fn, path);
+    }
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)header_len >> (8 * i));
+    int ok = fwrite(len8, 1, 8, f) == 8 && fwrite(header, 1, header_len, f) == header_len;
+    for (int i = 0; ok && i < n; i++)
+        ok = fwrite(tensors[i].data, 1, tensors[i].nbytes, f) == tensors[i].nbytes;
+    ok = (fclose(f) == 0) && ok;
+    ok = ok && rename(tmp, path) == 0;
+    if (!ok) remove(tmp);
+    free(tmp);
+    free(header);
+    return ok ? FORGE_OK : forge_fail(FORGE_ERR_IO, "%s: writing %s failed", fn, path);
+}

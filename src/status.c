@@ -1,0 +1,34 @@
+/* status.c: status strings and the per-thread message of the last failure. */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "error.h"
+
+static _Thread_local char last_error[512];
+
+const char *forge_status_str(forge_status status) {
+    switch (status) {
+    case FORGE_OK: return "ok";
+    case FORGE_ERR_INVALID_ARGUMENT: return "invalid argument";
+    case FORGE_ERR_SHAPE: return "shape mismatch";
+    case FORGE_ERR_DTYPE: return "dtype mismatch";
+    case FORGE_ERR_CAPACITY: return "KV cache capacity exceeded";
+    case FORGE_ERR_OUT_OF_MEMORY: return "out of memory";
+    case FORGE_ERR_IO: return "I/O error";
+    case FORGE_ERR_FORMAT: return "corrupt file";
+    case FORGE_ERR_NOT_FOUND: return "not found";
+    case FORGE_ERR_UNSUPPORTED: return "unsupported";
+    case FORGE_ERR_BACKEND: return "backend failure";
+    }
+    return "unknown status";
+}
+
+const char *forge_last_error(void) { return last_error; }
+
+forge_status forge_fail(forge_status status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return status;
+}

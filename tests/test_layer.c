@@ -1,0 +1,402 @@
+/* test_layer.c: the attention layer against the float64 reference.
+ *
+ * The seed report's cases (single token, 16 tokens, causal mask, backend
+ * against reference, every length 1..33, numerical stability) and besides:
+ * decode consistency, GQA and MQA, RoPE styles at large positions, batches of
+ * mixed lengths, rewinds, head dims 32..256, hidden != heads * head_dim.
+ * Outputs are poisoned with NaN before every call.
+ *
+ *   test_layer [cpu|cuda]      the backend under test (default cpu) */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "test_util.h"
+
+static forge_backend g_backend = FORGE_BACKEND_CPU;
+
+static forge_layer_config seed_config(void) {
+    forge_layer_config cfg = forge_layer_config_default(128, 4, 4, 32);
+    cfg.max_seq = 64;
+    return cfg;
+}
+
+/* One sequence of n tokens at pos0 without a cache, against the reference. */
+static void check_sequence(const forge_layer_config *cfg, int n, int pos0, uint64_t seed) {
+    test_layer t;
+    tl_make(&t, g_backend, cfg, seed);
+    float *x = tl_random((size_t)n * cfg->hidden, seed + 1, 1.0);
+    float *y = tl_poisoned((size_t)n * cfg->hidden);
+    forge_seq seq = {.slot = 0, .pos0 = pos0, .n_tokens = n};
+    TL_OK(forge_layer_forward(t.layer, NULL, &seq, 1, x, y));
+    double *want = tl_reference(&t, x, n, pos0);
+    char what[160];
+    snprintf(what, sizeof what, "hidden %d heads %d/%d head_dim %d rope %d bias %x, %d tokens at %d",
+             cfg->hidden, cfg->heads, cfg->kv_heads, cfg->head_dim, (int)cfg->rope_style, cfg->bias,
+             n, pos0);
+    tl_expect_close(y, want, (size_t)n * cfg->hidden, ref_tolerance(cfg->dtype), what);
+    free(x);
+    free(y);
+    free(want);
+    tl_free(&t);
+}
+
+/* Seed case 1: a single token (it attends to itself only). */
+static void test_single_token(void **state) {
+    forge_layer_config cfg = seed_config();
+    check_sequence(&cfg, 1, 0, 11);
+}
+
+/* Seed case 2: 16 tokens. */
+static void test_sixteen_tokens(void **state) {
+    forge_layer_config cfg = seed_config();
+    check_sequence(&cfg, 16, 0, 12);
+}
+
+/* Seed case 3: changing a later token leaves every earlier output unchanged,
+ * bit for bit, and does change its own. */
+static void test_causal_mask(void **state) {
+    forge_layer_config cfg = seed_config();
+    const int n = 16, changed = 10, H = cfg.hidden;
+    test_layer t;
+    tl_make(&t, g_backend, &cfg, 13);
+    float *x = tl_random((size_t)n * H, 14, 1.0);
+    float *y1 = tl_poisoned((size_t)n * H), *y2 = tl_poisoned((size_t)n * H);
+    forge_seq seq = {.slot = 0, .pos0 = 0, .n_tokens = n};
+    TL_OK(forge_layer_forward(t.layer, NULL, &seq, 1, x, y1));
+    for (int i = 0; i < H; i++) x[changed * H + i] += 1.0f;
+    TL_OK(forge_layer_forward(t.layer, NULL, &seq, 1, x, y2));
+    assert_memory_equal(y1, y2, sizeof(float) * changed * H);
+    assert_memory_not_equal(y1 + changed * H, y2 + changed * H, sizeof(float) * H);
+    free(x);
+    free(y1);
+    free(y2);
+    tl_free(&t);
+}
+
+/* Seed case 4: the backend against the reference on the seed layer, with
+ * every bias, through the KV cache. */
+static void test_backend_vs_reference(void **state) {
+    forge_layer_config cfg = seed_config();
+    cfg.bias = FORGE_BIAS_Q | FORGE_BIAS_K | FORGE_BIAS_V | FORGE_BIAS_O;
+    const int n = 32;
+    test_layer t;
+    tl_make(&t, g_backend, &cfg, 15);
+    forge_kv_cache *cache;
+    TL_OK(forge_kv_cache_create(t.layer, 1, &cache));
+    float *x = tl_random((size_t)n * cfg.hidden, 16, 1.0);
+    float *y = tl_poisoned((size_t)n * cfg.hidden);
+    forge_seq seq = {.slot = 0, .pos0 = 0, .n_tokens = n};
+    TL_OK(forge_layer_forward(t.layer, cache, &seq, 1, x, y));
+    double *want = tl_reference(&t, x, n, 0);
+    tl_expect_close(y, want, (size_t)n * cfg.hidden, ref_tolerance(cfg.dtype), "seed layer");
+    int len;
+    TL_OK(forge_kv_cache_len(cache, 0, &len));
+    assert_int_equal(len, n);
+    free(x);
+    free(y);
+    free(want);
+    forge_kv_cache_destroy(cache);
+    tl_free(&t);
+}
+
+/* Seed case 5: every sequence length from 1 to 33. */
+static void test_every_length(void **state) {
+    forge_layer_config cfg = seed_config();
+    for (int n = 1; n <= 33; n++) check_sequence(&cfg, n, 0, 100 + (uint64_t)n);
+}
+
+/* Seed case 6: inputs scaled until scores reach 1e4: no NaN or Inf, and
+ * within tolerance. A score s carries an absolute rounding error of about
+ * s * 2^-24 * sqrt(head_dim) into the exponent, so the bound here is that
+ * much looser than the float32 one. */
+static void test_numerical_stability(void **state) {
+    forge_layer_config cfg = seed_config();
+    const int n = 32, H = cfg.hidden;
+    test_layer t;
+    tl_make(&t, g_backend, &cfg, 17);
+    float *x = tl_random((size_t)n * H, 18, 1.0);
+    double max_score, *want = malloc(sizeof *want * n * H);
+    assert_int_equal(ref_layer_forward(&cfg, &t.w.w, x, n, 0, want, &max_score), 0);
+    double scale = sqrt(1.2e4 / max_score); /* scores grow with the square of x */
+    for (int i = 0; i < n * H; i++) x[i] = (float)(x[i] * scale);
+    assert_int_equal(ref_layer_forward(&cfg, &t.w.w, x, n, 0, want, &max_score), 0);
+    assert_true(max_score >= 1e4);
+    float *y = tl_poisoned((size_t)n * H);
+    forge_seq seq = {.slot = 0, .pos0 = 0, .n_tokens = n};
+    TL_OK(forge_layer_forward(t.layer, NULL, &seq, 1, x, y));
+    double tol = max_score * 0x1p-24 * sqrt((double)cfg.head_dim);
+    tl_expect_close(y, want, (size_t)n * H, tol, "scores of 1e4");
+    free(x);
+    free(y);
+    free(want);
+    tl_free(&t);
+}
+
+/* Prefill then one-token decode steps equal one prefill of everything, at
+ * every step, and equal the reference. */
+static void test_decode_consistency(void **state) {
+    forge_layer_config cfg = seed_config();
+    cfg.kv_heads = 2;
+    const int prefill = 7, total = 30, H = cfg.hidden;
+    test_layer t;
+    tl_make(&t, g_backend, &cfg, 19);
+    forge_kv_cache *cache;
+    TL_OK(forge_kv_cache_create(t.layer, 2, &cache));
+    float *x = tl_random((size_t)total * H, 20, 1.0);
+    float *full = tl_poisoned((size_t)total * H), *y = tl_poisoned((size_t)total * H);
+    forge_seq all = {.slot = 1, .pos0 = 0, .n_tokens = total};
+    TL_OK(forge_layer_forward(t.layer, cache, &all, 1, x, full));
+    forge_seq first = {.slot = 0, .pos0 = 0, .n_tokens = prefill};
+    TL_OK(forge_layer_forward(t.layer, cache, &first, 1, x, y));
+    for (int p = prefill; p < total; p++) {
+        forge_seq step = {.slot = 0, .pos0 = p, .n_tokens = 1};
+        TL_OK(forge_layer_forward(t.layer, cache, &step, 1, x + (size_t)p * H, y + (size_t)p * H));
+        double *want = tl_reference(&t, x, p + 1, 0);
+        char what[64];
+        snprintf(what, sizeof what, "decode step at position %d", p);
+        tl_expect_close(y + (size_t)p * H, want + (size_t)p * H, (size_t)H, ref_tolerance(cfg.dtype), what);
+        ref_error e = {0};
+        for (int i = 0; i < H; i++) {
+            double d = fabs((double)y[(size_t)p * H + i] - full[(size_t)p * H + i]);
+            e.max_abs = d > e.max_abs ? d : e.max_abs;
+        }
+        if (e.max_abs > 1e-5) fail_msg("%s differs from the one-shot prefill by %g", what, e.max_abs);
+        free(want);
+    }
+    int len;
+    TL_OK(forge_kv_cache_len(cache, 0, &len));
+    assert_int_equal(len, total);
+    free(x);
+    free(full);
+    free(y);
+    forge_kv_cache_destroy(cache);
+    tl_free(&t);
+}
+
+/* GQA and MQA: every kv_heads that divides heads. */
+static void test_gqa_mqa(void **state) {
+    for (int kv = 1; kv <= 8; kv++) {
+        if (8 % kv) continue;
+        forge_layer_config cfg = forge_layer_config_default(256, 8, kv, 32);
+        cfg.max_seq = 64;
+        check_sequence(&cfg, 19, 0, 200 + (uint64_t)kv);
+    }
+}
+
+/* Head dims from 32 to 256, odd ones without RoPE, and a hidden size that
+ * is not heads * head_dim. */
+static void test_head_dims(void **state) {
+    const int dims[] = {32, 64, 80, 96, 128, 256};
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++) {
+        forge_layer_config cfg = forge_layer_config_default(192, 4, 2, dims[i]);
+        cfg.max_seq = 64;
+        check_sequence(&cfg, 9, 0, 300 + i);
+    }
+    forge_layer_config odd = forge_layer_config_default(64, 3, 1, 33);
+    odd.rope_style = FORGE_ROPE_NONE;
+    check_sequence(&odd, 11, 0, 310);
+}
+
+/* Both RoPE styles and none, at large absolute positions, with biases. */
+static void test_rope_styles_large_positions(void **state) {
+    const forge_rope_style styles[] = {FORGE_ROPE_HALF, FORGE_ROPE_INTERLEAVED, FORGE_ROPE_NONE};
+    const int pos0s[] = {0, 1000, 500000};
+    for (int s = 0; s < 3; s++)
+        for (int p = 0; p < 3; p++) {
+            forge_layer_config cfg = forge_layer_config_default(96, 6, 3, 16);
+            cfg.rope_style = styles[s];
+            cfg.rope_theta = p == 2 ? 500000.0f : 10000.0f; /* Llama 3's base with long contexts */
+            cfg.max_seq = pos0s[p] + 16;
+            cfg.bias = FORGE_BIAS_Q | FORGE_BIAS_K | FORGE_BIAS_V;
+            check_sequence(&cfg, 13, pos0s[p], 400 + (uint64_t)(3 * s + p));
+        }
+}
+
+/* One call with a new prompt, a continuation and a decode step, each in its
+ * own slot, against the reference over each sequence's whole history. */
+static void test_mixed_batch(void **state) {
+    forge_layer_config cfg = forge_layer_config_default(128, 8, 2, 16);
+    cfg.max_seq = 48;
+    cfg.bias = FORGE_BIAS_K | FORGE_BIAS_O;
+    const int H = cfg.hidden;
+    /* history length before the call, tokens in the call, slot */
+    const int before[] = {0, 9, 20}, now[] = {6, 5, 1}, slot[] = {2, 0, 3};
+    test_layer t;
+    tl_make(&t, g_backend, &cfg, 21);
+    forge_kv_cache *cache;
+    TL_OK(forge_kv_cache_create(t.layer, 4, &cache));
+    float *hist[3];
+    for (int s = 0; s < 3; s++) {
+        hist[s] = tl_random((size_t)(before[s] + now[s]) * H, 22 + (uint64_t)s, 1.0);
+        if (before[s]) { /* fill the slot with the history first */
+            float *y = tl_poisoned((size_t)before[s] * H);
+            forge_seq seq = {.slot = slot[s], .pos0 = 0, .n_tokens = before[s]};
+            TL_OK(forge_layer_forward(t.layer, cache, &seq, 1, hist[s], y));
+            free(y);
+        }
+    }
+    forge_seq seqs[3];
+    float *x = malloc(sizeof *x * 12 * H), *y = tl_poisoned((size_t)12 * H);
+    for (int s = 0, row = 0; s < 3; row += now[s], s++) {
+        seqs[s] = (forge_seq){.slot = slot[s], .pos0 = before[s], .n_tokens = now[s]};
+        memcpy(x + (size_t)row * H, hist[s] + (size_t)before[s] * H, sizeof *x * now[s] * H);
+    }
+    TL_OK(forge_layer_forward(t.layer, cache, seqs, 3, x, y));
+    for (int s = 0, row = 0; s < 3; row += now[s], s++) {
+        double *want = tl_reference(&t, hist[s], before[s] + now[s], 0);
+        char what[64];
+        snprintf(what, sizeof what, "sequence %d of the batch", s);
+        tl_expect_close(y + (size_t)row * H, want + (size_t)before[s] * H, (size_t)now[s] * H,
+                        ref_tolerance(cfg.dtype), what);
+        int len;
+        TL_OK(forge_kv_cache_len(cache, slot[s], &len));
+        assert_int_equal(len, before[s] + now[s]);
+        free(want);
+        free(hist[s]);
+    }
+    free(x);
+    free(y);
+    forge_kv_cache_destroy(cache);
+    tl_free(&t);
+}
+
+/* Without a cache, a batch of sequences of different lengths and positions. */
+static void test_mixed_batch_no_cache(void **state) {
+    forge_layer_config cfg = forge_layer_config_default(64, 4, 1, 16);
+    cfg.max_seq = 200;
+    const int H = cfg.hidden, n[] = {1, 17, 4}, pos0[] = {0, 3, 150}, total = 22;
+    test_layer t;
+    tl_make(&t, g_backend, &cfg, 23);
+    float *x = tl_random((size_t)total * H, 24, 1.0), *y = tl_poisoned((size_t)total * H);
+    forge_seq seqs[3];
+    for (int s = 0; s < 3; s++) seqs[s] = (forge_seq){.slot = 0, .pos0 = pos0[s], .n_tokens = n[s]};
+    TL_OK(forge_layer_forward(t.layer, NULL, seqs, 3, x, y));
+    for (int s = 0, row = 0; s < 3; row += n[s], s++) {
+        double *want = tl_reference(&t, x + (size_t)row * H, n[s], pos0[s]);
+        tl_expect_close(y + (size_t)row * H, want, (size_t)n[s] * H, ref_tolerance(cfg.dtype),
+                        "cache-less sequence");
+        free(want);
+    }
+    free(x);
+    free(y);
+    tl_free(&t);
+}
+
+/* pos0 below the slot's length rewinds: the tail is replaced, as if the
+ * discarded tokens had never been there. */
+static void test_rewind(void **state) {
+    forge_layer_config cfg = seed_config();
+    const int H = cfg.hidden;
+    test_layer t;
+    tl_make(&t, g_backend, &cfg, 25);
+    forge_kv_cache *cache;
+    TL_OK(forge_kv_cache_create(t.layer, 1, &cache));
+    float *a = tl_random((size_t)20 * H, 26, 1.0), *b = tl_random((size_t)6 * H, 27, 1.0);
+    float *y = tl_poisoned((size_t)20 * H);
+    forge_seq seq = {.slot = 0, .pos0 = 0, .n_tokens = 20};
+    TL_OK(forge_layer_forward(t.layer, cache, &seq, 1, a, y));
+    seq = (forge_seq){.slot = 0, .pos0 = 12, .n_tokens = 6};
+    TL_OK(forge_layer_forward(t.layer, cache, &seq, 1, b, y));
+    memcpy(a + (size_t)12 * H, b, sizeof *b * 6 * H); /* the history as it now is */
+    double *want = tl_reference(&t, a, 18, 0);
+    tl_expect_close(y, want + (size_t)12 * H, (size_t)6 * H, ref_tolerance(cfg.dtype), "after rewind");
+    int len;
+    TL_OK(forge_kv_cache_len(cache, 0, &len));
+    assert_int_equal(len, 18);
+    free(a);
+    free(b);
+    free(y);
+    free(want);
+    forge_kv_cache_destroy(cache);
+    tl_free(&t);
+}
+
+/* Stage timings appear only with profiling on, and add up to about a call. */
+static void test_profiling(void **state) {
+    forge_layer_config cfg = seed_config();
+    test_layer t;
+    tl_make(&t, g_backend, &cfg, 28);
+    double us[FORGE_STAGE_COUNT];
+    assert_int_equal(forge_layer_last_timings(t.layer, us), FORGE_ERR_INVALID_ARGUMENT);
+    float *x = tl_random((size_t)32 * cfg.hidden, 29, 1.0), *y = tl_poisoned((size_t)32 * cfg.hidden);
+    forge_seq seq = {.slot = 0, .pos0 = 0, .n_tokens = 32};
+    TL_OK(forge_layer_forward(t.layer, NULL, &seq, 1, x, y));
+    assert_int_equal(forge_layer_last_timings(t.layer, us), FORGE_ERR_INVALID_ARGUMENT);
+    TL_OK(forge_layer_set_profiling(t.layer, 1));
+    TL_OK(forge_layer_forward(t.layer, NULL, &seq, 1, x, y));
+    TL_OK(forge_layer_last_timings(t.layer, us));
+    for (int s = 0; s < FORGE_STAGE_COUNT; s++) assert_true(us[s] >= 0.0 && us[s] < 1e7);
+    assert_true(us[FORGE_STAGE_QKV] > 0.0 && us[FORGE_STAGE_ATTENTION] > 0.0);
+    free(x);
+    free(y);
+    tl_free(&t);
+}
+
+/* forge_kv_cache_read returns K after RoPE and V, as the reference makes them. */
+static void test_cache_contents(void **state) {
+    forge_layer_config cfg = forge_layer_config_default(32, 2, 1, 8);
+    cfg.max_seq = 16;
+    cfg.bias = FORGE_BIAS_V;
+    const int n = 5, D = cfg.head_dim;
+    test_layer t;
+    tl_make(&t, g_backend, &cfg, 30);
+    forge_kv_cache *cache;
+    TL_OK(forge_kv_cache_create(t.layer, 1, &cache));
+    float *x = tl_random((size_t)n * cfg.hidden, 31, 1.0), *y = tl_poisoned((size_t)n * cfg.hidden);
+    forge_seq seq = {.slot = 0, .pos0 = 0, .n_tokens = n};
+    TL_OK(forge_layer_forward(t.layer, cache, &seq, 1, x, y));
+    float *k = tl_poisoned((size_t)n * D), *v = tl_poisoned((size_t)n * D);
+    TL_OK(forge_kv_cache_read(cache, 0, k, v));
+    double kw[8], vw[8];
+    for (int i = 0; i < n; i++) {
+        for (int o = 0; o < D; o++) {
+            double ak = 0.0, av = t.w.v_bias[o];
+            for (int j = 0; j < cfg.hidden; j++) {
+                ak += (double)t.w.k_proj[o * cfg.hidden + j] * x[i * cfg.hidden + j];
+                av += (double)t.w.v_proj[o * cfg.hidden + j] * x[i * cfg.hidden + j];
+            }
+            kw[o] = ak;
+            vw[o] = av;
+        }
+        ref_rope(kw, D, i, cfg.rope_theta, cfg.rope_style);
+        tl_expect_close(k + i * D, kw, (size_t)D, 1e-5, "cached K");
+        tl_expect_close(v + i * D, vw, (size_t)D, 1e-5, "cached V");
+    }
+    free(x);
+    free(y);
+    free(k);
+    free(v);
+    forge_kv_cache_destroy(cache);
+    tl_free(&t);
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "cuda") == 0) g_backend = FORGE_BACKEND_CUDA;
+    forge_context *probe;
+    forge_status st = forge_context_create(g_backend, &probe);
+    if (st != FORGE_OK) {
+        printf("skipped: no %s backend here (%s)\n", forge_backend_name(g_backend), forge_last_error());
+        return 0;
+    }
+    forge_context_destroy(probe);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_single_token),
+        cmocka_unit_test(test_sixteen_tokens),
+        cmocka_unit_test(test_causal_mask),
+        cmocka_unit_test(test_backend_vs_reference),
+        cmocka_unit_test(test_every_length),
+        cmocka_unit_test(test_numerical_stability),
+        cmocka_unit_test(test_decode_consistency),
+        cmocka_unit_test(test_gqa_mqa),
+        cmocka_unit_test(test_head_dims),
+        cmocka_unit_test(test_rope_styles_large_positions),
+        cmocka_unit_test(test_mixed_batch),
+        cmocka_unit_test(test_mixed_batch_no_cache),
+        cmocka_unit_test(test_rewind),
+        cmocka_unit_test(test_profiling),
+        cmocka_unit_test(test_cache_contents),
+    };
+    return cmocka_run_group_tests_name(forge_backend_name(g_backend), tests, NULL, NULL);
+}

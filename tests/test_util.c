@@ -1,0 +1,48 @@
+/* test_util.c: helpers shared by the tests. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "test_util.h"
+
+void tl_make(test_layer *t, forge_backend backend, const forge_layer_config *cfg, uint64_t seed) {
+    t->cfg = *cfg;
+    assert_int_equal(ref_random_layer_make(&t->w, cfg, seed), 0);
+    TL_OK(forge_context_create(backend, &t->ctx));
+    TL_OK(forge_layer_create(t->ctx, cfg, &t->w.w, &t->layer));
+}
+
+void tl_free(test_layer *t) {
+    forge_layer_destroy(t->layer);
+    forge_context_destroy(t->ctx);
+    ref_random_layer_free(&t->w);
+}
+
+float *tl_random(size_t n, uint64_t seed, double scale) {
+    float *x = malloc(n * sizeof *x);
+    assert_non_null(x);
+    ref_rng r = ref_rng_seed(seed);
+    ref_rng_fill(&r, x, n, scale);
+    return x;
+}
+
+float *tl_poisoned(size_t n) {
+    float *y = malloc(n * sizeof *y);
+    assert_non_null(y);
+    for (size_t i = 0; i < n; i++) y[i] = NAN;
+    return y;
+}
+
+double *tl_reference(const test_layer *t, const float *x, int n_tokens, int pos0) {
+    double *want = malloc(sizeof *want * (size_t)n_tokens * t->cfg.hidden);
+    assert_non_null(want);
+    assert_int_equal(ref_layer_forward(&t->cfg, &t->w.w, x, n_tokens, pos0, want, NULL), 0);
+    return want;
+}
+
+void tl_expect_close(const float *got, const double *want, size_t n, double tol, const char *what) {
+    ref_error e = ref_compare(got, want, n);
+    if (e.nonfinite || !(e.rel_l2 <= tol))
+        fail_msg("%s: relative L2 %.3g (tolerance %.1g), max abs %.3g, %zu non-finite of %zu", what,
+                 e.rel_l2, tol, e.max_abs, e.nonfinite, n);
+}

@@ -1,0 +1,46 @@
+/* test_util.h: helpers for the cmocka tests: layers with random weights,
+ * poisoned outputs, and comparison with the float64 reference. */
+#ifndef FORGE_TEST_UTIL_H
+#define FORGE_TEST_UTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "forge.h"
+#include "reference.h"
+#include "testdata.h"
+
+/* A layer with seeded random weights on one backend. */
+typedef struct {
+    forge_layer_config cfg;
+    ref_random_layer w;
+    forge_context *ctx;
+    forge_layer *layer;
+} test_layer;
+
+void tl_make(test_layer *t, forge_backend backend, const forge_layer_config *cfg, uint64_t seed);
+void tl_free(test_layer *t);
+
+/* n normal floats of deviation scale (malloc'd). */
+float *tl_random(size_t n, uint64_t seed, double scale);
+/* n floats, all NaN (malloc'd): outputs start poisoned. */
+float *tl_poisoned(size_t n);
+/* The reference output of the layer for x [n_tokens, hidden] at pos0 (malloc'd). */
+double *tl_reference(const test_layer *t, const float *x, int n_tokens, int pos0);
+
+/* Fails the test unless got is finite and within tol (relative L2) of want. */
+void tl_expect_close(const float *got, const double *want, size_t n, double tol, const char *what);
+
+/* Fails the test with the status and message unless st is FORGE_OK. */
+#define TL_OK(expr)                                                                              \
+    do {                                                                                         \
+        forge_status tl_st_ = (expr);                                                            \
+        if (tl_st_ != FORGE_OK)                                                                  \
+            fail_msg("%s -> %s: %s", #expr, forge_status_str(tl_st_), forge_last_error());       \
+    } while (0)
+
+#endif

@@ -1,0 +1,101 @@
+/* cli.c: option parsing, errors and timing shared by the forge commands. */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+
+int cli_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "forge %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+int cli_fail(const char *cmd, forge_status st) {
+    return cli_error(cmd, "%s (%s)", forge_last_error(), forge_status_str(st));
+}
+
+static int parse_value(const cli_opt *o, const char *s) {
+    char *end;
+    errno = 0;
+    if (o->kind == OPT_INT) {
+        long v = strtol(s, &end, 10);
+        if (errno || end == s || *end || v < INT_MIN || v > INT_MAX) return -1;
+        *(int *)o->dst = (int)v;
+    } else if (o->kind == OPT_FLOAT) {
+        double v = strtod(s, &end);
+        if (errno || end == s || *end) return -1;
+        *(double *)o->dst = v;
+    } else {
+        *(const char **)o->dst = s;
+    }
+    return 0;
+}
+
+int cli_parse(const char *cmd, int argc, char **argv, const cli_opt *opts, int n_opts) {
+    for (int i = 0; i < argc; i++) {
+        const cli_opt *o = NULL;
+        for (int j = 0; j < n_opts && !o; j++)
+            if (strcmp(argv[i], opts[j].name) == 0) o = &opts[j];
+        if (!o) return cli_error(cmd, "unknown option '%s' (see forge help)", argv[i]), -1;
+        if (o->kind == OPT_FLAG) {
+            *(int *)o->dst = 1;
+            continue;
+        }
+        if (i + 1 >= argc) return cli_error(cmd, "%s needs a value", o->name), -1;
+        if (parse_value(o, argv[++i]) != 0)
+            return cli_error(cmd, "%s expects %s, got '%s'", o->name,
+                             o->kind == OPT_INT ? "an integer" : "a number", argv[i]),
+                   -1;
+    }
+    return 0;
+}
+
+int cli_backend(const char *name, forge_backend *out) {
+    static const forge_backend all[] = {FORGE_BACKEND_AUTO, FORGE_BACKEND_CPU, FORGE_BACKEND_CUDA};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (strcmp(name, forge_backend_name(all[i])) == 0) {
+            *out = all[i];
+            return 0;
+        }
+    return -1;
+}
+
+double cli_now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec * 1e-3;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double cli_quantile(double *v, int n, double q) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    int i = (int)(q * (n - 1) + 0.5);
+    return v[i < 0 ? 0 : i >= n ? n - 1 : i];
+}
+
+int cli_time_forward(const char *cmd, forge_layer *layer, forge_kv_cache *cache,
+                     const forge_seq *seqs, int n_seqs, const float *x, float *y, int warmup,
+                     int iters, double *us) {
+    for (int it = -warmup; it < iters; it++) {
+        for (int s = 0; s < n_seqs; s++) forge_kv_cache_reset(cache, seqs[s].slot);
+        double t0 = cli_now_us();
+        forge_status st = forge_layer_forward(layer, cache, seqs, n_seqs, x, y);
+        double t1 = cli_now_us();
+        if (st != FORGE_OK) return cli_fail(cmd, st);
+        if (it >= 0) us[it] = t1 - t0;
+    }
+    return 0;
+}

@@ -1,0 +1,42 @@
+/* cli.h: what the forge tool's commands share: option parsing, one-line
+ * errors, and statistics of timings. */
+#ifndef FORGE_CLI_H
+#define FORGE_CLI_H
+
+#include "forge.h"
+
+typedef enum { OPT_INT, OPT_FLOAT, OPT_STRING, OPT_FLAG } cli_opt_kind;
+
+typedef struct {
+    const char *name; /* "--heads" */
+    cli_opt_kind kind;
+    void *dst;        /* int *, double *, const char **, or int * (flag set to 1) */
+} cli_opt;
+
+/* Parses argv[0 .. argc) against opts; prints one line and returns -1 on an
+ * unknown option, a missing value or a value that does not parse. */
+int cli_parse(const char *cmd, int argc, char **argv, const cli_opt *opts, int n_opts);
+
+/* Prints "forge CMD: message" to stderr and returns the exit code 1. */
+int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Prints "forge CMD: <forge_last_error()>" and returns the exit code 1. */
+int cli_fail(const char *cmd, forge_status st);
+
+/* "auto", "cpu" or "cuda"; -1 for anything else. */
+int cli_backend(const char *name, forge_backend *out);
+
+/* Wall-clock microseconds. */
+double cli_now_us(void);
+
+/* Sorts v[0 .. n) and returns its q-quantile (0.5: median), nearest rank. */
+double cli_quantile(double *v, int n, double q);
+
+/* Microseconds per forward call of the layer on the batch, one entry per
+ * timed call after `warmup` untimed ones; the cache slots of the batch are
+ * emptied before each call. Returns 0, or the exit code after an error. */
+int cli_time_forward(const char *cmd, forge_layer *layer, forge_kv_cache *cache,
+                     const forge_seq *seqs, int n_seqs, const float *x, float *y, int warmup,
+                     int iters, double *us);
+
+#endif

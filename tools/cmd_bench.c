@@ -1,0 +1,141 @@
+/* cmd_bench.c: `forge bench layer`, timings of the whole layer. Each timed
+ * call is a prefill of `batch` sequences of `seq` tokens into emptied cache
+ * slots, the work of ../shared/bench/torch_ref.py layer. Totals come from
+ * calls with profiling off; per-stage medians from a second pass with it on.
+ * With --json, one object a line with torch_ref.py's field names. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "testdata.h"
+
+#define CMD "bench"
+
+typedef struct {
+    int batch, seq, heads, kv_heads, head_dim, hidden, iters, warmup, json;
+    forge_backend backend;
+    forge_dtype dtype;
+} bench_args;
+
+static const char *const stage_keys[FORGE_STAGE_COUNT] = {"qkv_us", "rope_cache_us",
+                                                          "attention_us", "output_us"};
+
+static void print_result(const bench_args *a, const char *impl, double *us, double *stage_med) {
+    double med = cli_quantile(us, a->iters, 0.5), p10 = cli_quantile(us, a->iters, 0.1),
+           p90 = cli_quantile(us, a->iters, 0.9), lo = us[0], hi = us[a->iters - 1];
+    if (a->json) {
+        printf("{\"mode\": \"layer\", \"impl\": \"%s\", \"dtype\": \"%s\", \"batch\": %d, \"seq\": %d, "
+               "\"heads\": %d, \"kv_heads\": %d, \"head_dim\": %d, \"hidden\": %d, \"iters\": %d, "
+               "\"eager_us\": %.2f, \"eager_us_p10\": %.2f, \"eager_us_p90\": %.2f, "
+               "\"eager_us_min\": %.2f, \"eager_us_max\": %.2f",
+               impl, forge_dtype_name(a->dtype), a->batch, a->seq, a->heads, a->kv_heads,
+               a->head_dim, a->hidden, a->iters, med, p10, p90, lo, hi);
+        for (int s = 0; s < FORGE_STAGE_COUNT; s++) printf(", \"%s\": %.2f", stage_keys[s], stage_med[s]);
+        printf("}\n");
+        return;
+    }
+    printf("%s layer: batch %d, seq %d, heads %d, kv_heads %d, head_dim %d, hidden %d, %s\n", impl,
+           a->batch, a->seq, a->heads, a->kv_heads, a->head_dim, a->hidden,
+           forge_dtype_name(a->dtype));
+    printf("  eager: median %.2f us, p10 %.2f, p90 %.2f, min %.2f, max %.2f (%d calls)\n", med, p10,
+           p90, lo, hi, a->iters);
+    for (int s = 0; s < FORGE_STAGE_COUNT; s++)
+        printf("  %-18s %10.2f us (median, profiling on)\n", forge_stage_name((forge_stage)s),
+               stage_med[s]);
+}
+
+static int bench_layer(const bench_args *a) {
+    forge_layer_config cfg = forge_layer_config_default(a->hidden, a->heads, a->kv_heads, a->head_dim);
+    cfg.max_seq = a->seq;
+    cfg.dtype = a->dtype;
+    forge_status st = forge_layer_config_check(&cfg);
+    if (st != FORGE_OK) return cli_fail(CMD, st);
+    size_t n_x = (size_t)a->batch * a->seq * a->hidden;
+    ref_random_layer w;
+    float *x = malloc(n_x * sizeof *x), *y = malloc(n_x * sizeof *y);
+    forge_seq *seqs = malloc(sizeof *seqs * (size_t)a->batch);
+    double *us = malloc(sizeof *us * (size_t)a->iters);
+    double *stage = malloc(sizeof *stage * (size_t)a->iters * FORGE_STAGE_COUNT);
+    double *col = malloc(sizeof *col * (size_t)a->iters);
+    int rc = 0;
+    if (ref_random_layer_make(&w, &cfg, 1) != 0) {
+        memset(&w, 0, sizeof w);
+        rc = cli_error(CMD, "out of memory");
+    } else if (!x || !y || !seqs || !us || !stage || !col) {
+        rc = cli_error(CMD, "out of memory");
+    }
+    forge_context *ctx = NULL;
+    forge_layer *layer = NULL;
+    forge_kv_cache *cache = NULL;
+    if (!rc) {
+        ref_rng rng = ref_rng_seed(2);
+        ref_rng_fill(&rng, x, n_x, 1.0);
+        for (int b = 0; b < a->batch; b++) seqs[b] = (forge_seq){.slot = b, .pos0 = 0, .n_tokens = a->seq};
+        st = forge_context_create(a->backend, &ctx);
+        if (st == FORGE_OK) st = forge_layer_create(ctx, &cfg, &w.w, &layer);
+        if (st == FORGE_OK) st = forge_kv_cache_create(layer, a->batch, &cache);
+        if (st != FORGE_OK) rc = cli_fail(CMD, st);
+    }
+    if (!rc) rc = cli_time_forward(CMD, layer, cache, seqs, a->batch, x, y, a->warmup, a->iters, us);
+    if (!rc) forge_layer_set_profiling(layer, 1);
+    for (int it = 0; !rc && it < a->iters; it++) {
+        rc = cli_time_forward(CMD, layer, cache, seqs, a->batch, x, y, 0, 1, col);
+        if (!rc) forge_layer_last_timings(layer, stage + (size_t)it * FORGE_STAGE_COUNT);
+    }
+    if (!rc) {
+        double stage_med[FORGE_STAGE_COUNT];
+        for (int s = 0; s < FORGE_STAGE_COUNT; s++) {
+            for (int it = 0; it < a->iters; it++) col[it] = stage[(size_t)it * FORGE_STAGE_COUNT + s];
+            stage_med[s] = cli_quantile(col, a->iters, 0.5);
+        }
+        char impl[32];
+        snprintf(impl, sizeof impl, "forge-%s", forge_backend_name(forge_context_backend(ctx)));
+        print_result(a, impl, us, stage_med);
+    }
+    forge_kv_cache_destroy(cache);
+    forge_layer_destroy(layer);
+    forge_context_destroy(ctx);
+    ref_random_layer_free(&w);
+    free(x);
+    free(y);
+    free(seqs);
+    free(us);
+    free(stage);
+    free(col);
+    return rc;
+}
+
+int cmd_bench(int argc, char **argv) {
+    if (argc < 1 || strcmp(argv[0], "layer") != 0)
+        return cli_error(CMD, "the benchmark must be named: forge bench layer ...");
+    bench_args a = {.batch = 1, .kv_heads = 0, .hidden = 0, .iters = 200, .warmup = 20};
+    const char *dtype = "fp32", *backend = "auto";
+    const cli_opt opts[] = {
+        {"--json", OPT_FLAG, &a.json},        {"--seq", OPT_INT, &a.seq},
+        {"--heads", OPT_INT, &a.heads},       {"--kv-heads", OPT_INT, &a.kv_heads},
+        {"--head-dim", OPT_INT, &a.head_dim}, {"--hidden", OPT_INT, &a.hidden},
+        {"--batch", OPT_INT, &a.batch},       {"--dtype", OPT_STRING, &dtype},
+        {"--iters", OPT_INT, &a.iters},       {"--warmup", OPT_INT, &a.warmup},
+        {"--backend", OPT_STRING, &backend},
+    };
+    if (cli_parse(CMD, argc - 1, argv + 1, opts, sizeof opts / sizeof opts[0]) != 0) return 1;
+    if (a.seq < 1 || a.heads < 1 || a.head_dim < 1)
+        return cli_error(CMD, "--seq, --heads and --head-dim are required and must be at least 1");
+    if (a.batch < 1 || a.iters < 1 || a.warmup < 0 || a.kv_heads < 0 || a.hidden < 0)
+        return cli_error(CMD, "--batch and --iters must be at least 1; --warmup, --kv-heads, "
+                              "--hidden not negative");
+    if (!a.kv_heads) a.kv_heads = a.heads;
+    if (!a.hidden) a.hidden = a.heads * a.head_dim;
+    if (cli_backend(backend, &a.backend) != 0)
+        return cli_error(CMD, "--backend must be auto, cpu or cuda, not '%s'", backend);
+    const forge_dtype all[] = {FORGE_F32, FORGE_F16, FORGE_BF16};
+    int found = 0;
+    for (int i = 0; i < 3; i++)
+        if (strcmp(dtype, forge_dtype_name(all[i])) == 0) a.dtype = all[i], found = 1;
+    if (!found) return cli_error(CMD, "--dtype must be fp32, fp16 or bf16, not '%s'", dtype);
+    if ((int64_t)a.batch * a.seq * a.hidden > (int64_t)1 << 30)
+        return cli_error(CMD, "batch * seq * hidden is over 2^30 elements");
+    return bench_layer(&a);
+}

@@ -1,0 +1,9 @@
+/* commands.h: the forge tool's commands; each returns the process exit code. */
+#ifndef FORGE_COMMANDS_H
+#define FORGE_COMMANDS_H
+
+int cmd_run(int argc, char **argv);
+int cmd_attn(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+#endif

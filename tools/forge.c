@@ -1,0 +1,41 @@
+/* forge.c: the forge command-line tool, a thin layer over libforge.
+ *
+ *   forge run                 the seed layer on the best backend, checked
+ *   forge attn ...            one layer on tensors from safetensors files
+ *   forge bench layer ...     timings, one JSON object a line with --json
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+
+static const char usage[] =
+    "usage: forge <command> [options]\n"
+    "\n"
+    "  run    [--backend auto|cpu|cuda] [--iters N]\n"
+    "         the seed layer (seq 32, 4 heads, head_dim 32, hidden 128, fp32, RoPE)\n"
+    "         with seeded random weights: backend, stage times, error against the\n"
+    "         float64 reference, fallbacks\n"
+    "  attn   --weights W.safetensors --input X.safetensors --out Y.safetensors\n"
+    "         --heads H [--kv-heads K] [--rope-theta T] [--rope-style half|interleaved|none]\n"
+    "         [--pos0 N] [--prefix P] [--backend B]\n"
+    "         one attention layer: weights q_proj.weight, k_proj.weight, v_proj.weight,\n"
+    "         o_proj.weight ([out, in]) and optional .bias; x [seq, hidden] or\n"
+    "         [batch, seq, hidden]; writes y of the same shape and dtype\n"
+    "  bench  layer [--json] --seq S --heads H [--kv-heads K] --head-dim D [--hidden N]\n"
+    "         [--batch B] [--dtype fp32] [--iters N] [--warmup N] [--backend B]\n"
+    "         median and spread of the whole layer, and per-stage medians\n";
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "-h") == 0) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "run") == 0) return cmd_run(argc - 2, argv + 2);
+    if (strcmp(cmd, "attn") == 0) return cmd_attn(argc - 2, argv + 2);
+    if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 2, argv + 2);
+    fprintf(stderr, "forge: unknown command '%s' (try forge help)\n", cmd);
+    return 2;
+}
