@@ -248,7 +248,8 @@ static forge_status cpu_cache_init(forge_kv_cache *cache) {
         }
         free(cc);
         return forge_fail(FORGE_ERR_OUT_OF_MEMORY,
-                          "forge_kv_cache_create: out of memory for %zu K and V elements", 2 * n);
+                          "forge_kv_cache_create: out of memory for %d slots (%zu K and V elements)",
+                          cache->slots, 2 * n);
     }
     cache->impl = cc;
     return FORGE_OK;

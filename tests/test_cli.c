@@ -1,0 +1,276 @@
+/* test_cli.c: the forge tool, run as a user would.
+ *
+ *   test_cli PATH/TO/forge
+ *
+ * forge run checks itself; forge attn on files matches the float64
+ * reference in fp32 and bf16; every bad input exits non-zero with one line on
+ * stderr naming the problem; forge bench --json prints torch_ref.py's fields. */
+#define _XOPEN_SOURCE 700 /* realpath */
+#include <cjson/cJSON.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "test_util.h"
+
+static const char *forge_bin;
+static char dir[64];
+
+typedef struct {
+    int code;
+    char out[8192], err[4096];
+} run_result;
+
+static void slurp(const char *path, char *buf, size_t cap) {
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
+    buf[n] = '\0';
+    if (f) fclose(f);
+}
+
+/* Runs `forge ARGS` (ARGS in the temporary directory) and captures its output. */
+static run_result forge(const char *args) {
+    run_result r;
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "cd %s && '%s' %s >stdout.txt 2>stderr.txt", dir, forge_bin, args);
+    int status = system(cmd);
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+    char path[128];
+    snprintf(path, sizeof path, "%s/stdout.txt", dir);
+    slurp(path, r.out, sizeof r.out);
+    snprintf(path, sizeof path, "%s/stderr.txt", dir);
+    slurp(path, r.err, sizeof r.err);
+    return r;
+}
+
+static char *in_dir(const char *name) {
+    static char path[128];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return path;
+}
+
+/* The attention layer that the attn tests write: GQA 4/2, head_dim 16,
+ * hidden 48 (not heads * head_dim), every bias. */
+static forge_layer_config attn_config(void) {
+    forge_layer_config cfg = forge_layer_config_default(48, 4, 2, 16);
+    cfg.bias = FORGE_BIAS_Q | FORGE_BIAS_K | FORGE_BIAS_V | FORGE_BIAS_O;
+    cfg.max_seq = 64;
+    return cfg;
+}
+
+/* Writes the layer's weights in dtype, with names prefix + q_proj.weight etc.;
+ * `skip` names a tensor to leave out (or NULL). The float data is rounded to
+ * dtype in place, so the reference sees what the file holds. */
+static void write_weights(const char *file, ref_random_layer *w, const forge_layer_config *c,
+                          forge_dtype dtype, const char *prefix, const char *skip) {
+    const int64_t H = c->heads, K = c->kv_heads, D = c->head_dim, N = c->hidden;
+    struct { const char *name; float *data; int64_t rows, cols; } spec[] = {
+        {"q_proj.weight", w->q_proj, H * D, N}, {"k_proj.weight", w->k_proj, K * D, N},
+        {"v_proj.weight", w->v_proj, K * D, N}, {"o_proj.weight", w->o_proj, N, H * D},
+        {"q_proj.bias", w->q_bias, H * D, 0},   {"k_proj.bias", w->k_bias, K * D, 0},
+        {"v_proj.bias", w->v_bias, K * D, 0},   {"o_proj.bias", w->o_bias, N, 0},
+    };
+    forge_tensor t[8];
+    char names[8][128];
+    void *bufs[8];
+    int n = 0;
+    for (int i = 0; i < 8; i++) {
+        if (skip && strcmp(skip, spec[i].name) == 0) continue;
+        size_t count = (size_t)spec[i].rows * (spec[i].cols ? spec[i].cols : 1);
+        bufs[n] = malloc(count * forge_dtype_size(dtype));
+        TL_OK(forge_convert(bufs[n], dtype, spec[i].data, FORGE_F32, count));
+        TL_OK(forge_convert(spec[i].data, FORGE_F32, bufs[n], dtype, count));
+        snprintf(names[n], sizeof names[n], "%s%s", prefix, spec[i].name);
+        t[n] = (forge_tensor){.name = names[n], .dtype = dtype, .ndim = spec[i].cols ? 2 : 1,
+                              .shape = {spec[i].rows, spec[i].cols}, .data = bufs[n],
+                              .nbytes = count * forge_dtype_size(dtype)};
+        n++;
+    }
+    TL_OK(forge_st_write(in_dir(file), t, n, NULL, 0));
+    for (int i = 0; i < n; i++) free(bufs[i]);
+}
+
+/* Writes x [batch, seq, hidden] (ndim 3) or [seq, hidden] in dtype, rounding x in place. */
+static void write_x(const char *file, float *x, int ndim, int64_t batch, int64_t seq, int64_t hidden,
+                    forge_dtype dtype) {
+    size_t n = (size_t)(batch * seq * hidden);
+    void *buf = malloc(n * forge_dtype_size(dtype));
+    TL_OK(forge_convert(buf, dtype, x, FORGE_F32, n));
+    TL_OK(forge_convert(x, FORGE_F32, buf, dtype, n));
+    forge_tensor t = {.name = "x", .dtype = dtype, .ndim = ndim, .data = buf, .nbytes = n * forge_dtype_size(dtype)};
+    if (ndim == 3) t.shape[0] = batch, t.shape[1] = seq, t.shape[2] = hidden;
+    else t.shape[0] = seq, t.shape[1] = hidden;
+    TL_OK(forge_st_write(in_dir(file), &t, 1, NULL, 0));
+    free(buf);
+}
+
+static void test_run(void **state) {
+    run_result r = forge("run --iters 20");
+    if (r.code != 0) fail_msg("forge run exited %d: %s", r.code, r.err);
+    assert_non_null(strstr(r.out, "backend: cpu"));
+    assert_non_null(strstr(r.out, "relative L2"));
+    assert_non_null(strstr(r.out, "attention"));
+    assert_non_null(strstr(r.out, "fallbacks: none"));
+}
+
+/* forge attn in dtype on x [2, 5, 48] at pos0 3, against the reference. */
+static void check_attn(forge_dtype dtype, int ndim, const char *prefix) {
+    forge_layer_config cfg = attn_config();
+    ref_random_layer w;
+    assert_int_equal(ref_random_layer_make(&w, &cfg, 41), 0);
+    const int batch = ndim == 3 ? 2 : 1, seq = 5, H = cfg.hidden;
+    float *x = tl_random((size_t)batch * seq * H, 42, 1.0);
+    write_weights("w.safetensors", &w, &cfg, dtype, prefix, NULL);
+    write_x("x.safetensors", x, ndim, batch, seq, H, dtype);
+    char args[512];
+    snprintf(args, sizeof args,
+             "attn --weights w.safetensors --input x.safetensors --out y.safetensors --heads 4 "
+             "--pos0 3 --prefix '%s'", prefix);
+    run_result r = forge(args);
+    if (r.code != 0) fail_msg("forge %s exited %d: %s", args, r.code, r.err);
+    forge_safetensors *st;
+    TL_OK(forge_st_open(in_dir("y.safetensors"), &st));
+    forge_tensor y;
+    TL_OK(forge_st_find(st, "y", &y));
+    assert_int_equal(y.dtype, dtype);
+    assert_int_equal(y.ndim, ndim);
+    assert_int_equal(y.shape[ndim - 1], H);
+    assert_int_equal(y.shape[ndim - 2], seq);
+    float *got = malloc(sizeof *got * batch * seq * H);
+    TL_OK(forge_convert(got, FORGE_F32, y.data, dtype, (size_t)batch * seq * H));
+    double *want = malloc(sizeof *want * seq * H);
+    for (int b = 0; b < batch; b++) {
+        assert_int_equal(ref_layer_forward(&cfg, &w.w, x + (size_t)b * seq * H, seq, 3, want, NULL), 0);
+        tl_expect_close(got + (size_t)b * seq * H, want, (size_t)seq * H, ref_tolerance(dtype), "forge attn");
+    }
+    forge_st_close(st);
+    free(got);
+    free(want);
+    free(x);
+    ref_random_layer_free(&w);
+}
+
+static void test_attn_fp32(void **state) { check_attn(FORGE_F32, 3, ""); }
+static void test_attn_bf16(void **state) { check_attn(FORGE_BF16, 2, ""); }
+static void test_attn_prefix(void **state) { check_attn(FORGE_F16, 3, "model.layers.0.self_attn."); }
+
+/* Every bad input: a non-zero exit and one line on stderr naming the problem. */
+static void test_bad_inputs(void **state) {
+    forge_layer_config cfg = attn_config();
+    ref_random_layer w;
+    assert_int_equal(ref_random_layer_make(&w, &cfg, 43), 0);
+    float *x = tl_random((size_t)5 * 48, 44, 1.0), *x40 = tl_random((size_t)5 * 40, 45, 1.0);
+    write_weights("w.safetensors", &w, &cfg, FORGE_F32, "", NULL);
+    write_weights("noq.safetensors", &w, &cfg, FORGE_F32, "", "q_proj.weight");
+    write_x("x.safetensors", x, 2, 1, 5, 48, FORGE_F32);
+    write_x("xbf.safetensors", x, 2, 1, 5, 48, FORGE_BF16);
+    write_x("x40.safetensors", x40, 2, 1, 5, 40, FORGE_F32);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "cd '%s' && head -c 1000 w.safetensors > cut.safetensors && "
+                              "head -c 100 w.safetensors > cuthead.safetensors", dir);
+    assert_int_equal(system(cmd), 0);
+    const char *base = "attn --input x.safetensors --out y.safetensors";
+    const struct { const char *args, *needle; } cases[] = {
+        {"attn --weights missing.safetensors --input x.safetensors --out y.safetensors --heads 4", "cannot open"},
+        {"attn --weights cut.safetensors --input x.safetensors --out y.safetensors --heads 4", "outside"},
+        {"attn --weights cuthead.safetensors --input x.safetensors --out y.safetensors --heads 4", "exceeds"},
+        {"attn --weights noq.safetensors --input x.safetensors --out y.safetensors --heads 4", "q_proj.weight"},
+        {"@ --weights w.safetensors --heads 3", "multiple of --heads"},
+        {"@ --weights w.safetensors --heads 4 --kv-heads 4", "--kv-heads"},
+        {"@ --weights w.safetensors --heads 0", "--heads"},
+        {"@ --weights w.safetensors --heads four", "expects an integer"},
+        {"@ --weights w.safetensors --heads 4 --pos0 -2", "--pos0"},
+        {"@ --weights w.safetensors --heads 4 --pos0 2147483000", "position"},
+        {"@ --weights w.safetensors --heads 4 --rope-style sideways", "--rope-style"},
+        {"@ --weights w.safetensors --heads 4 --rope-theta 0", "rope_theta"},
+        {"@ --weights w.safetensors --heads 4 --frobnicate", "unknown option"},
+        {"@ --weights w.safetensors --heads 4 --backend tpu", "--backend"},
+        {"attn --weights w.safetensors --input xbf.safetensors --out y.safetensors --heads 4", "share a dtype"},
+        {"attn --weights w.safetensors --input x40.safetensors --out y.safetensors --heads 4", "x must be"},
+        {"attn --weights w.safetensors --input x.safetensors --heads 4", "required"},
+        {"attn --weights w.safetensors --input x.safetensors --out /nonexistent/y.safetensors --heads 4", "/nonexistent"},
+        {"bench layer --seq 0 --heads 4 --head-dim 32", "--seq"},
+        {"bench layer --seq 8 --heads 4 --kv-heads 3 --head-dim 32", "kv_heads"},
+        {"bench layer --seq 8 --heads 4 --head-dim 31", "odd"},
+        {"bench layer --seq 8 --heads 4 --head-dim 32 --dtype fp8", "--dtype"},
+        {"bench prefill --seq 8", "bench layer"},
+        {"run --iters 0", "--iters"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char args[512];
+        if (cases[i].args[0] == '@') snprintf(args, sizeof args, "%s%s", base, cases[i].args + 1);
+        else snprintf(args, sizeof args, "%s", cases[i].args);
+        run_result r = forge(args);
+        char *nl = strchr(r.err, '\n');
+        if (r.code == 0 || !nl || nl[1] != '\0' || !strstr(r.err, cases[i].needle))
+            fail_msg("forge %s: exit %d, stderr \"%s\" (wanted one line naming \"%s\")", args, r.code,
+                     r.err, cases[i].needle);
+    }
+    run_result r = forge("frobnicate");
+    assert_int_equal(r.code, 2);
+    free(x);
+    free(x40);
+    ref_random_layer_free(&w);
+}
+
+static void test_bench_json(void **state) {
+    run_result r = forge("bench layer --json --seq 16 --heads 4 --kv-heads 2 --head-dim 32 "
+                         "--hidden 96 --batch 2 --iters 5 --warmup 1");
+    if (r.code != 0) fail_msg("forge bench exited %d: %s", r.code, r.err);
+    char *nl = strchr(r.out, '\n');
+    assert_true(nl && nl[1] == '\0'); /* one object, one line */
+    cJSON *j = cJSON_Parse(r.out);
+    assert_non_null(j);
+    const struct { const char *key; double want; } ints[] = {
+        {"seq", 16}, {"heads", 4}, {"kv_heads", 2}, {"head_dim", 32}, {"hidden", 96}, {"batch", 2},
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        cJSON *v = cJSON_GetObjectItem(j, ints[i].key);
+        assert_true(cJSON_IsNumber(v) && v->valuedouble == ints[i].want);
+    }
+    assert_string_equal(cJSON_GetObjectItem(j, "mode")->valuestring, "layer");
+    assert_string_equal(cJSON_GetObjectItem(j, "impl")->valuestring, "forge-cpu");
+    assert_string_equal(cJSON_GetObjectItem(j, "dtype")->valuestring, "fp32");
+    const char *times[] = {"eager_us", "eager_us_p10", "eager_us_p90", "qkv_us", "attention_us"};
+    for (int i = 0; i < 5; i++) {
+        cJSON *v = cJSON_GetObjectItem(j, times[i]);
+        assert_true(cJSON_IsNumber(v) && v->valuedouble > 0.0);
+    }
+    cJSON_Delete(j);
+}
+
+static int make_dir(void **state) {
+    snprintf(dir, sizeof dir, "/tmp/forge_cli_XXXXXX");
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+static int remove_dir(void **state) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_cli PATH/TO/forge\n");
+        return 2;
+    }
+    static char bin[4096];
+    if (!realpath(argv[1], bin)) {
+        fprintf(stderr, "test_cli: no forge binary at %s\n", argv[1]);
+        return 2;
+    }
+    forge_bin = bin;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_run),
+        cmocka_unit_test(test_attn_fp32),
+        cmocka_unit_test(test_attn_bf16),
+        cmocka_unit_test(test_attn_prefix),
+        cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_bench_json),
+    };
+    return cmocka_run_group_tests_name("cli", tests, make_dir, remove_dir);
+}
