@@ -432,8 +432,8 @@ forge_status forge_st_write(const char *path, const forge_tensor *tensors, int n
     unsigned char len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)header_len >> (8 * i));
     int ok = fwrite(len8, 1, 8, f) == 8 && fwrite(header, 1, header_len, f) == header_len;
-    for (int i = 0; ok && i < n; i++)
-        ok = fwrite(tensors[i].data, 1, tensors[i].nbytes, f) == tensors[i].nbytes;
+    for (int i = 0; ok && i < n; i++) /* an empty tensor may have NULL data */
+        ok = tensors[i].nbytes == 0 || fwrite(tensors[i].data, 1, tensors[i].nbytes, f) == tensors[i].nbytes;
     ok = (fclose(f) == 0) && ok;
     ok = ok && rename(tmp, path) == 0;
     if (!ok) remove(tmp);

@@ -216,7 +216,6 @@ static void test_cache_errors(void **state) {
     expect_error(forge_kv_cache_create(f->t.layer, 0, &out), FORGE_ERR_INVALID_ARGUMENT, "slots", "0 slots");
     expect_error(forge_kv_cache_create(NULL, 1, &out), FORGE_ERR_INVALID_ARGUMENT, "layer", "NULL layer");
     expect_error(forge_kv_cache_create(f->t.layer, 1, NULL), FORGE_ERR_INVALID_ARGUMENT, "out", "NULL out");
-    expect_error(forge_kv_cache_create(f->t.layer, INT_MAX, &out), FORGE_ERR_OUT_OF_MEMORY, "slots", "huge");
     assert_ptr_equal(out, untouched);
     expect_error(forge_kv_cache_len(f->cache, 2, &len), FORGE_ERR_INVALID_ARGUMENT, "slot 2", "len slot 2");
     expect_error(forge_kv_cache_len(f->cache, 0, NULL), FORGE_ERR_INVALID_ARGUMENT, "len", "NULL len");
@@ -228,6 +227,26 @@ static void test_cache_errors(void **state) {
     TL_OK(forge_kv_cache_reset(f->cache, 0));
     TL_OK(forge_kv_cache_len(f->cache, 0, &len));
     assert_int_equal(len, 0);
+}
+
+/* A cache whose size overflows size_t is refused before anything is
+ * allocated (a merely huge one may succeed where memory is overcommitted). */
+static void test_cache_size_overflow(void **state) {
+    forge_layer_config cfg = forge_layer_config_default(1, 1, 1, 1 << 22);
+    cfg.max_seq = 1 << 24; /* 2^46 elements a slot */
+    size_t n = (size_t)3 << 22;
+    float *zeros = calloc(n, sizeof *zeros);
+    forge_layer_weights w = {zeros, zeros, zeros, zeros, NULL, NULL, NULL, NULL};
+    forge_context *ctx;
+    forge_layer *layer;
+    TL_OK(forge_context_create(FORGE_BACKEND_CPU, &ctx));
+    TL_OK(forge_layer_create(ctx, &cfg, &w, &layer));
+    forge_kv_cache *const untouched = (forge_kv_cache *)ctx, *out = untouched;
+    expect_error(forge_kv_cache_create(layer, INT_MAX, &out), FORGE_ERR_OUT_OF_MEMORY, "slots", "2^77 bytes");
+    assert_ptr_equal(out, untouched);
+    forge_layer_destroy(layer);
+    forge_context_destroy(ctx);
+    free(zeros);
 }
 
 static void test_misc_errors(void **state) {
@@ -264,6 +283,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_forward_errors, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_foreign_cache, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_cache_errors, fixture_setup, fixture_teardown),
+        cmocka_unit_test(test_cache_size_overflow),
         cmocka_unit_test(test_misc_errors),
     };
     return cmocka_run_group_tests_name("errors", tests, NULL, NULL);
