@@ -85,17 +85,3 @@ double cli_quantile(double *v, int n, double q) {
     int i = (int)(q * (n - 1) + 0.5);
     return v[i < 0 ? 0 : i >= n ? n - 1 : i];
 }
-
-int cli_time_forward(const char *cmd, forge_layer *layer, forge_kv_cache *cache,
-                     const forge_seq *seqs, int n_seqs, const float *x, float *y, int warmup,
-                     int iters, double *us) {
-    for (int it = -warmup; it < iters; it++) {
-        for (int s = 0; s < n_seqs; s++) forge_kv_cache_reset(cache, seqs[s].slot);
-        double t0 = cli_now_us();
-        forge_status st = forge_layer_forward(layer, cache, seqs, n_seqs, x, y);
-        double t1 = cli_now_us();
-        if (st != FORGE_OK) return cli_fail(cmd, st);
-        if (it >= 0) us[it] = t1 - t0;
-    }
-    return 0;
-}

@@ -32,11 +32,4 @@ double cli_now_us(void);
 /* Sorts v[0 .. n) and returns its q-quantile (0.5: median), nearest rank. */
 double cli_quantile(double *v, int n, double q);
 
-/* Microseconds per forward call of the layer on the batch, one entry per
- * timed call after `warmup` untimed ones; the cache slots of the batch are
- * emptied before each call. Returns 0, or the exit code after an error. */
-int cli_time_forward(const char *cmd, forge_layer *layer, forge_kv_cache *cache,
-                     const forge_seq *seqs, int n_seqs, const float *x, float *y, int warmup,
-                     int iters, double *us);
-
 #endif

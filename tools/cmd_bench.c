@@ -9,7 +9,7 @@
 
 #include "cli.h"
 #include "commands.h"
-#include "testdata.h"
+#include "layer_bench.h"
 
 #define CMD "bench"
 
@@ -50,60 +50,19 @@ static int bench_layer(const bench_args *a) {
     forge_layer_config cfg = forge_layer_config_default(a->hidden, a->heads, a->kv_heads, a->head_dim);
     cfg.max_seq = a->seq;
     cfg.dtype = a->dtype;
-    forge_status st = forge_layer_config_check(&cfg);
-    if (st != FORGE_OK) return cli_fail(CMD, st);
-    size_t n_x = (size_t)a->batch * a->seq * a->hidden;
-    ref_random_layer w;
-    float *x = malloc(n_x * sizeof *x), *y = malloc(n_x * sizeof *y);
-    forge_seq *seqs = malloc(sizeof *seqs * (size_t)a->batch);
+    layer_bench b;
+    double stage_med[FORGE_STAGE_COUNT];
     double *us = malloc(sizeof *us * (size_t)a->iters);
-    double *stage = malloc(sizeof *stage * (size_t)a->iters * FORGE_STAGE_COUNT);
-    double *col = malloc(sizeof *col * (size_t)a->iters);
-    int rc = 0;
-    if (ref_random_layer_make(&w, &cfg, 1) != 0) {
-        memset(&w, 0, sizeof w);
-        rc = cli_error(CMD, "out of memory");
-    } else if (!x || !y || !seqs || !us || !stage || !col) {
-        rc = cli_error(CMD, "out of memory");
-    }
-    forge_context *ctx = NULL;
-    forge_layer *layer = NULL;
-    forge_kv_cache *cache = NULL;
+    if (!us) return cli_error(CMD, "out of memory");
+    int rc = layer_bench_open(&b, CMD, a->backend, &cfg, a->batch, a->seq);
+    if (!rc) rc = layer_bench_time(&b, CMD, a->warmup, a->iters, us, stage_med);
     if (!rc) {
-        ref_rng rng = ref_rng_seed(2);
-        ref_rng_fill(&rng, x, n_x, 1.0);
-        for (int b = 0; b < a->batch; b++) seqs[b] = (forge_seq){.slot = b, .pos0 = 0, .n_tokens = a->seq};
-        st = forge_context_create(a->backend, &ctx);
-        if (st == FORGE_OK) st = forge_layer_create(ctx, &cfg, &w.w, &layer);
-        if (st == FORGE_OK) st = forge_kv_cache_create(layer, a->batch, &cache);
-        if (st != FORGE_OK) rc = cli_fail(CMD, st);
-    }
-    if (!rc) rc = cli_time_forward(CMD, layer, cache, seqs, a->batch, x, y, a->warmup, a->iters, us);
-    if (!rc) forge_layer_set_profiling(layer, 1);
-    for (int it = 0; !rc && it < a->iters; it++) {
-        rc = cli_time_forward(CMD, layer, cache, seqs, a->batch, x, y, 0, 1, col);
-        if (!rc) forge_layer_last_timings(layer, stage + (size_t)it * FORGE_STAGE_COUNT);
-    }
-    if (!rc) {
-        double stage_med[FORGE_STAGE_COUNT];
-        for (int s = 0; s < FORGE_STAGE_COUNT; s++) {
-            for (int it = 0; it < a->iters; it++) col[it] = stage[(size_t)it * FORGE_STAGE_COUNT + s];
-            stage_med[s] = cli_quantile(col, a->iters, 0.5);
-        }
         char impl[32];
-        snprintf(impl, sizeof impl, "forge-%s", forge_backend_name(forge_context_backend(ctx)));
+        snprintf(impl, sizeof impl, "forge-%s", forge_backend_name(forge_context_backend(b.ctx)));
         print_result(a, impl, us, stage_med);
     }
-    forge_kv_cache_destroy(cache);
-    forge_layer_destroy(layer);
-    forge_context_destroy(ctx);
-    ref_random_layer_free(&w);
-    free(x);
-    free(y);
-    free(seqs);
+    layer_bench_close(&b);
     free(us);
-    free(stage);
-    free(col);
     return rc;
 }
 

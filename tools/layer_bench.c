@@ -1,0 +1,71 @@
+/* layer_bench.c: a seeded random layer and batch, and its timing. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "layer_bench.h"
+
+int layer_bench_open(layer_bench *b, const char *cmd, forge_backend backend,
+                     const forge_layer_config *cfg, int batch, int seq) {
+    memset(b, 0, sizeof *b);
+    b->cfg = *cfg;
+    b->batch = batch;
+    b->seq = seq;
+    forge_status st = forge_layer_config_check(cfg);
+    if (st != FORGE_OK) return cli_fail(cmd, st);
+    size_t n_x = (size_t)batch * seq * cfg->hidden;
+    b->x = malloc(n_x * sizeof *b->x);
+    b->y = malloc(n_x * sizeof *b->y);
+    b->seqs = malloc(sizeof *b->seqs * (size_t)batch);
+    if (!b->x || !b->y || !b->seqs || ref_random_layer_make(&b->w, cfg, 1) != 0)
+        return cli_error(cmd, "out of memory");
+    ref_rng rng = ref_rng_seed(2);
+    ref_rng_fill(&rng, b->x, n_x, 1.0);
+    for (int i = 0; i < batch; i++) b->seqs[i] = (forge_seq){.slot = i, .pos0 = 0, .n_tokens = seq};
+    st = forge_context_create(backend, &b->ctx);
+    if (st == FORGE_OK) st = forge_layer_create(b->ctx, cfg, &b->w.w, &b->layer);
+    if (st == FORGE_OK) st = forge_kv_cache_create(b->layer, batch, &b->cache);
+    return st == FORGE_OK ? 0 : cli_fail(cmd, st);
+}
+
+void layer_bench_close(layer_bench *b) {
+    forge_kv_cache_destroy(b->cache);
+    forge_layer_destroy(b->layer);
+    forge_context_destroy(b->ctx);
+    ref_random_layer_free(&b->w);
+    free(b->x);
+    free(b->y);
+    free(b->seqs);
+}
+
+/* One prefill of the batch into emptied slots; *us its wall time. */
+static int timed_call(layer_bench *b, const char *cmd, double *us) {
+    for (int i = 0; i < b->batch; i++) forge_kv_cache_reset(b->cache, b->seqs[i].slot);
+    double t0 = cli_now_us();
+    forge_status st = forge_layer_forward(b->layer, b->cache, b->seqs, b->batch, b->x, b->y);
+    *us = cli_now_us() - t0;
+    return st == FORGE_OK ? 0 : cli_fail(cmd, st);
+}
+
+int layer_bench_time(layer_bench *b, const char *cmd, int warmup, int iters, double *us,
+                     double stage_med[FORGE_STAGE_COUNT]) {
+    double *stage = malloc(sizeof *stage * (size_t)iters * FORGE_STAGE_COUNT);
+    double *col = malloc(sizeof *col * (size_t)iters);
+    int rc = stage && col ? 0 : cli_error(cmd, "out of memory");
+    double ignored;
+    for (int i = 0; !rc && i < warmup; i++) rc = timed_call(b, cmd, &ignored);
+    for (int i = 0; !rc && i < iters; i++) rc = timed_call(b, cmd, &us[i]);
+    if (!rc) forge_layer_set_profiling(b->layer, 1);
+    for (int i = 0; !rc && i < iters; i++) {
+        rc = timed_call(b, cmd, &ignored);
+        if (!rc) forge_layer_last_timings(b->layer, stage + (size_t)i * FORGE_STAGE_COUNT);
+    }
+    if (b->layer) forge_layer_set_profiling(b->layer, 0);
+    for (int s = 0; !rc && s < FORGE_STAGE_COUNT; s++) {
+        for (int i = 0; i < iters; i++) col[i] = stage[(size_t)i * FORGE_STAGE_COUNT + s];
+        stage_med[s] = cli_quantile(col, iters, 0.5);
+    }
+    free(stage);
+    free(col);
+    return rc;
+}

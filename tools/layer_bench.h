@@ -1,0 +1,33 @@
+/* layer_bench.h: a layer with seeded random weights and a batch of prefills,
+ * timed; what forge run and forge bench share. */
+#ifndef FORGE_LAYER_BENCH_H
+#define FORGE_LAYER_BENCH_H
+
+#include "forge.h"
+#include "testdata.h"
+
+typedef struct {
+    forge_layer_config cfg;
+    int batch, seq;      /* batch sequences of seq tokens, each in its own slot */
+    ref_random_layer w;  /* seeded random weights (seed 1)                      */
+    forge_context *ctx;
+    forge_layer *layer;
+    forge_kv_cache *cache;
+    forge_seq *seqs;     /* [batch]: prefills from position 0                    */
+    float *x, *y;        /* [batch * seq, hidden]; x seeded random (seed 2)      */
+} layer_bench;
+
+/* Sets up everything; returns 0, or the exit code after printing an error
+ * (then layer_bench_close is still to be called). */
+int layer_bench_open(layer_bench *b, const char *cmd, forge_backend backend,
+                     const forge_layer_config *cfg, int batch, int seq);
+void layer_bench_close(layer_bench *b);
+
+/* `warmup` untimed calls, then `iters` timed calls with profiling off (us[i],
+ * microseconds each), then `iters` with profiling on, whose per-stage medians
+ * go to stage_med. Each call prefills every sequence into its emptied slot;
+ * afterwards b->y holds the output. Returns 0 or the exit code. */
+int layer_bench_time(layer_bench *b, const char *cmd, int warmup, int iters, double *us,
+                     double stage_med[FORGE_STAGE_COUNT]);
+
+#endif
