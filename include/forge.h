@@ -9,7 +9,10 @@
  *  - Matrices are row-major. Weight matrices use Hugging Face's layout,
  *    [out_features, in_features], so y = x W^T + b.
  *  - Activations (x, y) live where the context's backend computes: host memory
- *    for the CPU backend.
+ *    for the CPU backend, device memory for the CUDA backend (forge_buffer_*
+ *    allocate and copy either). Weights are given in host memory.
+ *  - The CUDA backend queues all work of a call on the context's stream and
+ *    returns without waiting for it; forge_context_synchronize waits.
  */
 #ifndef FORGE_H
 #define FORGE_H
@@ -85,6 +88,35 @@ typedef struct forge_context forge_context;
 FORGE_API forge_status forge_context_create(forge_backend backend, forge_context **out);
 FORGE_API void forge_context_destroy(forge_context *ctx); /* NULL is a no-op */
 FORGE_API forge_backend forge_context_backend(const forge_context *ctx);
+
+/* CUDA: the cudaStream_t that all work of this context's calls is queued on;
+ * NULL: the context's own non-blocking stream (the default). A no-op on the
+ * CPU backend. */
+FORGE_API forge_status forge_context_set_stream(forge_context *ctx, void *stream);
+
+/* Waits for all work queued by this context's calls; reports a device error
+ * that surfaced since. */
+FORGE_API forge_status forge_context_synchronize(forge_context *ctx);
+
+/* What a forward call does when a backend stage fails. */
+typedef enum {
+    FORGE_FALLBACK_ERROR = 0, /* return the error (the default)                     */
+    FORGE_FALLBACK_CPU,       /* rerun the call on the CPU backend, count it, log the
+                                 backend's error once on stderr                      */
+} forge_fallback;
+
+FORGE_API forge_status forge_context_set_fallback(forge_context *ctx, forge_fallback policy);
+
+/* ------------------------------------------------------------- buffers */
+
+/* Memory where the context's backend computes (device memory for CUDA). */
+FORGE_API forge_status forge_buffer_alloc(forge_context *ctx, size_t bytes, void **out);
+FORGE_API void forge_buffer_free(forge_context *ctx, void *buffer); /* NULL is a no-op */
+/* Copies between host memory and such a buffer; waits for queued work first. */
+FORGE_API forge_status forge_buffer_upload(forge_context *ctx, void *dst, const void *src,
+                                           size_t bytes);
+FORGE_API forge_status forge_buffer_download(forge_context *ctx, void *dst, const void *src,
+                                             size_t bytes);
 
 /* -------------------------------------------------------- layer config */
 
@@ -193,6 +225,49 @@ FORGE_API forge_status forge_layer_forward(forge_layer *layer, forge_kv_cache *c
                                            const forge_seq *seqs, int n_seqs, const void *x,
                                            void *y);
 
+/* The attention algorithm of a layer's forward calls. */
+typedef enum {
+    FORGE_ATTENTION_FLASH = 0, /* fused flash attention (the default); on CUDA for head
+                                  dims 32, 64, 80, 96, 128, 256, else unfused            */
+    FORGE_ATTENTION_UNFUSED,   /* QK^T GEMM, scale, causal mask, softmax, PV GEMM       */
+} forge_attention;
+
+FORGE_API forge_status forge_layer_set_attention(forge_layer *layer, forge_attention path);
+
+/* --------------------------------------------------------------- graphs */
+
+/* One forward call of fixed shape, recorded once and replayed: on CUDA a CUDA
+ * graph (a whole layer in one launch), on the CPU a plain call. */
+typedef struct forge_graph forge_graph;
+
+/* Records forward(layer, cache, seqs, n_seqs, x, y) without running it. The
+ * arguments are checked as a forward call's, against the cache as it is now. */
+FORGE_API forge_status forge_graph_create(forge_layer *layer, forge_kv_cache *cache,
+                                          const forge_seq *seqs, int n_seqs, const void *x,
+                                          void *y, forge_graph **out);
+/* Moves the recorded call to new positions: seqs must have the graph's slots
+ * and token counts, in order. A decode loop replays one graph per step. */
+FORGE_API forge_status forge_graph_update(forge_graph *graph, const forge_seq *seqs, int n_seqs);
+/* Runs the recorded call, as forward would, with the same checks. */
+FORGE_API forge_status forge_graph_launch(forge_graph *graph);
+FORGE_API void forge_graph_destroy(forge_graph *graph); /* NULL is a no-op */
+
+/* ------------------------------------------------------------ self-check */
+
+/* Divergence of the checked calls from the CPU backend. */
+typedef struct {
+    uint64_t calls;     /* forward calls since self-check was enabled     */
+    uint64_t checked;   /* of which recomputed on the CPU                 */
+    double rel_l2;      /* largest relative L2 error of a checked call    */
+    double max_abs;     /* largest absolute error of a checked call       */
+    uint64_t nonfinite; /* NaN or Inf outputs, summed over checked calls  */
+} forge_selfcheck;
+
+/* Recomputes about `fraction` (0 to 1; 0 turns it off) of forward calls on the
+ * CPU backend and records the divergence. It waits for each checked call. */
+FORGE_API forge_status forge_layer_set_selfcheck(forge_layer *layer, double fraction);
+FORGE_API forge_status forge_layer_get_selfcheck(const forge_layer *layer, forge_selfcheck *out);
+
 /* ------------------------------------------------------------ profiling */
 
 typedef enum {
@@ -208,9 +283,13 @@ FORGE_API const char *forge_stage_name(forge_stage stage);
 /* Per-stage timing of forward calls, off by default; off costs nothing. */
 FORGE_API forge_status forge_layer_set_profiling(forge_layer *layer, int enabled);
 
-/* Stage times in microseconds of the last forward call made with profiling on. */
-FORGE_API forge_status forge_layer_last_timings(const forge_layer *layer,
-                                                double us[FORGE_STAGE_COUNT]);
+/* Stage times in microseconds of the last forward call made with profiling on
+ * (on CUDA, device time between events; this waits for that call). */
+FORGE_API forge_status forge_layer_last_timings(forge_layer *layer, double us[FORGE_STAGE_COUNT]);
+
+/* Forward calls that fell back to the CPU, by the stage that failed. */
+FORGE_API forge_status forge_context_fallback_counts(const forge_context *ctx,
+                                                     uint64_t counts[FORGE_STAGE_COUNT]);
 
 /* ---------------------------------------------------------- safetensors */
 

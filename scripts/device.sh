@@ -1,48 +1,75 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (device tool), over the build and .carry/ that
-# scripts/device-prepare.sh made here: the test programs, then each benchmark
-# shape through forge bench and ../shared/bench/torch_ref.py in the same run,
-# then a table. Logs and JSON lines go to $OUT.
+# scripts/device-prepare.sh made here: the test programs (CPU and GPU),
+# compute-sanitizer on a small grid, forge run, then each benchmark shape
+# through forge bench and ../shared/bench/torch_ref.py in the same run, and a
+# table. Logs and JSON lines go to $OUT.
+#   bash scripts/device.sh [tests|sanitize|bench]...   (default: all three)
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-export LD_LIBRARY_PATH="$root/build:$root/.carry/lib:${LD_LIBRARY_PATH:-}"
+export LD_LIBRARY_PATH="$root/build:$root/.carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 OUT=${OUT:-/tmp/forge-device}
 mkdir -p "$OUT"
 status=0
+parts=${*:-tests sanitize bench}
+
+# run NAME COMMAND...: logs to $OUT/NAME.log, prints one line
+run() {
+  local name=$1; shift
+  if "$@" >"$OUT/$name.log" 2>&1; then
+    echo "ok: $name ($(grep -E 'PASSED|skipped|ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/$name.log" | tail -1))"
+  else
+    echo "FAILED: $name"; tail -25 "$OUT/$name.log"; status=1
+  fi
+}
 
 echo "== device"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-nproc
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,noheader
 python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name())'
 
-echo "== tests"
-for t in "test_layer cpu" "test_layer cuda" test_errors test_rope test_safetensors "test_cli build/forge"; do
-  set -- $t
-  if ! "build/tests/$1" "${@:2}" >"$OUT/$1${2:+_$(basename "$2")}.log" 2>&1; then
-    echo "FAILED: $t"; tail -20 "$OUT/$1${2:+_$(basename "$2")}.log"; status=1
-  else
-    echo "ok: $t ($(tail -1 "$OUT/$1${2:+_$(basename "$2")}.log"))"
-  fi
-done
+if [[ " $parts " == *" tests "* ]]; then
+  echo "== tests"
+  run layer_cpu build/tests/test_layer cpu
+  run layer_cuda_flash build/tests/test_layer cuda flash
+  run layer_cuda_unfused build/tests/test_layer cuda unfused
+  run cuda build/tests/test_cuda
+  run errors build/tests/test_errors
+  run rope build/tests/test_rope
+  run safetensors build/tests/test_safetensors
+  run cli build/tests/test_cli build/forge
+  run forge_run build/forge run
+  cat "$OUT/forge_run.log"
+fi
 
-echo "== forge run"
-build/forge run | tee "$OUT/run.log" || status=1
+if [[ " $parts " == *" sanitize "* ]]; then
+  echo "== compute-sanitizer"
+  cs="compute-sanitizer --error-exitcode 1"
+  run memcheck_flash $cs --tool memcheck build/tests/test_layer cuda flash
+  run memcheck_unfused $cs --tool memcheck build/tests/test_layer cuda unfused
+  run racecheck $cs --tool racecheck build/forge bench layer --seq 100 --heads 4 --kv-heads 2 --head-dim 64 --iters 2 --warmup 0
+  run racecheck_d256 $cs --tool racecheck build/forge bench layer --seq 40 --heads 2 --kv-heads 1 --head-dim 256 --iters 1 --warmup 0
+  run synccheck $cs --tool synccheck build/forge run --iters 2
+  run initcheck $cs --tool initcheck build/forge run --iters 2
+fi
 
-echo "== benchmarks"
-# shape: seq heads kv_heads head_dim hidden iters
-shapes=(
-  "32 4 4 32 128 200"
-  "1 32 8 128 4096 50"
-  "128 32 8 128 4096 20"
-)
-: >"$OUT/bench.jsonl"
-for s in "${shapes[@]}"; do
-  read -r seq h kv d hidden iters <<<"$s"
-  build/forge bench layer --json --seq "$seq" --heads "$h" --kv-heads "$kv" --head-dim "$d" \
-    --hidden "$hidden" --iters "$iters" --warmup 5 >>"$OUT/bench.jsonl" || status=1
-  python3 .carry/torch_ref.py layer --seq "$seq" --heads "$h" --kv-heads "$kv" --head-dim "$d" \
-    --hidden "$hidden" --dtype fp32 >>"$OUT/bench.jsonl" || status=1
-done
-python3 bench/table.py "$OUT/bench.jsonl" | tee "$OUT/table.md"
+if [[ " $parts " == *" bench "* ]]; then
+  echo "== benchmarks"
+  # shape: seq heads kv_heads head_dim hidden iters
+  shapes=(
+    "32 4 4 32 128 500"
+    "1 32 8 128 4096 200"
+    "128 32 8 128 4096 100"
+    "2048 32 8 128 4096 30"
+  )
+  : >"$OUT/bench.jsonl"
+  for s in "${shapes[@]}"; do
+    read -r seq h kv d hidden iters <<<"$s"
+    build/forge bench layer --json --seq "$seq" --heads "$h" --kv-heads "$kv" --head-dim "$d" \
+      --hidden "$hidden" --iters "$iters" --warmup 10 >>"$OUT/bench.jsonl" || status=1
+    python3 .carry/torch_ref.py layer --seq "$seq" --heads "$h" --kv-heads "$kv" --head-dim "$d" \
+      --hidden "$hidden" --dtype fp32 >>"$OUT/bench.jsonl" || status=1
+  done
+  python3 bench/table.py "$OUT/bench.jsonl" | tee "$OUT/table.md"
+fi
 exit $status

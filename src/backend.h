@@ -1,8 +1,9 @@
 /* backend.h: the interface every backend implements, and the handles' layout.
  *
- * The generic code (layer.c, kv_cache.c) checks every argument and keeps the
- * bookkeeping (slot lengths, timings); a backend only allocates and computes,
- * and is called with arguments already known to be valid. */
+ * The generic code (context.c, layer.c, kv_cache.c, graph.c) checks every
+ * argument and keeps the bookkeeping (slot lengths, timings, fallbacks, self-
+ * checks); a backend only allocates, copies and computes, and is called with
+ * arguments already known to be valid. */
 #ifndef FORGE_BACKEND_H
 #define FORGE_BACKEND_H
 
@@ -12,40 +13,115 @@ typedef struct forge_backend_ops forge_backend_ops;
 
 struct forge_context {
     const forge_backend_ops *ops;
+    void *impl;                               /* the backend's handles, stream     */
+    forge_fallback fallback;
+    uint64_t fallback_counts[FORGE_STAGE_COUNT];
+    int fallback_logged;                      /* the backend error was printed     */
+    int fail_stage;                           /* test hook: stage to fail, or -1   */
+    forge_context *cpu;                       /* CPU twin for fallback and checks  */
 };
 
 struct forge_layer {
     forge_context *ctx;
     forge_layer_config cfg;
-    int profiling;                      /* time the stages of forward calls */
-    int has_timings;                    /* stage_us holds a profiled call   */
-    double stage_us[FORGE_STAGE_COUNT]; /* of the last profiled call        */
-    void *impl;                         /* the backend's weights, workspace */
+    forge_attention attention;
+    int profiling;                      /* time the stages of forward calls       */
+    int has_timings;                    /* a profiled call has run                */
+    double stage_us[FORGE_STAGE_COUNT]; /* CPU: of the last profiled call         */
+    double selfcheck_fraction, selfcheck_credit;
+    forge_selfcheck selfcheck;
+    forge_layer *cpu;                   /* CPU twin (non-CPU backends)            */
+    void *impl;                         /* the backend's weights, workspace       */
 };
 
 struct forge_kv_cache {
     forge_context *ctx;
     int slots, kv_heads, head_dim, max_seq;
     forge_dtype dtype;
-    int *len;   /* [slots] positions held by each slot */
-    void *impl; /* the backend's K and V storage       */
+    int *len;              /* [slots] positions held by each slot          */
+    forge_kv_cache *cpu;   /* CPU twin, made on the first fallback or check */
+    void *impl;            /* the backend's K and V storage                */
 };
 
 struct forge_backend_ops {
     forge_backend kind;
+    forge_status (*context_init)(forge_context *ctx); /* may be NULL */
+    void (*context_free)(forge_context *ctx);          /* may be NULL */
+    forge_status (*set_stream)(forge_context *ctx, void *stream);
+    forge_status (*synchronize)(forge_context *ctx);
+    forge_status (*buffer_alloc)(forge_context *ctx, size_t bytes, void **out);
+    void (*buffer_free)(forge_context *ctx, void *p);
+    /* host <-> backend copies; to_host 1: dst is host memory */
+    forge_status (*buffer_copy)(forge_context *ctx, void *dst, const void *src, size_t bytes,
+                                int to_host);
+
     /* Copies the weights into layer->impl. */
     forge_status (*layer_init)(forge_layer *layer, const forge_layer_weights *w);
     void (*layer_free)(forge_layer *layer);
     /* Allocates cache->impl for slots x kv_heads x max_seq x head_dim, K and V. */
     forge_status (*cache_init)(forge_kv_cache *cache);
     void (*cache_free)(forge_kv_cache *cache);
-    /* Copies positions [0, len) of a slot into host buffers (see forge.h). */
+    /* Copies positions [0, len) of a slot to or from host buffers laid out
+     * [kv_heads, len, head_dim] (either may be NULL). */
     forge_status (*cache_read)(const forge_kv_cache *cache, int slot, int len, void *k, void *v);
-    /* Computes y; fills layer->stage_us when layer->profiling. */
+    forge_status (*cache_write)(forge_kv_cache *cache, int slot, int len, const void *k,
+                                const void *v);
+
+    /* Makes room for a call of total tokens (outside any graph capture). */
+    forge_status (*reserve)(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
+                            int n_seqs, int total);
+    /* Computes y. On failure *failed is the stage at fault. With profiling on,
+     * records stage times (read back by timings). */
     forge_status (*forward)(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
-                            int n_seqs, int total_tokens, const void *x, void *y);
+                            int n_seqs, int total, const void *x, void *y, forge_stage *failed);
+    /* Stage times of the last profiled call, in microseconds; may be NULL
+     * when forward fills layer->stage_us itself. */
+    forge_status (*timings)(forge_layer *layer, double us[FORGE_STAGE_COUNT]);
+
+    /* Graphs; NULL where a graph is a recorded plain call (graph.c). */
+    forge_status (*graph_capture)(forge_graph *graph);
+    forge_status (*graph_launch)(forge_graph *graph);
+    void (*graph_free)(forge_graph *graph);
+};
+
+struct forge_graph {
+    forge_layer *layer;
+    forge_kv_cache *cache;
+    forge_seq *seqs;
+    int n_seqs, total;
+    const void *x;
+    void *y;
+    void *impl;
 };
 
 extern const forge_backend_ops forge_cpu_backend;
+#ifdef FORGE_HAVE_CUDA
+extern const forge_backend_ops forge_cuda_backend;
+/* FORGE_OK when a CUDA device can be used, else why not. */
+forge_status forge_cuda_available(void);
+#endif
+
+/* Checks a forward call's arguments (layer.c); *total = the batch's tokens. */
+forge_status forge_check_forward(const char *fn, forge_layer *layer, forge_kv_cache *cache,
+                                 const forge_seq *seqs, int n_seqs, const void *x, const void *y,
+                                 int *total);
+
+/* Runs a checked forward call: reserve, compute, fall back to the CPU if the
+ * policy says so, update the slots, self-check (layer.c). */
+forge_status forge_run_forward(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
+                               int n_seqs, int total, const void *x, void *y);
+/* The bookkeeping after a call: slot lengths, timings. */
+void forge_commit_forward(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
+                          int n_seqs);
+
+/* Recomputes a call of a non-CPU layer on its CPU twin (cpu_twin.c): copies x
+ * and the cached prefix [0, pos0) of each slot in, and runs the twin into
+ * y_host [total, hidden]. */
+forge_status forge_cpu_recompute(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
+                                 int n_seqs, int total, const void *x, float *y_host);
+/* Copies y_host out to y and the twin's slots [0, pos0 + n_tokens) into the
+ * backend's cache: the call's results, as if the backend had made them. */
+forge_status forge_cpu_copy_out(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
+                                int n_seqs, int total, const float *y_host, void *y);
 
 #endif

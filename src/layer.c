@@ -2,6 +2,7 @@
  * forward call that every backend shares. */
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "backend.h"
@@ -110,14 +111,29 @@ forge_status forge_layer_create(forge_context *ctx, const forge_layer_config *cf
         free(layer);
         return st;
     }
+    /* a CPU twin with the same weights serves fallbacks and self-checks */
+    if (ctx->cpu && (st = forge_layer_create(ctx->cpu, cfg, weights, &layer->cpu)) != FORGE_OK) {
+        forge_layer_destroy(layer);
+        return st;
+    }
     *out = layer;
     return FORGE_OK;
 }
 
 void forge_layer_destroy(forge_layer *layer) {
     if (!layer) return;
+    forge_layer_destroy(layer->cpu);
     layer->ctx->ops->layer_free(layer);
     free(layer);
+}
+
+forge_status forge_layer_set_attention(forge_layer *layer, forge_attention path) {
+    FORGE_CHECK_NOT_NULL(layer, "forge_layer_set_attention");
+    if (path != FORGE_ATTENTION_FLASH && path != FORGE_ATTENTION_UNFUSED)
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "forge_layer_set_attention: unknown path %d",
+                          (int)path);
+    layer->attention = path;
+    return FORGE_OK;
 }
 
 forge_layer_config forge_layer_get_config(const forge_layer *layer) {
@@ -196,9 +212,9 @@ static forge_status check_seqs(const forge_layer *layer, const forge_kv_cache *c
     return FORGE_OK;
 }
 
-forge_status forge_layer_forward(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
-                                 int n_seqs, const void *x, void *y) {
-    static const char fn[] = "forge_layer_forward";
+forge_status forge_check_forward(const char *fn, forge_layer *layer, forge_kv_cache *cache,
+                                 const forge_seq *seqs, int n_seqs, const void *x, const void *y,
+                                 int *total) {
     FORGE_CHECK_NOT_NULL(layer, fn);
     FORGE_CHECK_NOT_NULL(seqs, fn);
     FORGE_CHECK_NOT_NULL(x, fn);
@@ -207,13 +223,108 @@ forge_status forge_layer_forward(forge_layer *layer, forge_kv_cache *cache, cons
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: n_seqs = %d is below 1", fn, n_seqs);
     forge_status st;
     if (cache && (st = check_cache(layer, cache)) != FORGE_OK) return st;
-    int total = 0;
-    if ((st = check_seqs(layer, cache, seqs, n_seqs, &total)) != FORGE_OK) return st;
-    if ((st = layer->ctx->ops->forward(layer, cache, seqs, n_seqs, total, x, y)) != FORGE_OK)
-        return st;
+    return check_seqs(layer, cache, seqs, n_seqs, total);
+}
+
+void forge_commit_forward(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
+                          int n_seqs) {
     if (cache)
         for (int i = 0; i < n_seqs; i++) cache->len[seqs[i].slot] = seqs[i].pos0 + seqs[i].n_tokens;
     if (layer->profiling) layer->has_timings = 1;
+}
+
+/* Recomputes the call on the CPU twin and records how far y is from it. */
+static forge_status self_check(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
+                               int n_seqs, int total, const void *x, const void *y) {
+    size_t n = (size_t)total * layer->cfg.hidden;
+    float *want = malloc(n * sizeof *want), *got = malloc(n * sizeof *got);
+    forge_status st = want && got ? FORGE_OK
+                                  : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "self-check: out of memory");
+    if (st == FORGE_OK) st = forge_cpu_recompute(layer, cache, seqs, n_seqs, total, x, want);
+    if (st == FORGE_OK) st = layer->ctx->ops->buffer_copy(layer->ctx, got, y, n * sizeof *got, 1);
+    if (st == FORGE_OK) {
+        forge_selfcheck *r = &layer->selfcheck;
+        double diff2 = 0.0, want2 = 0.0, max_abs = 0.0;
+        for (size_t i = 0; i < n; i++) {
+            if (!isfinite(got[i])) {
+                r->nonfinite++;
+                continue;
+            }
+            double d = fabs((double)got[i] - want[i]);
+            max_abs = d > max_abs ? d : max_abs;
+            diff2 += d * d;
+            want2 += (double)want[i] * want[i];
+        }
+        double rel = want2 > 0.0 ? sqrt(diff2 / want2) : sqrt(diff2);
+        r->checked++;
+        r->rel_l2 = rel > r->rel_l2 ? rel : r->rel_l2;
+        r->max_abs = max_abs > r->max_abs ? max_abs : r->max_abs;
+    }
+    free(want);
+    free(got);
+    return st;
+}
+
+forge_status forge_run_forward(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
+                               int n_seqs, int total, const void *x, void *y) {
+    forge_context *ctx = layer->ctx;
+    forge_stage failed = FORGE_STAGE_COUNT;
+    forge_status st = ctx->ops->reserve ? ctx->ops->reserve(layer, cache, seqs, n_seqs, total)
+                                        : FORGE_OK;
+    if (st == FORGE_OK) st = ctx->ops->forward(layer, cache, seqs, n_seqs, total, x, y, &failed);
+    if (st != FORGE_OK && failed < FORGE_STAGE_COUNT && ctx->fallback == FORGE_FALLBACK_CPU &&
+        layer->cpu) {
+        if (!ctx->fallback_logged) {
+            fprintf(stderr, "forge: %s; falling back to the CPU (logged once)\n", forge_last_error());
+            ctx->fallback_logged = 1;
+        }
+        ctx->fallback_counts[failed]++;
+        float *y_host = malloc(sizeof *y_host * (size_t)total * layer->cfg.hidden);
+        st = y_host ? forge_cpu_recompute(layer, cache, seqs, n_seqs, total, x, y_host)
+                    : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "fallback: out of memory");
+        if (st == FORGE_OK) st = forge_cpu_copy_out(layer, cache, seqs, n_seqs, total, y_host, y);
+        free(y_host);
+    }
+    if (st != FORGE_OK) return st;
+    forge_commit_forward(layer, cache, seqs, n_seqs);
+    if (layer->selfcheck_fraction > 0.0 && layer->cpu) {
+        layer->selfcheck.calls++;
+        layer->selfcheck_credit += layer->selfcheck_fraction;
+        if (layer->selfcheck_credit >= 1.0) {
+            layer->selfcheck_credit -= 1.0;
+            st = self_check(layer, cache, seqs, n_seqs, total, x, y);
+        }
+    }
+    return st;
+}
+
+forge_status forge_layer_forward(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
+                                 int n_seqs, const void *x, void *y) {
+    int total = 0;
+    forge_status st = forge_check_forward("forge_layer_forward", layer, cache, seqs, n_seqs, x, y, &total);
+    if (st != FORGE_OK) return st;
+    return forge_run_forward(layer, cache, seqs, n_seqs, total, x, y);
+}
+
+forge_status forge_layer_set_selfcheck(forge_layer *layer, double fraction) {
+    static const char fn[] = "forge_layer_set_selfcheck";
+    FORGE_CHECK_NOT_NULL(layer, fn);
+    if (!(fraction >= 0.0 && fraction <= 1.0))
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: fraction = %g is outside [0, 1]", fn,
+                          fraction);
+    if (!layer->cpu)
+        return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the %s backend is itself the reference", fn,
+                          forge_backend_name(layer->ctx->ops->kind));
+    layer->selfcheck_fraction = fraction;
+    layer->selfcheck_credit = 0.0;
+    layer->selfcheck = (forge_selfcheck){0};
+    return FORGE_OK;
+}
+
+forge_status forge_layer_get_selfcheck(const forge_layer *layer, forge_selfcheck *out) {
+    FORGE_CHECK_NOT_NULL(layer, "forge_layer_get_selfcheck");
+    FORGE_CHECK_NOT_NULL(out, "forge_layer_get_selfcheck");
+    *out = layer->selfcheck;
     return FORGE_OK;
 }
 
@@ -234,13 +345,14 @@ forge_status forge_layer_set_profiling(forge_layer *layer, int enabled) {
     return FORGE_OK;
 }
 
-forge_status forge_layer_last_timings(const forge_layer *layer, double us[FORGE_STAGE_COUNT]) {
+forge_status forge_layer_last_timings(forge_layer *layer, double us[FORGE_STAGE_COUNT]) {
     static const char fn[] = "forge_layer_last_timings";
     FORGE_CHECK_NOT_NULL(layer, fn);
     FORGE_CHECK_NOT_NULL(us, fn);
     if (!layer->has_timings)
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT,
                           "%s: no forward call has run with profiling on", fn);
+    if (layer->ctx->ops->timings) return layer->ctx->ops->timings(layer, us);
     for (int i = 0; i < FORGE_STAGE_COUNT; i++) us[i] = layer->stage_us[i];
     return FORGE_OK;
 }

@@ -6,7 +6,7 @@
  * mixed lengths, rewinds, head dims 32..256, hidden != heads * head_dim.
  * Outputs are poisoned with NaN before every call.
  *
- *   test_layer [cpu|cuda]      the backend under test (default cpu) */
+ *   test_layer [cpu|cuda] [flash|unfused]   backend and attention path under test */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +15,12 @@
 #include "test_util.h"
 
 static forge_backend g_backend = FORGE_BACKEND_CPU;
+static forge_attention g_attention = FORGE_ATTENTION_FLASH;
+
+static void make_layer(test_layer *t, const forge_layer_config *cfg, uint64_t seed) {
+    tl_make(t, g_backend, cfg, seed);
+    TL_OK(forge_layer_set_attention(t->layer, g_attention));
+}
 
 static forge_layer_config seed_config(void) {
     forge_layer_config cfg = forge_layer_config_default(128, 4, 4, 32);
@@ -25,11 +31,11 @@ static forge_layer_config seed_config(void) {
 /* One sequence of n tokens at pos0 without a cache, against the reference. */
 static void check_sequence(const forge_layer_config *cfg, int n, int pos0, uint64_t seed) {
     test_layer t;
-    tl_make(&t, g_backend, cfg, seed);
+    make_layer(&t, cfg, seed);
     float *x = tl_random((size_t)n * cfg->hidden, seed + 1, 1.0);
     float *y = tl_poisoned((size_t)n * cfg->hidden);
     forge_seq seq = {.slot = 0, .pos0 = pos0, .n_tokens = n};
-    TL_OK(forge_layer_forward(t.layer, NULL, &seq, 1, x, y));
+    TL_OK(tl_forward(&t, NULL, &seq, 1, x, y));
     double *want = tl_reference(&t, x, n, pos0);
     char what[160];
     snprintf(what, sizeof what, "hidden %d heads %d/%d head_dim %d rope %d bias %x, %d tokens at %d",
@@ -60,13 +66,13 @@ static void test_causal_mask(void **state) {
     forge_layer_config cfg = seed_config();
     const int n = 16, changed = 10, H = cfg.hidden;
     test_layer t;
-    tl_make(&t, g_backend, &cfg, 13);
+    make_layer(&t, &cfg, 13);
     float *x = tl_random((size_t)n * H, 14, 1.0);
     float *y1 = tl_poisoned((size_t)n * H), *y2 = tl_poisoned((size_t)n * H);
     forge_seq seq = {.slot = 0, .pos0 = 0, .n_tokens = n};
-    TL_OK(forge_layer_forward(t.layer, NULL, &seq, 1, x, y1));
+    TL_OK(tl_forward(&t, NULL, &seq, 1, x, y1));
     for (int i = 0; i < H; i++) x[changed * H + i] += 1.0f;
-    TL_OK(forge_layer_forward(t.layer, NULL, &seq, 1, x, y2));
+    TL_OK(tl_forward(&t, NULL, &seq, 1, x, y2));
     assert_memory_equal(y1, y2, sizeof(float) * changed * H);
     assert_memory_not_equal(y1 + changed * H, y2 + changed * H, sizeof(float) * H);
     free(x);
@@ -82,13 +88,13 @@ static void test_backend_vs_reference(void **state) {
     cfg.bias = FORGE_BIAS_Q | FORGE_BIAS_K | FORGE_BIAS_V | FORGE_BIAS_O;
     const int n = 32;
     test_layer t;
-    tl_make(&t, g_backend, &cfg, 15);
+    make_layer(&t, &cfg, 15);
     forge_kv_cache *cache;
     TL_OK(forge_kv_cache_create(t.layer, 1, &cache));
     float *x = tl_random((size_t)n * cfg.hidden, 16, 1.0);
     float *y = tl_poisoned((size_t)n * cfg.hidden);
     forge_seq seq = {.slot = 0, .pos0 = 0, .n_tokens = n};
-    TL_OK(forge_layer_forward(t.layer, cache, &seq, 1, x, y));
+    TL_OK(tl_forward(&t, cache, &seq, 1, x, y));
     double *want = tl_reference(&t, x, n, 0);
     tl_expect_close(y, want, (size_t)n * cfg.hidden, ref_tolerance(cfg.dtype), "seed layer");
     int len;
@@ -115,7 +121,7 @@ static void test_numerical_stability(void **state) {
     forge_layer_config cfg = seed_config();
     const int n = 32, H = cfg.hidden;
     test_layer t;
-    tl_make(&t, g_backend, &cfg, 17);
+    make_layer(&t, &cfg, 17);
     float *x = tl_random((size_t)n * H, 18, 1.0);
     double max_score, *want = malloc(sizeof *want * n * H);
     assert_int_equal(ref_layer_forward(&cfg, &t.w.w, x, n, 0, want, &max_score), 0);
@@ -125,7 +131,7 @@ static void test_numerical_stability(void **state) {
     assert_true(max_score >= 1e4);
     float *y = tl_poisoned((size_t)n * H);
     forge_seq seq = {.slot = 0, .pos0 = 0, .n_tokens = n};
-    TL_OK(forge_layer_forward(t.layer, NULL, &seq, 1, x, y));
+    TL_OK(tl_forward(&t, NULL, &seq, 1, x, y));
     double tol = max_score * 0x1p-24 * sqrt((double)cfg.head_dim);
     tl_expect_close(y, want, (size_t)n * H, tol, "scores of 1e4");
     free(x);
@@ -141,18 +147,18 @@ static void test_decode_consistency(void **state) {
     cfg.kv_heads = 2;
     const int prefill = 7, total = 30, H = cfg.hidden;
     test_layer t;
-    tl_make(&t, g_backend, &cfg, 19);
+    make_layer(&t, &cfg, 19);
     forge_kv_cache *cache;
     TL_OK(forge_kv_cache_create(t.layer, 2, &cache));
     float *x = tl_random((size_t)total * H, 20, 1.0);
     float *full = tl_poisoned((size_t)total * H), *y = tl_poisoned((size_t)total * H);
     forge_seq all = {.slot = 1, .pos0 = 0, .n_tokens = total};
-    TL_OK(forge_layer_forward(t.layer, cache, &all, 1, x, full));
+    TL_OK(tl_forward(&t, cache, &all, 1, x, full));
     forge_seq first = {.slot = 0, .pos0 = 0, .n_tokens = prefill};
-    TL_OK(forge_layer_forward(t.layer, cache, &first, 1, x, y));
+    TL_OK(tl_forward(&t, cache, &first, 1, x, y));
     for (int p = prefill; p < total; p++) {
         forge_seq step = {.slot = 0, .pos0 = p, .n_tokens = 1};
-        TL_OK(forge_layer_forward(t.layer, cache, &step, 1, x + (size_t)p * H, y + (size_t)p * H));
+        TL_OK(tl_forward(&t, cache, &step, 1, x + (size_t)p * H, y + (size_t)p * H));
         double *want = tl_reference(&t, x, p + 1, 0);
         char what[64];
         snprintf(what, sizeof what, "decode step at position %d", p);
@@ -224,7 +230,7 @@ static void test_mixed_batch(void **state) {
     /* history length before the call, tokens in the call, slot */
     const int before[] = {0, 9, 20}, now[] = {6, 5, 1}, slot[] = {2, 0, 3};
     test_layer t;
-    tl_make(&t, g_backend, &cfg, 21);
+    make_layer(&t, &cfg, 21);
     forge_kv_cache *cache;
     TL_OK(forge_kv_cache_create(t.layer, 4, &cache));
     float *hist[3];
@@ -233,7 +239,7 @@ static void test_mixed_batch(void **state) {
         if (before[s]) { /* fill the slot with the history first */
             float *y = tl_poisoned((size_t)before[s] * H);
             forge_seq seq = {.slot = slot[s], .pos0 = 0, .n_tokens = before[s]};
-            TL_OK(forge_layer_forward(t.layer, cache, &seq, 1, hist[s], y));
+            TL_OK(tl_forward(&t, cache, &seq, 1, hist[s], y));
             free(y);
         }
     }
@@ -243,7 +249,7 @@ static void test_mixed_batch(void **state) {
         seqs[s] = (forge_seq){.slot = slot[s], .pos0 = before[s], .n_tokens = now[s]};
         memcpy(x + (size_t)row * H, hist[s] + (size_t)before[s] * H, sizeof *x * now[s] * H);
     }
-    TL_OK(forge_layer_forward(t.layer, cache, seqs, 3, x, y));
+    TL_OK(tl_forward(&t, cache, seqs, 3, x, y));
     for (int s = 0, row = 0; s < 3; row += now[s], s++) {
         double *want = tl_reference(&t, hist[s], before[s] + now[s], 0);
         char what[64];
@@ -268,11 +274,11 @@ static void test_mixed_batch_no_cache(void **state) {
     cfg.max_seq = 200;
     const int H = cfg.hidden, n[] = {1, 17, 4}, pos0[] = {0, 3, 150}, total = 22;
     test_layer t;
-    tl_make(&t, g_backend, &cfg, 23);
+    make_layer(&t, &cfg, 23);
     float *x = tl_random((size_t)total * H, 24, 1.0), *y = tl_poisoned((size_t)total * H);
     forge_seq seqs[3];
     for (int s = 0; s < 3; s++) seqs[s] = (forge_seq){.slot = 0, .pos0 = pos0[s], .n_tokens = n[s]};
-    TL_OK(forge_layer_forward(t.layer, NULL, seqs, 3, x, y));
+    TL_OK(tl_forward(&t, NULL, seqs, 3, x, y));
     for (int s = 0, row = 0; s < 3; row += n[s], s++) {
         double *want = tl_reference(&t, x + (size_t)row * H, n[s], pos0[s]);
         tl_expect_close(y + (size_t)row * H, want, (size_t)n[s] * H, ref_tolerance(cfg.dtype),
@@ -290,15 +296,15 @@ static void test_rewind(void **state) {
     forge_layer_config cfg = seed_config();
     const int H = cfg.hidden;
     test_layer t;
-    tl_make(&t, g_backend, &cfg, 25);
+    make_layer(&t, &cfg, 25);
     forge_kv_cache *cache;
     TL_OK(forge_kv_cache_create(t.layer, 1, &cache));
     float *a = tl_random((size_t)20 * H, 26, 1.0), *b = tl_random((size_t)6 * H, 27, 1.0);
     float *y = tl_poisoned((size_t)20 * H);
     forge_seq seq = {.slot = 0, .pos0 = 0, .n_tokens = 20};
-    TL_OK(forge_layer_forward(t.layer, cache, &seq, 1, a, y));
+    TL_OK(tl_forward(&t, cache, &seq, 1, a, y));
     seq = (forge_seq){.slot = 0, .pos0 = 12, .n_tokens = 6};
-    TL_OK(forge_layer_forward(t.layer, cache, &seq, 1, b, y));
+    TL_OK(tl_forward(&t, cache, &seq, 1, b, y));
     memcpy(a + (size_t)12 * H, b, sizeof *b * 6 * H); /* the history as it now is */
     double *want = tl_reference(&t, a, 18, 0);
     tl_expect_close(y, want + (size_t)12 * H, (size_t)6 * H, ref_tolerance(cfg.dtype), "after rewind");
@@ -317,15 +323,15 @@ static void test_rewind(void **state) {
 static void test_profiling(void **state) {
     forge_layer_config cfg = seed_config();
     test_layer t;
-    tl_make(&t, g_backend, &cfg, 28);
+    make_layer(&t, &cfg, 28);
     double us[FORGE_STAGE_COUNT];
     assert_int_equal(forge_layer_last_timings(t.layer, us), FORGE_ERR_INVALID_ARGUMENT);
     float *x = tl_random((size_t)32 * cfg.hidden, 29, 1.0), *y = tl_poisoned((size_t)32 * cfg.hidden);
     forge_seq seq = {.slot = 0, .pos0 = 0, .n_tokens = 32};
-    TL_OK(forge_layer_forward(t.layer, NULL, &seq, 1, x, y));
+    TL_OK(tl_forward(&t, NULL, &seq, 1, x, y));
     assert_int_equal(forge_layer_last_timings(t.layer, us), FORGE_ERR_INVALID_ARGUMENT);
     TL_OK(forge_layer_set_profiling(t.layer, 1));
-    TL_OK(forge_layer_forward(t.layer, NULL, &seq, 1, x, y));
+    TL_OK(tl_forward(&t, NULL, &seq, 1, x, y));
     TL_OK(forge_layer_last_timings(t.layer, us));
     for (int s = 0; s < FORGE_STAGE_COUNT; s++) assert_true(us[s] >= 0.0 && us[s] < 1e7);
     assert_true(us[FORGE_STAGE_QKV] > 0.0 && us[FORGE_STAGE_ATTENTION] > 0.0);
@@ -341,12 +347,12 @@ static void test_cache_contents(void **state) {
     cfg.bias = FORGE_BIAS_V;
     const int n = 5, D = cfg.head_dim;
     test_layer t;
-    tl_make(&t, g_backend, &cfg, 30);
+    make_layer(&t, &cfg, 30);
     forge_kv_cache *cache;
     TL_OK(forge_kv_cache_create(t.layer, 1, &cache));
     float *x = tl_random((size_t)n * cfg.hidden, 31, 1.0), *y = tl_poisoned((size_t)n * cfg.hidden);
     forge_seq seq = {.slot = 0, .pos0 = 0, .n_tokens = n};
-    TL_OK(forge_layer_forward(t.layer, cache, &seq, 1, x, y));
+    TL_OK(tl_forward(&t, cache, &seq, 1, x, y));
     float *k = tl_poisoned((size_t)n * D), *v = tl_poisoned((size_t)n * D);
     TL_OK(forge_kv_cache_read(cache, 0, k, v));
     double kw[8], vw[8];
@@ -374,13 +380,8 @@ static void test_cache_contents(void **state) {
 
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "cuda") == 0) g_backend = FORGE_BACKEND_CUDA;
-    forge_context *probe;
-    forge_status st = forge_context_create(g_backend, &probe);
-    if (st != FORGE_OK) {
-        printf("skipped: no %s backend here (%s)\n", forge_backend_name(g_backend), forge_last_error());
-        return 0;
-    }
-    forge_context_destroy(probe);
+    if (argc > 2 && strcmp(argv[2], "unfused") == 0) g_attention = FORGE_ATTENTION_UNFUSED;
+    tl_require_backend(g_backend);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_single_token),
         cmocka_unit_test(test_sixteen_tokens),
@@ -398,5 +399,6 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_profiling),
         cmocka_unit_test(test_cache_contents),
     };
-    return cmocka_run_group_tests_name(forge_backend_name(g_backend), tests, NULL, NULL);
+    return cmocka_run_group_tests_name(g_attention == FORGE_ATTENTION_FLASH ? "flash" : "unfused", tests,
+                                       NULL, NULL);
 }

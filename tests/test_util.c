@@ -46,3 +46,32 @@ void tl_expect_close(const float *got, const double *want, size_t n, double tol,
         fail_msg("%s: relative L2 %.3g (tolerance %.1g), max abs %.3g, %zu non-finite of %zu", what,
                  e.rel_l2, tol, e.max_abs, e.nonfinite, n);
 }
+
+forge_status tl_forward(const test_layer *t, forge_kv_cache *cache, const forge_seq *seqs, int n_seqs,
+                        const float *x, float *y) {
+    size_t tokens = 0;
+    for (int i = 0; i < n_seqs; i++) tokens += seqs[i].n_tokens > 0 ? (size_t)seqs[i].n_tokens : 0;
+    size_t bytes = sizeof(float) * (tokens ? tokens : 1) * t->cfg.hidden;
+    float *poison = tl_poisoned(bytes / sizeof(float));
+    void *dx = NULL, *dy = NULL;
+    forge_status st = forge_buffer_alloc(t->ctx, bytes, &dx);
+    if (st == FORGE_OK) st = forge_buffer_alloc(t->ctx, bytes, &dy);
+    if (st == FORGE_OK && tokens) st = forge_buffer_upload(t->ctx, dx, x, bytes);
+    if (st == FORGE_OK) st = forge_buffer_upload(t->ctx, dy, poison, bytes);
+    if (st == FORGE_OK) st = forge_layer_forward(t->layer, cache, seqs, n_seqs, dx, dy);
+    if (st == FORGE_OK && tokens) st = forge_buffer_download(t->ctx, y, dy, bytes);
+    forge_buffer_free(t->ctx, dx);
+    forge_buffer_free(t->ctx, dy);
+    free(poison);
+    return st;
+}
+
+void tl_require_backend(forge_backend backend) {
+    forge_context *probe;
+    if (forge_context_create(backend, &probe) != FORGE_OK) {
+        printf("skipped: no %s device (%s)\n", backend == FORGE_BACKEND_CUDA ? "CUDA" : forge_backend_name(backend),
+               forge_last_error());
+        exit(77);
+    }
+    forge_context_destroy(probe);
+}

@@ -32,6 +32,14 @@ float *tl_poisoned(size_t n);
 /* The reference output of the layer for x [n_tokens, hidden] at pos0 (malloc'd). */
 double *tl_reference(const test_layer *t, const float *x, int n_tokens, int pos0);
 
+/* forge_layer_forward with host x and y, through backend buffers: x is
+ * uploaded, the device y poisoned with NaN, y downloaded after the call. */
+forge_status tl_forward(const test_layer *t, forge_kv_cache *cache, const forge_seq *seqs, int n_seqs,
+                        const float *x, float *y);
+
+/* Exits the test program with ctest's skip code when the backend is absent. */
+void tl_require_backend(forge_backend backend);
+
 /* Fails the test unless got is finite and within tol (relative L2) of want. */
 void tl_expect_close(const float *got, const double *want, size_t n, double tol, const char *what);
 

@@ -119,12 +119,20 @@ static int run_layer(forge_backend backend, const forge_layer_config *cfg,
     forge_seq *seqs = malloc(sizeof *seqs * (size_t)batch);
     if (!seqs) return cli_error(CMD, "out of memory");
     for (int b = 0; b < batch; b++) seqs[b] = (forge_seq){.slot = b, .pos0 = pos0, .n_tokens = seq};
+    const size_t bytes = sizeof(float) * (size_t)batch * seq * cfg->hidden;
     forge_context *ctx = NULL;
     forge_layer *layer = NULL;
+    void *dx = NULL, *dy = NULL; /* x and y where the backend computes */
     forge_status st = forge_context_create(backend, &ctx);
     if (st == FORGE_OK) st = forge_layer_create(ctx, cfg, lw, &layer);
-    if (st == FORGE_OK) st = forge_layer_forward(layer, NULL, seqs, batch, xf, yf);
+    if (st == FORGE_OK) st = forge_buffer_alloc(ctx, bytes, &dx);
+    if (st == FORGE_OK) st = forge_buffer_alloc(ctx, bytes, &dy);
+    if (st == FORGE_OK) st = forge_buffer_upload(ctx, dx, xf, bytes);
+    if (st == FORGE_OK) st = forge_layer_forward(layer, NULL, seqs, batch, dx, dy);
+    if (st == FORGE_OK) st = forge_buffer_download(ctx, yf, dy, bytes);
     int rc = st == FORGE_OK ? 0 : cli_fail(CMD, st);
+    forge_buffer_free(ctx, dx);
+    forge_buffer_free(ctx, dy);
     forge_layer_destroy(layer);
     forge_context_destroy(ctx);
     free(seqs);

@@ -1,7 +1,9 @@
 /* cmd_bench.c: `forge bench layer`, timings of the whole layer. Each timed
  * call is a prefill of `batch` sequences of `seq` tokens into emptied cache
- * slots, the work of ../shared/bench/torch_ref.py layer. Totals come from
- * calls with profiling off; per-stage medians from a second pass with it on.
+ * slots, the work of ../shared/bench/torch_ref.py layer, timed until the
+ * device is done. Totals come from calls with profiling off; per-stage
+ * medians from a second pass with it on; graph_us from launches of the same
+ * call recorded as a graph.
  * With --json, one object a line with torch_ref.py's field names. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,16 +24,18 @@ typedef struct {
 static const char *const stage_keys[FORGE_STAGE_COUNT] = {"qkv_us", "rope_cache_us",
                                                           "attention_us", "output_us"};
 
-static void print_result(const bench_args *a, const char *impl, double *us, double *stage_med) {
+static void print_result(const bench_args *a, const char *impl, double *us, double *graph_us,
+                         double *stage_med) {
     double med = cli_quantile(us, a->iters, 0.5), p10 = cli_quantile(us, a->iters, 0.1),
            p90 = cli_quantile(us, a->iters, 0.9), lo = us[0], hi = us[a->iters - 1];
+    double graph = cli_quantile(graph_us, a->iters, 0.5), graph_p90 = cli_quantile(graph_us, a->iters, 0.9);
     if (a->json) {
         printf("{\"mode\": \"layer\", \"impl\": \"%s\", \"dtype\": \"%s\", \"batch\": %d, \"seq\": %d, "
                "\"heads\": %d, \"kv_heads\": %d, \"head_dim\": %d, \"hidden\": %d, \"iters\": %d, "
                "\"eager_us\": %.2f, \"eager_us_p10\": %.2f, \"eager_us_p90\": %.2f, "
-               "\"eager_us_min\": %.2f, \"eager_us_max\": %.2f",
+               "\"eager_us_min\": %.2f, \"eager_us_max\": %.2f, \"graph_us\": %.2f, \"graph_us_p90\": %.2f",
                impl, forge_dtype_name(a->dtype), a->batch, a->seq, a->heads, a->kv_heads,
-               a->head_dim, a->hidden, a->iters, med, p10, p90, lo, hi);
+               a->head_dim, a->hidden, a->iters, med, p10, p90, lo, hi, graph, graph_p90);
         for (int s = 0; s < FORGE_STAGE_COUNT; s++) printf(", \"%s\": %.2f", stage_keys[s], stage_med[s]);
         printf("}\n");
         return;
@@ -41,6 +45,7 @@ static void print_result(const bench_args *a, const char *impl, double *us, doub
            forge_dtype_name(a->dtype));
     printf("  eager: median %.2f us, p10 %.2f, p90 %.2f, min %.2f, max %.2f (%d calls)\n", med, p10,
            p90, lo, hi, a->iters);
+    printf("  graph: median %.2f us, p90 %.2f (%d launches)\n", graph, graph_p90, a->iters);
     for (int s = 0; s < FORGE_STAGE_COUNT; s++)
         printf("  %-18s %10.2f us (median, profiling on)\n", forge_stage_name((forge_stage)s),
                stage_med[s]);
@@ -52,17 +57,19 @@ static int bench_layer(const bench_args *a) {
     cfg.dtype = a->dtype;
     layer_bench b;
     double stage_med[FORGE_STAGE_COUNT];
-    double *us = malloc(sizeof *us * (size_t)a->iters);
-    if (!us) return cli_error(CMD, "out of memory");
-    int rc = layer_bench_open(&b, CMD, a->backend, &cfg, a->batch, a->seq);
+    double *us = malloc(sizeof *us * (size_t)a->iters), *graph_us = malloc(sizeof *us * (size_t)a->iters);
+    int rc = us && graph_us ? 0 : cli_error(CMD, "out of memory");
+    if (!rc) rc = layer_bench_open(&b, CMD, a->backend, &cfg, a->batch, a->seq);
     if (!rc) rc = layer_bench_time(&b, CMD, a->warmup, a->iters, us, stage_med);
+    if (!rc) rc = layer_bench_time_graph(&b, CMD, a->warmup, a->iters, graph_us);
     if (!rc) {
         char impl[32];
         snprintf(impl, sizeof impl, "forge-%s", forge_backend_name(forge_context_backend(b.ctx)));
-        print_result(a, impl, us, stage_med);
+        print_result(a, impl, us, graph_us, stage_med);
     }
-    layer_bench_close(&b);
+    if (us && graph_us) layer_bench_close(&b);
     free(us);
+    free(graph_us);
     return rc;
 }
 

@@ -33,7 +33,12 @@ static int report(const layer_bench *b, forge_backend asked, double *us, int ite
     printf("error vs float64 reference: max abs %.3g, relative L2 %.3g (tolerance %.0e), "
            "non-finite %zu\n",
            err.max_abs, err.rel_l2, tol, err.nonfinite);
-    printf("fallbacks: none\n");
+    uint64_t counts[FORGE_STAGE_COUNT], any = 0;
+    forge_context_fallback_counts(b->ctx, counts);
+    printf("fallbacks:");
+    for (int s = 0; s < FORGE_STAGE_COUNT; s++)
+        if (counts[s]) printf(" %s %llu", forge_stage_name((forge_stage)s), (unsigned long long)counts[s]), any += counts[s];
+    printf("%s\n", any ? "" : " none");
     if (err.nonfinite == 0 && err.rel_l2 <= tol) return 0;
     return cli_error(CMD, "the output is outside the %s tolerance", forge_dtype_name(c->dtype));
 }

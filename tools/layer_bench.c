@@ -5,6 +5,12 @@
 #include "cli.h"
 #include "layer_bench.h"
 
+/* b->y = the device output of the last call. */
+static int download_y(layer_bench *b, const char *cmd) {
+    forge_status st = forge_buffer_download(b->ctx, b->y, b->dy, sizeof(float) * (size_t)b->batch * b->seq * b->cfg.hidden);
+    return st == FORGE_OK ? 0 : cli_fail(cmd, st);
+}
+
 int layer_bench_open(layer_bench *b, const char *cmd, forge_backend backend,
                      const forge_layer_config *cfg, int batch, int seq) {
     memset(b, 0, sizeof *b);
@@ -25,10 +31,15 @@ int layer_bench_open(layer_bench *b, const char *cmd, forge_backend backend,
     st = forge_context_create(backend, &b->ctx);
     if (st == FORGE_OK) st = forge_layer_create(b->ctx, cfg, &b->w.w, &b->layer);
     if (st == FORGE_OK) st = forge_kv_cache_create(b->layer, batch, &b->cache);
+    if (st == FORGE_OK) st = forge_buffer_alloc(b->ctx, n_x * sizeof(float), &b->dx);
+    if (st == FORGE_OK) st = forge_buffer_alloc(b->ctx, n_x * sizeof(float), &b->dy);
+    if (st == FORGE_OK) st = forge_buffer_upload(b->ctx, b->dx, b->x, n_x * sizeof(float));
     return st == FORGE_OK ? 0 : cli_fail(cmd, st);
 }
 
 void layer_bench_close(layer_bench *b) {
+    forge_buffer_free(b->ctx, b->dx);
+    forge_buffer_free(b->ctx, b->dy);
     forge_kv_cache_destroy(b->cache);
     forge_layer_destroy(b->layer);
     forge_context_destroy(b->ctx);
@@ -38,11 +49,14 @@ void layer_bench_close(layer_bench *b) {
     free(b->seqs);
 }
 
-/* One prefill of the batch into emptied slots; *us its wall time. */
-static int timed_call(layer_bench *b, const char *cmd, double *us) {
+/* One prefill of the batch into emptied slots, by a forward call or by
+ * launching `graph`; *us is its wall time until the device is done. */
+static int timed_call(layer_bench *b, const char *cmd, forge_graph *graph, double *us) {
     for (int i = 0; i < b->batch; i++) forge_kv_cache_reset(b->cache, b->seqs[i].slot);
     double t0 = cli_now_us();
-    forge_status st = forge_layer_forward(b->layer, b->cache, b->seqs, b->batch, b->x, b->y);
+    forge_status st = graph ? forge_graph_launch(graph)
+                            : forge_layer_forward(b->layer, b->cache, b->seqs, b->batch, b->dx, b->dy);
+    if (st == FORGE_OK) st = forge_context_synchronize(b->ctx);
     *us = cli_now_us() - t0;
     return st == FORGE_OK ? 0 : cli_fail(cmd, st);
 }
@@ -53,11 +67,11 @@ int layer_bench_time(layer_bench *b, const char *cmd, int warmup, int iters, dou
     double *col = malloc(sizeof *col * (size_t)iters);
     int rc = stage && col ? 0 : cli_error(cmd, "out of memory");
     double ignored;
-    for (int i = 0; !rc && i < warmup; i++) rc = timed_call(b, cmd, &ignored);
-    for (int i = 0; !rc && i < iters; i++) rc = timed_call(b, cmd, &us[i]);
+    for (int i = 0; !rc && i < warmup; i++) rc = timed_call(b, cmd, NULL, &ignored);
+    for (int i = 0; !rc && i < iters; i++) rc = timed_call(b, cmd, NULL, &us[i]);
     if (!rc) forge_layer_set_profiling(b->layer, 1);
     for (int i = 0; !rc && i < iters; i++) {
-        rc = timed_call(b, cmd, &ignored);
+        rc = timed_call(b, cmd, NULL, &ignored);
         if (!rc) forge_layer_last_timings(b->layer, stage + (size_t)i * FORGE_STAGE_COUNT);
     }
     if (b->layer) forge_layer_set_profiling(b->layer, 0);
@@ -67,5 +81,17 @@ int layer_bench_time(layer_bench *b, const char *cmd, int warmup, int iters, dou
     }
     free(stage);
     free(col);
+    if (!rc) rc = download_y(b, cmd);
+    return rc;
+}
+
+int layer_bench_time_graph(layer_bench *b, const char *cmd, int warmup, int iters, double *us) {
+    forge_graph *graph = NULL;
+    forge_status st = forge_graph_create(b->layer, b->cache, b->seqs, b->batch, b->dx, b->dy, &graph);
+    int rc = st == FORGE_OK ? 0 : cli_fail(cmd, st);
+    double ignored;
+    for (int i = 0; !rc && i < warmup; i++) rc = timed_call(b, cmd, graph, &ignored);
+    for (int i = 0; !rc && i < iters; i++) rc = timed_call(b, cmd, graph, &us[i]);
+    forge_graph_destroy(graph);
     return rc;
 }

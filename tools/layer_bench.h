@@ -14,7 +14,8 @@ typedef struct {
     forge_layer *layer;
     forge_kv_cache *cache;
     forge_seq *seqs;     /* [batch]: prefills from position 0                    */
-    float *x, *y;        /* [batch * seq, hidden]; x seeded random (seed 2)      */
+    float *x, *y;        /* [batch * seq, hidden] on the host; x seeded random (seed 2) */
+    void *dx, *dy;       /* x, y where the backend computes                       */
 } layer_bench;
 
 /* Sets up everything; returns 0, or the exit code after printing an error
@@ -25,9 +26,14 @@ void layer_bench_close(layer_bench *b);
 
 /* `warmup` untimed calls, then `iters` timed calls with profiling off (us[i],
  * microseconds each), then `iters` with profiling on, whose per-stage medians
- * go to stage_med. Each call prefills every sequence into its emptied slot;
- * afterwards b->y holds the output. Returns 0 or the exit code. */
+ * go to stage_med. Each call prefills every sequence into its emptied slot
+ * and is timed until the device is done; afterwards b->y holds the output.
+ * Returns 0 or the exit code. */
 int layer_bench_time(layer_bench *b, const char *cmd, int warmup, int iters, double *us,
                      double stage_med[FORGE_STAGE_COUNT]);
+
+/* The same call recorded once as a graph (forge_graph_create) and launched
+ * `iters` times: us[i] per launch. */
+int layer_bench_time_graph(layer_bench *b, const char *cmd, int warmup, int iters, double *us);
 
 #endif

@@ -167,7 +167,7 @@ static double now_us(void) {
 }
 
 static forge_status cpu_forward(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
-                                int n_seqs, int total, const void *x, void *y) {
+                                int n_seqs, int total, const void *x, void *y, forge_stage *failed) {
     const forge_layer_config *c = &layer->cfg;
     cpu_layer *l = layer->impl;
     const int H = c->heads, Hk = c->kv_heads, D = c->head_dim, N = qkv_dim(c);
@@ -178,6 +178,7 @@ static forge_status cpu_forward(forge_layer *layer, forge_kv_cache *cache, const
     }
     forge_status st = ensure_workspace(l, c, total, max_keys);
     if (st != FORGE_OK) return st;
+    (void)failed; /* past the workspace, nothing here can fail */
     double t[FORGE_STAGE_COUNT + 1];
     if (layer->profiling) t[0] = now_us();
 
@@ -276,12 +277,44 @@ static forge_status cpu_cache_read(const forge_kv_cache *cache, int slot, int le
     return FORGE_OK;
 }
 
+static forge_status cpu_cache_write(forge_kv_cache *cache, int slot, int len, const void *k,
+                                    const void *v) {
+    cpu_cache *cc = cache->impl;
+    const size_t D = (size_t)cache->head_dim, stride = (size_t)cache->max_seq * D;
+    const size_t slot_off = (size_t)slot * cache->kv_heads * stride;
+    for (int g = 0; g < cache->kv_heads; g++) {
+        size_t dst = slot_off + g * stride, src = (size_t)g * len * D;
+        if (k) memcpy(cc->k + dst, (const float *)k + src, (size_t)len * D * sizeof(float));
+        if (v) memcpy(cc->v + dst, (const float *)v + src, (size_t)len * D * sizeof(float));
+    }
+    return FORGE_OK;
+}
+
+static forge_status cpu_buffer_alloc(forge_context *ctx, size_t bytes, void **out) {
+    void *p = malloc(bytes);
+    if (!p) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "forge_buffer_alloc: %zu bytes", bytes);
+    *out = p;
+    return FORGE_OK;
+}
+
+static void cpu_buffer_free(forge_context *ctx, void *p) { free(p); }
+
+static forge_status cpu_buffer_copy(forge_context *ctx, void *dst, const void *src, size_t bytes,
+                                    int to_host) {
+    memmove(dst, src, bytes);
+    return FORGE_OK;
+}
+
 const forge_backend_ops forge_cpu_backend = {
     .kind = FORGE_BACKEND_CPU,
+    .buffer_alloc = cpu_buffer_alloc,
+    .buffer_free = cpu_buffer_free,
+    .buffer_copy = cpu_buffer_copy,
     .layer_init = cpu_layer_init,
     .layer_free = cpu_layer_free,
     .cache_init = cpu_cache_init,
     .cache_free = cpu_cache_free,
     .cache_read = cpu_cache_read,
+    .cache_write = cpu_cache_write,
     .forward = cpu_forward,
 };

@@ -1,0 +1,61 @@
+/* cpu_twin.c: running a call of a non-CPU layer on the CPU backend instead,
+ * for the fallback policy and the self-check: copy in (x and each slot's
+ * cached prefix), compute on the layer's CPU twin, copy out (y and the new
+ * K, V rows). Slow by design; nothing here is on the hot path. */
+#include <stdlib.h>
+
+#include "backend.h"
+#include "error.h"
+
+/* Makes the twin cache's slots hold positions [0, pos0) as the backend's do. */
+static forge_status sync_prefixes(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
+                                  int n_seqs) {
+    forge_status st = FORGE_OK;
+    if (!cache->cpu && (st = forge_kv_cache_create(layer->cpu, cache->slots, &cache->cpu)) != FORGE_OK)
+        return st;
+    const size_t row = (size_t)cache->kv_heads * cache->head_dim;
+    for (int i = 0; i < n_seqs && st == FORGE_OK; i++) {
+        int slot = seqs[i].slot, len = seqs[i].pos0;
+        cache->cpu->len[slot] = len;
+        if (len == 0) continue;
+        float *k = malloc(sizeof *k * row * (size_t)len), *v = malloc(sizeof *v * row * (size_t)len);
+        st = k && v ? cache->ctx->ops->cache_read(cache, slot, len, k, v)
+                    : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "cpu twin: out of memory");
+        if (st == FORGE_OK) st = forge_cpu_backend.cache_write(cache->cpu, slot, len, k, v);
+        free(k);
+        free(v);
+    }
+    return st;
+}
+
+forge_status forge_cpu_recompute(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
+                                 int n_seqs, int total, const void *x, float *y_host) {
+    forge_context *ctx = layer->ctx;
+    size_t bytes = sizeof(float) * (size_t)total * layer->cfg.hidden;
+    float *x_host = malloc(bytes);
+    if (!x_host) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "cpu twin: out of memory");
+    forge_status st = ctx->ops->buffer_copy(ctx, x_host, x, bytes, 1);
+    if (st == FORGE_OK && cache) st = sync_prefixes(layer, cache, seqs, n_seqs);
+    if (st == FORGE_OK)
+        st = forge_layer_forward(layer->cpu, cache ? cache->cpu : NULL, seqs, n_seqs, x_host, y_host);
+    free(x_host);
+    return st;
+}
+
+forge_status forge_cpu_copy_out(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
+                                int n_seqs, int total, const float *y_host, void *y) {
+    forge_context *ctx = layer->ctx;
+    forge_status st = ctx->ops->buffer_copy(ctx, y, y_host,
+                                            sizeof(float) * (size_t)total * layer->cfg.hidden, 0);
+    const size_t row = cache ? (size_t)cache->kv_heads * cache->head_dim : 0;
+    for (int i = 0; cache && i < n_seqs && st == FORGE_OK; i++) {
+        int slot = seqs[i].slot, len = seqs[i].pos0 + seqs[i].n_tokens;
+        float *k = malloc(sizeof *k * row * (size_t)len), *v = malloc(sizeof *v * row * (size_t)len);
+        st = k && v ? forge_cpu_backend.cache_read(cache->cpu, slot, len, k, v)
+                    : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "cpu twin: out of memory");
+        if (st == FORGE_OK) st = ctx->ops->cache_write(cache, slot, len, k, v);
+        free(k);
+        free(v);
+    }
+    return st;
+}

@@ -1,0 +1,603 @@
+/* cuda_backend.c: the CUDA backend's host side. One forward call queues, on
+ * the context's stream and with no host copy or synchronisation:
+ *   qkv  = x Wqkv^T + b       cuBLASLt, bias in the epilogue
+ *   split, RoPE, K/V -> cache  one fused kernel (split_rope.cu)
+ *   attention                 flash kernel, or the unfused path
+ *                             (cuBLAS strided-batched QK^T, softmax, PV)
+ *   y    = attn Wo^T + b      cuBLASLt, bias in the epilogue
+ * Sequence metadata travels as kernel parameters (kernels.h). */
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "error.h"
+#include "kernels.h"
+
+#define WORKSPACE_BYTES ((size_t)32 << 20) /* shared by cuBLAS and cuBLASLt */
+
+typedef struct {
+    int device;
+    cudaStream_t stream;     /* the caller's, or own_stream */
+    cudaStream_t own_stream; /* non-blocking, so that calls can be captured */
+    cublasHandle_t blas;
+    cublasLtHandle_t lt;
+    void *workspace;
+} cuda_ctx;
+
+/* A cuBLASLt y = x W^T (+ bias) for one token count, planned once. */
+typedef struct {
+    int tokens; /* 0: not planned */
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t w, x, y;
+    cublasLtMatmulAlgo_t algo;
+} lt_linear;
+
+typedef struct {
+    float *w_qkv;       /* [qkv_dim, hidden] */
+    float *b_qkv;       /* [qkv_dim] or NULL */
+    float *w_o;         /* [hidden, heads * head_dim] */
+    float *b_o;         /* [hidden] or NULL */
+    double *inv_freq;   /* [head_dim / 2] */
+    lt_linear qkv_gemm, o_gemm;
+    /* workspace, grown to the largest call reserved */
+    int ws_tokens;
+    float *qkv;         /* [T, qkv_dim] */
+    float *q;           /* [T * heads * head_dim], head-major per sequence */
+    float *attn;        /* [T, heads * head_dim] */
+    float *heads_out;   /* [T * heads * head_dim]: unfused PV output, head-major */
+    float *k_tmp, *v_tmp; /* [T * kv_heads * head_dim]: K, V of cache-less calls */
+    size_t ws_scores;
+    float *scores;      /* unfused: heads * n * keys of the largest sequence */
+    cudaEvent_t ev[FORGE_STAGE_COUNT + 1];
+} cuda_layer;
+
+typedef struct {
+    float *k, *v; /* [slots, kv_heads, max_seq, head_dim] */
+} cuda_cache;
+
+typedef struct {
+    cudaGraphExec_t exec;
+} cuda_graph;
+
+static forge_status cuda_err(const char *where, const char *what, cudaError_t e) {
+    return forge_fail(FORGE_ERR_BACKEND, "%s: %s: %s (%s)", where, what, cudaGetErrorString(e),
+                      cudaGetErrorName(e));
+}
+
+static forge_status blas_err(const char *where, const char *what, cublasStatus_t e) {
+    return forge_fail(FORGE_ERR_BACKEND, "%s: %s: cuBLAS status %d", where, what, (int)e);
+}
+
+#define CUDA_TRY(where, call)                                                                    \
+    do {                                                                                         \
+        cudaError_t e_ = (call);                                                                 \
+        if (e_ != cudaSuccess) return cuda_err(where, #call, e_);                                \
+    } while (0)
+
+#define BLAS_TRY(where, call)                                                                    \
+    do {                                                                                         \
+        cublasStatus_t e_ = (call);                                                              \
+        if (e_ != CUBLAS_STATUS_SUCCESS) return blas_err(where, #call, e_);                      \
+    } while (0)
+
+/* ------------------------------------------------------------- context */
+
+forge_status forge_cuda_available(void) {
+    static const char fn[] = "forge_context_create";
+    int count = 0, device = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count == 0)
+        return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: no CUDA device (%s)", fn,
+                          e != cudaSuccess ? cudaGetErrorString(e) : "none found");
+    struct cudaDeviceProp prop;
+    if ((e = cudaGetDevice(&device)) != cudaSuccess || (e = cudaGetDeviceProperties(&prop, device)) != cudaSuccess)
+        return cuda_err(fn, "cudaGetDeviceProperties", e);
+    if (prop.major < 9)
+        return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: %s is sm_%d%d; Forge's kernels are built for sm_90",
+                          fn, prop.name, prop.major, prop.minor);
+    return FORGE_OK;
+}
+
+static void cuda_context_free(forge_context *ctx) {
+    cuda_ctx *c = ctx->impl;
+    if (!c) return;
+    if (c->blas) cublasDestroy(c->blas);
+    if (c->lt) cublasLtDestroy(c->lt);
+    if (c->own_stream) cudaStreamDestroy(c->own_stream);
+    cudaFree(c->workspace);
+    free(c);
+    ctx->impl = NULL;
+}
+
+static forge_status cuda_context_init(forge_context *ctx) {
+    static const char fn[] = "forge_context_create";
+    cuda_ctx *c = calloc(1, sizeof *c);
+    if (!c) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    ctx->impl = c;
+    forge_status st = FORGE_OK;
+    cudaError_t e;
+    cublasStatus_t b;
+    if ((e = cudaGetDevice(&c->device)) != cudaSuccess) st = cuda_err(fn, "cudaGetDevice", e);
+    else if ((e = fcuda_flash_init()) != cudaSuccess) st = cuda_err(fn, "fcuda_flash_init", e);
+    else if ((e = cudaStreamCreateWithFlags(&c->own_stream, cudaStreamNonBlocking)) != cudaSuccess)
+        st = cuda_err(fn, "cudaStreamCreateWithFlags", e);
+    else if ((e = cudaMalloc(&c->workspace, WORKSPACE_BYTES)) != cudaSuccess) st = cuda_err(fn, "cudaMalloc", e);
+    else if ((b = cublasCreate(&c->blas)) != CUBLAS_STATUS_SUCCESS) st = blas_err(fn, "cublasCreate", b);
+    else if ((b = cublasLtCreate(&c->lt)) != CUBLAS_STATUS_SUCCESS) st = blas_err(fn, "cublasLtCreate", b);
+    else if ((b = cublasSetWorkspace(c->blas, c->workspace, WORKSPACE_BYTES)) != CUBLAS_STATUS_SUCCESS)
+        st = blas_err(fn, "cublasSetWorkspace", b);
+    c->stream = c->own_stream;
+    if (st != FORGE_OK) cuda_context_free(ctx);
+    return st;
+}
+
+static forge_status cuda_set_stream(forge_context *ctx, void *stream) {
+    cuda_ctx *c = ctx->impl;
+    c->stream = stream ? (cudaStream_t)stream : c->own_stream;
+    return FORGE_OK;
+}
+
+static forge_status cuda_synchronize(forge_context *ctx) {
+    CUDA_TRY("forge_context_synchronize", cudaStreamSynchronize(((cuda_ctx *)ctx->impl)->stream));
+    return FORGE_OK;
+}
+
+static forge_status cuda_buffer_alloc(forge_context *ctx, size_t bytes, void **out) {
+    CUDA_TRY("forge_buffer_alloc", cudaMalloc(out, bytes));
+    return FORGE_OK;
+}
+
+static void cuda_buffer_free(forge_context *ctx, void *p) { cudaFree(p); }
+
+static forge_status cuda_buffer_copy(forge_context *ctx, void *dst, const void *src, size_t bytes,
+                                     int to_host) {
+    cudaStream_t s = ((cuda_ctx *)ctx->impl)->stream;
+    const char *fn = to_host ? "forge_buffer_download" : "forge_buffer_upload";
+    CUDA_TRY(fn, cudaMemcpyAsync(dst, src, bytes, to_host ? cudaMemcpyDeviceToHost : cudaMemcpyHostToDevice, s));
+    CUDA_TRY(fn, cudaStreamSynchronize(s));
+    return FORGE_OK;
+}
+
+/* --------------------------------------------------------------- layer */
+
+static void lt_linear_free(lt_linear *g) {
+    if (g->desc) cublasLtMatmulDescDestroy(g->desc);
+    if (g->w) cublasLtMatrixLayoutDestroy(g->w);
+    if (g->x) cublasLtMatrixLayoutDestroy(g->x);
+    if (g->y) cublasLtMatrixLayoutDestroy(g->y);
+    memset(g, 0, sizeof *g);
+}
+
+/* Plans y [tokens, out] = x [tokens, in] W^T (+ bias) for cuBLASLt, in its
+ * column-major terms: y^T = op_T(W stored [in, out]) x^T. */
+static forge_status lt_linear_plan(cuda_ctx *c, lt_linear *g, const float *bias, int tokens, int in,
+                                   int out) {
+    static const char fn[] = "forge_layer_forward";
+    if (g->tokens == tokens) return FORGE_OK;
+    lt_linear_free(g);
+    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    BLAS_TRY(fn, cublasLtMatmulDescCreate(&g->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    BLAS_TRY(fn, cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    BLAS_TRY(fn, cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    if (bias) {
+        const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+        BLAS_TRY(fn, cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+        BLAS_TRY(fn, cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    }
+    BLAS_TRY(fn, cublasLtMatrixLayoutCreate(&g->w, CUDA_R_32F, (uint64_t)in, (uint64_t)out, in));
+    BLAS_TRY(fn, cublasLtMatrixLayoutCreate(&g->x, CUDA_R_32F, (uint64_t)in, (uint64_t)tokens, in));
+    BLAS_TRY(fn, cublasLtMatrixLayoutCreate(&g->y, CUDA_R_32F, (uint64_t)out, (uint64_t)tokens, out));
+    cublasLtMatmulPreference_t pref;
+    BLAS_TRY(fn, cublasLtMatmulPreferenceCreate(&pref));
+    const size_t ws = WORKSPACE_BYTES;
+    cublasLtMatmulHeuristicResult_t result;
+    int found = 0;
+    cublasStatus_t b = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    if (b == CUBLAS_STATUS_SUCCESS)
+        b = cublasLtMatmulAlgoGetHeuristic(c->lt, g->desc, g->w, g->x, g->y, g->y, pref, 1, &result, &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (b != CUBLAS_STATUS_SUCCESS) return blas_err(fn, "cublasLtMatmulAlgoGetHeuristic", b);
+    if (found < 1) return forge_fail(FORGE_ERR_BACKEND, "%s: cuBLASLt has no algorithm for a %dx%dx%d GEMM", fn, tokens, out, in);
+    g->algo = result.algo;
+    g->tokens = tokens;
+    return FORGE_OK;
+}
+
+static forge_status lt_linear_run(cuda_ctx *c, const lt_linear *g, float *y, const float *x, const float *w) {
+    const float one = 1.0f, zero = 0.0f;
+    BLAS_TRY("forge_layer_forward", cublasLtMatmul(c->lt, g->desc, &one, w, g->w, x, g->x, &zero, y, g->y, y, g->y,
+                                                   &g->algo, c->workspace, WORKSPACE_BYTES, c->stream));
+    return FORGE_OK;
+}
+
+static void cuda_layer_free(forge_layer *layer) {
+    cuda_layer *l = layer->impl;
+    if (!l) return;
+    void *bufs[] = {l->w_qkv, l->b_qkv, l->w_o, l->b_o, l->inv_freq, l->qkv, l->q,
+                    l->attn, l->heads_out, l->k_tmp, l->v_tmp, l->scores};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
+    lt_linear_free(&l->qkv_gemm);
+    lt_linear_free(&l->o_gemm);
+    for (int i = 0; i <= FORGE_STAGE_COUNT; i++)
+        if (l->ev[i]) cudaEventDestroy(l->ev[i]);
+    free(l);
+    layer->impl = NULL;
+}
+
+/* Uploads n floats of src, or zeros when src is NULL, to dst + offset. */
+static forge_status upload(float *dst, size_t offset, const void *src, size_t n) {
+    static const char fn[] = "forge_layer_create";
+    if (src) CUDA_TRY(fn, cudaMemcpy(dst + offset, src, n * sizeof(float), cudaMemcpyHostToDevice));
+    else CUDA_TRY(fn, cudaMemset(dst + offset, 0, n * sizeof(float)));
+    return FORGE_OK;
+}
+
+static forge_status cuda_layer_init(forge_layer *layer, const forge_layer_weights *w) {
+    static const char fn[] = "forge_layer_create";
+    const forge_layer_config *c = &layer->cfg;
+    if (c->dtype != FORGE_F32)
+        return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the cuda backend computes in fp32 only so far, not %s",
+                          fn, forge_dtype_name(c->dtype));
+    cuda_layer *l = calloc(1, sizeof *l);
+    if (!l) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    layer->impl = l;
+    const size_t hidden = (size_t)c->hidden, q_out = (size_t)c->heads * c->head_dim,
+                 kv_out = (size_t)c->kv_heads * c->head_dim, qkv = q_out + 2 * kv_out;
+    const int qkv_bias = (c->bias & (FORGE_BIAS_Q | FORGE_BIAS_K | FORGE_BIAS_V)) != 0;
+    double *inv_freq = malloc(sizeof *inv_freq * (size_t)(c->head_dim / 2 + 1));
+    forge_status st = inv_freq ? FORGE_OK : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    cudaError_t e = cudaSuccess;
+    if (st == FORGE_OK) {
+        for (int i = 0; i < c->head_dim / 2; i++) inv_freq[i] = pow((double)c->rope_theta, -2.0 * i / c->head_dim);
+        if (!e) e = cudaMalloc((void **)&l->w_qkv, qkv * hidden * sizeof(float));
+        if (!e) e = cudaMalloc((void **)&l->w_o, hidden * q_out * sizeof(float));
+        if (!e) e = cudaMalloc((void **)&l->inv_freq, sizeof(double) * (size_t)(c->head_dim / 2 + 1));
+        if (!e && qkv_bias) e = cudaMalloc((void **)&l->b_qkv, qkv * sizeof(float));
+        if (!e && (c->bias & FORGE_BIAS_O)) e = cudaMalloc((void **)&l->b_o, hidden * sizeof(float));
+        for (int i = 0; !e && i <= FORGE_STAGE_COUNT; i++) e = cudaEventCreate(&l->ev[i]);
+        if (e) st = cuda_err(fn, "cudaMalloc", e);
+    }
+    if (st == FORGE_OK) st = upload(l->w_qkv, 0, w->q_proj, q_out * hidden);
+    if (st == FORGE_OK) st = upload(l->w_qkv, q_out * hidden, w->k_proj, kv_out * hidden);
+    if (st == FORGE_OK) st = upload(l->w_qkv, (q_out + kv_out) * hidden, w->v_proj, kv_out * hidden);
+    if (st == FORGE_OK) st = upload(l->w_o, 0, w->o_proj, hidden * q_out);
+    if (st == FORGE_OK && qkv_bias) st = upload(l->b_qkv, 0, w->q_bias, q_out);
+    if (st == FORGE_OK && qkv_bias) st = upload(l->b_qkv, q_out, w->k_bias, kv_out);
+    if (st == FORGE_OK && qkv_bias) st = upload(l->b_qkv, q_out + kv_out, w->v_bias, kv_out);
+    if (st == FORGE_OK && l->b_o) st = upload(l->b_o, 0, w->o_bias, hidden);
+    if (st == FORGE_OK && c->head_dim >= 2)
+        if ((e = cudaMemcpy(l->inv_freq, inv_freq, sizeof(double) * (size_t)(c->head_dim / 2), cudaMemcpyHostToDevice)))
+            st = cuda_err(fn, "cudaMemcpy", e);
+    free(inv_freq);
+    if (st != FORGE_OK) cuda_layer_free(layer);
+    return st;
+}
+
+/* -------------------------------------------------------------- cache */
+
+static forge_status cuda_cache_init(forge_kv_cache *cache) {
+    static const char fn[] = "forge_kv_cache_create";
+    size_t bytes = sizeof(float) * (size_t)cache->slots * cache->kv_heads * cache->max_seq * cache->head_dim;
+    cuda_cache *cc = calloc(1, sizeof *cc);
+    if (!cc) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    cudaError_t e = cudaMalloc((void **)&cc->k, bytes);
+    if (!e) e = cudaMalloc((void **)&cc->v, bytes);
+    if (e) {
+        cudaFree(cc->k);
+        free(cc);
+        cudaGetLastError(); /* an allocation failure is not sticky */
+        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: no device memory for %d slots (2 x %zu bytes): %s",
+                          fn, cache->slots, bytes, cudaGetErrorString(e));
+    }
+    cache->impl = cc;
+    return FORGE_OK;
+}
+
+static void cuda_cache_free(forge_kv_cache *cache) {
+    cuda_cache *cc = cache->impl;
+    if (!cc) return;
+    cudaFree(cc->k);
+    cudaFree(cc->v);
+    free(cc);
+}
+
+/* Copies positions [0, len) of a slot between the device cache and host
+ * buffers [kv_heads, len, head_dim], one 2-D copy for K and one for V. */
+static forge_status cache_copy(const forge_kv_cache *cache, int slot, int len, float *hk, float *hv,
+                               const float *ck, const float *cv, int to_host) {
+    const char *fn = to_host ? "forge_kv_cache_read" : "forge_kv_cache_write";
+    cuda_ctx *c = cache->ctx->impl;
+    const cuda_cache *cc = cache->impl;
+    const size_t row = (size_t)len * cache->head_dim * sizeof(float);
+    const size_t pitch = (size_t)cache->max_seq * cache->head_dim * sizeof(float);
+    const size_t off = (size_t)slot * cache->kv_heads * cache->max_seq * cache->head_dim;
+    float *dev[2] = {cc->k + off, cc->v + off};
+    const void *host_src[2] = {ck, cv};
+    float *host_dst[2] = {hk, hv};
+    for (int i = 0; i < 2; i++) {
+        if (to_host && host_dst[i])
+            CUDA_TRY(fn, cudaMemcpy2DAsync(host_dst[i], row, dev[i], pitch, row, cache->kv_heads, cudaMemcpyDeviceToHost, c->stream));
+        if (!to_host && host_src[i])
+            CUDA_TRY(fn, cudaMemcpy2DAsync(dev[i], pitch, host_src[i], row, row, cache->kv_heads, cudaMemcpyHostToDevice, c->stream));
+    }
+    CUDA_TRY(fn, cudaStreamSynchronize(c->stream));
+    return FORGE_OK;
+}
+
+static forge_status cuda_cache_read(const forge_kv_cache *cache, int slot, int len, void *k, void *v) {
+    return cache_copy(cache, slot, len, k, v, NULL, NULL, 1);
+}
+
+static forge_status cuda_cache_write(forge_kv_cache *cache, int slot, int len, const void *k, const void *v) {
+    return cache_copy(cache, slot, len, NULL, NULL, k, v, 0);
+}
+
+/* ------------------------------------------------------------ forward */
+
+static int use_flash(const forge_layer *layer) {
+    return layer->attention == FORGE_ATTENTION_FLASH && fcuda_flash_supported(layer->cfg.head_dim);
+}
+
+/* Grows a device buffer to n floats (contents dropped). */
+static forge_status grow(float **p, size_t n) {
+    cudaFree(*p);
+    *p = NULL;
+    cudaError_t e = cudaMalloc((void **)p, n * sizeof(float));
+    if (e) {
+        cudaGetLastError();
+        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "forge_layer_forward: no device memory for %zu floats of workspace", n);
+    }
+    return FORGE_OK;
+}
+
+static forge_status cuda_reserve(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
+                                 int n_seqs, int total) {
+    const forge_layer_config *c = &layer->cfg;
+    cuda_layer *l = layer->impl;
+    cuda_ctx *cx = layer->ctx->impl;
+    forge_status st = FORGE_OK;
+    if (total > l->ws_tokens) {
+        const size_t t = (size_t)total, hd = (size_t)c->heads * c->head_dim, kvd = (size_t)c->kv_heads * c->head_dim;
+        if (st == FORGE_OK) st = grow(&l->qkv, t * (hd + 2 * kvd));
+        if (st == FORGE_OK) st = grow(&l->q, t * hd);
+        if (st == FORGE_OK) st = grow(&l->attn, t * hd);
+        if (st == FORGE_OK) st = grow(&l->heads_out, t * hd);
+        if (st == FORGE_OK) st = grow(&l->k_tmp, t * kvd);
+        if (st == FORGE_OK) st = grow(&l->v_tmp, t * kvd);
+        l->ws_tokens = st == FORGE_OK ? total : 0;
+        if (st != FORGE_OK) return st;
+    }
+    if (!use_flash(layer)) {
+        size_t need = 0;
+        for (int i = 0; i < n_seqs; i++) {
+            size_t keys = (size_t)(cache ? seqs[i].pos0 + seqs[i].n_tokens : seqs[i].n_tokens);
+            size_t n = (size_t)c->heads * seqs[i].n_tokens * keys;
+            need = n > need ? n : need;
+        }
+        if (need > l->ws_scores) {
+            if ((st = grow(&l->scores, need)) != FORGE_OK) {
+                l->ws_scores = 0;
+                return st;
+            }
+            l->ws_scores = need;
+        }
+    }
+    const int qkv_dim = (c->heads + 2 * c->kv_heads) * c->head_dim;
+    if ((st = lt_linear_plan(cx, &l->qkv_gemm, l->b_qkv, total, c->hidden, qkv_dim)) != FORGE_OK) return st;
+    return lt_linear_plan(cx, &l->o_gemm, l->b_o, total, c->heads * c->head_dim, c->hidden);
+}
+
+/* The sequences [first, first + count) as one launch's parameters. */
+static fcuda_batch batch_of(const forge_seq *seqs, int first, int count, int tok0) {
+    fcuda_batch b;
+    memset(&b, 0, sizeof b);
+    b.n = count;
+    b.tok0[0] = tok0;
+    for (int i = 0; i < count; i++) {
+        const forge_seq *s = &seqs[first + i];
+        b.tok0[i + 1] = b.tok0[i] + s->n_tokens;
+        b.pos0[i] = s->pos0;
+        b.slot[i] = s->slot;
+        b.max_tokens = s->n_tokens > b.max_tokens ? s->n_tokens : b.max_tokens;
+    }
+    return b;
+}
+
+/* The seed's attention for one sequence, around two strided-batched GEMMs
+ * (one batch entry a KV head, its query group's rows stacked). */
+static forge_status unfused_sequence(forge_layer *layer, const fcuda_kv *kv, const forge_seq *s, int tok0) {
+    static const char fn[] = "forge_layer_forward: attention";
+    const forge_layer_config *c = &layer->cfg;
+    cuda_layer *l = layer->impl;
+    cuda_ctx *cx = layer->ctx->impl;
+    const int D = c->head_dim, Hk = c->kv_heads, G = c->heads / Hk, n = s->n_tokens;
+    const int keys = kv->use_cache ? s->pos0 + n : n, k_pos0 = kv->use_cache ? 0 : s->pos0;
+    const long long head_stride = kv->use_cache ? (long long)c->max_seq * D : (long long)n * D;
+    const size_t kv_off = kv->use_cache ? (size_t)s->slot * Hk * c->max_seq * D : (size_t)tok0 * Hk * D;
+    const float *q = l->q + (size_t)c->heads * tok0 * D;
+    const float scale = 1.0f / sqrtf((float)D), one = 1.0f, zero = 0.0f;
+    /* scores [G*n, keys] = Q_g K_g^T * scale, i.e. scores^T = op_T(K) Q^T */
+    BLAS_TRY(fn, cublasSgemmStridedBatched(cx->blas, CUBLAS_OP_T, CUBLAS_OP_N, keys, G * n, D, &scale,
+                                           kv->k + kv_off, D, head_stride, q, D, (long long)G * n * D,
+                                           &zero, l->scores, keys, (long long)G * n * keys, Hk));
+    cudaError_t e = fcuda_softmax_causal(l->scores, c->heads * n, n, keys, s->pos0, k_pos0, cx->stream);
+    if (e) return cuda_err(fn, "fcuda_softmax_causal", e);
+    /* out [G*n, D] = P V_g, i.e. out^T = V^T P^T */
+    BLAS_TRY(fn, cublasSgemmStridedBatched(cx->blas, CUBLAS_OP_N, CUBLAS_OP_N, D, G * n, keys, &one,
+                                           kv->v + kv_off, D, head_stride, l->scores, keys,
+                                           (long long)G * n * keys, &zero,
+                                           l->heads_out + (size_t)c->heads * tok0 * D, D, (long long)G * n * D, Hk));
+    return FORGE_OK;
+}
+
+/* Fails the stage when the test hook asks for it, as a device error would. */
+static forge_status stage_begin(forge_layer *layer, forge_stage stage, int record, forge_stage *failed) {
+    *failed = stage;
+    if (layer->ctx->fail_stage == (int)stage)
+        return forge_fail(FORGE_ERR_BACKEND, "forge_layer_forward: %s: injected failure (test hook)",
+                          forge_stage_name(stage));
+    if (record) {
+        cudaError_t e = cudaEventRecord(((cuda_layer *)layer->impl)->ev[stage], ((cuda_ctx *)layer->ctx->impl)->stream);
+        if (e) return cuda_err("forge_layer_forward", "cudaEventRecord", e);
+    }
+    return FORGE_OK;
+}
+
+static forge_status check_device_pointer(const void *p, const char *name) {
+    struct cudaPointerAttributes attr;
+    cudaError_t e = cudaPointerGetAttributes(&attr, p);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "forge_layer_forward: %s is not a device pointer (%s)", name, cudaGetErrorString(e));
+    }
+    if (attr.type != cudaMemoryTypeDevice && attr.type != cudaMemoryTypeManaged)
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT,
+                          "forge_layer_forward: %s is host memory; the cuda backend takes device buffers (forge_buffer_alloc)", name);
+    return FORGE_OK;
+}
+
+static forge_status cuda_forward(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
+                                 int n_seqs, int total, const void *x, void *y, forge_stage *failed) {
+    static const char fn[] = "forge_layer_forward";
+    const forge_layer_config *c = &layer->cfg;
+    cuda_layer *l = layer->impl;
+    cuda_ctx *cx = layer->ctx->impl;
+    forge_status st;
+    if ((st = check_device_pointer(x, "x")) != FORGE_OK || (st = check_device_pointer(y, "y")) != FORGE_OK)
+        return st;
+    enum cudaStreamCaptureStatus capturing;
+    CUDA_TRY(fn, cudaStreamIsCapturing(cx->stream, &capturing));
+    const int record = layer->profiling && capturing == cudaStreamCaptureStatusNone;
+    cudaError_t e;
+    BLAS_TRY(fn, cublasSetStream(cx->blas, cx->stream));
+
+    if ((st = stage_begin(layer, FORGE_STAGE_QKV, record, failed)) != FORGE_OK) return st;
+    if ((st = lt_linear_run(cx, &l->qkv_gemm, l->qkv, x, l->w_qkv)) != FORGE_OK) return st;
+
+    if ((st = stage_begin(layer, FORGE_STAGE_ROPE_CACHE, record, failed)) != FORGE_OK) return st;
+    fcuda_kv kv = {l->k_tmp, l->v_tmp, 0, c->max_seq};
+    if (cache) kv = (fcuda_kv){((cuda_cache *)cache->impl)->k, ((cuda_cache *)cache->impl)->v, 1, c->max_seq};
+    fcuda_split_args split = {l->qkv, l->q, l->inv_freq, kv, c->heads, c->kv_heads, c->head_dim, (int)c->rope_style};
+    for (int first = 0, tok0 = 0; first < n_seqs; first += FCUDA_MAX_SEQS) {
+        int count = n_seqs - first < FCUDA_MAX_SEQS ? n_seqs - first : FCUDA_MAX_SEQS;
+        fcuda_batch b = batch_of(seqs, first, count, tok0);
+        if ((e = fcuda_split_rope(&split, &b, cx->stream))) return cuda_err(fn, "fcuda_split_rope", e);
+        tok0 = b.tok0[count];
+    }
+
+    if ((st = stage_begin(layer, FORGE_STAGE_ATTENTION, record, failed)) != FORGE_OK) return st;
+    if (use_flash(layer)) {
+        fcuda_attn_args attn = {l->q, kv, l->attn, c->heads, c->kv_heads, c->head_dim, 1.0f / sqrtf((float)c->head_dim)};
+        for (int first = 0, tok0 = 0; first < n_seqs; first += FCUDA_MAX_SEQS) {
+            int count = n_seqs - first < FCUDA_MAX_SEQS ? n_seqs - first : FCUDA_MAX_SEQS;
+            fcuda_batch b = batch_of(seqs, first, count, tok0);
+            if ((e = fcuda_flash_attention(&attn, &b, cx->stream))) return cuda_err(fn, "fcuda_flash_attention", e);
+            tok0 = b.tok0[count];
+        }
+    } else {
+        for (int i = 0, tok0 = 0; i < n_seqs; tok0 += seqs[i].n_tokens, i++)
+            if ((st = unfused_sequence(layer, &kv, &seqs[i], tok0)) != FORGE_OK) return st;
+        for (int first = 0, tok0 = 0; first < n_seqs; first += FCUDA_MAX_SEQS) {
+            int count = n_seqs - first < FCUDA_MAX_SEQS ? n_seqs - first : FCUDA_MAX_SEQS;
+            fcuda_batch b = batch_of(seqs, first, count, tok0);
+            if ((e = fcuda_flatten(l->heads_out, l->attn, c->heads, c->head_dim, &b, cx->stream)))
+                return cuda_err(fn, "fcuda_flatten", e);
+            tok0 = b.tok0[count];
+        }
+    }
+
+    if ((st = stage_begin(layer, FORGE_STAGE_OUTPUT, record, failed)) != FORGE_OK) return st;
+    if ((st = lt_linear_run(cx, &l->o_gemm, y, l->attn, l->w_o)) != FORGE_OK) return st;
+    if (record && (e = cudaEventRecord(l->ev[FORGE_STAGE_COUNT], cx->stream))) return cuda_err(fn, "cudaEventRecord", e);
+    *failed = FORGE_STAGE_COUNT;
+    return FORGE_OK;
+}
+
+static forge_status cuda_timings(forge_layer *layer, double us[FORGE_STAGE_COUNT]) {
+    static const char fn[] = "forge_layer_last_timings";
+    cuda_layer *l = layer->impl;
+    CUDA_TRY(fn, cudaEventSynchronize(l->ev[FORGE_STAGE_COUNT]));
+    for (int i = 0; i < FORGE_STAGE_COUNT; i++) {
+        float ms;
+        CUDA_TRY(fn, cudaEventElapsedTime(&ms, l->ev[i], l->ev[i + 1]));
+        us[i] = ms * 1e3;
+    }
+    return FORGE_OK;
+}
+
+/* -------------------------------------------------------------- graphs */
+
+static void cuda_graph_free(forge_graph *graph) {
+    cuda_graph *g = graph->impl;
+    if (!g) return;
+    if (g->exec) cudaGraphExecDestroy(g->exec);
+    free(g);
+    graph->impl = NULL;
+}
+
+/* Captures the call in global mode, where any synchronising or host-copying
+ * call fails the capture: a captured forward proves it has none. An existing
+ * executable graph is updated in place when only parameters changed. */
+static forge_status cuda_graph_capture(forge_graph *graph) {
+    static const char fn[] = "forge_graph_create";
+    forge_layer *layer = graph->layer;
+    cuda_ctx *cx = layer->ctx->impl;
+    cuda_graph *g = graph->impl;
+    if (!g && !(g = graph->impl = calloc(1, sizeof *g)))
+        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    CUDA_TRY(fn, cudaStreamBeginCapture(cx->stream, cudaStreamCaptureModeGlobal));
+    forge_stage failed;
+    forge_status st = cuda_forward(layer, graph->cache, graph->seqs, graph->n_seqs, graph->total, graph->x, graph->y, &failed);
+    cudaGraph_t captured = NULL;
+    cudaError_t e = cudaStreamEndCapture(cx->stream, &captured);
+    if (st != FORGE_OK) {
+        if (captured) cudaGraphDestroy(captured);
+        return st;
+    }
+    if (e) return cuda_err(fn, "cudaStreamEndCapture", e);
+    if (g->exec) {
+        cudaGraphExecUpdateResultInfo info;
+        if (cudaGraphExecUpdate(g->exec, captured, &info) != cudaSuccess) {
+            cudaGetLastError();
+            cudaGraphExecDestroy(g->exec);
+            g->exec = NULL;
+        }
+    }
+    if (!g->exec) e = cudaGraphInstantiate(&g->exec, captured, 0);
+    cudaGraphDestroy(captured);
+    if (e) return cuda_err(fn, "cudaGraphInstantiate", e);
+    return FORGE_OK;
+}
+
+static forge_status cuda_graph_launch(forge_graph *graph) {
+    cuda_ctx *cx = graph->layer->ctx->impl;
+    CUDA_TRY("forge_graph_launch", cudaGraphLaunch(((cuda_graph *)graph->impl)->exec, cx->stream));
+    return FORGE_OK;
+}
+
+const forge_backend_ops forge_cuda_backend = {
+    .kind = FORGE_BACKEND_CUDA,
+    .context_init = cuda_context_init,
+    .context_free = cuda_context_free,
+    .set_stream = cuda_set_stream,
+    .synchronize = cuda_synchronize,
+    .buffer_alloc = cuda_buffer_alloc,
+    .buffer_free = cuda_buffer_free,
+    .buffer_copy = cuda_buffer_copy,
+    .layer_init = cuda_layer_init,
+    .layer_free = cuda_layer_free,
+    .cache_init = cuda_cache_init,
+    .cache_free = cuda_cache_free,
+    .cache_read = cuda_cache_read,
+    .cache_write = cuda_cache_write,
+    .reserve = cuda_reserve,
+    .forward = cuda_forward,
+    .timings = cuda_timings,
+    .graph_capture = cuda_graph_capture,
+    .graph_launch = cuda_graph_launch,
+    .graph_free = cuda_graph_free,
+};

@@ -1,0 +1,77 @@
+/* kernels.h: the CUDA backend's kernels, as seen from its C host code. Each
+ * launcher queues its kernel on the given stream and returns the launch's
+ * error (cudaGetLastError). */
+#ifndef FORGE_CUDA_KERNELS_H
+#define FORGE_CUDA_KERNELS_H
+
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Sequences handled by one launch. Passed by value as a kernel parameter, so
+ * that a forward call makes no host copy and can be captured in a graph;
+ * larger batches take several launches. */
+#define FCUDA_MAX_SEQS 64
+
+typedef struct {
+    int n;                        /* sequences in this launch                      */
+    int tok0[FCUDA_MAX_SEQS + 1]; /* sequence i owns tokens tok0[i] .. tok0[i+1]-1 */
+    int pos0[FCUDA_MAX_SEQS];     /* position of its first token                   */
+    int slot[FCUDA_MAX_SEQS];     /* its KV cache slot                              */
+    int max_tokens;               /* the most tokens of one sequence                */
+} fcuda_batch;
+
+/* Where K and V of a sequence live, as on the CPU backend: its cache slot,
+ * [kv_heads, max_seq, head_dim] from position 0, or without a cache the
+ * call's scratch, [kv_heads, n_tokens, head_dim] from its first token, at
+ * token offset tok0 * kv_heads * head_dim. */
+typedef struct {
+    float *k, *v;  /* cache [slots, kv_heads, max_seq, head_dim] or scratch [T * kv_heads * head_dim] */
+    int use_cache;
+    int max_seq;
+} fcuda_kv;
+
+typedef struct {
+    const float *qkv;       /* [T, (heads + 2 kv_heads) * head_dim], biases added   */
+    float *q;               /* per sequence [heads, n, head_dim] at heads * tok0 * head_dim */
+    const double *inv_freq; /* [head_dim / 2] RoPE frequencies                      */
+    fcuda_kv kv;
+    int heads, kv_heads, head_dim;
+    int rope_style; /* forge_rope_style */
+} fcuda_split_args;
+
+/* Splits qkv, rotates Q and K, writes Q to q and K, V to their place. */
+cudaError_t fcuda_split_rope(const fcuda_split_args *a, const fcuda_batch *b, cudaStream_t stream);
+
+typedef struct {
+    const float *q; /* as written by fcuda_split_rope */
+    fcuda_kv kv;
+    float *out;     /* [T, heads * head_dim] */
+    int heads, kv_heads, head_dim;
+    float scale;    /* 1 / sqrt(head_dim) */
+} fcuda_attn_args;
+
+/* 1 when the flash kernel is built for this head dim. */
+int fcuda_flash_supported(int head_dim);
+/* Sets the kernels' shared-memory limits; once per process, before any launch. */
+cudaError_t fcuda_flash_init(void);
+/* Causal flash attention (online softmax, K/V tiles in shared memory). */
+cudaError_t fcuda_flash_attention(const fcuda_attn_args *a, const fcuda_batch *b,
+                                  cudaStream_t stream);
+
+/* Unfused path, one sequence: scores [rows, keys] with row r the query
+ * r % n_queries at position q_pos0 + r % n_queries and key j at k_pos0 + j,
+ * already scaled; becomes the causal softmax, masked entries 0. */
+cudaError_t fcuda_softmax_causal(float *scores, int rows, int n_queries, int keys, int q_pos0,
+                                 int k_pos0, cudaStream_t stream);
+/* Per sequence [heads, n, head_dim] at heads * tok0 * head_dim -> out [T, heads * head_dim]. */
+cudaError_t fcuda_flatten(const float *heads_out, float *out, int heads, int head_dim,
+                          const fcuda_batch *b, cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
