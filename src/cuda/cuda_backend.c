@@ -5,7 +5,9 @@
  *   attention                 flash kernel, or the unfused path
  *                             (cuBLAS strided-batched QK^T, softmax, PV)
  *   y    = attn Wo^T + b      cuBLASLt, bias in the epilogue
- * Sequence metadata travels as kernel parameters (kernels.h). */
+ * Calls of few tokens take linear_small.cu's kernels instead of cuBLASLt,
+ * with the split and RoPE in the QKV projection's epilogue. Sequence
+ * metadata travels as kernel parameters (kernels.h). */
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
@@ -228,11 +230,33 @@ static void cuda_layer_free(forge_layer *layer) {
     layer->impl = NULL;
 }
 
-/* Uploads n floats of src, or zeros when src is NULL, to dst + offset. */
-static forge_status upload(float *dst, size_t offset, const void *src, size_t n) {
+/* Uploads `heads` head blocks of head_dim rows of `cols` floats (zeros when
+ * src is NULL) to dst + offset, rows of each head in RoPE pair order
+ * (qkv_store.cuh): row 2p from element ia(p), row 2p + 1 from ib(p). */
+static forge_status upload_rows(float *dst, size_t offset, const void *src, int heads, int head_dim,
+                                size_t cols, forge_rope_style style) {
     static const char fn[] = "forge_layer_create";
-    if (src) CUDA_TRY(fn, cudaMemcpy(dst + offset, src, n * sizeof(float), cudaMemcpyHostToDevice));
-    else CUDA_TRY(fn, cudaMemset(dst + offset, 0, n * sizeof(float)));
+    const size_t n = (size_t)heads * head_dim * cols;
+    if (!src) {
+        CUDA_TRY(fn, cudaMemset(dst + offset, 0, n * sizeof(float)));
+        return FORGE_OK;
+    }
+    const float *from = src;
+    float *ordered = NULL;
+    if (style == FORGE_ROPE_HALF) {
+        if (!(ordered = malloc(n * sizeof(float)))) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+        const int half = head_dim / 2;
+        for (int h = 0; h < heads; h++)
+            for (int p = 0; p < half; p++) {
+                const size_t head = (size_t)h * head_dim;
+                memcpy(ordered + (head + 2 * p) * cols, from + (head + p) * cols, cols * sizeof(float));
+                memcpy(ordered + (head + 2 * p + 1) * cols, from + (head + p + half) * cols, cols * sizeof(float));
+            }
+        from = ordered;
+    }
+    cudaError_t e = cudaMemcpy(dst + offset, from, n * sizeof(float), cudaMemcpyHostToDevice);
+    free(ordered);
+    if (e) return cuda_err(fn, "cudaMemcpy", e);
     return FORGE_OK;
 }
 
@@ -261,14 +285,17 @@ static forge_status cuda_layer_init(forge_layer *layer, const forge_layer_weight
         for (int i = 0; !e && i <= FORGE_STAGE_COUNT; i++) e = cudaEventCreate(&l->ev[i]);
         if (e) st = cuda_err(fn, "cudaMalloc", e);
     }
-    if (st == FORGE_OK) st = upload(l->w_qkv, 0, w->q_proj, q_out * hidden);
-    if (st == FORGE_OK) st = upload(l->w_qkv, q_out * hidden, w->k_proj, kv_out * hidden);
-    if (st == FORGE_OK) st = upload(l->w_qkv, (q_out + kv_out) * hidden, w->v_proj, kv_out * hidden);
-    if (st == FORGE_OK) st = upload(l->w_o, 0, w->o_proj, hidden * q_out);
-    if (st == FORGE_OK && qkv_bias) st = upload(l->b_qkv, 0, w->q_bias, q_out);
-    if (st == FORGE_OK && qkv_bias) st = upload(l->b_qkv, q_out, w->k_bias, kv_out);
-    if (st == FORGE_OK && qkv_bias) st = upload(l->b_qkv, q_out + kv_out, w->v_bias, kv_out);
-    if (st == FORGE_OK && l->b_o) st = upload(l->b_o, 0, w->o_bias, hidden);
+    /* Q and K rows (and biases) in RoPE pair order; V and O as they are */
+    const int H = c->heads, Hk = c->kv_heads, D = c->head_dim;
+    const forge_rope_style rope = c->rope_style, plain = FORGE_ROPE_NONE;
+    if (st == FORGE_OK) st = upload_rows(l->w_qkv, 0, w->q_proj, H, D, hidden, rope);
+    if (st == FORGE_OK) st = upload_rows(l->w_qkv, q_out * hidden, w->k_proj, Hk, D, hidden, rope);
+    if (st == FORGE_OK) st = upload_rows(l->w_qkv, (q_out + kv_out) * hidden, w->v_proj, Hk, D, hidden, plain);
+    if (st == FORGE_OK) st = upload_rows(l->w_o, 0, w->o_proj, 1, (int)hidden, q_out, plain);
+    if (st == FORGE_OK && qkv_bias) st = upload_rows(l->b_qkv, 0, w->q_bias, H, D, 1, rope);
+    if (st == FORGE_OK && qkv_bias) st = upload_rows(l->b_qkv, q_out, w->k_bias, Hk, D, 1, rope);
+    if (st == FORGE_OK && qkv_bias) st = upload_rows(l->b_qkv, q_out + kv_out, w->v_bias, Hk, D, 1, plain);
+    if (st == FORGE_OK && l->b_o) st = upload_rows(l->b_o, 0, w->o_bias, 1, (int)hidden, 1, plain);
     if (st == FORGE_OK && c->head_dim >= 2)
         if ((e = cudaMemcpy(l->inv_freq, inv_freq, sizeof(double) * (size_t)(c->head_dim / 2), cudaMemcpyHostToDevice)))
             st = cuda_err(fn, "cudaMemcpy", e);
@@ -386,9 +413,13 @@ static forge_status cuda_reserve(forge_layer *layer, forge_kv_cache *cache, cons
             l->ws_scores = need;
         }
     }
-    const int qkv_dim = (c->heads + 2 * c->kv_heads) * c->head_dim;
-    if ((st = lt_linear_plan(cx, &l->qkv_gemm, l->b_qkv, total, c->hidden, qkv_dim)) != FORGE_OK) return st;
-    return lt_linear_plan(cx, &l->o_gemm, l->b_o, total, c->heads * c->head_dim, c->hidden);
+    const int qkv_dim = (c->heads + 2 * c->kv_heads) * c->head_dim, hd = c->heads * c->head_dim;
+    if (!fcuda_linear_small_fits(total, c->hidden, qkv_dim) &&
+        (st = lt_linear_plan(cx, &l->qkv_gemm, l->b_qkv, total, c->hidden, qkv_dim)) != FORGE_OK)
+        return st;
+    if (!fcuda_linear_small_fits(total, hd, c->hidden))
+        return lt_linear_plan(cx, &l->o_gemm, l->b_o, total, hd, c->hidden);
+    return FORGE_OK;
 }
 
 /* The sequences [first, first + count) as one launch's parameters. */
@@ -475,14 +506,25 @@ static forge_status cuda_forward(forge_layer *layer, forge_kv_cache *cache, cons
     cudaError_t e;
     BLAS_TRY(fn, cublasSetStream(cx->blas, cx->stream));
 
-    if ((st = stage_begin(layer, FORGE_STAGE_QKV, record, failed)) != FORGE_OK) return st;
-    if ((st = lt_linear_run(cx, &l->qkv_gemm, l->qkv, x, l->w_qkv)) != FORGE_OK) return st;
-
-    if ((st = stage_begin(layer, FORGE_STAGE_ROPE_CACHE, record, failed)) != FORGE_OK) return st;
     fcuda_kv kv = {l->k_tmp, l->v_tmp, 0, c->max_seq};
     if (cache) kv = (fcuda_kv){((cuda_cache *)cache->impl)->k, ((cuda_cache *)cache->impl)->v, 1, c->max_seq};
     fcuda_split_args split = {l->qkv, l->q, l->inv_freq, kv, c->heads, c->kv_heads, c->head_dim, (int)c->rope_style};
-    for (int first = 0, tok0 = 0; first < n_seqs; first += FCUDA_MAX_SEQS) {
+    const int qkv_dim = (c->heads + 2 * c->kv_heads) * c->head_dim, hd = c->heads * c->head_dim;
+    /* a small call's whole batch fits one launch: total <= FCUDA_SMALL_TOKENS <= FCUDA_MAX_SEQS */
+    const int small_qkv = fcuda_linear_small_fits(total, c->hidden, qkv_dim);
+
+    if ((st = stage_begin(layer, FORGE_STAGE_QKV, record, failed)) != FORGE_OK) return st;
+    if (small_qkv) {
+        fcuda_batch b = batch_of(seqs, 0, n_seqs, 0);
+        if ((e = fcuda_qkv_small(x, l->w_qkv, l->b_qkv, c->hidden, &split, &b, cx->stream)))
+            return cuda_err(fn, "fcuda_qkv_small", e);
+    } else if ((st = lt_linear_run(cx, &l->qkv_gemm, l->qkv, x, l->w_qkv)) != FORGE_OK) {
+        return st;
+    }
+
+    /* with small_qkv, done in the projection's epilogue: the stage is empty */
+    if ((st = stage_begin(layer, FORGE_STAGE_ROPE_CACHE, record, failed)) != FORGE_OK) return st;
+    for (int first = 0, tok0 = 0; !small_qkv && first < n_seqs; first += FCUDA_MAX_SEQS) {
         int count = n_seqs - first < FCUDA_MAX_SEQS ? n_seqs - first : FCUDA_MAX_SEQS;
         fcuda_batch b = batch_of(seqs, first, count, tok0);
         if ((e = fcuda_split_rope(&split, &b, cx->stream))) return cuda_err(fn, "fcuda_split_rope", e);
@@ -511,7 +553,12 @@ static forge_status cuda_forward(forge_layer *layer, forge_kv_cache *cache, cons
     }
 
     if ((st = stage_begin(layer, FORGE_STAGE_OUTPUT, record, failed)) != FORGE_OK) return st;
-    if ((st = lt_linear_run(cx, &l->o_gemm, y, l->attn, l->w_o)) != FORGE_OK) return st;
+    if (fcuda_linear_small_fits(total, hd, c->hidden)) {
+        if ((e = fcuda_linear_small(l->attn, l->w_o, l->b_o, y, total, hd, c->hidden, cx->stream)))
+            return cuda_err(fn, "fcuda_linear_small", e);
+    } else if ((st = lt_linear_run(cx, &l->o_gemm, y, l->attn, l->w_o)) != FORGE_OK) {
+        return st;
+    }
     if (record && (e = cudaEventRecord(l->ev[FORGE_STAGE_COUNT], cx->stream))) return cuda_err(fn, "cudaEventRecord", e);
     *failed = FORGE_STAGE_COUNT;
     return FORGE_OK;

@@ -12,6 +12,7 @@
 #define BK 32
 #define TPR 4 /* threads per query row */
 #define FLASH_THREADS (BQ * TPR)
+static_assert(BQ == BK, "Q and K/V tiles are loaded by the same loop shape");
 
 template <int D> struct flash_smem {
     static constexpr int DP = D + 1; /* padded rows: row-strided reads hit distinct banks */
@@ -38,9 +39,27 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_kernel(fcuda_attn_args a,
 
     const float qscale = a.scale * 1.4426950408889634f;
     const float *Qg = a.q + ((size_t)H * t0 + (size_t)h * n + i0) * D;
-    for (int e = tid; e < BQ * D; e += FLASH_THREADS) {
-        const int rr = e / D, d = e % D;
-        Qs[rr * DP + d] = rr < rows ? Qg[(size_t)rr * D + d] * qscale : 0.0f;
+    /* Tiles go global -> registers -> shared in groups of STAGE float4s a
+     * thread: the sources are generic pointers that might alias shared
+     * memory, so a load after a shared store would wait for it. */
+    constexpr int V4 = BQ * D / 4, V4_PER_THREAD = (V4 + FLASH_THREADS - 1) / FLASH_THREADS;
+    constexpr int STAGE = V4_PER_THREAD < 4 ? V4_PER_THREAD : 4;
+    const float4 zero4 = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+    for (int g0 = 0; g0 < V4_PER_THREAD; g0 += STAGE) {
+        float4 q4[STAGE];
+#pragma unroll
+        for (int j = 0; j < STAGE; j++) {
+            const int e = tid + FLASH_THREADS * (g0 + j), rr = e / (D / 4), d = (e % (D / 4)) * 4;
+            q4[j] = e < V4 && rr < rows ? *(const float4 *)(Qg + (size_t)rr * D + d) : zero4;
+        }
+#pragma unroll
+        for (int j = 0; j < STAGE; j++) {
+            const int e = tid + FLASH_THREADS * (g0 + j), rr = e / (D / 4), d = (e % (D / 4)) * 4;
+            if (e >= V4) break;
+            float *dst = Qs + rr * DP + d;
+            dst[0] = q4[j].x * qscale, dst[1] = q4[j].y * qscale, dst[2] = q4[j].z * qscale, dst[3] = q4[j].w * qscale;
+        }
     }
     /* keys 0 .. visible-1 are seen by row r; the block needs those of its last row */
     const int visible = pos0 + i0 + r - kv.k_pos0 + 1;
@@ -52,11 +71,24 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_kernel(fcuda_attn_args a,
     for (int k0 = 0; k0 < block_keys; k0 += BK) {
         const int kn = min(BK, block_keys - k0);
         __syncthreads(); /* the previous tile is no longer read */
-        for (int e = tid; e < BK * D; e += FLASH_THREADS) {
-            const int kk = e / D, d = e % D;
-            const size_t at = (size_t)(k0 + kk) * D + d;
-            Ks[kk * DP + d] = kk < kn ? kv.k[at] : 0.0f;
-            Vs[kk * D + d] = kk < kn ? kv.v[at] : 0.0f;
+#pragma unroll
+        for (int g0 = 0; g0 < V4_PER_THREAD; g0 += STAGE) { /* BK == BQ: the same shape as Q's */
+            float4 k4[STAGE], v4[STAGE];
+#pragma unroll
+            for (int j = 0; j < STAGE; j++) {
+                const int e = tid + FLASH_THREADS * (g0 + j), kk = e / (D / 4), d = (e % (D / 4)) * 4;
+                const size_t at = (size_t)(k0 + kk) * D + d;
+                k4[j] = e < V4 && kk < kn ? *(const float4 *)(kv.k + at) : zero4;
+                v4[j] = e < V4 && kk < kn ? *(const float4 *)(kv.v + at) : zero4;
+            }
+#pragma unroll
+            for (int j = 0; j < STAGE; j++) {
+                const int e = tid + FLASH_THREADS * (g0 + j), kk = e / (D / 4), d = (e % (D / 4)) * 4;
+                if (e >= V4) break;
+                float *kd = Ks + kk * DP + d;
+                kd[0] = k4[j].x, kd[1] = k4[j].y, kd[2] = k4[j].z, kd[3] = k4[j].w;
+                *(float4 *)(Vs + kk * D + d) = v4[j];
+            }
         }
         __syncthreads();
 

@@ -42,7 +42,22 @@ typedef struct {
     int rope_style; /* forge_rope_style */
 } fcuda_split_args;
 
-/* Splits qkv, rotates Q and K, writes Q to q and K, V to their place. */
+/* The GEMMs of linear_small.cu serve calls of at most this many tokens whose
+ * weight matrix has at most this many elements; larger ones go to cuBLASLt. */
+#define FCUDA_SMALL_TOKENS 64
+#define FCUDA_SMALL_WEIGHTS ((size_t)1 << 22)
+
+int fcuda_linear_small_fits(int tokens, int in, int out);
+/* y [tokens, out] = x [tokens, in] W^T + bias (bias may be NULL). */
+cudaError_t fcuda_linear_small(const float *x, const float *w, const float *bias, float *y,
+                               int tokens, int in, int out, cudaStream_t stream);
+/* The QKV projection of a whole small call (every sequence in b, from token
+ * 0), split, rotated and stored as fcuda_split_rope would; a->qkv unused. */
+cudaError_t fcuda_qkv_small(const float *x, const float *w, const float *bias, int in,
+                            const fcuda_split_args *a, const fcuda_batch *b, cudaStream_t stream);
+
+/* Splits qkv (Q and K rows in RoPE pair order, see qkv_store.cuh), rotates
+ * Q and K, writes Q to q and K, V to their place. */
 cudaError_t fcuda_split_rope(const fcuda_split_args *a, const fcuda_batch *b, cudaStream_t stream);
 
 typedef struct {
