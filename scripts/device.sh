@@ -40,6 +40,8 @@ if [[ " $parts " == *" tests "* ]]; then
   run cli build/tests/test_cli build/forge
   run forge_run build/forge run
   cat "$OUT/forge_run.log"
+  run forge_check build/forge check
+  tail -1 "$OUT/forge_check.log"
 fi
 
 if [[ " $parts " == *" sanitize "* ]]; then

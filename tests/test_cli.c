@@ -2,7 +2,7 @@
  *
  *   test_cli PATH/TO/forge
  *
- * forge run checks itself; forge attn on files matches the float64
+ * forge run and forge check check themselves; forge attn on files matches the float64
  * reference in fp32 and bf16; every bad input exits non-zero with one line on
  * stderr naming the problem; forge bench --json prints torch_ref.py's fields. */
 #define _XOPEN_SOURCE 700 /* realpath */
@@ -21,7 +21,7 @@ static char dir[64];
 
 typedef struct {
     int code;
-    char out[8192], err[4096];
+    char out[65536], err[4096];
 } run_result;
 
 static void slurp(const char *path, char *buf, size_t cap) {
@@ -114,6 +114,13 @@ static void test_run(void **state) {
     assert_non_null(strstr(r.out, "relative L2"));
     assert_non_null(strstr(r.out, "attention"));
     assert_non_null(strstr(r.out, "fallbacks: none"));
+}
+
+static void test_check(void **state) {
+    run_result r = forge("check");
+    if (r.code != 0) fail_msg("forge check exited %d: %s", r.code, r.err);
+    assert_non_null(strstr(r.out, "checks within tolerance"));
+    assert_null(strstr(r.out, "OVER"));
 }
 
 /* forge attn in dtype on x [2, 5, 48] at pos0 3, against the reference. */
@@ -266,6 +273,7 @@ int main(int argc, char **argv) {
     forge_bin = bin;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_run),
+        cmocka_unit_test(test_check),
         cmocka_unit_test(test_attn_fp32),
         cmocka_unit_test(test_attn_bf16),
         cmocka_unit_test(test_attn_prefix),

@@ -3,6 +3,7 @@
  *   forge run                 the seed layer on the best backend, checked
  *   forge attn ...            one layer on tensors from safetensors files
  *   forge bench layer ...     timings, one JSON object a line with --json
+ *   forge check               the backend against the reference over a grid
  */
 #include <stdio.h>
 #include <string.h>
@@ -14,14 +15,18 @@ static const char usage[] =
     "\n"
     "  run    [--backend auto|cpu|cuda] [--iters N]\n"
     "         the seed layer (seq 32, 4 heads, head_dim 32, hidden 128, fp32, RoPE)\n"
-    "         with seeded random weights: backend, stage times, error against the\n"
-    "         float64 reference, fallbacks\n"
+    "         with seeded random weights on the best backend: stage times, error\n"
+    "         against the float64 reference, fallbacks\n"
     "  attn   --weights W.safetensors --input X.safetensors --out Y.safetensors\n"
     "         --heads H [--kv-heads K] [--rope-theta T] [--rope-style half|interleaved|none]\n"
     "         [--pos0 N] [--prefix P] [--backend B]\n"
     "         one attention layer: weights q_proj.weight, k_proj.weight, v_proj.weight,\n"
     "         o_proj.weight ([out, in]) and optional .bias; x [seq, hidden] or\n"
     "         [batch, seq, hidden]; writes y of the same shape and dtype\n"
+    "  check  [--backend B]\n"
+    "         the backend against the float64 reference over a grid of shapes\n"
+    "         (lengths, heads, KV heads, head dims 32..256, cached prefixes) on both\n"
+    "         attention paths: a table of errors; exit 1 if any is over tolerance\n"
     "  bench  layer [--json] --seq S --heads H [--kv-heads K] --head-dim D [--hidden N]\n"
     "         [--batch B] [--dtype fp32] [--iters N] [--warmup N] [--backend B]\n"
     "         median and spread of the whole layer, and per-stage medians\n";
@@ -36,6 +41,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "run") == 0) return cmd_run(argc - 2, argv + 2);
     if (strcmp(cmd, "attn") == 0) return cmd_attn(argc - 2, argv + 2);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 2, argv + 2);
+    if (strcmp(cmd, "check") == 0) return cmd_check(argc - 2, argv + 2);
     fprintf(stderr, "forge: unknown command '%s' (try forge help)\n", cmd);
     return 2;
 }

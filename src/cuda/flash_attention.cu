@@ -1,34 +1,68 @@
 /* flash_attention.cu: causal attention in one kernel, float32 (FlashAttention's
  * online softmax on CUDA cores). A block takes BQ query rows of one head of
  * one sequence and walks the keys those rows can see in tiles of BK, held in
- * shared memory; scores never reach global memory. Four threads share a
- * query row: each scores every fourth key of a tile and owns every fourth
- * output column. Built for head dims 32, 64, 80, 96, 128 and 256. */
+ * shared memory; scores never reach global memory. TPR threads share a
+ * query row: each scores every TPR-th key of a tile and owns every TPR-th
+ * output column. Built for head dims 32, 64, 80, 96, 128 and 256; launched
+ * to overlap the kernel before it (pdl.cuh). */
 #include <math.h>
 
 #include "batch.cuh"
+#include "pdl.cuh"
 
-#define BQ 32
-#define BK 32
-#define TPR 4 /* threads per query row */
-#define FLASH_THREADS (BQ * TPR)
-static_assert(BQ == BK, "Q and K/V tiles are loaded by the same loop shape");
+/* Query rows of a block, BQ, come in two sizes: 32 (4 threads a row) for
+ * long calls, where it halves the K/V traffic, and 16 (8 threads a row) for
+ * short ones, which it spreads over twice the blocks with half the serial
+ * work a thread. Either way a block has 128 threads. */
+#define BK 32 /* keys of a tile */
+#define FLASH_THREADS 128
+#define FLASH_LONG_ROWS 256 /* calls with sequences this long take BQ = 32 */
 
-template <int D> struct flash_smem {
+template <int D, int BQ> struct flash_cfg {
+    static constexpr int TPR = FLASH_THREADS / BQ; /* threads per query row */
     static constexpr int DP = D + 1; /* padded rows: row-strided reads hit distinct banks */
     static constexpr int floats = BQ * DP + BK * DP + BK * D + BQ * (BK + 1);
     static constexpr size_t bytes = floats * sizeof(float);
 };
 
-template <int D>
+/* Copies rows [0, ROWS) of D floats from src (row i at src + i * D; rows at
+ * or past `valid` read as 0), times scale, to dst with row pitch `pitch`.
+ * Global -> registers -> shared in groups of 4 float4s a thread: the sources
+ * are generic pointers that might alias shared memory, so a load after a
+ * shared store would wait for it. */
+template <int ROWS, int D>
+__device__ inline void load_rows(float *dst, int pitch, const float *src, int valid, float scale) {
+    constexpr int V4 = ROWS * D / 4, PER_THREAD = (V4 + FLASH_THREADS - 1) / FLASH_THREADS;
+    constexpr int STAGE = PER_THREAD < 4 ? PER_THREAD : 4;
+    const float4 zero4 = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+    for (int g0 = 0; g0 < PER_THREAD; g0 += STAGE) {
+        float4 r4[STAGE];
+#pragma unroll
+        for (int j = 0; j < STAGE; j++) {
+            const int e = threadIdx.x + FLASH_THREADS * (g0 + j), row = e / (D / 4), d = (e % (D / 4)) * 4;
+            r4[j] = e < V4 && row < valid ? *(const float4 *)(src + (size_t)row * D + d) : zero4;
+        }
+#pragma unroll
+        for (int j = 0; j < STAGE; j++) {
+            const int e = threadIdx.x + FLASH_THREADS * (g0 + j), row = e / (D / 4), d = (e % (D / 4)) * 4;
+            if (e >= V4) break;
+            float *out = dst + row * pitch + d;
+            out[0] = r4[j].x * scale, out[1] = r4[j].y * scale, out[2] = r4[j].z * scale, out[3] = r4[j].w * scale;
+        }
+    }
+}
+
+template <int D, int BQ>
 __global__ void __launch_bounds__(FLASH_THREADS) flash_kernel(fcuda_attn_args a, fcuda_batch b) {
-    constexpr int DP = flash_smem<D>::DP, NJ = D / TPR, KJ = BK / TPR;
+    constexpr int TPR = flash_cfg<D, BQ>::TPR, DP = flash_cfg<D, BQ>::DP, NJ = D / TPR, KJ = BK / TPR;
     extern __shared__ float smem[];
     float *Qs = smem;          /* [BQ][DP], scaled by scale * log2(e) */
     float *Ks = Qs + BQ * DP;  /* [BK][DP] */
     float *Vs = Ks + BK * DP;  /* [BK][D]  */
     float *Ps = Vs + BK * D;   /* [BQ][BK + 1] probabilities of the tile */
 
+    pdl_trigger();
     const int s = blockIdx.z, h = blockIdx.y;
     const int t0 = b.tok0[s], n = b.tok0[s + 1] - t0, i0 = blockIdx.x * BQ;
     if (i0 >= n) return;
@@ -36,31 +70,6 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_kernel(fcuda_attn_args a,
     const kv_rows kv = kv_place(a.kv, b, s, g, a.kv_heads, D);
     const int rows = min(BQ, n - i0);
     const int tid = threadIdx.x, r = tid / TPR, c = tid % TPR;
-
-    const float qscale = a.scale * 1.4426950408889634f;
-    const float *Qg = a.q + ((size_t)H * t0 + (size_t)h * n + i0) * D;
-    /* Tiles go global -> registers -> shared in groups of STAGE float4s a
-     * thread: the sources are generic pointers that might alias shared
-     * memory, so a load after a shared store would wait for it. */
-    constexpr int V4 = BQ * D / 4, V4_PER_THREAD = (V4 + FLASH_THREADS - 1) / FLASH_THREADS;
-    constexpr int STAGE = V4_PER_THREAD < 4 ? V4_PER_THREAD : 4;
-    const float4 zero4 = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-#pragma unroll
-    for (int g0 = 0; g0 < V4_PER_THREAD; g0 += STAGE) {
-        float4 q4[STAGE];
-#pragma unroll
-        for (int j = 0; j < STAGE; j++) {
-            const int e = tid + FLASH_THREADS * (g0 + j), rr = e / (D / 4), d = (e % (D / 4)) * 4;
-            q4[j] = e < V4 && rr < rows ? *(const float4 *)(Qg + (size_t)rr * D + d) : zero4;
-        }
-#pragma unroll
-        for (int j = 0; j < STAGE; j++) {
-            const int e = tid + FLASH_THREADS * (g0 + j), rr = e / (D / 4), d = (e % (D / 4)) * 4;
-            if (e >= V4) break;
-            float *dst = Qs + rr * DP + d;
-            dst[0] = q4[j].x * qscale, dst[1] = q4[j].y * qscale, dst[2] = q4[j].z * qscale, dst[3] = q4[j].w * qscale;
-        }
-    }
     /* keys 0 .. visible-1 are seen by row r; the block needs those of its last row */
     const int visible = pos0 + i0 + r - kv.k_pos0 + 1;
     const int block_keys = pos0 + i0 + rows - kv.k_pos0;
@@ -68,28 +77,14 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_kernel(fcuda_attn_args a,
 #pragma unroll
     for (int j = 0; j < NJ; j++) acc[j] = 0.0f;
 
+    pdl_wait(); /* Q, K, V come from the kernel before */
+    load_rows<BQ, D>(Qs, DP, a.q + ((size_t)H * t0 + (size_t)h * n + i0) * D, rows,
+                     a.scale * 1.4426950408889634f);
     for (int k0 = 0; k0 < block_keys; k0 += BK) {
         const int kn = min(BK, block_keys - k0);
         __syncthreads(); /* the previous tile is no longer read */
-#pragma unroll
-        for (int g0 = 0; g0 < V4_PER_THREAD; g0 += STAGE) { /* BK == BQ: the same shape as Q's */
-            float4 k4[STAGE], v4[STAGE];
-#pragma unroll
-            for (int j = 0; j < STAGE; j++) {
-                const int e = tid + FLASH_THREADS * (g0 + j), kk = e / (D / 4), d = (e % (D / 4)) * 4;
-                const size_t at = (size_t)(k0 + kk) * D + d;
-                k4[j] = e < V4 && kk < kn ? *(const float4 *)(kv.k + at) : zero4;
-                v4[j] = e < V4 && kk < kn ? *(const float4 *)(kv.v + at) : zero4;
-            }
-#pragma unroll
-            for (int j = 0; j < STAGE; j++) {
-                const int e = tid + FLASH_THREADS * (g0 + j), kk = e / (D / 4), d = (e % (D / 4)) * 4;
-                if (e >= V4) break;
-                float *kd = Ks + kk * DP + d;
-                kd[0] = k4[j].x, kd[1] = k4[j].y, kd[2] = k4[j].z, kd[3] = k4[j].w;
-                *(float4 *)(Vs + kk * D + d) = v4[j];
-            }
-        }
+        load_rows<BK, D>(Ks, DP, kv.k + (size_t)k0 * D, kn, 1.0f);
+        load_rows<BK, D>(Vs, D, kv.v + (size_t)k0 * D, kn, 1.0f);
         __syncthreads();
 
         float sc[KJ];
@@ -107,8 +102,8 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_kernel(fcuda_attn_args a,
             sc[j] = key < visible && key < k0 + kn ? sc[j] : -INFINITY; /* causal mask */
             tile_max = fmaxf(tile_max, sc[j]);
         }
-        tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
-        tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
+#pragma unroll
+        for (int o = 1; o < TPR; o *= 2) tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, o));
         /* key 0 is visible to every row, so m is finite from the first tile on */
         const float m_new = fmaxf(m, tile_max);
         const float correction = exp2f(m - m_new);
@@ -119,8 +114,8 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_kernel(fcuda_attn_args a,
             Ps[r * (BK + 1) + c + TPR * j] = p;
             psum += p;
         }
-        psum += __shfl_xor_sync(0xffffffffu, psum, 1);
-        psum += __shfl_xor_sync(0xffffffffu, psum, 2);
+#pragma unroll
+        for (int o = 1; o < TPR; o *= 2) psum += __shfl_xor_sync(0xffffffffu, psum, o);
         l = l * correction + psum;
         m = m_new;
 #pragma unroll
@@ -153,24 +148,33 @@ extern "C" cudaError_t fcuda_flash_init(void) {
     cudaError_t e = cudaSuccess;
 #define OPT_IN(d)                                                                                \
     if (e == cudaSuccess)                                                                        \
-        e = cudaFuncSetAttribute(flash_kernel<d>, cudaFuncAttributeMaxDynamicSharedMemorySize,   \
-                                 (int)flash_smem<d>::bytes);
+        e = cudaFuncSetAttribute(flash_kernel<d, 16>, cudaFuncAttributeMaxDynamicSharedMemorySize, \
+                                 (int)flash_cfg<d, 16>::bytes);                                  \
+    if (e == cudaSuccess)                                                                        \
+        e = cudaFuncSetAttribute(flash_kernel<d, 32>, cudaFuncAttributeMaxDynamicSharedMemorySize, \
+                                 (int)flash_cfg<d, 32>::bytes);
     FLASH_HEAD_DIMS(OPT_IN)
 #undef OPT_IN
     return e;
 }
 
+template <int D>
+static cudaError_t launch(const fcuda_attn_args *a, const fcuda_batch *b, cudaStream_t stream) {
+    if (b->max_tokens >= FLASH_LONG_ROWS) {
+        const dim3 grid((b->max_tokens + 31) / 32, a->heads, b->n);
+        return pdl_launch(flash_kernel<D, 32>, grid, dim3(FLASH_THREADS), flash_cfg<D, 32>::bytes, stream, *a, *b);
+    }
+    const dim3 grid((b->max_tokens + 15) / 16, a->heads, b->n);
+    return pdl_launch(flash_kernel<D, 16>, grid, dim3(FLASH_THREADS), flash_cfg<D, 16>::bytes, stream, *a, *b);
+}
+
 extern "C" cudaError_t fcuda_flash_attention(const fcuda_attn_args *a, const fcuda_batch *b,
                                              cudaStream_t stream) {
-    const dim3 grid((b->max_tokens + BQ - 1) / BQ, a->heads, b->n);
     switch (a->head_dim) {
 #define LAUNCH(d)                                                                                \
-    case d:                                                                                      \
-        flash_kernel<d><<<grid, FLASH_THREADS, flash_smem<d>::bytes, stream>>>(*a, *b);          \
-        break;
+    case d: return launch<d>(a, b, stream);
         FLASH_HEAD_DIMS(LAUNCH)
 #undef LAUNCH
     default: return cudaErrorInvalidValue;
     }
-    return cudaGetLastError();
 }

@@ -9,6 +9,7 @@
  * loaded into registers first and stored after: the sources are generic
  * pointers, which might alias shared memory, so loads interleaved with the
  * stores would each wait for the store before (one latency an element). */
+#include "pdl.cuh"
 #include "qkv_store.cuh"
 
 #define LS_T 16       /* tokens of a block            */
@@ -24,6 +25,7 @@ linear_small_kernel(const float *x, const float *w, const float *bias, float *y,
                     int out, fcuda_split_args qa, fcuda_batch b) {
     __shared__ __align__(16) float xs[LS_K][LS_T + LS_PAD]; /* x tile, k-major */
     __shared__ __align__(16) float ws[LS_K][LS_O + LS_PAD]; /* W tile, k-major */
+    pdl_trigger();
     const int t0 = blockIdx.y * LS_T, o0 = blockIdx.x * LS_O;
     const int tid = threadIdx.x, tt = (tid / 8) * 2, oo = (tid % 8) * 2;
     /* this thread's column pair: its RoPE frequency, loaded now */
@@ -32,11 +34,15 @@ linear_small_kernel(const float *x, const float *w, const float *bias, float *y,
     for (int k0 = 0; k0 < in; k0 += LS_K) {
         float xr[LS_PER_THREAD], wr[LS_PER_THREAD];
 #pragma unroll
+        for (int j = 0; j < LS_PER_THREAD; j++) { /* k fastest: coalesced */
+            const int e = tid + LS_THREADS * j, r = e / LS_K, k = e % LS_K;
+            wr[j] = k0 + k < in && o0 + r < out ? w[(size_t)(o0 + r) * in + k0 + k] : 0.0f;
+        }
+        if (k0 == 0) pdl_wait(); /* x may come from the kernel before; the weights do not */
+#pragma unroll
         for (int j = 0; j < LS_PER_THREAD; j++) {
-            const int e = tid + LS_THREADS * j, r = e / LS_K, k = e % LS_K; /* k fastest: coalesced */
-            const bool in_k = k0 + k < in;
-            xr[j] = in_k && t0 + r < T ? x[(size_t)(t0 + r) * in + k0 + k] : 0.0f;
-            wr[j] = in_k && o0 + r < out ? w[(size_t)(o0 + r) * in + k0 + k] : 0.0f;
+            const int e = tid + LS_THREADS * j, r = e / LS_K, k = e % LS_K;
+            xr[j] = k0 + k < in && t0 + r < T ? x[(size_t)(t0 + r) * in + k0 + k] : 0.0f;
         }
         __syncthreads(); /* the previous tile is no longer read */
 #pragma unroll
@@ -81,8 +87,8 @@ extern "C" cudaError_t fcuda_linear_small(const float *x, const float *w, const 
                                           int tokens, int in, int out, cudaStream_t stream) {
     const fcuda_split_args none = {};
     const fcuda_batch no_batch = {};
-    linear_small_kernel<false><<<grid_of(tokens, out), LS_THREADS, 0, stream>>>(x, w, bias, y, tokens, in, out, none, no_batch);
-    return cudaGetLastError();
+    return pdl_launch(linear_small_kernel<false>, grid_of(tokens, out), dim3(LS_THREADS), 0, stream, x, w,
+                      bias, y, tokens, in, out, none, no_batch);
 }
 
 extern "C" cudaError_t fcuda_qkv_small(const float *x, const float *w, const float *bias, int in,

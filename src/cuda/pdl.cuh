@@ -1,0 +1,44 @@
+/* pdl.cuh: programmatic dependent launch (sm_90). A kernel launched with
+ * pdl_launch may start while the kernel before it on the stream still runs;
+ * it calls pdl_wait() before it reads anything that kernel wrote, and may do
+ * independent work (index math, loading weights) first. Elsewhere (a HIP
+ * build, older GPUs) both are plain launches and no-ops. */
+#ifndef FORGE_CUDA_PDL_CUH
+#define FORGE_CUDA_PDL_CUH
+
+#include <cuda_runtime.h>
+
+__device__ inline void pdl_wait(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+/* Lets the kernel after this one (if launched with pdl_launch) start now;
+ * its pdl_wait still waits for this whole kernel to finish. */
+__device__ inline void pdl_trigger(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+
+/* Launches kernel<<<grid, block, smem, stream>>>(args...) allowed to overlap
+ * the previous kernel on the stream. */
+template <typename... Params, typename... Args>
+cudaError_t pdl_launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+                       cudaStream_t stream, Args... args) {
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = stream;
+    cfg.attrs = &attr;
+    cfg.numAttrs = 1;
+    cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, static_cast<Params>(args)...);
+    return e != cudaSuccess ? e : cudaGetLastError();
+}
+
+#endif
