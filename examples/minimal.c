@@ -17,23 +17,30 @@ int main(void) {
     for (int m = 0; m < 4; m++)
         for (size_t i = 0; i < sizes[m] / sizeof(float); i++) all[m][i] = (float)rand() / RAND_MAX - 0.5f;
     forge_layer_weights w = {.q_proj = wq, .k_proj = wk, .v_proj = wv, .o_proj = wo};
+    float host_x[5 * HIDDEN], host_y[5 * HIDDEN];
+    for (int i = 0; i < 5 * HIDDEN; i++) host_x[i] = (float)rand() / RAND_MAX - 0.5f;
 
     forge_context *ctx = NULL;
     forge_layer *layer = NULL;
     forge_kv_cache *cache = NULL;
-    forge_status st = forge_context_create(FORGE_BACKEND_AUTO, &ctx);
+    float *x = NULL, *y = NULL; /* where the backend computes */
+    forge_status st = forge_context_create(FORGE_BACKEND_AUTO, &ctx); /* CUDA if present */
     if (st == FORGE_OK) st = forge_layer_create(ctx, &cfg, &w, &layer);
     if (st == FORGE_OK) st = forge_kv_cache_create(layer, 1, &cache); /* one sequence */
+    if (st == FORGE_OK) st = forge_buffer_alloc(ctx, sizeof host_x, (void **)&x);
+    if (st == FORGE_OK) st = forge_buffer_alloc(ctx, sizeof host_y, (void **)&y);
+    if (st == FORGE_OK) st = forge_buffer_upload(ctx, x, host_x, sizeof host_x);
 
-    float x[5 * HIDDEN], y[5 * HIDDEN];
-    for (int i = 0; i < 5 * HIDDEN; i++) x[i] = (float)rand() / RAND_MAX - 0.5f;
     forge_seq prefill = {.slot = 0, .pos0 = 0, .n_tokens = 4};
     if (st == FORGE_OK) st = forge_layer_forward(layer, cache, &prefill, 1, x, y);
     forge_seq decode = {.slot = 0, .pos0 = 4, .n_tokens = 1};
     if (st == FORGE_OK) st = forge_layer_forward(layer, cache, &decode, 1, x + 4 * HIDDEN, y + 4 * HIDDEN);
+    if (st == FORGE_OK) st = forge_buffer_download(ctx, host_y, y, sizeof host_y); /* waits */
 
     if (st != FORGE_OK) fprintf(stderr, "forge: %s: %s\n", forge_status_str(st), forge_last_error());
-    else printf("y[4][0] = %f on %s\n", y[4 * HIDDEN], forge_backend_name(forge_context_backend(ctx)));
+    else printf("y[4][0] = %f on %s\n", host_y[4 * HIDDEN], forge_backend_name(forge_context_backend(ctx)));
+    forge_buffer_free(ctx, x);
+    forge_buffer_free(ctx, y);
     forge_kv_cache_destroy(cache);
     forge_layer_destroy(layer);
     forge_context_destroy(ctx);

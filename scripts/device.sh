@@ -38,6 +38,7 @@ if [[ " $parts " == *" tests "* ]]; then
   run rope build/tests/test_rope
   run safetensors build/tests/test_safetensors
   run cli build/tests/test_cli build/forge
+  run example build/example_minimal
   run forge_run build/forge run
   cat "$OUT/forge_run.log"
   run forge_check build/forge check
