@@ -19,6 +19,7 @@ typedef struct {
     int batch, seq, heads, kv_heads, head_dim, hidden, iters, warmup, json;
     forge_backend backend;
     forge_dtype dtype;
+    forge_attention attention;
 } bench_args;
 
 static const char *const stage_keys[FORGE_STAGE_COUNT] = {"qkv_us", "rope_cache_us",
@@ -60,11 +61,13 @@ static int bench_layer(const bench_args *a) {
     double *us = malloc(sizeof *us * (size_t)a->iters), *graph_us = malloc(sizeof *us * (size_t)a->iters);
     int rc = us && graph_us ? 0 : cli_error(CMD, "out of memory");
     if (!rc) rc = layer_bench_open(&b, CMD, a->backend, &cfg, a->batch, a->seq);
+    if (!rc && forge_layer_set_attention(b.layer, a->attention) != FORGE_OK) rc = cli_fail(CMD, FORGE_ERR_INVALID_ARGUMENT);
     if (!rc) rc = layer_bench_time(&b, CMD, a->warmup, a->iters, us, stage_med);
     if (!rc) rc = layer_bench_time_graph(&b, CMD, a->warmup, a->iters, graph_us);
     if (!rc) {
         char impl[32];
-        snprintf(impl, sizeof impl, "forge-%s", forge_backend_name(forge_context_backend(b.ctx)));
+        snprintf(impl, sizeof impl, "forge-%s%s", forge_backend_name(forge_context_backend(b.ctx)),
+                 a->attention == FORGE_ATTENTION_UNFUSED ? "-unfused" : "");
         print_result(a, impl, us, graph_us, stage_med);
     }
     if (us && graph_us) layer_bench_close(&b);
@@ -77,14 +80,14 @@ int cmd_bench(int argc, char **argv) {
     if (argc < 1 || strcmp(argv[0], "layer") != 0)
         return cli_error(CMD, "the benchmark must be named: forge bench layer ...");
     bench_args a = {.batch = 1, .kv_heads = 0, .hidden = 0, .iters = 200, .warmup = 20};
-    const char *dtype = "fp32", *backend = "auto";
+    const char *dtype = "fp32", *backend = "auto", *attention = "flash";
     const cli_opt opts[] = {
         {"--json", OPT_FLAG, &a.json},        {"--seq", OPT_INT, &a.seq},
         {"--heads", OPT_INT, &a.heads},       {"--kv-heads", OPT_INT, &a.kv_heads},
         {"--head-dim", OPT_INT, &a.head_dim}, {"--hidden", OPT_INT, &a.hidden},
         {"--batch", OPT_INT, &a.batch},       {"--dtype", OPT_STRING, &dtype},
         {"--iters", OPT_INT, &a.iters},       {"--warmup", OPT_INT, &a.warmup},
-        {"--backend", OPT_STRING, &backend},
+        {"--backend", OPT_STRING, &backend},  {"--attention", OPT_STRING, &attention},
     };
     if (cli_parse(CMD, argc - 1, argv + 1, opts, sizeof opts / sizeof opts[0]) != 0) return 1;
     if (a.seq < 1 || a.heads < 1 || a.head_dim < 1)
@@ -96,6 +99,9 @@ int cmd_bench(int argc, char **argv) {
     if (!a.hidden) a.hidden = a.heads * a.head_dim;
     if (cli_backend(backend, &a.backend) != 0)
         return cli_error(CMD, "--backend must be auto, cpu or cuda, not '%s'", backend);
+    if (strcmp(attention, "flash") == 0) a.attention = FORGE_ATTENTION_FLASH;
+    else if (strcmp(attention, "unfused") == 0) a.attention = FORGE_ATTENTION_UNFUSED;
+    else return cli_error(CMD, "--attention must be flash or unfused, not '%s'", attention);
     const forge_dtype all[] = {FORGE_F32, FORGE_F16, FORGE_BF16};
     int found = 0;
     for (int i = 0; i < 3; i++)

@@ -29,6 +29,7 @@ static const char usage[] =
     "         attention paths: a table of errors; exit 1 if any is over tolerance\n"
     "  bench  layer [--json] --seq S --heads H [--kv-heads K] --head-dim D [--hidden N]\n"
     "         [--batch B] [--dtype fp32] [--iters N] [--warmup N] [--backend B]\n"
+    "         [--attention flash|unfused]\n"
     "         median and spread of the whole layer, and per-stage medians\n";
 
 int main(int argc, char **argv) {

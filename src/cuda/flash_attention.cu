@@ -25,31 +25,38 @@ template <int D, int BQ> struct flash_cfg {
     static constexpr size_t bytes = floats * sizeof(float);
 };
 
-/* Copies rows [0, ROWS) of D floats from src (row i at src + i * D; rows at
- * or past `valid` read as 0), times scale, to dst with row pitch `pitch`.
- * Global -> registers -> shared in groups of 4 float4s a thread: the sources
- * are generic pointers that might alias shared memory, so a load after a
- * shared store would wait for it. */
-template <int ROWS, int D>
-__device__ inline void load_rows(float *dst, int pitch, const float *src, int valid, float scale) {
+/* Copies rows [0, ROWS) of D floats from each of the N sources (row i at
+ * src[m] + i * D; rows at or past `valid` read as 0), times scale, to dst[m]
+ * with row pitch pitch[m]. Global -> registers -> shared in groups of 4
+ * float4s a thread and source, all sources' loads of a group in flight
+ * together: the sources are generic pointers that might alias shared
+ * memory, so a load after a shared store would wait for it. */
+template <int ROWS, int D, int N>
+__device__ inline void load_rows(float *const (&dst)[N], const int (&pitch)[N],
+                                 const float *const (&src)[N], int valid, float scale) {
     constexpr int V4 = ROWS * D / 4, PER_THREAD = (V4 + FLASH_THREADS - 1) / FLASH_THREADS;
     constexpr int STAGE = PER_THREAD < 4 ? PER_THREAD : 4;
     const float4 zero4 = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 #pragma unroll
     for (int g0 = 0; g0 < PER_THREAD; g0 += STAGE) {
-        float4 r4[STAGE];
+        float4 r4[N][STAGE];
 #pragma unroll
-        for (int j = 0; j < STAGE; j++) {
-            const int e = threadIdx.x + FLASH_THREADS * (g0 + j), row = e / (D / 4), d = (e % (D / 4)) * 4;
-            r4[j] = e < V4 && row < valid ? *(const float4 *)(src + (size_t)row * D + d) : zero4;
-        }
+        for (int m = 0; m < N; m++)
 #pragma unroll
-        for (int j = 0; j < STAGE; j++) {
-            const int e = threadIdx.x + FLASH_THREADS * (g0 + j), row = e / (D / 4), d = (e % (D / 4)) * 4;
-            if (e >= V4) break;
-            float *out = dst + row * pitch + d;
-            out[0] = r4[j].x * scale, out[1] = r4[j].y * scale, out[2] = r4[j].z * scale, out[3] = r4[j].w * scale;
-        }
+            for (int j = 0; j < STAGE; j++) {
+                const int e = threadIdx.x + FLASH_THREADS * (g0 + j), row = e / (D / 4), d = (e % (D / 4)) * 4;
+                r4[m][j] = e < V4 && row < valid ? *(const float4 *)(src[m] + (size_t)row * D + d) : zero4;
+            }
+#pragma unroll
+        for (int m = 0; m < N; m++)
+#pragma unroll
+            for (int j = 0; j < STAGE; j++) {
+                const int e = threadIdx.x + FLASH_THREADS * (g0 + j), row = e / (D / 4), d = (e % (D / 4)) * 4;
+                if (e >= V4) break;
+                float *out = dst[m] + row * pitch[m] + d;
+                out[0] = r4[m][j].x * scale, out[1] = r4[m][j].y * scale;
+                out[2] = r4[m][j].z * scale, out[3] = r4[m][j].w * scale;
+            }
     }
 }
 
@@ -78,13 +85,19 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_kernel(fcuda_attn_args a,
     for (int j = 0; j < NJ; j++) acc[j] = 0.0f;
 
     pdl_wait(); /* Q, K, V come from the kernel before */
-    load_rows<BQ, D>(Qs, DP, a.q + ((size_t)H * t0 + (size_t)h * n + i0) * D, rows,
-                     a.scale * 1.4426950408889634f);
+    {
+        float *const dst[1] = {Qs};
+        const int pitch[1] = {DP};
+        const float *const src[1] = {a.q + ((size_t)H * t0 + (size_t)h * n + i0) * D};
+        load_rows<BQ, D>(dst, pitch, src, rows, a.scale * 1.4426950408889634f);
+    }
     for (int k0 = 0; k0 < block_keys; k0 += BK) {
         const int kn = min(BK, block_keys - k0);
         __syncthreads(); /* the previous tile is no longer read */
-        load_rows<BK, D>(Ks, DP, kv.k + (size_t)k0 * D, kn, 1.0f);
-        load_rows<BK, D>(Vs, D, kv.v + (size_t)k0 * D, kn, 1.0f);
+        float *const dst[2] = {Ks, Vs};
+        const int pitch[2] = {DP, D};
+        const float *const src[2] = {kv.k + (size_t)k0 * D, kv.v + (size_t)k0 * D};
+        load_rows<BK, D>(dst, pitch, src, kn, 1.0f);
         __syncthreads();
 
         float sc[KJ];

@@ -3,9 +3,11 @@
  * form also does the split, RoPE and K/V cache write in the epilogue
  * (qkv_store.cuh), so a small call's projection is one launch.
  *
- * A block computes 16 tokens x 16 outputs; each of its 64 threads 2 x 2
- * (small tiles: many blocks, short dependency chains; these calls are all
- * latency), from k-major tiles of 64 in shared memory read as float2. A tile is
+ * A block computes 16 tokens x 16 outputs (small tiles: many blocks, short
+ * dependency chains; these calls are all latency). Its 256 threads are 4
+ * k-groups of 64, each thread 2 x 2 outputs over a quarter of every k-major
+ * tile of 64 in shared memory (read as float2); the groups' partial sums
+ * meet in shared memory at the end. A tile is
  * loaded into registers first and stored after: the sources are generic
  * pointers, which might alias shared memory, so loads interleaved with the
  * stores would each wait for the store before (one latency an element). */
@@ -15,7 +17,9 @@
 #define LS_T 16       /* tokens of a block            */
 #define LS_O 16       /* outputs of a block           */
 #define LS_K 64       /* k of a shared-memory tile    */
-#define LS_THREADS 64 /* 8 x 8 threads of 2 x 2 each  */
+#define LS_GROUP 64   /* 8 x 8 threads of 2 x 2 each: one k-group */
+#define LS_KG 4       /* k-groups                     */
+#define LS_THREADS (LS_GROUP * LS_KG)
 #define LS_PAD 2      /* keeps float2 rows aligned; spreads the transposing stores over banks */
 #define LS_PER_THREAD (LS_T * LS_K / LS_THREADS)
 
@@ -27,7 +31,8 @@ linear_small_kernel(const float *x, const float *w, const float *bias, float *y,
     __shared__ __align__(16) float ws[LS_K][LS_O + LS_PAD]; /* W tile, k-major */
     pdl_trigger();
     const int t0 = blockIdx.y * LS_T, o0 = blockIdx.x * LS_O;
-    const int tid = threadIdx.x, tt = (tid / 8) * 2, oo = (tid % 8) * 2;
+    const int tid = threadIdx.x, kg = tid / LS_GROUP, lt = tid % LS_GROUP;
+    const int tt = (lt / 8) * 2, oo = (lt % 8) * 2;
     /* this thread's column pair: its RoPE frequency, loaded now */
     const double freq = QKV && o0 + oo < out ? qkv_inv_freq(qa, o0 + oo) : 0.0;
     float acc[2][2] = {};
@@ -52,13 +57,23 @@ linear_small_kernel(const float *x, const float *w, const float *bias, float *y,
             ws[k][r] = wr[j];
         }
         __syncthreads();
-#pragma unroll 16
-        for (int k = 0; k < LS_K; k++) {
+#pragma unroll
+        for (int k = kg * (LS_K / LS_KG); k < (kg + 1) * (LS_K / LS_KG); k++) {
             const float2 xv = *(const float2 *)&xs[k][tt], wv = *(const float2 *)&ws[k][oo];
             acc[0][0] += xv.x * wv.x, acc[0][1] += xv.x * wv.y;
             acc[1][0] += xv.y * wv.x, acc[1][1] += xv.y * wv.y;
         }
     }
+    /* the k-groups' partial sums meet in group 0 */
+    __shared__ float2 partial[LS_KG - 1][LS_GROUP][2];
+    if (kg > 0)
+        for (int i = 0; i < 2; i++) partial[kg - 1][lt][i] = make_float2(acc[i][0], acc[i][1]);
+    __syncthreads();
+    if (kg > 0) return;
+#pragma unroll
+    for (int g = 0; g < LS_KG - 1; g++)
+#pragma unroll
+        for (int i = 0; i < 2; i++) acc[i][0] += partial[g][lt][i].x, acc[i][1] += partial[g][lt][i].y;
     const int o = o0 + oo;
     if (o >= out) return;
     const float b0 = bias ? bias[o] : 0.0f, b1 = bias && o + 1 < out ? bias[o + 1] : 0.0f;
