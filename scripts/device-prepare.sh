@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Run here before a device call: builds Forge and copies into .carry/ what the
-# GPU machine lacks (the Debian shared libraries the build links, and
-# ../shared/bench/torch_ref.py). Then call the device tool with
-#   carry: ["build", ".carry"]   command: bash scripts/device.sh
+# GPU machine needs: the programs and library (.carry/build, without the
+# object files), the Debian shared libraries they link (.carry/lib), and
+# ../shared/bench/torch_ref.py. Then call the device tool with
+#   carry: [".carry"]   command: bash scripts/device.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x /usr/local/cuda/bin/nvcc ] && export PATH="/usr/local/cuda/bin:$PATH"
@@ -15,5 +16,9 @@ for bin in build/forge build/tests/test_*; do
 done | sort -u | grep -E 'openblas|cjson|cmocka|gfortran|quadmath' | while read -r lib; do
   cp -L "$lib" .carry/lib/
 done
+mkdir -p .carry/build/tests
+cp -P build/forge build/example_minimal build/libforge.so* .carry/build/
+cp build/tests/test_* .carry/build/tests/ 2>/dev/null || true
+rm -f .carry/build/tests/*.cmake
 cp ../shared/bench/torch_ref.py .carry/
-du -sh build .carry
+du -sh .carry

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs on the GPU machine (device tool), over the build and .carry/ that
+# Runs on the GPU machine (device tool), over the .carry/ that
 # scripts/device-prepare.sh made here: the test programs (CPU and GPU),
 # compute-sanitizer on a small grid, forge run, then each benchmark shape
 # through forge bench and ../shared/bench/torch_ref.py in the same run, and a
@@ -8,7 +8,8 @@
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-export LD_LIBRARY_PATH="$root/build:$root/.carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+build=.carry/build
+export LD_LIBRARY_PATH="$root/$build:$root/.carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 OUT=${OUT:-/tmp/forge-device}
 mkdir -p "$OUT"
 status=0
@@ -30,30 +31,30 @@ python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_devic
 
 if [[ " $parts " == *" tests "* ]]; then
   echo "== tests"
-  run layer_cpu build/tests/test_layer cpu
-  run layer_cuda_flash build/tests/test_layer cuda flash
-  run layer_cuda_unfused build/tests/test_layer cuda unfused
-  run cuda build/tests/test_cuda
-  run errors build/tests/test_errors
-  run rope build/tests/test_rope
-  run safetensors build/tests/test_safetensors
-  run cli build/tests/test_cli build/forge
-  run example build/example_minimal
-  run forge_run build/forge run
+  run layer_cpu $build/tests/test_layer cpu
+  run layer_cuda_flash $build/tests/test_layer cuda flash
+  run layer_cuda_unfused $build/tests/test_layer cuda unfused
+  run cuda $build/tests/test_cuda
+  run errors $build/tests/test_errors
+  run rope $build/tests/test_rope
+  run safetensors $build/tests/test_safetensors
+  run cli $build/tests/test_cli $build/forge
+  run example $build/example_minimal
+  run forge_run $build/forge run
   cat "$OUT/forge_run.log"
-  run forge_check build/forge check
+  run forge_check $build/forge check
   tail -1 "$OUT/forge_check.log"
 fi
 
 if [[ " $parts " == *" sanitize "* ]]; then
   echo "== compute-sanitizer"
   cs="compute-sanitizer --error-exitcode 1"
-  run memcheck_flash $cs --tool memcheck build/tests/test_layer cuda flash
-  run memcheck_unfused $cs --tool memcheck build/tests/test_layer cuda unfused
-  run racecheck $cs --tool racecheck build/forge bench layer --seq 100 --heads 4 --kv-heads 2 --head-dim 64 --iters 2 --warmup 0
-  run racecheck_d256 $cs --tool racecheck build/forge bench layer --seq 40 --heads 2 --kv-heads 1 --head-dim 256 --iters 1 --warmup 0
-  run synccheck $cs --tool synccheck build/forge run --iters 2
-  run initcheck $cs --tool initcheck build/forge run --iters 2
+  run memcheck_flash $cs --tool memcheck $build/tests/test_layer cuda flash
+  run memcheck_unfused $cs --tool memcheck $build/tests/test_layer cuda unfused
+  run racecheck $cs --tool racecheck $build/forge bench layer --seq 100 --heads 4 --kv-heads 2 --head-dim 64 --iters 2 --warmup 0
+  run racecheck_d256 $cs --tool racecheck $build/forge bench layer --seq 40 --heads 2 --kv-heads 1 --head-dim 256 --iters 1 --warmup 0
+  run synccheck $cs --tool synccheck $build/forge run --iters 2
+  run initcheck $cs --tool initcheck $build/forge run --iters 2
 fi
 
 if [[ " $parts " == *" bench "* ]]; then
@@ -68,7 +69,7 @@ if [[ " $parts " == *" bench "* ]]; then
   : >"$OUT/bench.jsonl"
   for s in "${shapes[@]}"; do
     read -r seq h kv d hidden iters <<<"$s"
-    build/forge bench layer --json --seq "$seq" --heads "$h" --kv-heads "$kv" --head-dim "$d" \
+    $build/forge bench layer --json --seq "$seq" --heads "$h" --kv-heads "$kv" --head-dim "$d" \
       --hidden "$hidden" --iters "$iters" --warmup 10 >>"$OUT/bench.jsonl" || status=1
     python3 .carry/torch_ref.py layer --seq "$seq" --heads "$h" --kv-heads "$kv" --head-dim "$d" \
       --hidden "$hidden" --dtype fp32 >>"$OUT/bench.jsonl" || status=1

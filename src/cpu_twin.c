@@ -7,23 +7,29 @@
 #include "backend.h"
 #include "error.h"
 
+/* Copies positions [0, len) of a slot from one cache to another (of the
+ * same geometry), through host memory. */
+static forge_status copy_slot(const forge_kv_cache *from, forge_kv_cache *to, int slot, int len) {
+    if (len == 0) return FORGE_OK;
+    const size_t n = (size_t)from->kv_heads * from->head_dim * (size_t)len;
+    float *k = malloc(sizeof *k * n), *v = malloc(sizeof *v * n);
+    forge_status st = k && v ? from->ctx->ops->cache_read(from, slot, len, k, v)
+                             : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "cpu twin: out of memory");
+    if (st == FORGE_OK) st = to->ctx->ops->cache_write(to, slot, len, k, v);
+    free(k);
+    free(v);
+    return st;
+}
+
 /* Makes the twin cache's slots hold positions [0, pos0) as the backend's do. */
 static forge_status sync_prefixes(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
                                   int n_seqs) {
     forge_status st = FORGE_OK;
     if (!cache->cpu && (st = forge_kv_cache_create(layer->cpu, cache->slots, &cache->cpu)) != FORGE_OK)
         return st;
-    const size_t row = (size_t)cache->kv_heads * cache->head_dim;
     for (int i = 0; i < n_seqs && st == FORGE_OK; i++) {
-        int slot = seqs[i].slot, len = seqs[i].pos0;
-        cache->cpu->len[slot] = len;
-        if (len == 0) continue;
-        float *k = malloc(sizeof *k * row * (size_t)len), *v = malloc(sizeof *v * row * (size_t)len);
-        st = k && v ? cache->ctx->ops->cache_read(cache, slot, len, k, v)
-                    : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "cpu twin: out of memory");
-        if (st == FORGE_OK) st = forge_cpu_backend.cache_write(cache->cpu, slot, len, k, v);
-        free(k);
-        free(v);
+        cache->cpu->len[seqs[i].slot] = seqs[i].pos0;
+        st = copy_slot(cache, cache->cpu, seqs[i].slot, seqs[i].pos0);
     }
     return st;
 }
@@ -47,15 +53,7 @@ forge_status forge_cpu_copy_out(forge_layer *layer, forge_kv_cache *cache, const
     forge_context *ctx = layer->ctx;
     forge_status st = ctx->ops->buffer_copy(ctx, y, y_host,
                                             sizeof(float) * (size_t)total * layer->cfg.hidden, 0);
-    const size_t row = cache ? (size_t)cache->kv_heads * cache->head_dim : 0;
-    for (int i = 0; cache && i < n_seqs && st == FORGE_OK; i++) {
-        int slot = seqs[i].slot, len = seqs[i].pos0 + seqs[i].n_tokens;
-        float *k = malloc(sizeof *k * row * (size_t)len), *v = malloc(sizeof *v * row * (size_t)len);
-        st = k && v ? forge_cpu_backend.cache_read(cache->cpu, slot, len, k, v)
-                    : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "cpu twin: out of memory");
-        if (st == FORGE_OK) st = ctx->ops->cache_write(cache, slot, len, k, v);
-        free(k);
-        free(v);
-    }
+    for (int i = 0; cache && i < n_seqs && st == FORGE_OK; i++)
+        st = copy_slot(cache->cpu, cache, seqs[i].slot, seqs[i].pos0 + seqs[i].n_tokens);
     return st;
 }

@@ -142,8 +142,7 @@ forge_layer_config forge_layer_get_config(const forge_layer *layer) {
 }
 
 /* The cache must have been made for a layer of the same geometry and backend. */
-static forge_status check_cache(const forge_layer *layer, const forge_kv_cache *cache) {
-    static const char fn[] = "forge_layer_forward";
+static forge_status check_cache(const char *fn, const forge_layer *layer, const forge_kv_cache *cache) {
     const forge_layer_config *c = &layer->cfg;
     if (cache->ctx != layer->ctx)
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT,
@@ -162,9 +161,8 @@ static forge_status check_cache(const forge_layer *layer, const forge_kv_cache *
 }
 
 /* Checks the batch; on success *total is the number of rows of x and y. */
-static forge_status check_seqs(const forge_layer *layer, const forge_kv_cache *cache,
+static forge_status check_seqs(const char *fn, const forge_layer *layer, const forge_kv_cache *cache,
                                const forge_seq *seqs, int n_seqs, int *total) {
-    static const char fn[] = "forge_layer_forward";
     const int max_seq = layer->cfg.max_seq;
     int64_t tokens = 0;
     for (int i = 0; i < n_seqs; i++) {
@@ -222,8 +220,8 @@ forge_status forge_check_forward(const char *fn, forge_layer *layer, forge_kv_ca
     if (n_seqs < 1)
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: n_seqs = %d is below 1", fn, n_seqs);
     forge_status st;
-    if (cache && (st = check_cache(layer, cache)) != FORGE_OK) return st;
-    return check_seqs(layer, cache, seqs, n_seqs, total);
+    if (cache && (st = check_cache(fn, layer, cache)) != FORGE_OK) return st;
+    return check_seqs(fn, layer, cache, seqs, n_seqs, total);
 }
 
 void forge_commit_forward(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
