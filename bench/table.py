@@ -7,7 +7,8 @@ import json
 import sys
 
 KEYS = ("mode", "impl", "dtype", "batch", "seq", "heads", "kv_heads", "head_dim", "hidden")
-TIMES = ("eager_us", "eager_us_p10", "eager_us_p90", "graph_us", "qkv_us", "rope_cache_us",
+TIMES = ("eager_us", "eager_us_p10", "eager_us_p90", "graph_us", "eager_wall_us", "graph_wall_us",
+         "qkv_us", "rope_cache_us",
          "attention_us", "output_us")
 
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip().startswith("{")]

@@ -98,6 +98,13 @@ FORGE_API forge_status forge_context_set_stream(forge_context *ctx, void *stream
  * that surfaced since. */
 FORGE_API forge_status forge_context_synchronize(forge_context *ctx);
 
+/* Device time of the work queued by this context's calls between start and
+ * stop, measured as ../shared/bench/torch_ref.py measures PyTorch: CUDA
+ * events on the stream (the wall clock on the CPU backend). Stop waits for
+ * that work. */
+FORGE_API forge_status forge_stopwatch_start(forge_context *ctx);
+FORGE_API forge_status forge_stopwatch_stop(forge_context *ctx, double *us);
+
 /* What a forward call does when a backend stage fails. */
 typedef enum {
     FORGE_FALLBACK_ERROR = 0, /* return the error (the default)                     */

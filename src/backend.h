@@ -19,6 +19,7 @@ struct forge_context {
     int fallback_logged;                      /* the backend error was printed     */
     int fail_stage;                           /* test hook: stage to fail, or -1   */
     forge_context *cpu;                       /* CPU twin for fallback and checks  */
+    double stopwatch_start_us;                /* wall clock, where the backend has no stopwatch */
 };
 
 struct forge_layer {
@@ -49,6 +50,9 @@ struct forge_backend_ops {
     void (*context_free)(forge_context *ctx);          /* may be NULL */
     forge_status (*set_stream)(forge_context *ctx, void *stream);
     forge_status (*synchronize)(forge_context *ctx);
+    /* A stopwatch on the stream; NULL: the wall clock (context.c). */
+    forge_status (*stopwatch_start)(forge_context *ctx);
+    forge_status (*stopwatch_stop)(forge_context *ctx, double *us);
     forge_status (*buffer_alloc)(forge_context *ctx, size_t bytes, void **out);
     void (*buffer_free)(forge_context *ctx, void *p);
     /* host <-> backend copies; to_host 1: dst is host memory */

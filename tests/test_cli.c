@@ -241,8 +241,9 @@ static void test_bench_json(void **state) {
     assert_string_equal(cJSON_GetObjectItem(j, "mode")->valuestring, "layer");
     assert_true(strncmp(cJSON_GetObjectItem(j, "impl")->valuestring, "forge-", 6) == 0);
     assert_string_equal(cJSON_GetObjectItem(j, "dtype")->valuestring, "fp32");
-    const char *times[] = {"eager_us", "eager_us_p10", "eager_us_p90", "graph_us", "qkv_us", "attention_us"};
-    for (int i = 0; i < 6; i++) {
+    const char *times[] = {"eager_us", "eager_us_p10", "eager_us_p90", "graph_us", "eager_wall_us",
+                           "graph_wall_us", "qkv_us", "attention_us"};
+    for (int i = 0; i < 8; i++) {
         cJSON *v = cJSON_GetObjectItem(j, times[i]);
         assert_true(cJSON_IsNumber(v) && v->valuedouble > 0.0);
     }

@@ -1,9 +1,11 @@
 /* cmd_bench.c: `forge bench layer`, timings of the whole layer. Each timed
  * call is a prefill of `batch` sequences of `seq` tokens into emptied cache
- * slots, the work of ../shared/bench/torch_ref.py layer, timed until the
- * device is done. Totals come from calls with profiling off; per-stage
- * medians from a second pass with it on; graph_us from launches of the same
- * call recorded as a graph.
+ * slots, the work of ../shared/bench/torch_ref.py layer. eager_us and
+ * graph_us are device times by forge_stopwatch, as torch_ref.py times
+ * PyTorch (CUDA events around the call), of calls with profiling off and of
+ * launches of the same call recorded as a graph; *_wall_us are the host's
+ * times from the call until the device is done. Per-stage medians come
+ * from a second pass with profiling on.
  * With --json, one object a line with torch_ref.py's field names. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,31 +27,37 @@ typedef struct {
 static const char *const stage_keys[FORGE_STAGE_COUNT] = {"qkv_us", "rope_cache_us",
                                                           "attention_us", "output_us"};
 
-static void print_result(const bench_args *a, const char *impl, double *us, double *graph_us,
-                         double *stage_med) {
-    double med = cli_quantile(us, a->iters, 0.5), p10 = cli_quantile(us, a->iters, 0.1),
-           p90 = cli_quantile(us, a->iters, 0.9), lo = us[0], hi = us[a->iters - 1];
-    double graph = cli_quantile(graph_us, a->iters, 0.5), graph_p90 = cli_quantile(graph_us, a->iters, 0.9);
+/* Timings of iters calls: device time by the stopwatch, and host wall time. */
+typedef struct {
+    double *eager, *eager_wall, *graph, *graph_wall;
+} bench_times;
+
+static void print_result(const bench_args *a, const char *impl, const bench_times *t,
+                         const double *stage_med) {
+    const int n = a->iters;
+    const double med = cli_quantile(t->eager, n, 0.5), p10 = cli_quantile(t->eager, n, 0.1),
+                 p90 = cli_quantile(t->eager, n, 0.9), lo = t->eager[0], hi = t->eager[n - 1];
+    const double graph = cli_quantile(t->graph, n, 0.5), graph_p90 = cli_quantile(t->graph, n, 0.9);
+    const double eager_wall = cli_quantile(t->eager_wall, n, 0.5), graph_wall = cli_quantile(t->graph_wall, n, 0.5);
     if (a->json) {
         printf("{\"mode\": \"layer\", \"impl\": \"%s\", \"dtype\": \"%s\", \"batch\": %d, \"seq\": %d, "
                "\"heads\": %d, \"kv_heads\": %d, \"head_dim\": %d, \"hidden\": %d, \"iters\": %d, "
                "\"eager_us\": %.2f, \"eager_us_p10\": %.2f, \"eager_us_p90\": %.2f, "
-               "\"eager_us_min\": %.2f, \"eager_us_max\": %.2f, \"graph_us\": %.2f, \"graph_us_p90\": %.2f",
-               impl, forge_dtype_name(a->dtype), a->batch, a->seq, a->heads, a->kv_heads,
-               a->head_dim, a->hidden, a->iters, med, p10, p90, lo, hi, graph, graph_p90);
+               "\"eager_us_min\": %.2f, \"eager_us_max\": %.2f, \"graph_us\": %.2f, \"graph_us_p90\": %.2f, "
+               "\"eager_wall_us\": %.2f, \"graph_wall_us\": %.2f",
+               impl, forge_dtype_name(a->dtype), a->batch, a->seq, a->heads, a->kv_heads, a->head_dim,
+               a->hidden, n, med, p10, p90, lo, hi, graph, graph_p90, eager_wall, graph_wall);
         for (int s = 0; s < FORGE_STAGE_COUNT; s++) printf(", \"%s\": %.2f", stage_keys[s], stage_med[s]);
         printf("}\n");
         return;
     }
     printf("%s layer: batch %d, seq %d, heads %d, kv_heads %d, head_dim %d, hidden %d, %s\n", impl,
-           a->batch, a->seq, a->heads, a->kv_heads, a->head_dim, a->hidden,
-           forge_dtype_name(a->dtype));
-    printf("  eager: median %.2f us, p10 %.2f, p90 %.2f, min %.2f, max %.2f (%d calls)\n", med, p10,
-           p90, lo, hi, a->iters);
-    printf("  graph: median %.2f us, p90 %.2f (%d launches)\n", graph, graph_p90, a->iters);
+           a->batch, a->seq, a->heads, a->kv_heads, a->head_dim, a->hidden, forge_dtype_name(a->dtype));
+    printf("  eager: median %.2f us, p10 %.2f, p90 %.2f, min %.2f, max %.2f (%d calls; wall %.2f)\n", med,
+           p10, p90, lo, hi, n, eager_wall);
+    printf("  graph: median %.2f us, p90 %.2f (%d launches; wall %.2f)\n", graph, graph_p90, n, graph_wall);
     for (int s = 0; s < FORGE_STAGE_COUNT; s++)
-        printf("  %-18s %10.2f us (median, profiling on)\n", forge_stage_name((forge_stage)s),
-               stage_med[s]);
+        printf("  %-18s %10.2f us (median, profiling on)\n", forge_stage_name((forge_stage)s), stage_med[s]);
 }
 
 static int bench_layer(const bench_args *a) {
@@ -58,21 +66,21 @@ static int bench_layer(const bench_args *a) {
     cfg.dtype = a->dtype;
     layer_bench b;
     double stage_med[FORGE_STAGE_COUNT];
-    double *us = malloc(sizeof *us * (size_t)a->iters), *graph_us = malloc(sizeof *us * (size_t)a->iters);
-    int rc = us && graph_us ? 0 : cli_error(CMD, "out of memory");
-    if (!rc) rc = layer_bench_open(&b, CMD, a->backend, &cfg, a->batch, a->seq);
+    double *all = malloc(sizeof *all * 4 * (size_t)a->iters);
+    if (!all) return cli_error(CMD, "out of memory");
+    const bench_times t = {all, all + a->iters, all + 2 * (size_t)a->iters, all + 3 * (size_t)a->iters};
+    int rc = layer_bench_open(&b, CMD, a->backend, &cfg, a->batch, a->seq);
     if (!rc && forge_layer_set_attention(b.layer, a->attention) != FORGE_OK) rc = cli_fail(CMD, FORGE_ERR_INVALID_ARGUMENT);
-    if (!rc) rc = layer_bench_time(&b, CMD, a->warmup, a->iters, us, stage_med);
-    if (!rc) rc = layer_bench_time_graph(&b, CMD, a->warmup, a->iters, graph_us);
+    if (!rc) rc = layer_bench_time(&b, CMD, a->warmup, a->iters, t.eager, t.eager_wall, stage_med);
+    if (!rc) rc = layer_bench_time_graph(&b, CMD, a->warmup, a->iters, t.graph, t.graph_wall);
     if (!rc) {
         char impl[32];
         snprintf(impl, sizeof impl, "forge-%s%s", forge_backend_name(forge_context_backend(b.ctx)),
                  a->attention == FORGE_ATTENTION_UNFUSED ? "-unfused" : "");
-        print_result(a, impl, us, graph_us, stage_med);
+        print_result(a, impl, &t, stage_med);
     }
-    if (us && graph_us) layer_bench_close(&b);
-    free(us);
-    free(graph_us);
+    layer_bench_close(&b);
+    free(all);
     return rc;
 }
 

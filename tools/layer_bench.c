@@ -50,28 +50,32 @@ void layer_bench_close(layer_bench *b) {
 }
 
 /* One prefill of the batch into emptied slots, by a forward call or by
- * launching `graph`; *us is its wall time until the device is done. */
-static int timed_call(layer_bench *b, const char *cmd, forge_graph *graph, double *us) {
+ * launching `graph`. *us is its device time by the stopwatch (as
+ * torch_ref.py times PyTorch: events around the call); *wall_us (if not
+ * NULL) the host's time from the call until the device is done. */
+static int timed_call(layer_bench *b, const char *cmd, forge_graph *graph, double *us, double *wall_us) {
     for (int i = 0; i < b->batch; i++) forge_kv_cache_reset(b->cache, b->seqs[i].slot);
     double t0 = cli_now_us();
-    forge_status st = graph ? forge_graph_launch(graph)
-                            : forge_layer_forward(b->layer, b->cache, b->seqs, b->batch, b->dx, b->dy);
-    if (st == FORGE_OK) st = forge_context_synchronize(b->ctx);
-    *us = cli_now_us() - t0;
+    forge_status st = forge_stopwatch_start(b->ctx);
+    if (st == FORGE_OK)
+        st = graph ? forge_graph_launch(graph)
+                   : forge_layer_forward(b->layer, b->cache, b->seqs, b->batch, b->dx, b->dy);
+    if (st == FORGE_OK) st = forge_stopwatch_stop(b->ctx, us);
+    if (wall_us) *wall_us = cli_now_us() - t0;
     return st == FORGE_OK ? 0 : cli_fail(cmd, st);
 }
 
 int layer_bench_time(layer_bench *b, const char *cmd, int warmup, int iters, double *us,
-                     double stage_med[FORGE_STAGE_COUNT]) {
+                     double *wall_us, double stage_med[FORGE_STAGE_COUNT]) {
     double *stage = malloc(sizeof *stage * (size_t)iters * FORGE_STAGE_COUNT);
     double *col = malloc(sizeof *col * (size_t)iters);
     int rc = stage && col ? 0 : cli_error(cmd, "out of memory");
     double ignored;
-    for (int i = 0; !rc && i < warmup; i++) rc = timed_call(b, cmd, NULL, &ignored);
-    for (int i = 0; !rc && i < iters; i++) rc = timed_call(b, cmd, NULL, &us[i]);
+    for (int i = 0; !rc && i < warmup; i++) rc = timed_call(b, cmd, NULL, &ignored, NULL);
+    for (int i = 0; !rc && i < iters; i++) rc = timed_call(b, cmd, NULL, &us[i], &wall_us[i]);
     if (!rc) forge_layer_set_profiling(b->layer, 1);
     for (int i = 0; !rc && i < iters; i++) {
-        rc = timed_call(b, cmd, NULL, &ignored);
+        rc = timed_call(b, cmd, NULL, &ignored, NULL);
         if (!rc) forge_layer_last_timings(b->layer, stage + (size_t)i * FORGE_STAGE_COUNT);
     }
     if (b->layer) forge_layer_set_profiling(b->layer, 0);
@@ -85,13 +89,14 @@ int layer_bench_time(layer_bench *b, const char *cmd, int warmup, int iters, dou
     return rc;
 }
 
-int layer_bench_time_graph(layer_bench *b, const char *cmd, int warmup, int iters, double *us) {
+int layer_bench_time_graph(layer_bench *b, const char *cmd, int warmup, int iters, double *us,
+                           double *wall_us) {
     forge_graph *graph = NULL;
     forge_status st = forge_graph_create(b->layer, b->cache, b->seqs, b->batch, b->dx, b->dy, &graph);
     int rc = st == FORGE_OK ? 0 : cli_fail(cmd, st);
     double ignored;
-    for (int i = 0; !rc && i < warmup; i++) rc = timed_call(b, cmd, graph, &ignored);
-    for (int i = 0; !rc && i < iters; i++) rc = timed_call(b, cmd, graph, &us[i]);
+    for (int i = 0; !rc && i < warmup; i++) rc = timed_call(b, cmd, graph, &ignored, NULL);
+    for (int i = 0; !rc && i < iters; i++) rc = timed_call(b, cmd, graph, &us[i], &wall_us[i]);
     forge_graph_destroy(graph);
     return rc;
 }

@@ -24,16 +24,18 @@ int layer_bench_open(layer_bench *b, const char *cmd, forge_backend backend,
                      const forge_layer_config *cfg, int batch, int seq);
 void layer_bench_close(layer_bench *b);
 
-/* `warmup` untimed calls, then `iters` timed calls with profiling off (us[i],
- * microseconds each), then `iters` with profiling on, whose per-stage medians
- * go to stage_med. Each call prefills every sequence into its emptied slot
- * and is timed until the device is done; afterwards b->y holds the output.
- * Returns 0 or the exit code. */
+/* `warmup` untimed calls, then `iters` timed calls with profiling off, then
+ * `iters` with profiling on, whose per-stage medians go to stage_med. Each
+ * call prefills every sequence into its emptied slot. us[i]: its device time
+ * by forge_stopwatch (how torch_ref.py times PyTorch); wall_us[i]: the host's
+ * time from the call until the device is done. Afterwards b->y holds the
+ * output. Returns 0 or the exit code. */
 int layer_bench_time(layer_bench *b, const char *cmd, int warmup, int iters, double *us,
-                     double stage_med[FORGE_STAGE_COUNT]);
+                     double *wall_us, double stage_med[FORGE_STAGE_COUNT]);
 
 /* The same call recorded once as a graph (forge_graph_create) and launched
- * `iters` times: us[i] per launch. */
-int layer_bench_time_graph(layer_bench *b, const char *cmd, int warmup, int iters, double *us);
+ * `iters` times, timed likewise. */
+int layer_bench_time_graph(layer_bench *b, const char *cmd, int warmup, int iters, double *us,
+                           double *wall_us);
 
 #endif

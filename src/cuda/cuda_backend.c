@@ -28,6 +28,7 @@ typedef struct {
     cublasHandle_t blas;
     cublasLtHandle_t lt;
     void *workspace;
+    cudaEvent_t watch[2]; /* forge_stopwatch_start, _stop */
 } cuda_ctx;
 
 /* A cuBLASLt y = x W^T (+ bias) for one token count, planned once. */
@@ -110,6 +111,8 @@ static void cuda_context_free(forge_context *ctx) {
     if (c->blas) cublasDestroy(c->blas);
     if (c->lt) cublasLtDestroy(c->lt);
     if (c->own_stream) cudaStreamDestroy(c->own_stream);
+    for (int i = 0; i < 2; i++)
+        if (c->watch[i]) cudaEventDestroy(c->watch[i]);
     cudaFree(c->workspace);
     free(c);
     ctx->impl = NULL;
@@ -127,6 +130,8 @@ static forge_status cuda_context_init(forge_context *ctx) {
     else if ((e = fcuda_flash_init()) != cudaSuccess) st = cuda_err(fn, "fcuda_flash_init", e);
     else if ((e = cudaStreamCreateWithFlags(&c->own_stream, cudaStreamNonBlocking)) != cudaSuccess)
         st = cuda_err(fn, "cudaStreamCreateWithFlags", e);
+    else if ((e = cudaEventCreate(&c->watch[0])) != cudaSuccess || (e = cudaEventCreate(&c->watch[1])) != cudaSuccess)
+        st = cuda_err(fn, "cudaEventCreate", e);
     else if ((e = cudaMalloc(&c->workspace, WORKSPACE_BYTES)) != cudaSuccess) st = cuda_err(fn, "cudaMalloc", e);
     else if ((b = cublasCreate(&c->blas)) != CUBLAS_STATUS_SUCCESS) st = blas_err(fn, "cublasCreate", b);
     else if ((b = cublasLtCreate(&c->lt)) != CUBLAS_STATUS_SUCCESS) st = blas_err(fn, "cublasLtCreate", b);
@@ -145,6 +150,23 @@ static forge_status cuda_set_stream(forge_context *ctx, void *stream) {
 
 static forge_status cuda_synchronize(forge_context *ctx) {
     CUDA_TRY("forge_context_synchronize", cudaStreamSynchronize(((cuda_ctx *)ctx->impl)->stream));
+    return FORGE_OK;
+}
+
+static forge_status cuda_stopwatch_start(forge_context *ctx) {
+    cuda_ctx *c = ctx->impl;
+    CUDA_TRY("forge_stopwatch_start", cudaEventRecord(c->watch[0], c->stream));
+    return FORGE_OK;
+}
+
+static forge_status cuda_stopwatch_stop(forge_context *ctx, double *us) {
+    static const char fn[] = "forge_stopwatch_stop";
+    cuda_ctx *c = ctx->impl;
+    float ms;
+    CUDA_TRY(fn, cudaEventRecord(c->watch[1], c->stream));
+    CUDA_TRY(fn, cudaEventSynchronize(c->watch[1]));
+    CUDA_TRY(fn, cudaEventElapsedTime(&ms, c->watch[0], c->watch[1]));
+    *us = ms * 1e3;
     return FORGE_OK;
 }
 
@@ -632,6 +654,8 @@ const forge_backend_ops forge_cuda_backend = {
     .context_free = cuda_context_free,
     .set_stream = cuda_set_stream,
     .synchronize = cuda_synchronize,
+    .stopwatch_start = cuda_stopwatch_start,
+    .stopwatch_stop = cuda_stopwatch_stop,
     .buffer_alloc = cuda_buffer_alloc,
     .buffer_free = cuda_buffer_free,
     .buffer_copy = cuda_buffer_copy,

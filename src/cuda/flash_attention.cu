@@ -85,19 +85,44 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_kernel(fcuda_attn_args a,
     for (int j = 0; j < NJ; j++) acc[j] = 0.0f;
 
     pdl_wait(); /* Q, K, V come from the kernel before */
-    {
+    /* Q: held in registers until the first K/V tile's loads are issued too,
+     * so that both take one memory latency; too large a Q goes straight to
+     * shared memory. */
+    constexpr int QV4 = BQ * D / 4, Q_PER_THREAD = (QV4 + FLASH_THREADS - 1) / FLASH_THREADS;
+    constexpr bool Q_IN_REGS = Q_PER_THREAD <= 4;
+    const float *Qg = a.q + ((size_t)H * t0 + (size_t)h * n + i0) * D;
+    const float qscale = a.scale * 1.4426950408889634f;
+    float4 q4[Q_IN_REGS ? Q_PER_THREAD : 1];
+    if constexpr (Q_IN_REGS) {
+#pragma unroll
+        for (int j = 0; j < Q_PER_THREAD; j++) {
+            const int e = tid + FLASH_THREADS * j, row = e / (D / 4), d = (e % (D / 4)) * 4;
+            q4[j] = e < QV4 && row < rows ? *(const float4 *)(Qg + (size_t)row * D + d)
+                                          : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        }
+    } else {
         float *const dst[1] = {Qs};
         const int pitch[1] = {DP};
-        const float *const src[1] = {a.q + ((size_t)H * t0 + (size_t)h * n + i0) * D};
-        load_rows<BQ, D>(dst, pitch, src, rows, a.scale * 1.4426950408889634f);
+        const float *const src[1] = {Qg};
+        load_rows<BQ, D>(dst, pitch, src, rows, qscale);
     }
     for (int k0 = 0; k0 < block_keys; k0 += BK) {
         const int kn = min(BK, block_keys - k0);
-        __syncthreads(); /* the previous tile is no longer read */
+        if (k0 > 0) __syncthreads(); /* the previous tile is no longer read */
         float *const dst[2] = {Ks, Vs};
         const int pitch[2] = {DP, D};
         const float *const src[2] = {kv.k + (size_t)k0 * D, kv.v + (size_t)k0 * D};
         load_rows<BK, D>(dst, pitch, src, kn, 1.0f);
+        if constexpr (Q_IN_REGS)
+            if (k0 == 0)
+#pragma unroll
+                for (int j = 0; j < Q_PER_THREAD; j++) {
+                    const int e = tid + FLASH_THREADS * j, row = e / (D / 4), d = (e % (D / 4)) * 4;
+                    if (e >= QV4) break;
+                    float *out = Qs + row * DP + d;
+                    out[0] = q4[j].x * qscale, out[1] = q4[j].y * qscale;
+                    out[2] = q4[j].z * qscale, out[3] = q4[j].w * qscale;
+                }
         __syncthreads();
 
         float sc[KJ];
