@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "test_util.h"
 
@@ -269,6 +270,18 @@ static void test_misc_errors(void **state) {
         for (int t = FORGE_OK; t < s; t++)
             assert_string_not_equal(forge_status_str((forge_status)s), forge_status_str((forge_status)t));
     assert_string_equal(forge_status_str((forge_status)99), "unknown status");
+    /* the stopwatch: NULL arguments refused, a real interval measured */
+    forge_context *cpu;
+    TL_OK(forge_context_create(FORGE_BACKEND_CPU, &cpu));
+    double us = -1.0;
+    expect_error(forge_stopwatch_start(NULL), FORGE_ERR_INVALID_ARGUMENT, "ctx", "stopwatch NULL ctx");
+    expect_error(forge_stopwatch_stop(cpu, NULL), FORGE_ERR_INVALID_ARGUMENT, "us", "stopwatch NULL us");
+    TL_OK(forge_stopwatch_start(cpu));
+    struct timespec nap = {0, 2000000};
+    nanosleep(&nap, NULL);
+    TL_OK(forge_stopwatch_stop(cpu, &us));
+    if (!(us >= 1500.0 && us < 1e6)) fail_msg("stopwatch measured %g us over a 2 ms sleep", us);
+    forge_context_destroy(cpu);
     /* destroying NULL is a no-op */
     forge_context_destroy(NULL);
     forge_layer_destroy(NULL);
