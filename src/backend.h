@@ -105,6 +105,9 @@ extern const forge_backend_ops forge_cuda_backend;
 forge_status forge_cuda_available(void);
 #endif
 
+/* The monotonic wall clock in microseconds (context.c). */
+double forge_now_us(void);
+
 /* Checks a forward call's arguments (layer.c); *total = the batch's tokens. */
 forge_status forge_check_forward(const char *fn, forge_layer *layer, forge_kv_cache *cache,
                                  const forge_seq *seqs, int n_seqs, const void *x, const void *y,

@@ -81,7 +81,7 @@ forge_status forge_context_synchronize(forge_context *ctx) {
     return ctx->ops->synchronize ? ctx->ops->synchronize(ctx) : FORGE_OK;
 }
 
-static double wall_us(void) {
+double forge_now_us(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e6 + ts.tv_nsec * 1e-3;
@@ -90,7 +90,7 @@ static double wall_us(void) {
 forge_status forge_stopwatch_start(forge_context *ctx) {
     FORGE_CHECK_NOT_NULL(ctx, "forge_stopwatch_start");
     if (ctx->ops->stopwatch_start) return ctx->ops->stopwatch_start(ctx);
-    ctx->stopwatch_start_us = wall_us();
+    ctx->stopwatch_start_us = forge_now_us();
     return FORGE_OK;
 }
 
@@ -98,7 +98,7 @@ forge_status forge_stopwatch_stop(forge_context *ctx, double *us) {
     FORGE_CHECK_NOT_NULL(ctx, "forge_stopwatch_stop");
     FORGE_CHECK_NOT_NULL(us, "forge_stopwatch_stop");
     if (ctx->ops->stopwatch_stop) return ctx->ops->stopwatch_stop(ctx, us);
-    *us = wall_us() - ctx->stopwatch_start_us;
+    *us = forge_now_us() - ctx->stopwatch_start_us;
     return FORGE_OK;
 }
 

@@ -7,7 +7,6 @@
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "attention.h"
 #include "backend.h"
@@ -160,12 +159,6 @@ static kv_place kv_place_of(const cpu_layer *l, const forge_kv_cache *cache,
     return (kv_place){l->k_tmp + off, l->v_tmp + off, sq->n_tokens * D, sq->pos0};
 }
 
-static double now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec * 1e-3;
-}
-
 static forge_status cpu_forward(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
                                 int n_seqs, int total, const void *x, void *y, forge_stage *failed) {
     const forge_layer_config *c = &layer->cfg;
@@ -180,10 +173,10 @@ static forge_status cpu_forward(forge_layer *layer, forge_kv_cache *cache, const
     if (st != FORGE_OK) return st;
     (void)failed; /* past the workspace, nothing here can fail */
     double t[FORGE_STAGE_COUNT + 1];
-    if (layer->profiling) t[0] = now_us();
+    if (layer->profiling) t[0] = forge_now_us();
 
     linear(l->qkv, x, l->w_qkv, l->b_qkv, total, c->hidden, N, N);
-    if (layer->profiling) t[1] = now_us();
+    if (layer->profiling) t[1] = forge_now_us();
 
     /* split, RoPE on the Q and K heads, K and V to their place */
     for (int s = 0, t0 = 0; s < n_seqs; t0 += seqs[s].n_tokens, s++) {
@@ -203,7 +196,7 @@ static forge_status cpu_forward(forge_layer *layer, forge_kv_cache *cache, const
             }
         }
     }
-    if (layer->profiling) t[2] = now_us();
+    if (layer->profiling) t[2] = forge_now_us();
 
     for (int s = 0, t0 = 0; s < n_seqs; t0 += seqs[s].n_tokens, s++) {
         const forge_seq *sq = &seqs[s];
@@ -225,11 +218,11 @@ static forge_status cpu_forward(forge_layer *layer, forge_kv_cache *cache, const
         };
         cpu_attention(&a, l->scores);
     }
-    if (layer->profiling) t[3] = now_us();
+    if (layer->profiling) t[3] = forge_now_us();
 
     linear(y, l->attn, l->w_o, l->b_o, total, H * D, c->hidden, c->hidden);
     if (layer->profiling) {
-        t[4] = now_us();
+        t[4] = forge_now_us();
         for (int i = 0; i < FORGE_STAGE_COUNT; i++) layer->stage_us[i] = t[i + 1] - t[i];
     }
     return FORGE_OK;
