@@ -3,7 +3,8 @@
  * The seed report's cases (single token, 16 tokens, causal mask, backend
  * against reference, every length 1..33, numerical stability) and besides:
  * decode consistency, GQA and MQA, RoPE styles at large positions, batches of
- * mixed lengths, rewinds, head dims 32..256, hidden != heads * head_dim.
+ * mixed lengths, rewinds, head dims 32..256, hidden != heads * head_dim,
+ * graphs.
  * Outputs are poisoned with NaN before every call.
  *
  *   test_layer [cpu|cuda] [flash|unfused]   backend and attention path under test */
@@ -340,6 +341,78 @@ static void test_profiling(void **state) {
     tl_free(&t);
 }
 
+/* A graph replays the call it recorded, bit for bit; forge_graph_update
+ * moves it along a decode loop; graphs refuse other slots or token counts,
+ * and launches past a slot's length, like forward calls. */
+static void test_graph(void **state) {
+    forge_layer_config cfg = seed_config();
+    const int H = cfg.hidden, prompt = 8, steps = 5;
+    test_layer t;
+    make_layer(&t, &cfg, 33);
+    forge_kv_cache *cache;
+    TL_OK(forge_kv_cache_create(t.layer, 2, &cache));
+    float *x = tl_random((size_t)(prompt + steps) * H, 34, 1.0);
+    float *eager = tl_poisoned((size_t)(prompt + steps) * H), *y = tl_poisoned((size_t)(prompt + steps) * H);
+    forge_seq seq = {.slot = 0, .pos0 = 0, .n_tokens = prompt};
+    TL_OK(tl_forward(&t, cache, &seq, 1, x, eager));
+    for (int p = prompt; p < prompt + steps; p++) {
+        forge_seq step = {.slot = 0, .pos0 = p, .n_tokens = 1};
+        TL_OK(tl_forward(&t, cache, &step, 1, x + (size_t)p * H, eager + (size_t)p * H));
+    }
+    const size_t bytes = sizeof(float) * (size_t)prompt * H;
+    void *dx, *dy;
+    TL_OK(forge_buffer_alloc(t.ctx, bytes, &dx));
+    TL_OK(forge_buffer_alloc(t.ctx, bytes, &dy));
+    TL_OK(forge_buffer_upload(t.ctx, dx, x, bytes));
+    TL_OK(forge_buffer_upload(t.ctx, dy, y, bytes)); /* NaN */
+    seq.slot = 1;
+    forge_graph *g;
+    TL_OK(forge_graph_create(t.layer, cache, &seq, 1, dx, dy, &g));
+    int len;
+    TL_OK(forge_kv_cache_len(cache, 1, &len));
+    assert_int_equal(len, 0); /* recorded, not run */
+    TL_OK(forge_graph_launch(g));
+    TL_OK(forge_buffer_download(t.ctx, y, dy, bytes));
+    assert_memory_equal(y, eager, bytes);
+    forge_graph_destroy(g);
+
+    forge_seq step = {.slot = 1, .pos0 = prompt, .n_tokens = 1};
+    TL_OK(forge_graph_create(t.layer, cache, &step, 1, dx, dy, &g));
+    for (int p = prompt; p < prompt + steps; p++) {
+        step.pos0 = p;
+        TL_OK(forge_graph_update(g, &step, 1));
+        TL_OK(forge_buffer_upload(t.ctx, dx, x + (size_t)p * H, sizeof(float) * H));
+        TL_OK(forge_graph_launch(g));
+        TL_OK(forge_buffer_download(t.ctx, y + (size_t)p * H, dy, sizeof(float) * H));
+    }
+    double *want = tl_reference(&t, x, prompt + steps, 0);
+    tl_expect_close(y + (size_t)prompt * H, want + (size_t)prompt * H, (size_t)steps * H,
+                    ref_tolerance(cfg.dtype), "decode steps by one graph");
+    forge_seq other_slot = {.slot = 0, .pos0 = 3, .n_tokens = 1}, two = {.slot = 1, .pos0 = 3, .n_tokens = 2};
+    assert_int_equal(forge_graph_update(g, &other_slot, 1), FORGE_ERR_SHAPE);
+    assert_int_equal(forge_graph_update(g, &two, 1), FORGE_ERR_SHAPE);
+    assert_int_equal(forge_graph_update(g, &step, 2), FORGE_ERR_SHAPE);
+    step.pos0 = cfg.max_seq;
+    assert_int_equal(forge_graph_update(g, &step, 1), FORGE_ERR_CAPACITY);
+    step.pos0 = prompt + steps + 3; /* past the slot's length */
+    TL_OK(forge_graph_update(g, &step, 1));
+    assert_int_equal(forge_graph_launch(g), FORGE_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(forge_last_error(), "forge_graph_launch"));
+    TL_OK(forge_kv_cache_len(cache, 1, &len));
+    assert_int_equal(len, prompt + steps);
+    assert_int_equal(forge_graph_launch(NULL), FORGE_ERR_INVALID_ARGUMENT);
+    forge_graph_destroy(g);
+    forge_graph_destroy(NULL);
+    forge_buffer_free(t.ctx, dx);
+    forge_buffer_free(t.ctx, dy);
+    free(want);
+    free(x);
+    free(eager);
+    free(y);
+    forge_kv_cache_destroy(cache);
+    tl_free(&t);
+}
+
 /* forge_kv_cache_read returns K after RoPE and V, as the reference makes them. */
 static void test_cache_contents(void **state) {
     forge_layer_config cfg = forge_layer_config_default(32, 2, 1, 8);
@@ -398,6 +471,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_rewind),
         cmocka_unit_test(test_profiling),
         cmocka_unit_test(test_cache_contents),
+        cmocka_unit_test(test_graph),
     };
     return cmocka_run_group_tests_name(g_attention == FORGE_ATTENTION_FLASH ? "flash" : "unfused", tests,
                                        NULL, NULL);
