@@ -4,9 +4,9 @@
  * The shape grid against the float64 reference (lengths 1..33, 64, 127, 128,
  * 1000, 4096; heads 1, 4, 32 with every KV head count that divides them;
  * head dims 32..256; positions other than 0; a batch over the 64 sequences
- * of one launch), both attention paths; graph capture and replay, with a
- * decode loop on one graph; both fallback policies at every stage; the
- * self-check; stage timings; the caller's stream; host pointers refused. */
+ * of one launch), both attention paths; both fallback policies at every
+ * stage; the self-check; stage timings; the caller's stream; host pointers
+ * refused. Graphs are tested by test_layer, on every backend. */
 #include <cuda_runtime_api.h>
 #include <math.h>
 #include <stdio.h>
@@ -157,67 +157,6 @@ static void test_large_mixed_batch(void **state) {
     tl_free(&t);
 }
 
-/* A captured prefill equals the eager call bit for bit; a decode loop that
- * moves one graph along, step by step, matches the reference. */
-static void test_graphs(void **state) {
-    forge_layer_config cfg = forge_layer_config_default(128, 4, 4, 32);
-    cfg.max_seq = 64;
-    const int H = cfg.hidden, prompt = 32, steps = 12;
-    test_layer t;
-    tl_make(&t, FORGE_BACKEND_CUDA, &cfg, 71);
-    forge_kv_cache *cache;
-    TL_OK(forge_kv_cache_create(t.layer, 2, &cache));
-    float *x = tl_random((size_t)(prompt + steps) * H, 72, 1.0);
-    float *eager = tl_poisoned((size_t)prompt * H), *y = tl_poisoned((size_t)(prompt + steps) * H);
-    forge_seq pre0 = {.slot = 0, .pos0 = 0, .n_tokens = prompt};
-    TL_OK(tl_forward(&t, cache, &pre0, 1, x, eager));
-    void *dx, *dy;
-    TL_OK(forge_buffer_alloc(t.ctx, sizeof(float) * prompt * H, &dx));
-    TL_OK(forge_buffer_alloc(t.ctx, sizeof(float) * prompt * H, &dy));
-    TL_OK(forge_buffer_upload(t.ctx, dx, x, sizeof(float) * prompt * H));
-    TL_OK(forge_buffer_upload(t.ctx, dy, y, sizeof(float) * prompt * H)); /* NaN */
-    forge_seq pre1 = {.slot = 1, .pos0 = 0, .n_tokens = prompt};
-    forge_graph *g;
-    TL_OK(forge_graph_create(t.layer, cache, &pre1, 1, dx, dy, &g));
-    int len;
-    TL_OK(forge_kv_cache_len(cache, 1, &len));
-    assert_int_equal(len, 0); /* recorded, not run */
-    TL_OK(forge_graph_launch(g));
-    TL_OK(forge_buffer_download(t.ctx, y, dy, sizeof(float) * prompt * H));
-    assert_memory_equal(y, eager, sizeof(float) * prompt * H);
-    TL_OK(forge_kv_cache_len(cache, 1, &len));
-    assert_int_equal(len, prompt);
-    forge_graph_destroy(g);
-
-    forge_seq step = {.slot = 1, .pos0 = prompt, .n_tokens = 1};
-    TL_OK(forge_graph_create(t.layer, cache, &step, 1, dx, dy, &g));
-    for (int p = prompt; p < prompt + steps; p++) {
-        step.pos0 = p;
-        TL_OK(forge_graph_update(g, &step, 1));
-        TL_OK(forge_buffer_upload(t.ctx, dx, x + (size_t)p * H, sizeof(float) * H));
-        TL_OK(forge_graph_launch(g));
-        TL_OK(forge_buffer_download(t.ctx, y + (size_t)p * H, dy, sizeof(float) * H));
-        double *want = tl_reference(&t, x, p + 1, 0);
-        tl_expect_close(y + (size_t)p * H, want + (size_t)p * H, (size_t)H, ref_tolerance(FORGE_F32), "graph decode step");
-        free(want);
-    }
-    /* a graph of other slots or token counts is refused */
-    forge_seq other = {.slot = 0, .pos0 = 3, .n_tokens = 1};
-    assert_int_equal(forge_graph_update(g, &other, 1), FORGE_ERR_SHAPE);
-    /* launching past the slot's length is refused like a forward call */
-    step.pos0 = prompt + steps + 5;
-    TL_OK(forge_graph_update(g, &step, 1));
-    assert_int_equal(forge_graph_launch(g), FORGE_ERR_INVALID_ARGUMENT);
-    forge_graph_destroy(g);
-    forge_buffer_free(t.ctx, dx);
-    forge_buffer_free(t.ctx, dy);
-    free(x);
-    free(eager);
-    free(y);
-    forge_kv_cache_destroy(cache);
-    tl_free(&t);
-}
-
 /* Each stage made to fail: the default policy returns the error naming the
  * stage; the CPU policy gives the right output, counts it, and leaves a
  * cache from which the GPU carries on correctly. */
@@ -314,7 +253,6 @@ int main(void) {
         cmocka_unit_test(test_positions),
         cmocka_unit_test(test_long_sequences),
         cmocka_unit_test(test_large_mixed_batch),
-        cmocka_unit_test(test_graphs),
         cmocka_unit_test(test_fallback),
         cmocka_unit_test(test_selfcheck_profiling_stream),
     };

@@ -374,6 +374,8 @@ static void test_graph(void **state) {
     TL_OK(forge_graph_launch(g));
     TL_OK(forge_buffer_download(t.ctx, y, dy, bytes));
     assert_memory_equal(y, eager, bytes);
+    TL_OK(forge_kv_cache_len(cache, 1, &len));
+    assert_int_equal(len, prompt);
     forge_graph_destroy(g);
 
     forge_seq step = {.slot = 1, .pos0 = prompt, .n_tokens = 1};
