@@ -18,6 +18,7 @@ done | sort -u | grep -E 'openblas|cjson|cmocka|gfortran|quadmath' | while read 
 done
 mkdir -p .carry/build/tests
 cp -P build/forge build/example_minimal build/libforge.so* .carry/build/
+[ -x build/seed_graph_parts ] && cp build/seed_graph_parts .carry/build/
 cp build/tests/test_* .carry/build/tests/ 2>/dev/null || true
 rm -f .carry/build/tests/*.cmake
 cp ../shared/bench/torch_ref.py .carry/

@@ -75,5 +75,6 @@ if [[ " $parts " == *" bench "* ]]; then
       --hidden "$hidden" --dtype fp32 >>"$OUT/bench.jsonl" || status=1
   done
   python3 bench/table.py "$OUT/bench.jsonl" | tee "$OUT/table.md"
+  $build/seed_graph_parts | tee "$OUT/seed_graph_parts.txt" || status=1
 fi
 exit $status

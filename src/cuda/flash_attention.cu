@@ -10,10 +10,11 @@
 #include "batch.cuh"
 #include "pdl.cuh"
 
-/* Query rows of a block, BQ, come in two sizes: 32 (4 threads a row) for
- * long calls, where it halves the K/V traffic, and 16 (8 threads a row) for
- * short ones, which it spreads over twice the blocks with half the serial
- * work a thread. Either way a block has 128 threads. */
+/* Query rows of a block, BQ, come in three sizes, each with 128 threads:
+ * 32 (4 threads a row) for long calls, where it halves the K/V traffic; 16
+ * (8 threads a row) for mid-sized ones, which spreads them over twice the
+ * blocks with half the serial work a thread; and 8 (16 threads a row) for
+ * small calls (at most FCUDA_SMALL_TOKENS rows), which are all latency. */
 #define BK 32 /* keys of a tile */
 #define FLASH_THREADS 128
 #define FLASH_LONG_ROWS 256 /* calls with sequences this long take BQ = 32 */
@@ -182,28 +183,33 @@ extern "C" int fcuda_flash_supported(int head_dim) {
     return 0;
 }
 
+template <int D, int BQ> static cudaError_t opt_in(void) {
+    return cudaFuncSetAttribute(flash_kernel<D, BQ>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)flash_cfg<D, BQ>::bytes);
+}
+
 extern "C" cudaError_t fcuda_flash_init(void) {
     cudaError_t e = cudaSuccess;
-#define OPT_IN(d)                                                                                \
-    if (e == cudaSuccess)                                                                        \
-        e = cudaFuncSetAttribute(flash_kernel<d, 16>, cudaFuncAttributeMaxDynamicSharedMemorySize, \
-                                 (int)flash_cfg<d, 16>::bytes);                                  \
-    if (e == cudaSuccess)                                                                        \
-        e = cudaFuncSetAttribute(flash_kernel<d, 32>, cudaFuncAttributeMaxDynamicSharedMemorySize, \
-                                 (int)flash_cfg<d, 32>::bytes);
+#define OPT_IN(d)                                   \
+    if (e == cudaSuccess) e = opt_in<d, 8>();       \
+    if (e == cudaSuccess) e = opt_in<d, 16>();      \
+    if (e == cudaSuccess) e = opt_in<d, 32>();
     FLASH_HEAD_DIMS(OPT_IN)
 #undef OPT_IN
     return e;
 }
 
+template <int D, int BQ>
+static cudaError_t launch_rows(const fcuda_attn_args *a, const fcuda_batch *b, cudaStream_t stream) {
+    const dim3 grid((b->max_tokens + BQ - 1) / BQ, a->heads, b->n);
+    return pdl_launch(flash_kernel<D, BQ>, grid, dim3(FLASH_THREADS), flash_cfg<D, BQ>::bytes, stream, *a, *b);
+}
+
 template <int D>
 static cudaError_t launch(const fcuda_attn_args *a, const fcuda_batch *b, cudaStream_t stream) {
-    if (b->max_tokens >= FLASH_LONG_ROWS) {
-        const dim3 grid((b->max_tokens + 31) / 32, a->heads, b->n);
-        return pdl_launch(flash_kernel<D, 32>, grid, dim3(FLASH_THREADS), flash_cfg<D, 32>::bytes, stream, *a, *b);
-    }
-    const dim3 grid((b->max_tokens + 15) / 16, a->heads, b->n);
-    return pdl_launch(flash_kernel<D, 16>, grid, dim3(FLASH_THREADS), flash_cfg<D, 16>::bytes, stream, *a, *b);
+    if (b->max_tokens >= FLASH_LONG_ROWS) return launch_rows<D, 32>(a, b, stream);
+    if (b->max_tokens > FCUDA_SMALL_TOKENS) return launch_rows<D, 16>(a, b, stream);
+    return launch_rows<D, 8>(a, b, stream);
 }
 
 extern "C" cudaError_t fcuda_flash_attention(const fcuda_attn_args *a, const fcuda_batch *b,

@@ -64,29 +64,23 @@ linear_small_kernel(const float *x, const float *w, const float *bias, float *y,
             acc[1][0] += xv.y * wv.x, acc[1][1] += xv.y * wv.y;
         }
     }
-    /* the k-groups' partial sums meet in group 0 */
-    __shared__ float2 partial[LS_KG - 1][LS_GROUP][2];
-    if (kg > 0)
-        for (int i = 0; i < 2; i++) partial[kg - 1][lt][i] = make_float2(acc[i][0], acc[i][1]);
+    /* The k-groups' partial sums meet in shared memory; then half the
+     * threads finish one output pair each (token tid / 8, the thread's own
+     * column pair), so no thread carries the epilogue's latency twice. */
+    __shared__ float2 partial[LS_KG][LS_GROUP][2];
+    for (int i = 0; i < 2; i++) partial[kg][lt][i] = make_float2(acc[i][0], acc[i][1]);
     __syncthreads();
-    if (kg > 0) return;
+    const int t = t0 + tid / 8, o = o0 + oo;
+    if (tid >= LS_T * LS_O / 2 || t >= T || o >= out) return;
+    const int src = (tid / 16) * 8 + tid % 8, half = (tid / 8) % 2; /* whose acc[half] held it */
+    float2 v = make_float2(bias ? bias[o] : 0.0f, bias && o + 1 < out ? bias[o + 1] : 0.0f);
 #pragma unroll
-    for (int g = 0; g < LS_KG - 1; g++)
-#pragma unroll
-        for (int i = 0; i < 2; i++) acc[i][0] += partial[g][lt][i].x, acc[i][1] += partial[g][lt][i].y;
-    const int o = o0 + oo;
-    if (o >= out) return;
-    const float b0 = bias ? bias[o] : 0.0f, b1 = bias && o + 1 < out ? bias[o + 1] : 0.0f;
-#pragma unroll
-    for (int i = 0; i < 2; i++) {
-        const int t = t0 + tt + i;
-        if (t >= T) break;
-        if (QKV) {
-            qkv_store_pair(qa, b, batch_seq_of(b, t), t, o, acc[i][0] + b0, acc[i][1] + b1, freq);
-        } else {
-            y[(size_t)t * out + o] = acc[i][0] + b0;
-            if (o + 1 < out) y[(size_t)t * out + o + 1] = acc[i][1] + b1;
-        }
+    for (int g = 0; g < LS_KG; g++) v.x += partial[g][src][half].x, v.y += partial[g][src][half].y;
+    if (QKV) {
+        qkv_store_pair(qa, b, batch_seq_of(b, t), t, o, v.x, v.y, freq);
+    } else {
+        y[(size_t)t * out + o] = v.x;
+        if (o + 1 < out) y[(size_t)t * out + o + 1] = v.y;
     }
 }
 
