@@ -241,6 +241,39 @@ typedef enum {
 
 FORGE_API forge_status forge_layer_set_attention(forge_layer *layer, forge_attention path);
 
+/* ------------------------------------------------------ attention alone */
+
+/* Attention over a batch of sequences of different lengths packed one after
+ * another (FlashAttention's varlen layout), without the layer around it.
+ * Sequence b owns query rows q_offsets[b] .. q_offsets[b+1]-1 and key/value
+ * rows kv_offsets[b] .. kv_offsets[b+1]-1. With `causal`, query i of a
+ * sequence with n queries and m keys sees keys 0 .. m - n + i: the queries
+ * continue a cached prefix of m - n keys (m = n is plain causal prefill).
+ * Query heads share KV heads in groups of heads / kv_heads (GQA, MQA). */
+typedef struct {
+    forge_dtype dtype;     /* of q, k, v and out                                    */
+    int batch;             /* sequences, >= 1                                       */
+    int heads, kv_heads;   /* kv_heads divides heads                                */
+    int head_dim;
+    const int *q_offsets;  /* host array [batch + 1], from 0, non-decreasing         */
+    const int *kv_offsets; /* host array [batch + 1], from 0, non-decreasing         */
+    const void *q;         /* [q_offsets[batch], heads, head_dim], backend memory    */
+    const void *k;         /* [kv_offsets[batch], kv_heads, head_dim]               */
+    const void *v;         /* [kv_offsets[batch], kv_heads, head_dim]               */
+    void *out;             /* [q_offsets[batch], heads, head_dim]                   */
+    float *lse;            /* [heads, q_offsets[batch]] float32 or NULL: the natural
+                              log of each row's softmax denominator, sum_j
+                              exp(scale * q.k_j), for merging partial results;
+                              -inf (and zeros in out) for a row that sees no key    */
+    float scale;           /* of q.k; 0 means 1 / sqrt(head_dim)                    */
+    int causal;            /* 0 or 1                                                */
+} forge_attention_args;
+
+/* out = softmax(scale * Q K^T + mask) V for every sequence and head. On the
+ * CPU any dtype and head dim; on CUDA bf16 and fp16 for head dims 32, 64,
+ * 96, 128 and 256 on tensor cores, buffers 16-byte aligned. */
+FORGE_API forge_status forge_attention_forward(forge_context *ctx, const forge_attention_args *args);
+
 /* --------------------------------------------------------------- graphs */
 
 /* One forward call of fixed shape, recorded once and replayed: on CUDA a CUDA

@@ -82,6 +82,11 @@ struct forge_backend_ops {
      * when forward fills layer->stage_us itself. */
     forge_status (*timings)(forge_layer *layer, double us[FORGE_STAGE_COUNT]);
 
+    /* forge_attention_forward on arguments known to be valid; *total_q and
+     * *total_kv rows. */
+    forge_status (*attention)(forge_context *ctx, const forge_attention_args *a, int total_q,
+                              int total_kv);
+
     /* Graphs; NULL where a graph is a recorded plain call (graph.c). */
     forge_status (*graph_capture)(forge_graph *graph);
     forge_status (*graph_launch)(forge_graph *graph);

@@ -8,6 +8,7 @@
 #define _XOPEN_SOURCE 700 /* realpath */
 #include <cjson/cJSON.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -203,7 +204,10 @@ static void test_bad_inputs(void **state) {
         {"bench layer --seq 8 --heads 4 --kv-heads 3 --head-dim 32", "kv_heads"},
         {"bench layer --seq 8 --heads 4 --head-dim 31", "odd"},
         {"bench layer --seq 8 --heads 4 --head-dim 32 --dtype fp8", "--dtype"},
-        {"bench prefill --seq 8", "bench layer"},
+        {"bench decode --seq 8", "bench layer|prefill"},
+        {"bench prefill --seq 8", "--heads"},
+        {"bench prefill --seq 8 --heads 4 --head-dim 64 --dtype fp8", "--dtype"},
+        {"bench prefill --seq 8 --heads 4 --kv-heads 3 --head-dim 64 --backend cpu", "kv_heads"},
         {"run --iters 0", "--iters"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -250,6 +254,32 @@ static void test_bench_json(void **state) {
     cJSON_Delete(j);
 }
 
+/* forge bench prefill --json: one object with torch_ref.py prefill's fields. */
+static void test_bench_prefill_json(void **state) {
+    run_result r = forge("bench prefill --json --seq 40 --heads 2 --kv-heads 1 --head-dim 32 --batch 2 "
+                         "--iters 2 --warmup 0 --no-causal");
+    if (r.code != 0) fail_msg("forge bench prefill exited %d: %s", r.code, r.err);
+    char *nl = strchr(r.out, '\n');
+    assert_true(nl && nl[1] == '\0');
+    cJSON *j = cJSON_Parse(r.out);
+    assert_non_null(j);
+    const struct { const char *key; double want; } ints[] = {
+        {"seq", 40}, {"heads", 2}, {"kv_heads", 1}, {"head_dim", 32}, {"batch", 2},
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        cJSON *v = cJSON_GetObjectItem(j, ints[i].key);
+        assert_true(cJSON_IsNumber(v) && v->valuedouble == ints[i].want);
+    }
+    assert_string_equal(cJSON_GetObjectItem(j, "mode")->valuestring, "prefill");
+    assert_string_equal(cJSON_GetObjectItem(j, "dtype")->valuestring, "bf16");
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(j, "causal")));
+    const double us = cJSON_GetObjectItem(j, "us")->valuedouble, tflops = cJSON_GetObjectItem(j, "TFLOPs")->valuedouble;
+    assert_true(us > 0.0);
+    /* non-causal: 4 * B * H * S^2 * D FLOPs, printed to 0.01 TFLOP/s */
+    assert_true(fabs(tflops - 4.0 * 2 * 2 * 40 * 40 * 32 / us / 1e6) <= 0.006);
+    cJSON_Delete(j);
+}
+
 static int make_dir(void **state) {
     snprintf(dir, sizeof dir, "/tmp/forge_cli_XXXXXX");
     return mkdtemp(dir) ? 0 : -1;
@@ -280,6 +310,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_attn_prefix),
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_bench_json),
+        cmocka_unit_test(test_bench_prefill_json),
     };
     return cmocka_run_group_tests_name("cli", tests, make_dir, remove_dir);
 }

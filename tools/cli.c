@@ -69,6 +69,16 @@ int cli_backend(const char *name, forge_backend *out) {
     return -1;
 }
 
+int cli_dtype(const char *name, forge_dtype *out) {
+    static const forge_dtype all[] = {FORGE_F32, FORGE_F16, FORGE_BF16};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (strcmp(name, forge_dtype_name(all[i])) == 0) {
+            *out = all[i];
+            return 0;
+        }
+    return -1;
+}
+
 double cli_now_us(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

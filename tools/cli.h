@@ -26,6 +26,9 @@ int cli_fail(const char *cmd, forge_status st);
 /* "auto", "cpu" or "cuda"; -1 for anything else. */
 int cli_backend(const char *name, forge_backend *out);
 
+/* The dtype named "fp32", "fp16" or "bf16"; -1 for any other name. */
+int cli_dtype(const char *name, forge_dtype *out);
+
 /* Wall-clock microseconds. */
 double cli_now_us(void);
 

@@ -1,4 +1,5 @@
-/* cmd_bench.c: `forge bench layer`, timings of the whole layer. Each timed
+/* cmd_bench.c: `forge bench layer`, timings of the whole layer (`forge bench
+ * prefill`, attention alone, is bench_prefill.c's). Each timed
  * call is a prefill of `batch` sequences of `seq` tokens into emptied cache
  * slots, the work of ../shared/bench/torch_ref.py layer. eager_us and
  * graph_us are device times by forge_stopwatch, as torch_ref.py times
@@ -85,8 +86,9 @@ static int bench_layer(const bench_args *a) {
 }
 
 int cmd_bench(int argc, char **argv) {
+    if (argc >= 1 && strcmp(argv[0], "prefill") == 0) return bench_prefill(argc - 1, argv + 1);
     if (argc < 1 || strcmp(argv[0], "layer") != 0)
-        return cli_error(CMD, "the benchmark must be named: forge bench layer ...");
+        return cli_error(CMD, "the benchmark must be named: forge bench layer|prefill ...");
     bench_args a = {.batch = 1, .kv_heads = 0, .hidden = 0, .iters = 200, .warmup = 20};
     const char *dtype = "fp32", *backend = "auto", *attention = "flash";
     const cli_opt opts[] = {
@@ -110,11 +112,7 @@ int cmd_bench(int argc, char **argv) {
     if (strcmp(attention, "flash") == 0) a.attention = FORGE_ATTENTION_FLASH;
     else if (strcmp(attention, "unfused") == 0) a.attention = FORGE_ATTENTION_UNFUSED;
     else return cli_error(CMD, "--attention must be flash or unfused, not '%s'", attention);
-    const forge_dtype all[] = {FORGE_F32, FORGE_F16, FORGE_BF16};
-    int found = 0;
-    for (int i = 0; i < 3; i++)
-        if (strcmp(dtype, forge_dtype_name(all[i])) == 0) a.dtype = all[i], found = 1;
-    if (!found) return cli_error(CMD, "--dtype must be fp32, fp16 or bf16, not '%s'", dtype);
+    if (cli_dtype(dtype, &a.dtype) != 0) return cli_error(CMD, "--dtype must be fp32, fp16 or bf16, not '%s'", dtype);
     if ((int64_t)a.batch * a.seq * a.hidden > (int64_t)1 << 30)
         return cli_error(CMD, "batch * seq * hidden is over 2^30 elements");
     return bench_layer(&a);

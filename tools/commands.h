@@ -6,5 +6,7 @@ int cmd_run(int argc, char **argv);
 int cmd_attn(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+/* forge bench prefill (bench_prefill.c), argv after "prefill". */
+int bench_prefill(int argc, char **argv);
 
 #endif

@@ -2,7 +2,7 @@
  *
  *   forge run                 the seed layer on the best backend, checked
  *   forge attn ...            one layer on tensors from safetensors files
- *   forge bench layer ...     timings, one JSON object a line with --json
+ *   forge bench layer|prefill ...  timings, one JSON object a line with --json
  *   forge check               the backend against the reference over a grid
  */
 #include <stdio.h>
@@ -30,7 +30,11 @@ static const char usage[] =
     "  bench  layer [--json] --seq S --heads H [--kv-heads K] --head-dim D [--hidden N]\n"
     "         [--batch B] [--dtype fp32] [--iters N] [--warmup N] [--backend B]\n"
     "         [--attention flash|unfused]\n"
-    "         median and spread of the whole layer, and per-stage medians\n";
+    "         median and spread of the whole layer, and per-stage medians\n"
+    "  bench  prefill [--json] --seq S --heads H [--kv-heads K] --head-dim D [--batch B]\n"
+    "         [--dtype bf16] [--no-causal] [--iters N] [--warmup N] [--backend B]\n"
+    "         attention alone (forge_attention_forward) over B sequences of S tokens:\n"
+    "         median time and TFLOP/s (causal FLOPs halved, as torch_ref.py counts)\n";
 
 int main(int argc, char **argv) {
     if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||

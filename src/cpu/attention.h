@@ -1,4 +1,4 @@
-/* attention.h: causal attention of one sequence over its keys (CPU backend). */
+/* attention.h: attention of one sequence over its keys (CPU backend). */
 #ifndef FORGE_CPU_ATTENTION_H
 #define FORGE_CPU_ATTENTION_H
 
@@ -6,21 +6,28 @@
 #define CPU_ATTN_ROWS 64
 
 typedef struct {
-    const float *q;   /* query i, head h at q + i * q_stride + h * head_dim          */
+    const float *q;   /* query i, head h at q + i * q_stride + h * head_dim               */
     int q_stride;
-    const float *k;   /* key j of kv head g at k + g * kv_head_stride + j * head_dim */
-    const float *v;   /* value likewise                                             */
+    const float *k;   /* key j of kv head g at k + g * kv_head_stride + j * k_stride      */
+    const float *v;   /* value likewise                                                  */
     long kv_head_stride;
-    float *out;       /* output i, head h at out + i * out_stride + h * head_dim      */
+    int k_stride;
+    int n_keys;       /* keys 0 .. n_keys-1 exist                                        */
+    float *out;       /* output i, head h at out + i * out_stride + h * head_dim           */
     int out_stride;
-    int n_queries;    /* queries at positions q_pos0 .. q_pos0 + n_queries - 1        */
+    float *lse;       /* NULL, or row i of head h's log-sum-exp at lse + h * lse_stride + i */
+    long lse_stride;
+    int n_queries;    /* queries at positions q_pos0 .. q_pos0 + n_queries - 1             */
     int q_pos0;
-    int k_pos0;       /* key j sits at position k_pos0 + j; query p sees keys <= p    */
+    int k_pos0;       /* key j sits at position k_pos0 + j                                */
+    int causal;       /* query p sees keys at positions <= p; else every key              */
+    float scale;      /* of the scores                                                    */
     int heads, kv_heads, head_dim;
 } cpu_attention_args;
 
-/* softmax(Q K^T / sqrt(head_dim) + causal mask) V, for every head;
- * scores: CPU_ATTN_ROWS * (q_pos0 + n_queries - k_pos0) floats of scratch. */
+/* softmax(scale * Q K^T + mask) V for every head; a row that sees no key gets
+ * zeros (and a log-sum-exp of -inf). scores: CPU_ATTN_ROWS * n_keys floats
+ * of scratch. */
 void cpu_attention(const cpu_attention_args *a, float *scores);
 
 #endif

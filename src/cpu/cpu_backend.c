@@ -5,6 +5,7 @@
  * the batch), then per token RoPE on its Q and K heads and the K, V copy into
  * the cache, then causal attention per sequence, then y = attn Wo^T + b. */
 #include <cblas.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -207,11 +208,15 @@ static forge_status cpu_forward(forge_layer *layer, forge_kv_cache *cache, const
             .k = kv.k,
             .v = kv.v,
             .kv_head_stride = kv.head_stride,
+            .k_stride = D,
+            .n_keys = sq->pos0 + sq->n_tokens - kv.k_pos0,
             .out = l->attn + (long)t0 * H * D,
             .out_stride = H * D,
             .n_queries = sq->n_tokens,
             .q_pos0 = sq->pos0,
             .k_pos0 = kv.k_pos0,
+            .causal = 1,
+            .scale = 1.0f / sqrtf((float)D),
             .heads = H,
             .kv_heads = Hk,
             .head_dim = D,
@@ -298,6 +303,67 @@ static forge_status cpu_buffer_copy(forge_context *ctx, void *dst, const void *s
     return FORGE_OK;
 }
 
+/* forge_attention_forward: q, k, v widened to float32 (when they are not),
+ * each sequence computed by cpu_attention, out narrowed back. */
+static forge_status cpu_attention_forward(forge_context *ctx, const forge_attention_args *a, int total_q,
+                                          int total_kv) {
+    static const char fn[] = "forge_attention_forward";
+    const int H = a->heads, Hk = a->kv_heads, D = a->head_dim, wide = a->dtype == FORGE_F32;
+    const size_t nq = (size_t)total_q * H * D, nkv = (size_t)total_kv * Hk * D;
+    int max_keys = 0;
+    for (int b = 0; b < a->batch; b++) {
+        const int keys = a->kv_offsets[b + 1] - a->kv_offsets[b];
+        max_keys = keys > max_keys ? keys : max_keys;
+    }
+    float *q = wide ? (float *)a->q : malloc(nq * sizeof *q);
+    float *k = wide ? (float *)a->k : malloc((nkv ? nkv : 1) * sizeof *k);
+    float *v = wide ? (float *)a->v : malloc((nkv ? nkv : 1) * sizeof *v);
+    float *out = wide ? (float *)a->out : malloc(nq * sizeof *out);
+    float *scores = malloc(sizeof *scores * (size_t)CPU_ATTN_ROWS * (max_keys ? max_keys : 1));
+    forge_status st = q && k && v && out && scores ? FORGE_OK
+                                                   : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    if (st == FORGE_OK && !wide) {
+        forge_convert(q, FORGE_F32, a->q, a->dtype, nq);
+        forge_convert(k, FORGE_F32, a->k, a->dtype, nkv);
+        forge_convert(v, FORGE_F32, a->v, a->dtype, nkv);
+    }
+    for (int b = 0; st == FORGE_OK && b < a->batch; b++) {
+        const int q0 = a->q_offsets[b], k0 = a->kv_offsets[b];
+        const int n = a->q_offsets[b + 1] - q0, m = a->kv_offsets[b + 1] - k0;
+        cpu_attention_args c = {
+            .q = q + (size_t)q0 * H * D,
+            .q_stride = H * D,
+            .k = k + (size_t)k0 * Hk * D,
+            .v = v + (size_t)k0 * Hk * D,
+            .kv_head_stride = D,
+            .k_stride = Hk * D,
+            .n_keys = m,
+            .out = out + (size_t)q0 * H * D,
+            .out_stride = H * D,
+            .lse = a->lse ? a->lse + q0 : NULL,
+            .lse_stride = total_q,
+            .n_queries = n,
+            .q_pos0 = m - n, /* the queries are the last n positions of m */
+            .k_pos0 = 0,
+            .causal = a->causal,
+            .scale = a->scale,
+            .heads = H,
+            .kv_heads = Hk,
+            .head_dim = D,
+        };
+        cpu_attention(&c, scores);
+    }
+    if (st == FORGE_OK && !wide) forge_convert(a->out, a->dtype, out, FORGE_F32, nq);
+    if (!wide) {
+        free(q);
+        free(k);
+        free(v);
+        free(out);
+    }
+    free(scores);
+    return st;
+}
+
 const forge_backend_ops forge_cpu_backend = {
     .kind = FORGE_BACKEND_CPU,
     .buffer_alloc = cpu_buffer_alloc,
@@ -310,4 +376,5 @@ const forge_backend_ops forge_cpu_backend = {
     .cache_read = cpu_cache_read,
     .cache_write = cpu_cache_write,
     .forward = cpu_forward,
+    .attention = cpu_attention_forward,
 };

@@ -128,6 +128,7 @@ static forge_status cuda_context_init(forge_context *ctx) {
     cublasStatus_t b;
     if ((e = cudaGetDevice(&c->device)) != cudaSuccess) st = cuda_err(fn, "cudaGetDevice", e);
     else if ((e = fcuda_flash_init()) != cudaSuccess) st = cuda_err(fn, "fcuda_flash_init", e);
+    else if ((e = fcuda_flash_mma_init()) != cudaSuccess) st = cuda_err(fn, "fcuda_flash_mma_init", e);
     else if ((e = cudaStreamCreateWithFlags(&c->own_stream, cudaStreamNonBlocking)) != cudaSuccess)
         st = cuda_err(fn, "cudaStreamCreateWithFlags", e);
     else if ((e = cudaEventCreate(&c->watch[0])) != cudaSuccess || (e = cudaEventCreate(&c->watch[1])) != cudaSuccess)
@@ -598,6 +599,44 @@ static forge_status cuda_timings(forge_layer *layer, double us[FORGE_STAGE_COUNT
     return FORGE_OK;
 }
 
+/* ---------------------------------------------------- attention alone */
+
+/* forge_attention_forward on the tensor-core kernel, FCUDA_MAX_SEQS
+ * sequences a launch (their offsets travel as a kernel parameter, so the
+ * call makes no host copy and can be captured in a graph). */
+static forge_status cuda_attention(forge_context *ctx, const forge_attention_args *a, int total_q,
+                                   int total_kv) {
+    static const char fn[] = "forge_attention_forward";
+    cuda_ctx *c = ctx->impl;
+    if (a->dtype != FORGE_BF16 && a->dtype != FORGE_F16)
+        return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the CUDA backend computes attention alone in bf16 and fp16, not %s",
+                          fn, forge_dtype_name(a->dtype));
+    if (!fcuda_flash_mma_supported(a->head_dim))
+        return forge_fail(FORGE_ERR_UNSUPPORTED,
+                          "%s: the CUDA backend computes attention alone for head dims 32, 64, 96, 128 and 256, not %d",
+                          fn, a->head_dim);
+    const void *bufs[] = {a->q, a->k, a->v, a->out, a->lse};
+    static const char *names[] = {"q", "k", "v", "out", "lse"};
+    for (int i = 0; i < 5; i++)
+        if ((uintptr_t)bufs[i] % (i == 4 ? 4 : 16))
+            return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: %s is not %d-byte aligned", fn, names[i],
+                              i == 4 ? 4 : 16);
+    fcuda_mma_args m = {a->q, total_kv ? a->k : a->q, total_kv ? a->v : a->q, a->out, a->lse, total_q,
+                        a->heads, a->kv_heads, a->head_dim, a->scale, a->causal, a->dtype == FORGE_BF16};
+    for (int first = 0; first < a->batch; first += FCUDA_MAX_SEQS) {
+        fcuda_varlen b = {.n = a->batch - first < FCUDA_MAX_SEQS ? a->batch - first : FCUDA_MAX_SEQS};
+        for (int i = 0; i <= b.n; i++) {
+            b.q0[i] = a->q_offsets[first + i];
+            b.k0[i] = a->kv_offsets[first + i];
+            if (i > 0 && b.q0[i] - b.q0[i - 1] > b.max_q) b.max_q = b.q0[i] - b.q0[i - 1];
+        }
+        if (b.max_q == 0) continue;
+        cudaError_t e = fcuda_flash_mma(&m, &b, c->stream);
+        if (e != cudaSuccess) return cuda_err(fn, "fcuda_flash_mma", e);
+    }
+    return FORGE_OK;
+}
+
 /* -------------------------------------------------------------- graphs */
 
 static void cuda_graph_free(forge_graph *graph) {
@@ -668,6 +707,7 @@ const forge_backend_ops forge_cuda_backend = {
     .reserve = cuda_reserve,
     .forward = cuda_forward,
     .timings = cuda_timings,
+    .attention = cuda_attention,
     .graph_capture = cuda_graph_capture,
     .graph_launch = cuda_graph_launch,
     .graph_free = cuda_graph_free,

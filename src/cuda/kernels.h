@@ -76,6 +76,35 @@ cudaError_t fcuda_flash_init(void);
 cudaError_t fcuda_flash_attention(const fcuda_attn_args *a, const fcuda_batch *b,
                                   cudaStream_t stream);
 
+/* Attention alone on tensor cores (flash_mma.cu), FlashAttention's varlen
+ * layout: sequence s of a launch owns query rows q0[s] .. q0[s+1]-1 and key
+ * rows k0[s] .. k0[s+1]-1. */
+typedef struct {
+    int n;
+    int q0[FCUDA_MAX_SEQS + 1];
+    int k0[FCUDA_MAX_SEQS + 1];
+    int max_q; /* the most query rows of one sequence */
+} fcuda_varlen;
+
+typedef struct {
+    const void *q;   /* [total_q, heads, head_dim], bf16 or fp16 */
+    const void *k;   /* [total_k, kv_heads, head_dim]           */
+    const void *v;   /* [total_k, kv_heads, head_dim]           */
+    void *out;       /* [total_q, heads, head_dim]              */
+    float *lse;      /* [heads, total_q] or NULL                */
+    int total_q;
+    int heads, kv_heads, head_dim;
+    float scale;     /* of the scores, > 0 */
+    int causal;      /* query i of n sees keys <= m - n + i of m */
+    int bf16;        /* else fp16 */
+} fcuda_mma_args;
+
+/* 1 when the tensor-core kernel is built for this head dim. */
+int fcuda_flash_mma_supported(int head_dim);
+/* Sets the kernels' shared-memory limits; once per process, before any launch. */
+cudaError_t fcuda_flash_mma_init(void);
+cudaError_t fcuda_flash_mma(const fcuda_mma_args *a, const fcuda_varlen *b, cudaStream_t stream);
+
 /* Unfused path, one sequence: scores [rows, keys] with row r the query
  * r % n_queries at position q_pos0 + r % n_queries and key j at k_pos0 + j,
  * already scaled; becomes the causal softmax, masked entries 0. */

@@ -89,3 +89,33 @@ int ref_layer_forward(const forge_layer_config *cfg, const forge_layer_weights *
     free(p);
     return ok ? 0 : -1;
 }
+
+void ref_attention(const float *q, const float *k, const float *v, int n, int m, int heads, int kv_heads,
+                   int head_dim, double scale, int causal, double *out, double *lse, int lse_stride) {
+    const int D = head_dim, group = heads / kv_heads;
+    for (int h = 0; h < heads; h++) {
+        const int g = h / group;
+        for (int i = 0; i < n; i++) {
+            const int visible = causal ? (m - n + i + 1 < 0 ? 0 : m - n + i + 1) : m;
+            double *o = out + ((size_t)i * heads + h) * D;
+            for (int d = 0; d < D; d++) o[d] = 0.0;
+            double max = -INFINITY, sum = 0.0;
+            for (int j = 0; j < visible; j++) {
+                double s = 0.0;
+                for (int d = 0; d < D; d++)
+                    s += (double)q[((size_t)i * heads + h) * D + d] * k[((size_t)j * kv_heads + g) * D + d];
+                max = s * scale > max ? s * scale : max;
+            }
+            for (int j = 0; j < visible; j++) {
+                double s = 0.0;
+                for (int d = 0; d < D; d++)
+                    s += (double)q[((size_t)i * heads + h) * D + d] * k[((size_t)j * kv_heads + g) * D + d];
+                const double p = exp(s * scale - max);
+                sum += p;
+                for (int d = 0; d < D; d++) o[d] += p * v[((size_t)j * kv_heads + g) * D + d];
+            }
+            for (int d = 0; d < D && visible > 0; d++) o[d] /= sum;
+            if (lse) lse[(size_t)h * lse_stride + i] = visible > 0 ? max + log(sum) : -INFINITY;
+        }
+    }
+}

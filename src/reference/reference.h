@@ -15,6 +15,13 @@
 int ref_layer_forward(const forge_layer_config *cfg, const forge_layer_weights *w, const float *x,
                       int n_tokens, int pos0, double *y, double *max_score);
 
+/* Attention alone of one sequence, as forge_attention_forward defines it:
+ * q [n, heads, head_dim], k and v [m, kv_heads, head_dim] (float32 values),
+ * out [n, heads, head_dim] and lse [heads, lse_stride] (lse may be NULL) in
+ * double. With causal, query i sees keys 0 .. m - n + i. */
+void ref_attention(const float *q, const float *k, const float *v, int n, int m, int heads, int kv_heads,
+                   int head_dim, double scale, int causal, double *out, double *lse, int lse_stride);
+
 /* RoPE of one head vector in place, at position pos, in double. */
 void ref_rope(double *v, int head_dim, int pos, double theta, forge_rope_style style);
 

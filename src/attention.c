@@ -1,0 +1,55 @@
+/* attention.c: forge_attention_forward, attention alone over a varlen batch:
+ * every argument checked here, the work done by the context's backend. */
+#include <math.h>
+
+#include "backend.h"
+#include "dtype.h"
+#include "error.h"
+
+/* Offsets from 0, non-decreasing; *total = offsets[batch]. */
+static forge_status check_offsets(const char *fn, const char *name, const int *offsets, int batch,
+                                  int *total) {
+    if (offsets[0] != 0)
+        return forge_fail(FORGE_ERR_SHAPE, "%s: %s[0] is %d, not 0", fn, name, offsets[0]);
+    for (int b = 0; b < batch; b++)
+        if (offsets[b + 1] < offsets[b])
+            return forge_fail(FORGE_ERR_SHAPE, "%s: %s[%d] = %d is below %s[%d] = %d", fn, name, b + 1,
+                              offsets[b + 1], name, b, offsets[b]);
+    *total = offsets[batch];
+    return FORGE_OK;
+}
+
+forge_status forge_attention_forward(forge_context *ctx, const forge_attention_args *a) {
+    static const char fn[] = "forge_attention_forward";
+    FORGE_CHECK_NOT_NULL(ctx, fn);
+    FORGE_CHECK_NOT_NULL(a, fn);
+    if (forge_dtype_size(a->dtype) == 0)
+        return forge_fail(FORGE_ERR_DTYPE, "%s: unknown dtype %d", fn, (int)a->dtype);
+    if (a->batch < 1) return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: batch is %d, not >= 1", fn, a->batch);
+    if (a->heads < 1 || a->kv_heads < 1 || a->heads % a->kv_heads != 0)
+        return forge_fail(FORGE_ERR_SHAPE, "%s: kv_heads %d must be >= 1 and divide heads %d", fn,
+                          a->kv_heads, a->heads);
+    if (a->head_dim < 1 || a->head_dim > 256)
+        return forge_fail(FORGE_ERR_SHAPE, "%s: head_dim %d is outside 1 .. 256", fn, a->head_dim);
+    if (!(a->scale >= 0.0f) || isinf(a->scale))
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: scale %g is not a finite number >= 0", fn,
+                          (double)a->scale);
+    if (a->causal != 0 && a->causal != 1)
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: causal is %d, not 0 or 1", fn, a->causal);
+    FORGE_CHECK_NOT_NULL(a->q_offsets, fn);
+    FORGE_CHECK_NOT_NULL(a->kv_offsets, fn);
+    int total_q, total_kv;
+    forge_status st = check_offsets(fn, "q_offsets", a->q_offsets, a->batch, &total_q);
+    if (st == FORGE_OK) st = check_offsets(fn, "kv_offsets", a->kv_offsets, a->batch, &total_kv);
+    if (st != FORGE_OK) return st;
+    if (total_q == 0) return FORGE_OK; /* nothing to compute, nothing to write */
+    FORGE_CHECK_NOT_NULL(a->q, fn);
+    FORGE_CHECK_NOT_NULL(a->out, fn);
+    if (total_kv > 0) {
+        FORGE_CHECK_NOT_NULL(a->k, fn);
+        FORGE_CHECK_NOT_NULL(a->v, fn);
+    }
+    forge_attention_args resolved = *a;
+    if (resolved.scale == 0.0f) resolved.scale = 1.0f / sqrtf((float)a->head_dim);
+    return ctx->ops->attention(ctx, &resolved, total_q, total_kv);
+}

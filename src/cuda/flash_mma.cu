@@ -1,0 +1,220 @@
+/* flash_mma.cu: flash attention forward on tensor cores with mma.sync
+ * (bf16 or fp16 in, float accumulation; sm_80 and later, Hopper included).
+ *
+ * A block takes BM = 16 * WARPS query rows of one head of one sequence;
+ * each warp owns 16 of them and keeps their scores, softmax state and
+ * output in registers. The block walks the keys in tiles of BN held in
+ * shared memory, the next tile's K and V loading (cp.async) while the
+ * current one is used: S = Q K^T and O += P V are mma.m16n8k16, and P goes
+ * from S's accumulators to PV's operand without leaving registers (the
+ * accumulator layout of two n-blocks is the operand layout of one k-block).
+ * Causal blocks stop at the last key their last row sees, and only tiles
+ * that cross the diagonal or the sequence's end are masked. GQA reads a
+ * KV head once per query head, never copied. */
+#include <math.h>
+
+#include "kernels.h"
+#include "mma.cuh"
+
+#define MMA_BN 64 /* keys of a tile */
+
+template <int D> struct mma_cfg {
+    static constexpr int WARPS = D <= 128 ? 8 : 4; /* D = 256 keeps 128 output floats a thread */
+    static constexpr int BM = 16 * WARPS;
+    static constexpr int THREADS = 32 * WARPS;
+    /* Rows padded by 16 bytes: the 8 rows an ldmatrix reads start in 8
+     * different 16-byte bank groups for every D here. */
+    static constexpr int LD = D + 8;
+    static constexpr size_t bytes = (size_t)(BM + 4 * MMA_BN) * LD * 2; /* Q, K[2], V[2] */
+};
+
+/* rows [0, ROWS) of D elements from src (row pitch `pitch` elements) into
+ * dst (pitch LD); rows at or past `valid` are zeros. `base` is any valid
+ * address, read by nothing, standing in for rows past the end. */
+template <int ROWS, int D, int THREADS, typename T>
+__device__ inline void load_tile(T *dst, const T *src, size_t pitch, int valid, const T *base) {
+    constexpr int CHUNKS = D / 8; /* 16 bytes each */
+#pragma unroll
+    for (int c = threadIdx.x; c < ROWS * CHUNKS; c += THREADS) {
+        const int r = c / CHUNKS, col = (c % CHUNKS) * 8;
+        const bool ok = r < valid;
+        cp_async_16(dst + r * mma_cfg<D>::LD + col, ok ? src + (size_t)r * pitch + col : base, ok ? 16 : 0);
+    }
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(mma_cfg<D>::THREADS) flash_mma_kernel(fcuda_mma_args a, fcuda_varlen b) {
+    using C = mma_cfg<D>;
+    constexpr int BN = MMA_BN, LD = C::LD, NT = BN / 8, DT = D / 8;
+    extern __shared__ __align__(16) unsigned char smem[];
+    T *Qs = (T *)smem;        /* [BM][LD]    */
+    T *Ks = Qs + C::BM * LD;  /* [2][BN][LD] */
+    T *Vs = Ks + 2 * BN * LD; /* [2][BN][LD] */
+
+    const int s = blockIdx.z, h = blockIdx.y;
+    const int q0 = b.q0[s], nq = b.q0[s + 1] - q0, k0 = b.k0[s], nk = b.k0[s + 1] - k0;
+    /* the last row blocks see the most keys under a causal mask: start them first */
+    const int m0 = (gridDim.x - 1 - blockIdx.x) * C::BM;
+    if (m0 >= nq) return;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int shift = nk - nq; /* causal: query row i sees keys <= i + shift */
+    const int n_end = a.causal ? min(nk, m0 + C::BM + shift) : nk;
+    const int tiles = n_end > 0 ? (n_end + BN - 1) / BN : 0;
+    const size_t q_pitch = (size_t)a.heads * D, kv_pitch = (size_t)a.kv_heads * D;
+    const T *Qg = (const T *)a.q + (size_t)(q0 + m0) * q_pitch + (size_t)h * D;
+    const size_t kv_off = (size_t)k0 * kv_pitch + (size_t)(h / (a.heads / a.kv_heads)) * D;
+    const T *Kg = (const T *)a.k + kv_off, *Vg = (const T *)a.v + kv_off;
+
+    load_tile<C::BM, D, C::THREADS>(Qs, Qg, q_pitch, nq - m0, (const T *)a.q);
+    if (tiles > 0) {
+        load_tile<BN, D, C::THREADS>(Ks, Kg, kv_pitch, nk, (const T *)a.k);
+        load_tile<BN, D, C::THREADS>(Vs, Vg, kv_pitch, nk, (const T *)a.v);
+    }
+    cp_async_commit();
+
+    /* this lane's rows of the warp's 16: r and r + 8 */
+    const int row0 = m0 + warp * 16 + lane / 4;
+    const float sl = a.scale * 1.4426950408889634f; /* scores to log2 units */
+    float o[DT][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int d = 0; d < DT; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
+
+    for (int j = 0; j < tiles; j++) {
+        cp_async_wait<0>();
+        __syncthreads(); /* tile j is in; every warp is done with tile j - 1's buffers */
+        if (j + 1 < tiles) {
+            const int n1 = (j + 1) * BN, buf = (j + 1) % 2;
+            load_tile<BN, D, C::THREADS>(Ks + buf * BN * LD, Kg + n1 * kv_pitch, kv_pitch, nk - n1, (const T *)a.k);
+            load_tile<BN, D, C::THREADS>(Vs + buf * BN * LD, Vg + n1 * kv_pitch, kv_pitch, nk - n1, (const T *)a.v);
+        }
+        cp_async_commit();
+        const T *Kt = Ks + (j % 2) * BN * LD, *Vt = Vs + (j % 2) * BN * LD;
+
+        /* S = Q K^T for the warp's 16 rows and the tile's BN keys */
+        float sc[NT][4];
+#pragma unroll
+        for (int n = 0; n < NT; n++) sc[n][0] = sc[n][1] = sc[n][2] = sc[n][3] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            uint32_t qa[4];
+            ldmatrix_x4(qa, Qs + (warp * 16 + lane % 16) * LD + kk * 16 + (lane / 16) * 8);
+#pragma unroll
+            for (int n = 0; n < NT / 2; n++) {
+                uint32_t kb[4];
+                ldmatrix_x4(kb, Kt + (n * 16 + lane % 8 + (lane / 16) * 8) * LD + kk * 16 + ((lane / 8) % 2) * 8);
+                mma_16816<T>(sc[2 * n], qa, kb[0], kb[1]);
+                mma_16816<T>(sc[2 * n + 1], qa, kb[2], kb[3]);
+            }
+        }
+
+        /* mask keys past the sequence and, causally, past each row's diagonal */
+        const int n0 = j * BN;
+        if (n0 + BN > nk || (a.causal && n0 + BN - 1 > m0 + shift)) {
+#pragma unroll
+            for (int n = 0; n < NT; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int key = n0 + n * 8 + 2 * (lane % 4) + (e & 1);
+                    const int limit = a.causal ? min(nk, row0 + (e >> 1) * 8 + shift + 1) : nk;
+                    if (key >= limit) sc[n][e] = -INFINITY;
+                }
+        }
+
+        /* online softmax; each row's 4 lanes (a quad) share its maximum */
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            float mx = m[i];
+#pragma unroll
+            for (int n = 0; n < NT; n++) mx = fmaxf(mx, fmaxf(sc[n][2 * i], sc[n][2 * i + 1]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            /* a row with no key seen yet keeps m = -inf; its p are all 0 */
+            const float base = mx == -INFINITY ? 0.0f : mx * sl;
+            const float corr = m[i] == -INFINITY ? 0.0f : exp2f(m[i] * sl - base);
+            m[i] = mx;
+            float sum = 0.0f;
+#pragma unroll
+            for (int n = 0; n < NT; n++) {
+                sc[n][2 * i] = exp2f(fmaf(sc[n][2 * i], sl, -base));
+                sc[n][2 * i + 1] = exp2f(fmaf(sc[n][2 * i + 1], sl, -base));
+                sum += sc[n][2 * i] + sc[n][2 * i + 1];
+            }
+            l[i] = l[i] * corr + sum; /* this lane's part; the quad's parts meet at the end */
+#pragma unroll
+            for (int d = 0; d < DT; d++) o[d][2 * i] *= corr, o[d][2 * i + 1] *= corr;
+        }
+
+        /* O += P V: P's accumulators for keys 16k .. 16k+15 are the A operand */
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++) {
+            const uint32_t pa[4] = {pack2<T>(sc[2 * kk][0], sc[2 * kk][1]), pack2<T>(sc[2 * kk][2], sc[2 * kk][3]),
+                                    pack2<T>(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
+                                    pack2<T>(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
+#pragma unroll
+            for (int d = 0; d < D / 16; d++) {
+                uint32_t vb[4];
+                ldmatrix_x4_trans(vb, Vt + (kk * 16 + lane % 8 + ((lane / 8) % 2) * 8) * LD + d * 16 + (lane / 16) * 8);
+                mma_16816<T>(o[2 * d], pa, vb[0], vb[1]);
+                mma_16816<T>(o[2 * d + 1], pa, vb[2], vb[3]);
+            }
+        }
+    }
+
+    /* normalise and store; a row that saw no key (causal, more queries than
+     * keys) gets zeros and a log-sum-exp of -inf */
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
+        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
+        const int row = row0 + 8 * i;
+        if (row >= nq) continue;
+        const float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
+        T *out = (T *)a.out + (size_t)(q0 + row) * q_pitch + (size_t)h * D + 2 * (lane % 4);
+#pragma unroll
+        for (int d = 0; d < DT; d++) *(uint32_t *)(out + d * 8) = pack2<T>(o[d][2 * i] * inv, o[d][2 * i + 1] * inv);
+        if (a.lse && lane % 4 == 0)
+            a.lse[(size_t)h * a.total_q + q0 + row] =
+                l[i] > 0.0f ? (m[i] * sl + log2f(l[i])) * 0.6931471805599453f : -INFINITY;
+    }
+}
+
+#define MMA_HEAD_DIMS(X) X(32) X(64) X(96) X(128) X(256)
+
+extern "C" int fcuda_flash_mma_supported(int head_dim) {
+#define SUPPORTED(d) if (head_dim == d) return 1;
+    MMA_HEAD_DIMS(SUPPORTED)
+#undef SUPPORTED
+    return 0;
+}
+
+template <typename T, int D> static cudaError_t opt_in(void) {
+    return cudaFuncSetAttribute(flash_mma_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)mma_cfg<D>::bytes);
+}
+
+extern "C" cudaError_t fcuda_flash_mma_init(void) {
+    cudaError_t e = cudaSuccess;
+#define OPT_IN(d)                                            \
+    if (e == cudaSuccess) e = opt_in<__nv_bfloat16, d>();    \
+    if (e == cudaSuccess) e = opt_in<__half, d>();
+    MMA_HEAD_DIMS(OPT_IN)
+#undef OPT_IN
+    return e;
+}
+
+template <typename T, int D>
+static cudaError_t launch(const fcuda_mma_args *a, const fcuda_varlen *b, cudaStream_t stream) {
+    const dim3 grid((b->max_q + mma_cfg<D>::BM - 1) / mma_cfg<D>::BM, a->heads, b->n);
+    flash_mma_kernel<T, D><<<grid, mma_cfg<D>::THREADS, mma_cfg<D>::bytes, stream>>>(*a, *b);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t fcuda_flash_mma(const fcuda_mma_args *a, const fcuda_varlen *b, cudaStream_t stream) {
+    switch (a->head_dim) {
+#define LAUNCH(d)                                                                                  \
+    case d: return a->bf16 ? launch<__nv_bfloat16, d>(a, b, stream) : launch<__half, d>(a, b, stream);
+        MMA_HEAD_DIMS(LAUNCH)
+#undef LAUNCH
+    default: return cudaErrorInvalidValue;
+    }
+}

@@ -1,0 +1,115 @@
+/* bench_prefill.c: `forge bench prefill`, attention alone
+ * (forge_attention_forward) on a batch of equal-length sequences, the work of
+ * ../shared/bench/torch_ref.py prefill: q [B*S, H, D], k and v [B*S, K, D]
+ * of random values, timed by forge_stopwatch (CUDA events around each call,
+ * as torch_ref.py times PyTorch). TFLOP/s counts 4 * B * H * S^2 * D,
+ * halved when causal, as torch_ref.py does.
+ * With --json, one object a line with torch_ref.py's field names. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "testdata.h"
+
+#define CMD "bench prefill"
+
+/* A device buffer of n random values of deviation 1 in dtype, or NULL. */
+static void *random_buffer(forge_context *ctx, size_t n, forge_dtype dtype, uint64_t seed) {
+    float *host = malloc(sizeof *host * n);
+    void *raw = malloc(forge_dtype_size(dtype) * n), *dev = NULL;
+    forge_status st = host && raw ? FORGE_OK : FORGE_ERR_OUT_OF_MEMORY;
+    if (st == FORGE_OK) {
+        ref_rng rng = ref_rng_seed(seed);
+        for (size_t i = 0; i < n; i++) host[i] = (float)(2.0 * ref_rng_uniform(&rng) - 1.0) * 1.7320508f;
+        st = forge_convert(raw, dtype, host, FORGE_F32, n);
+    }
+    if (st == FORGE_OK) st = forge_buffer_alloc(ctx, forge_dtype_size(dtype) * n, &dev);
+    if (st == FORGE_OK) st = forge_buffer_upload(ctx, dev, raw, forge_dtype_size(dtype) * n);
+    if (st != FORGE_OK) {
+        cli_fail(CMD, st);
+        forge_buffer_free(ctx, dev);
+        dev = NULL;
+    }
+    free(host);
+    free(raw);
+    return dev;
+}
+
+int bench_prefill(int argc, char **argv) {
+    int batch = 1, seq = 0, heads = 0, kv_heads = 0, head_dim = 0, iters = 30, warmup = 5, json = 0, no_causal = 0;
+    const char *dtype_name = "bf16", *backend_name = "auto";
+    const cli_opt opts[] = {
+        {"--json", OPT_FLAG, &json},           {"--batch", OPT_INT, &batch},
+        {"--seq", OPT_INT, &seq},              {"--heads", OPT_INT, &heads},
+        {"--kv-heads", OPT_INT, &kv_heads},    {"--head-dim", OPT_INT, &head_dim},
+        {"--dtype", OPT_STRING, &dtype_name},  {"--no-causal", OPT_FLAG, &no_causal},
+        {"--iters", OPT_INT, &iters},          {"--warmup", OPT_INT, &warmup},
+        {"--backend", OPT_STRING, &backend_name},
+    };
+    if (cli_parse(CMD, argc, argv, opts, sizeof opts / sizeof opts[0]) != 0) return 1;
+    if (batch < 1 || seq < 1 || heads < 1 || head_dim < 1 || iters < 1 || warmup < 0 || kv_heads < 0)
+        return cli_error(CMD, "--seq, --heads and --head-dim are required; --batch, --seq, --heads, "
+                              "--head-dim and --iters must be at least 1, --warmup and --kv-heads not negative");
+    if (!kv_heads) kv_heads = heads;
+    forge_dtype dtype;
+    forge_backend backend;
+    if (cli_dtype(dtype_name, &dtype) != 0) return cli_error(CMD, "--dtype must be fp32, fp16 or bf16, not '%s'", dtype_name);
+    if (cli_backend(backend_name, &backend) != 0)
+        return cli_error(CMD, "--backend must be auto, cpu or cuda, not '%s'", backend_name);
+    const int64_t tokens = (int64_t)batch * seq;
+    if (tokens * heads * head_dim > (int64_t)1 << 31)
+        return cli_error(CMD, "batch * seq * heads * head_dim is over 2^31 elements");
+
+    int *offsets = malloc(sizeof *offsets * (size_t)(batch + 1));
+    double *us = malloc(sizeof *us * (size_t)iters);
+    if (!offsets || !us) return cli_error(CMD, "out of memory");
+    for (int b = 0; b <= batch; b++) offsets[b] = b * seq;
+    forge_context *ctx = NULL;
+    void *q = NULL, *k = NULL, *v = NULL, *out = NULL;
+    forge_status st = forge_context_create(backend, &ctx);
+    int rc = st == FORGE_OK ? 0 : cli_fail(CMD, st);
+    const size_t nq = (size_t)tokens * heads * head_dim, nk = (size_t)tokens * kv_heads * head_dim;
+    if (!rc && (!(q = random_buffer(ctx, nq, dtype, 1)) || !(k = random_buffer(ctx, nk, dtype, 2)) ||
+                !(v = random_buffer(ctx, nk, dtype, 3))))
+        rc = 1;
+    if (!rc && (st = forge_buffer_alloc(ctx, forge_dtype_size(dtype) * nq, &out)) != FORGE_OK) rc = cli_fail(CMD, st);
+    const forge_attention_args a = {.dtype = dtype, .batch = batch, .heads = heads, .kv_heads = kv_heads,
+                                    .head_dim = head_dim, .q_offsets = offsets, .kv_offsets = offsets,
+                                    .q = q, .k = k, .v = v, .out = out, .causal = !no_causal};
+    for (int i = 0; !rc && i < warmup + iters; i++) {
+        double t;
+        st = forge_stopwatch_start(ctx);
+        if (st == FORGE_OK) st = forge_attention_forward(ctx, &a);
+        if (st == FORGE_OK) st = forge_stopwatch_stop(ctx, &t);
+        if (st != FORGE_OK) rc = cli_fail(CMD, st);
+        else if (i >= warmup) us[i - warmup] = t;
+    }
+    if (!rc) {
+        const double med = cli_quantile(us, iters, 0.5);
+        const double flops = 4.0 * batch * heads * (double)seq * seq * head_dim / (no_causal ? 1.0 : 2.0);
+        const double tflops = flops / med / 1e6;
+        const char *impl = forge_context_backend(ctx) == FORGE_BACKEND_CUDA ? "forge-cuda" : "forge-cpu";
+        if (json)
+            printf("{\"mode\": \"prefill\", \"impl\": \"%s\", \"dtype\": \"%s\", \"batch\": %d, \"heads\": %d, "
+                   "\"kv_heads\": %d, \"head_dim\": %d, \"seq\": %d, \"causal\": %s, \"iters\": %d, "
+                   "\"us\": %.2f, \"us_p10\": %.2f, \"us_p90\": %.2f, \"TFLOPs\": %.2f}\n",
+                   impl, forge_dtype_name(dtype), batch, heads, kv_heads, head_dim, seq,
+                   no_causal ? "false" : "true", iters, med, cli_quantile(us, iters, 0.1),
+                   cli_quantile(us, iters, 0.9), tflops);
+        else
+            printf("%s prefill: batch %d, seq %d, heads %d, kv_heads %d, head_dim %d, %s, %s\n"
+                   "  median %.2f us (p10 %.2f, p90 %.2f, %d calls): %.2f TFLOP/s\n",
+                   impl, batch, seq, heads, kv_heads, head_dim, forge_dtype_name(dtype),
+                   no_causal ? "non-causal" : "causal", med, cli_quantile(us, iters, 0.1),
+                   cli_quantile(us, iters, 0.9), iters, tflops);
+    }
+    forge_buffer_free(ctx, q);
+    forge_buffer_free(ctx, k);
+    forge_buffer_free(ctx, v);
+    forge_buffer_free(ctx, out);
+    forge_context_destroy(ctx);
+    free(offsets);
+    free(us);
+    return rc;
+}
