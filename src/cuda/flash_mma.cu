@@ -16,11 +16,22 @@
 #include "kernels.h"
 #include "mma.cuh"
 
+#ifndef MMA_BN
 #define MMA_BN 64 /* keys of a tile */
+#endif
+
+/* Tile shapes by head dim, tunable for experiments (-DMMA_WARPS=, -DMMA_MT=). */
+#ifndef MMA_WARPS
+#define MMA_WARPS(D) ((D) <= 128 ? 4 : 8)
+#endif
+#ifndef MMA_MT
+#define MMA_MT(D) ((D) <= 128 ? 2 : 1)
+#endif
 
 template <int D> struct mma_cfg {
-    static constexpr int WARPS = D <= 128 ? 8 : 4; /* D = 256 keeps 128 output floats a thread */
-    static constexpr int BM = 16 * WARPS;
+    static constexpr int WARPS = MMA_WARPS(D);
+    static constexpr int MT = MMA_MT(D); /* 16-row m-tiles a warp: K and V fragments serve MT mmas */
+    static constexpr int BM = 16 * MT * WARPS;
     static constexpr int THREADS = 32 * WARPS;
     /* Rows padded by 16 bytes: the 8 rows an ldmatrix reads start in 8
      * different 16-byte bank groups for every D here. */
@@ -45,7 +56,7 @@ __device__ inline void load_tile(T *dst, const T *src, size_t pitch, int valid, 
 template <typename T, int D>
 __global__ void __launch_bounds__(mma_cfg<D>::THREADS) flash_mma_kernel(fcuda_mma_args a, fcuda_varlen b) {
     using C = mma_cfg<D>;
-    constexpr int BN = MMA_BN, LD = C::LD, NT = BN / 8, DT = D / 8;
+    constexpr int BN = MMA_BN, LD = C::LD, NT = BN / 8, DT = D / 8, MT = C::MT;
     extern __shared__ __align__(16) unsigned char smem[];
     T *Qs = (T *)smem;        /* [BM][LD]    */
     T *Ks = Qs + C::BM * LD;  /* [2][BN][LD] */
@@ -65,6 +76,8 @@ __global__ void __launch_bounds__(mma_cfg<D>::THREADS) flash_mma_kernel(fcuda_mm
     const size_t kv_off = (size_t)k0 * kv_pitch + (size_t)(h / (a.heads / a.kv_heads)) * D;
     const T *Kg = (const T *)a.k + kv_off, *Vg = (const T *)a.v + kv_off;
 
+    /* Q with tile 0's K and V; in the loop, tile j + 1's K and V load while
+     * tile j is used, a whole iteration ahead */
     load_tile<C::BM, D, C::THREADS>(Qs, Qg, q_pitch, nq - m0, (const T *)a.q);
     if (tiles > 0) {
         load_tile<BN, D, C::THREADS>(Ks, Kg, kv_pitch, nk, (const T *)a.k);
@@ -72,38 +85,46 @@ __global__ void __launch_bounds__(mma_cfg<D>::THREADS) flash_mma_kernel(fcuda_mm
     }
     cp_async_commit();
 
-    /* this lane's rows of the warp's 16: r and r + 8 */
-    const int row0 = m0 + warp * 16 + lane / 4;
+    /* the warp's rows: m-tile t holds rows wr + 16t + lane/4 and that + 8 */
+    const int wr = m0 + warp * 16 * MT + lane / 4;
     const float sl = a.scale * 1.4426950408889634f; /* scores to log2 units */
-    float o[DT][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    float o[MT][DT][4], m[MT][2], l[MT][2];
 #pragma unroll
-    for (int d = 0; d < DT; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
+    for (int t = 0; t < MT; t++) {
+        m[t][0] = m[t][1] = -INFINITY;
+        l[t][0] = l[t][1] = 0.0f;
+#pragma unroll
+        for (int d = 0; d < DT; d++) o[t][d][0] = o[t][d][1] = o[t][d][2] = o[t][d][3] = 0.0f;
+    }
 
     for (int j = 0; j < tiles; j++) {
         cp_async_wait<0>();
-        __syncthreads(); /* tile j is in; every warp is done with tile j - 1's buffers */
+        __syncthreads(); /* tile j is in for every thread; tile j - 1's buffers are free */
+        const T *Kt = Ks + (j % 2) * BN * LD, *Vt = Vs + (j % 2) * BN * LD;
         if (j + 1 < tiles) {
-            const int n1 = (j + 1) * BN, buf = (j + 1) % 2;
-            load_tile<BN, D, C::THREADS>(Ks + buf * BN * LD, Kg + n1 * kv_pitch, kv_pitch, nk - n1, (const T *)a.k);
-            load_tile<BN, D, C::THREADS>(Vs + buf * BN * LD, Vg + n1 * kv_pitch, kv_pitch, nk - n1, (const T *)a.v);
+            const int n1 = (j + 1) * BN, next = (j + 1) % 2;
+            load_tile<BN, D, C::THREADS>(Ks + next * BN * LD, Kg + n1 * kv_pitch, kv_pitch, nk - n1, (const T *)a.k);
+            load_tile<BN, D, C::THREADS>(Vs + next * BN * LD, Vg + n1 * kv_pitch, kv_pitch, nk - n1, (const T *)a.v);
         }
         cp_async_commit();
-        const T *Kt = Ks + (j % 2) * BN * LD, *Vt = Vs + (j % 2) * BN * LD;
 
-        /* S = Q K^T for the warp's 16 rows and the tile's BN keys */
-        float sc[NT][4];
-#pragma unroll
-        for (int n = 0; n < NT; n++) sc[n][0] = sc[n][1] = sc[n][2] = sc[n][3] = 0.0f;
+        /* S = Q K^T for the warp's rows and the tile's BN keys */
+        float sc[MT][NT][4];
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++) {
-            uint32_t qa[4];
-            ldmatrix_x4(qa, Qs + (warp * 16 + lane % 16) * LD + kk * 16 + (lane / 16) * 8);
+            uint32_t qa[MT][4];
+#pragma unroll
+            for (int t = 0; t < MT; t++)
+                ldmatrix_x4(qa[t], Qs + (warp * 16 * MT + 16 * t + lane % 16) * LD + kk * 16 + (lane / 16) * 8);
 #pragma unroll
             for (int n = 0; n < NT / 2; n++) {
                 uint32_t kb[4];
                 ldmatrix_x4(kb, Kt + (n * 16 + lane % 8 + (lane / 16) * 8) * LD + kk * 16 + ((lane / 8) % 2) * 8);
-                mma_16816<T>(sc[2 * n], qa, kb[0], kb[1]);
-                mma_16816<T>(sc[2 * n + 1], qa, kb[2], kb[3]);
+#pragma unroll
+                for (int t = 0; t < MT; t++) {
+                    mma_16816<T>(sc[t][2 * n], qa[t], kb[0], kb[1], kk == 0);
+                    mma_16816<T>(sc[t][2 * n + 1], qa[t], kb[2], kb[3], kk == 0);
+                }
             }
         }
 
@@ -111,71 +132,84 @@ __global__ void __launch_bounds__(mma_cfg<D>::THREADS) flash_mma_kernel(fcuda_mm
         const int n0 = j * BN;
         if (n0 + BN > nk || (a.causal && n0 + BN - 1 > m0 + shift)) {
 #pragma unroll
-            for (int n = 0; n < NT; n++)
+            for (int t = 0; t < MT; t++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int key = n0 + n * 8 + 2 * (lane % 4) + (e & 1);
-                    const int limit = a.causal ? min(nk, row0 + (e >> 1) * 8 + shift + 1) : nk;
-                    if (key >= limit) sc[n][e] = -INFINITY;
+                for (int n = 0; n < NT; n++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const int key = n0 + n * 8 + 2 * (lane % 4) + (e & 1);
+                        const int limit = a.causal ? min(nk, wr + 16 * t + (e >> 1) * 8 + shift + 1) : nk;
+                        if (key >= limit) sc[t][n][e] = -INFINITY;
+                    }
+        }
+
+        /* online softmax; each row's 4 lanes (a quad) share its maximum. P
+         * is packed to T as soon as it is made: half the registers of S. */
+        uint32_t p[MT][BN / 16][4];
+#pragma unroll
+        for (int t = 0; t < MT; t++)
+#pragma unroll
+            for (int i = 0; i < 2; i++) {
+                float mx = m[t][i];
+#pragma unroll
+                for (int n = 0; n < NT; n++) mx = fmaxf(mx, fmaxf(sc[t][n][2 * i], sc[t][n][2 * i + 1]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                /* a row with no key seen yet keeps m = -inf; its p are all 0 */
+                const float base = mx == -INFINITY ? 0.0f : mx * sl;
+                const float corr = m[t][i] == -INFINITY ? 0.0f : fast_exp2(m[t][i] * sl - base);
+                m[t][i] = mx;
+                float sum = 0.0f;
+#pragma unroll
+                for (int n = 0; n < NT; n++) {
+                    const float p0 = fast_exp2(fmaf(sc[t][n][2 * i], sl, -base));
+                    const float p1 = fast_exp2(fmaf(sc[t][n][2 * i + 1], sl, -base));
+                    sum += p0 + p1;
+                    /* keys 16k .. 16k+15 of a row: the A operand layout of P V */
+                    p[t][n / 2][(n % 2) * 2 + i] = pack2<T>(p0, p1);
                 }
-        }
-
-        /* online softmax; each row's 4 lanes (a quad) share its maximum */
+                l[t][i] = l[t][i] * corr + sum; /* this lane's part; the quad's parts meet at the end */
+                /* once the maxima settle, most tiles change no row's: skip the rescale */
+                if (__any_sync(0xffffffffu, corr != 1.0f))
 #pragma unroll
-        for (int i = 0; i < 2; i++) {
-            float mx = m[i];
-#pragma unroll
-            for (int n = 0; n < NT; n++) mx = fmaxf(mx, fmaxf(sc[n][2 * i], sc[n][2 * i + 1]));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            /* a row with no key seen yet keeps m = -inf; its p are all 0 */
-            const float base = mx == -INFINITY ? 0.0f : mx * sl;
-            const float corr = m[i] == -INFINITY ? 0.0f : exp2f(m[i] * sl - base);
-            m[i] = mx;
-            float sum = 0.0f;
-#pragma unroll
-            for (int n = 0; n < NT; n++) {
-                sc[n][2 * i] = exp2f(fmaf(sc[n][2 * i], sl, -base));
-                sc[n][2 * i + 1] = exp2f(fmaf(sc[n][2 * i + 1], sl, -base));
-                sum += sc[n][2 * i] + sc[n][2 * i + 1];
+                    for (int d = 0; d < DT; d++) o[t][d][2 * i] *= corr, o[t][d][2 * i + 1] *= corr;
             }
-            l[i] = l[i] * corr + sum; /* this lane's part; the quad's parts meet at the end */
-#pragma unroll
-            for (int d = 0; d < DT; d++) o[d][2 * i] *= corr, o[d][2 * i + 1] *= corr;
-        }
 
-        /* O += P V: P's accumulators for keys 16k .. 16k+15 are the A operand */
+        /* O += P V */
 #pragma unroll
-        for (int kk = 0; kk < BN / 16; kk++) {
-            const uint32_t pa[4] = {pack2<T>(sc[2 * kk][0], sc[2 * kk][1]), pack2<T>(sc[2 * kk][2], sc[2 * kk][3]),
-                                    pack2<T>(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
-                                    pack2<T>(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
+        for (int kk = 0; kk < BN / 16; kk++)
 #pragma unroll
             for (int d = 0; d < D / 16; d++) {
                 uint32_t vb[4];
                 ldmatrix_x4_trans(vb, Vt + (kk * 16 + lane % 8 + ((lane / 8) % 2) * 8) * LD + d * 16 + (lane / 16) * 8);
-                mma_16816<T>(o[2 * d], pa, vb[0], vb[1]);
-                mma_16816<T>(o[2 * d + 1], pa, vb[2], vb[3]);
+#pragma unroll
+                for (int t = 0; t < MT; t++) {
+                    mma_16816<T>(o[t][2 * d], p[t][kk], vb[0], vb[1]);
+                    mma_16816<T>(o[t][2 * d + 1], p[t][kk], vb[2], vb[3]);
+                }
             }
-        }
     }
 
     /* normalise and store; a row that saw no key (causal, more queries than
      * keys) gets zeros and a log-sum-exp of -inf */
 #pragma unroll
-    for (int i = 0; i < 2; i++) {
-        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
-        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
-        const int row = row0 + 8 * i;
-        if (row >= nq) continue;
-        const float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
-        T *out = (T *)a.out + (size_t)(q0 + row) * q_pitch + (size_t)h * D + 2 * (lane % 4);
+    for (int t = 0; t < MT; t++)
 #pragma unroll
-        for (int d = 0; d < DT; d++) *(uint32_t *)(out + d * 8) = pack2<T>(o[d][2 * i] * inv, o[d][2 * i + 1] * inv);
-        if (a.lse && lane % 4 == 0)
-            a.lse[(size_t)h * a.total_q + q0 + row] =
-                l[i] > 0.0f ? (m[i] * sl + log2f(l[i])) * 0.6931471805599453f : -INFINITY;
-    }
+        for (int i = 0; i < 2; i++) {
+            float sum = l[t][i];
+            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+            const int row = wr + 16 * t + 8 * i;
+            if (row >= nq) continue;
+            const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+            T *out = (T *)a.out + (size_t)(q0 + row) * q_pitch + (size_t)h * D + 2 * (lane % 4);
+#pragma unroll
+            for (int d = 0; d < DT; d++)
+                *(uint32_t *)(out + d * 8) = pack2<T>(o[t][d][2 * i] * inv, o[t][d][2 * i + 1] * inv);
+            if (a.lse && lane % 4 == 0)
+                a.lse[(size_t)h * a.total_q + q0 + row] =
+                    sum > 0.0f ? (m[t][i] * sl + log2f(sum)) * 0.6931471805599453f : -INFINITY;
+        }
 }
 
 #define MMA_HEAD_DIMS(X) X(32) X(64) X(96) X(128) X(256)

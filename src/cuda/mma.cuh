@@ -40,22 +40,35 @@ __device__ inline void ldmatrix_x4_trans(uint32_t (&r)[4], const void *p) {
                  : "r"(smem_addr(p)));
 }
 
-/* c += a (16x16, row-major) * b (16x8, column-major), float accumulators. */
+/* c = a (16x16, row-major) * b (16x8, column-major) + (first ? 0 : c), float
+ * accumulators; `first` is a compile-time constant where it is used, so
+ * one form is emitted (a zero accumulator costs no register moves). */
+#define FORGE_MMA_16816(T, TYPE)                                                                      \
+    template <> __device__ inline void mma_16816<T>(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, \
+                                                    uint32_t b1, bool first) {                          \
+        if (first)                                                                                      \
+            asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." TYPE "." TYPE ".f32 {%0, %1, %2, %3}, " \
+                         "{%4, %5, %6, %7}, {%8, %9}, {%10, %10, %10, %10};\n"                          \
+                         : "=f"(c[0]), "=f"(c[1]), "=f"(c[2]), "=f"(c[3])                               \
+                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "f"(0.0f));    \
+        else                                                                                            \
+            asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." TYPE "." TYPE ".f32 {%0, %1, %2, %3}, " \
+                         "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"                              \
+                         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                               \
+                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));                \
+    }
 template <typename T> __device__ inline void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                                       uint32_t b1);
-template <> __device__ inline void mma_16816<__nv_bfloat16>(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                                            uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
-                 "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-template <> __device__ inline void mma_16816<__half>(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                                     uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, "
-                 "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+                                                       uint32_t b1, bool first = false);
+FORGE_MMA_16816(__nv_bfloat16, "bf16")
+FORGE_MMA_16816(__half, "f16")
+#undef FORGE_MMA_16816
+
+/* 2^x, flushing subnormal results to 0 (the softmax's exponentials: the
+ * non-flushing form costs extra instructions on every element). */
+__device__ inline float fast_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
 }
 
 /* Two floats rounded to T and packed into one register, x in the low half. */
