@@ -1,9 +1,9 @@
 /* flash_mma.cu: flash attention forward on tensor cores with mma.sync
  * (bf16 or fp16 in, float accumulation; sm_80 and later, Hopper included).
  *
- * A block takes BM = 16 * WARPS query rows of one head of one sequence;
- * each warp owns 16 of them and keeps their scores, softmax state and
- * output in registers. The block walks the keys in tiles of BN held in
+ * A block takes BM query rows of one head of one sequence; each warp owns
+ * 16 * MT of them (MT m-tiles, which share every K and V fragment it loads)
+ * and keeps their scores, softmax state and output in registers. The block walks the keys in tiles of BN held in
  * shared memory, the next tile's K and V loading (cp.async) while the
  * current one is used: S = Q K^T and O += P V are mma.m16n8k16, and P goes
  * from S's accumulators to PV's operand without leaving registers (the
@@ -16,13 +16,14 @@
 #include "kernels.h"
 #include "mma.cuh"
 
-#ifndef MMA_BN
-#define MMA_BN 64 /* keys of a tile */
-#endif
 
-/* Tile shapes by head dim, tunable for experiments (-DMMA_WARPS=, -DMMA_MT=). */
+/* Tile shapes by head dim, tunable for experiments (-DMMA_WARPS=, -DMMA_MT=,
+ * -DMMA_BN=; docs/BENCHMARKS.md logs the measured choices). */
 #ifndef MMA_WARPS
 #define MMA_WARPS(D) ((D) <= 128 ? 4 : 8)
+#endif
+#ifndef MMA_BN
+#define MMA_BN(D) ((D) <= 64 ? 128 : 64)
 #endif
 #ifndef MMA_MT
 #define MMA_MT(D) ((D) <= 128 ? 2 : 1)
@@ -32,11 +33,12 @@ template <int D> struct mma_cfg {
     static constexpr int WARPS = MMA_WARPS(D);
     static constexpr int MT = MMA_MT(D); /* 16-row m-tiles a warp: K and V fragments serve MT mmas */
     static constexpr int BM = 16 * MT * WARPS;
+    static constexpr int BN = MMA_BN(D); /* keys of a tile */
     static constexpr int THREADS = 32 * WARPS;
     /* Rows padded by 16 bytes: the 8 rows an ldmatrix reads start in 8
      * different 16-byte bank groups for every D here. */
     static constexpr int LD = D + 8;
-    static constexpr size_t bytes = (size_t)(BM + 4 * MMA_BN) * LD * 2; /* Q, K[2], V[2] */
+    static constexpr size_t bytes = (size_t)(BM + 4 * BN) * LD * 2; /* Q, K[2], V[2] */
 };
 
 /* rows [0, ROWS) of D elements from src (row pitch `pitch` elements) into
@@ -56,7 +58,7 @@ __device__ inline void load_tile(T *dst, const T *src, size_t pitch, int valid, 
 template <typename T, int D>
 __global__ void __launch_bounds__(mma_cfg<D>::THREADS) flash_mma_kernel(fcuda_mma_args a, fcuda_varlen b) {
     using C = mma_cfg<D>;
-    constexpr int BN = MMA_BN, LD = C::LD, NT = BN / 8, DT = D / 8, MT = C::MT;
+    constexpr int BN = C::BN, LD = C::LD, NT = BN / 8, DT = D / 8, MT = C::MT;
     extern __shared__ __align__(16) unsigned char smem[];
     T *Qs = (T *)smem;        /* [BM][LD]    */
     T *Ks = Qs + C::BM * LD;  /* [2][BN][LD] */

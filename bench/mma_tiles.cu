@@ -1,0 +1,65 @@
+/* mma_tiles.cu: times the mma.sync flash kernel (src/cuda/flash_mma.cu) alone
+ * at a few prefill shapes, in TFLOP/s (causal FLOPs halved), without the
+ * library around it: built once per tile configuration to compare them.
+ *   build/mma_tiles                          the library's configuration
+ *   nvcc -arch=sm_90 -O3 -std=c++17 -Isrc "-DMMA_BN(D)=64" \
+ *        -o mma_bn64 bench/mma_tiles.cu      another (MMA_WARPS, MMA_MT, MMA_BN)
+ * Inputs are a fixed pattern of values near 1; the timing does not depend
+ * on them. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cuda/flash_mma.cu"
+
+#define REPEATS 12
+
+static int compare_float(const void *a, const void *b) {
+    const float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* TFLOP/s of a bf16 call over B sequences of S tokens; 0 on an error. */
+static double tflops(int B, int S, int H, int Hk, int D, int causal) {
+    const size_t nq = (size_t)B * S * H * D, nk = (size_t)B * S * Hk * D;
+    uint16_t *host = (uint16_t *)malloc(2 * (nq > nk ? nq : nk));
+    void *q = NULL, *k = NULL, *v = NULL, *o = NULL;
+    for (size_t i = 0; i < (nq > nk ? nq : nk); i++) host[i] = 0x3f80 | (uint16_t)((i * 2654435761u >> 24) & 0x7f);
+    cudaMalloc(&q, 2 * nq), cudaMalloc(&k, 2 * nk), cudaMalloc(&v, 2 * nk), cudaMalloc(&o, 2 * nq);
+    cudaMemcpy(q, host, 2 * nq, cudaMemcpyHostToDevice);
+    cudaMemcpy(k, host, 2 * nk, cudaMemcpyHostToDevice);
+    cudaMemcpy(v, host, 2 * nk, cudaMemcpyHostToDevice);
+    const fcuda_mma_args a = {q, k, v, o, NULL, B * S, H, Hk, D, 1.0f / sqrtf((float)D), causal, 1};
+    fcuda_varlen b = {};
+    b.n = B, b.max_q = S;
+    for (int i = 0; i <= B; i++) b.q0[i] = b.k0[i] = i * S;
+    cudaEvent_t start, stop;
+    cudaEventCreate(&start), cudaEventCreate(&stop);
+    float ms[REPEATS];
+    for (int i = 0; i < REPEATS; i++) {
+        cudaEventRecord(start);
+        fcuda_flash_mma(&a, &b, 0);
+        cudaEventRecord(stop);
+        cudaEventSynchronize(stop);
+        cudaEventElapsedTime(&ms[i], start, stop);
+    }
+    qsort(ms, REPEATS, sizeof *ms, compare_float);
+    cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(o), free(host);
+    cudaEventDestroy(start), cudaEventDestroy(stop);
+    if (cudaGetLastError() != cudaSuccess) return 0.0;
+    return 4.0 * B * H * (double)S * S * D / (causal ? 2.0 : 1.0) / ms[REPEATS / 2] / 1e9;
+}
+
+int main(void) {
+    int devices = 0;
+    if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+        printf("skipped: no CUDA device\n");
+        return 77;
+    }
+    if (fcuda_flash_mma_init() != cudaSuccess) return 1;
+    printf("TFLOP/s, bf16, B*S = 16k: D64 causal %.1f, non-causal %.1f; D128 causal %.1f, non-causal %.1f; "
+           "D128 causal S=1k %.1f; D256 causal S=4k %.1f\n",
+           tflops(2, 8192, 32, 32, 64, 1), tflops(2, 8192, 32, 32, 64, 0), tflops(2, 8192, 16, 16, 128, 1),
+           tflops(2, 8192, 16, 16, 128, 0), tflops(16, 1024, 16, 16, 128, 1), tflops(4, 4096, 8, 8, 256, 1));
+    return 0;
+}
