@@ -37,7 +37,8 @@ if [[ " $parts " == *" tests "* ]]; then
   run cuda $build/tests/test_cuda
   run attention_cpu $build/tests/test_attention cpu
   run attention_cuda $build/tests/test_attention cuda
-  grep "largest errors" "$OUT/attention_cuda.log"
+  run attention_cuda_portable $build/tests/test_attention cuda portable
+  grep "largest errors" "$OUT/attention_cuda.log" "$OUT/attention_cuda_portable.log"
   run errors $build/tests/test_errors
   run rope $build/tests/test_rope
   run safetensors $build/tests/test_safetensors
@@ -55,6 +56,9 @@ if [[ " $parts " == *" sanitize "* ]]; then
   run memcheck_flash $cs --tool memcheck $build/tests/test_layer cuda flash
   run memcheck_unfused $cs --tool memcheck $build/tests/test_layer cuda unfused
   run memcheck_attention $cs --tool memcheck $build/tests/test_attention cuda
+  run memcheck_attention_portable $cs --tool memcheck $build/tests/test_attention cuda portable
+  run racecheck_attention $cs --tool racecheck $build/forge bench prefill --seq 300 --heads 2 --head-dim 128 --iters 1 --warmup 0
+  run racecheck_attention_portable $cs --tool racecheck $build/forge bench prefill --seq 300 --heads 2 --head-dim 96 --iters 1 --warmup 0
   run racecheck $cs --tool racecheck $build/forge bench layer --seq 100 --heads 4 --kv-heads 2 --head-dim 64 --iters 2 --warmup 0
   run racecheck_d256 $cs --tool racecheck $build/forge bench layer --seq 40 --heads 2 --kv-heads 1 --head-dim 256 --iters 1 --warmup 0
   run synccheck $cs --tool synccheck $build/forge run --iters 2

@@ -121,6 +121,8 @@ forge_status forge_context_fallback_counts(const forge_context *ctx,
 
 void forge_testing_fail_stage(forge_context *ctx, int stage) { ctx->fail_stage = stage; }
 
+void forge_testing_portable_attention(forge_context *ctx, int on) { ctx->portable_attention = on; }
+
 forge_status forge_buffer_alloc(forge_context *ctx, size_t bytes, void **out) {
     FORGE_CHECK_NOT_NULL(ctx, "forge_buffer_alloc");
     FORGE_CHECK_NOT_NULL(out, "forge_buffer_alloc");

@@ -8,15 +8,19 @@
  * sequences than one launch takes, large-magnitude inputs; and the argument
  * checks. The largest error seen per dtype is printed at the end.
  *
- *   test_attention [cpu|cuda]   backend under test */
+ *   test_attention [cpu|cuda] [portable]   backend under test; portable: on
+ *   CUDA, the mma.sync kernel at every head dim, also where Hopper's wgmma
+ *   kernel would run */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "test_util.h"
+#include "testing.h"
 
 static forge_backend g_backend = FORGE_BACKEND_CPU;
+static int g_portable;
 static double g_worst[3];     /* largest relative L2 error seen, by dtype */
 static double g_worst_lse[3]; /* largest log-sum-exp error               */
 
@@ -67,6 +71,7 @@ static void check_case(const attn_case *c, uint64_t seed) {
 
     forge_context *ctx;
     TL_OK(forge_context_create(g_backend, &ctx));
+    forge_testing_portable_attention(ctx, g_portable);
     /* all-ones bits are NaN in every dtype */
     unsigned char *poison = malloc(nq * es + 1);
     memset(poison, 0xff, nq * es + 1);
@@ -259,6 +264,7 @@ static int report(void **state) {
 
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "cuda") == 0) g_backend = FORGE_BACKEND_CUDA;
+    g_portable = argc > 2 && strcmp(argv[2], "portable") == 0;
     tl_require_backend(g_backend);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_head_dims),       cmocka_unit_test(test_gqa_mqa),
@@ -266,5 +272,5 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_many_sequences),  cmocka_unit_test(test_large_magnitude),
         cmocka_unit_test(test_bad_arguments),
     };
-    return cmocka_run_group_tests_name(forge_backend_name(g_backend), tests, NULL, report);
+    return cmocka_run_group_tests_name(g_portable ? "portable" : forge_backend_name(g_backend), tests, NULL, report);
 }

@@ -29,6 +29,7 @@ typedef struct {
     cublasLtHandle_t lt;
     void *workspace;
     cudaEvent_t watch[2]; /* forge_stopwatch_start, _stop */
+    int hopper;           /* compute capability 9.0: the sm_90a kernels run */
 } cuda_ctx;
 
 /* A cuBLASLt y = x W^T (+ bias) for one token count, planned once. */
@@ -126,9 +127,14 @@ static forge_status cuda_context_init(forge_context *ctx) {
     forge_status st = FORGE_OK;
     cudaError_t e;
     cublasStatus_t b;
+    int major = 0;
     if ((e = cudaGetDevice(&c->device)) != cudaSuccess) st = cuda_err(fn, "cudaGetDevice", e);
     else if ((e = fcuda_flash_init()) != cudaSuccess) st = cuda_err(fn, "fcuda_flash_init", e);
     else if ((e = fcuda_flash_mma_init()) != cudaSuccess) st = cuda_err(fn, "fcuda_flash_mma_init", e);
+    else if ((e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->device)) != cudaSuccess)
+        st = cuda_err(fn, "cudaDeviceGetAttribute", e);
+    else if ((c->hopper = major == 9) && (e = fcuda_flash_wgmma_init()) != cudaSuccess)
+        st = cuda_err(fn, "fcuda_flash_wgmma_init", e);
     else if ((e = cudaStreamCreateWithFlags(&c->own_stream, cudaStreamNonBlocking)) != cudaSuccess)
         st = cuda_err(fn, "cudaStreamCreateWithFlags", e);
     else if ((e = cudaEventCreate(&c->watch[0])) != cudaSuccess || (e = cudaEventCreate(&c->watch[1])) != cudaSuccess)
@@ -601,7 +607,8 @@ static forge_status cuda_timings(forge_layer *layer, double us[FORGE_STAGE_COUNT
 
 /* ---------------------------------------------------- attention alone */
 
-/* forge_attention_forward on the tensor-core kernel, FCUDA_MAX_SEQS
+/* forge_attention_forward on a tensor-core kernel (on Hopper, wgmma for the
+ * head dims it is built for; elsewhere mma.sync), FCUDA_MAX_SEQS
  * sequences a launch (their offsets travel as a kernel parameter, so the
  * call makes no host copy and can be captured in a graph). */
 static forge_status cuda_attention(forge_context *ctx, const forge_attention_args *a, int total_q,
@@ -631,8 +638,9 @@ static forge_status cuda_attention(forge_context *ctx, const forge_attention_arg
             if (i > 0 && b.q0[i] - b.q0[i - 1] > b.max_q) b.max_q = b.q0[i] - b.q0[i - 1];
         }
         if (b.max_q == 0) continue;
-        cudaError_t e = fcuda_flash_mma(&m, &b, c->stream);
-        if (e != cudaSuccess) return cuda_err(fn, "fcuda_flash_mma", e);
+        const int hopper = c->hopper && !ctx->portable_attention && fcuda_flash_wgmma_supported(a->head_dim);
+        cudaError_t e = hopper ? fcuda_flash_wgmma(&m, &b, c->stream) : fcuda_flash_mma(&m, &b, c->stream);
+        if (e != cudaSuccess) return cuda_err(fn, hopper ? "fcuda_flash_wgmma" : "fcuda_flash_mma", e);
     }
     return FORGE_OK;
 }

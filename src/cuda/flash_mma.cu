@@ -13,8 +13,7 @@
  * KV head once per query head, never copied. */
 #include <math.h>
 
-#include "kernels.h"
-#include "mma.cuh"
+#include "flash_common.cuh"
 
 
 /* Tile shapes by head dim, tunable for experiments (-DMMA_WARPS=, -DMMA_MT=,
@@ -64,31 +63,25 @@ __global__ void __launch_bounds__(mma_cfg<D>::THREADS) flash_mma_kernel(fcuda_mm
     T *Ks = Qs + C::BM * LD;  /* [2][BN][LD] */
     T *Vs = Ks + 2 * BN * LD; /* [2][BN][LD] */
 
-    const int s = blockIdx.z, h = blockIdx.y;
-    const int q0 = b.q0[s], nq = b.q0[s + 1] - q0, k0 = b.k0[s], nk = b.k0[s + 1] - k0;
-    /* the last row blocks see the most keys under a causal mask: start them first */
-    const int m0 = (gridDim.x - 1 - blockIdx.x) * C::BM;
-    if (m0 >= nq) return;
+    flash_block f;
+    if (!flash_block_init(f, a, b, C::BM, BN)) return;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int shift = nk - nq; /* causal: query row i sees keys <= i + shift */
-    const int n_end = a.causal ? min(nk, m0 + C::BM + shift) : nk;
-    const int tiles = n_end > 0 ? (n_end + BN - 1) / BN : 0;
     const size_t q_pitch = (size_t)a.heads * D, kv_pitch = (size_t)a.kv_heads * D;
-    const T *Qg = (const T *)a.q + (size_t)(q0 + m0) * q_pitch + (size_t)h * D;
-    const size_t kv_off = (size_t)k0 * kv_pitch + (size_t)(h / (a.heads / a.kv_heads)) * D;
+    const T *Qg = (const T *)a.q + (size_t)(f.q0 + f.m0) * q_pitch + (size_t)f.h * D;
+    const size_t kv_off = (size_t)f.k0 * kv_pitch + (size_t)f.g * D;
     const T *Kg = (const T *)a.k + kv_off, *Vg = (const T *)a.v + kv_off;
 
     /* Q with tile 0's K and V; in the loop, tile j + 1's K and V load while
      * tile j is used, a whole iteration ahead */
-    load_tile<C::BM, D, C::THREADS>(Qs, Qg, q_pitch, nq - m0, (const T *)a.q);
-    if (tiles > 0) {
-        load_tile<BN, D, C::THREADS>(Ks, Kg, kv_pitch, nk, (const T *)a.k);
-        load_tile<BN, D, C::THREADS>(Vs, Vg, kv_pitch, nk, (const T *)a.v);
+    load_tile<C::BM, D, C::THREADS>(Qs, Qg, q_pitch, f.nq - f.m0, (const T *)a.q);
+    if (f.tiles > 0) {
+        load_tile<BN, D, C::THREADS>(Ks, Kg, kv_pitch, f.nk, (const T *)a.k);
+        load_tile<BN, D, C::THREADS>(Vs, Vg, kv_pitch, f.nk, (const T *)a.v);
     }
     cp_async_commit();
 
     /* the warp's rows: m-tile t holds rows wr + 16t + lane/4 and that + 8 */
-    const int wr = m0 + warp * 16 * MT + lane / 4;
+    const int wr = f.m0 + warp * 16 * MT + lane / 4;
     const float sl = a.scale * 1.4426950408889634f; /* scores to log2 units */
     float o[MT][DT][4], m[MT][2], l[MT][2];
 #pragma unroll
@@ -99,14 +92,14 @@ __global__ void __launch_bounds__(mma_cfg<D>::THREADS) flash_mma_kernel(fcuda_mm
         for (int d = 0; d < DT; d++) o[t][d][0] = o[t][d][1] = o[t][d][2] = o[t][d][3] = 0.0f;
     }
 
-    for (int j = 0; j < tiles; j++) {
+    for (int j = 0; j < f.tiles; j++) {
         cp_async_wait<0>();
         __syncthreads(); /* tile j is in for every thread; tile j - 1's buffers are free */
         const T *Kt = Ks + (j % 2) * BN * LD, *Vt = Vs + (j % 2) * BN * LD;
-        if (j + 1 < tiles) {
+        if (j + 1 < f.tiles) {
             const int n1 = (j + 1) * BN, next = (j + 1) % 2;
-            load_tile<BN, D, C::THREADS>(Ks + next * BN * LD, Kg + n1 * kv_pitch, kv_pitch, nk - n1, (const T *)a.k);
-            load_tile<BN, D, C::THREADS>(Vs + next * BN * LD, Vg + n1 * kv_pitch, kv_pitch, nk - n1, (const T *)a.v);
+            load_tile<BN, D, C::THREADS>(Ks + next * BN * LD, Kg + n1 * kv_pitch, kv_pitch, f.nk - n1, (const T *)a.k);
+            load_tile<BN, D, C::THREADS>(Vs + next * BN * LD, Vg + n1 * kv_pitch, kv_pitch, f.nk - n1, (const T *)a.v);
         }
         cp_async_commit();
 
@@ -130,52 +123,12 @@ __global__ void __launch_bounds__(mma_cfg<D>::THREADS) flash_mma_kernel(fcuda_mm
             }
         }
 
-        /* mask keys past the sequence and, causally, past each row's diagonal */
-        const int n0 = j * BN;
-        if (n0 + BN > nk || (a.causal && n0 + BN - 1 > m0 + shift)) {
-#pragma unroll
-            for (int t = 0; t < MT; t++)
-#pragma unroll
-                for (int n = 0; n < NT; n++)
-#pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        const int key = n0 + n * 8 + 2 * (lane % 4) + (e & 1);
-                        const int limit = a.causal ? min(nk, wr + 16 * t + (e >> 1) * 8 + shift + 1) : nk;
-                        if (key >= limit) sc[t][n][e] = -INFINITY;
-                    }
-        }
-
-        /* online softmax; each row's 4 lanes (a quad) share its maximum. P
-         * is packed to T as soon as it is made: half the registers of S. */
         uint32_t p[MT][BN / 16][4];
 #pragma unroll
-        for (int t = 0; t < MT; t++)
-#pragma unroll
-            for (int i = 0; i < 2; i++) {
-                float mx = m[t][i];
-#pragma unroll
-                for (int n = 0; n < NT; n++) mx = fmaxf(mx, fmaxf(sc[t][n][2 * i], sc[t][n][2 * i + 1]));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                /* a row with no key seen yet keeps m = -inf; its p are all 0 */
-                const float base = mx == -INFINITY ? 0.0f : mx * sl;
-                const float corr = m[t][i] == -INFINITY ? 0.0f : fast_exp2(m[t][i] * sl - base);
-                m[t][i] = mx;
-                float sum = 0.0f;
-#pragma unroll
-                for (int n = 0; n < NT; n++) {
-                    const float p0 = fast_exp2(fmaf(sc[t][n][2 * i], sl, -base));
-                    const float p1 = fast_exp2(fmaf(sc[t][n][2 * i + 1], sl, -base));
-                    sum += p0 + p1;
-                    /* keys 16k .. 16k+15 of a row: the A operand layout of P V */
-                    p[t][n / 2][(n % 2) * 2 + i] = pack2<T>(p0, p1);
-                }
-                l[t][i] = l[t][i] * corr + sum; /* this lane's part; the quad's parts meet at the end */
-                /* once the maxima settle, most tiles change no row's: skip the rescale */
-                if (__any_sync(0xffffffffu, corr != 1.0f))
-#pragma unroll
-                    for (int d = 0; d < DT; d++) o[t][d][2 * i] *= corr, o[t][d][2 * i + 1] *= corr;
-            }
+        for (int t = 0; t < MT; t++) {
+            flash_mask(sc[t], f, a.causal, j * BN, wr + 16 * t);
+            flash_softmax<T>(sc[t], m[t], l[t], sl, p[t], o[t]);
+        }
 
         /* O += P V */
 #pragma unroll
@@ -191,27 +144,8 @@ __global__ void __launch_bounds__(mma_cfg<D>::THREADS) flash_mma_kernel(fcuda_mm
                 }
             }
     }
-
-    /* normalise and store; a row that saw no key (causal, more queries than
-     * keys) gets zeros and a log-sum-exp of -inf */
 #pragma unroll
-    for (int t = 0; t < MT; t++)
-#pragma unroll
-        for (int i = 0; i < 2; i++) {
-            float sum = l[t][i];
-            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-            const int row = wr + 16 * t + 8 * i;
-            if (row >= nq) continue;
-            const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-            T *out = (T *)a.out + (size_t)(q0 + row) * q_pitch + (size_t)h * D + 2 * (lane % 4);
-#pragma unroll
-            for (int d = 0; d < DT; d++)
-                *(uint32_t *)(out + d * 8) = pack2<T>(o[t][d][2 * i] * inv, o[t][d][2 * i + 1] * inv);
-            if (a.lse && lane % 4 == 0)
-                a.lse[(size_t)h * a.total_q + q0 + row] =
-                    sum > 0.0f ? (m[t][i] * sl + log2f(sum)) * 0.6931471805599453f : -INFINITY;
-        }
+    for (int t = 0; t < MT; t++) flash_store<T>(a, f, wr + 16 * t, o[t], m[t], l[t], sl);
 }
 
 #define MMA_HEAD_DIMS(X) X(32) X(64) X(96) X(128) X(256)

@@ -105,6 +105,12 @@ int fcuda_flash_mma_supported(int head_dim);
 cudaError_t fcuda_flash_mma_init(void);
 cudaError_t fcuda_flash_mma(const fcuda_mma_args *a, const fcuda_varlen *b, cudaStream_t stream);
 
+/* The same on Hopper's wgmma (flash_wgmma.cu, sm_90a only), head dims 64
+ * and 128. */
+int fcuda_flash_wgmma_supported(int head_dim);
+cudaError_t fcuda_flash_wgmma_init(void);
+cudaError_t fcuda_flash_wgmma(const fcuda_mma_args *a, const fcuda_varlen *b, cudaStream_t stream);
+
 /* Unfused path, one sequence: scores [rows, keys] with row r the query
  * r % n_queries at position q_pos0 + r % n_queries and key j at k_pos0 + j,
  * already scaled; becomes the causal softmax, masked entries 0. */

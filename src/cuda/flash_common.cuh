@@ -1,0 +1,117 @@
+/* flash_common.cuh: what the tensor-core flash kernels (flash_mma.cu,
+ * flash_wgmma.cu) share: which rows and keys a block owns, and the work on
+ * one warp's 16 rows of scores, which both hold in mma.m16n8's accumulator
+ * layout (this lane: rows lane/4 and lane/4 + 8 of the 16, columns
+ * 8n + 2(lane%4) and the one after of each 8-column block n): the mask, the
+ * online softmax that turns scores into P, and the final store. */
+#ifndef FORGE_CUDA_FLASH_COMMON_CUH
+#define FORGE_CUDA_FLASH_COMMON_CUH
+
+#include <math.h>
+
+#include "kernels.h"
+#include "mma.cuh"
+
+/* A block's query rows m0 .. m0+BM-1 of sequence blockIdx.z, head blockIdx.y. */
+struct flash_block {
+    int q0, nq;    /* the sequence's first query row and query count  */
+    int k0, nk;    /* its first key row and key count                */
+    int m0;        /* the block's first row within the sequence       */
+    int shift;     /* causal: row i sees keys <= i + shift            */
+    int tiles;     /* key tiles of BN the block visits                */
+    int h, g;      /* query head, its KV head                         */
+};
+
+/* Fills f; false when the block has no rows. Row blocks are taken in
+ * reverse: under a causal mask the last ones see the most keys, and start
+ * first. */
+__device__ inline bool flash_block_init(flash_block &f, const fcuda_mma_args &a, const fcuda_varlen &b, int BM,
+                                        int BN) {
+    const int s = blockIdx.z;
+    f.h = blockIdx.y;
+    f.g = f.h / (a.heads / a.kv_heads);
+    f.q0 = b.q0[s], f.nq = b.q0[s + 1] - f.q0, f.k0 = b.k0[s], f.nk = b.k0[s + 1] - f.k0;
+    f.m0 = (gridDim.x - 1 - blockIdx.x) * BM;
+    f.shift = f.nk - f.nq;
+    const int n_end = a.causal ? min(f.nk, f.m0 + BM + f.shift) : f.nk;
+    f.tiles = n_end > 0 ? (n_end + BN - 1) / BN : 0;
+    return f.m0 < f.nq;
+}
+
+/* Sets to -inf the scores of keys past the sequence and, causally, past
+ * each row's diagonal, when the tile of BN keys from n0 has any; row0 is
+ * this lane's first row (within the sequence), block_row0 the block's. */
+template <int NT>
+__device__ inline void flash_mask(float (&sc)[NT][4], const flash_block &f, int causal, int n0, int row0) {
+    const int lane = threadIdx.x % 32;
+    if (n0 + 8 * NT <= f.nk && !(causal && n0 + 8 * NT - 1 > f.m0 + f.shift)) return;
+#pragma unroll
+    for (int n = 0; n < NT; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int key = n0 + n * 8 + 2 * (lane % 4) + (e & 1);
+            const int limit = causal ? min(f.nk, row0 + (e >> 1) * 8 + f.shift + 1) : f.nk;
+            if (key >= limit) sc[n][e] = -INFINITY;
+        }
+}
+
+/* The online softmax step of one tile: scores sc (scaled by sl into log2
+ * units) become P, packed to T in the A-operand layout of P V (keys 16k ..
+ * 16k+15 in p[k]); m, l (this lane's part of the row sums) and the output
+ * o are brought to the new row maxima. A row's 4 lanes (a quad) share its
+ * maximum. */
+template <typename T, int NT, int DT>
+__device__ inline void flash_softmax(float (&sc)[NT][4], float (&m)[2], float (&l)[2], float sl,
+                                     uint32_t (&p)[NT / 2][4], float (&o)[DT][4]) {
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        float mx = m[i];
+#pragma unroll
+        for (int n = 0; n < NT; n++) mx = fmaxf(mx, fmaxf(sc[n][2 * i], sc[n][2 * i + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        /* a row with no key seen yet keeps m = -inf; its p are all 0 */
+        const float base = mx == -INFINITY ? 0.0f : mx * sl;
+        const float corr = m[i] == -INFINITY ? 0.0f : fast_exp2(m[i] * sl - base);
+        m[i] = mx;
+        float sum = 0.0f;
+#pragma unroll
+        for (int n = 0; n < NT; n++) {
+            const float p0 = fast_exp2(fmaf(sc[n][2 * i], sl, -base));
+            const float p1 = fast_exp2(fmaf(sc[n][2 * i + 1], sl, -base));
+            sum += p0 + p1;
+            p[n / 2][(n % 2) * 2 + i] = pack2<T>(p0, p1);
+        }
+        l[i] = l[i] * corr + sum; /* this lane's part; the quad's parts meet at the end */
+        /* once the maxima settle, most tiles change no row's: skip the rescale */
+        if (__any_sync(0xffffffffu, corr != 1.0f))
+#pragma unroll
+            for (int d = 0; d < DT; d++) o[d][2 * i] *= corr, o[d][2 * i + 1] *= corr;
+    }
+}
+
+/* Normalises and stores this lane's two rows (row0 and row0 + 8 within the
+ * sequence) of the output, and their log-sum-exp. A row that saw no key
+ * (causal, more queries than keys) gets zeros and a log-sum-exp of -inf. */
+template <typename T, int DT>
+__device__ inline void flash_store(const fcuda_mma_args &a, const flash_block &f, int row0, const float (&o)[DT][4],
+                                   const float (&m)[2], const float (&l)[2], float sl) {
+    const int lane = threadIdx.x % 32;
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        float sum = l[i];
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        const int row = row0 + 8 * i;
+        if (row >= f.nq) continue;
+        const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+        T *out = (T *)a.out + ((size_t)(f.q0 + row) * a.heads + f.h) * (DT * 8) + 2 * (lane % 4);
+#pragma unroll
+        for (int d = 0; d < DT; d++) *(uint32_t *)(out + d * 8) = pack2<T>(o[d][2 * i] * inv, o[d][2 * i + 1] * inv);
+        if (a.lse && lane % 4 == 0)
+            a.lse[(size_t)f.h * a.total_q + f.q0 + row] =
+                sum > 0.0f ? (m[i] * sl + log2f(sum)) * 0.6931471805599453f : -INFINITY;
+    }
+}
+
+#endif
