@@ -50,6 +50,11 @@ if [[ " $parts " == *" tests "* ]]; then
   tail -1 "$OUT/forge_check.log"
 fi
 
+if [[ " $parts " == *" sass "* || " $parts " == *" tests "* ]]; then
+  echo "== Hopper kernel disassembly (HGMMA instructions in flash_wgmma_kernel)"
+  cuobjdump -sass $build/libforge.so | awk '/Function :/ {f = /flash_wgmma/} f' | grep -c HGMMA || status=1
+fi
+
 if [[ " $parts " == *" sanitize "* ]]; then
   echo "== compute-sanitizer"
   cs="compute-sanitizer --error-exitcode 1"

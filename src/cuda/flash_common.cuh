@@ -57,12 +57,12 @@ __device__ inline void flash_mask(float (&sc)[NT][4], const flash_block &f, int 
 
 /* The online softmax step of one tile: scores sc (scaled by sl into log2
  * units) become P, packed to T in the A-operand layout of P V (keys 16k ..
- * 16k+15 in p[k]); m, l (this lane's part of the row sums) and the output
- * o are brought to the new row maxima. A row's 4 lanes (a quad) share its
- * maximum. */
-template <typename T, int NT, int DT>
+ * 16k+15 in p[k]); m and l (this lane's part of the row sums) move to the
+ * new row maxima, and corr is what the output must be multiplied by to
+ * follow them (flash_rescale). A row's 4 lanes (a quad) share its maximum. */
+template <typename T, int NT>
 __device__ inline void flash_softmax(float (&sc)[NT][4], float (&m)[2], float (&l)[2], float sl,
-                                     uint32_t (&p)[NT / 2][4], float (&o)[DT][4]) {
+                                     uint32_t (&p)[NT / 2][4], float (&corr)[2]) {
 #pragma unroll
     for (int i = 0; i < 2; i++) {
         float mx = m[i];
@@ -72,7 +72,7 @@ __device__ inline void flash_softmax(float (&sc)[NT][4], float (&m)[2], float (&
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
         /* a row with no key seen yet keeps m = -inf; its p are all 0 */
         const float base = mx == -INFINITY ? 0.0f : mx * sl;
-        const float corr = m[i] == -INFINITY ? 0.0f : fast_exp2(m[i] * sl - base);
+        corr[i] = m[i] == -INFINITY ? 0.0f : fast_exp2(m[i] * sl - base);
         m[i] = mx;
         float sum = 0.0f;
 #pragma unroll
@@ -82,12 +82,18 @@ __device__ inline void flash_softmax(float (&sc)[NT][4], float (&m)[2], float (&
             sum += p0 + p1;
             p[n / 2][(n % 2) * 2 + i] = pack2<T>(p0, p1);
         }
-        l[i] = l[i] * corr + sum; /* this lane's part; the quad's parts meet at the end */
-        /* once the maxima settle, most tiles change no row's: skip the rescale */
-        if (__any_sync(0xffffffffu, corr != 1.0f))
-#pragma unroll
-            for (int d = 0; d < DT; d++) o[d][2 * i] *= corr, o[d][2 * i + 1] *= corr;
+        l[i] = l[i] * corr[i] + sum; /* this lane's part; the quad's parts meet at the end */
     }
+}
+
+/* o *= corr, row by row; once the maxima settle most tiles change no row's,
+ * and the warp skips the multiplications. */
+template <int DT> __device__ inline void flash_rescale(float (&o)[DT][4], const float (&corr)[2]) {
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+        if (__any_sync(0xffffffffu, corr[i] != 1.0f))
+#pragma unroll
+            for (int d = 0; d < DT; d++) o[d][2 * i] *= corr[i], o[d][2 * i + 1] *= corr[i];
 }
 
 /* Normalises and stores this lane's two rows (row0 and row0 + 8 within the

@@ -126,8 +126,10 @@ __global__ void __launch_bounds__(mma_cfg<D>::THREADS) flash_mma_kernel(fcuda_mm
         uint32_t p[MT][BN / 16][4];
 #pragma unroll
         for (int t = 0; t < MT; t++) {
+            float corr[2];
             flash_mask(sc[t], f, a.causal, j * BN, wr + 16 * t);
-            flash_softmax<T>(sc[t], m[t], l[t], sl, p[t], o[t]);
+            flash_softmax<T>(sc[t], m[t], l[t], sl, p[t], corr);
+            flash_rescale(o[t], corr);
         }
 
         /* O += P V */

@@ -101,8 +101,10 @@ __global__ void __launch_bounds__(WG_THREADS) flash_wgmma_kernel(fcuda_mma_args 
         wgmma_hold(s_flat);
 
         uint32_t p[NT / 2][4];
+        float corr[2];
         flash_mask(sc, f, a.causal, j * WG_BN, row0);
-        flash_softmax<T>(sc, m, l, sl, p, o);
+        flash_softmax<T>(sc, m, l, sl, p, corr);
+        flash_rescale(o, corr);
 
         /* O += P V: k-step kk reads keys 16kk .. 16kk+15, all D columns
          * (64-column regions WG_BN * 128 bytes apart) */
