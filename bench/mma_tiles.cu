@@ -29,7 +29,7 @@ static double tflops(int B, int S, int H, int Hk, int D, int causal) {
     cudaMemcpy(q, host, 2 * nq, cudaMemcpyHostToDevice);
     cudaMemcpy(k, host, 2 * nk, cudaMemcpyHostToDevice);
     cudaMemcpy(v, host, 2 * nk, cudaMemcpyHostToDevice);
-    const fcuda_mma_args a = {q, k, v, o, NULL, B * S, H, Hk, D, 1.0f / sqrtf((float)D), causal, 1};
+    const fcuda_mma_args a = {q, k, v, o, NULL, B * S, B * S, H, Hk, D, 1.0f / sqrtf((float)D), causal, 1};
     fcuda_varlen b = {};
     b.n = B, b.max_q = S;
     for (int i = 0; i <= B; i++) b.q0[i] = b.k0[i] = i * S;

@@ -628,7 +628,7 @@ static forge_status cuda_attention(forge_context *ctx, const forge_attention_arg
         if ((uintptr_t)bufs[i] % (i == 4 ? 4 : 16))
             return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: %s is not %d-byte aligned", fn, names[i],
                               i == 4 ? 4 : 16);
-    fcuda_mma_args m = {a->q, total_kv ? a->k : a->q, total_kv ? a->v : a->q, a->out, a->lse, total_q,
+    fcuda_mma_args m = {a->q, total_kv ? a->k : a->q, total_kv ? a->v : a->q, a->out, a->lse, total_q, total_kv,
                         a->heads, a->kv_heads, a->head_dim, a->scale, a->causal, a->dtype == FORGE_BF16};
     for (int first = 0; first < a->batch; first += FCUDA_MAX_SEQS) {
         fcuda_varlen b = {.n = a->batch - first < FCUDA_MAX_SEQS ? a->batch - first : FCUDA_MAX_SEQS};

@@ -1,90 +1,104 @@
-/* flash_wgmma.cu: flash attention forward on Hopper's warpgroup tensor-core
- * instructions (wgmma, sm_90a; built with -gencode arch=compute_90a,
- * code=sm_90a), for head dims 64 and 128, bf16 or fp16.
+/* flash_wgmma.cu: flash attention forward on Hopper (sm_90a; built with
+ * -gencode arch=compute_90a,code=sm_90a), for head dims 64 and 128, bf16 or
+ * fp16: TMA loads, wgmma products, warp specialisation.
  *
- * A block is two warpgroups of 4 warps, 64 query rows each (wgmma's m64),
- * of one head of one sequence; they share each K and V tile. Q, K and V tiles sit in shared memory in wgmma's
- * 128-byte-swizzled layout (wgmma.cuh), loaded with cp.async a tile ahead.
- * S = Q K^T is one wgmma chain with both operands in shared memory; P stays
- * in registers as the A operand of O += P V, whose B operand is V read
- * MN-major (transposed by the instruction, not copied). The softmax, mask
- * and store are flash_mma.cu's (flash_common.cuh). Several blocks share an
- * SM, so one block's softmax overlaps another's matrix products. */
+ * A block takes 128 query rows of one head of one sequence and has three
+ * warpgroups. The producer (one thread of it) loads Q once and then K and V
+ * tiles of BN keys with TMA (cp.async.bulk.tensor) into a ring of STAGES
+ * buffers, each guarded by two mbarriers: full (the bytes have landed) and
+ * empty (both consumers are done with it). Each of the two consumer
+ * warpgroups owns 64 of the rows: S = Q K^T is a wgmma with both operands
+ * in shared memory, P stays in registers as the A operand of O += P V, and
+ * V is read MN-major (transposed by the instruction, not copied). The
+ * producer hands most of its registers to the consumers (setmaxnreg).
+ * Tiles sit in 128-byte-swizzled form (wgmma.cuh), which is what TMA's
+ * 128-byte swizzle writes: one box per 64 columns. The softmax, mask and
+ * store are flash_mma.cu's (flash_common.cuh). */
+#include <cuda.h>
+
 #include "flash_common.cuh"
 #include "wgmma.cuh"
 
-#define WG_GROUPS 2             /* warpgroups of a block */
-#define WG_BM (64 * WG_GROUPS)  /* query rows of a block */
-#define WG_BN 64                /* keys of a tile */
-#define WG_THREADS (128 * WG_GROUPS)
+#define WG_BM 128     /* query rows of a block: two consumer warpgroups of 64 */
+#define WG_THREADS 384 /* producer warpgroup, then the consumers */
+#define WG_STAGES 2
 
 template <int D> struct wg_cfg {
-    static constexpr int TILE = WG_BN * D * 2; /* bytes of a K or V tile */
-    /* Q, K[2], V[2], and room to align the start to 1024 bytes */
-    static constexpr size_t bytes = (size_t)WG_BM * D * 2 + 4 * (size_t)TILE + 1024;
+    static constexpr int BN = 128;                           /* keys of a tile */
+    static constexpr int Q_BYTES = WG_BM * D * 2;
+    static constexpr int KV_BYTES = BN * D * 2;              /* a K or a V tile */
+    /* Q, the ring of K and V, mbarriers, and room to align to 1024 bytes */
+    static constexpr size_t bytes = Q_BYTES + 2 * WG_STAGES * (size_t)KV_BYTES + 64 + 1024;
 };
 
-/* rows [0, ROWS) of D elements from src (row pitch `pitch` elements) into
- * the swizzled tile at dst; rows at or past `valid` are zeros. A thread
- * always copies the same 16-byte column chunk, of rows STEP apart: STEP is
- * a multiple of 8, so the chunk's swizzled place moves by whole rows and
- * the addresses are one add a copy. */
-template <int ROWS, int D, typename T>
-__device__ inline void load_swizzled(unsigned char *dst, const T *src, size_t pitch, int valid, const T *base) {
-    constexpr int CHUNKS = D / 8, STEP = WG_THREADS / CHUNKS; /* chunks of 16 bytes a row */
-    static_assert(STEP % 8 == 0 && ROWS % STEP == 0, "a thread's rows keep one swizzle phase");
-    const int r0 = threadIdx.x / CHUNKS, col = (threadIdx.x % CHUNKS) * 8;
-    unsigned char *d = dst + swizzled_offset(ROWS, r0, col);
-    const T *s = src + (size_t)r0 * pitch + col;
-#pragma unroll
-    for (int i = 0; i < ROWS / STEP; i++) {
-        const bool ok = r0 + i * STEP < valid;
-        cp_async_16(d + i * STEP * 128, ok ? s + (size_t)i * STEP * pitch : base, ok ? 16 : 0);
-    }
-}
+/* The three tensors as TMA sees them, [rows, heads, D] with D innermost;
+ * boxes of 64 columns, one head, and a tile of rows. */
+struct wg_maps {
+    CUtensorMap q, k, v;
+};
 
 template <typename T, int D>
-__global__ void __launch_bounds__(WG_THREADS) flash_wgmma_kernel(fcuda_mma_args a, fcuda_varlen b) {
+__global__ void __launch_bounds__(WG_THREADS, 1)
+flash_wgmma_kernel(const __grid_constant__ wg_maps maps, fcuda_mma_args a, fcuda_varlen b) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    constexpr int TILE = wg_cfg<D>::TILE, NT = WG_BN / 8, DT = D / 8;
+    using C = wg_cfg<D>;
+    constexpr int BN = C::BN, NT = BN / 8, DT = D / 8, REGIONS = D / 64;
     extern __shared__ unsigned char smem_raw[];
-    /* swizzled regions must start 1024-byte aligned */
+    /* swizzled tiles must start 1024-byte aligned */
     unsigned char *Qs = smem_raw + ((1024 - smem_addr(smem_raw) % 1024) % 1024);
-    unsigned char *Ks = Qs + WG_BM * D * 2, *Vs = Ks + 2 * TILE;
+    unsigned char *Ks = Qs + C::Q_BYTES, *Vs = Ks + WG_STAGES * C::KV_BYTES;
+    const uint32_t bars = smem_addr(Vs + WG_STAGES * C::KV_BYTES); /* q_full, full[S], empty[S] */
+    const uint32_t q_full = bars;
+    auto full = [&](int s) { return bars + 8 * (1 + s); };
+    auto empty = [&](int s) { return bars + 8 * (1 + WG_STAGES + s); };
 
     flash_block f;
-    if (!flash_block_init(f, a, b, WG_BM, WG_BN)) return;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const size_t q_pitch = (size_t)a.heads * D, kv_pitch = (size_t)a.kv_heads * D;
-    const T *Qg = (const T *)a.q + (size_t)(f.q0 + f.m0) * q_pitch + (size_t)f.h * D;
-    const size_t kv_off = (size_t)f.k0 * kv_pitch + (size_t)f.g * D;
-    const T *Kg = (const T *)a.k + kv_off, *Vg = (const T *)a.v + kv_off;
-
-    load_swizzled<WG_BM, D>(Qs, Qg, q_pitch, f.nq - f.m0, (const T *)a.q);
-    if (f.tiles > 0) {
-        load_swizzled<WG_BN, D>(Ks, Kg, kv_pitch, f.nk, (const T *)a.k);
-        load_swizzled<WG_BN, D>(Vs, Vg, kv_pitch, f.nk, (const T *)a.v);
+    if (!flash_block_init(f, a, b, WG_BM, BN)) return;
+    const int group = threadIdx.x / 128; /* 0: producer; 1, 2: consumers */
+    if (threadIdx.x == 0) {
+        mbar_init(q_full, 1);
+        for (int s = 0; s < WG_STAGES; s++) {
+            mbar_init(full(s), 1);
+            mbar_init(empty(s), 8); /* one arrival a consumer warp */
+        }
+        mbar_init_fence();
     }
-    cp_async_commit();
+    __syncthreads();
 
-    const int group = warp / 4;                   /* this warp's warpgroup: rows 64 group .. */
+    if (group == 0) {
+        regs_dec<24>();
+        if (threadIdx.x != 0 || f.tiles == 0) return;
+        mbar_arrive_expect(q_full, C::Q_BYTES);
+        for (int r = 0; r < REGIONS; r++)
+            tma_load_3d(smem_addr(Qs + r * WG_BM * 128), &maps.q, r * 64, f.h, f.q0 + f.m0, q_full);
+        for (int j = 0; j < f.tiles; j++) {
+            const int s = j % WG_STAGES;
+            mbar_wait(empty(s), ((j / WG_STAGES) & 1) ^ 1); /* the first round finds them free */
+            mbar_arrive_expect(full(s), 2 * C::KV_BYTES);
+            for (int r = 0; r < REGIONS; r++) {
+                const int row = f.k0 + j * BN, off = s * C::KV_BYTES + r * BN * 128;
+                tma_load_3d(smem_addr(Ks + off), &maps.k, r * 64, f.g, row, full(s));
+                tma_load_3d(smem_addr(Vs + off), &maps.v, r * 64, f.g, row, full(s));
+            }
+        }
+        return;
+    }
+
+    regs_inc<240>();
+    const int warp = threadIdx.x / 32 - 4, lane = threadIdx.x % 32; /* warp of the consumers, 0 .. 7 */
     const int row0 = f.m0 + warp * 16 + lane / 4; /* this lane's rows: row0, row0 + 8 */
+    const unsigned char *Qw = Qs + (group - 1) * 64 * 128; /* this warpgroup's 64 rows of each region */
     const float sl = a.scale * 1.4426950408889634f;
     float o[DT][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
 #pragma unroll
     for (int d = 0; d < DT; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
+    float(&o_flat)[4 * DT] = reinterpret_cast<float(&)[4 * DT]>(o);
 
+    if (f.tiles > 0) mbar_wait(q_full, 0);
     for (int j = 0; j < f.tiles; j++) {
-        cp_async_wait<0>();
-        fence_proxy_async(); /* this thread's copies, visible to wgmma */
-        __syncthreads();     /* ... every thread's; tile j - 1's buffers are free */
-        unsigned char *Kt = Ks + (j % 2) * TILE, *Vt = Vs + (j % 2) * TILE;
-        if (j + 1 < f.tiles) {
-            const int n1 = (j + 1) * WG_BN, next = (j + 1) % 2;
-            load_swizzled<WG_BN, D>(Ks + next * TILE, Kg + n1 * kv_pitch, kv_pitch, f.nk - n1, (const T *)a.k);
-            load_swizzled<WG_BN, D>(Vs + next * TILE, Vg + n1 * kv_pitch, kv_pitch, f.nk - n1, (const T *)a.v);
-        }
-        cp_async_commit();
+        const int s = j % WG_STAGES;
+        mbar_wait(full(s), (j / WG_STAGES) & 1);
+        const unsigned char *Kt = Ks + s * C::KV_BYTES, *Vt = Vs + s * C::KV_BYTES;
 
         /* S = Q K^T: k-step kk reads 16 columns of the 64-column region kk / 4 */
         float sc[NT][4];
@@ -92,9 +106,9 @@ __global__ void __launch_bounds__(WG_THREADS) flash_wgmma_kernel(fcuda_mma_args 
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++) {
-            const int region = (kk / 4) * WG_BM * 128, col = (kk % 4) * 32;
-            wgmma_64x64_ss<T>(s_flat, wgmma_desc(Qs + region + group * 64 * 128 + col, 16, 1024),
-                              wgmma_desc(Kt + (kk / 4) * WG_BN * 128 + col, 16, 1024), kk > 0);
+            const int col = (kk % 4) * 32;
+            wgmma_ss<T, BN>(s_flat, wgmma_desc(Qw + (kk / 4) * WG_BM * 128 + col, 16, 1024),
+                            wgmma_desc(Kt + (kk / 4) * BN * 128 + col, 16, 1024), kk > 0);
         }
         wgmma_commit();
         wgmma_wait<0>();
@@ -102,23 +116,41 @@ __global__ void __launch_bounds__(WG_THREADS) flash_wgmma_kernel(fcuda_mma_args 
 
         uint32_t p[NT / 2][4];
         float corr[2];
-        flash_mask(sc, f, a.causal, j * WG_BN, row0);
+        flash_mask(sc, f, a.causal, j * BN, row0);
         flash_softmax<T>(sc, m, l, sl, p, corr);
         flash_rescale(o, corr);
 
         /* O += P V: k-step kk reads keys 16kk .. 16kk+15, all D columns
-         * (64-column regions WG_BN * 128 bytes apart) */
-        float(&o_flat)[4 * DT] = reinterpret_cast<float(&)[4 * DT]>(o);
+         * (64-column regions BN * 128 bytes apart) */
         wgmma_fence();
 #pragma unroll
-        for (int kk = 0; kk < WG_BN / 16; kk++)
-            wgmma_rs<T, D>(o_flat, p[kk], wgmma_desc(Vt + kk * 16 * 128, WG_BN * 128, 1024));
+        for (int kk = 0; kk < BN / 16; kk++)
+            wgmma_rs<T, D>(o_flat, p[kk], wgmma_desc(Vt + kk * 16 * 128, BN * 128, 1024));
         wgmma_commit();
         wgmma_wait<0>();
         wgmma_hold(o_flat);
+        if (lane == 0) mbar_arrive(empty(s)); /* this warp is done with the stage */
     }
     flash_store<T>(a, f, row0, o, m, l, sl);
 #endif
+}
+
+/* cuTensorMapEncodeTiled, from the driver through the runtime (no libcuda link). */
+typedef CUresult (*encode_tiled_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *,
+                                    const cuuint64_t *, const cuuint32_t *, const cuuint32_t *, CUtensorMapInterleave,
+                                    CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+static encode_tiled_fn encode_tiled;
+
+/* A map of the [rows, heads, D] tensor at p with boxes of 64 x 1 x box_rows. */
+static cudaError_t make_map(CUtensorMap *map, const void *p, int rows, int heads, int D, int box_rows, int bf16) {
+    const cuuint64_t dims[3] = {(cuuint64_t)D, (cuuint64_t)heads, (cuuint64_t)(rows > 0 ? rows : 1)};
+    const cuuint64_t strides[2] = {(cuuint64_t)D * 2, (cuuint64_t)heads * D * 2}; /* bytes, dims 1 and 2 */
+    const cuuint32_t box[3] = {64, 1, (cuuint32_t)box_rows}, unit[3] = {1, 1, 1};
+    const CUresult r = encode_tiled(map, bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 3,
+                                    (void *)p, dims, strides, box, unit, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                                    CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                    CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
 
 template <typename T, int D> static cudaError_t wg_opt_in(void) {
@@ -129,7 +161,11 @@ template <typename T, int D> static cudaError_t wg_opt_in(void) {
 extern "C" int fcuda_flash_wgmma_supported(int head_dim) { return head_dim == 64 || head_dim == 128; }
 
 extern "C" cudaError_t fcuda_flash_wgmma_init(void) {
-    cudaError_t e = wg_opt_in<__nv_bfloat16, 64>();
+    cudaDriverEntryPointQueryResult found;
+    cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", (void **)&encode_tiled, 12000,
+                                                     cudaEnableDefault, &found);
+    if (e == cudaSuccess && found != cudaDriverEntryPointSuccess) e = cudaErrorSymbolNotFound;
+    if (e == cudaSuccess) e = wg_opt_in<__nv_bfloat16, 64>();
     if (e == cudaSuccess) e = wg_opt_in<__half, 64>();
     if (e == cudaSuccess) e = wg_opt_in<__nv_bfloat16, 128>();
     if (e == cudaSuccess) e = wg_opt_in<__half, 128>();
@@ -138,8 +174,17 @@ extern "C" cudaError_t fcuda_flash_wgmma_init(void) {
 
 template <typename T, int D>
 static cudaError_t wg_launch(const fcuda_mma_args *a, const fcuda_varlen *b, cudaStream_t stream) {
+    wg_maps maps;
+    /* without keys no tile is loaded; the Q map stands in for K and V */
+    const int has_kv = a->total_k > 0;
+    cudaError_t e = make_map(&maps.q, a->q, a->total_q, a->heads, D, WG_BM, a->bf16);
+    if (e == cudaSuccess) e = make_map(&maps.k, has_kv ? a->k : a->q, has_kv ? a->total_k : a->total_q,
+                                       has_kv ? a->kv_heads : a->heads, D, wg_cfg<D>::BN, a->bf16);
+    if (e == cudaSuccess) e = make_map(&maps.v, has_kv ? a->v : a->q, has_kv ? a->total_k : a->total_q,
+                                       has_kv ? a->kv_heads : a->heads, D, wg_cfg<D>::BN, a->bf16);
+    if (e != cudaSuccess) return e;
     const dim3 grid((b->max_q + WG_BM - 1) / WG_BM, a->heads, b->n);
-    flash_wgmma_kernel<T, D><<<grid, WG_THREADS, wg_cfg<D>::bytes, stream>>>(*a, *b);
+    flash_wgmma_kernel<T, D><<<grid, WG_THREADS, wg_cfg<D>::bytes, stream>>>(maps, *a, *b);
     return cudaGetLastError();
 }
 

@@ -32,6 +32,40 @@ template <int N> __device__ inline void wgmma_wait(void) {
 /* Shared-memory writes of the generic proxy (st.shared, cp.async) become
  * visible to wgmma's reads. */
 __device__ inline void fence_proxy_async(void) { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+/* mbarriers in shared memory (addresses from smem_addr). */
+__device__ inline void mbar_init(uint32_t bar, int count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+/* Makes initialised mbarriers visible to the async proxy (TMA). */
+__device__ inline void mbar_init_fence(void) { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+__device__ inline void mbar_arrive(uint32_t bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+/* Arrives, and makes the barrier's phase also wait for `bytes` of TMA writes. */
+__device__ inline void mbar_arrive_expect(uint32_t bar, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+/* Waits until the phase of parity `parity` has completed. */
+__device__ inline void mbar_wait(uint32_t bar, uint32_t parity) {
+    asm volatile("{\n.reg .pred done;\nWAIT_%=:\n"
+                 "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+                 "@!done bra WAIT_%=;\n}\n" ::"r"(bar),
+                 "r"(parity)
+                 : "memory");
+}
+/* TMA: the box at coordinates (c0, c1, c2) of the 3-d tensor map to shared
+ * memory at dst, completing `bytes` on the mbarrier. */
+__device__ inline void tma_load_3d(uint32_t dst, const void *map, int c0, int c1, int c2, uint32_t bar) {
+    asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes"
+                 " [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst),
+                 "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
+                 : "memory");
+}
+/* Moves the warp's register budget: producers give registers back,
+ * consumers take them. */
+template <int N> __device__ inline void regs_dec(void) { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N)); }
+template <int N> __device__ inline void regs_inc(void) { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N)); }
+
 /* Keeps the compiler from moving accesses of accumulator registers across
  * the wgmma that owns them. */
 template <int N> __device__ inline void wgmma_hold(float (&d)[N]) {
@@ -47,13 +81,12 @@ template <int N> __device__ inline void wgmma_hold(float (&d)[N]) {
 #define WG_REGS32 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
 #define WG_REGS64 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
 
-/* d (64x64) = A (64x16, K-major, desc a) * B (16x64, K-major, desc b)
- * + (accumulate ? d : 0). */
-template <typename T> __device__ inline void wgmma_64x64_ss(float (&d)[32], uint64_t a, uint64_t b, int accumulate);
+/* d (64xN) = A (64x16, K-major, desc a) * B (16xN, K-major, desc b)
+ * + (accumulate ? d : 0), N = 64 or 128. */
+template <typename T, int N> __device__ inline void wgmma_ss(float (&d)[N / 2], uint64_t a, uint64_t b, int accumulate);
 /* d (64xN) += A (64x16, registers) * B (16xN, MN-major, desc b), N = 64 or 128. */
 template <typename T, int N> __device__ inline void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t b);
-
-template <> __device__ inline void wgmma_64x64_ss<__nv_bfloat16>(float (&d)[32], uint64_t a, uint64_t b, int accumulate) {
+template <> __device__ inline void wgmma_ss<__nv_bfloat16, 64>(float (&d)[32], uint64_t a, uint64_t b, int accumulate) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
                  "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {" WG_REGS32 "}, %32, %33, p, 1, 1, 0, 0;\n}\n"
                  : WG_ACC32(d)
@@ -66,6 +99,12 @@ template <> __device__ inline void wgmma_rs<__nv_bfloat16, 64>(float (&d)[32], c
                  : WG_ACC32(d)
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
 }
+template <> __device__ inline void wgmma_ss<__nv_bfloat16, 128>(float (&d)[64], uint64_t a, uint64_t b, int accumulate) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {" WG_REGS64 "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+                 : WG_ACC64(d)
+                 : "l"(a), "l"(b), "r"(accumulate));
+}
 template <> __device__ inline void wgmma_rs<__nv_bfloat16, 128>(float (&d)[64], const uint32_t (&a)[4], uint64_t b) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
                  "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {" WG_REGS64 "}, "
@@ -73,7 +112,7 @@ template <> __device__ inline void wgmma_rs<__nv_bfloat16, 128>(float (&d)[64], 
                  : WG_ACC64(d)
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
 }
-template <> __device__ inline void wgmma_64x64_ss<__half>(float (&d)[32], uint64_t a, uint64_t b, int accumulate) {
+template <> __device__ inline void wgmma_ss<__half, 64>(float (&d)[32], uint64_t a, uint64_t b, int accumulate) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
                  "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {" WG_REGS32 "}, %32, %33, p, 1, 1, 0, 0;\n}\n"
                  : WG_ACC32(d)
@@ -85,6 +124,12 @@ template <> __device__ inline void wgmma_rs<__half, 64>(float (&d)[32], const ui
                  "{%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
                  : WG_ACC32(d)
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
+}
+template <> __device__ inline void wgmma_ss<__half, 128>(float (&d)[64], uint64_t a, uint64_t b, int accumulate) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {" WG_REGS64 "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+                 : WG_ACC64(d)
+                 : "l"(a), "l"(b), "r"(accumulate));
 }
 template <> __device__ inline void wgmma_rs<__half, 128>(float (&d)[64], const uint32_t (&a)[4], uint64_t b) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
