@@ -9,7 +9,9 @@
  * empty (both consumers are done with it). Each of the two consumer
  * warpgroups owns 64 of the rows: S = Q K^T is a wgmma with both operands
  * in shared memory, P stays in registers as the A operand of O += P V, and
- * V is read MN-major (transposed by the instruction, not copied). The
+ * V is read MN-major (transposed by the instruction, not copied). A
+ * consumer issues tile j's scores and tile j-1's product together and runs
+ * tile j's softmax while the tensor cores compute that product. The
  * producer hands most of its registers to the consumers (setmaxnreg).
  * Tiles sit in 128-byte-swizzled form (wgmma.cuh), which is what TMA's
  * 128-byte swizzle writes: one box per 64 columns. The softmax, mask and
@@ -21,7 +23,9 @@
 
 #define WG_BM 128     /* query rows of a block: two consumer warpgroups of 64 */
 #define WG_THREADS 384 /* producer warpgroup, then the consumers */
-#define WG_STAGES 2
+#ifndef WG_STAGES /* tunable for experiments; 2 starves the overlapped loop (docs/BENCHMARKS.md) */
+#define WG_STAGES 3
+#endif
 
 template <int D> struct wg_cfg {
     static constexpr int BN = 128;                           /* keys of a tile */
@@ -94,16 +98,15 @@ flash_wgmma_kernel(const __grid_constant__ wg_maps maps, fcuda_mma_args a, fcuda
     for (int d = 0; d < DT; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
     float(&o_flat)[4 * DT] = reinterpret_cast<float(&)[4 * DT]>(o);
 
-    if (f.tiles > 0) mbar_wait(q_full, 0);
-    for (int j = 0; j < f.tiles; j++) {
-        const int s = j % WG_STAGES;
-        mbar_wait(full(s), (j / WG_STAGES) & 1);
-        const unsigned char *Kt = Ks + s * C::KV_BYTES, *Vt = Vs + s * C::KV_BYTES;
-
-        /* S = Q K^T: k-step kk reads 16 columns of the 64-column region kk / 4 */
-        float sc[NT][4];
-        float(&s_flat)[4 * NT] = reinterpret_cast<float(&)[4 * NT]>(sc);
-        wgmma_fence();
+    if (f.tiles == 0) {
+        flash_store<T>(a, f, row0, o, m, l, sl);
+        return;
+    }
+    /* S = Q K^T of tile j: k-step kk reads 16 columns of the 64-column region kk / 4 */
+    float sc[NT][4];
+    float(&s_flat)[4 * NT] = reinterpret_cast<float(&)[4 * NT]>(sc);
+    auto issue_scores = [&](int j) {
+        const unsigned char *Kt = Ks + (j % WG_STAGES) * C::KV_BYTES;
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++) {
             const int col = (kk % 4) * 32;
@@ -111,26 +114,64 @@ flash_wgmma_kernel(const __grid_constant__ wg_maps maps, fcuda_mma_args a, fcuda
                             wgmma_desc(Kt + (kk / 4) * BN * 128 + col, 16, 1024), kk > 0);
         }
         wgmma_commit();
-        wgmma_wait<0>();
-        wgmma_hold(s_flat);
-
-        uint32_t p[NT / 2][4];
-        float corr[2];
-        flash_mask(sc, f, a.causal, j * BN, row0);
-        flash_softmax<T>(sc, m, l, sl, p, corr);
-        flash_rescale(o, corr);
-
-        /* O += P V: k-step kk reads keys 16kk .. 16kk+15, all D columns
-         * (64-column regions BN * 128 bytes apart) */
-        wgmma_fence();
+    };
+    /* O += P V of tile j: k-step kk reads keys 16kk .. 16kk+15, all D
+     * columns (64-column regions BN * 128 bytes apart) */
+    auto issue_pv = [&](const uint32_t (&p)[NT / 2][4], int j) {
+        const unsigned char *Vt = Vs + (j % WG_STAGES) * C::KV_BYTES;
 #pragma unroll
         for (int kk = 0; kk < BN / 16; kk++)
             wgmma_rs<T, D>(o_flat, p[kk], wgmma_desc(Vt + kk * 16 * 128, BN * 128, 1024));
         wgmma_commit();
-        wgmma_wait<0>();
+    };
+    auto softmax = [&](int j, uint32_t (&p)[NT / 2][4], float (&corr)[2]) {
+        wgmma_hold(s_flat);
+        flash_mask(sc, f, a.causal, j * BN, row0);
+        flash_softmax<T>(sc, m, l, sl, p, corr);
+    };
+    auto release = [&](int j) {
+        if (lane == 0) mbar_arrive(empty(j % WG_STAGES)); /* this warp is done with the stage */
+    };
+    /* Step j: S_j is issued, then P_{j-1} V_{j-1} behind it; the tensor
+     * cores run that product while this warpgroup runs S_j's softmax. P
+     * alternates between two register sets: a register operand must stay
+     * unchanged until its wgmma completes. */
+    auto step = [&](int j, const uint32_t (&p_prev)[NT / 2][4], uint32_t (&p)[NT / 2][4]) {
+        mbar_wait(full(j % WG_STAGES), (j / WG_STAGES) & 1);
+        wgmma_fence();
+        issue_scores(j);
+        issue_pv(p_prev, j - 1);
+        wgmma_wait<1>(); /* the scores */
+        float corr[2];
+        softmax(j, p, corr);
+        wgmma_wait<0>(); /* the product */
         wgmma_hold(o_flat);
-        if (lane == 0) mbar_arrive(empty(s)); /* this warp is done with the stage */
+        release(j - 1);
+        flash_rescale(o, corr);
+    };
+
+    uint32_t pa[NT / 2][4], pb[NT / 2][4];
+    {
+        float corr[2]; /* o is zero: nothing to rescale */
+        mbar_wait(q_full, 0);
+        mbar_wait(full(0), 0);
+        wgmma_fence();
+        issue_scores(0);
+        wgmma_wait<0>();
+        softmax(0, pa, corr);
     }
+    for (int j = 1; j < f.tiles; j += 2) {
+        step(j, pa, pb);
+        if (j + 1 < f.tiles) step(j + 1, pb, pa);
+    }
+    wgmma_fence();
+    if ((f.tiles - 1) % 2 == 0) /* two call sites: registers cannot be chosen at run time */
+        issue_pv(pa, f.tiles - 1);
+    else
+        issue_pv(pb, f.tiles - 1);
+    wgmma_wait<0>();
+    wgmma_hold(o_flat);
+    release(f.tiles - 1);
     flash_store<T>(a, f, row0, o, m, l, sl);
 #endif
 }
