@@ -86,58 +86,37 @@ template <int N> __device__ inline void wgmma_hold(float (&d)[N]) {
 template <typename T, int N> __device__ inline void wgmma_ss(float (&d)[N / 2], uint64_t a, uint64_t b, int accumulate);
 /* d (64xN) += A (64x16, registers) * B (16xN, MN-major, desc b), N = 64 or 128. */
 template <typename T, int N> __device__ inline void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t b);
-template <> __device__ inline void wgmma_ss<__nv_bfloat16, 64>(float (&d)[32], uint64_t a, uint64_t b, int accumulate) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {" WG_REGS32 "}, %32, %33, p, 1, 1, 0, 0;\n}\n"
-                 : WG_ACC32(d)
-                 : "l"(a), "l"(b), "r"(accumulate));
-}
-template <> __device__ inline void wgmma_rs<__nv_bfloat16, 64>(float (&d)[32], const uint32_t (&a)[4], uint64_t b) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {" WG_REGS32 "}, "
-                 "{%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
-                 : WG_ACC32(d)
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
-}
-template <> __device__ inline void wgmma_ss<__nv_bfloat16, 128>(float (&d)[64], uint64_t a, uint64_t b, int accumulate) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {" WG_REGS64 "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
-                 : WG_ACC64(d)
-                 : "l"(a), "l"(b), "r"(accumulate));
-}
-template <> __device__ inline void wgmma_rs<__nv_bfloat16, 128>(float (&d)[64], const uint32_t (&a)[4], uint64_t b) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {" WG_REGS64 "}, "
-                 "{%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
-                 : WG_ACC64(d)
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
-}
-template <> __device__ inline void wgmma_ss<__half, 64>(float (&d)[32], uint64_t a, uint64_t b, int accumulate) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {" WG_REGS32 "}, %32, %33, p, 1, 1, 0, 0;\n}\n"
-                 : WG_ACC32(d)
-                 : "l"(a), "l"(b), "r"(accumulate));
-}
-template <> __device__ inline void wgmma_rs<__half, 64>(float (&d)[32], const uint32_t (&a)[4], uint64_t b) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {" WG_REGS32 "}, "
-                 "{%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
-                 : WG_ACC32(d)
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
-}
-template <> __device__ inline void wgmma_ss<__half, 128>(float (&d)[64], uint64_t a, uint64_t b, int accumulate) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {" WG_REGS64 "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
-                 : WG_ACC64(d)
-                 : "l"(a), "l"(b), "r"(accumulate));
-}
-template <> __device__ inline void wgmma_rs<__half, 128>(float (&d)[64], const uint32_t (&a)[4], uint64_t b) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {" WG_REGS64 "}, "
-                 "{%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
-                 : WG_ACC64(d)
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
-}
+/* The four forms for one element type T, named TY in PTX. */
+#define WG_FORMS(T, TY)                                                                                        \
+    template <> __device__ inline void wgmma_ss<T, 64>(float (&d)[32], uint64_t a, uint64_t b, int accumulate) { \
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                             \
+                     "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {" WG_REGS32 "}, %32, %33, p, 1, 1, 0, 0;\n}\n" \
+                     : WG_ACC32(d)                                                                             \
+                     : "l"(a), "l"(b), "r"(accumulate));                                                       \
+    }                                                                                                          \
+    template <> __device__ inline void wgmma_ss<T, 128>(float (&d)[64], uint64_t a, uint64_t b, int accumulate) { \
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                             \
+                     "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " {" WG_REGS64 "}, %64, %65, p, 1, 1, 0, 0;\n}\n" \
+                     : WG_ACC64(d)                                                                             \
+                     : "l"(a), "l"(b), "r"(accumulate));                                                       \
+    }                                                                                                          \
+    template <> __device__ inline void wgmma_rs<T, 64>(float (&d)[32], const uint32_t (&a)[4], uint64_t b) {     \
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"                                             \
+                     "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {" WG_REGS32 "}, "              \
+                     "{%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"                                              \
+                     : WG_ACC32(d)                                                                             \
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));                            \
+    }                                                                                                          \
+    template <> __device__ inline void wgmma_rs<T, 128>(float (&d)[64], const uint32_t (&a)[4], uint64_t b) {    \
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"                                             \
+                     "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " {" WG_REGS64 "}, "             \
+                     "{%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"                                              \
+                     : WG_ACC64(d)                                                                             \
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));                            \
+    }
+WG_FORMS(__nv_bfloat16, "bf16")
+WG_FORMS(__half, "f16")
+#undef WG_FORMS
 
 #undef WG_ACC8
 #undef WG_ACC32

@@ -1,16 +1,20 @@
-/* mma_tiles.cu: times the mma.sync flash kernel (src/cuda/flash_mma.cu) alone
- * at a few prefill shapes, in TFLOP/s (causal FLOPs halved), without the
- * library around it: built once per tile configuration to compare them.
- *   build/mma_tiles                          the library's configuration
- *   nvcc -arch=sm_90 -O3 -std=c++17 -Isrc "-DMMA_BN(D)=64" \
- *        -o mma_bn64 bench/mma_tiles.cu      another (MMA_WARPS, MMA_MT, MMA_BN)
- * Inputs are a fixed pattern of values near 1; the timing does not depend
- * on them. */
+/* tile_bench.cu: times the flash kernels alone, the portable mma.sync one
+ * (src/cuda/flash_mma.cu) and the Hopper one (flash_wgmma.cu), at a few
+ * prefill shapes, in TFLOP/s (causal FLOPs halved), without the library
+ * around them: built once per tile configuration to compare them.
+ *   build/tile_bench                         the library's configurations
+ *   nvcc -gencode=arch=compute_90a,code=sm_90a -O3 -std=c++17 -Isrc \
+ *        "-DMMA_BN(D)=64" -o bench_bn64 bench/tile_bench.cu
+ *                                            another (MMA_WARPS, MMA_MT,
+ *                                            MMA_BN, WG_STAGES)
+ * Inputs are a fixed pattern of values in [1, 2); the timing does not
+ * depend on them. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "cuda/flash_mma.cu"
+#include "cuda/flash_wgmma.cu"
 
 #define REPEATS 12
 
@@ -19,8 +23,10 @@ static int compare_float(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+typedef cudaError_t (*kernel_fn)(const fcuda_mma_args *, const fcuda_varlen *, cudaStream_t);
+
 /* TFLOP/s of a bf16 call over B sequences of S tokens; 0 on an error. */
-static double tflops(int B, int S, int H, int Hk, int D, int causal) {
+static double tflops(kernel_fn kernel, int B, int S, int H, int Hk, int D, int causal) {
     const size_t nq = (size_t)B * S * H * D, nk = (size_t)B * S * Hk * D;
     uint16_t *host = (uint16_t *)malloc(2 * (nq > nk ? nq : nk));
     void *q = NULL, *k = NULL, *v = NULL, *o = NULL;
@@ -38,7 +44,7 @@ static double tflops(int B, int S, int H, int Hk, int D, int causal) {
     float ms[REPEATS];
     for (int i = 0; i < REPEATS; i++) {
         cudaEventRecord(start);
-        fcuda_flash_mma(&a, &b, 0);
+        kernel(&a, &b, 0);
         cudaEventRecord(stop);
         cudaEventSynchronize(stop);
         cudaEventElapsedTime(&ms[i], start, stop);
@@ -56,10 +62,20 @@ int main(void) {
         printf("skipped: no CUDA device\n");
         return 77;
     }
-    if (fcuda_flash_mma_init() != cudaSuccess) return 1;
-    printf("TFLOP/s, bf16, B*S = 16k: D64 causal %.1f, non-causal %.1f; D128 causal %.1f, non-causal %.1f; "
-           "D128 causal S=1k %.1f; D256 causal S=4k %.1f\n",
-           tflops(2, 8192, 32, 32, 64, 1), tflops(2, 8192, 32, 32, 64, 0), tflops(2, 8192, 16, 16, 128, 1),
-           tflops(2, 8192, 16, 16, 128, 0), tflops(16, 1024, 16, 16, 128, 1), tflops(4, 4096, 8, 8, 256, 1));
+    if (fcuda_flash_mma_init() != cudaSuccess || fcuda_flash_wgmma_init() != cudaSuccess) return 1;
+    int major = 0;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0);
+    const struct {
+        const char *name;
+        kernel_fn kernel;
+    } kernels[] = {{"mma.sync", fcuda_flash_mma}, {"wgmma", fcuda_flash_wgmma}};
+    for (int i = 0; i < (major == 9 ? 2 : 1); i++) {
+        const kernel_fn k = kernels[i].kernel;
+        printf("%-8s TFLOP/s, bf16, B*S = 16k: D64 causal %.1f, non-causal %.1f; D128 causal %.1f, "
+               "non-causal %.1f; D128 causal S=1k %.1f; D128 GQA 32/8 causal S=2k %.1f\n",
+               kernels[i].name, tflops(k, 2, 8192, 32, 32, 64, 1), tflops(k, 2, 8192, 32, 32, 64, 0),
+               tflops(k, 2, 8192, 16, 16, 128, 1), tflops(k, 2, 8192, 16, 16, 128, 0),
+               tflops(k, 16, 1024, 16, 16, 128, 1), tflops(k, 8, 2048, 32, 8, 128, 1));
+    }
     return 0;
 }
