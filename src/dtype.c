@@ -106,3 +106,10 @@ forge_status forge_convert(void *dst, forge_dtype dst_dtype, const void *src,
     }
     return FORGE_OK;
 }
+
+void forge_round_to(forge_dtype dtype, float *p, size_t n) {
+    if (dtype == FORGE_F16)
+        for (size_t i = 0; i < n; i++) p[i] = forge_f16_to_f32(forge_f32_to_f16(p[i]));
+    else if (dtype == FORGE_BF16)
+        for (size_t i = 0; i < n; i++) p[i] = forge_bf16_to_f32(forge_f32_to_bf16(p[i]));
+}

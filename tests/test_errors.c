@@ -79,9 +79,9 @@ static void test_layer_create_errors(void **state) {
     bad = w.w;
     bad.o_bias = w.q_bias;
     expect_error(forge_layer_create(ctx, &cfg, &bad, &out), FORGE_ERR_INVALID_ARGUMENT, "o_bias", "unasked o_bias");
-    forge_layer_config half = cfg;
-    half.dtype = FORGE_BF16;
-    expect_error(forge_layer_create(ctx, &half, &w.w, &out), FORGE_ERR_UNSUPPORTED, "bf16", "bf16 on cpu");
+    forge_layer_config unknown = cfg;
+    unknown.dtype = (forge_dtype)9;
+    expect_error(forge_layer_create(ctx, &unknown, &w.w, &out), FORGE_ERR_DTYPE, "dtype", "dtype 9");
     forge_layer_config odd = cfg;
     odd.heads = 3;
     expect_error(forge_layer_create(ctx, &odd, &w.w, &out), FORGE_ERR_INVALID_ARGUMENT, "kv_heads", "heads 3/2");

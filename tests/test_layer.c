@@ -4,7 +4,7 @@
  * against reference, every length 1..33, numerical stability) and besides:
  * decode consistency, GQA and MQA, RoPE styles at large positions, batches of
  * mixed lengths, rewinds, head dims 32..256, hidden != heads * head_dim,
- * graphs.
+ * graphs, layers in fp16 and bf16.
  * Outputs are poisoned with NaN before every call.
  *
  *   test_layer [cpu|cuda] [flash|unfused]   backend and attention path under test */
@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dtype.h"
 #include "test_util.h"
 
 static forge_backend g_backend = FORGE_BACKEND_CPU;
@@ -453,6 +454,75 @@ static void test_cache_contents(void **state) {
     tl_free(&t);
 }
 
+/* n floats of src in dtype (malloc'd). */
+static void *narrowed(const float *src, size_t n, forge_dtype dtype) {
+    void *dst = malloc(n * forge_dtype_size(dtype) + 1);
+    TL_OK(forge_convert(dst, dtype, src, FORGE_F32, n));
+    return dst;
+}
+
+/* A layer in fp16 and bf16: weights, x, y and the cache in the dtype, a
+ * prefill and a decode step, against the float64 reference on the same
+ * weights and input (rounded to the dtype). The CUDA backend computes the
+ * layer in fp32 only so far: it must refuse the config, naming the dtype. */
+static void test_dtypes(void **state) {
+    static const forge_dtype dtypes[] = {FORGE_F16, FORGE_BF16};
+    for (int i = 0; i < 2; i++) {
+        const forge_dtype dt = dtypes[i];
+        forge_layer_config cfg = forge_layer_config_default(96, 4, 2, 32);
+        cfg.max_seq = 64;
+        cfg.bias = FORGE_BIAS_Q | FORGE_BIAS_V | FORGE_BIAS_O;
+        cfg.dtype = dt;
+        ref_random_layer w;
+        assert_int_equal(ref_random_layer_make(&w, &cfg, 70 + i), 0);
+        const size_t hidden = 96, q_out = 4 * 32, kv_out = 2 * 32;
+        float *f32[] = {w.q_proj, w.k_proj, w.v_proj, w.o_proj, w.q_bias, w.v_bias, w.o_bias};
+        const size_t sizes[] = {q_out * hidden, kv_out * hidden, kv_out * hidden, hidden * q_out, q_out, kv_out, hidden};
+        void *narrow[7];
+        for (int j = 0; j < 7; j++) {
+            forge_round_to(dt, f32[j], sizes[j]);
+            narrow[j] = narrowed(f32[j], sizes[j], dt);
+        }
+        const forge_layer_weights w16 = {narrow[0], narrow[1], narrow[2], narrow[3], narrow[4], NULL, narrow[5], narrow[6]};
+        forge_context *ctx;
+        forge_layer *layer = NULL;
+        TL_OK(forge_context_create(g_backend, &ctx));
+        const forge_status st = forge_layer_create(ctx, &cfg, &w16, &layer);
+        if (g_backend == FORGE_BACKEND_CUDA) {
+            assert_int_equal(st, FORGE_ERR_UNSUPPORTED);
+            assert_non_null(strstr(forge_last_error(), forge_dtype_name(dt)));
+        } else {
+            TL_OK(st);
+            enum { N = 21 }; /* a prefill of 20 tokens, then one decode step */
+            float *x = tl_random(N * hidden, 80 + i, 1.0), y[N * 96];
+            forge_round_to(dt, x, N * hidden);
+            void *x16 = narrowed(x, N * hidden, dt), *y16 = malloc(N * hidden * forge_dtype_size(dt));
+            memset(y16, 0xff, N * hidden * forge_dtype_size(dt)); /* NaN in either dtype */
+            forge_kv_cache *cache;
+            TL_OK(forge_kv_cache_create(layer, 1, &cache));
+            forge_seq prefill = {.slot = 0, .pos0 = 0, .n_tokens = N - 1}, decode = {.slot = 0, .pos0 = N - 1, .n_tokens = 1};
+            const size_t row = hidden * forge_dtype_size(dt);
+            TL_OK(forge_layer_forward(layer, cache, &prefill, 1, x16, y16));
+            TL_OK(forge_layer_forward(layer, cache, &decode, 1, (char *)x16 + (N - 1) * row, (char *)y16 + (N - 1) * row));
+            TL_OK(forge_convert(y, FORGE_F32, y16, dt, N * hidden));
+            double *want = malloc(sizeof *want * N * hidden);
+            assert_int_equal(ref_layer_forward(&cfg, &w.w, x, N, 0, want, NULL), 0);
+            char what[64];
+            snprintf(what, sizeof what, "%s layer, prefill and decode", forge_dtype_name(dt));
+            tl_expect_close(y, want, N * hidden, ref_tolerance(dt), what);
+            free(want);
+            free(x);
+            free(x16);
+            free(y16);
+            forge_kv_cache_destroy(cache);
+        }
+        forge_layer_destroy(layer);
+        forge_context_destroy(ctx);
+        for (int j = 0; j < 7; j++) free(narrow[j]);
+        ref_random_layer_free(&w);
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "cuda") == 0) g_backend = FORGE_BACKEND_CUDA;
     if (argc > 2 && strcmp(argv[2], "unfused") == 0) g_attention = FORGE_ATTENTION_UNFUSED;
@@ -474,6 +544,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_profiling),
         cmocka_unit_test(test_cache_contents),
         cmocka_unit_test(test_graph),
+        cmocka_unit_test(test_dtypes),
     };
     return cmocka_run_group_tests_name(g_attention == FORGE_ATTENTION_FLASH ? "flash" : "unfused", tests,
                                        NULL, NULL);

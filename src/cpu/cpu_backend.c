@@ -1,5 +1,8 @@
-/* cpu_backend.c: the CPU backend, float32. Forge's fallback, and the backend
- * that the GPU is checked against besides the float64 reference.
+/* cpu_backend.c: the CPU backend. Forge's fallback, and the backend that the
+ * GPU is checked against besides the float64 reference. It computes in
+ * float32; a layer in fp16 or bf16 takes weights, x and y in that dtype and
+ * rounds to it the tensors a GPU stores in it (Q, K, V, the KV cache and
+ * the attention output), so that it models a 16-bit layer's numbers.
  *
  * One forward call: qkv = x Wqkv^T + b (one OpenBLAS GEMM over all tokens of
  * the batch), then per token RoPE on its Q and K heads and the K, V copy into
@@ -11,6 +14,7 @@
 
 #include "attention.h"
 #include "backend.h"
+#include "dtype.h"
 #include "error.h"
 #include "rope.h"
 
@@ -27,12 +31,13 @@ typedef struct {
     float *attn;   /* [ws_tokens, heads * head_dim]                             */
     float *k_tmp;  /* [ws_tokens * kv_heads * head_dim]: K, V of cache-less calls */
     float *v_tmp;
+    float *io;     /* [ws_tokens, hidden]: x, then y, in float (16-bit layers) */
     long ws_scores;
     float *scores; /* [ws_scores]: CPU_ATTN_ROWS x keys                          */
 } cpu_layer;
 
 typedef struct {
-    float *k, *v; /* [slots, kv_heads, max_seq, head_dim] */
+    float *k, *v; /* [slots, kv_heads, max_seq, head_dim]; a 16-bit layer's values, widened */
 } cpu_cache;
 
 static int qkv_dim(const forge_layer_config *c) { return (c->heads + 2 * c->kv_heads) * c->head_dim; }
@@ -50,23 +55,20 @@ static void cpu_layer_free(forge_layer *layer) {
     free(l->attn);
     free(l->k_tmp);
     free(l->v_tmp);
+    free(l->io);
     free(l->scores);
     free(l);
     layer->impl = NULL;
 }
 
-/* Copies n floats of src, or zeros when src is NULL. */
-static void copy_or_zero(float *dst, const void *src, size_t n) {
-    if (src) memcpy(dst, src, n * sizeof *dst);
+/* n weights of src in dtype, widened to float; zeros when src is NULL. */
+static void load_weights(float *dst, const void *src, forge_dtype dtype, size_t n) {
+    if (src) forge_convert(dst, FORGE_F32, src, dtype, n);
     else memset(dst, 0, n * sizeof *dst);
 }
 
 static forge_status cpu_layer_init(forge_layer *layer, const forge_layer_weights *w) {
     const forge_layer_config *c = &layer->cfg;
-    if (c->dtype != FORGE_F32)
-        return forge_fail(FORGE_ERR_UNSUPPORTED,
-                          "forge_layer_create: the cpu backend computes in fp32 only, not %s",
-                          forge_dtype_name(c->dtype));
     size_t hidden = (size_t)c->hidden, q_out = (size_t)c->heads * c->head_dim,
            kv_out = (size_t)c->kv_heads * c->head_dim;
     cpu_layer *l = calloc(1, sizeof *l);
@@ -85,16 +87,16 @@ static forge_status cpu_layer_init(forge_layer *layer, const forge_layer_weights
         return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "forge_layer_create: out of memory for weights");
     }
     cpu_rope_inv_freq(c->head_dim, c->rope_theta, l->inv_freq);
-    memcpy(l->w_qkv, w->q_proj, q_out * hidden * sizeof(float));
-    memcpy(l->w_qkv + q_out * hidden, w->k_proj, kv_out * hidden * sizeof(float));
-    memcpy(l->w_qkv + (q_out + kv_out) * hidden, w->v_proj, kv_out * hidden * sizeof(float));
-    memcpy(l->w_o, w->o_proj, hidden * q_out * sizeof(float));
+    load_weights(l->w_qkv, w->q_proj, c->dtype, q_out * hidden);
+    load_weights(l->w_qkv + q_out * hidden, w->k_proj, c->dtype, kv_out * hidden);
+    load_weights(l->w_qkv + (q_out + kv_out) * hidden, w->v_proj, c->dtype, kv_out * hidden);
+    load_weights(l->w_o, w->o_proj, c->dtype, hidden * q_out);
     if (qkv_bias) {
-        copy_or_zero(l->b_qkv, w->q_bias, q_out);
-        copy_or_zero(l->b_qkv + q_out, w->k_bias, kv_out);
-        copy_or_zero(l->b_qkv + q_out + kv_out, w->v_bias, kv_out);
+        load_weights(l->b_qkv, w->q_bias, c->dtype, q_out);
+        load_weights(l->b_qkv + q_out, w->k_bias, c->dtype, kv_out);
+        load_weights(l->b_qkv + q_out + kv_out, w->v_bias, c->dtype, kv_out);
     }
-    if (l->b_o) memcpy(l->b_o, w->o_bias, hidden * sizeof(float));
+    if (l->b_o) load_weights(l->b_o, w->o_bias, c->dtype, hidden);
     return FORGE_OK;
 }
 
@@ -112,7 +114,8 @@ static forge_status ensure_workspace(cpu_layer *l, const forge_layer_config *c, 
     if (tokens > l->ws_tokens) {
         size_t t = (size_t)tokens;
         if (!grow(&l->qkv, t * (size_t)qkv_dim(c)) || !grow(&l->attn, t * q_out) ||
-            !grow(&l->k_tmp, t * kv_out) || !grow(&l->v_tmp, t * kv_out))
+            !grow(&l->k_tmp, t * kv_out) || !grow(&l->v_tmp, t * kv_out) ||
+            (c->dtype != FORGE_F32 && !grow(&l->io, t * (size_t)c->hidden)))
             return forge_fail(FORGE_ERR_OUT_OF_MEMORY,
                               "forge_layer_forward: out of memory for %d tokens of workspace",
                               tokens);
@@ -176,7 +179,11 @@ static forge_status cpu_forward(forge_layer *layer, forge_kv_cache *cache, const
     double t[FORGE_STAGE_COUNT + 1];
     if (layer->profiling) t[0] = forge_now_us();
 
-    linear(l->qkv, x, l->w_qkv, l->b_qkv, total, c->hidden, N, N);
+    /* a 16-bit layer's x and y pass through l->io in float */
+    const int wide = c->dtype == FORGE_F32;
+    const size_t n_io = (size_t)total * c->hidden;
+    if (!wide) forge_convert(l->io, FORGE_F32, x, c->dtype, n_io);
+    linear(l->qkv, wide ? x : l->io, l->w_qkv, l->b_qkv, total, c->hidden, N, N);
     if (layer->profiling) t[1] = forge_now_us();
 
     /* split, RoPE on the Q and K heads, K and V to their place */
@@ -190,6 +197,7 @@ static forge_status cpu_forward(forge_layer *layer, forge_kv_cache *cache, const
                 cpu_rope_angles(pos, D, l->inv_freq, l->rope);
                 cpu_rope_rotate(row, H + Hk, D, c->rope_style, l->rope);
             }
+            forge_round_to(c->dtype, row, (size_t)N); /* Q, K, V as a 16-bit layer stores them */
             for (int g = 0; g < Hk; g++) {
                 long dst = g * kv.head_stride + (long)(pos - kv.k_pos0) * D;
                 memcpy(kv.k + dst, row + (H + g) * D, (size_t)D * sizeof(float));
@@ -225,7 +233,9 @@ static forge_status cpu_forward(forge_layer *layer, forge_kv_cache *cache, const
     }
     if (layer->profiling) t[3] = forge_now_us();
 
-    linear(y, l->attn, l->w_o, l->b_o, total, H * D, c->hidden, c->hidden);
+    forge_round_to(c->dtype, l->attn, (size_t)total * H * D);
+    linear(wide ? y : l->io, l->attn, l->w_o, l->b_o, total, H * D, c->hidden, c->hidden);
+    if (!wide) forge_convert(y, c->dtype, l->io, FORGE_F32, n_io);
     if (layer->profiling) {
         t[4] = forge_now_us();
         for (int i = 0; i < FORGE_STAGE_COUNT; i++) layer->stage_us[i] = t[i + 1] - t[i];
@@ -269,8 +279,9 @@ static forge_status cpu_cache_read(const forge_kv_cache *cache, int slot, int le
     const size_t slot_off = (size_t)slot * cache->kv_heads * stride;
     for (int g = 0; g < cache->kv_heads; g++) {
         size_t src = slot_off + g * stride, dst = (size_t)g * len * D;
-        if (k) memcpy((float *)k + dst, cc->k + src, (size_t)len * D * sizeof(float));
-        if (v) memcpy((float *)v + dst, cc->v + src, (size_t)len * D * sizeof(float));
+        const size_t es = forge_dtype_size(cache->dtype);
+        if (k) forge_convert((char *)k + dst * es, cache->dtype, cc->k + src, FORGE_F32, (size_t)len * D);
+        if (v) forge_convert((char *)v + dst * es, cache->dtype, cc->v + src, FORGE_F32, (size_t)len * D);
     }
     return FORGE_OK;
 }
@@ -282,8 +293,9 @@ static forge_status cpu_cache_write(forge_kv_cache *cache, int slot, int len, co
     const size_t slot_off = (size_t)slot * cache->kv_heads * stride;
     for (int g = 0; g < cache->kv_heads; g++) {
         size_t dst = slot_off + g * stride, src = (size_t)g * len * D;
-        if (k) memcpy(cc->k + dst, (const float *)k + src, (size_t)len * D * sizeof(float));
-        if (v) memcpy(cc->v + dst, (const float *)v + src, (size_t)len * D * sizeof(float));
+        const size_t es = forge_dtype_size(cache->dtype);
+        if (k) forge_convert(cc->k + dst, FORGE_F32, (const char *)k + src * es, cache->dtype, (size_t)len * D);
+        if (v) forge_convert(cc->v + dst, FORGE_F32, (const char *)v + src * es, cache->dtype, (size_t)len * D);
     }
     return FORGE_OK;
 }
