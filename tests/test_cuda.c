@@ -245,6 +245,62 @@ static void test_selfcheck_profiling_stream(void **state) {
     tl_free(&t);
 }
 
+/* Attention alone captured into a CUDA graph on the caller's stream (in
+ * global mode, so any host sync or copy would fail the capture) and
+ * replayed gives exactly the eager call's output: on the Hopper kernel
+ * (head dim 128) and the portable one (96). */
+static void test_attention_graph(void **state) {
+    static const int q_offsets[] = {0, 100, 400, 407}, kv_offsets[] = {0, 100, 500, 507};
+    static const int dims[] = {128, 96};
+    forge_context *ctx;
+    TL_OK(forge_context_create(FORGE_BACKEND_CUDA, &ctx));
+    cudaStream_t stream;
+    assert_int_equal(cudaStreamCreate(&stream), cudaSuccess);
+    TL_OK(forge_context_set_stream(ctx, stream));
+    for (int i = 0; i < 2; i++) {
+        const int D = dims[i];
+        const size_t nq = (size_t)407 * 4 * D, nk = (size_t)507 * 2 * D, bytes = 2 * nq;
+        float *host = tl_random(nq > nk ? nq : nk, 900 + i, 1.0);
+        uint16_t *raw = malloc(2 * (nq > nk ? nq : nk)), *eager = malloc(bytes), *replayed = malloc(bytes);
+        void *q, *k, *v, *out;
+        TL_OK(forge_convert(raw, FORGE_BF16, host, FORGE_F32, nq > nk ? nq : nk));
+        TL_OK(forge_buffer_alloc(ctx, bytes, &q));
+        TL_OK(forge_buffer_alloc(ctx, 2 * nk, &k));
+        TL_OK(forge_buffer_alloc(ctx, 2 * nk, &v));
+        TL_OK(forge_buffer_alloc(ctx, bytes, &out));
+        TL_OK(forge_buffer_upload(ctx, q, raw, bytes));
+        TL_OK(forge_buffer_upload(ctx, k, raw, 2 * nk));
+        TL_OK(forge_buffer_upload(ctx, v, raw + 1, 2 * nk - 2));
+        const forge_attention_args a = {.dtype = FORGE_BF16, .batch = 3, .heads = 4, .kv_heads = 2, .head_dim = D,
+                                        .q_offsets = q_offsets, .kv_offsets = kv_offsets, .q = q, .k = k, .v = v,
+                                        .out = out, .causal = 1};
+        TL_OK(forge_attention_forward(ctx, &a));
+        TL_OK(forge_buffer_download(ctx, eager, out, bytes));
+        memset(replayed, 0xff, bytes); /* NaN */
+        TL_OK(forge_buffer_upload(ctx, out, replayed, bytes));
+        cudaGraph_t graph;
+        cudaGraphExec_t exec;
+        assert_int_equal(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), cudaSuccess);
+        const forge_status st = forge_attention_forward(ctx, &a);
+        assert_int_equal(cudaStreamEndCapture(stream, &graph), cudaSuccess);
+        TL_OK(st);
+        assert_int_equal(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+        for (int r = 0; r < 2; r++) assert_int_equal(cudaGraphLaunch(exec, stream), cudaSuccess);
+        TL_OK(forge_buffer_download(ctx, replayed, out, bytes));
+        if (memcmp(eager, replayed, bytes) != 0) fail_msg("head dim %d: the replayed graph's output differs", D);
+        cudaGraphExecDestroy(exec);
+        cudaGraphDestroy(graph);
+        forge_buffer_free(ctx, q);
+        forge_buffer_free(ctx, k);
+        forge_buffer_free(ctx, v);
+        forge_buffer_free(ctx, out);
+        free(host), free(raw), free(eager), free(replayed);
+    }
+    TL_OK(forge_context_set_stream(ctx, NULL));
+    cudaStreamDestroy(stream);
+    forge_context_destroy(ctx);
+}
+
 int main(void) {
     tl_require_backend(FORGE_BACKEND_CUDA);
     const struct CMUnitTest tests[] = {
@@ -255,6 +311,7 @@ int main(void) {
         cmocka_unit_test(test_large_mixed_batch),
         cmocka_unit_test(test_fallback),
         cmocka_unit_test(test_selfcheck_profiling_stream),
+        cmocka_unit_test(test_attention_graph),
     };
     return cmocka_run_group_tests_name("cuda", tests, NULL, NULL);
 }
