@@ -91,7 +91,9 @@ FORGE_API forge_backend forge_context_backend(const forge_context *ctx);
 
 /* CUDA: the cudaStream_t that all work of this context's calls is queued on;
  * NULL: the context's own non-blocking stream (the default). A no-op on the
- * CPU backend. */
+ * CPU backend. A context's calls share scratch memory and must run one
+ * after another: before switching streams, let the old one's work finish
+ * (or order the streams with an event). */
 FORGE_API forge_status forge_context_set_stream(forge_context *ctx, void *stream);
 
 /* Waits for all work queued by this context's calls; reports a device error

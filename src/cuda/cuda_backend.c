@@ -629,7 +629,7 @@ static forge_status cuda_attention(forge_context *ctx, const forge_attention_arg
             return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: %s is not %d-byte aligned", fn, names[i],
                               i == 4 ? 4 : 16);
     fcuda_mma_args m = {a->q, total_kv ? a->k : a->q, total_kv ? a->v : a->q, a->out, a->lse, total_q, total_kv,
-                        a->heads, a->kv_heads, a->head_dim, a->scale, a->causal, a->dtype == FORGE_BF16, NULL};
+                        a->heads, a->kv_heads, a->head_dim, a->scale, a->causal, a->dtype == FORGE_BF16};
     for (int first = 0; first < a->batch; first += FCUDA_MAX_SEQS) {
         fcuda_varlen b = {.n = a->batch - first < FCUDA_MAX_SEQS ? a->batch - first : FCUDA_MAX_SEQS};
         for (int i = 0; i <= b.n; i++) {
@@ -639,17 +639,8 @@ static forge_status cuda_attention(forge_context *ctx, const forge_attention_arg
         }
         if (b.max_q == 0) continue;
         const int hopper = c->hopper && !ctx->portable_attention && fcuda_flash_wgmma_supported(a->head_dim);
-        if (!hopper) {
-            CUDA_TRY(fn, fcuda_flash_mma(&m, &b, c->stream));
-            continue;
-        }
-        /* the Hopper kernel's work counter: its own per launch, in stream
-         * order, so that launches on other streams never share one */
-        CUDA_TRY(fn, cudaMallocAsync((void **)&m.work, sizeof(int), c->stream));
-        CUDA_TRY(fn, cudaMemsetAsync(m.work, 0, sizeof(int), c->stream));
-        cudaError_t e = fcuda_flash_wgmma(&m, &b, c->stream);
-        cudaFreeAsync(m.work, c->stream);
-        if (e != cudaSuccess) return cuda_err(fn, "fcuda_flash_wgmma", e);
+        cudaError_t e = hopper ? fcuda_flash_wgmma(&m, &b, c->stream) : fcuda_flash_mma(&m, &b, c->stream);
+        if (e != cudaSuccess) return cuda_err(fn, hopper ? "fcuda_flash_wgmma" : "fcuda_flash_mma", e);
     }
     return FORGE_OK;
 }
