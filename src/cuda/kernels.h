@@ -92,7 +92,7 @@ typedef struct {
     const void *v;   /* [total_k, kv_heads, head_dim]           */
     void *out;       /* [total_q, heads, head_dim]              */
     float *lse;      /* [heads, total_q] or NULL                */
-    int total_q, total_k;
+    int total_q, total_k; /* rows of q (and out), and of k and v */
     int heads, kv_heads, head_dim;
     float scale;     /* of the scores, > 0 */
     int causal;      /* query i of n sees keys <= m - n + i of m */

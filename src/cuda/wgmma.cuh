@@ -3,18 +3,14 @@
  * live in shared memory in 128-byte-swizzled form: rows of 64 16-bit
  * elements (128 bytes), the 16-byte chunk c of row r stored at chunk
  * c ^ (r % 8), regions 1024-byte aligned; a tile wider than 64 elements is
- * several such regions, one per 64 columns. Accumulators and the register
+ * several such regions, one per 64 columns (TMA's 128-byte swizzle writes
+ * exactly this). Accumulators and the register
  * A operand have mma.m16n8k16's layout per warp (mma.cuh), warp w of the
  * warpgroup holding rows 16w .. 16w+15. */
 #ifndef FORGE_CUDA_WGMMA_CUH
 #define FORGE_CUDA_WGMMA_CUH
 
 #include "mma.cuh"
-
-/* Byte offset of element (r, c) of a swizzled tile of `rows` rows. */
-__device__ inline int swizzled_offset(int rows, int r, int c) {
-    return (c / 64) * rows * 128 + r * 128 + ((((c % 64) / 8) ^ (r % 8)) * 16) + (c % 8) * 2;
-}
 
 /* A shared-memory matrix descriptor: 128-byte swizzle, byte offsets
  * `lead` (between 64-element blocks of a matrix stored MN-major) and
@@ -29,9 +25,6 @@ __device__ inline void wgmma_commit(void) { asm volatile("wgmma.commit_group.syn
 template <int N> __device__ inline void wgmma_wait(void) {
     asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
-/* Shared-memory writes of the generic proxy (st.shared, cp.async) become
- * visible to wgmma's reads. */
-__device__ inline void fence_proxy_async(void) { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 /* mbarriers in shared memory (addresses from smem_addr). */
 __device__ inline void mbar_init(uint32_t bar, int count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
