@@ -48,13 +48,6 @@ static void random_in(size_t n, uint64_t seed, double scale, forge_dtype dtype, 
     TL_OK(forge_convert(*values, FORGE_F32, *raw, dtype, n));
 }
 
-static void *device_copy(forge_context *ctx, const void *host, size_t bytes) {
-    void *d = NULL;
-    TL_OK(forge_buffer_alloc(ctx, bytes ? bytes : 16, &d));
-    if (bytes) TL_OK(forge_buffer_upload(ctx, d, host, bytes));
-    return d;
-}
-
 static void check_case(const attn_case *c, uint64_t seed) {
     const int H = c->heads, Hk = c->kv_heads, D = c->head_dim;
     const size_t es = forge_dtype_size(c->dtype);
@@ -75,10 +68,10 @@ static void check_case(const attn_case *c, uint64_t seed) {
     /* all-ones bits are NaN in every dtype */
     unsigned char *poison = malloc(nq * es + 1);
     memset(poison, 0xff, nq * es + 1);
-    void *dq = device_copy(ctx, q_raw, nq * es), *dk = device_copy(ctx, k_raw, nk * es);
-    void *dv = device_copy(ctx, v_raw, nk * es), *dout = device_copy(ctx, poison, nq * es);
+    void *dq = tl_device_copy(ctx, q_raw, nq * es), *dk = tl_device_copy(ctx, k_raw, nk * es);
+    void *dv = tl_device_copy(ctx, v_raw, nk * es), *dout = tl_device_copy(ctx, poison, nq * es);
     float *lse = tl_poisoned((size_t)H * tq + 1);
-    float *dlse = device_copy(ctx, lse, sizeof(float) * (size_t)H * tq);
+    float *dlse = tl_device_copy(ctx, lse, sizeof(float) * (size_t)H * tq);
 
     forge_attention_args a = {.dtype = c->dtype, .batch = c->batch, .heads = H, .kv_heads = Hk,
                               .head_dim = D, .q_offsets = qo, .kv_offsets = ko, .q = dq, .k = dk, .v = dv,

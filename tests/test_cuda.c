@@ -262,15 +262,10 @@ static void test_attention_graph(void **state) {
         const size_t nq = (size_t)407 * 4 * D, nk = (size_t)507 * 2 * D, bytes = 2 * nq;
         float *host = tl_random(nq > nk ? nq : nk, 900 + i, 1.0);
         uint16_t *raw = malloc(2 * (nq > nk ? nq : nk)), *eager = malloc(bytes), *replayed = malloc(bytes);
-        void *q, *k, *v, *out;
         TL_OK(forge_convert(raw, FORGE_BF16, host, FORGE_F32, nq > nk ? nq : nk));
-        TL_OK(forge_buffer_alloc(ctx, bytes, &q));
-        TL_OK(forge_buffer_alloc(ctx, 2 * nk, &k));
-        TL_OK(forge_buffer_alloc(ctx, 2 * nk, &v));
-        TL_OK(forge_buffer_alloc(ctx, bytes, &out));
-        TL_OK(forge_buffer_upload(ctx, q, raw, bytes));
-        TL_OK(forge_buffer_upload(ctx, k, raw, 2 * nk));
-        TL_OK(forge_buffer_upload(ctx, v, raw + 1, 2 * nk - 2));
+        /* v: the same values shifted by one (raw holds nq > nk + 1 of them) */
+        void *q = tl_device_copy(ctx, raw, bytes), *k = tl_device_copy(ctx, raw, 2 * nk);
+        void *v = tl_device_copy(ctx, raw + 1, 2 * nk), *out = tl_device_copy(ctx, raw, bytes);
         const forge_attention_args a = {.dtype = FORGE_BF16, .batch = 3, .heads = 4, .kv_heads = 2, .head_dim = D,
                                         .q_offsets = q_offsets, .kv_offsets = kv_offsets, .q = q, .k = k, .v = v,
                                         .out = out, .causal = 1};

@@ -66,6 +66,13 @@ forge_status tl_forward(const test_layer *t, forge_kv_cache *cache, const forge_
     return st;
 }
 
+void *tl_device_copy(forge_context *ctx, const void *host, size_t bytes) {
+    void *d = NULL;
+    TL_OK(forge_buffer_alloc(ctx, bytes ? bytes : 16, &d));
+    if (bytes) TL_OK(forge_buffer_upload(ctx, d, host, bytes));
+    return d;
+}
+
 void tl_require_backend(forge_backend backend) {
     forge_context *probe;
     if (forge_context_create(backend, &probe) != FORGE_OK) {
