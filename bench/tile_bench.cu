@@ -35,7 +35,9 @@ static double tflops(kernel_fn kernel, int B, int S, int H, int Hk, int D, int c
     cudaMemcpy(q, host, 2 * nq, cudaMemcpyHostToDevice);
     cudaMemcpy(k, host, 2 * nk, cudaMemcpyHostToDevice);
     cudaMemcpy(v, host, 2 * nk, cudaMemcpyHostToDevice);
-    const fcuda_mma_args a = {q, k, v, o, NULL, B * S, B * S, H, Hk, D, 1.0f / sqrtf((float)D), causal, 1};
+    int *work = NULL; /* the Hopper kernel's work counter, zeroed before each launch */
+    cudaMalloc(&work, sizeof(int));
+    const fcuda_mma_args a = {q, k, v, o, NULL, B * S, B * S, H, Hk, D, 1.0f / sqrtf((float)D), causal, 1, work};
     fcuda_varlen b = {};
     b.n = B, b.max_q = S;
     for (int i = 0; i <= B; i++) b.q0[i] = b.k0[i] = i * S;
@@ -43,6 +45,7 @@ static double tflops(kernel_fn kernel, int B, int S, int H, int Hk, int D, int c
     cudaEventCreate(&start), cudaEventCreate(&stop);
     float ms[REPEATS];
     for (int i = 0; i < REPEATS; i++) {
+        cudaMemset(work, 0, sizeof(int));
         cudaEventRecord(start);
         kernel(&a, &b, 0);
         cudaEventRecord(stop);
@@ -50,7 +53,7 @@ static double tflops(kernel_fn kernel, int B, int S, int H, int Hk, int D, int c
         cudaEventElapsedTime(&ms[i], start, stop);
     }
     qsort(ms, REPEATS, sizeof *ms, compare_float);
-    cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(o), free(host);
+    cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(o), cudaFree(work), free(host);
     cudaEventDestroy(start), cudaEventDestroy(stop);
     if (cudaGetLastError() != cudaSuccess) return 0.0;
     return 4.0 * B * H * (double)S * S * D / (causal ? 2.0 : 1.0) / ms[REPEATS / 2] / 1e9;

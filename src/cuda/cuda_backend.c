@@ -30,6 +30,7 @@ typedef struct {
     void *workspace;
     cudaEvent_t watch[2]; /* forge_stopwatch_start, _stop */
     int hopper;           /* compute capability 9.0: the sm_90a kernels run */
+    int *work;            /* the Hopper attention kernel's work counter */
 } cuda_ctx;
 
 /* A cuBLASLt y = x W^T (+ bias) for one token count, planned once. */
@@ -115,6 +116,7 @@ static void cuda_context_free(forge_context *ctx) {
     for (int i = 0; i < 2; i++)
         if (c->watch[i]) cudaEventDestroy(c->watch[i]);
     cudaFree(c->workspace);
+    cudaFree(c->work);
     free(c);
     ctx->impl = NULL;
 }
@@ -137,6 +139,7 @@ static forge_status cuda_context_init(forge_context *ctx) {
         st = cuda_err(fn, "fcuda_flash_wgmma_init", e);
     else if ((e = cudaStreamCreateWithFlags(&c->own_stream, cudaStreamNonBlocking)) != cudaSuccess)
         st = cuda_err(fn, "cudaStreamCreateWithFlags", e);
+    else if ((e = cudaMalloc((void **)&c->work, sizeof(int))) != cudaSuccess) st = cuda_err(fn, "cudaMalloc", e);
     else if ((e = cudaEventCreate(&c->watch[0])) != cudaSuccess || (e = cudaEventCreate(&c->watch[1])) != cudaSuccess)
         st = cuda_err(fn, "cudaEventCreate", e);
     else if ((e = cudaMalloc(&c->workspace, WORKSPACE_BYTES)) != cudaSuccess) st = cuda_err(fn, "cudaMalloc", e);
@@ -629,7 +632,7 @@ static forge_status cuda_attention(forge_context *ctx, const forge_attention_arg
             return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: %s is not %d-byte aligned", fn, names[i],
                               i == 4 ? 4 : 16);
     fcuda_mma_args m = {a->q, total_kv ? a->k : a->q, total_kv ? a->v : a->q, a->out, a->lse, total_q, total_kv,
-                        a->heads, a->kv_heads, a->head_dim, a->scale, a->causal, a->dtype == FORGE_BF16};
+                        a->heads, a->kv_heads, a->head_dim, a->scale, a->causal, a->dtype == FORGE_BF16, NULL};
     for (int first = 0; first < a->batch; first += FCUDA_MAX_SEQS) {
         fcuda_varlen b = {.n = a->batch - first < FCUDA_MAX_SEQS ? a->batch - first : FCUDA_MAX_SEQS};
         for (int i = 0; i <= b.n; i++) {
@@ -639,8 +642,16 @@ static forge_status cuda_attention(forge_context *ctx, const forge_attention_arg
         }
         if (b.max_q == 0) continue;
         const int hopper = c->hopper && !ctx->portable_attention && fcuda_flash_wgmma_supported(a->head_dim);
-        cudaError_t e = hopper ? fcuda_flash_wgmma(&m, &b, c->stream) : fcuda_flash_mma(&m, &b, c->stream);
-        if (e != cudaSuccess) return cuda_err(fn, hopper ? "fcuda_flash_wgmma" : "fcuda_flash_mma", e);
+        if (!hopper) {
+            CUDA_TRY(fn, fcuda_flash_mma(&m, &b, c->stream));
+            continue;
+        }
+        /* the Hopper kernel's work counter, zeroed in stream order (a
+         * context's calls run one after another on its stream) */
+        m.work = c->work;
+        CUDA_TRY(fn, cudaMemsetAsync(m.work, 0, sizeof(int), c->stream));
+        cudaError_t e = fcuda_flash_wgmma(&m, &b, c->stream);
+        if (e != cudaSuccess) return cuda_err(fn, "fcuda_flash_wgmma", e);
     }
     return FORGE_OK;
 }

@@ -22,20 +22,26 @@ struct flash_block {
     int h, g;      /* query head, its KV head                         */
 };
 
-/* Fills f; false when the block has no rows. Row blocks are taken in
- * reverse: under a causal mask the last ones see the most keys, and start
- * first. */
-__device__ inline bool flash_block_init(flash_block &f, const fcuda_mma_args &a, const fcuda_varlen &b, int BM,
-                                        int BN) {
-    const int s = blockIdx.z;
-    f.h = blockIdx.y;
+/* Fills f for row block mb (rows mb * BM ..) of head h of sequence s of
+ * the launch; false when the sequence has no such rows. */
+__device__ inline bool flash_block_at(flash_block &f, const fcuda_mma_args &a, const fcuda_varlen &b, int BM, int BN,
+                                      int mb, int h, int s) {
+    f.h = h;
     f.g = f.h / (a.heads / a.kv_heads);
     f.q0 = b.q0[s], f.nq = b.q0[s + 1] - f.q0, f.k0 = b.k0[s], f.nk = b.k0[s + 1] - f.k0;
-    f.m0 = (gridDim.x - 1 - blockIdx.x) * BM;
+    f.m0 = mb * BM;
     f.shift = f.nk - f.nq;
     const int n_end = a.causal ? min(f.nk, f.m0 + BM + f.shift) : f.nk;
     f.tiles = n_end > 0 ? (n_end + BN - 1) / BN : 0;
     return f.m0 < f.nq;
+}
+
+/* The same for this block of a grid (row blocks, heads, sequences). Row
+ * blocks are taken in reverse: under a causal mask the last ones see the
+ * most keys, and start first. */
+__device__ inline bool flash_block_init(flash_block &f, const fcuda_mma_args &a, const fcuda_varlen &b, int BM,
+                                        int BN) {
+    return flash_block_at(f, a, b, BM, BN, gridDim.x - 1 - blockIdx.x, blockIdx.y, blockIdx.z);
 }
 
 /* Sets to -inf the scores of keys past the sequence and, causally, past

@@ -2,11 +2,15 @@
  * -gencode arch=compute_90a,code=sm_90a), for head dims 64 and 128, bf16 or
  * fp16: TMA loads, wgmma products, warp specialisation.
  *
- * A block takes 128 query rows of one head of one sequence and has three
- * warpgroups. The producer (one thread of it) loads Q once and then K and V
- * tiles of BN keys with TMA (cp.async.bulk.tensor) into a ring of STAGES
- * buffers, each guarded by two mbarriers: full (the bytes have landed) and
- * empty (both consumers are done with it). Each of the two consumer
+ * The grid is persistent, a block an SM, taking work items (128 query rows
+ * of one head of one sequence) from a counter, so that SMs that finish
+ * early take more; neighbouring items share K and V, which then come from
+ * L2. A block has three warpgroups. The producer (one thread of it) loads
+ * each item's Q and its K and V tiles of BN keys with TMA
+ * (cp.async.bulk.tensor) into a ring of STAGES buffers, each guarded by two
+ * mbarriers: full (the bytes have landed) and empty (both consumers are
+ * done with it); the first tile of the next item loads while the last item
+ * ends. Each of the two consumer
  * warpgroups owns 64 of the rows: S = Q K^T is a wgmma with both operands
  * in shared memory, P stays in registers as the A operand of O += P V, and
  * V is read MN-major (transposed by the instruction, not copied). A
@@ -32,7 +36,7 @@ template <int D> struct wg_cfg {
     static constexpr int Q_BYTES = WG_BM * D * 2;
     static constexpr int KV_BYTES = BN * D * 2;              /* a K or a V tile */
     /* Q, the ring of K and V, mbarriers, and room to align to 1024 bytes */
-    static constexpr size_t bytes = Q_BYTES + 2 * WG_STAGES * (size_t)KV_BYTES + 64 + 1024;
+    static constexpr size_t bytes = Q_BYTES + 2 * WG_STAGES * (size_t)KV_BYTES + 256 + 1024;
 };
 
 /* The three tensors as TMA sees them, [rows, heads, D] with D innermost;
@@ -51,38 +55,74 @@ flash_wgmma_kernel(const __grid_constant__ wg_maps maps, fcuda_mma_args a, fcuda
     /* swizzled tiles must start 1024-byte aligned */
     unsigned char *Qs = smem_raw + ((1024 - smem_addr(smem_raw) % 1024) % 1024);
     unsigned char *Ks = Qs + C::Q_BYTES, *Vs = Ks + WG_STAGES * C::KV_BYTES;
-    const uint32_t bars = smem_addr(Vs + WG_STAGES * C::KV_BYTES); /* q_full, full[S], empty[S] */
-    const uint32_t q_full = bars;
-    auto full = [&](int s) { return bars + 8 * (1 + s); };
-    auto empty = [&](int s) { return bars + 8 * (1 + WG_STAGES + s); };
+    /* mbarriers: Q (full, empty), the K/V stages (full, empty), and the two
+     * slots by which the producer hands work items to the consumers */
+    const uint32_t bars = smem_addr(Vs + WG_STAGES * C::KV_BYTES);
+    const uint32_t q_full = bars, q_empty = bars + 8;
+    auto full = [&](int s) { return bars + 8 * (2 + s); };
+    auto empty = [&](int s) { return bars + 8 * (2 + WG_STAGES + s); };
+    auto item_full = [&](int k) { return bars + 8 * (2 + 2 * WG_STAGES + k); };
+    auto item_empty = [&](int k) { return bars + 8 * (4 + 2 * WG_STAGES + k); };
+    volatile int *item_slot = (volatile int *)(Vs + WG_STAGES * C::KV_BYTES + 8 * (6 + 2 * WG_STAGES));
 
-    flash_block f;
-    if (!flash_block_init(f, a, b, WG_BM, BN)) return;
+    /* Work item i: the row blocks of one head of one sequence are
+     * neighbours (the blocks running at once share K and V in L2), the
+     * heaviest first (under a causal mask the last rows see the most keys);
+     * heads of a sequence, which share KV heads in groups, are neighbours
+     * too. */
+    const int row_blocks = (b.max_q + WG_BM - 1) / WG_BM, items = row_blocks * a.heads * b.n;
+    auto item_at = [&](flash_block &f, int i) {
+        const int pair = i / row_blocks;
+        return flash_block_at(f, a, b, WG_BM, BN, row_blocks - 1 - i % row_blocks, pair % a.heads, pair / a.heads);
+    };
+
     const int group = threadIdx.x / 128; /* 0: producer; 1, 2: consumers */
     if (threadIdx.x == 0) {
         mbar_init(q_full, 1);
+        mbar_init(q_empty, 8); /* one arrival a consumer warp */
         for (int s = 0; s < WG_STAGES; s++) {
             mbar_init(full(s), 1);
-            mbar_init(empty(s), 8); /* one arrival a consumer warp */
+            mbar_init(empty(s), 8);
+        }
+        for (int k = 0; k < 2; k++) {
+            mbar_init(item_full(k), 1);
+            mbar_init(item_empty(k), 8);
         }
         mbar_init_fence();
     }
     __syncthreads();
 
+    /* The block is persistent: its first item is blockIdx.x, the next ones
+     * come from the work counter, so that an SM that finishes early takes
+     * more. Both sides count the items (n), Q loads (qn) and tiles (tn)
+     * they have seen, for the barriers' phases. */
     if (group == 0) {
         regs_dec<24>();
-        if (threadIdx.x != 0 || f.tiles == 0) return;
-        mbar_arrive_expect(q_full, C::Q_BYTES);
-        for (int r = 0; r < REGIONS; r++)
-            tma_load_3d(smem_addr(Qs + r * WG_BM * 128), &maps.q, r * 64, f.h, f.q0 + f.m0, q_full);
-        for (int j = 0; j < f.tiles; j++) {
-            const int s = j % WG_STAGES;
-            mbar_wait(empty(s), ((j / WG_STAGES) & 1) ^ 1); /* the first round finds them free */
-            mbar_arrive_expect(full(s), 2 * C::KV_BYTES);
-            for (int r = 0; r < REGIONS; r++) {
-                const int row = f.k0 + j * BN, off = s * C::KV_BYTES + r * BN * 128;
-                tma_load_3d(smem_addr(Ks + off), &maps.k, r * 64, f.g, row, full(s));
-                tma_load_3d(smem_addr(Vs + off), &maps.v, r * 64, f.g, row, full(s));
+        if (threadIdx.x != 0) return;
+        int n = 0, qn = 0, tn = 0;
+        for (int i = blockIdx.x;; i = gridDim.x + atomicAdd(&a.work[0], 1), n++) {
+            mbar_wait(item_empty(n % 2), ((n / 2) & 1) ^ 1);
+            item_slot[n % 2] = i;
+            mbar_arrive(item_full(n % 2));
+            if (i >= items) break;
+            flash_block f;
+            if (!item_at(f, i) || f.tiles == 0) continue;
+            for (int j = 0; j < f.tiles; j++, tn++) {
+                const int s = tn % WG_STAGES;
+                mbar_wait(empty(s), ((tn / WG_STAGES) & 1) ^ 1); /* the first round finds them free */
+                mbar_arrive_expect(full(s), 2 * C::KV_BYTES);
+                for (int r = 0; r < REGIONS; r++) {
+                    const int row = f.k0 + j * BN, off = s * C::KV_BYTES + r * BN * 128;
+                    tma_load_3d(smem_addr(Ks + off), &maps.k, r * 64, f.g, row, full(s));
+                    tma_load_3d(smem_addr(Vs + off), &maps.v, r * 64, f.g, row, full(s));
+                }
+                if (j == 0) { /* Q after the first tile: that one may load while the last item ends */
+                    mbar_wait(q_empty, (qn & 1) ^ 1);
+                    mbar_arrive_expect(q_full, C::Q_BYTES);
+                    for (int r = 0; r < REGIONS; r++)
+                        tma_load_3d(smem_addr(Qs + r * WG_BM * 128), &maps.q, r * 64, f.h, f.q0 + f.m0, q_full);
+                    qn++;
+                }
             }
         }
         return;
@@ -90,89 +130,105 @@ flash_wgmma_kernel(const __grid_constant__ wg_maps maps, fcuda_mma_args a, fcuda
 
     regs_inc<240>();
     const int warp = threadIdx.x / 32 - 4, lane = threadIdx.x % 32; /* warp of the consumers, 0 .. 7 */
-    const int row0 = f.m0 + warp * 16 + lane / 4; /* this lane's rows: row0, row0 + 8 */
     const unsigned char *Qw = Qs + (group - 1) * 64 * 128; /* this warpgroup's 64 rows of each region */
     const float sl = a.scale * 1.4426950408889634f;
-    float o[DT][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-#pragma unroll
-    for (int d = 0; d < DT; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
+    float o[DT][4], m[2], l[2];
     float(&o_flat)[4 * DT] = reinterpret_cast<float(&)[4 * DT]>(o);
-
-    if (f.tiles == 0) {
-        flash_store<T>(a, f, row0, o, m, l, sl);
-        return;
-    }
-    /* S = Q K^T of tile j: k-step kk reads 16 columns of the 64-column region kk / 4 */
     float sc[NT][4];
     float(&s_flat)[4 * NT] = reinterpret_cast<float(&)[4 * NT]>(sc);
-    auto issue_scores = [&](int j) {
-        const unsigned char *Kt = Ks + (j % WG_STAGES) * C::KV_BYTES;
+    int qn = 0, tn = 0;
+    for (int n = 0;; n++) {
+        mbar_wait(item_full(n % 2), (n / 2) & 1);
+        const int i = item_slot[n % 2];
+        __syncwarp();
+        if (lane == 0) mbar_arrive(item_empty(n % 2));
+        if (i >= items) break;
+        flash_block f;
+        if (!item_at(f, i)) continue;
+        const int row0 = f.m0 + warp * 16 + lane / 4; /* this lane's rows: row0, row0 + 8 */
+        m[0] = m[1] = -INFINITY;
+        l[0] = l[1] = 0.0f;
 #pragma unroll
-        for (int kk = 0; kk < D / 16; kk++) {
-            const int col = (kk % 4) * 32;
-            wgmma_ss<T, BN>(s_flat, wgmma_desc(Qw + (kk / 4) * WG_BM * 128 + col, 16, 1024),
-                            wgmma_desc(Kt + (kk / 4) * BN * 128 + col, 16, 1024), kk > 0);
+        for (int d = 0; d < DT; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
+        if (f.tiles == 0) {
+            flash_store<T>(a, f, row0, o, m, l, sl);
+            continue;
         }
-        wgmma_commit();
-    };
-    /* O += P V of tile j: k-step kk reads keys 16kk .. 16kk+15, all D
-     * columns (64-column regions BN * 128 bytes apart) */
-    auto issue_pv = [&](const uint32_t (&p)[NT / 2][4], int j) {
-        const unsigned char *Vt = Vs + (j % WG_STAGES) * C::KV_BYTES;
+        /* S = Q K^T of the item's tile j: k-step kk reads 16 columns of the
+         * 64-column region kk / 4 */
+        auto issue_scores = [&](int j) {
+            const unsigned char *Kt = Ks + ((tn + j) % WG_STAGES) * C::KV_BYTES;
 #pragma unroll
-        for (int kk = 0; kk < BN / 16; kk++)
-            wgmma_rs<T, D>(o_flat, p[kk], wgmma_desc(Vt + kk * 16 * 128, BN * 128, 1024));
-        wgmma_commit();
-    };
-    auto softmax = [&](int j, uint32_t (&p)[NT / 2][4], float (&corr)[2]) {
-        wgmma_hold(s_flat);
-        flash_mask(sc, f, a.causal, j * BN, row0);
-        flash_softmax<T>(sc, m, l, sl, p, corr);
-    };
-    auto release = [&](int j) {
-        if (lane == 0) mbar_arrive(empty(j % WG_STAGES)); /* this warp is done with the stage */
-    };
-    /* Step j: S_j is issued, then P_{j-1} V_{j-1} behind it; the tensor
-     * cores run that product while this warpgroup runs S_j's softmax. P
-     * alternates between two register sets: a register operand must stay
-     * unchanged until its wgmma completes. */
-    auto step = [&](int j, const uint32_t (&p_prev)[NT / 2][4], uint32_t (&p)[NT / 2][4]) {
-        mbar_wait(full(j % WG_STAGES), (j / WG_STAGES) & 1);
-        wgmma_fence();
-        issue_scores(j);
-        issue_pv(p_prev, j - 1);
-        wgmma_wait<1>(); /* the scores */
-        float corr[2];
-        softmax(j, p, corr);
-        wgmma_wait<0>(); /* the product */
-        wgmma_hold(o_flat);
-        release(j - 1);
-        flash_rescale(o, corr);
-    };
+            for (int kk = 0; kk < D / 16; kk++) {
+                const int col = (kk % 4) * 32;
+                wgmma_ss<T, BN>(s_flat, wgmma_desc(Qw + (kk / 4) * WG_BM * 128 + col, 16, 1024),
+                                wgmma_desc(Kt + (kk / 4) * BN * 128 + col, 16, 1024), kk > 0);
+            }
+            wgmma_commit();
+        };
+        /* O += P V of tile j: k-step kk reads keys 16kk .. 16kk+15, all D
+         * columns (64-column regions BN * 128 bytes apart) */
+        auto issue_pv = [&](const uint32_t (&p)[NT / 2][4], int j) {
+            const unsigned char *Vt = Vs + ((tn + j) % WG_STAGES) * C::KV_BYTES;
+#pragma unroll
+            for (int kk = 0; kk < BN / 16; kk++)
+                wgmma_rs<T, D>(o_flat, p[kk], wgmma_desc(Vt + kk * 16 * 128, BN * 128, 1024));
+            wgmma_commit();
+        };
+        auto wait_tile = [&](int j) { mbar_wait(full((tn + j) % WG_STAGES), ((tn + j) / WG_STAGES) & 1); };
+        auto softmax = [&](int j, uint32_t (&p)[NT / 2][4], float (&corr)[2]) {
+            wgmma_hold(s_flat);
+            flash_mask(sc, f, a.causal, j * BN, row0);
+            flash_softmax<T>(sc, m, l, sl, p, corr);
+        };
+        auto release = [&](int j) {
+            if (lane == 0) mbar_arrive(empty((tn + j) % WG_STAGES)); /* this warp is done with the stage */
+        };
+        /* Step j: S_j is issued, then P_{j-1} V_{j-1} behind it; the tensor
+         * cores run that product while this warpgroup runs S_j's softmax.
+         * P alternates between two register sets: a register operand must
+         * stay unchanged until its wgmma completes. */
+        auto step = [&](int j, const uint32_t (&p_prev)[NT / 2][4], uint32_t (&p)[NT / 2][4]) {
+            wait_tile(j);
+            wgmma_fence();
+            issue_scores(j);
+            issue_pv(p_prev, j - 1);
+            wgmma_wait<1>(); /* the scores */
+            float corr[2];
+            softmax(j, p, corr);
+            wgmma_wait<0>(); /* the product */
+            wgmma_hold(o_flat);
+            release(j - 1);
+            flash_rescale(o, corr);
+        };
 
-    uint32_t pa[NT / 2][4], pb[NT / 2][4];
-    {
-        float corr[2]; /* o is zero: nothing to rescale */
-        mbar_wait(q_full, 0);
-        mbar_wait(full(0), 0);
+        uint32_t pa[NT / 2][4], pb[NT / 2][4];
+        {
+            float corr[2]; /* o is zero: nothing to rescale */
+            mbar_wait(q_full, qn & 1);
+            wait_tile(0);
+            wgmma_fence();
+            issue_scores(0);
+            wgmma_wait<0>();
+            softmax(0, pa, corr);
+        }
+        for (int j = 1; j < f.tiles; j += 2) {
+            step(j, pa, pb);
+            if (j + 1 < f.tiles) step(j + 1, pb, pa);
+        }
+        if (lane == 0) mbar_arrive(q_empty); /* every S of the item is done: Q may be replaced */
         wgmma_fence();
-        issue_scores(0);
+        if ((f.tiles - 1) % 2 == 0) /* two call sites: registers cannot be chosen at run time */
+            issue_pv(pa, f.tiles - 1);
+        else
+            issue_pv(pb, f.tiles - 1);
         wgmma_wait<0>();
-        softmax(0, pa, corr);
+        wgmma_hold(o_flat);
+        release(f.tiles - 1);
+        tn += f.tiles;
+        qn++;
+        flash_store<T>(a, f, row0, o, m, l, sl);
     }
-    for (int j = 1; j < f.tiles; j += 2) {
-        step(j, pa, pb);
-        if (j + 1 < f.tiles) step(j + 1, pb, pa);
-    }
-    wgmma_fence();
-    if ((f.tiles - 1) % 2 == 0) /* two call sites: registers cannot be chosen at run time */
-        issue_pv(pa, f.tiles - 1);
-    else
-        issue_pv(pb, f.tiles - 1);
-    wgmma_wait<0>();
-    wgmma_hold(o_flat);
-    release(f.tiles - 1);
-    flash_store<T>(a, f, row0, o, m, l, sl);
 #endif
 }
 
@@ -181,6 +237,7 @@ typedef CUresult (*encode_tiled_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32
                                     const cuuint64_t *, const cuuint32_t *, const cuuint32_t *, CUtensorMapInterleave,
                                     CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
 static encode_tiled_fn encode_tiled;
+static int sm_count; /* the device's SMs: the persistent grid */
 
 /* A map of the [rows, heads, D] tensor at p with boxes of 64 x 1 x box_rows. */
 static cudaError_t make_map(CUtensorMap *map, const void *p, int rows, int heads, int D, int box_rows, int bf16) {
@@ -206,6 +263,9 @@ extern "C" cudaError_t fcuda_flash_wgmma_init(void) {
     cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", (void **)&encode_tiled, 12000,
                                                      cudaEnableDefault, &found);
     if (e == cudaSuccess && found != cudaDriverEntryPointSuccess) e = cudaErrorSymbolNotFound;
+    int device = 0;
+    if (e == cudaSuccess) e = cudaGetDevice(&device);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device);
     if (e == cudaSuccess) e = wg_opt_in<__nv_bfloat16, 64>();
     if (e == cudaSuccess) e = wg_opt_in<__half, 64>();
     if (e == cudaSuccess) e = wg_opt_in<__nv_bfloat16, 128>();
@@ -224,7 +284,8 @@ static cudaError_t wg_launch(const fcuda_mma_args *a, const fcuda_varlen *b, cud
     if (e == cudaSuccess) e = make_map(&maps.v, has_kv ? a->v : a->q, has_kv ? a->total_k : a->total_q,
                                        has_kv ? a->kv_heads : a->heads, D, wg_cfg<D>::BN, a->bf16);
     if (e != cudaSuccess) return e;
-    const dim3 grid((b->max_q + WG_BM - 1) / WG_BM, a->heads, b->n);
+    const int items = (b->max_q + WG_BM - 1) / WG_BM * a->heads * b->n;
+    const int grid = items < sm_count ? items : sm_count; /* one persistent block an SM */
     flash_wgmma_kernel<T, D><<<grid, WG_THREADS, wg_cfg<D>::bytes, stream>>>(maps, *a, *b);
     return cudaGetLastError();
 }
