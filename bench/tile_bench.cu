@@ -40,7 +40,8 @@ static double tflops(kernel_fn kernel, int B, int S, int H, int Hk, int D, int c
     const fcuda_mma_args a = {q, k, v, o, NULL, B * S, B * S, H, Hk, D, 1.0f / sqrtf((float)D), causal, 1, work};
     fcuda_varlen b = {};
     b.n = B, b.max_q = S;
-    for (int i = 0; i <= B; i++) b.q0[i] = b.k0[i] = i * S;
+    for (int i = 0; i <= B; i++) b.q0[i] = i * S;
+    for (int i = 0; i < B; i++) b.k0[i] = i * S, b.nk[i] = S;
     cudaEvent_t start, stop;
     cudaEventCreate(&start), cudaEventCreate(&stop);
     float ms[REPEATS];

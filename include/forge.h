@@ -152,7 +152,8 @@ typedef struct {
     float rope_theta; /* RoPE base, 10000 in Llama 2                           */
     forge_rope_style rope_style;
     unsigned bias;    /* FORGE_BIAS_* bits                                     */
-    forge_dtype dtype;
+    forge_dtype dtype; /* of weights, x, y, cache; on CUDA fp16 and bf16 layers
+                          take head dims 32, 64, 96, 128 and 256         */
 } forge_layer_config;
 
 /* A config with Llama's defaults: half-rotation RoPE, theta 10000, no biases,
@@ -238,7 +239,8 @@ FORGE_API forge_status forge_layer_forward(forge_layer *layer, forge_kv_cache *c
 typedef enum {
     FORGE_ATTENTION_FLASH = 0, /* fused flash attention (the default); on CUDA for head
                                   dims 32, 64, 80, 96, 128, 256, else unfused            */
-    FORGE_ATTENTION_UNFUSED,   /* QK^T GEMM, scale, causal mask, softmax, PV GEMM       */
+    FORGE_ATTENTION_UNFUSED,   /* QK^T GEMM, scale, causal mask, softmax, PV GEMM;
+                                  on CUDA fp32 layers only (FORGE_ERR_UNSUPPORTED)    */
 } forge_attention;
 
 FORGE_API forge_status forge_layer_set_attention(forge_layer *layer, forge_attention path);

@@ -65,6 +65,7 @@ if [[ " $parts " == *" sanitize "* ]]; then
   run racecheck_attention $cs --tool racecheck $build/forge bench prefill --seq 300 --heads 2 --head-dim 128 --iters 1 --warmup 0
   run racecheck_attention_portable $cs --tool racecheck $build/forge bench prefill --seq 300 --heads 2 --head-dim 96 --iters 1 --warmup 0
   run racecheck $cs --tool racecheck $build/forge bench layer --seq 100 --heads 4 --kv-heads 2 --head-dim 64 --iters 2 --warmup 0
+  run racecheck_bf16 $cs --tool racecheck $build/forge bench layer --dtype bf16 --seq 100 --heads 4 --kv-heads 2 --head-dim 128 --iters 1 --warmup 0
   run racecheck_d256 $cs --tool racecheck $build/forge bench layer --seq 40 --heads 2 --kv-heads 1 --head-dim 256 --iters 1 --warmup 0
   run synccheck $cs --tool synccheck $build/forge run --iters 2
   run initcheck $cs --tool initcheck $build/forge run --iters 2
@@ -72,20 +73,24 @@ fi
 
 if [[ " $parts " == *" bench "* ]]; then
   echo "== benchmarks"
-  # shape: seq heads kv_heads head_dim hidden iters
+  # shape: dtype seq heads kv_heads head_dim hidden iters
   shapes=(
-    "32 4 4 32 128 500"
-    "1 32 8 128 4096 200"
-    "128 32 8 128 4096 100"
-    "2048 32 8 128 4096 30"
+    "fp32 32 4 4 32 128 500"
+    "fp32 1 32 8 128 4096 200"
+    "fp32 128 32 8 128 4096 100"
+    "fp32 2048 32 8 128 4096 30"
+    "bf16 1 32 8 128 4096 200"
+    "bf16 128 32 8 128 4096 100"
+    "bf16 2048 32 8 128 4096 50"
+    "bf16 8192 32 8 128 4096 20"
   )
   : >"$OUT/bench.jsonl"
   for s in "${shapes[@]}"; do
-    read -r seq h kv d hidden iters <<<"$s"
-    $build/forge bench layer --json --seq "$seq" --heads "$h" --kv-heads "$kv" --head-dim "$d" \
+    read -r dt seq h kv d hidden iters <<<"$s"
+    $build/forge bench layer --json --dtype "$dt" --seq "$seq" --heads "$h" --kv-heads "$kv" --head-dim "$d" \
       --hidden "$hidden" --iters "$iters" --warmup 10 >>"$OUT/bench.jsonl" || status=1
     python3 .carry/torch_ref.py layer --seq "$seq" --heads "$h" --kv-heads "$kv" --head-dim "$d" \
-      --hidden "$hidden" --dtype fp32 >>"$OUT/bench.jsonl" || status=1
+      --hidden "$hidden" --dtype "$dt" >>"$OUT/bench.jsonl" || status=1
   done
   python3 bench/table.py "$OUT/bench.jsonl" | tee "$OUT/table.md"
   $build/seed_graph_parts | tee "$OUT/seed_graph_parts.txt" || status=1

@@ -129,12 +129,12 @@ void forge_commit_forward(forge_layer *layer, forge_kv_cache *cache, const forge
 
 /* Recomputes a call of a non-CPU layer on its CPU twin (cpu_twin.c): copies x
  * and the cached prefix [0, pos0) of each slot in, and runs the twin into
- * y_host [total, hidden]. */
+ * y_host [total, hidden] (host memory, in the layer's dtype). */
 forge_status forge_cpu_recompute(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
-                                 int n_seqs, int total, const void *x, float *y_host);
+                                 int n_seqs, int total, const void *x, void *y_host);
 /* Copies y_host out to y and the twin's slots [0, pos0 + n_tokens) into the
  * backend's cache: the call's results, as if the backend had made them. */
 forge_status forge_cpu_copy_out(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
-                                int n_seqs, int total, const float *y_host, void *y);
+                                int n_seqs, int total, const void *y_host, void *y);
 
 #endif

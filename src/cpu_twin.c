@@ -11,8 +11,8 @@
  * same geometry), through host memory. */
 static forge_status copy_slot(const forge_kv_cache *from, forge_kv_cache *to, int slot, int len) {
     if (len == 0) return FORGE_OK;
-    const size_t n = (size_t)from->kv_heads * from->head_dim * (size_t)len;
-    float *k = malloc(sizeof *k * n), *v = malloc(sizeof *v * n);
+    const size_t bytes = forge_dtype_size(from->dtype) * from->kv_heads * from->head_dim * (size_t)len;
+    void *k = malloc(bytes), *v = malloc(bytes);
     forge_status st = k && v ? from->ctx->ops->cache_read(from, slot, len, k, v)
                              : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "cpu twin: out of memory");
     if (st == FORGE_OK) st = to->ctx->ops->cache_write(to, slot, len, k, v);
@@ -35,10 +35,10 @@ static forge_status sync_prefixes(forge_layer *layer, forge_kv_cache *cache, con
 }
 
 forge_status forge_cpu_recompute(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
-                                 int n_seqs, int total, const void *x, float *y_host) {
+                                 int n_seqs, int total, const void *x, void *y_host) {
     forge_context *ctx = layer->ctx;
-    size_t bytes = sizeof(float) * (size_t)total * layer->cfg.hidden;
-    float *x_host = malloc(bytes);
+    size_t bytes = forge_dtype_size(layer->cfg.dtype) * (size_t)total * layer->cfg.hidden;
+    void *x_host = malloc(bytes);
     if (!x_host) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "cpu twin: out of memory");
     forge_status st = ctx->ops->buffer_copy(ctx, x_host, x, bytes, 1);
     if (st == FORGE_OK && cache) st = sync_prefixes(layer, cache, seqs, n_seqs);
@@ -49,10 +49,10 @@ forge_status forge_cpu_recompute(forge_layer *layer, forge_kv_cache *cache, cons
 }
 
 forge_status forge_cpu_copy_out(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
-                                int n_seqs, int total, const float *y_host, void *y) {
+                                int n_seqs, int total, const void *y_host, void *y) {
     forge_context *ctx = layer->ctx;
     forge_status st = ctx->ops->buffer_copy(ctx, y, y_host,
-                                            sizeof(float) * (size_t)total * layer->cfg.hidden, 0);
+                                            forge_dtype_size(layer->cfg.dtype) * (size_t)total * layer->cfg.hidden, 0);
     for (int i = 0; cache && i < n_seqs && st == FORGE_OK; i++)
         st = copy_slot(cache->cpu, cache, seqs[i].slot, seqs[i].pos0 + seqs[i].n_tokens);
     return st;

@@ -132,6 +132,12 @@ forge_status forge_layer_set_attention(forge_layer *layer, forge_attention path)
     if (path != FORGE_ATTENTION_FLASH && path != FORGE_ATTENTION_UNFUSED)
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "forge_layer_set_attention: unknown path %d",
                           (int)path);
+    if (path == FORGE_ATTENTION_UNFUSED && layer->ctx->ops->kind == FORGE_BACKEND_CUDA &&
+        layer->cfg.dtype != FORGE_F32)
+        return forge_fail(FORGE_ERR_UNSUPPORTED,
+                          "forge_layer_set_attention: the cuda backend's unfused path is fp32 only; a %s layer "
+                          "runs flash attention",
+                          forge_dtype_name(layer->cfg.dtype));
     layer->attention = path;
     return FORGE_OK;
 }
@@ -234,12 +240,16 @@ void forge_commit_forward(forge_layer *layer, forge_kv_cache *cache, const forge
 /* Recomputes the call on the CPU twin and records how far y is from it. */
 static forge_status self_check(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
                                int n_seqs, int total, const void *x, const void *y) {
-    size_t n = (size_t)total * layer->cfg.hidden;
+    const forge_dtype dt = layer->cfg.dtype;
+    const size_t n = (size_t)total * layer->cfg.hidden;
     float *want = malloc(n * sizeof *want), *got = malloc(n * sizeof *got);
-    forge_status st = want && got ? FORGE_OK
-                                  : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "self-check: out of memory");
-    if (st == FORGE_OK) st = forge_cpu_recompute(layer, cache, seqs, n_seqs, total, x, want);
-    if (st == FORGE_OK) st = layer->ctx->ops->buffer_copy(layer->ctx, got, y, n * sizeof *got, 1);
+    void *raw = malloc(n * forge_dtype_size(dt));
+    forge_status st = want && got && raw ? FORGE_OK
+                                         : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "self-check: out of memory");
+    if (st == FORGE_OK) st = forge_cpu_recompute(layer, cache, seqs, n_seqs, total, x, raw);
+    if (st == FORGE_OK) st = forge_convert(want, FORGE_F32, raw, dt, n);
+    if (st == FORGE_OK) st = layer->ctx->ops->buffer_copy(layer->ctx, raw, y, n * forge_dtype_size(dt), 1);
+    if (st == FORGE_OK) st = forge_convert(got, FORGE_F32, raw, dt, n);
     if (st == FORGE_OK) {
         forge_selfcheck *r = &layer->selfcheck;
         double diff2 = 0.0, want2 = 0.0, max_abs = 0.0;
@@ -260,6 +270,7 @@ static forge_status self_check(forge_layer *layer, forge_kv_cache *cache, const 
     }
     free(want);
     free(got);
+    free(raw);
     return st;
 }
 
@@ -277,7 +288,7 @@ forge_status forge_run_forward(forge_layer *layer, forge_kv_cache *cache, const 
             ctx->fallback_logged = 1;
         }
         ctx->fallback_counts[failed]++;
-        float *y_host = malloc(sizeof *y_host * (size_t)total * layer->cfg.hidden);
+        void *y_host = malloc(forge_dtype_size(layer->cfg.dtype) * (size_t)total * layer->cfg.hidden);
         st = y_host ? forge_cpu_recompute(layer, cache, seqs, n_seqs, total, x, y_host)
                     : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "fallback: out of memory");
         if (st == FORGE_OK) st = forge_cpu_copy_out(layer, cache, seqs, n_seqs, total, y_host, y);

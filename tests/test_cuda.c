@@ -160,10 +160,8 @@ static void test_large_mixed_batch(void **state) {
 /* Each stage made to fail: the default policy returns the error naming the
  * stage; the CPU policy gives the right output, counts it, and leaves a
  * cache from which the GPU carries on correctly. */
-static void test_fallback(void **state) {
-    forge_layer_config cfg = forge_layer_config_default(64, 4, 2, 16);
-    cfg.max_seq = 32;
-    cfg.bias = FORGE_BIAS_K | FORGE_BIAS_O;
+static void check_fallback(const forge_layer_config *c) {
+    const forge_layer_config cfg = *c;
     const int H = cfg.hidden;
     float *x = tl_random((size_t)12 * H, 81, 1.0), *y = tl_poisoned((size_t)12 * H);
     for (int stage = 0; stage < FORGE_STAGE_COUNT; stage++) {
@@ -196,13 +194,27 @@ static void test_fallback(void **state) {
         double *want = tl_reference(&t, x, 12, 0);
         char what[64];
         snprintf(what, sizeof what, "fallback at %s", forge_stage_name((forge_stage)stage));
-        tl_expect_close(y, want, (size_t)12 * H, ref_tolerance(FORGE_F32), what);
+        tl_expect_close(y, want, (size_t)12 * H, ref_tolerance(cfg.dtype), what);
         free(want);
         forge_kv_cache_destroy(cache);
         tl_free(&t);
     }
     free(x);
     free(y);
+}
+
+/* fp32, and bf16 (whose cache the CPU twin reads and writes in another
+ * layout) */
+static void test_fallback(void **state) {
+    forge_layer_config cfg = forge_layer_config_default(64, 4, 2, 16);
+    cfg.max_seq = 32;
+    cfg.bias = FORGE_BIAS_K | FORGE_BIAS_O;
+    check_fallback(&cfg);
+    cfg = forge_layer_config_default(128, 4, 2, 64);
+    cfg.max_seq = 32;
+    cfg.bias = FORGE_BIAS_K | FORGE_BIAS_O;
+    cfg.dtype = FORGE_BF16;
+    check_fallback(&cfg);
 }
 
 static void test_selfcheck_profiling_stream(void **state) {
@@ -240,6 +252,28 @@ static void test_selfcheck_profiling_stream(void **state) {
     assert_int_equal(forge_layer_forward(t.layer, NULL, &seq, 1, x, y), FORGE_ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(forge_last_error(), "host memory"));
     free(want);
+    free(x);
+    free(y);
+    tl_free(&t);
+}
+
+/* The self-check of a bf16 layer compares with its CPU twin in bf16. */
+static void test_selfcheck_bf16(void **state) {
+    forge_layer_config cfg = forge_layer_config_default(256, 4, 2, 128);
+    cfg.max_seq = 64;
+    cfg.dtype = FORGE_BF16;
+    test_layer t;
+    tl_make(&t, FORGE_BACKEND_CUDA, &cfg, 93);
+    float *x = tl_random((size_t)50 * cfg.hidden, 94, 1.0), *y = tl_poisoned((size_t)50 * cfg.hidden);
+    forge_seq seq = {.slot = 0, .pos0 = 0, .n_tokens = 50};
+    TL_OK(forge_layer_set_selfcheck(t.layer, 1.0));
+    TL_OK(tl_forward(&t, NULL, &seq, 1, x, y));
+    forge_selfcheck r;
+    TL_OK(forge_layer_get_selfcheck(t.layer, &r));
+    assert_int_equal(r.checked, 1);
+    assert_int_equal(r.nonfinite, 0);
+    if (!(r.rel_l2 > 0.0 && r.rel_l2 < ref_tolerance(FORGE_BF16)))
+        fail_msg("bf16 self-check: relative L2 %g against the CPU twin", r.rel_l2);
     free(x);
     free(y);
     tl_free(&t);
@@ -306,6 +340,7 @@ int main(void) {
         cmocka_unit_test(test_large_mixed_batch),
         cmocka_unit_test(test_fallback),
         cmocka_unit_test(test_selfcheck_profiling_stream),
+        cmocka_unit_test(test_selfcheck_bf16),
         cmocka_unit_test(test_attention_graph),
     };
     return cmocka_run_group_tests_name("cuda", tests, NULL, NULL);

@@ -2,14 +2,16 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "dtype.h"
 #include "test_util.h"
 
 void tl_make(test_layer *t, forge_backend backend, const forge_layer_config *cfg, uint64_t seed) {
     t->cfg = *cfg;
     assert_int_equal(ref_random_layer_make(&t->w, cfg, seed), 0);
     TL_OK(forge_context_create(backend, &t->ctx));
-    TL_OK(forge_layer_create(t->ctx, cfg, &t->w.w, &t->layer));
+    TL_OK(forge_layer_create(t->ctx, cfg, &t->w.model, &t->layer));
 }
 
 void tl_free(test_layer *t) {
@@ -34,9 +36,15 @@ float *tl_poisoned(size_t n) {
 }
 
 double *tl_reference(const test_layer *t, const float *x, int n_tokens, int pos0) {
-    double *want = malloc(sizeof *want * (size_t)n_tokens * t->cfg.hidden);
+    const size_t n = (size_t)n_tokens * t->cfg.hidden;
+    double *want = malloc(sizeof *want * n);
+    float *xr = malloc(sizeof *xr * n + 1); /* x as the layer sees it: in its dtype */
     assert_non_null(want);
-    assert_int_equal(ref_layer_forward(&t->cfg, &t->w.w, x, n_tokens, pos0, want, NULL), 0);
+    assert_non_null(xr);
+    memcpy(xr, x, sizeof *xr * n);
+    forge_round_to(t->cfg.dtype, xr, n);
+    assert_int_equal(ref_layer_forward(&t->cfg, &t->w.w, xr, n_tokens, pos0, want, NULL), 0);
+    free(xr);
     return want;
 }
 
@@ -49,19 +57,26 @@ void tl_expect_close(const float *got, const double *want, size_t n, double tol,
 
 forge_status tl_forward(const test_layer *t, forge_kv_cache *cache, const forge_seq *seqs, int n_seqs,
                         const float *x, float *y) {
+    const forge_dtype dt = t->cfg.dtype;
     size_t tokens = 0;
     for (int i = 0; i < n_seqs; i++) tokens += seqs[i].n_tokens > 0 ? (size_t)seqs[i].n_tokens : 0;
-    size_t bytes = sizeof(float) * (tokens ? tokens : 1) * t->cfg.hidden;
-    float *poison = tl_poisoned(bytes / sizeof(float));
+    const size_t n = (tokens ? tokens : 1) * t->cfg.hidden, bytes = n * forge_dtype_size(dt);
+    unsigned char *raw = malloc(bytes), *poison = malloc(bytes);
+    assert_non_null(raw);
+    assert_non_null(poison);
+    memset(poison, 0xff, bytes); /* NaN in every dtype */
     void *dx = NULL, *dy = NULL;
     forge_status st = forge_buffer_alloc(t->ctx, bytes, &dx);
     if (st == FORGE_OK) st = forge_buffer_alloc(t->ctx, bytes, &dy);
-    if (st == FORGE_OK && tokens) st = forge_buffer_upload(t->ctx, dx, x, bytes);
+    if (st == FORGE_OK && tokens) st = forge_convert(raw, dt, x, FORGE_F32, n);
+    if (st == FORGE_OK && tokens) st = forge_buffer_upload(t->ctx, dx, raw, bytes);
     if (st == FORGE_OK) st = forge_buffer_upload(t->ctx, dy, poison, bytes);
     if (st == FORGE_OK) st = forge_layer_forward(t->layer, cache, seqs, n_seqs, dx, dy);
-    if (st == FORGE_OK && tokens) st = forge_buffer_download(t->ctx, y, dy, bytes);
+    if (st == FORGE_OK && tokens) st = forge_buffer_download(t->ctx, raw, dy, bytes);
+    if (st == FORGE_OK && tokens) st = forge_convert(y, FORGE_F32, raw, dt, n);
     forge_buffer_free(t->ctx, dx);
     forge_buffer_free(t->ctx, dy);
+    free(raw);
     free(poison);
     return st;
 }

@@ -29,11 +29,13 @@ void tl_free(test_layer *t);
 float *tl_random(size_t n, uint64_t seed, double scale);
 /* n floats, all NaN (malloc'd): outputs start poisoned. */
 float *tl_poisoned(size_t n);
-/* The reference output of the layer for x [n_tokens, hidden] at pos0 (malloc'd). */
+/* The reference output of the layer for x [n_tokens, hidden] at pos0, x
+ * rounded to the layer's dtype first (malloc'd). */
 double *tl_reference(const test_layer *t, const float *x, int n_tokens, int pos0);
 
-/* forge_layer_forward with host x and y, through backend buffers: x is
- * uploaded, the device y poisoned with NaN, y downloaded after the call. */
+/* forge_layer_forward with host x and y as floats, through backend buffers
+ * in the layer's dtype: x is converted and uploaded, the device y poisoned
+ * with NaN, y downloaded and widened after the call. */
 forge_status tl_forward(const test_layer *t, forge_kv_cache *cache, const forge_seq *seqs, int n_seqs,
                         const float *x, float *y);
 

@@ -71,7 +71,8 @@ static int bench_layer(const bench_args *a) {
     if (!all) return cli_error(CMD, "out of memory");
     const bench_times t = {all, all + a->iters, all + 2 * (size_t)a->iters, all + 3 * (size_t)a->iters};
     int rc = layer_bench_open(&b, CMD, a->backend, &cfg, a->batch, a->seq);
-    if (!rc && forge_layer_set_attention(b.layer, a->attention) != FORGE_OK) rc = cli_fail(CMD, FORGE_ERR_INVALID_ARGUMENT);
+    forge_status st;
+    if (!rc && (st = forge_layer_set_attention(b.layer, a->attention)) != FORGE_OK) rc = cli_fail(CMD, st);
     if (!rc) rc = layer_bench_time(&b, CMD, a->warmup, a->iters, t.eager, t.eager_wall, stage_med);
     if (!rc) rc = layer_bench_time_graph(&b, CMD, a->warmup, a->iters, t.graph, t.graph_wall);
     if (!rc) {

@@ -107,7 +107,7 @@ int cmd_check(int argc, char **argv) {
         if (ref_layer_forward(&cfg, &w.w, x, hist, 0, want, NULL) != 0) rc = cli_error(CMD, "out of memory");
         for (int p = 0; p < 2 && !rc; p++) {
             ref_error err = {0};
-            st = run_path(ctx, &cfg, &w.w, p ? FORGE_ATTENTION_UNFUSED : FORGE_ATTENTION_FLASH, sh, x, want, &err);
+            st = run_path(ctx, &cfg, &w.model, p ? FORGE_ATTENTION_UNFUSED : FORGE_ATTENTION_FLASH, sh, x, want, &err);
             if (st != FORGE_OK) {
                 rc = cli_fail(CMD, st);
                 break;

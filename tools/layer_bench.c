@@ -5,9 +5,14 @@
 #include "cli.h"
 #include "layer_bench.h"
 
-/* b->y = the device output of the last call. */
+/* b->y = the device output of the last call, widened to floats. */
 static int download_y(layer_bench *b, const char *cmd) {
-    forge_status st = forge_buffer_download(b->ctx, b->y, b->dy, sizeof(float) * (size_t)b->batch * b->seq * b->cfg.hidden);
+    const size_t n = (size_t)b->batch * b->seq * b->cfg.hidden, es = forge_dtype_size(b->cfg.dtype);
+    void *raw = malloc(n * es);
+    if (!raw) return cli_error(cmd, "out of memory");
+    forge_status st = forge_buffer_download(b->ctx, raw, b->dy, n * es);
+    if (st == FORGE_OK) st = forge_convert(b->y, FORGE_F32, raw, b->cfg.dtype, n);
+    free(raw);
     return st == FORGE_OK ? 0 : cli_fail(cmd, st);
 }
 
@@ -19,21 +24,28 @@ int layer_bench_open(layer_bench *b, const char *cmd, forge_backend backend,
     b->seq = seq;
     forge_status st = forge_layer_config_check(cfg);
     if (st != FORGE_OK) return cli_fail(cmd, st);
-    size_t n_x = (size_t)batch * seq * cfg->hidden;
+    const size_t n_x = (size_t)batch * seq * cfg->hidden, bytes = n_x * forge_dtype_size(cfg->dtype);
     b->x = malloc(n_x * sizeof *b->x);
     b->y = malloc(n_x * sizeof *b->y);
     b->seqs = malloc(sizeof *b->seqs * (size_t)batch);
-    if (!b->x || !b->y || !b->seqs || ref_random_layer_make(&b->w, cfg, 1) != 0)
+    void *raw = malloc(bytes);
+    if (!b->x || !b->y || !b->seqs || !raw || ref_random_layer_make(&b->w, cfg, 1) != 0) {
+        free(raw);
         return cli_error(cmd, "out of memory");
+    }
     ref_rng rng = ref_rng_seed(2);
     ref_rng_fill(&rng, b->x, n_x, 1.0);
+    /* x in the layer's dtype, and b->x rounded to the same values */
+    st = forge_convert(raw, cfg->dtype, b->x, FORGE_F32, n_x);
+    if (st == FORGE_OK) st = forge_convert(b->x, FORGE_F32, raw, cfg->dtype, n_x);
     for (int i = 0; i < batch; i++) b->seqs[i] = (forge_seq){.slot = i, .pos0 = 0, .n_tokens = seq};
-    st = forge_context_create(backend, &b->ctx);
-    if (st == FORGE_OK) st = forge_layer_create(b->ctx, cfg, &b->w.w, &b->layer);
+    if (st == FORGE_OK) st = forge_context_create(backend, &b->ctx);
+    if (st == FORGE_OK) st = forge_layer_create(b->ctx, cfg, &b->w.model, &b->layer);
     if (st == FORGE_OK) st = forge_kv_cache_create(b->layer, batch, &b->cache);
-    if (st == FORGE_OK) st = forge_buffer_alloc(b->ctx, n_x * sizeof(float), &b->dx);
-    if (st == FORGE_OK) st = forge_buffer_alloc(b->ctx, n_x * sizeof(float), &b->dy);
-    if (st == FORGE_OK) st = forge_buffer_upload(b->ctx, b->dx, b->x, n_x * sizeof(float));
+    if (st == FORGE_OK) st = forge_buffer_alloc(b->ctx, bytes, &b->dx);
+    if (st == FORGE_OK) st = forge_buffer_alloc(b->ctx, bytes, &b->dy);
+    if (st == FORGE_OK) st = forge_buffer_upload(b->ctx, b->dx, raw, bytes);
+    free(raw);
     return st == FORGE_OK ? 0 : cli_fail(cmd, st);
 }
 

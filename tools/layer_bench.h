@@ -14,8 +14,8 @@ typedef struct {
     forge_layer *layer;
     forge_kv_cache *cache;
     forge_seq *seqs;     /* [batch]: prefills from position 0                    */
-    float *x, *y;        /* [batch * seq, hidden] on the host; x seeded random (seed 2) */
-    void *dx, *dy;       /* x, y where the backend computes                       */
+    float *x, *y;        /* [batch * seq, hidden] on the host, as floats; x seeded random (seed 2), rounded to the dtype */
+    void *dx, *dy;       /* x, y where the backend computes, in the dtype          */
 } layer_bench;
 
 /* Sets up everything; returns 0, or the exit code after printing an error

@@ -6,88 +6,25 @@
  *                             (cuBLAS strided-batched QK^T, softmax, PV)
  *   y    = attn Wo^T + b      cuBLASLt, bias in the epilogue
  * Calls of few tokens take linear_small.cu's kernels instead of cuBLASLt,
- * with the split and RoPE in the QKV projection's epilogue. Sequence
- * metadata travels as kernel parameters (kernels.h). */
-#include <cublasLt.h>
-#include <cublas_v2.h>
-#include <cuda_runtime_api.h>
+ * with the split and RoPE in the QKV projection's epilogue. That is the
+ * fp32 layer; a bf16 or fp16 one (layer16.c) takes cuBLASLt at every size,
+ * split_rope16.cu, and the tensor-core flash kernels. Sequence metadata
+ * travels as kernel parameters (kernels.h). */
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
-#include "error.h"
-#include "kernels.h"
+#include "cuda_backend.h"
 
-#define WORKSPACE_BYTES ((size_t)32 << 20) /* shared by cuBLAS and cuBLASLt */
-
-typedef struct {
-    int device;
-    cudaStream_t stream;     /* the caller's, or own_stream */
-    cudaStream_t own_stream; /* non-blocking, so that calls can be captured */
-    cublasHandle_t blas;
-    cublasLtHandle_t lt;
-    void *workspace;
-    cudaEvent_t watch[2]; /* forge_stopwatch_start, _stop */
-    int hopper;           /* compute capability 9.0: the sm_90a kernels run */
-    int *work;            /* the Hopper attention kernel's work counter */
-} cuda_ctx;
-
-/* A cuBLASLt y = x W^T (+ bias) for one token count, planned once. */
-typedef struct {
-    int tokens; /* 0: not planned */
-    cublasLtMatmulDesc_t desc;
-    cublasLtMatrixLayout_t w, x, y;
-    cublasLtMatmulAlgo_t algo;
-} lt_linear;
-
-typedef struct {
-    float *w_qkv;       /* [qkv_dim, hidden] */
-    float *b_qkv;       /* [qkv_dim] or NULL */
-    float *w_o;         /* [hidden, heads * head_dim] */
-    float *b_o;         /* [hidden] or NULL */
-    double *inv_freq;   /* [head_dim / 2] */
-    lt_linear qkv_gemm, o_gemm;
-    /* workspace, grown to the largest call reserved */
-    int ws_tokens;
-    float *qkv;         /* [T, qkv_dim] */
-    float *q;           /* [T * heads * head_dim], head-major per sequence */
-    float *attn;        /* [T, heads * head_dim] */
-    float *heads_out;   /* [T * heads * head_dim]: unfused PV output, head-major */
-    float *k_tmp, *v_tmp; /* [T * kv_heads * head_dim]: K, V of cache-less calls */
-    size_t ws_scores;
-    float *scores;      /* unfused: heads * n * keys of the largest sequence */
-    cudaEvent_t ev[FORGE_STAGE_COUNT + 1];
-} cuda_layer;
-
-typedef struct {
-    float *k, *v; /* [slots, kv_heads, max_seq, head_dim] */
-} cuda_cache;
-
-typedef struct {
-    cudaGraphExec_t exec;
-} cuda_graph;
-
-static forge_status cuda_err(const char *where, const char *what, cudaError_t e) {
+forge_status cuda_err(const char *where, const char *what, cudaError_t e) {
     return forge_fail(FORGE_ERR_BACKEND, "%s: %s: %s (%s)", where, what, cudaGetErrorString(e),
                       cudaGetErrorName(e));
 }
 
-static forge_status blas_err(const char *where, const char *what, cublasStatus_t e) {
+forge_status blas_err(const char *where, const char *what, cublasStatus_t e) {
     return forge_fail(FORGE_ERR_BACKEND, "%s: %s: cuBLAS status %d", where, what, (int)e);
 }
-
-#define CUDA_TRY(where, call)                                                                    \
-    do {                                                                                         \
-        cudaError_t e_ = (call);                                                                 \
-        if (e_ != cudaSuccess) return cuda_err(where, #call, e_);                                \
-    } while (0)
-
-#define BLAS_TRY(where, call)                                                                    \
-    do {                                                                                         \
-        cublasStatus_t e_ = (call);                                                              \
-        if (e_ != CUBLAS_STATUS_SUCCESS) return blas_err(where, #call, e_);                      \
-    } while (0)
 
 /* ------------------------------------------------------------- context */
 
@@ -198,56 +135,6 @@ static forge_status cuda_buffer_copy(forge_context *ctx, void *dst, const void *
 
 /* --------------------------------------------------------------- layer */
 
-static void lt_linear_free(lt_linear *g) {
-    if (g->desc) cublasLtMatmulDescDestroy(g->desc);
-    if (g->w) cublasLtMatrixLayoutDestroy(g->w);
-    if (g->x) cublasLtMatrixLayoutDestroy(g->x);
-    if (g->y) cublasLtMatrixLayoutDestroy(g->y);
-    memset(g, 0, sizeof *g);
-}
-
-/* Plans y [tokens, out] = x [tokens, in] W^T (+ bias) for cuBLASLt, in its
- * column-major terms: y^T = op_T(W stored [in, out]) x^T. */
-static forge_status lt_linear_plan(cuda_ctx *c, lt_linear *g, const float *bias, int tokens, int in,
-                                   int out) {
-    static const char fn[] = "forge_layer_forward";
-    if (g->tokens == tokens) return FORGE_OK;
-    lt_linear_free(g);
-    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    BLAS_TRY(fn, cublasLtMatmulDescCreate(&g->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    BLAS_TRY(fn, cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
-    BLAS_TRY(fn, cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-    if (bias) {
-        const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-        BLAS_TRY(fn, cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
-        BLAS_TRY(fn, cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
-    }
-    BLAS_TRY(fn, cublasLtMatrixLayoutCreate(&g->w, CUDA_R_32F, (uint64_t)in, (uint64_t)out, in));
-    BLAS_TRY(fn, cublasLtMatrixLayoutCreate(&g->x, CUDA_R_32F, (uint64_t)in, (uint64_t)tokens, in));
-    BLAS_TRY(fn, cublasLtMatrixLayoutCreate(&g->y, CUDA_R_32F, (uint64_t)out, (uint64_t)tokens, out));
-    cublasLtMatmulPreference_t pref;
-    BLAS_TRY(fn, cublasLtMatmulPreferenceCreate(&pref));
-    const size_t ws = WORKSPACE_BYTES;
-    cublasLtMatmulHeuristicResult_t result;
-    int found = 0;
-    cublasStatus_t b = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
-    if (b == CUBLAS_STATUS_SUCCESS)
-        b = cublasLtMatmulAlgoGetHeuristic(c->lt, g->desc, g->w, g->x, g->y, g->y, pref, 1, &result, &found);
-    cublasLtMatmulPreferenceDestroy(pref);
-    if (b != CUBLAS_STATUS_SUCCESS) return blas_err(fn, "cublasLtMatmulAlgoGetHeuristic", b);
-    if (found < 1) return forge_fail(FORGE_ERR_BACKEND, "%s: cuBLASLt has no algorithm for a %dx%dx%d GEMM", fn, tokens, out, in);
-    g->algo = result.algo;
-    g->tokens = tokens;
-    return FORGE_OK;
-}
-
-static forge_status lt_linear_run(cuda_ctx *c, const lt_linear *g, float *y, const float *x, const float *w) {
-    const float one = 1.0f, zero = 0.0f;
-    BLAS_TRY("forge_layer_forward", cublasLtMatmul(c->lt, g->desc, &one, w, g->w, x, g->x, &zero, y, g->y, y, g->y,
-                                                   &g->algo, c->workspace, WORKSPACE_BYTES, c->stream));
-    return FORGE_OK;
-}
-
 static void cuda_layer_free(forge_layer *layer) {
     cuda_layer *l = layer->impl;
     if (!l) return;
@@ -262,31 +149,33 @@ static void cuda_layer_free(forge_layer *layer) {
     layer->impl = NULL;
 }
 
-/* Uploads `heads` head blocks of head_dim rows of `cols` floats (zeros when
- * src is NULL) to dst + offset, rows of each head in RoPE pair order
- * (qkv_store.cuh): row 2p from element ia(p), row 2p + 1 from ib(p). */
-static forge_status upload_rows(float *dst, size_t offset, const void *src, int heads, int head_dim,
-                                size_t cols, forge_rope_style style) {
+/* Uploads `heads` head blocks of head_dim rows of `cols` elements of es
+ * bytes (zeros when src is NULL) to element `offset` of dst, rows of each
+ * head in RoPE pair order (qkv_store.cuh): row 2p from element ia(p), row
+ * 2p + 1 from ib(p). */
+static forge_status upload_rows(void *dst, size_t offset, const void *src, int heads, int head_dim,
+                                size_t cols, size_t es, forge_rope_style style) {
     static const char fn[] = "forge_layer_create";
-    const size_t n = (size_t)heads * head_dim * cols;
+    const size_t row = cols * es, n = (size_t)heads * head_dim * row;
+    char *to = (char *)dst + offset * es;
     if (!src) {
-        CUDA_TRY(fn, cudaMemset(dst + offset, 0, n * sizeof(float)));
+        CUDA_TRY(fn, cudaMemset(to, 0, n));
         return FORGE_OK;
     }
-    const float *from = src;
-    float *ordered = NULL;
+    const char *from = src;
+    char *ordered = NULL;
     if (style == FORGE_ROPE_HALF) {
-        if (!(ordered = malloc(n * sizeof(float)))) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+        if (!(ordered = malloc(n))) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
         const int half = head_dim / 2;
         for (int h = 0; h < heads; h++)
             for (int p = 0; p < half; p++) {
                 const size_t head = (size_t)h * head_dim;
-                memcpy(ordered + (head + 2 * p) * cols, from + (head + p) * cols, cols * sizeof(float));
-                memcpy(ordered + (head + 2 * p + 1) * cols, from + (head + p + half) * cols, cols * sizeof(float));
+                memcpy(ordered + (head + 2 * p) * row, from + (head + p) * row, row);
+                memcpy(ordered + (head + 2 * p + 1) * row, from + (head + p + half) * row, row);
             }
         from = ordered;
     }
-    cudaError_t e = cudaMemcpy(dst + offset, from, n * sizeof(float), cudaMemcpyHostToDevice);
+    cudaError_t e = cudaMemcpy(to, from, n, cudaMemcpyHostToDevice);
     free(ordered);
     if (e) return cuda_err(fn, "cudaMemcpy", e);
     return FORGE_OK;
@@ -295,9 +184,11 @@ static forge_status upload_rows(float *dst, size_t offset, const void *src, int 
 static forge_status cuda_layer_init(forge_layer *layer, const forge_layer_weights *w) {
     static const char fn[] = "forge_layer_create";
     const forge_layer_config *c = &layer->cfg;
-    if (c->dtype != FORGE_F32)
-        return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the cuda backend computes in fp32 only so far, not %s",
-                          fn, forge_dtype_name(c->dtype));
+    if (c->dtype != FORGE_F32 && !fcuda_flash_mma_supported(c->head_dim))
+        return forge_fail(FORGE_ERR_UNSUPPORTED,
+                          "%s: the cuda backend runs %s layers at head dims 32, 64, 96, 128 and 256, not %d", fn,
+                          forge_dtype_name(c->dtype), c->head_dim);
+    const size_t es = forge_dtype_size(c->dtype);
     cuda_layer *l = calloc(1, sizeof *l);
     if (!l) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     layer->impl = l;
@@ -309,25 +200,25 @@ static forge_status cuda_layer_init(forge_layer *layer, const forge_layer_weight
     cudaError_t e = cudaSuccess;
     if (st == FORGE_OK) {
         for (int i = 0; i < c->head_dim / 2; i++) inv_freq[i] = pow((double)c->rope_theta, -2.0 * i / c->head_dim);
-        if (!e) e = cudaMalloc((void **)&l->w_qkv, qkv * hidden * sizeof(float));
-        if (!e) e = cudaMalloc((void **)&l->w_o, hidden * q_out * sizeof(float));
+        if (!e) e = cudaMalloc(&l->w_qkv, qkv * hidden * es);
+        if (!e) e = cudaMalloc(&l->w_o, hidden * q_out * es);
         if (!e) e = cudaMalloc((void **)&l->inv_freq, sizeof(double) * (size_t)(c->head_dim / 2 + 1));
-        if (!e && qkv_bias) e = cudaMalloc((void **)&l->b_qkv, qkv * sizeof(float));
-        if (!e && (c->bias & FORGE_BIAS_O)) e = cudaMalloc((void **)&l->b_o, hidden * sizeof(float));
+        if (!e && qkv_bias) e = cudaMalloc(&l->b_qkv, qkv * es);
+        if (!e && (c->bias & FORGE_BIAS_O)) e = cudaMalloc(&l->b_o, hidden * es);
         for (int i = 0; !e && i <= FORGE_STAGE_COUNT; i++) e = cudaEventCreate(&l->ev[i]);
         if (e) st = cuda_err(fn, "cudaMalloc", e);
     }
     /* Q and K rows (and biases) in RoPE pair order; V and O as they are */
     const int H = c->heads, Hk = c->kv_heads, D = c->head_dim;
     const forge_rope_style rope = c->rope_style, plain = FORGE_ROPE_NONE;
-    if (st == FORGE_OK) st = upload_rows(l->w_qkv, 0, w->q_proj, H, D, hidden, rope);
-    if (st == FORGE_OK) st = upload_rows(l->w_qkv, q_out * hidden, w->k_proj, Hk, D, hidden, rope);
-    if (st == FORGE_OK) st = upload_rows(l->w_qkv, (q_out + kv_out) * hidden, w->v_proj, Hk, D, hidden, plain);
-    if (st == FORGE_OK) st = upload_rows(l->w_o, 0, w->o_proj, 1, (int)hidden, q_out, plain);
-    if (st == FORGE_OK && qkv_bias) st = upload_rows(l->b_qkv, 0, w->q_bias, H, D, 1, rope);
-    if (st == FORGE_OK && qkv_bias) st = upload_rows(l->b_qkv, q_out, w->k_bias, Hk, D, 1, rope);
-    if (st == FORGE_OK && qkv_bias) st = upload_rows(l->b_qkv, q_out + kv_out, w->v_bias, Hk, D, 1, plain);
-    if (st == FORGE_OK && l->b_o) st = upload_rows(l->b_o, 0, w->o_bias, 1, (int)hidden, 1, plain);
+    if (st == FORGE_OK) st = upload_rows(l->w_qkv, 0, w->q_proj, H, D, hidden, es, rope);
+    if (st == FORGE_OK) st = upload_rows(l->w_qkv, q_out * hidden, w->k_proj, Hk, D, hidden, es, rope);
+    if (st == FORGE_OK) st = upload_rows(l->w_qkv, (q_out + kv_out) * hidden, w->v_proj, Hk, D, hidden, es, plain);
+    if (st == FORGE_OK) st = upload_rows(l->w_o, 0, w->o_proj, 1, (int)hidden, q_out, es, plain);
+    if (st == FORGE_OK && qkv_bias) st = upload_rows(l->b_qkv, 0, w->q_bias, H, D, 1, es, rope);
+    if (st == FORGE_OK && qkv_bias) st = upload_rows(l->b_qkv, q_out, w->k_bias, Hk, D, 1, es, rope);
+    if (st == FORGE_OK && qkv_bias) st = upload_rows(l->b_qkv, q_out + kv_out, w->v_bias, Hk, D, 1, es, plain);
+    if (st == FORGE_OK && l->b_o) st = upload_rows(l->b_o, 0, w->o_bias, 1, (int)hidden, 1, es, plain);
     if (st == FORGE_OK && c->head_dim >= 2)
         if ((e = cudaMemcpy(l->inv_freq, inv_freq, sizeof(double) * (size_t)(c->head_dim / 2), cudaMemcpyHostToDevice)))
             st = cuda_err(fn, "cudaMemcpy", e);
@@ -338,13 +229,20 @@ static forge_status cuda_layer_init(forge_layer *layer, const forge_layer_weight
 
 /* -------------------------------------------------------------- cache */
 
+/* The cache starts zeroed: the tensor-core kernels read whole tiles of key
+ * rows and weight those past a sequence's length by zero, which must not
+ * meet a NaN left in never-written memory. */
 static forge_status cuda_cache_init(forge_kv_cache *cache) {
     static const char fn[] = "forge_kv_cache_create";
-    size_t bytes = sizeof(float) * (size_t)cache->slots * cache->kv_heads * cache->max_seq * cache->head_dim;
+    size_t bytes = forge_dtype_size(cache->dtype) * (size_t)cache->slots * cache->kv_heads * cache->max_seq *
+                   cache->head_dim;
+    if (cache->dtype != FORGE_F32 && (int64_t)cache->slots * cache->max_seq > INT_MAX)
+        return forge_fail(FORGE_ERR_CAPACITY, "%s: %d slots of %d positions are past the %d rows a %s cache can have",
+                          fn, cache->slots, cache->max_seq, INT_MAX, forge_dtype_name(cache->dtype));
     cuda_cache *cc = calloc(1, sizeof *cc);
     if (!cc) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-    cudaError_t e = cudaMalloc((void **)&cc->k, bytes);
-    if (!e) e = cudaMalloc((void **)&cc->v, bytes);
+    cudaError_t e = cudaMalloc(&cc->k, bytes);
+    if (!e) e = cudaMalloc(&cc->v, bytes);
     if (e) {
         cudaFree(cc->k);
         free(cc);
@@ -353,7 +251,8 @@ static forge_status cuda_cache_init(forge_kv_cache *cache) {
                           fn, cache->slots, bytes, cudaGetErrorString(e));
     }
     cache->impl = cc;
-    return FORGE_OK;
+    if ((e = cudaMemset(cc->k, 0, bytes)) == cudaSuccess) e = cudaMemset(cc->v, 0, bytes);
+    return e ? cuda_err(fn, "cudaMemset", e) : FORGE_OK;
 }
 
 static void cuda_cache_free(forge_kv_cache *cache) {
@@ -364,25 +263,31 @@ static void cuda_cache_free(forge_kv_cache *cache) {
     free(cc);
 }
 
-/* Copies positions [0, len) of a slot between the device cache and host
- * buffers [kv_heads, len, head_dim], one 2-D copy for K and one for V. */
-static forge_status cache_copy(const forge_kv_cache *cache, int slot, int len, float *hk, float *hv,
-                               const float *ck, const float *cv, int to_host) {
+/* Copies positions [0, len) of a slot between the device cache (cuda_cache
+ * says its layouts) and host buffers [kv_heads, len, head_dim], a 2-D copy
+ * per KV head. */
+static forge_status cache_copy(const forge_kv_cache *cache, int slot, int len, void *hk, void *hv,
+                               const void *ck, const void *cv, int to_host) {
     const char *fn = to_host ? "forge_kv_cache_read" : "forge_kv_cache_write";
     cuda_ctx *c = cache->ctx->impl;
     const cuda_cache *cc = cache->impl;
-    const size_t row = (size_t)len * cache->head_dim * sizeof(float);
-    const size_t pitch = (size_t)cache->max_seq * cache->head_dim * sizeof(float);
-    const size_t off = (size_t)slot * cache->kv_heads * cache->max_seq * cache->head_dim;
-    float *dev[2] = {cc->k + off, cc->v + off};
+    const size_t es = forge_dtype_size(cache->dtype), D = (size_t)cache->head_dim, Hk = (size_t)cache->kv_heads;
+    const size_t row = D * es, slot_elems = (size_t)slot * Hk * cache->max_seq * D;
+    const int token_major = cache->dtype != FORGE_F32;
+    if (len == 0) return FORGE_OK;
+    const size_t pitch = token_major ? Hk * row : row; /* between a head's positions */
+    char *dev[2] = {cc->k, cc->v};
     const void *host_src[2] = {ck, cv};
-    float *host_dst[2] = {hk, hv};
-    for (int i = 0; i < 2; i++) {
-        if (to_host && host_dst[i])
-            CUDA_TRY(fn, cudaMemcpy2DAsync(host_dst[i], row, dev[i], pitch, row, cache->kv_heads, cudaMemcpyDeviceToHost, c->stream));
-        if (!to_host && host_src[i])
-            CUDA_TRY(fn, cudaMemcpy2DAsync(dev[i], pitch, host_src[i], row, row, cache->kv_heads, cudaMemcpyHostToDevice, c->stream));
-    }
+    void *host_dst[2] = {hk, hv};
+    for (int i = 0; i < 2; i++)
+        for (size_t g = 0; g < Hk; g++) {
+            char *d = dev[i] + (slot_elems + (token_major ? g * D : g * cache->max_seq * D)) * es;
+            const size_t h = g * len * row;
+            if (to_host && host_dst[i])
+                CUDA_TRY(fn, cudaMemcpy2DAsync((char *)host_dst[i] + h, row, d, pitch, row, len, cudaMemcpyDeviceToHost, c->stream));
+            if (!to_host && host_src[i])
+                CUDA_TRY(fn, cudaMemcpy2DAsync(d, pitch, (const char *)host_src[i] + h, row, row, len, cudaMemcpyHostToDevice, c->stream));
+        }
     CUDA_TRY(fn, cudaStreamSynchronize(c->stream));
     return FORGE_OK;
 }
@@ -397,20 +302,28 @@ static forge_status cuda_cache_write(forge_kv_cache *cache, int slot, int len, c
 
 /* ------------------------------------------------------------ forward */
 
+/* bf16 and fp16 layers always run flash attention (on tensor cores) */
 static int use_flash(const forge_layer *layer) {
-    return layer->attention == FORGE_ATTENTION_FLASH && fcuda_flash_supported(layer->cfg.head_dim);
+    return layer->cfg.dtype != FORGE_F32 ||
+           (layer->attention == FORGE_ATTENTION_FLASH && fcuda_flash_supported(layer->cfg.head_dim));
 }
 
-/* Grows a device buffer to n floats (contents dropped). */
-static forge_status grow(float **p, size_t n) {
+/* Grows a device buffer to `bytes` (contents dropped). */
+static forge_status grow(void **p, size_t bytes) {
     cudaFree(*p);
     *p = NULL;
-    cudaError_t e = cudaMalloc((void **)p, n * sizeof(float));
+    cudaError_t e = cudaMalloc(p, bytes);
     if (e) {
         cudaGetLastError();
-        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "forge_layer_forward: no device memory for %zu floats of workspace", n);
+        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "forge_layer_forward: no device memory for %zu bytes of workspace",
+                          bytes);
     }
     return FORGE_OK;
+}
+
+/* An fp32 call of few tokens runs linear_small.cu's GEMM instead of cuBLASLt. */
+static int small_gemm(const forge_layer *layer, int tokens, int in, int out) {
+    return layer->cfg.dtype == FORGE_F32 && fcuda_linear_small_fits(tokens, in, out);
 }
 
 static forge_status cuda_reserve(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
@@ -419,12 +332,14 @@ static forge_status cuda_reserve(forge_layer *layer, forge_kv_cache *cache, cons
     cuda_layer *l = layer->impl;
     cuda_ctx *cx = layer->ctx->impl;
     forge_status st = FORGE_OK;
+    const int fp32 = c->dtype == FORGE_F32;
     if (total > l->ws_tokens) {
-        const size_t t = (size_t)total, hd = (size_t)c->heads * c->head_dim, kvd = (size_t)c->kv_heads * c->head_dim;
+        const size_t t = (size_t)total * forge_dtype_size(c->dtype), hd = (size_t)c->heads * c->head_dim,
+                     kvd = (size_t)c->kv_heads * c->head_dim;
         if (st == FORGE_OK) st = grow(&l->qkv, t * (hd + 2 * kvd));
         if (st == FORGE_OK) st = grow(&l->q, t * hd);
         if (st == FORGE_OK) st = grow(&l->attn, t * hd);
-        if (st == FORGE_OK) st = grow(&l->heads_out, t * hd);
+        if (st == FORGE_OK && fp32) st = grow((void **)&l->heads_out, t * hd);
         if (st == FORGE_OK) st = grow(&l->k_tmp, t * kvd);
         if (st == FORGE_OK) st = grow(&l->v_tmp, t * kvd);
         l->ws_tokens = st == FORGE_OK ? total : 0;
@@ -438,7 +353,7 @@ static forge_status cuda_reserve(forge_layer *layer, forge_kv_cache *cache, cons
             need = n > need ? n : need;
         }
         if (need > l->ws_scores) {
-            if ((st = grow(&l->scores, need)) != FORGE_OK) {
+            if ((st = grow((void **)&l->scores, need * sizeof(float))) != FORGE_OK) {
                 l->ws_scores = 0;
                 return st;
             }
@@ -446,16 +361,15 @@ static forge_status cuda_reserve(forge_layer *layer, forge_kv_cache *cache, cons
         }
     }
     const int qkv_dim = (c->heads + 2 * c->kv_heads) * c->head_dim, hd = c->heads * c->head_dim;
-    if (!fcuda_linear_small_fits(total, c->hidden, qkv_dim) &&
-        (st = lt_linear_plan(cx, &l->qkv_gemm, l->b_qkv, total, c->hidden, qkv_dim)) != FORGE_OK)
+    if (!small_gemm(layer, total, c->hidden, qkv_dim) &&
+        (st = lt_linear_plan(cx, &l->qkv_gemm, c->dtype, l->b_qkv, total, c->hidden, qkv_dim)) != FORGE_OK)
         return st;
-    if (!fcuda_linear_small_fits(total, hd, c->hidden))
-        return lt_linear_plan(cx, &l->o_gemm, l->b_o, total, hd, c->hidden);
+    if (!small_gemm(layer, total, hd, c->hidden))
+        return lt_linear_plan(cx, &l->o_gemm, c->dtype, l->b_o, total, hd, c->hidden);
     return FORGE_OK;
 }
 
-/* The sequences [first, first + count) as one launch's parameters. */
-static fcuda_batch batch_of(const forge_seq *seqs, int first, int count, int tok0) {
+fcuda_batch cuda_batch_of(const forge_seq *seqs, int first, int count, int tok0) {
     fcuda_batch b;
     memset(&b, 0, sizeof b);
     b.n = count;
@@ -481,7 +395,7 @@ static forge_status unfused_sequence(forge_layer *layer, const fcuda_kv *kv, con
     const int keys = kv->use_cache ? s->pos0 + n : n, k_pos0 = kv->use_cache ? 0 : s->pos0;
     const long long head_stride = kv->use_cache ? (long long)c->max_seq * D : (long long)n * D;
     const size_t kv_off = kv->use_cache ? (size_t)s->slot * Hk * c->max_seq * D : (size_t)tok0 * Hk * D;
-    const float *q = l->q + (size_t)c->heads * tok0 * D;
+    const float *q = (const float *)l->q + (size_t)c->heads * tok0 * D;
     const float scale = 1.0f / sqrtf((float)D), one = 1.0f, zero = 0.0f;
     /* scores [G*n, keys] = Q_g K_g^T * scale, i.e. scores^T = op_T(K) Q^T */
     BLAS_TRY(fn, cublasSgemmStridedBatched(cx->blas, CUBLAS_OP_T, CUBLAS_OP_N, keys, G * n, D, &scale,
@@ -497,8 +411,7 @@ static forge_status unfused_sequence(forge_layer *layer, const fcuda_kv *kv, con
     return FORGE_OK;
 }
 
-/* Fails the stage when the test hook asks for it, as a device error would. */
-static forge_status stage_begin(forge_layer *layer, forge_stage stage, int record, forge_stage *failed) {
+forge_status cuda_stage_begin(forge_layer *layer, forge_stage stage, int record, forge_stage *failed) {
     *failed = stage;
     if (layer->ctx->fail_stage == (int)stage)
         return forge_fail(FORGE_ERR_BACKEND, "forge_layer_forward: %s: injected failure (test hook)",
@@ -523,18 +436,14 @@ static forge_status check_device_pointer(const void *p, const char *name) {
     return FORGE_OK;
 }
 
-static forge_status cuda_forward(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
-                                 int n_seqs, int total, const void *x, void *y, forge_stage *failed) {
+/* The fp32 layer's call (cuda_forward has checked x and y). */
+static forge_status forward32(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs, int n_seqs,
+                              int total, const void *x, void *y, int record, forge_stage *failed) {
     static const char fn[] = "forge_layer_forward";
     const forge_layer_config *c = &layer->cfg;
     cuda_layer *l = layer->impl;
     cuda_ctx *cx = layer->ctx->impl;
     forge_status st;
-    if ((st = check_device_pointer(x, "x")) != FORGE_OK || (st = check_device_pointer(y, "y")) != FORGE_OK)
-        return st;
-    enum cudaStreamCaptureStatus capturing;
-    CUDA_TRY(fn, cudaStreamIsCapturing(cx->stream, &capturing));
-    const int record = layer->profiling && capturing == cudaStreamCaptureStatusNone;
     cudaError_t e;
     BLAS_TRY(fn, cublasSetStream(cx->blas, cx->stream));
 
@@ -543,11 +452,11 @@ static forge_status cuda_forward(forge_layer *layer, forge_kv_cache *cache, cons
     fcuda_split_args split = {l->qkv, l->q, l->inv_freq, kv, c->heads, c->kv_heads, c->head_dim, (int)c->rope_style};
     const int qkv_dim = (c->heads + 2 * c->kv_heads) * c->head_dim, hd = c->heads * c->head_dim;
     /* a small call's whole batch fits one launch: total <= FCUDA_SMALL_TOKENS <= FCUDA_MAX_SEQS */
-    const int small_qkv = fcuda_linear_small_fits(total, c->hidden, qkv_dim);
+    const int small_qkv = small_gemm(layer, total, c->hidden, qkv_dim);
 
-    if ((st = stage_begin(layer, FORGE_STAGE_QKV, record, failed)) != FORGE_OK) return st;
+    if ((st = cuda_stage_begin(layer, FORGE_STAGE_QKV, record, failed)) != FORGE_OK) return st;
     if (small_qkv) {
-        fcuda_batch b = batch_of(seqs, 0, n_seqs, 0);
+        fcuda_batch b = cuda_batch_of(seqs, 0, n_seqs, 0);
         if ((e = fcuda_qkv_small(x, l->w_qkv, l->b_qkv, c->hidden, &split, &b, cx->stream)))
             return cuda_err(fn, "fcuda_qkv_small", e);
     } else if ((st = lt_linear_run(cx, &l->qkv_gemm, l->qkv, x, l->w_qkv)) != FORGE_OK) {
@@ -555,20 +464,20 @@ static forge_status cuda_forward(forge_layer *layer, forge_kv_cache *cache, cons
     }
 
     /* with small_qkv, done in the projection's epilogue: the stage is empty */
-    if ((st = stage_begin(layer, FORGE_STAGE_ROPE_CACHE, record, failed)) != FORGE_OK) return st;
+    if ((st = cuda_stage_begin(layer, FORGE_STAGE_ROPE_CACHE, record, failed)) != FORGE_OK) return st;
     for (int first = 0, tok0 = 0; !small_qkv && first < n_seqs; first += FCUDA_MAX_SEQS) {
         int count = n_seqs - first < FCUDA_MAX_SEQS ? n_seqs - first : FCUDA_MAX_SEQS;
-        fcuda_batch b = batch_of(seqs, first, count, tok0);
+        fcuda_batch b = cuda_batch_of(seqs, first, count, tok0);
         if ((e = fcuda_split_rope(&split, &b, cx->stream))) return cuda_err(fn, "fcuda_split_rope", e);
         tok0 = b.tok0[count];
     }
 
-    if ((st = stage_begin(layer, FORGE_STAGE_ATTENTION, record, failed)) != FORGE_OK) return st;
+    if ((st = cuda_stage_begin(layer, FORGE_STAGE_ATTENTION, record, failed)) != FORGE_OK) return st;
     if (use_flash(layer)) {
         fcuda_attn_args attn = {l->q, kv, l->attn, c->heads, c->kv_heads, c->head_dim, 1.0f / sqrtf((float)c->head_dim)};
         for (int first = 0, tok0 = 0; first < n_seqs; first += FCUDA_MAX_SEQS) {
             int count = n_seqs - first < FCUDA_MAX_SEQS ? n_seqs - first : FCUDA_MAX_SEQS;
-            fcuda_batch b = batch_of(seqs, first, count, tok0);
+            fcuda_batch b = cuda_batch_of(seqs, first, count, tok0);
             if ((e = fcuda_flash_attention(&attn, &b, cx->stream))) return cuda_err(fn, "fcuda_flash_attention", e);
             tok0 = b.tok0[count];
         }
@@ -577,21 +486,37 @@ static forge_status cuda_forward(forge_layer *layer, forge_kv_cache *cache, cons
             if ((st = unfused_sequence(layer, &kv, &seqs[i], tok0)) != FORGE_OK) return st;
         for (int first = 0, tok0 = 0; first < n_seqs; first += FCUDA_MAX_SEQS) {
             int count = n_seqs - first < FCUDA_MAX_SEQS ? n_seqs - first : FCUDA_MAX_SEQS;
-            fcuda_batch b = batch_of(seqs, first, count, tok0);
+            fcuda_batch b = cuda_batch_of(seqs, first, count, tok0);
             if ((e = fcuda_flatten(l->heads_out, l->attn, c->heads, c->head_dim, &b, cx->stream)))
                 return cuda_err(fn, "fcuda_flatten", e);
             tok0 = b.tok0[count];
         }
     }
 
-    if ((st = stage_begin(layer, FORGE_STAGE_OUTPUT, record, failed)) != FORGE_OK) return st;
-    if (fcuda_linear_small_fits(total, hd, c->hidden)) {
+    if ((st = cuda_stage_begin(layer, FORGE_STAGE_OUTPUT, record, failed)) != FORGE_OK) return st;
+    if (small_gemm(layer, total, hd, c->hidden)) {
         if ((e = fcuda_linear_small(l->attn, l->w_o, l->b_o, y, total, hd, c->hidden, cx->stream)))
             return cuda_err(fn, "fcuda_linear_small", e);
     } else if ((st = lt_linear_run(cx, &l->o_gemm, y, l->attn, l->w_o)) != FORGE_OK) {
         return st;
     }
-    if (record && (e = cudaEventRecord(l->ev[FORGE_STAGE_COUNT], cx->stream))) return cuda_err(fn, "cudaEventRecord", e);
+    return FORGE_OK;
+}
+
+static forge_status cuda_forward(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
+                                 int n_seqs, int total, const void *x, void *y, forge_stage *failed) {
+    static const char fn[] = "forge_layer_forward";
+    cuda_ctx *cx = layer->ctx->impl;
+    forge_status st;
+    if ((st = check_device_pointer(x, "x")) != FORGE_OK || (st = check_device_pointer(y, "y")) != FORGE_OK)
+        return st;
+    enum cudaStreamCaptureStatus capturing;
+    CUDA_TRY(fn, cudaStreamIsCapturing(cx->stream, &capturing));
+    const int record = layer->profiling && capturing == cudaStreamCaptureStatusNone;
+    st = layer->cfg.dtype == FORGE_F32 ? forward32(layer, cache, seqs, n_seqs, total, x, y, record, failed)
+                                       : cuda_forward16(layer, cache, seqs, n_seqs, total, x, y, record, failed);
+    if (st != FORGE_OK) return st;
+    if (record) CUDA_TRY(fn, cudaEventRecord(((cuda_layer *)layer->impl)->ev[FORGE_STAGE_COUNT], cx->stream));
     *failed = FORGE_STAGE_COUNT;
     return FORGE_OK;
 }
@@ -610,14 +535,26 @@ static forge_status cuda_timings(forge_layer *layer, double us[FORGE_STAGE_COUNT
 
 /* ---------------------------------------------------- attention alone */
 
-/* forge_attention_forward on a tensor-core kernel (on Hopper, wgmma for the
- * head dims it is built for; elsewhere mma.sync), FCUDA_MAX_SEQS
- * sequences a launch (their offsets travel as a kernel parameter, so the
- * call makes no host copy and can be captured in a graph). */
+forge_status cuda_flash_tc(forge_context *ctx, fcuda_mma_args *m, const fcuda_varlen *b, const char *fn) {
+    cuda_ctx *c = ctx->impl;
+    if (!c->hopper || ctx->portable_attention || !fcuda_flash_wgmma_supported(m->head_dim)) {
+        CUDA_TRY(fn, fcuda_flash_mma(m, b, c->stream));
+        return FORGE_OK;
+    }
+    /* the Hopper kernel's work counter, zeroed in stream order (a context's
+     * calls run one after another on its stream) */
+    m->work = c->work;
+    CUDA_TRY(fn, cudaMemsetAsync(m->work, 0, sizeof(int), c->stream));
+    CUDA_TRY(fn, fcuda_flash_wgmma(m, b, c->stream));
+    return FORGE_OK;
+}
+
+/* forge_attention_forward on a tensor-core kernel, FCUDA_MAX_SEQS sequences
+ * a launch (their offsets travel as a kernel parameter, so the call makes
+ * no host copy and can be captured in a graph). */
 static forge_status cuda_attention(forge_context *ctx, const forge_attention_args *a, int total_q,
                                    int total_kv) {
     static const char fn[] = "forge_attention_forward";
-    cuda_ctx *c = ctx->impl;
     if (a->dtype != FORGE_BF16 && a->dtype != FORGE_F16)
         return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the CUDA backend computes attention alone in bf16 and fp16, not %s",
                           fn, forge_dtype_name(a->dtype));
@@ -637,26 +574,23 @@ static forge_status cuda_attention(forge_context *ctx, const forge_attention_arg
         fcuda_varlen b = {.n = a->batch - first < FCUDA_MAX_SEQS ? a->batch - first : FCUDA_MAX_SEQS};
         for (int i = 0; i <= b.n; i++) {
             b.q0[i] = a->q_offsets[first + i];
-            b.k0[i] = a->kv_offsets[first + i];
             if (i > 0 && b.q0[i] - b.q0[i - 1] > b.max_q) b.max_q = b.q0[i] - b.q0[i - 1];
         }
-        if (b.max_q == 0) continue;
-        const int hopper = c->hopper && !ctx->portable_attention && fcuda_flash_wgmma_supported(a->head_dim);
-        if (!hopper) {
-            CUDA_TRY(fn, fcuda_flash_mma(&m, &b, c->stream));
-            continue;
+        for (int i = 0; i < b.n; i++) {
+            b.k0[i] = a->kv_offsets[first + i];
+            b.nk[i] = a->kv_offsets[first + i + 1] - b.k0[i];
         }
-        /* the Hopper kernel's work counter, zeroed in stream order (a
-         * context's calls run one after another on its stream) */
-        m.work = c->work;
-        CUDA_TRY(fn, cudaMemsetAsync(m.work, 0, sizeof(int), c->stream));
-        cudaError_t e = fcuda_flash_wgmma(&m, &b, c->stream);
-        if (e != cudaSuccess) return cuda_err(fn, "fcuda_flash_wgmma", e);
+        forge_status st;
+        if (b.max_q > 0 && (st = cuda_flash_tc(ctx, &m, &b, fn)) != FORGE_OK) return st;
     }
     return FORGE_OK;
 }
 
 /* -------------------------------------------------------------- graphs */
+
+typedef struct {
+    cudaGraphExec_t exec;
+} cuda_graph;
 
 static void cuda_graph_free(forge_graph *graph) {
     cuda_graph *g = graph->impl;

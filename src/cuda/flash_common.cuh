@@ -28,7 +28,7 @@ __device__ inline bool flash_block_at(flash_block &f, const fcuda_mma_args &a, c
                                       int mb, int h, int s) {
     f.h = h;
     f.g = f.h / (a.heads / a.kv_heads);
-    f.q0 = b.q0[s], f.nq = b.q0[s + 1] - f.q0, f.k0 = b.k0[s], f.nk = b.k0[s + 1] - f.k0;
+    f.q0 = b.q0[s], f.nq = b.q0[s + 1] - f.q0, f.k0 = b.k0[s], f.nk = b.nk[s];
     f.m0 = mb * BM;
     f.shift = f.nk - f.nq;
     const int n_end = a.causal ? min(f.nk, f.m0 + BM + f.shift) : f.nk;

@@ -76,13 +76,15 @@ cudaError_t fcuda_flash_init(void);
 cudaError_t fcuda_flash_attention(const fcuda_attn_args *a, const fcuda_batch *b,
                                   cudaStream_t stream);
 
-/* Attention alone on tensor cores (flash_mma.cu), FlashAttention's varlen
- * layout: sequence s of a launch owns query rows q0[s] .. q0[s+1]-1 and key
- * rows k0[s] .. k0[s+1]-1. */
+/* Attention on tensor cores (flash_mma.cu, flash_wgmma.cu), FlashAttention's
+ * varlen layout: sequence s of a launch owns query rows q0[s] .. q0[s+1]-1
+ * and key rows k0[s] .. k0[s]+nk[s]-1 (packed one after another, or each in
+ * its KV cache slot). */
 typedef struct {
     int n;
     int q0[FCUDA_MAX_SEQS + 1];
-    int k0[FCUDA_MAX_SEQS + 1];
+    int k0[FCUDA_MAX_SEQS];
+    int nk[FCUDA_MAX_SEQS];
     int max_q; /* the most query rows of one sequence */
 } fcuda_varlen;
 
@@ -112,6 +114,23 @@ cudaError_t fcuda_flash_mma(const fcuda_mma_args *a, const fcuda_varlen *b, cuda
 int fcuda_flash_wgmma_supported(int head_dim);
 cudaError_t fcuda_flash_wgmma_init(void);
 cudaError_t fcuda_flash_wgmma(const fcuda_mma_args *a, const fcuda_varlen *b, cudaStream_t stream);
+
+/* A bf16 or fp16 layer's split (split_rope16.cu): token t of qkv
+ * [T, (heads + 2 kv_heads) * head_dim] (Q and K rows in RoPE pair order)
+ * becomes row t of q [T, heads, head_dim], rotated, and row r of k and v
+ * [rows, kv_heads, head_dim]: with a cache, r = slot * max_seq + position
+ * (the cache is [slots, max_seq, kv_heads, head_dim]); without, r = t. */
+typedef struct {
+    const void *qkv;
+    void *q, *k, *v;
+    const double *inv_freq; /* [head_dim / 2] RoPE frequencies */
+    int use_cache, max_seq;
+    int heads, kv_heads, head_dim;
+    int rope_style; /* forge_rope_style */
+    int bf16;       /* else fp16 */
+} fcuda_split16_args;
+
+cudaError_t fcuda_split_rope16(const fcuda_split16_args *a, const fcuda_batch *b, cudaStream_t stream);
 
 /* Unfused path, one sequence: scores [rows, keys] with row r the query
  * r % n_queries at position q_pos0 + r % n_queries and key j at k_pos0 + j,

@@ -31,6 +31,7 @@ void ref_random_layer_free(ref_random_layer *l) {
     float *arrays[] = {l->q_proj, l->k_proj, l->v_proj, l->o_proj,
                        l->q_bias, l->k_bias, l->v_bias, l->o_bias};
     for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) free(arrays[i]);
+    for (int i = 0; i < 8; i++) free(l->narrow[i]);
     *l = (ref_random_layer){0};
 }
 
@@ -63,6 +64,25 @@ int ref_random_layer_make(ref_random_layer *l, const forge_layer_config *cfg, ui
     }
     l->w = (forge_layer_weights){l->q_proj, l->k_proj, l->v_proj, l->o_proj,
                                  l->q_bias, l->k_bias, l->v_bias, l->o_bias};
+    l->model = l->w;
+    if (cfg->dtype == FORGE_F32) return 0;
+    /* the model in the layer's dtype, and the floats rounded to its values */
+    float *arrays[8] = {l->q_proj, l->k_proj, l->v_proj, l->o_proj, l->q_bias, l->k_bias, l->v_bias, l->o_bias};
+    const size_t sizes[8] = {q_out * hidden, kv_out * hidden, kv_out * hidden, hidden * q_out,
+                             q_out, kv_out, kv_out, hidden};
+    const void **w[8] = {&l->model.q_proj, &l->model.k_proj, &l->model.v_proj, &l->model.o_proj,
+                         &l->model.q_bias, &l->model.k_bias, &l->model.v_bias, &l->model.o_bias};
+    for (int i = 0; i < 8; i++) {
+        if (!arrays[i]) continue;
+        void *narrow = malloc(sizes[i] * forge_dtype_size(cfg->dtype));
+        if (!narrow || forge_convert(narrow, cfg->dtype, arrays[i], FORGE_F32, sizes[i]) != FORGE_OK ||
+            forge_convert(arrays[i], FORGE_F32, narrow, cfg->dtype, sizes[i]) != FORGE_OK) {
+            free(narrow);
+            ref_random_layer_free(l);
+            return -1;
+        }
+        *w[i] = l->narrow[i] = narrow;
+    }
     return 0;
 }
 

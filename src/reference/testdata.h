@@ -18,12 +18,16 @@ double ref_rng_normal(ref_rng *r);  /* mean 0, deviation 1 */
 /* n floats, normal with deviation `scale`. */
 void ref_rng_fill(ref_rng *r, float *dst, size_t n, double scale);
 
-/* A random float32 layer as an initialised model would have it: weights with
- * deviation 1/sqrt(fan_in), biases (where cfg->bias asks) with deviation 0.1. */
+/* A random layer as an initialised model would have it: weights with
+ * deviation 1/sqrt(fan_in), biases (where cfg->bias asks) with deviation 0.1.
+ * `model` is in cfg->dtype, for forge_layer_create; `w` holds the same values
+ * as floats (rounded to that dtype), for the float64 reference. */
 typedef struct {
-    forge_layer_weights w; /* points into the arrays below */
+    forge_layer_weights w;     /* points into the float arrays below */
+    forge_layer_weights model; /* w, or for 16-bit dtypes `narrow` */
     float *q_proj, *k_proj, *v_proj, *o_proj;
     float *q_bias, *k_bias, *v_bias, *o_bias;
+    void *narrow[8];           /* the arrays above in a 16-bit dtype, in that order */
 } ref_random_layer;
 
 /* Returns 0, or -1 when out of memory (nothing then to free). */

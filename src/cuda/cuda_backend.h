@@ -1,0 +1,102 @@
+/* cuda_backend.h: the CUDA backend's host-side state, shared by its files:
+ * cuda_backend.c (context, buffers, cache, layers, the fp32 forward call,
+ * attention alone, graphs), lt_linear.c (projections through cuBLASLt) and
+ * layer16.c (the bf16 and fp16 forward call). */
+#ifndef FORGE_CUDA_BACKEND_H
+#define FORGE_CUDA_BACKEND_H
+
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include "backend.h"
+#include "error.h"
+#include "kernels.h"
+
+#define WORKSPACE_BYTES ((size_t)32 << 20) /* shared by cuBLAS and cuBLASLt */
+
+typedef struct {
+    int device;
+    cudaStream_t stream;     /* the caller's, or own_stream */
+    cudaStream_t own_stream; /* non-blocking, so that calls can be captured */
+    cublasHandle_t blas;
+    cublasLtHandle_t lt;
+    void *workspace;
+    cudaEvent_t watch[2]; /* forge_stopwatch_start, _stop */
+    int hopper;           /* compute capability 9.0: the sm_90a kernels run */
+    int *work;            /* the Hopper attention kernel's work counter */
+} cuda_ctx;
+
+/* A cuBLASLt y = x W^T (+ bias) for one token count, planned once. */
+typedef struct {
+    int tokens; /* 0: not planned */
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t w, x, y;
+    cublasLtMatmulAlgo_t algo;
+} lt_linear;
+
+/* A layer on the device. Weights, activations and K, V are in the layer's
+ * dtype; fp32 layers also use the unfused path's buffers. */
+typedef struct {
+    void *w_qkv;        /* [qkv_dim, hidden], Q and K rows in RoPE pair order (qkv_store.cuh) */
+    void *b_qkv;        /* [qkv_dim] or NULL */
+    void *w_o;          /* [hidden, heads * head_dim] */
+    void *b_o;          /* [hidden] or NULL */
+    double *inv_freq;   /* [head_dim / 2] */
+    lt_linear qkv_gemm, o_gemm;
+    /* workspace, grown to the largest call reserved */
+    int ws_tokens;
+    void *qkv;          /* [T, qkv_dim] */
+    void *q;            /* fp32: per sequence [heads, n, head_dim]; 16-bit: [T, heads, head_dim] */
+    void *attn;         /* [T, heads * head_dim] */
+    void *k_tmp, *v_tmp; /* [T * kv_heads * head_dim]: K, V of cache-less calls */
+    float *heads_out;   /* fp32 unfused: [T * heads * head_dim], head-major */
+    size_t ws_scores;
+    float *scores;      /* fp32 unfused: heads * n * keys of the largest sequence */
+    cudaEvent_t ev[FORGE_STAGE_COUNT + 1];
+} cuda_layer;
+
+/* K and V of a cache: fp32 [slots, kv_heads, max_seq, head_dim], the rows
+ * the CUDA-core kernels read; bf16 and fp16 [slots, max_seq, kv_heads,
+ * head_dim], the tensor-core kernels' token-major rows. */
+typedef struct {
+    void *k, *v;
+} cuda_cache;
+
+forge_status cuda_err(const char *where, const char *what, cudaError_t e);
+forge_status blas_err(const char *where, const char *what, cublasStatus_t e);
+
+#define CUDA_TRY(where, call)                                                                    \
+    do {                                                                                         \
+        cudaError_t e_ = (call);                                                                 \
+        if (e_ != cudaSuccess) return cuda_err(where, #call, e_);                                \
+    } while (0)
+
+#define BLAS_TRY(where, call)                                                                    \
+    do {                                                                                         \
+        cublasStatus_t e_ = (call);                                                              \
+        if (e_ != CUBLAS_STATUS_SUCCESS) return blas_err(where, #call, e_);                      \
+    } while (0)
+
+/* lt_linear.c: y [tokens, out] = x [tokens, in] W^T (+ bias), all in dtype,
+ * accumulated in float32. A plan is kept until the token count changes. */
+forge_status lt_linear_plan(cuda_ctx *c, lt_linear *g, forge_dtype dtype, const void *bias, int tokens, int in,
+                            int out);
+forge_status lt_linear_run(cuda_ctx *c, const lt_linear *g, void *y, const void *x, const void *w);
+void lt_linear_free(lt_linear *g);
+
+/* cuda_backend.c, for layer16.c */
+/* The sequences [first, first + count) as one launch's parameters. */
+fcuda_batch cuda_batch_of(const forge_seq *seqs, int first, int count, int tok0);
+/* Starts a stage of a forward call: fails it when the test hook asks, and
+ * records its event when profiling. */
+forge_status cuda_stage_begin(forge_layer *layer, forge_stage stage, int record, forge_stage *failed);
+/* Queues tensor-core attention: Hopper's kernel where it serves the head
+ * dim, else the mma.sync one. */
+forge_status cuda_flash_tc(forge_context *ctx, fcuda_mma_args *m, const fcuda_varlen *b, const char *fn);
+
+/* layer16.c: cuda_forward for bf16 and fp16 layers */
+forge_status cuda_forward16(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs, int n_seqs,
+                            int total, const void *x, void *y, int record, forge_stage *failed);
+
+#endif
