@@ -523,14 +523,17 @@ static void check_graph16(const forge_layer_config *cfg, uint64_t seed) {
 /* Layers in fp16 and bf16 (weights, x, y and the cache in the dtype)
  * against the float64 reference on the same weights and inputs, rounded to
  * the dtype: every head dim the tensor-core kernels take (on an H100, 64
- * and 128 run the Hopper kernel), GQA and MQA, one call holding a new
+ * and 128 run the Hopper kernel), every RoPE style, GQA and MQA, one call holding a new
  * prompt, a continuation and a decode step with lengths that are no
  * multiple of a tile, a cache-less batch, and a graph. */
 static void test_dtypes(void **state) {
     static const forge_dtype dtypes[] = {FORGE_F16, FORGE_BF16};
     static const struct {
         int hidden, heads, kv_heads, head_dim;
-    } shapes[] = {{96, 4, 2, 32}, {256, 4, 1, 64}, {256, 4, 2, 128}, {192, 2, 2, 96}, {256, 2, 1, 256}};
+        forge_rope_style rope;
+    } shapes[] = {{96, 4, 2, 32, FORGE_ROPE_HALF},      {256, 4, 1, 64, FORGE_ROPE_INTERLEAVED},
+                  {256, 4, 2, 128, FORGE_ROPE_HALF},    {192, 2, 2, 96, FORGE_ROPE_NONE},
+                  {256, 2, 1, 256, FORGE_ROPE_INTERLEAVED}};
     const int before[] = {0, 9, 20}, now[] = {130, 61, 1}, slot[] = {2, 0, 3};
     const int n[] = {1, 77, 4}, pos0[] = {0, 3, 150};
     for (int i = 0; i < 2; i++)
@@ -538,6 +541,7 @@ static void test_dtypes(void **state) {
             forge_layer_config cfg =
                 forge_layer_config_default(shapes[j].hidden, shapes[j].heads, shapes[j].kv_heads, shapes[j].head_dim);
             cfg.max_seq = 160;
+            cfg.rope_style = shapes[j].rope;
             cfg.bias = FORGE_BIAS_Q | FORGE_BIAS_V | FORGE_BIAS_O;
             cfg.dtype = dtypes[i];
             const uint64_t seed = 600 + 10 * (uint64_t)(i * 5 + j);
