@@ -223,11 +223,22 @@ static forge_status cuda_layer_init(forge_layer *layer, const forge_layer_weight
         if ((e = cudaMemcpy(l->inv_freq, inv_freq, sizeof(double) * (size_t)(c->head_dim / 2), cudaMemcpyHostToDevice)))
             st = cuda_err(fn, "cudaMemcpy", e);
     free(inv_freq);
+    /* the copies and memsets above ran on the legacy default stream, which
+     * the context's non-blocking stream does not wait for */
+    if (st == FORGE_OK && (e = cudaStreamSynchronize(cudaStreamLegacy))) st = cuda_err(fn, "cudaStreamSynchronize", e);
     if (st != FORGE_OK) cuda_layer_free(layer);
     return st;
 }
 
 /* -------------------------------------------------------------- cache */
+
+static void cuda_cache_free(forge_kv_cache *cache) {
+    cuda_cache *cc = cache->impl;
+    if (!cc) return;
+    cudaFree(cc->k);
+    cudaFree(cc->v);
+    free(cc);
+}
 
 /* The cache starts zeroed: the tensor-core kernels read whole tiles of key
  * rows and weight those past a sequence's length by zero, which must not
@@ -251,17 +262,15 @@ static forge_status cuda_cache_init(forge_kv_cache *cache) {
                           fn, cache->slots, bytes, cudaGetErrorString(e));
     }
     cache->impl = cc;
-    if ((e = cudaMemset(cc->k, 0, bytes)) == cudaSuccess) e = cudaMemset(cc->v, 0, bytes);
-    return e ? cuda_err(fn, "cudaMemset", e) : FORGE_OK;
+    /* on the legacy default stream, which the context's non-blocking
+     * stream does not wait for: done before the cache is handed out */
+    if ((e = cudaMemset(cc->k, 0, bytes)) == cudaSuccess && (e = cudaMemset(cc->v, 0, bytes)) == cudaSuccess)
+        e = cudaStreamSynchronize(cudaStreamLegacy);
+    if (!e) return FORGE_OK;
+    cuda_cache_free(cache);
+    return cuda_err(fn, "cudaMemset", e);
 }
 
-static void cuda_cache_free(forge_kv_cache *cache) {
-    cuda_cache *cc = cache->impl;
-    if (!cc) return;
-    cudaFree(cc->k);
-    cudaFree(cc->v);
-    free(cc);
-}
 
 /* Copies positions [0, len) of a slot between the device cache (cuda_cache
  * says its layouts) and host buffers [kv_heads, len, head_dim], a 2-D copy
