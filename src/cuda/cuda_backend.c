@@ -475,7 +475,7 @@ static forge_status forward32(forge_layer *layer, forge_kv_cache *cache, const f
     /* with small_qkv, done in the projection's epilogue: the stage is empty */
     if ((st = cuda_stage_begin(layer, FORGE_STAGE_ROPE_CACHE, record, failed)) != FORGE_OK) return st;
     for (int first = 0, tok0 = 0; !small_qkv && first < n_seqs; first += FCUDA_MAX_SEQS) {
-        int count = n_seqs - first < FCUDA_MAX_SEQS ? n_seqs - first : FCUDA_MAX_SEQS;
+        int count = cuda_launch_seqs(n_seqs, first);
         fcuda_batch b = cuda_batch_of(seqs, first, count, tok0);
         if ((e = fcuda_split_rope(&split, &b, cx->stream))) return cuda_err(fn, "fcuda_split_rope", e);
         tok0 = b.tok0[count];
@@ -485,7 +485,7 @@ static forge_status forward32(forge_layer *layer, forge_kv_cache *cache, const f
     if (use_flash(layer)) {
         fcuda_attn_args attn = {l->q, kv, l->attn, c->heads, c->kv_heads, c->head_dim, 1.0f / sqrtf((float)c->head_dim)};
         for (int first = 0, tok0 = 0; first < n_seqs; first += FCUDA_MAX_SEQS) {
-            int count = n_seqs - first < FCUDA_MAX_SEQS ? n_seqs - first : FCUDA_MAX_SEQS;
+            int count = cuda_launch_seqs(n_seqs, first);
             fcuda_batch b = cuda_batch_of(seqs, first, count, tok0);
             if ((e = fcuda_flash_attention(&attn, &b, cx->stream))) return cuda_err(fn, "fcuda_flash_attention", e);
             tok0 = b.tok0[count];
@@ -494,7 +494,7 @@ static forge_status forward32(forge_layer *layer, forge_kv_cache *cache, const f
         for (int i = 0, tok0 = 0; i < n_seqs; tok0 += seqs[i].n_tokens, i++)
             if ((st = unfused_sequence(layer, &kv, &seqs[i], tok0)) != FORGE_OK) return st;
         for (int first = 0, tok0 = 0; first < n_seqs; first += FCUDA_MAX_SEQS) {
-            int count = n_seqs - first < FCUDA_MAX_SEQS ? n_seqs - first : FCUDA_MAX_SEQS;
+            int count = cuda_launch_seqs(n_seqs, first);
             fcuda_batch b = cuda_batch_of(seqs, first, count, tok0);
             if ((e = fcuda_flatten(l->heads_out, l->attn, c->heads, c->head_dim, &b, cx->stream)))
                 return cuda_err(fn, "fcuda_flatten", e);
@@ -580,7 +580,7 @@ static forge_status cuda_attention(forge_context *ctx, const forge_attention_arg
     fcuda_mma_args m = {a->q, total_kv ? a->k : a->q, total_kv ? a->v : a->q, a->out, a->lse, total_q, total_kv,
                         a->heads, a->kv_heads, a->head_dim, a->scale, a->causal, a->dtype == FORGE_BF16, NULL};
     for (int first = 0; first < a->batch; first += FCUDA_MAX_SEQS) {
-        fcuda_varlen b = {.n = a->batch - first < FCUDA_MAX_SEQS ? a->batch - first : FCUDA_MAX_SEQS};
+        fcuda_varlen b = {.n = cuda_launch_seqs(a->batch, first)};
         for (int i = 0; i <= b.n; i++) {
             b.q0[i] = a->q_offsets[first + i];
             if (i > 0 && b.q0[i] - b.q0[i - 1] > b.max_q) b.max_q = b.q0[i] - b.q0[i - 1];

@@ -85,6 +85,12 @@ forge_status lt_linear_plan(cuda_ctx *c, lt_linear *g, forge_dtype dtype, const 
 forge_status lt_linear_run(cuda_ctx *c, const lt_linear *g, void *y, const void *x, const void *w);
 void lt_linear_free(lt_linear *g);
 
+/* Sequences in the launch that starts at sequence `first` of n: batches
+ * go FCUDA_MAX_SEQS to a launch. */
+static inline int cuda_launch_seqs(int n, int first) {
+    return n - first < FCUDA_MAX_SEQS ? n - first : FCUDA_MAX_SEQS;
+}
+
 /* cuda_backend.c, for layer16.c */
 /* The sequences [first, first + count) as one launch's parameters. */
 fcuda_batch cuda_batch_of(const forge_seq *seqs, int first, int count, int tok0);

@@ -31,7 +31,7 @@ forge_status cuda_forward16(forge_layer *layer, forge_kv_cache *cache, const for
                                       cache != NULL,  c->max_seq, c->heads,    c->kv_heads, c->head_dim,
                                       (int)c->rope_style, bf16};
     for (int first = 0, tok0 = 0; first < n_seqs; first += FCUDA_MAX_SEQS) {
-        const int count = n_seqs - first < FCUDA_MAX_SEQS ? n_seqs - first : FCUDA_MAX_SEQS;
+        const int count = cuda_launch_seqs(n_seqs, first);
         const fcuda_batch b = cuda_batch_of(seqs, first, count, tok0);
         CUDA_TRY(fn, fcuda_split_rope16(&split, &b, cx->stream));
         tok0 = b.tok0[count];
@@ -45,17 +45,16 @@ forge_status cuda_forward16(forge_layer *layer, forge_kv_cache *cache, const for
     fcuda_mma_args m = {l->q, k, v, l->attn, NULL, total, kv_rows, c->heads, c->kv_heads, c->head_dim,
                         1.0f / sqrtf((float)c->head_dim), 1, bf16, NULL};
     for (int first = 0, tok0 = 0; first < n_seqs; first += FCUDA_MAX_SEQS) {
-        fcuda_varlen b = {.n = n_seqs - first < FCUDA_MAX_SEQS ? n_seqs - first : FCUDA_MAX_SEQS};
+        const fcuda_batch sb = cuda_batch_of(seqs, first, cuda_launch_seqs(n_seqs, first), tok0);
+        fcuda_varlen b = {.n = sb.n, .max_q = sb.max_tokens};
+        for (int i = 0; i <= b.n; i++) b.q0[i] = sb.tok0[i];
         for (int i = 0; i < b.n; i++) {
-            const forge_seq *s = &seqs[first + i];
-            b.q0[i] = tok0;
-            b.k0[i] = cache ? s->slot * c->max_seq : tok0;
-            b.nk[i] = cache ? s->pos0 + s->n_tokens : s->n_tokens;
-            b.max_q = s->n_tokens > b.max_q ? s->n_tokens : b.max_q;
-            tok0 += s->n_tokens;
+            const int n = sb.tok0[i + 1] - sb.tok0[i];
+            b.k0[i] = cache ? sb.slot[i] * c->max_seq : sb.tok0[i];
+            b.nk[i] = cache ? sb.pos0[i] + n : n;
         }
-        b.q0[b.n] = tok0;
         if ((st = cuda_flash_tc(layer->ctx, &m, &b, fn)) != FORGE_OK) return st;
+        tok0 = sb.tok0[b.n];
     }
 
     if ((st = cuda_stage_begin(layer, FORGE_STAGE_OUTPUT, record, failed)) != FORGE_OK) return st;
