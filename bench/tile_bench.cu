@@ -73,13 +73,22 @@ int main(void) {
         const char *name;
         kernel_fn kernel;
     } kernels[] = {{"mma.sync", fcuda_flash_mma}, {"wgmma", fcuda_flash_wgmma}};
-    for (int i = 0; i < (major == 9 ? 2 : 1); i++) {
-        const kernel_fn k = kernels[i].kernel;
-        printf("%-8s TFLOP/s, bf16, B*S = 16k: D64 causal %.1f, non-causal %.1f; D128 causal %.1f, "
-               "non-causal %.1f; D128 causal S=1k %.1f; D128 GQA 32/8 causal S=2k %.1f\n",
-               kernels[i].name, tflops(k, 2, 8192, 32, 32, 64, 1), tflops(k, 2, 8192, 32, 32, 64, 0),
-               tflops(k, 2, 8192, 16, 16, 128, 1), tflops(k, 2, 8192, 16, 16, 128, 0),
-               tflops(k, 16, 1024, 16, 16, 128, 1), tflops(k, 8, 2048, 32, 8, 128, 1));
+    const int n_kernels = major == 9 ? 2 : 1;
+    /* B S H Hk D causal: B*S = 16k tokens */
+    static const int shapes[][6] = {
+        {2, 8192, 32, 32, 64, 1},   {2, 8192, 32, 32, 64, 0},  {8, 2048, 32, 32, 64, 1},
+        {16, 1024, 32, 32, 64, 1},  {32, 512, 32, 32, 64, 1},  {32, 512, 32, 32, 64, 0},
+        {2, 8192, 16, 16, 128, 1},  {2, 8192, 16, 16, 128, 0}, {16, 1024, 16, 16, 128, 1},
+        {16, 1024, 16, 16, 128, 0}, {32, 512, 16, 16, 128, 0}, {8, 2048, 32, 8, 128, 1},
+    };
+    printf("TFLOP/s, bf16     ");
+    for (int i = 0; i < n_kernels; i++) printf(" %9s", kernels[i].name);
+    printf("\n");
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int *x = shapes[s];
+        printf("D%-3d %2d/%-2d S=%-5d %c", x[4], x[2], x[3], x[1], x[5] ? 'c' : 'n');
+        for (int i = 0; i < n_kernels; i++) printf(" %9.1f", tflops(kernels[i].kernel, x[0], x[1], x[2], x[3], x[4], x[5]));
+        printf("\n");
     }
     return 0;
 }

@@ -168,8 +168,26 @@ static void test_many_sequences(void **state) {
         q_lens[i] = 1 + (int)(ref_rng_uniform(&rng) * 40);
         kv_lens[i] = q_lens[i] + (int)(ref_rng_uniform(&rng) * 20);
     }
-    attn_case c = {FORGE_BF16, 4, 1, 64, 1, N, q_lens, kv_lens, 1.0};
-    check_case(&c, 501);
+    /* 280 work items: a persistent Hopper block takes several, one after
+     * the other */
+    for (int d = 64; d <= 128; d += 64)
+        for (int causal = 0; causal <= 1; causal++) {
+            attn_case c = {FORGE_BF16, 4, 1, d, causal, N, q_lens, kv_lens, 1.0};
+            check_case(&c, 501 + d + causal);
+        }
+}
+
+/* Sequences past 1024 queries (at head dim 64 the Hopper kernel then takes
+ * rows of 192), causal and not, one over a cached prefix; no length is a
+ * multiple of 64, 128 or 192. */
+static void test_long_sequences(void **state) {
+    static const int q_lens[] = {1100, 1037};
+    static const int kv_lens[] = {1100, 1300};
+    for (int d = 64; d <= 128; d += 64)
+        for (int causal = 0; causal <= 1; causal++) {
+            attn_case c = {FORGE_BF16, 2, 1, d, causal, 2, q_lens, kv_lens, 1.0};
+            check_case(&c, 700 + d + causal);
+        }
 }
 
 /* Large scores (q and k of deviation 20: |q.k| / sqrt(d) in the hundreds)
@@ -262,8 +280,8 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_head_dims),       cmocka_unit_test(test_gqa_mqa),
         cmocka_unit_test(test_cached_prefix),   cmocka_unit_test(test_empty_rows),
-        cmocka_unit_test(test_many_sequences),  cmocka_unit_test(test_large_magnitude),
-        cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_many_sequences),  cmocka_unit_test(test_long_sequences),
+        cmocka_unit_test(test_large_magnitude), cmocka_unit_test(test_bad_arguments),
     };
     return cmocka_run_group_tests_name(g_portable ? "portable" : forge_backend_name(g_backend), tests, NULL, report);
 }

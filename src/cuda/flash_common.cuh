@@ -3,7 +3,7 @@
  * one warp's 16 rows of scores, which both hold in mma.m16n8's accumulator
  * layout (this lane: rows lane/4 and lane/4 + 8 of the 16, columns
  * 8n + 2(lane%4) and the one after of each 8-column block n): the mask, the
- * online softmax that turns scores into P, and the final store. */
+ * online softmax that turns scores into P, P's packing, and the final store. */
 #ifndef FORGE_CUDA_FLASH_COMMON_CUH
 #define FORGE_CUDA_FLASH_COMMON_CUH
 
@@ -62,13 +62,12 @@ __device__ inline void flash_mask(float (&sc)[NT][4], const flash_block &f, int 
 }
 
 /* The online softmax step of one tile: scores sc (scaled by sl into log2
- * units) become P, packed to T in the A-operand layout of P V (keys 16k ..
- * 16k+15 in p[k]); m and l (this lane's part of the row sums) move to the
- * new row maxima, and corr is what the output must be multiplied by to
- * follow them (flash_rescale). A row's 4 lanes (a quad) share its maximum. */
-template <typename T, int NT>
-__device__ inline void flash_softmax(float (&sc)[NT][4], float (&m)[2], float (&l)[2], float sl,
-                                     uint32_t (&p)[NT / 2][4], float (&corr)[2]) {
+ * units) become the unnormalised probabilities P, in place; m and l (this
+ * lane's part of the row sums) move to the new row maxima, and corr is
+ * what the output must be multiplied by to follow them (flash_rescale). A
+ * row's 4 lanes (a quad) share its maximum. */
+template <int NT>
+__device__ inline void flash_softmax(float (&sc)[NT][4], float (&m)[2], float (&l)[2], float sl, float (&corr)[2]) {
 #pragma unroll
     for (int i = 0; i < 2; i++) {
         float mx = m[i];
@@ -83,13 +82,20 @@ __device__ inline void flash_softmax(float (&sc)[NT][4], float (&m)[2], float (&
         float sum = 0.0f;
 #pragma unroll
         for (int n = 0; n < NT; n++) {
-            const float p0 = fast_exp2(fmaf(sc[n][2 * i], sl, -base));
-            const float p1 = fast_exp2(fmaf(sc[n][2 * i + 1], sl, -base));
-            sum += p0 + p1;
-            p[n / 2][(n % 2) * 2 + i] = pack2<T>(p0, p1);
+            sc[n][2 * i] = fast_exp2(fmaf(sc[n][2 * i], sl, -base));
+            sc[n][2 * i + 1] = fast_exp2(fmaf(sc[n][2 * i + 1], sl, -base));
+            sum += sc[n][2 * i] + sc[n][2 * i + 1];
         }
         l[i] = l[i] * corr[i] + sum; /* this lane's part; the quad's parts meet at the end */
     }
+}
+
+/* P rounded to T in the A-operand layout of P V: keys 16k .. 16k+15 in p[k]. */
+template <typename T, int NT> __device__ inline void flash_pack(const float (&sc)[NT][4], uint32_t (&p)[NT / 2][4]) {
+#pragma unroll
+    for (int n = 0; n < NT; n++)
+#pragma unroll
+        for (int i = 0; i < 2; i++) p[n / 2][(n % 2) * 2 + i] = pack2<T>(sc[n][2 * i], sc[n][2 * i + 1]);
 }
 
 /* o *= corr, row by row; once the maxima settle most tiles change no row's,

@@ -128,7 +128,8 @@ __global__ void __launch_bounds__(mma_cfg<D>::THREADS) flash_mma_kernel(fcuda_mm
         for (int t = 0; t < MT; t++) {
             float corr[2];
             flash_mask(sc[t], f, a.causal, j * BN, wr + 16 * t);
-            flash_softmax<T>(sc[t], m[t], l[t], sl, p[t], corr);
+            flash_softmax(sc[t], m[t], l[t], sl, corr);
+            flash_pack<T>(sc[t], p[t]);
             flash_rescale(o[t], corr);
         }
 

@@ -22,18 +22,33 @@
  * store are flash_mma.cu's (flash_common.cuh). */
 #include <cuda.h>
 
+#include <type_traits>
+
 #include "flash_common.cuh"
 #include "wgmma.cuh"
 
-#define WG_BM 128     /* query rows of a block: two consumer warpgroups of 64 */
-#define WG_THREADS 384 /* producer warpgroup, then the consumers */
 #ifndef WG_STAGES /* tunable for experiments; 2 starves the overlapped loop (docs/BENCHMARKS.md) */
 #define WG_STAGES 3
 #endif
+#ifndef WG_PINGPONG /* experiments */
+#define WG_PINGPONG 1
+#endif
 
-template <int D> struct wg_cfg {
+/* WGS consumer warpgroups of 64 rows each: two, or three at D = 64, where
+ * the softmax's share of the work is twice D = 128's and a third
+ * warpgroup's softmax runs beside the others' products (wg_launch chooses) */
+template <int D, int WGS_> struct wg_cfg {
+    static constexpr int WGS = WGS_;
+    static constexpr int BM = 64 * WGS;                      /* query rows of an item */
+    static constexpr int THREADS = 128 * (WGS + 1);          /* the producer warpgroup, then the consumers */
+    /* setmaxnreg moves registers between the warpgroups: the consumers'
+     * increase blocks until the producer's decrease has freed enough of
+     * what the launch gave each thread (65536 / THREADS, in 8s) */
+    static constexpr int LAUNCH_REGS = 65536 / THREADS / 8 * 8, PRODUCER_REGS = 24;
+    static constexpr int CONSUMER_REGS = WGS == 3 ? 160 : 240;
+    static_assert((LAUNCH_REGS - PRODUCER_REGS) >= (CONSUMER_REGS - LAUNCH_REGS) * WGS, "register budget");
     static constexpr int BN = 128;                           /* keys of a tile */
-    static constexpr int Q_BYTES = WG_BM * D * 2;
+    static constexpr int Q_BYTES = BM * D * 2;
     static constexpr int KV_BYTES = BN * D * 2;              /* a K or a V tile */
     /* Q, the ring of K and V, mbarriers, and room to align to 1024 bytes */
     static constexpr size_t bytes = Q_BYTES + 2 * WG_STAGES * (size_t)KV_BYTES + 256 + 1024;
@@ -45,12 +60,19 @@ struct wg_maps {
     CUtensorMap q, k, v;
 };
 
-template <typename T, int D>
-__global__ void __launch_bounds__(WG_THREADS, 1)
+/* Named barriers 1 .. WGS pass the turn to issue matrix products from one
+ * consumer warpgroup to the next (128 threads wait, 128 arrive), so that
+ * each one's softmax runs while the tensor cores work for the others. */
+__device__ inline void turn_wait(int wg) { asm volatile("bar.sync %0, 256;\n" ::"r"(1 + wg) : "memory"); }
+__device__ inline void turn_pass(int next) { asm volatile("bar.arrive %0, 256;\n" ::"r"(1 + next) : "memory"); }
+
+template <typename T, int D, int WGS_>
+__global__ void __launch_bounds__(wg_cfg<D, WGS_>::THREADS, 1)
 flash_wgmma_kernel(const __grid_constant__ wg_maps maps, fcuda_mma_args a, fcuda_varlen b) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    using C = wg_cfg<D>;
-    constexpr int BN = C::BN, NT = BN / 8, DT = D / 8, REGIONS = D / 64;
+    using C = wg_cfg<D, WGS_>;
+    constexpr int WGS = C::WGS, BM = C::BM, BN = C::BN, NT = BN / 8, DT = D / 8, REGIONS = D / 64;
+    constexpr int WARPS = 4 * WGS; /* consumer warps, each arriving once on the barriers they release */
     extern __shared__ unsigned char smem_raw[];
     /* swizzled tiles must start 1024-byte aligned */
     unsigned char *Qs = smem_raw + ((1024 - smem_addr(smem_raw) % 1024) % 1024);
@@ -70,23 +92,23 @@ flash_wgmma_kernel(const __grid_constant__ wg_maps maps, fcuda_mma_args a, fcuda
      * heaviest first (under a causal mask the last rows see the most keys);
      * heads of a sequence, which share KV heads in groups, are neighbours
      * too. */
-    const int row_blocks = (b.max_q + WG_BM - 1) / WG_BM, items = row_blocks * a.heads * b.n;
+    const int row_blocks = (b.max_q + BM - 1) / BM, items = row_blocks * a.heads * b.n;
     auto item_at = [&](flash_block &f, int i) {
         const int pair = i / row_blocks;
-        return flash_block_at(f, a, b, WG_BM, BN, row_blocks - 1 - i % row_blocks, pair % a.heads, pair / a.heads);
+        return flash_block_at(f, a, b, BM, BN, row_blocks - 1 - i % row_blocks, pair % a.heads, pair / a.heads);
     };
 
-    const int group = threadIdx.x / 128; /* 0: producer; 1, 2: consumers */
+    const int group = threadIdx.x / 128; /* 0: producer; 1 .. WGS: consumers */
     if (threadIdx.x == 0) {
         mbar_init(q_full, 1);
-        mbar_init(q_empty, 8); /* one arrival a consumer warp */
+        mbar_init(q_empty, WARPS);
         for (int s = 0; s < WG_STAGES; s++) {
             mbar_init(full(s), 1);
-            mbar_init(empty(s), 8);
+            mbar_init(empty(s), WARPS);
         }
         for (int k = 0; k < 2; k++) {
             mbar_init(item_full(k), 1);
-            mbar_init(item_empty(k), 8);
+            mbar_init(item_empty(k), WARPS);
         }
         mbar_init_fence();
     }
@@ -97,7 +119,7 @@ flash_wgmma_kernel(const __grid_constant__ wg_maps maps, fcuda_mma_args a, fcuda
      * more. Both sides count the items (n), Q loads (qn) and tiles (tn)
      * they have seen, for the barriers' phases. */
     if (group == 0) {
-        regs_dec<24>();
+        regs_dec<C::PRODUCER_REGS>();
         if (threadIdx.x != 0) return;
         int n = 0, qn = 0, tn = 0;
         for (int i = blockIdx.x;; i = gridDim.x + atomicAdd(&a.work[0], 1), n++) {
@@ -107,6 +129,9 @@ flash_wgmma_kernel(const __grid_constant__ wg_maps maps, fcuda_mma_args a, fcuda
             if (i >= items) break;
             flash_block f;
             if (!item_at(f, i) || f.tiles == 0) continue;
+            /* No other item reads this Q, so it comes from DRAM: start it
+             * towards L2 now, while the last item's tiles are consumed. */
+            for (int r = 0; r < REGIONS; r++) tma_prefetch_3d(&maps.q, r * 64, f.h, f.q0 + f.m0);
             for (int j = 0; j < f.tiles; j++, tn++) {
                 const int s = tn % WG_STAGES;
                 mbar_wait(empty(s), ((tn / WG_STAGES) & 1) ^ 1); /* the first round finds them free */
@@ -120,7 +145,7 @@ flash_wgmma_kernel(const __grid_constant__ wg_maps maps, fcuda_mma_args a, fcuda
                     mbar_wait(q_empty, (qn & 1) ^ 1);
                     mbar_arrive_expect(q_full, C::Q_BYTES);
                     for (int r = 0; r < REGIONS; r++)
-                        tma_load_3d(smem_addr(Qs + r * WG_BM * 128), &maps.q, r * 64, f.h, f.q0 + f.m0, q_full);
+                        tma_load_3d(smem_addr(Qs + r * BM * 128), &maps.q, r * 64, f.h, f.q0 + f.m0, q_full);
                     qn++;
                 }
             }
@@ -128,15 +153,67 @@ flash_wgmma_kernel(const __grid_constant__ wg_maps maps, fcuda_mma_args a, fcuda
         return;
     }
 
-    regs_inc<240>();
-    const int warp = threadIdx.x / 32 - 4, lane = threadIdx.x % 32; /* warp of the consumers, 0 .. 7 */
-    const unsigned char *Qw = Qs + (group - 1) * 64 * 128; /* this warpgroup's 64 rows of each region */
+    regs_inc<C::CONSUMER_REGS>();
+    const int wg = group - 1, warp = threadIdx.x / 32 - 4, lane = threadIdx.x % 32; /* warp: 0 .. WARPS-1 */
+    const unsigned char *Qw = Qs + wg * 64 * 128; /* this warpgroup's 64 rows of each region */
     const float sl = a.scale * 1.4426950408889634f;
     float o[DT][4], m[2], l[2];
     float(&o_flat)[4 * DT] = reinterpret_cast<float(&)[4 * DT]>(o);
     float sc[NT][4];
     float(&s_flat)[4 * NT] = reinterpret_cast<float(&)[4 * NT]>(sc);
-    int qn = 0, tn = 0;
+    uint32_t p[NT / 2][4]; /* P of the tile whose product is in flight */
+
+    /* Tiles are numbered across items (t), as the producer loads them. */
+    auto wait_tile = [&](int t) { mbar_wait(full(t % WG_STAGES), (t / WG_STAGES) & 1); };
+    auto release = [&](int t) {
+        if (lane == 0) mbar_arrive(empty(t % WG_STAGES)); /* this warp is done with the stage */
+    };
+    /* S = Q K^T of tile t: k-step kk reads 16 columns of the 64-column
+     * region kk / 4 */
+    auto issue_scores = [&](int t) {
+        const unsigned char *Kt = Ks + (t % WG_STAGES) * C::KV_BYTES;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            const int col = (kk % 4) * 32;
+            wgmma_ss<T, BN>(s_flat, wgmma_desc(Qw + (kk / 4) * BM * 128 + col, 16, 1024),
+                            wgmma_desc(Kt + (kk / 4) * BN * 128 + col, 16, 1024), kk > 0);
+        }
+        wgmma_commit();
+    };
+    /* O += P V of tile t: k-step kk reads keys 16kk .. 16kk+15, all D
+     * columns (64-column regions BN * 128 bytes apart) */
+    auto issue_pv = [&](int t) {
+        const unsigned char *Vt = Vs + (t % WG_STAGES) * C::KV_BYTES;
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++)
+            wgmma_rs<T, D>(o_flat, p[kk], wgmma_desc(Vt + kk * 16 * 128, BN * 128, 1024));
+        wgmma_commit();
+    };
+    auto my_turn = [&] { if (WG_PINGPONG) turn_wait(wg); };
+    auto next_turn = [&] { if (WG_PINGPONG) turn_pass((wg + 1) % WGS); };
+    /* The last product of an item is issued behind the first scores of the
+     * next one, which then run their softmax while it completes; prev is
+     * that item, its m and l are pm and pl, its last tile prev_t. */
+    flash_block prev;
+    float pm[2], pl[2];
+    int prev_t = -1;
+    auto store = [&](const flash_block &f, const float (&mx)[2], const float (&sum)[2]) {
+        flash_store<T>(a, f, f.m0 + warp * 16 + lane / 4, o, mx, sum, sl);
+    };
+    auto finish_prev = [&] {
+        my_turn();
+        wgmma_fence();
+        issue_pv(prev_t);
+        next_turn();
+        wgmma_wait<0>();
+        wgmma_hold(o_flat);
+        release(prev_t);
+        store(prev, m, l);
+        prev_t = -1;
+    };
+    if (WG_PINGPONG && wg == WGS - 1) turn_pass(0); /* the first turn is the first warpgroup's */
+
+    int qn = 0, tn = 0; /* Q loads and tiles seen: the barriers' phases */
     for (int n = 0;; n++) {
         mbar_wait(item_full(n % 2), (n / 2) & 1);
         const int i = item_slot[n % 2];
@@ -145,90 +222,86 @@ flash_wgmma_kernel(const __grid_constant__ wg_maps maps, fcuda_mma_args a, fcuda
         if (i >= items) break;
         flash_block f;
         if (!item_at(f, i)) continue;
-        const int row0 = f.m0 + warp * 16 + lane / 4; /* this lane's rows: row0, row0 + 8 */
-        m[0] = m[1] = -INFINITY;
-        l[0] = l[1] = 0.0f;
+        if (f.tiles == 0) { /* no key: zeros, after the product in flight */
+            if (prev_t >= 0) finish_prev();
 #pragma unroll
-        for (int d = 0; d < DT; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
-        if (f.tiles == 0) {
-            flash_store<T>(a, f, row0, o, m, l, sl);
+            for (int d = 0; d < DT; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
+            m[0] = m[1] = -INFINITY;
+            l[0] = l[1] = 0.0f;
+            store(f, m, l);
             continue;
         }
-        /* S = Q K^T of the item's tile j: k-step kk reads 16 columns of the
-         * 64-column region kk / 4 */
-        auto issue_scores = [&](int j) {
-            const unsigned char *Kt = Ks + ((tn + j) % WG_STAGES) * C::KV_BYTES;
-#pragma unroll
-            for (int kk = 0; kk < D / 16; kk++) {
-                const int col = (kk % 4) * 32;
-                wgmma_ss<T, BN>(s_flat, wgmma_desc(Qw + (kk / 4) * WG_BM * 128 + col, 16, 1024),
-                                wgmma_desc(Kt + (kk / 4) * BN * 128 + col, 16, 1024), kk > 0);
-            }
-            wgmma_commit();
-        };
-        /* O += P V of tile j: k-step kk reads keys 16kk .. 16kk+15, all D
-         * columns (64-column regions BN * 128 bytes apart) */
-        auto issue_pv = [&](const uint32_t (&p)[NT / 2][4], int j) {
-            const unsigned char *Vt = Vs + ((tn + j) % WG_STAGES) * C::KV_BYTES;
-#pragma unroll
-            for (int kk = 0; kk < BN / 16; kk++)
-                wgmma_rs<T, D>(o_flat, p[kk], wgmma_desc(Vt + kk * 16 * 128, BN * 128, 1024));
-            wgmma_commit();
-        };
-        auto wait_tile = [&](int j) { mbar_wait(full((tn + j) % WG_STAGES), ((tn + j) / WG_STAGES) & 1); };
-        auto softmax = [&](int j, uint32_t (&p)[NT / 2][4], float (&corr)[2]) {
+        const int row0 = f.m0 + warp * 16 + lane / 4; /* this lane's rows: row0, row0 + 8 */
+        auto softmax = [&](int j, float (&corr)[2]) {
             wgmma_hold(s_flat);
             flash_mask(sc, f, a.causal, j * BN, row0);
-            flash_softmax<T>(sc, m, l, sl, p, corr);
+            flash_softmax(sc, m, l, sl, corr);
         };
-        auto release = [&](int j) {
-            if (lane == 0) mbar_arrive(empty((tn + j) % WG_STAGES)); /* this warp is done with the stage */
+        auto q_done = [&](int j) { /* every S of the item is done: Q may be replaced */
+            if (j == f.tiles - 1 && lane == 0) mbar_arrive(q_empty);
         };
-        /* Step j: S_j is issued, then P_{j-1} V_{j-1} behind it; the tensor
-         * cores run that product while this warpgroup runs S_j's softmax.
-         * P alternates between two register sets: a register operand must
-         * stay unchanged until its wgmma completes. */
-        auto step = [&](int j, const uint32_t (&p_prev)[NT / 2][4], uint32_t (&p)[NT / 2][4]) {
-            wait_tile(j);
+        /* Tile 0, with the previous item's last product behind it when
+         * there is one. Two copies of the code, each starting and ending
+         * with no product in flight: ptxas serialises every wgmma of a
+         * kernel where it cannot tell whether one is in flight. */
+        auto first_tile = [&](auto with_prev) {
+            constexpr bool PREV = decltype(with_prev)::value;
+            mbar_wait(q_full, qn & 1);
+            wait_tile(tn);
+            my_turn();
             wgmma_fence();
-            issue_scores(j);
-            issue_pv(p_prev, j - 1);
+            issue_scores(tn);
+            if constexpr (PREV) issue_pv(prev_t);
+            next_turn();
+            wgmma_wait<PREV ? 1 : 0>();
+            q_done(0);
+            pm[0] = m[0], pm[1] = m[1], pl[0] = l[0], pl[1] = l[1];
+            m[0] = m[1] = -INFINITY;
+            l[0] = l[1] = 0.0f;
+            float corr[2]; /* o starts at zero: nothing to rescale */
+            softmax(0, corr);
+            if constexpr (PREV) {
+                wgmma_wait<0>();
+                wgmma_hold(o_flat);
+                release(prev_t);
+                store(prev, pm, pl);
+            }
+#pragma unroll
+            for (int d = 0; d < DT; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
+            flash_pack<T>(sc, p);
+        };
+        if (prev_t >= 0)
+            first_tile(std::true_type{});
+        else
+            first_tile(std::false_type{});
+        /* Step j: S_j is issued, then P_{j-1} V_{j-1} behind it; the tensor
+         * cores run that product while this warpgroup runs S_j's softmax
+         * in float registers. P_j is packed once the product is done with
+         * P_{j-1}: a register operand must stay unchanged until its wgmma
+         * completes. */
+        for (int j = 1; j < f.tiles; j++) {
+            wait_tile(tn + j);
+            my_turn();
+            wgmma_fence();
+            issue_scores(tn + j);
+            issue_pv(tn + j - 1);
+            next_turn();
             wgmma_wait<1>(); /* the scores */
+            q_done(j);
             float corr[2];
-            softmax(j, p, corr);
+            softmax(j, corr);
             wgmma_wait<0>(); /* the product */
             wgmma_hold(o_flat);
-            release(j - 1);
+            release(tn + j - 1);
+            flash_pack<T>(sc, p);
             flash_rescale(o, corr);
-        };
-
-        uint32_t pa[NT / 2][4], pb[NT / 2][4];
-        {
-            float corr[2]; /* o is zero: nothing to rescale */
-            mbar_wait(q_full, qn & 1);
-            wait_tile(0);
-            wgmma_fence();
-            issue_scores(0);
-            wgmma_wait<0>();
-            softmax(0, pa, corr);
         }
-        for (int j = 1; j < f.tiles; j += 2) {
-            step(j, pa, pb);
-            if (j + 1 < f.tiles) step(j + 1, pb, pa);
-        }
-        if (lane == 0) mbar_arrive(q_empty); /* every S of the item is done: Q may be replaced */
-        wgmma_fence();
-        if ((f.tiles - 1) % 2 == 0) /* two call sites: registers cannot be chosen at run time */
-            issue_pv(pa, f.tiles - 1);
-        else
-            issue_pv(pb, f.tiles - 1);
-        wgmma_wait<0>();
-        wgmma_hold(o_flat);
-        release(f.tiles - 1);
+        prev = f;
+        prev_t = tn + f.tiles - 1;
         tn += f.tiles;
         qn++;
-        flash_store<T>(a, f, row0, o, m, l, sl);
     }
+    if (prev_t >= 0) finish_prev();
 #endif
 }
 
@@ -251,9 +324,9 @@ static cudaError_t make_map(CUtensorMap *map, const void *p, int rows, int heads
     return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
 
-template <typename T, int D> static cudaError_t wg_opt_in(void) {
-    return cudaFuncSetAttribute(flash_wgmma_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                (int)wg_cfg<D>::bytes);
+template <typename T, int D, int WGS> static cudaError_t wg_opt_in(void) {
+    return cudaFuncSetAttribute(flash_wgmma_kernel<T, D, WGS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)wg_cfg<D, WGS>::bytes);
 }
 
 extern "C" int fcuda_flash_wgmma_supported(int head_dim) { return head_dim == 64 || head_dim == 128; }
@@ -266,33 +339,44 @@ extern "C" cudaError_t fcuda_flash_wgmma_init(void) {
     int device = 0;
     if (e == cudaSuccess) e = cudaGetDevice(&device);
     if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device);
-    if (e == cudaSuccess) e = wg_opt_in<__nv_bfloat16, 64>();
-    if (e == cudaSuccess) e = wg_opt_in<__half, 64>();
-    if (e == cudaSuccess) e = wg_opt_in<__nv_bfloat16, 128>();
-    if (e == cudaSuccess) e = wg_opt_in<__half, 128>();
+    if (e == cudaSuccess) e = wg_opt_in<__nv_bfloat16, 64, 2>();
+    if (e == cudaSuccess) e = wg_opt_in<__half, 64, 2>();
+    if (e == cudaSuccess) e = wg_opt_in<__nv_bfloat16, 64, 3>();
+    if (e == cudaSuccess) e = wg_opt_in<__half, 64, 3>();
+    if (e == cudaSuccess) e = wg_opt_in<__nv_bfloat16, 128, 2>();
+    if (e == cudaSuccess) e = wg_opt_in<__half, 128, 2>();
     return e;
 }
 
-template <typename T, int D>
+template <typename T, int D, int WGS>
 static cudaError_t wg_launch(const fcuda_mma_args *a, const fcuda_varlen *b, cudaStream_t stream) {
+    using C = wg_cfg<D, WGS>;
     wg_maps maps;
     /* without keys no tile is loaded; the Q map stands in for K and V */
     const int has_kv = a->total_k > 0;
-    cudaError_t e = make_map(&maps.q, a->q, a->total_q, a->heads, D, WG_BM, a->bf16);
+    cudaError_t e = make_map(&maps.q, a->q, a->total_q, a->heads, D, C::BM, a->bf16);
     if (e == cudaSuccess) e = make_map(&maps.k, has_kv ? a->k : a->q, has_kv ? a->total_k : a->total_q,
-                                       has_kv ? a->kv_heads : a->heads, D, wg_cfg<D>::BN, a->bf16);
+                                       has_kv ? a->kv_heads : a->heads, D, C::BN, a->bf16);
     if (e == cudaSuccess) e = make_map(&maps.v, has_kv ? a->v : a->q, has_kv ? a->total_k : a->total_q,
-                                       has_kv ? a->kv_heads : a->heads, D, wg_cfg<D>::BN, a->bf16);
+                                       has_kv ? a->kv_heads : a->heads, D, C::BN, a->bf16);
     if (e != cudaSuccess) return e;
-    const int items = (b->max_q + WG_BM - 1) / WG_BM * a->heads * b->n;
+    const int items = (b->max_q + C::BM - 1) / C::BM * a->heads * b->n;
     const int grid = items < sm_count ? items : sm_count; /* one persistent block an SM */
-    flash_wgmma_kernel<T, D><<<grid, WG_THREADS, wg_cfg<D>::bytes, stream>>>(maps, *a, *b);
+    flash_wgmma_kernel<T, D, WGS><<<grid, C::THREADS, C::bytes, stream>>>(maps, *a, *b);
     return cudaGetLastError();
 }
 
+/* Three warpgroups at D = 64, except for short causal sequences: rows of
+ * 192 against tiles of 128 keys do a third more work on the diagonal's
+ * tiles there than rows of 128 (at 1k tokens), more than the third
+ * warpgroup gains. */
+template <typename T> static cudaError_t wg_dispatch(const fcuda_mma_args *a, const fcuda_varlen *b, cudaStream_t stream) {
+    if (a->head_dim == 128) return wg_launch<T, 128, 2>(a, b, stream);
+    if (a->causal && b->max_q <= 1024) return wg_launch<T, 64, 2>(a, b, stream);
+    return wg_launch<T, 64, 3>(a, b, stream);
+}
+
 extern "C" cudaError_t fcuda_flash_wgmma(const fcuda_mma_args *a, const fcuda_varlen *b, cudaStream_t stream) {
-    if (a->head_dim == 64) return a->bf16 ? wg_launch<__nv_bfloat16, 64>(a, b, stream) : wg_launch<__half, 64>(a, b, stream);
-    if (a->head_dim == 128)
-        return a->bf16 ? wg_launch<__nv_bfloat16, 128>(a, b, stream) : wg_launch<__half, 128>(a, b, stream);
-    return cudaErrorInvalidValue;
+    if (!fcuda_flash_wgmma_supported(a->head_dim)) return cudaErrorInvalidValue;
+    return a->bf16 ? wg_dispatch<__nv_bfloat16>(a, b, stream) : wg_dispatch<__half>(a, b, stream);
 }

@@ -54,6 +54,12 @@ __device__ inline void tma_load_3d(uint32_t dst, const void *map, int c0, int c1
                  "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
                  : "memory");
 }
+/* TMA: starts bringing that box into L2, for a load of it soon after. */
+__device__ inline void tma_prefetch_3d(const void *map, int c0, int c1, int c2) {
+    asm volatile("cp.async.bulk.prefetch.tensor.3d.L2.global.tile [%0, {%1, %2, %3}];\n" ::"l"((uint64_t)map), "r"(c0),
+                 "r"(c1), "r"(c2)
+                 : "memory");
+}
 /* Moves the warp's register budget: producers give registers back,
  * consumers take them. */
 template <int N> __device__ inline void regs_dec(void) { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N)); }
