@@ -6,7 +6,7 @@
  *   nvcc -gencode=arch=compute_90a,code=sm_90a -O3 -std=c++17 -Isrc \
  *        "-DMMA_BN(D)=64" -o bench_bn64 bench/tile_bench.cu
  *                                            another (MMA_WARPS, MMA_MT,
- *                                            MMA_BN, WG_STAGES)
+ *                                            MMA_BN, WG_STAGES, WG_PINGPONG)
  * Inputs are a fixed pattern of values in [1, 2); the timing does not
  * depend on them. */
 #include <math.h>
@@ -78,7 +78,8 @@ int main(void) {
     static const int shapes[][6] = {
         {2, 8192, 32, 32, 64, 1},   {2, 8192, 32, 32, 64, 0},  {8, 2048, 32, 32, 64, 1},
         {16, 1024, 32, 32, 64, 1},  {32, 512, 32, 32, 64, 1},  {32, 512, 32, 32, 64, 0},
-        {2, 8192, 16, 16, 128, 1},  {2, 8192, 16, 16, 128, 0}, {16, 1024, 16, 16, 128, 1},
+        {2, 8192, 16, 16, 128, 1},  {2, 8192, 16, 16, 128, 0}, {8, 2048, 16, 16, 128, 1},
+        {16, 1024, 16, 16, 128, 1},
         {16, 1024, 16, 16, 128, 0}, {32, 512, 16, 16, 128, 0}, {8, 2048, 32, 8, 128, 1},
     };
     printf("TFLOP/s, bf16     ");

@@ -2,24 +2,24 @@
  * -gencode arch=compute_90a,code=sm_90a), for head dims 64 and 128, bf16 or
  * fp16: TMA loads, wgmma products, warp specialisation.
  *
- * The grid is persistent, a block an SM, taking work items (128 query rows
- * of one head of one sequence) from a counter, so that SMs that finish
- * early take more; neighbouring items share K and V, which then come from
- * L2. A block has three warpgroups. The producer (one thread of it) loads
+ * The grid is persistent, a block an SM, taking work items (64 query rows
+ * per consumer warpgroup, of one head of one sequence) from a counter, so
+ * that SMs that finish early take more; neighbouring items share K and V,
+ * which then come from L2. The producer warpgroup (one thread of it) loads
  * each item's Q and its K and V tiles of BN keys with TMA
  * (cp.async.bulk.tensor) into a ring of STAGES buffers, each guarded by two
- * mbarriers: full (the bytes have landed) and empty (both consumers are
- * done with it); the first tile of the next item loads while the last item
- * ends. Each of the two consumer
- * warpgroups owns 64 of the rows: S = Q K^T is a wgmma with both operands
- * in shared memory, P stays in registers as the A operand of O += P V, and
- * V is read MN-major (transposed by the instruction, not copied). A
- * consumer issues tile j's scores and tile j-1's product together and runs
- * tile j's softmax while the tensor cores compute that product. The
- * producer hands most of its registers to the consumers (setmaxnreg).
- * Tiles sit in 128-byte-swizzled form (wgmma.cuh), which is what TMA's
- * 128-byte swizzle writes: one box per 64 columns. The softmax, mask and
- * store are flash_mma.cu's (flash_common.cuh). */
+ * mbarriers: full (the bytes have landed) and empty (every consumer is done
+ * with it); the next item's tiles load while an item ends. Each consumer
+ * warpgroup owns 64 of the rows: S = Q K^T is a wgmma with both operands in
+ * shared memory, P stays in registers as the A operand of O += P V, and V
+ * is read MN-major (transposed by the instruction, not copied). A consumer
+ * issues tile j's scores and tile j-1's product together and runs tile j's
+ * softmax while the tensor cores compute that product, the consumers taking
+ * turns to issue; an item's last product goes behind the next item's first
+ * scores. The producer hands most of its registers to the consumers
+ * (setmaxnreg). Tiles sit in 128-byte-swizzled form (wgmma.cuh), which is
+ * what TMA's 128-byte swizzle writes: one box per 64 columns. The softmax,
+ * mask and store are flash_mma.cu's (flash_common.cuh). */
 #include <cuda.h>
 
 #include <type_traits>
