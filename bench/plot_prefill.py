@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Draws the prefill sweep (scripts/prefill-sweep.sh) as an SVG: one panel per
-configuration, TFLOP/s against sequence length for Forge and PyTorch's flash
-and cuDNN backends; prints the same figures as a markdown table. No
+configuration, TFLOP/s against sequence length for Forge (as dispatched, and
+its portable mma.sync kernel) and PyTorch's flash and cuDNN backends; prints
+the same figures as a markdown table. No
 dependencies beyond the standard library.
 
   python3 bench/plot_prefill.py prefill.jsonl prefill.svg
@@ -10,8 +11,8 @@ import json
 import math
 import sys
 
-IMPLS = [("forge-cuda", "Forge", "#d62728"), ("torch-flash", "PyTorch flash", "#1f77b4"),
-         ("torch-cudnn", "PyTorch cuDNN", "#2ca02c")]
+IMPLS = [("forge-cuda", "Forge", "#d62728"), ("forge-cuda-portable", "Forge mma.sync", "#ff9896"),
+         ("torch-flash", "PyTorch flash", "#1f77b4"), ("torch-cudnn", "PyTorch cuDNN", "#2ca02c")]
 
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
 rows = [r for r in rows if "TFLOPs" in r]
@@ -65,7 +66,8 @@ for i, (key, series) in enumerate(panels.items()):
                        (color, " ".join(f"{px(s):.1f},{py(t):.1f}" for s, t in pts)))
             out += [f'<circle cx="{px(s):.1f}" cy="{py(t):.1f}" r="2.5" fill="{color}"/>' for s, t in pts]
 ly = H * nrows + 18
-for j, (_, label, color) in enumerate(IMPLS):
+present = {r["impl"] for r in rows}
+for j, (_, label, color) in enumerate(i for i in IMPLS if i[0] in present):
     out.append(f'<rect x="{20 + 150 * j}" y="{ly - 9}" width="12" height="12" fill="{color}"/>')
     out.append(f'<text x="{36 + 150 * j}" y="{ly + 1}">{label}</text>')
 out.append("</svg>")

@@ -116,6 +116,17 @@ typedef enum {
 
 FORGE_API forge_status forge_context_set_fallback(forge_context *ctx, forge_fallback policy);
 
+/* Which flash-attention kernel this context's CUDA calls run (attention
+ * alone and 16-bit layers); the CPU backend has one and ignores this. */
+typedef enum {
+    FORGE_KERNEL_AUTO = 0, /* the Hopper kernel on sm_90 at head dims 64 and 128,
+                              else the portable one (the default)                 */
+    FORGE_KERNEL_PORTABLE, /* the portable mma.sync kernel at every head dim: what
+                              GPUs before Hopper run, for comparing the two        */
+} forge_kernel;
+
+FORGE_API forge_status forge_context_set_kernel(forge_context *ctx, forge_kernel kernel);
+
 /* ------------------------------------------------------------- buffers */
 
 /* Memory where the context's backend computes (device memory for CUDA). */

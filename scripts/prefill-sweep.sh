@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (device tool) over .carry/ (scripts/device-prepare.sh):
-# forge bench prefill beside PyTorch's SDPA backends over issue 5's sweep,
+# forge bench prefill (the kernel as dispatched, and the portable mma.sync
+# one) beside PyTorch's SDPA backends over issue 5's sweep,
 # in one run: S = 512 .. 16k with B*S = 16k tokens, head dims 64 and 128 with
 # H*D = 2048, causal and not, and GQA 32/8 at head dim 128 (causal).
 # JSON lines to $OUT/prefill.jsonl; bench/plot_prefill.py draws them.
@@ -21,8 +22,10 @@ status=0
 point() {
   local b=$1 s=$2 h=$3 k=$4 d=$5 causal=$6 flag=""
   [ "$causal" = 0 ] && flag=--no-causal
-  $forge bench prefill --json --dtype bf16 --batch "$b" --seq "$s" --heads "$h" --kv-heads "$k" \
-    --head-dim "$d" $flag --iters 20 --warmup 3 >>"$OUT/prefill.jsonl" || status=1
+  for kernel in auto portable; do
+    $forge bench prefill --json --dtype bf16 --batch "$b" --seq "$s" --heads "$h" --kv-heads "$k" \
+      --head-dim "$d" $flag --kernel $kernel --iters 20 --warmup 3 >>"$OUT/prefill.jsonl" || status=1
+  done
   if [ "$causal" = 1 ]; then
     python3 $ref prefill --batch "$b" --seq "$s" --heads "$h" --kv-heads "$k" --head-dim "$d" \
       --dtype bf16 --iters 20 --warmup 3 | grep -v '"torch-math"' >>"$OUT/prefill.jsonl" || status=1

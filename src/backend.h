@@ -18,7 +18,7 @@ struct forge_context {
     uint64_t fallback_counts[FORGE_STAGE_COUNT];
     int fallback_logged;                      /* the backend error was printed     */
     int fail_stage;                           /* test hook: stage to fail, or -1   */
-    int portable_attention;                   /* test hook: no Hopper kernels       */
+    forge_kernel kernel;                      /* flash kernel choice (CUDA)        */
     forge_context *cpu;                       /* CPU twin for fallback and checks  */
     double stopwatch_start_us;                /* wall clock, where the backend has no stopwatch */
 };

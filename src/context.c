@@ -111,6 +111,14 @@ forge_status forge_context_set_fallback(forge_context *ctx, forge_fallback polic
     return FORGE_OK;
 }
 
+forge_status forge_context_set_kernel(forge_context *ctx, forge_kernel kernel) {
+    FORGE_CHECK_NOT_NULL(ctx, "forge_context_set_kernel");
+    if (kernel != FORGE_KERNEL_AUTO && kernel != FORGE_KERNEL_PORTABLE)
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "forge_context_set_kernel: unknown kernel %d", (int)kernel);
+    ctx->kernel = kernel;
+    return FORGE_OK;
+}
+
 forge_status forge_context_fallback_counts(const forge_context *ctx,
                                            uint64_t counts[FORGE_STAGE_COUNT]) {
     FORGE_CHECK_NOT_NULL(ctx, "forge_context_fallback_counts");
@@ -121,7 +129,6 @@ forge_status forge_context_fallback_counts(const forge_context *ctx,
 
 void forge_testing_fail_stage(forge_context *ctx, int stage) { ctx->fail_stage = stage; }
 
-void forge_testing_portable_attention(forge_context *ctx, int on) { ctx->portable_attention = on; }
 
 forge_status forge_buffer_alloc(forge_context *ctx, size_t bytes, void **out) {
     FORGE_CHECK_NOT_NULL(ctx, "forge_buffer_alloc");

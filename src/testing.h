@@ -8,8 +8,4 @@
  * as a device error would (-1: none), to exercise the fallback policy. */
 void forge_testing_fail_stage(forge_context *ctx, int stage);
 
-/* 1: attention alone on CUDA takes the portable mma.sync kernel at every
- * head dim, also where the Hopper kernel would run (0: the default). */
-void forge_testing_portable_attention(forge_context *ctx, int on);
-
 #endif

@@ -64,7 +64,7 @@ static void check_case(const attn_case *c, uint64_t seed) {
 
     forge_context *ctx;
     TL_OK(forge_context_create(g_backend, &ctx));
-    forge_testing_portable_attention(ctx, g_portable);
+    TL_OK(forge_context_set_kernel(ctx, g_portable ? FORGE_KERNEL_PORTABLE : FORGE_KERNEL_AUTO));
     /* all-ones bits are NaN in every dtype */
     unsigned char *poison = malloc(nq * es + 1);
     memset(poison, 0xff, nq * es + 1);

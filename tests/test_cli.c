@@ -207,6 +207,7 @@ static void test_bad_inputs(void **state) {
         {"bench decode --seq 8", "bench layer|prefill"},
         {"bench prefill --seq 8", "--heads"},
         {"bench prefill --seq 8 --heads 4 --head-dim 64 --dtype fp8", "--dtype"},
+        {"bench prefill --seq 8 --heads 4 --head-dim 64 --kernel fast", "--kernel"},
         {"bench prefill --seq 8 --heads 4 --kv-heads 3 --head-dim 64 --backend cpu", "kv_heads"},
         {"run --iters 0", "--iters"},
     };

@@ -281,6 +281,11 @@ static void test_misc_errors(void **state) {
     nanosleep(&nap, NULL);
     TL_OK(forge_stopwatch_stop(cpu, &us));
     if (!(us >= 1500.0 && us < 1e6)) fail_msg("stopwatch measured %g us over a 2 ms sleep", us);
+    /* the kernel choice: unknown ones and NULL refused */
+    expect_error(forge_context_set_kernel(cpu, (forge_kernel)7), FORGE_ERR_INVALID_ARGUMENT, "7", "kernel 7");
+    expect_error(forge_context_set_kernel(NULL, FORGE_KERNEL_PORTABLE), FORGE_ERR_INVALID_ARGUMENT, "ctx",
+                 "kernel NULL ctx");
+    TL_OK(forge_context_set_kernel(cpu, FORGE_KERNEL_PORTABLE));
     forge_context_destroy(cpu);
     /* destroying NULL is a no-op */
     forge_context_destroy(NULL);

@@ -7,6 +7,7 @@
  * With --json, one object a line with torch_ref.py's field names. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
 #include "commands.h"
@@ -38,14 +39,14 @@ static void *random_buffer(forge_context *ctx, size_t n, forge_dtype dtype, uint
 
 int bench_prefill(int argc, char **argv) {
     int batch = 1, seq = 0, heads = 0, kv_heads = 0, head_dim = 0, iters = 30, warmup = 5, json = 0, no_causal = 0;
-    const char *dtype_name = "bf16", *backend_name = "auto";
+    const char *dtype_name = "bf16", *backend_name = "auto", *kernel_name = "auto";
     const cli_opt opts[] = {
         {"--json", OPT_FLAG, &json},           {"--batch", OPT_INT, &batch},
         {"--seq", OPT_INT, &seq},              {"--heads", OPT_INT, &heads},
         {"--kv-heads", OPT_INT, &kv_heads},    {"--head-dim", OPT_INT, &head_dim},
         {"--dtype", OPT_STRING, &dtype_name},  {"--no-causal", OPT_FLAG, &no_causal},
         {"--iters", OPT_INT, &iters},          {"--warmup", OPT_INT, &warmup},
-        {"--backend", OPT_STRING, &backend_name},
+        {"--backend", OPT_STRING, &backend_name}, {"--kernel", OPT_STRING, &kernel_name},
     };
     if (cli_parse(CMD, argc, argv, opts, sizeof opts / sizeof opts[0]) != 0) return 1;
     if (batch < 1 || seq < 1 || heads < 1 || head_dim < 1 || iters < 1 || warmup < 0 || kv_heads < 0)
@@ -57,6 +58,10 @@ int bench_prefill(int argc, char **argv) {
     if (cli_dtype(dtype_name, &dtype) != 0) return cli_error(CMD, "--dtype must be fp32, fp16 or bf16, not '%s'", dtype_name);
     if (cli_backend(backend_name, &backend) != 0)
         return cli_error(CMD, "--backend must be auto, cpu or cuda, not '%s'", backend_name);
+    forge_kernel kernel;
+    if (strcmp(kernel_name, "auto") == 0) kernel = FORGE_KERNEL_AUTO;
+    else if (strcmp(kernel_name, "portable") == 0) kernel = FORGE_KERNEL_PORTABLE;
+    else return cli_error(CMD, "--kernel must be auto or portable, not '%s'", kernel_name);
     const int64_t tokens = (int64_t)batch * seq;
     if (tokens * heads * head_dim > (int64_t)1 << 31)
         return cli_error(CMD, "batch * seq * heads * head_dim is over 2^31 elements");
@@ -68,6 +73,7 @@ int bench_prefill(int argc, char **argv) {
     forge_context *ctx = NULL;
     void *q = NULL, *k = NULL, *v = NULL, *out = NULL;
     forge_status st = forge_context_create(backend, &ctx);
+    if (st == FORGE_OK) st = forge_context_set_kernel(ctx, kernel);
     int rc = st == FORGE_OK ? 0 : cli_fail(CMD, st);
     const size_t nq = (size_t)tokens * heads * head_dim, nk = (size_t)tokens * kv_heads * head_dim;
     if (!rc && (!(q = random_buffer(ctx, nq, dtype, 1)) || !(k = random_buffer(ctx, nk, dtype, 2)) ||
@@ -89,7 +95,9 @@ int bench_prefill(int argc, char **argv) {
         const double med = cli_quantile(us, iters, 0.5);
         const double flops = 4.0 * batch * heads * (double)seq * seq * head_dim / (no_causal ? 1.0 : 2.0);
         const double tflops = flops / med / 1e6;
-        const char *impl = forge_context_backend(ctx) == FORGE_BACKEND_CUDA ? "forge-cuda" : "forge-cpu";
+        const char *impl = forge_context_backend(ctx) != FORGE_BACKEND_CUDA ? "forge-cpu"
+                           : kernel == FORGE_KERNEL_PORTABLE          ? "forge-cuda-portable"
+                                                                      : "forge-cuda";
         if (json)
             printf("{\"mode\": \"prefill\", \"impl\": \"%s\", \"dtype\": \"%s\", \"batch\": %d, \"heads\": %d, "
                    "\"kv_heads\": %d, \"head_dim\": %d, \"seq\": %d, \"causal\": %s, \"iters\": %d, "

@@ -33,8 +33,10 @@ static const char usage[] =
     "         median and spread of the whole layer, and per-stage medians\n"
     "  bench  prefill [--json] --seq S --heads H [--kv-heads K] --head-dim D [--batch B]\n"
     "         [--dtype bf16] [--no-causal] [--iters N] [--warmup N] [--backend B]\n"
+    "         [--kernel auto|portable]\n"
     "         attention alone (forge_attention_forward) over B sequences of S tokens:\n"
-    "         median time and TFLOP/s (causal FLOPs halved, as torch_ref.py counts)\n";
+    "         median time and TFLOP/s (causal FLOPs halved, as torch_ref.py counts);\n"
+    "         --kernel portable times the mma.sync kernel where Hopper's would run\n";
 
 int main(int argc, char **argv) {
     if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||

@@ -546,7 +546,7 @@ static forge_status cuda_timings(forge_layer *layer, double us[FORGE_STAGE_COUNT
 
 forge_status cuda_flash_tc(forge_context *ctx, fcuda_mma_args *m, const fcuda_varlen *b, const char *fn) {
     cuda_ctx *c = ctx->impl;
-    if (!c->hopper || ctx->portable_attention || !fcuda_flash_wgmma_supported(m->head_dim)) {
+    if (!c->hopper || ctx->kernel == FORGE_KERNEL_PORTABLE || !fcuda_flash_wgmma_supported(m->head_dim)) {
         CUDA_TRY(fn, fcuda_flash_mma(m, b, c->stream));
         return FORGE_OK;
     }

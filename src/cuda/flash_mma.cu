@@ -42,15 +42,36 @@ template <int D> struct mma_cfg {
 
 /* rows [0, ROWS) of D elements from src (row pitch `pitch` elements) into
  * dst (pitch LD); rows at or past `valid` are zeros. `base` is any valid
- * address, read by nothing, standing in for rows past the end. */
+ * address, read by nothing, standing in for rows past the end. Where the
+ * threads divide into whole rows, each copies one 16-byte column chunk of
+ * every STEP-th row, its addresses a constant step apart, and a whole tile
+ * goes without per-row tests: the loads are most of the loop's integer
+ * work otherwise. */
 template <int ROWS, int D, int THREADS, typename T>
 __device__ inline void load_tile(T *dst, const T *src, size_t pitch, int valid, const T *base) {
-    constexpr int CHUNKS = D / 8; /* 16 bytes each */
+    constexpr int CHUNKS = D / 8, LD = mma_cfg<D>::LD; /* 16 bytes each */
+    if constexpr (THREADS % CHUNKS == 0 && ROWS % (THREADS / CHUNKS) == 0) {
+        constexpr int STEP = THREADS / CHUNKS;
+        const int r0 = threadIdx.x / CHUNKS, col = (threadIdx.x % CHUNKS) * 8;
+        const uint32_t d = smem_addr(dst + r0 * LD + col);
+        const T *s = src + (size_t)r0 * pitch + col;
+        if (valid >= ROWS) {
 #pragma unroll
-    for (int c = threadIdx.x; c < ROWS * CHUNKS; c += THREADS) {
-        const int r = c / CHUNKS, col = (c % CHUNKS) * 8;
-        const bool ok = r < valid;
-        cp_async_16(dst + r * mma_cfg<D>::LD + col, ok ? src + (size_t)r * pitch + col : base, ok ? 16 : 0);
+            for (int i = 0; i < ROWS / STEP; i++) cp_async_16(d + i * STEP * LD * 2, s + i * STEP * pitch);
+        } else {
+#pragma unroll
+            for (int i = 0; i < ROWS / STEP; i++) {
+                const bool ok = r0 + i * STEP < valid;
+                cp_async_16(d + i * STEP * LD * 2, ok ? s + i * STEP * pitch : base, ok ? 16 : 0);
+            }
+        }
+    } else {
+#pragma unroll
+        for (int c = threadIdx.x; c < ROWS * CHUNKS; c += THREADS) {
+            const int r = c / CHUNKS, col = (c % CHUNKS) * 8;
+            const bool ok = r < valid;
+            cp_async_16(smem_addr(dst + r * LD + col), ok ? src + (size_t)r * pitch + col : base, ok ? 16 : 0);
+        }
     }
 }
 

@@ -14,11 +14,10 @@ __device__ inline uint32_t smem_addr(const void *p) {
     return (uint32_t)__cvta_generic_to_shared(p);
 }
 
-/* 16 bytes global -> shared, bypassing L1; the bytes past src_bytes (0 or
- * 16) are zero-filled, so rows past the end load as zeros. */
-__device__ inline void cp_async_16(void *smem, const void *gmem, int src_bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem),
-                 "r"(src_bytes));
+/* 16 bytes global -> shared (address smem), bypassing L1; the bytes past
+ * src_bytes (0 or 16) are zero-filled, so rows past the end load as zeros. */
+__device__ inline void cp_async_16(uint32_t smem, const void *gmem, int src_bytes = 16) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem), "l"(gmem), "r"(src_bytes));
 }
 __device__ inline void cp_async_commit(void) { asm volatile("cp.async.commit_group;\n" ::); }
 /* Waits until at most n committed groups of this thread are in flight. */
