@@ -64,6 +64,7 @@ if [[ " $parts " == *" sanitize "* ]]; then
   run memcheck_attention_portable $cs --tool memcheck $build/tests/test_attention cuda portable
   run racecheck_attention $cs --tool racecheck $build/forge bench prefill --seq 300 --heads 2 --head-dim 128 --iters 1 --warmup 0
   run racecheck_attention_d64 $cs --tool racecheck $build/forge bench prefill --seq 1500 --heads 2 --head-dim 64 --iters 1 --warmup 0
+  run racecheck_attention_long $cs --tool racecheck $build/forge bench prefill --seq 1500 --heads 2 --head-dim 128 --no-causal --iters 1 --warmup 0
   run racecheck_attention_portable $cs --tool racecheck $build/forge bench prefill --seq 300 --heads 2 --head-dim 96 --iters 1 --warmup 0
   run racecheck $cs --tool racecheck $build/forge bench layer --seq 100 --heads 4 --kv-heads 2 --head-dim 64 --iters 2 --warmup 0
   run racecheck_bf16 $cs --tool racecheck $build/forge bench layer --dtype bf16 --seq 100 --heads 4 --kv-heads 2 --head-dim 128 --iters 1 --warmup 0

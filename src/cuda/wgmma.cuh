@@ -76,12 +76,14 @@ template <int N> __device__ inline void wgmma_hold(float (&d)[N]) {
                       "+f"(d[i + 5]), "+f"(d[i + 6]), "+f"(d[i + 7])
 #define WG_ACC32(d) WG_ACC8(d, 0), WG_ACC8(d, 8), WG_ACC8(d, 16), WG_ACC8(d, 24)
 #define WG_ACC64(d) WG_ACC32(d), WG_ACC8(d, 32), WG_ACC8(d, 40), WG_ACC8(d, 48), WG_ACC8(d, 56)
+#define WG_ACC88(d) WG_ACC64(d), WG_ACC8(d, 64), WG_ACC8(d, 72), WG_ACC8(d, 80)
 
 #define WG_REGS32 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+#define WG_REGS88 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87"
 #define WG_REGS64 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
 
 /* d (64xN) = A (64x16, K-major, desc a) * B (16xN, K-major, desc b)
- * + (accumulate ? d : 0), N = 64 or 128. */
+ * + (accumulate ? d : 0), N = 64, 128 or 176. */
 template <typename T, int N> __device__ inline void wgmma_ss(float (&d)[N / 2], uint64_t a, uint64_t b, int accumulate);
 /* d (64xN) += A (64x16, registers) * B (16xN, MN-major, desc b), N = 64 or 128. */
 template <typename T, int N> __device__ inline void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t b);
@@ -97,6 +99,12 @@ template <typename T, int N> __device__ inline void wgmma_rs(float (&d)[N / 2], 
         asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                             \
                      "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " {" WG_REGS64 "}, %64, %65, p, 1, 1, 0, 0;\n}\n" \
                      : WG_ACC64(d)                                                                             \
+                     : "l"(a), "l"(b), "r"(accumulate));                                                       \
+    }                                                                                                          \
+    template <> __device__ inline void wgmma_ss<T, 176>(float (&d)[88], uint64_t a, uint64_t b, int accumulate) { \
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %90, 0;\n"                                             \
+                     "wgmma.mma_async.sync.aligned.m64n176k16.f32." TY "." TY " {" WG_REGS88 "}, %88, %89, p, 1, 1, 0, 0;\n}\n" \
+                     : WG_ACC88(d)                                                                             \
                      : "l"(a), "l"(b), "r"(accumulate));                                                       \
     }                                                                                                          \
     template <> __device__ inline void wgmma_rs<T, 64>(float (&d)[32], const uint32_t (&a)[4], uint64_t b) {     \
@@ -120,7 +128,9 @@ WG_FORMS(__half, "f16")
 #undef WG_ACC8
 #undef WG_ACC32
 #undef WG_ACC64
+#undef WG_ACC88
 #undef WG_REGS32
 #undef WG_REGS64
+#undef WG_REGS88
 
 #endif
