@@ -87,43 +87,36 @@ template <int N> __device__ inline void wgmma_hold(float (&d)[N]) {
 template <typename T, int N> __device__ inline void wgmma_ss(float (&d)[N / 2], uint64_t a, uint64_t b, int accumulate);
 /* d (64xN) += A (64x16, registers) * B (16xN, MN-major, desc b), N = 64 or 128. */
 template <typename T, int N> __device__ inline void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t b);
-/* The four forms for one element type T, named TY in PTX. */
-#define WG_FORMS(T, TY)                                                                                        \
-    template <> __device__ inline void wgmma_ss<T, 64>(float (&d)[32], uint64_t a, uint64_t b, int accumulate) { \
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                             \
-                     "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {" WG_REGS32 "}, %32, %33, p, 1, 1, 0, 0;\n}\n" \
-                     : WG_ACC32(d)                                                                             \
-                     : "l"(a), "l"(b), "r"(accumulate));                                                       \
-    }                                                                                                          \
-    template <> __device__ inline void wgmma_ss<T, 128>(float (&d)[64], uint64_t a, uint64_t b, int accumulate) { \
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                             \
-                     "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " {" WG_REGS64 "}, %64, %65, p, 1, 1, 0, 0;\n}\n" \
-                     : WG_ACC64(d)                                                                             \
-                     : "l"(a), "l"(b), "r"(accumulate));                                                       \
-    }                                                                                                          \
-    template <> __device__ inline void wgmma_ss<T, 176>(float (&d)[88], uint64_t a, uint64_t b, int accumulate) { \
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %90, 0;\n"                                             \
-                     "wgmma.mma_async.sync.aligned.m64n176k16.f32." TY "." TY " {" WG_REGS88 "}, %88, %89, p, 1, 1, 0, 0;\n}\n" \
-                     : WG_ACC88(d)                                                                             \
-                     : "l"(a), "l"(b), "r"(accumulate));                                                       \
-    }                                                                                                          \
-    template <> __device__ inline void wgmma_rs<T, 64>(float (&d)[32], const uint32_t (&a)[4], uint64_t b) {     \
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"                                             \
-                     "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {" WG_REGS32 "}, "              \
-                     "{%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"                                              \
-                     : WG_ACC32(d)                                                                             \
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));                            \
-    }                                                                                                          \
-    template <> __device__ inline void wgmma_rs<T, 128>(float (&d)[64], const uint32_t (&a)[4], uint64_t b) {    \
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"                                             \
-                     "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " {" WG_REGS64 "}, "             \
-                     "{%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"                                              \
-                     : WG_ACC64(d)                                                                             \
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));                            \
+/* One form of each for element type T (TY in PTX) and width N, whose
+ * accumulators are operands 0 .. N/2-1 (ACC, REGS); the numbers after
+ * them are those of the inputs in order. */
+#define WG_SS(T, TY, N, ACC, REGS, A, B, P)                                                                   \
+    template <> __device__ inline void wgmma_ss<T, N>(float (&d)[N / 2], uint64_t a, uint64_t b, int accumulate) { \
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %" #P ", 0;\n"                                         \
+                     "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TY "." TY " {" REGS "}, %" #A ", %" #B  \
+                     ", p, 1, 1, 0, 0;\n}\n"                                                                   \
+                     : ACC(d)                                                                                 \
+                     : "l"(a), "l"(b), "r"(accumulate));                                                      \
     }
+#define WG_RS(T, TY, N, ACC, REGS, A0, A1, A2, A3, B, P)                                                      \
+    template <> __device__ inline void wgmma_rs<T, N>(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t b) { \
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %" #P ", 0;\n"                                         \
+                     "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TY "." TY " {" REGS "}, "              \
+                     "{%" #A0 ", %" #A1 ", %" #A2 ", %" #A3 "}, %" #B ", p, 1, 1, 1;\n}\n"                       \
+                     : ACC(d)                                                                                 \
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));                           \
+    }
+#define WG_FORMS(T, TY)                                                 \
+    WG_SS(T, TY, 64, WG_ACC32, WG_REGS32, 32, 33, 34)                  \
+    WG_SS(T, TY, 128, WG_ACC64, WG_REGS64, 64, 65, 66)                 \
+    WG_SS(T, TY, 176, WG_ACC88, WG_REGS88, 88, 89, 90)                 \
+    WG_RS(T, TY, 64, WG_ACC32, WG_REGS32, 32, 33, 34, 35, 36, 37)      \
+    WG_RS(T, TY, 128, WG_ACC64, WG_REGS64, 64, 65, 66, 67, 68, 69)
 WG_FORMS(__nv_bfloat16, "bf16")
 WG_FORMS(__half, "f16")
 #undef WG_FORMS
+#undef WG_SS
+#undef WG_RS
 
 #undef WG_ACC8
 #undef WG_ACC32
