@@ -6,7 +6,8 @@
  *   nvcc -gencode=arch=compute_90a,code=sm_90a -O3 -std=c++17 -Isrc \
  *        "-DMMA_BN(D)=64" -o bench_bn64 bench/tile_bench.cu
  *                                            another (MMA_WARPS, MMA_MT,
- *                                            MMA_BN, WG_STAGES, WG_PINGPONG)
+ *                                            MMA_BN, WG_LONG_BN and
+ *                                            WG_LONG_STAGES, WG_PINGPONG)
  * Inputs are a fixed pattern of values in [1, 2); the timing does not
  * depend on them. */
 #include <math.h>

@@ -7,9 +7,10 @@
  * that SMs that finish early take more; neighbouring items share K and V,
  * which then come from L2. The producer warpgroup (one thread of it) loads
  * each item's Q and its K and V tiles of BN keys with TMA
- * (cp.async.bulk.tensor) into a ring of STAGES buffers, each guarded by two
- * mbarriers: full (the bytes have landed) and empty (every consumer is done
- * with it); the next item's tiles load while an item ends. Each consumer
+ * (cp.async.bulk.tensor) into a ring of STAGES slots, each K and each V
+ * slot guarded by two mbarriers: full (the bytes have landed) and empty
+ * (every consumer is done with it); the next item's tiles load while an
+ * item ends. Each consumer
  * warpgroup owns 64 of the rows: S = Q K^T is a wgmma with both operands in
  * shared memory, P stays in registers as the A operand of O += P V, and V
  * is read MN-major (transposed by the instruction, not copied). A consumer
@@ -31,9 +32,11 @@
 #define WG_PINGPONG 1
 #endif
 
-/* WGS consumer warpgroups of 64 rows each: two, or three at D = 64, where
- * the softmax's share of the work is twice D = 128's and a third
- * warpgroup's softmax runs beside the others' products (wg_launch chooses) */
+/* A configuration: head dim D, WGS consumer warpgroups of 64 rows each
+ * (two, or three at D = 64, where the softmax's share of the work is twice
+ * D = 128's and a third warpgroup's softmax runs beside the others'
+ * products), tiles of BN keys, STAGES of them in flight; wg_dispatch
+ * chooses among those listed below the kernel. */
 template <int D_, int WGS_, int BN_, int STAGES_> struct wg_cfg {
     static constexpr int D = D_;
     static constexpr int WGS = WGS_;
