@@ -98,7 +98,7 @@ fcuda_batch cuda_batch_of(const forge_seq *seqs, int first, int count, int tok0)
  * records its event when profiling. */
 forge_status cuda_stage_begin(forge_layer *layer, forge_stage stage, int record, forge_stage *failed);
 /* Queues tensor-core attention: Hopper's kernel where it serves the head
- * dim, else the mma.sync one. */
+ * dim and the context has not asked for the portable one, else mma.sync. */
 forge_status cuda_flash_tc(forge_context *ctx, fcuda_mma_args *m, const fcuda_varlen *b, const char *fn);
 
 /* layer16.c: cuda_forward for bf16 and fp16 layers */

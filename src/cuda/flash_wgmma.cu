@@ -212,6 +212,10 @@ flash_wgmma_kernel(const __grid_constant__ wg_maps maps, fcuda_mma_args a, fcuda
     flash_block prev;
     float pm[2], pl[2];
     int prev_t = -1;
+    auto clear_o = [&] {
+#pragma unroll
+        for (int d = 0; d < DT; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
+    };
     auto store = [&](const flash_block &f, const float (&mx)[2], const float (&sum)[2]) {
         flash_store<T>(a, f, f.m0 + warp * 16 + lane / 4, o, mx, sum, sl);
     };
@@ -240,8 +244,7 @@ flash_wgmma_kernel(const __grid_constant__ wg_maps maps, fcuda_mma_args a, fcuda
         if (!item_at(f, i)) continue;
         if (f.tiles == 0) { /* no key: zeros, after the product in flight */
             if (prev_t >= 0) finish_prev();
-#pragma unroll
-            for (int d = 0; d < DT; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
+            clear_o();
             m[0] = m[1] = -INFINITY;
             l[0] = l[1] = 0.0f;
             store(f, m, l);
@@ -284,8 +287,7 @@ flash_wgmma_kernel(const __grid_constant__ wg_maps maps, fcuda_mma_args a, fcuda
                 release_v(prev_t);
                 store(prev, pm, pl);
             }
-#pragma unroll
-            for (int d = 0; d < DT; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
+            clear_o();
             flash_pack<T>(sc, p);
         };
         if (prev_t >= 0)
