@@ -6,12 +6,8 @@
 # table. Logs and JSON lines go to $OUT.
 #   bash scripts/device.sh [tests|sanitize|bench]...   (default: all three)
 set -uo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
+source "$(dirname "$0")/device-env.sh"
 build=.carry/build
-export LD_LIBRARY_PATH="$root/$build:$root/.carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
-OUT=${OUT:-/tmp/forge-device}
-mkdir -p "$OUT"
 status=0
 parts=${*:-tests sanitize bench}
 

@@ -7,11 +7,7 @@
 # JSON lines to $OUT/prefill.jsonl; bench/plot_prefill.py draws them.
 #   bash scripts/prefill-sweep.sh [quick]   (quick: S = 2k and 8k only)
 set -uo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
-export LD_LIBRARY_PATH="$root/.carry/build:$root/.carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
-OUT=${OUT:-/tmp/forge-device}
-mkdir -p "$OUT"
+source "$(dirname "$0")/device-env.sh"
 forge=.carry/build/forge
 ref=.carry/torch_ref.py
 seqs="512 1024 2048 4096 8192 16384"
