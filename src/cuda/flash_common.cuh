@@ -44,13 +44,18 @@ __device__ inline bool flash_block_init(flash_block &f, const fcuda_mma_args &a,
     return flash_block_at(f, a, b, BM, BN, gridDim.x - 1 - blockIdx.x, blockIdx.y, blockIdx.z);
 }
 
-/* Sets to -inf the scores of keys past the sequence and, causally, past
- * each row's diagonal, when the tile of BN keys from n0 has any; row0 is
- * this lane's first row (within the sequence), block_row0 the block's. */
+/* Whether the tile of keys n0 .. n0 + BN - 1 has any key that some row of
+ * the block must not see: past the sequence or, causally, past a row's
+ * diagonal. Only those tiles take flash_mask. */
+__device__ inline bool flash_tile_masked(const flash_block &f, int causal, int n0, int BN) {
+    return n0 + BN > f.nk || (causal && n0 + BN - 1 > f.m0 + f.shift);
+}
+
+/* Sets to -inf the scores of the tile of keys from n0 that this lane's rows
+ * (row0 and row0 + 8, within the sequence) must not see. */
 template <int NT>
 __device__ inline void flash_mask(float (&sc)[NT][4], const flash_block &f, int causal, int n0, int row0) {
     const int lane = threadIdx.x % 32;
-    if (n0 + 8 * NT <= f.nk && !(causal && n0 + 8 * NT - 1 > f.m0 + f.shift)) return;
 #pragma unroll
     for (int n = 0; n < NT; n++)
 #pragma unroll
@@ -98,14 +103,13 @@ template <typename T, int NT> __device__ inline void flash_pack(const float (&sc
         for (int i = 0; i < 2; i++) p[n / 2][(n % 2) * 2 + i] = pack2<T>(sc[n][2 * i], sc[n][2 * i + 1]);
 }
 
-/* o *= corr, row by row; once the maxima settle most tiles change no row's,
- * and the warp skips the multiplications. */
+/* o *= corr, row by row. Always: a test that skips it when no row's
+ * maximum moved (most tiles, once the maxima settle) is a branch, and a
+ * branch ends the stretch of code within which ptxas interleaves the
+ * softmax's arithmetic with the products (measured: 3-9% slower). */
 template <int DT> __device__ inline void flash_rescale(float (&o)[DT][4], const float (&corr)[2]) {
 #pragma unroll
-    for (int i = 0; i < 2; i++)
-        if (__any_sync(0xffffffffu, corr[i] != 1.0f))
-#pragma unroll
-            for (int d = 0; d < DT; d++) o[d][2 * i] *= corr[i], o[d][2 * i + 1] *= corr[i];
+    for (int d = 0; d < DT; d++) o[d][0] *= corr[0], o[d][1] *= corr[0], o[d][2] *= corr[1], o[d][3] *= corr[1];
 }
 
 /* Normalises and stores this lane's two rows (row0 and row0 + 8 within the

@@ -43,26 +43,34 @@ template <int D> struct mma_cfg {
 /* rows [0, ROWS) of D elements from src (row pitch `pitch` elements) into
  * dst (pitch LD); rows at or past `valid` are zeros. `base` is any valid
  * address, read by nothing, standing in for rows past the end. Where the
- * threads divide into whole rows, each copies one 16-byte column chunk of
- * every STEP-th row, its addresses a constant step apart, and a whole tile
- * goes without per-row tests: the loads are most of the loop's integer
- * work otherwise. */
+ * threads divide into whole rows, each copies SPLIT 16-byte chunks of
+ * every STEP-th row, 64 elements (128 bytes) apart: one address serves
+ * them all (immediate offsets), a warp's lanes still cover whole 128-byte
+ * spans of a row, and a whole tile goes without per-row tests. The loads
+ * are most of the loop's integer work otherwise. */
 template <int ROWS, int D, int THREADS, typename T>
 __device__ inline void load_tile(T *dst, const T *src, size_t pitch, int valid, const T *base) {
     constexpr int CHUNKS = D / 8, LD = mma_cfg<D>::LD; /* 16 bytes each */
-    if constexpr (THREADS % CHUNKS == 0 && ROWS % (THREADS / CHUNKS) == 0) {
-        constexpr int STEP = THREADS / CHUNKS;
-        const int r0 = threadIdx.x / CHUNKS, col = (threadIdx.x % CHUNKS) * 8;
+    constexpr int SPLIT = D % 128 == 0 ? D / 64 : 1, PER_ROW = CHUNKS / SPLIT; /* threads a row */
+    if constexpr (THREADS % PER_ROW == 0 && ROWS % (THREADS / PER_ROW) == 0) {
+        constexpr int STEP = THREADS / PER_ROW;
+        const int r0 = threadIdx.x / PER_ROW, col = (threadIdx.x % PER_ROW) * 8;
         const uint32_t d = smem_addr(dst + r0 * LD + col);
         const T *s = src + (size_t)r0 * pitch + col;
         if (valid >= ROWS) {
 #pragma unroll
-            for (int i = 0; i < ROWS / STEP; i++) cp_async_16(d + i * STEP * LD * 2, s + i * STEP * pitch);
+            for (int i = 0; i < ROWS / STEP; i++) {
+                const T *row = s + i * STEP * pitch;
+#pragma unroll
+                for (int h = 0; h < SPLIT; h++) cp_async_16(d + i * STEP * LD * 2 + h * 128, row + h * 64);
+            }
         } else {
 #pragma unroll
             for (int i = 0; i < ROWS / STEP; i++) {
                 const bool ok = r0 + i * STEP < valid;
-                cp_async_16(d + i * STEP * LD * 2, ok ? s + i * STEP * pitch : base, ok ? 16 : 0);
+                const T *row = ok ? s + i * STEP * pitch : base;
+#pragma unroll
+                for (int h = 0; h < SPLIT; h++) cp_async_16(d + i * STEP * LD * 2 + h * 128, row + h * 64, ok ? 16 : 0);
             }
         }
     } else {
@@ -117,12 +125,11 @@ __global__ void __launch_bounds__(mma_cfg<D>::THREADS) flash_mma_kernel(fcuda_mm
         cp_async_wait<0>();
         __syncthreads(); /* tile j is in for every thread; tile j - 1's buffers are free */
         const T *Kt = Ks + (j % 2) * BN * LD, *Vt = Vs + (j % 2) * BN * LD;
-        if (j + 1 < f.tiles) {
-            const int n1 = (j + 1) * BN, next = (j + 1) % 2;
+        /* tile j + 1's K now and its V after the scores: the copies' issue
+         * (and their wait for address registers) split in two */
+        const int n1 = (j + 1) * BN, next = (j + 1) % 2;
+        if (j + 1 < f.tiles)
             load_tile<BN, D, C::THREADS>(Ks + next * BN * LD, Kg + n1 * kv_pitch, kv_pitch, f.nk - n1, (const T *)a.k);
-            load_tile<BN, D, C::THREADS>(Vs + next * BN * LD, Vg + n1 * kv_pitch, kv_pitch, f.nk - n1, (const T *)a.v);
-        }
-        cp_async_commit();
 
         /* S = Q K^T for the warp's rows and the tile's BN keys */
         float sc[MT][NT][4];
@@ -144,11 +151,18 @@ __global__ void __launch_bounds__(mma_cfg<D>::THREADS) flash_mma_kernel(fcuda_mm
             }
         }
 
+        if (j + 1 < f.tiles)
+            load_tile<BN, D, C::THREADS>(Vs + next * BN * LD, Vg + n1 * kv_pitch, kv_pitch, f.nk - n1, (const T *)a.v);
+        cp_async_commit();
+        /* one test for the m-tiles: the code between the products and
+         * both softmaxes stays free of branches */
+        if (flash_tile_masked(f, a.causal, j * BN, BN))
+#pragma unroll
+            for (int t = 0; t < MT; t++) flash_mask(sc[t], f, a.causal, j * BN, wr + 16 * t);
         uint32_t p[MT][BN / 16][4];
 #pragma unroll
         for (int t = 0; t < MT; t++) {
             float corr[2];
-            flash_mask(sc[t], f, a.causal, j * BN, wr + 16 * t);
             flash_softmax(sc[t], m[t], l[t], sl, corr);
             flash_pack<T>(sc[t], p[t]);
             flash_rescale(o[t], corr);

@@ -32,16 +32,28 @@
 #define WG_PINGPONG 1
 #endif
 
+/* What holds a step's wait for its product (the P V in flight) behind the
+ * softmax: ptxas otherwise places the wait at the softmax's start, where
+ * the product has only begun, and the softmax no longer overlaps it. Which
+ * placement is fastest depends on the configuration (measured): */
+enum wg_anchor {
+    ANCHOR_NONE, /* none: ptxas's placement */
+    ANCHOR_V,    /* the wait for the next step's V, after the softmax */
+    ANCHOR_Q,    /* Q's release, tested on every step after the softmax */
+};
+
 /* A configuration: head dim D, WGS consumer warpgroups of 64 rows each
  * (two, or three at D = 64, where the softmax's share of the work is twice
  * D = 128's and a third warpgroup's softmax runs beside the others'
- * products), tiles of BN keys, STAGES of them in flight; wg_dispatch
- * chooses among those listed below the kernel. */
-template <int D_, int WGS_, int BN_, int STAGES_> struct wg_cfg {
+ * products), tiles of BN keys, STAGES of them in flight, and where the
+ * product's wait is anchored; wg_dispatch chooses among those listed below
+ * the kernel. */
+template <int D_, int WGS_, int BN_, int STAGES_, wg_anchor ANCHOR_> struct wg_cfg {
     static constexpr int D = D_;
     static constexpr int WGS = WGS_;
     static constexpr int BN = BN_;                           /* keys of a tile */
     static constexpr int STAGES = STAGES_;                   /* K and V tiles in flight */
+    static constexpr wg_anchor ANCHOR = ANCHOR_;
     static constexpr int BM = 64 * WGS;                      /* query rows of an item */
     static constexpr int THREADS = 128 * (WGS + 1);          /* the producer warpgroup, then the consumers */
     /* setmaxnreg moves registers between the warpgroups: the consumers'
@@ -253,11 +265,11 @@ flash_wgmma_kernel(const __grid_constant__ wg_maps maps, fcuda_mma_args a, fcuda
         const int row0 = f.m0 + warp * 16 + lane / 4; /* this lane's rows: row0, row0 + 8 */
         auto softmax = [&](int j, float (&corr)[2]) {
             wgmma_hold(s_flat);
-            flash_mask(sc, f, a.causal, j * BN, row0);
+            if (flash_tile_masked(f, a.causal, j * BN, BN)) flash_mask(sc, f, a.causal, j * BN, row0);
             flash_softmax(sc, m, l, sl, corr);
         };
-        auto q_done = [&](int j) { /* every S of the item is done: Q may be replaced */
-            if (j == f.tiles - 1 && lane == 0) mbar_arrive(q_empty);
+        auto q_done = [&] { /* every S of the item is done: Q may be replaced */
+            if (lane == 0) mbar_arrive(q_empty);
         };
         /* Tile 0, with the previous item's last product behind it when
          * there is one. Two copies of the code, each starting and ending
@@ -275,12 +287,15 @@ flash_wgmma_kernel(const __grid_constant__ wg_maps maps, fcuda_mma_args a, fcuda
             next_turn();
             wgmma_wait<PREV ? 1 : 0>();
             release_k(tn);
-            q_done(0);
             pm[0] = m[0], pm[1] = m[1], pl[0] = l[0], pl[1] = l[1];
             m[0] = m[1] = -INFINITY;
             l[0] = l[1] = 0.0f;
             float corr[2]; /* o starts at zero: nothing to rescale */
             softmax(0, corr);
+            if (f.tiles == 1)
+                q_done(); /* here, not between the wait and the softmax */
+            else if constexpr (C::ANCHOR == ANCHOR_V)
+                wait_v(tn);
             if constexpr (PREV) {
                 wgmma_wait<0>();
                 wgmma_hold(o_flat);
@@ -298,8 +313,10 @@ flash_wgmma_kernel(const __grid_constant__ wg_maps maps, fcuda_mma_args a, fcuda
          * cores run that product while this warpgroup runs S_j's softmax
          * in float registers. P_j is packed once the product is done with
          * P_{j-1}: a register operand must stay unchanged until its wgmma
-         * completes. */
-        for (int j = 1; j < f.tiles; j++) {
+         * completes. Q is freed once the item's last scores are in: early
+         * in the last step, a compile-time copy (ANCHOR_Q configurations
+         * test for it after every softmax instead, see wg_anchor). */
+        auto step = [&](int j, auto is_last) {
             wait_k(tn + j);
             wait_v(tn + j - 1);
             my_turn();
@@ -309,14 +326,23 @@ flash_wgmma_kernel(const __grid_constant__ wg_maps maps, fcuda_mma_args a, fcuda
             next_turn();
             wgmma_wait<1>(); /* the scores */
             release_k(tn + j);
-            q_done(j);
+            if constexpr (decltype(is_last)::value) q_done();
             float corr[2];
             softmax(j, corr);
+            if constexpr (C::ANCHOR == ANCHOR_V && !decltype(is_last)::value) wait_v(tn + j);
+            if constexpr (C::ANCHOR == ANCHOR_Q)
+                if (j == f.tiles - 1) q_done();
             wgmma_wait<0>(); /* the product */
             wgmma_hold(o_flat);
             release_v(tn + j - 1);
             flash_pack<T>(sc, p);
             flash_rescale(o, corr);
+        };
+        if constexpr (C::ANCHOR == ANCHOR_Q) {
+            for (int j = 1; j < f.tiles; j++) step(j, std::false_type{});
+        } else {
+            for (int j = 1; j < f.tiles - 1; j++) step(j, std::false_type{});
+            if (f.tiles > 1) step(f.tiles - 1, std::true_type{});
         }
         prev = f;
         prev_t = tn + f.tiles - 1;
@@ -350,14 +376,14 @@ static cudaError_t make_map(CUtensorMap *map, const void *p, int rows, int heads
  * tile, stages. Long non-causal rows at D = 128 take tiles of 176 keys in
  * two stages (about the shared memory of three stages of 128): a quarter
  * fewer row-wise steps (maxima, sums, barriers) for the same products. */
-using wg_d64 = wg_cfg<64, 2, 128, 3>;
-using wg_d64_wide = wg_cfg<64, 3, 128, 3>;
-using wg_d128 = wg_cfg<128, 2, 128, 3>;
+using wg_d64 = wg_cfg<64, 2, 128, 3, ANCHOR_NONE>;
+using wg_d64_wide = wg_cfg<64, 3, 128, 3, ANCHOR_NONE>;
+using wg_d128 = wg_cfg<128, 2, 128, 3, ANCHOR_V>;
 #ifndef WG_LONG_BN /* experiments */
 #define WG_LONG_BN 176
 #define WG_LONG_STAGES 2
 #endif
-using wg_d128_long = wg_cfg<128, 2, WG_LONG_BN, WG_LONG_STAGES>;
+using wg_d128_long = wg_cfg<128, 2, WG_LONG_BN, WG_LONG_STAGES, ANCHOR_Q>;
 
 template <typename T, typename C> static cudaError_t wg_opt_in(void) {
     return cudaFuncSetAttribute(flash_wgmma_kernel<T, C>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::bytes);
