@@ -36,8 +36,9 @@ static double tflops(kernel_fn kernel, int B, int S, int H, int Hk, int D, int c
     cudaMemcpy(q, host, 2 * nq, cudaMemcpyHostToDevice);
     cudaMemcpy(k, host, 2 * nk, cudaMemcpyHostToDevice);
     cudaMemcpy(v, host, 2 * nk, cudaMemcpyHostToDevice);
-    int *work = NULL; /* the Hopper kernel's work counter, zeroed before each launch */
-    cudaMalloc(&work, sizeof(int));
+    int *work = NULL; /* the Hopper kernel's work counters: zero, and left zero by each launch */
+    cudaMalloc(&work, 2 * sizeof(int));
+    cudaMemset(work, 0, 2 * sizeof(int));
     const fcuda_mma_args a = {q, k, v, o, NULL, B * S, B * S, H, Hk, D, 1.0f / sqrtf((float)D), causal, 1, work};
     fcuda_varlen b = {};
     b.n = B, b.max_q = S;
@@ -47,7 +48,6 @@ static double tflops(kernel_fn kernel, int B, int S, int H, int Hk, int D, int c
     cudaEventCreate(&start), cudaEventCreate(&stop);
     float ms[REPEATS];
     for (int i = 0; i < REPEATS; i++) {
-        cudaMemset(work, 0, sizeof(int));
         cudaEventRecord(start);
         kernel(&a, &b, 0);
         cudaEventRecord(stop);

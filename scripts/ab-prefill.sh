@@ -6,7 +6,7 @@
 # bench prefill at each point, the two builds taking turns ROUNDS times.
 # JSON lines, each tagged "build": "baseline" or "tree", to $OUT/ab.jsonl;
 # a table of medians over the rounds to stdout.
-#   bash scripts/ab-prefill.sh [ROUNDS]   (default 2)
+#   [KERNELS="auto portable"] bash scripts/ab-prefill.sh [ROUNDS]   (default 2)
 set -uo pipefail
 source "$(dirname "$0")/device-env.sh"
 rounds=${1:-2}
@@ -34,7 +34,7 @@ for p in "${points[@]}"; do
     for build in baseline tree; do
       dir=.carry/$build
       [ "$build" = tree ] && dir=.carry/build
-      for kernel in auto portable; do
+      for kernel in ${KERNELS:-auto portable}; do
         LD_LIBRARY_PATH="$root/$dir:$libs" "$dir/forge" bench prefill --json --dtype bf16 --batch "$b" --seq "$s" \
           --heads "$h" --kv-heads "$k" --head-dim "$d" $flag --kernel $kernel --iters 20 --warmup 3 |
           sed "s/^{/{\"build\": \"$build\", /" >>"$OUT/ab.jsonl"

@@ -76,7 +76,8 @@ static forge_status cuda_context_init(forge_context *ctx) {
         st = cuda_err(fn, "fcuda_flash_wgmma_init", e);
     else if ((e = cudaStreamCreateWithFlags(&c->own_stream, cudaStreamNonBlocking)) != cudaSuccess)
         st = cuda_err(fn, "cudaStreamCreateWithFlags", e);
-    else if ((e = cudaMalloc((void **)&c->work, sizeof(int))) != cudaSuccess) st = cuda_err(fn, "cudaMalloc", e);
+    else if ((e = cudaMalloc((void **)&c->work, 2 * sizeof(int))) != cudaSuccess) st = cuda_err(fn, "cudaMalloc", e);
+    else if ((e = cudaMemset(c->work, 0, 2 * sizeof(int))) != cudaSuccess) st = cuda_err(fn, "cudaMemset", e);
     else if ((e = cudaEventCreate(&c->watch[0])) != cudaSuccess || (e = cudaEventCreate(&c->watch[1])) != cudaSuccess)
         st = cuda_err(fn, "cudaEventCreate", e);
     else if ((e = cudaMalloc(&c->workspace, WORKSPACE_BYTES)) != cudaSuccess) st = cuda_err(fn, "cudaMalloc", e);
@@ -550,10 +551,9 @@ forge_status cuda_flash_tc(forge_context *ctx, fcuda_mma_args *m, const fcuda_va
         CUDA_TRY(fn, fcuda_flash_mma(m, b, c->stream));
         return FORGE_OK;
     }
-    /* the Hopper kernel's work counter, zeroed in stream order (a context's
-     * calls run one after another on its stream) */
+    /* the Hopper kernel's work counters: a context's calls run one after
+     * another on its stream, and each launch leaves them zero for the next */
     m->work = c->work;
-    CUDA_TRY(fn, cudaMemsetAsync(m->work, 0, sizeof(int), c->stream));
     CUDA_TRY(fn, fcuda_flash_wgmma(m, b, c->stream));
     return FORGE_OK;
 }

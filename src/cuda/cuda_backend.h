@@ -24,7 +24,7 @@ typedef struct {
     void *workspace;
     cudaEvent_t watch[2]; /* forge_stopwatch_start, _stop */
     int hopper;           /* compute capability 9.0: the sm_90a kernels run */
-    int *work;            /* the Hopper attention kernel's work counter */
+    int *work;            /* the Hopper attention kernel's two work counters */
 } cuda_ctx;
 
 /* A cuBLASLt y = x W^T (+ bias) for one token count, planned once. */

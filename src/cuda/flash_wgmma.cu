@@ -172,6 +172,15 @@ flash_wgmma_kernel(const __grid_constant__ wg_maps maps, fcuda_mma_args a, fcuda
                 load_kv(Vs, &maps.v, full_v(s), empty_v(s), s, j);
             }
         }
+        /* The last producer to run out of items zeroes the counters for
+         * the next launch (which a stream starts only after this one ends):
+         * every other producer's last take from work[0] is behind it by
+         * then, so no memset is needed between launches. */
+        __threadfence();
+        if (atomicAdd(&a.work[1], 1) == (int)gridDim.x - 1) {
+            __threadfence();
+            a.work[0] = a.work[1] = 0;
+        }
         return;
     }
 

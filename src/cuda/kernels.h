@@ -99,8 +99,9 @@ typedef struct {
     float scale;     /* of the scores, > 0 */
     int causal;      /* query i of n sees keys <= m - n + i of m */
     int bf16;        /* else fp16 */
-    int *work;       /* an int of device memory, zero: the Hopper kernel's
-                        work counter */
+    int *work;       /* the Hopper kernel's work counters: two ints of
+                        device memory, zero before its first launch, which
+                        each launch leaves zero again */
 } fcuda_mma_args;
 
 /* 1 when the tensor-core kernel is built for this head dim. */
