@@ -18,10 +18,10 @@ points=(
   "2 8192 32 32 64 1" "16 1024 32 32 64 1"
 )
 : >"$OUT/ab.jsonl"
+dir_of() { if [ "$1" = tree ]; then echo .carry/build; else echo .carry/baseline; fi; }
 for r in $(seq "$rounds"); do
   for build in baseline tree; do
-    dir=.carry/$build
-    [ "$build" = tree ] && dir=.carry/build
+    dir=$(dir_of $build)
     echo "-- tile_bench, $build, round $r"
     LD_LIBRARY_PATH="$root/$dir:$libs" "$dir/tile_bench"
   done
@@ -32,8 +32,7 @@ for p in "${points[@]}"; do
   [ "$causal" = 0 ] && flag=--no-causal
   for r in $(seq "$rounds"); do
     for build in baseline tree; do
-      dir=.carry/$build
-      [ "$build" = tree ] && dir=.carry/build
+      dir=$(dir_of $build)
       for kernel in ${KERNELS:-auto portable}; do
         LD_LIBRARY_PATH="$root/$dir:$libs" "$dir/forge" bench prefill --json --dtype bf16 --batch "$b" --seq "$s" \
           --heads "$h" --kv-heads "$k" --head-dim "$d" $flag --kernel $kernel --iters 20 --warmup 3 |
