@@ -37,8 +37,8 @@ static double tflops(kernel_fn kernel, int B, int S, int H, int Hk, int D, int c
     cudaMemcpy(k, host, 2 * nk, cudaMemcpyHostToDevice);
     cudaMemcpy(v, host, 2 * nk, cudaMemcpyHostToDevice);
     int *work = NULL; /* the Hopper kernel's work counters: zero, and left zero by each launch */
-    cudaMalloc(&work, 2 * sizeof(int));
-    cudaMemset(work, 0, 2 * sizeof(int));
+    cudaMalloc(&work, FCUDA_WORK_BYTES);
+    cudaMemset(work, 0, FCUDA_WORK_BYTES);
     const fcuda_mma_args a = {q, k, v, o, NULL, B * S, B * S, H, Hk, D, 1.0f / sqrtf((float)D), causal, 1, work};
     fcuda_varlen b = {};
     b.n = B, b.max_q = S;

@@ -76,8 +76,8 @@ static forge_status cuda_context_init(forge_context *ctx) {
         st = cuda_err(fn, "fcuda_flash_wgmma_init", e);
     else if ((e = cudaStreamCreateWithFlags(&c->own_stream, cudaStreamNonBlocking)) != cudaSuccess)
         st = cuda_err(fn, "cudaStreamCreateWithFlags", e);
-    else if ((e = cudaMalloc((void **)&c->work, 2 * sizeof(int))) != cudaSuccess) st = cuda_err(fn, "cudaMalloc", e);
-    else if ((e = cudaMemset(c->work, 0, 2 * sizeof(int))) != cudaSuccess) st = cuda_err(fn, "cudaMemset", e);
+    else if ((e = cudaMalloc((void **)&c->work, FCUDA_WORK_BYTES)) != cudaSuccess) st = cuda_err(fn, "cudaMalloc", e);
+    else if ((e = cudaMemset(c->work, 0, FCUDA_WORK_BYTES)) != cudaSuccess) st = cuda_err(fn, "cudaMemset", e);
     else if ((e = cudaEventCreate(&c->watch[0])) != cudaSuccess || (e = cudaEventCreate(&c->watch[1])) != cudaSuccess)
         st = cuda_err(fn, "cudaEventCreate", e);
     else if ((e = cudaMalloc(&c->workspace, WORKSPACE_BYTES)) != cudaSuccess) st = cuda_err(fn, "cudaMalloc", e);

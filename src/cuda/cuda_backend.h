@@ -24,7 +24,7 @@ typedef struct {
     void *workspace;
     cudaEvent_t watch[2]; /* forge_stopwatch_start, _stop */
     int hopper;           /* compute capability 9.0: the sm_90a kernels run */
-    int *work;            /* the Hopper attention kernel's two work counters */
+    int *work;            /* the Hopper attention kernel's work counters (FCUDA_WORK_BYTES) */
 } cuda_ctx;
 
 /* A cuBLASLt y = x W^T (+ bias) for one token count, planned once. */

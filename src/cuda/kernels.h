@@ -99,10 +99,13 @@ typedef struct {
     float scale;     /* of the scores, > 0 */
     int causal;      /* query i of n sees keys <= m - n + i of m */
     int bf16;        /* else fp16 */
-    int *work;       /* the Hopper kernel's work counters: two ints of
-                        device memory, zero before its first launch, which
-                        each launch leaves zero again */
+    int *work;       /* the Hopper kernel's work counters (items taken,
+                        producers done): FCUDA_WORK_BYTES of device memory,
+                        zero before its first launch, which each launch
+                        leaves zero again */
 } fcuda_mma_args;
+
+#define FCUDA_WORK_BYTES (2 * sizeof(int)) /* fcuda_mma_args.work */
 
 /* 1 when the tensor-core kernel is built for this head dim. */
 int fcuda_flash_mma_supported(int head_dim);
