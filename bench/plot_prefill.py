@@ -2,13 +2,16 @@
 """Draws the prefill sweep (scripts/prefill-sweep.sh) as an SVG: one panel per
 configuration, TFLOP/s against sequence length for Forge (as dispatched, and
 its portable mma.sync kernel) and PyTorch's flash and cuDNN backends; prints
-the same figures as a markdown table. No
-dependencies beyond the standard library.
+the same figures as a markdown table, and where each Forge kernel stands
+against the PyTorch backend that issue 5 sets it. A point measured in
+several rounds (bench/prefill_sweep.py) counts with the median of its
+rounds. No dependencies beyond the standard library.
 
   python3 bench/plot_prefill.py prefill.jsonl prefill.svg
 """
 import json
 import math
+import statistics
 import sys
 
 IMPLS = [("forge-cuda", "Forge", "#d62728"), ("forge-cuda-portable", "Forge mma.sync", "#ff9896"),
@@ -18,10 +21,13 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
 rows = [r for r in rows if "TFLOPs" in r]
 for r in rows:
     r.setdefault("causal", True)
-panels = {}
+runs = {}  # (panel, impl, seq) -> [TFLOP/s of each round]
 for r in rows:
     key = (r["head_dim"], r["heads"], r["kv_heads"], r["causal"])
-    panels.setdefault(key, {}).setdefault(r["impl"], {})[r["seq"]] = r["TFLOPs"]
+    runs.setdefault((key, r["impl"], r["seq"]), []).append(r["TFLOPs"])
+panels = {}
+for (key, impl, seq), v in runs.items():
+    panels.setdefault(key, {}).setdefault(impl, {})[seq] = round(statistics.median(v), 1)
 
 # markdown table
 for key, series in panels.items():
@@ -33,6 +39,25 @@ for key, series in panels.items():
     for impl, _, _ in IMPLS:
         if impl in series:
             print(f"| {impl} | " + " | ".join(str(series[impl].get(s, "")) for s in seqs) + " |")
+
+# issue 5's targets: the Hopper kernel at least cuDNN, the portable kernel at
+# least PyTorch flash, at every point (medians), and how many rounds each led
+print()
+for ours, theirs in (("forge-cuda", "torch-cudnn"), ("forge-cuda-portable", "torch-flash")):
+    at_least, total, worst = 0, 0, []
+    for key, series in panels.items():
+        for seq in sorted(series.get(ours, {})):
+            if seq not in series.get(theirs, {}):
+                continue
+            total += 1
+            ratio = series[ours][seq] / series[theirs][seq]
+            at_least += ratio >= 1
+            led = sum(x >= y for x, y in zip(runs[(key, ours, seq)], runs[(key, theirs, seq)]))
+            worst.append((ratio, key, seq, led, len(runs[(key, ours, seq)])))
+    print(f"{ours} at least {theirs}: {at_least} of {total} points (medians)")
+    for ratio, (d, h, k, causal), seq, led, n in sorted(worst)[:3]:
+        print(f"  closest: D={d} {h}/{k} {'causal' if causal else 'non-causal'} S={seq}: "
+              f"{100 * (ratio - 1):+.1f}%, ahead in {led} of {n} rounds")
 
 # SVG: panels in a row of up to 3
 W, H, M = 360, 260, 48

@@ -3,21 +3,25 @@
 # scripts/device-prepare.sh made here: the test programs (CPU and GPU),
 # compute-sanitizer on a small grid, forge run, then each benchmark shape
 # through forge bench and ../shared/bench/torch_ref.py in the same run, and a
-# table. Logs and JSON lines go to $OUT.
+# table. JSON lines and tables go to $OUT, the logs packed into
+# $OUT/device-logs.tgz (the device tool returns at most 8 files).
 #   bash scripts/device.sh [tests|sanitize|bench]...   (default: all three)
 set -uo pipefail
 source "$(dirname "$0")/device-env.sh"
 build=.carry/build
 status=0
 parts=${*:-tests sanitize bench}
+logs=$OUT/logs
+mkdir -p "$logs"
+trap 'tar czf "$OUT/device-logs.tgz" -C "$OUT" logs && rm -r "$logs"' EXIT
 
-# run NAME COMMAND...: logs to $OUT/NAME.log, prints one line
+# run NAME COMMAND...: logs to $logs/NAME.log, prints one line
 run() {
   local name=$1; shift
-  if "$@" >"$OUT/$name.log" 2>&1; then
-    echo "ok: $name ($(grep -E 'PASSED|skipped|ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/$name.log" | tail -1))"
+  if "$@" >"$logs/$name.log" 2>&1; then
+    echo "ok: $name ($(grep -E 'PASSED|skipped|ERROR SUMMARY|RACECHECK SUMMARY' "$logs/$name.log" | tail -1))"
   else
-    echo "FAILED: $name"; tail -25 "$OUT/$name.log"; status=1
+    echo "FAILED: $name"; tail -25 "$logs/$name.log"; status=1
   fi
 }
 
@@ -34,16 +38,16 @@ if [[ " $parts " == *" tests "* ]]; then
   run attention_cpu $build/tests/test_attention cpu
   run attention_cuda $build/tests/test_attention cuda
   run attention_cuda_portable $build/tests/test_attention cuda portable
-  grep "largest errors" "$OUT/attention_cuda.log" "$OUT/attention_cuda_portable.log"
+  grep "largest errors" "$logs/attention_cuda.log" "$logs/attention_cuda_portable.log"
   run errors $build/tests/test_errors
   run rope $build/tests/test_rope
   run safetensors $build/tests/test_safetensors
   run cli $build/tests/test_cli $build/forge
   run example $build/example_minimal
   run forge_run $build/forge run
-  cat "$OUT/forge_run.log"
+  cat "$logs/forge_run.log"
   run forge_check $build/forge check
-  tail -1 "$OUT/forge_check.log"
+  tail -1 "$logs/forge_check.log"
 fi
 
 if [[ " $parts " == *" sass "* || " $parts " == *" tests "* ]]; then
@@ -91,6 +95,6 @@ if [[ " $parts " == *" bench "* ]]; then
       --hidden "$hidden" --dtype "$dt" >>"$OUT/bench.jsonl" || status=1
   done
   python3 bench/table.py "$OUT/bench.jsonl" | tee "$OUT/table.md"
-  $build/seed_graph_parts | tee "$OUT/seed_graph_parts.txt" || status=1
+  $build/seed_graph_parts | tee "$logs/seed_graph_parts.txt" || status=1
 fi
 exit $status
