@@ -34,6 +34,13 @@ template <int D> struct mma_cfg {
     static constexpr int BM = 16 * MT * WARPS;
     static constexpr int BN = MMA_BN(D); /* keys of a tile */
     static constexpr int THREADS = 32 * WARPS;
+    /* Where the next tile's V copies issue: between the scores and the
+     * softmax, or after the softmax. At D = 128 the first keeps their
+     * addresses live beside 64 score registers and ptxas spills 60 bytes,
+     * reloaded inside the P V loop; after the softmax, P is 32 registers
+     * and nothing spills (+2-6%, BENCHMARKS.md). At D = 64 the P V product
+     * is too short to cover the copy from there (-4-7%). */
+    static constexpr bool V_AFTER_SOFTMAX = D == 128;
     /* Rows padded by 16 bytes: the 8 rows an ldmatrix reads start in 8
      * different 16-byte bank groups for every D here. */
     static constexpr int LD = D + 8;
@@ -125,8 +132,9 @@ __global__ void __launch_bounds__(mma_cfg<D>::THREADS) flash_mma_kernel(fcuda_mm
         cp_async_wait<0>();
         __syncthreads(); /* tile j is in for every thread; tile j - 1's buffers are free */
         const T *Kt = Ks + (j % 2) * BN * LD, *Vt = Vs + (j % 2) * BN * LD;
-        /* tile j + 1's K now and its V after the scores: the copies' issue
-         * (and their wait for address registers) split in two */
+        /* tile j + 1's K now and its V after the scores or the softmax
+         * (V_AFTER_SOFTMAX): the copies' issue (and their wait for address
+         * registers) split in two */
         const int n1 = (j + 1) * BN, next = (j + 1) % 2;
         if (j + 1 < f.tiles)
             load_tile<BN, D, C::THREADS>(Ks + next * BN * LD, Kg + n1 * kv_pitch, kv_pitch, f.nk - n1, (const T *)a.k);
@@ -151,9 +159,12 @@ __global__ void __launch_bounds__(mma_cfg<D>::THREADS) flash_mma_kernel(fcuda_mm
             }
         }
 
-        if (j + 1 < f.tiles)
-            load_tile<BN, D, C::THREADS>(Vs + next * BN * LD, Vg + n1 * kv_pitch, kv_pitch, f.nk - n1, (const T *)a.v);
-        cp_async_commit();
+        auto load_next_v = [&] {
+            if (j + 1 < f.tiles)
+                load_tile<BN, D, C::THREADS>(Vs + next * BN * LD, Vg + n1 * kv_pitch, kv_pitch, f.nk - n1, (const T *)a.v);
+            cp_async_commit();
+        };
+        if constexpr (!C::V_AFTER_SOFTMAX) load_next_v();
         /* one test for the m-tiles: the code between the products and
          * both softmaxes stays free of branches */
         if (flash_tile_masked(f, a.causal, j * BN, BN))
@@ -167,6 +178,7 @@ __global__ void __launch_bounds__(mma_cfg<D>::THREADS) flash_mma_kernel(fcuda_mm
             flash_pack<T>(sc[t], p[t]);
             flash_rescale(o[t], corr);
         }
+        if constexpr (C::V_AFTER_SOFTMAX) load_next_v();
 
         /* O += P V */
 #pragma unroll

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Fails on two things ptxas reports that no other test sees, as each leaves
+# results right and only makes a kernel slower:
+# - the Hopper kernel's wgmma instructions serialised (its note "wgmma.mma_async
+#   instructions are serialized due to ..."): it does so for the whole kernel
+#   when it cannot tell whether a product is in flight where an accumulator or
+#   operand register is used, and the kernel then runs a third slower;
+# - the portable kernel spilling registers at any head dim (at D = 128 spill
+#   loads inside the P V loop cost it 2-6%; docs/BENCHMARKS.md).
+#   ptxas_check.sh NVCC SOURCE_DIR
+set -euo pipefail
+nvcc=$1 src=$2
+ptxas() { # ptxas' report of one source file, for sm_90a
+  "$nvcc" -gencode=arch=compute_90a,code=sm_90a -O3 -std=c++17 -I"$src/src" -I"$src/include" \
+    -Xptxas -v -cubin -o /dev/null "$src/src/cuda/$1" 2>&1
+}
+log=$(ptxas flash_wgmma.cu) || { echo "$log"; exit 1; }
+if grep -i "serialized" <<<"$log"; then
+  echo "FAILED: ptxas serialised wgmma instructions in flash_wgmma.cu"
+  exit 1
+fi
+echo "ok: $(grep -c 'Compiling entry' <<<"$log") Hopper kernels, no wgmma serialised"
+log=$(ptxas flash_mma.cu) || { echo "$log"; exit 1; }
+if grep -E "[1-9][0-9]* bytes spill" <<<"$log"; then
+  echo "FAILED: ptxas spills registers in flash_mma.cu"
+  exit 1
+fi
+echo "ok: $(grep -c 'Compiling entry' <<<"$log") portable kernels, no spills"
