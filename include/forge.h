@@ -289,6 +289,82 @@ typedef struct {
  * 96, 128 and 256 on tensor cores, buffers 16-byte aligned. */
 FORGE_API forge_status forge_attention_forward(forge_context *ctx, const forge_attention_args *args);
 
+/* ------------------------------------------------------ paged KV cache */
+
+/* K and V of one layer for many sequences, in fixed-size pages drawn from
+ * one pool: a sequence holds a page table (its pages in order) and grows a
+ * page at a time, so sequences of any lengths share the memory. A fork
+ * shares its source's pages; the partial last page is copied on the first
+ * append that would write into a shared one (copy on write). The pool and
+ * the tables live where the context's backend computes. */
+typedef struct forge_paged_cache forge_paged_cache;
+
+typedef struct {
+    forge_dtype dtype;   /* of K and V                                          */
+    int kv_heads, head_dim;
+    int page_size;       /* tokens a page: 16, 32, 64, 128 or 256               */
+    int n_pages;         /* pages in the pool                                   */
+    int max_seqs;        /* sequences alive at once (ids 0 .. max_seqs-1)        */
+    int max_seq_len;     /* tokens one sequence can hold                        */
+} forge_paged_config;
+
+FORGE_API forge_status forge_paged_cache_create(forge_context *ctx, const forge_paged_config *cfg,
+                                                forge_paged_cache **out);
+FORGE_API void forge_paged_cache_destroy(forge_paged_cache *cache); /* NULL is a no-op */
+FORGE_API forge_paged_config forge_paged_cache_config(const forge_paged_cache *cache);
+/* Pages not held by any sequence. */
+FORGE_API int forge_paged_cache_free_pages(const forge_paged_cache *cache);
+
+/* A new empty sequence: *seq is its id. */
+FORGE_API forge_status forge_paged_seq_new(forge_paged_cache *cache, int *seq);
+/* A new sequence holding what src holds, sharing its pages. */
+FORGE_API forge_status forge_paged_seq_fork(forge_paged_cache *cache, int src, int *seq);
+/* Ends a sequence: its pages go back to the pool once no fork holds them. */
+FORGE_API forge_status forge_paged_seq_release(forge_paged_cache *cache, int seq);
+/* Tokens a sequence holds. */
+FORGE_API forge_status forge_paged_seq_len(const forge_paged_cache *cache, int seq, int *len);
+/* Its page table: *n_pages ids into pages (room for max_seq_len / page_size,
+ * rounded up); pages may be NULL to ask for the count alone. */
+FORGE_API forge_status forge_paged_seq_pages(const forge_paged_cache *cache, int seq, int *pages,
+                                             int *n_pages);
+
+/* Appends n_tokens[i] tokens to sequence seqs[i] for each i < n: their K and
+ * V are rows of k and v [sum of n_tokens, kv_heads, head_dim] (backend
+ * memory, the cache's dtype), the sequences' tokens one after another. The
+ * sequences are distinct. Running out of pages, or past max_seq_len, is an
+ * error that leaves every sequence as it was. */
+FORGE_API forge_status forge_paged_append(forge_paged_cache *cache, int n, const int *seqs,
+                                          const int *n_tokens, const void *k, const void *v);
+
+/* Copies a sequence's K and V into host buffers of len * kv_heads *
+ * head_dim elements each, laid out [len, kv_heads, head_dim] in the
+ * cache's dtype. Either may be NULL. */
+FORGE_API forge_status forge_paged_read(const forge_paged_cache *cache, int seq, void *k, void *v);
+
+/* Attention of new queries over paged sequences: decode (one query a
+ * sequence) and chunked prefill (several). Sequence seqs[b] owns query rows
+ * q_offsets[b] .. q_offsets[b+1]-1, which are its last positions: with n
+ * queries over its len tokens, query i sees tokens 0 .. len - n + i (append
+ * the queries' K and V first). Query heads share KV heads in groups of
+ * heads / kv_heads. */
+typedef struct {
+    int batch;             /* sequences, >= 1                                       */
+    const int *seqs;       /* host [batch], distinct or not                          */
+    const int *q_offsets;  /* host [batch + 1], from 0, non-decreasing               */
+    int heads;             /* query heads, a multiple of the cache's kv_heads        */
+    const void *q;         /* [q_offsets[batch], heads, head_dim], the cache's dtype  */
+    void *out;             /* [q_offsets[batch], heads, head_dim]                    */
+    float *lse;            /* [heads, q_offsets[batch]] float32 or NULL, as in
+                              forge_attention_args                                  */
+    float scale;           /* of q.k; 0 means 1 / sqrt(head_dim)                     */
+    int split_size;        /* tokens of a sequence one block reads before the partial
+                              results merge: 0 lets the backend choose from the shape;
+                              a multiple of page_size fixes it, so that a sequence's
+                              result does not depend on what else is in the batch   */
+} forge_paged_attention_args;
+
+FORGE_API forge_status forge_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *args);
+
 /* --------------------------------------------------------------- graphs */
 
 /* One forward call of fixed shape, recorded once and replayed: on CUDA a CUDA

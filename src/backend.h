@@ -45,6 +45,20 @@ struct forge_kv_cache {
     void *impl;            /* the backend's K and V storage                */
 };
 
+/* Bookkeeping of a paged cache, kept on the host by paged_cache.c; the
+ * backend holds the pool (and a mirror of the tables where it needs one). */
+struct forge_paged_cache {
+    forge_context *ctx;
+    forge_paged_config cfg;
+    int max_pages;   /* page-table entries of one sequence                  */
+    int *table;      /* [max_seqs, max_pages]: page ids, in token order     */
+    int *len;        /* [max_seqs]: tokens held; -1 where the id is free    */
+    int *refs;       /* [n_pages]: sequences holding each page; 0 is free   */
+    int *free_pages; /* [n_pages]: a stack of the free page ids             */
+    int n_free;
+    void *impl;      /* the backend's pool                                  */
+};
+
 struct forge_backend_ops {
     forge_backend kind;
     forge_status (*context_init)(forge_context *ctx); /* may be NULL */
@@ -87,6 +101,26 @@ struct forge_backend_ops {
      * *total_kv rows. */
     forge_status (*attention)(forge_context *ctx, const forge_attention_args *a, int total_q,
                               int total_kv);
+
+    /* Paged caches (paged_cache.c checks and keeps the tables; NULL where
+     * the backend has none). paged_init allocates cache->impl: K and V of
+     * n_pages pages, each [page_size, kv_heads, head_dim] in the dtype. */
+    forge_status (*paged_init)(forge_paged_cache *cache);
+    void (*paged_free)(forge_paged_cache *cache);
+    /* Entries [first, first + count) of seq's host table changed: mirror
+     * them; NULL where the backend reads the host tables. */
+    forge_status (*paged_set_table)(forge_paged_cache *cache, int seq, int first, int count);
+    /* Token rows [0, tokens) of page src to page dst: copy on write. */
+    forge_status (*paged_copy_page)(forge_paged_cache *cache, int dst, int src, int tokens);
+    /* For i < n: n_tokens[i] rows of k and v (from row row0[i]) to sequence
+     * seqs[i] at positions pos0[i] ..; its table holds the pages. */
+    forge_status (*paged_write)(forge_paged_cache *cache, int n, const int *seqs, const int *pos0,
+                                const int *n_tokens, const int *row0, const void *k, const void *v);
+    /* Positions [0, len) of seq to host buffers [len, kv_heads, head_dim]. */
+    forge_status (*paged_read)(const forge_paged_cache *cache, int seq, int len, void *k, void *v);
+    /* forge_paged_attention on arguments known to be valid (scale resolved). */
+    forge_status (*paged_attention)(forge_paged_cache *cache, const forge_paged_attention_args *a,
+                                    int total_q);
 
     /* Graphs; NULL where a graph is a recorded plain call (graph.c). */
     forge_status (*graph_capture)(forge_graph *graph);

@@ -16,6 +16,7 @@
 #include "backend.h"
 #include "dtype.h"
 #include "error.h"
+#include "paged.h"
 #include "rope.h"
 
 typedef struct {
@@ -389,4 +390,10 @@ const forge_backend_ops forge_cpu_backend = {
     .cache_write = cpu_cache_write,
     .forward = cpu_forward,
     .attention = cpu_attention_forward,
+    .paged_init = cpu_paged_init,
+    .paged_free = cpu_paged_free,
+    .paged_copy_page = cpu_paged_copy_page,
+    .paged_write = cpu_paged_write,
+    .paged_read = cpu_paged_read,
+    .paged_attention = cpu_paged_attention,
 };

@@ -1,0 +1,146 @@
+/* paged.c: the CPU backend's paged KV cache. K and V of the pool are
+ * [n_pages, page_size, kv_heads, head_dim] in the cache's dtype, in host
+ * memory; token p of a sequence is row p % page_size of page
+ * table[p / page_size]. Attention gathers a sequence's K and V into float32
+ * rows and runs cpu_attention over them, its queries being the sequence's
+ * last positions. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "attention.h"
+#include "error.h"
+#include "paged.h"
+
+typedef struct {
+    unsigned char *k, *v; /* [n_pages, page_size, kv_heads, head_dim] in the dtype */
+} cpu_pool;
+
+/* Bytes of one token's K (or V): kv_heads * head_dim elements. */
+static size_t row_bytes(const forge_paged_config *c) {
+    return (size_t)c->kv_heads * (size_t)c->head_dim * forge_dtype_size(c->dtype);
+}
+
+/* Byte offset of position pos of seq in the pool. */
+static size_t token_at(const forge_paged_cache *c, int seq, int pos) {
+    const int page = c->table[(size_t)seq * c->max_pages + pos / c->cfg.page_size];
+    return ((size_t)page * c->cfg.page_size + pos % c->cfg.page_size) * row_bytes(&c->cfg);
+}
+
+forge_status cpu_paged_init(forge_paged_cache *cache) {
+    const size_t bytes = (size_t)cache->cfg.n_pages * cache->cfg.page_size * row_bytes(&cache->cfg);
+    cpu_pool *p = calloc(1, sizeof *p);
+    if (p) {
+        p->k = calloc(bytes, 1);
+        p->v = calloc(bytes, 1);
+    }
+    if (!p || !p->k || !p->v) {
+        if (p) free(p->k), free(p->v);
+        free(p);
+        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "forge_paged_cache_create: out of memory for %d pages (2 x %zu bytes)",
+                          cache->cfg.n_pages, bytes);
+    }
+    cache->impl = p;
+    return FORGE_OK;
+}
+
+void cpu_paged_free(forge_paged_cache *cache) {
+    cpu_pool *p = cache->impl;
+    if (!p) return;
+    free(p->k);
+    free(p->v);
+    free(p);
+}
+
+forge_status cpu_paged_copy_page(forge_paged_cache *cache, int dst, int src, int tokens) {
+    cpu_pool *p = cache->impl;
+    const size_t page = (size_t)cache->cfg.page_size * row_bytes(&cache->cfg), n = (size_t)tokens * row_bytes(&cache->cfg);
+    memcpy(p->k + (size_t)dst * page, p->k + (size_t)src * page, n);
+    memcpy(p->v + (size_t)dst * page, p->v + (size_t)src * page, n);
+    return FORGE_OK;
+}
+
+forge_status cpu_paged_write(forge_paged_cache *cache, int n, const int *seqs, const int *pos0, const int *n_tokens,
+                             const int *row0, const void *k, const void *v) {
+    cpu_pool *p = cache->impl;
+    const size_t rb = row_bytes(&cache->cfg);
+    for (int i = 0; i < n; i++)
+        for (int t = 0; t < n_tokens[i]; t++) {
+            const size_t dst = token_at(cache, seqs[i], pos0[i] + t), src = (size_t)(row0[i] + t) * rb;
+            memcpy(p->k + dst, (const unsigned char *)k + src, rb);
+            memcpy(p->v + dst, (const unsigned char *)v + src, rb);
+        }
+    return FORGE_OK;
+}
+
+forge_status cpu_paged_read(const forge_paged_cache *cache, int seq, int len, void *k, void *v) {
+    const cpu_pool *p = cache->impl;
+    const size_t rb = row_bytes(&cache->cfg);
+    for (int pos = 0; pos < len; pos++) {
+        const size_t src = token_at(cache, seq, pos);
+        if (k) memcpy((unsigned char *)k + (size_t)pos * rb, p->k + src, rb);
+        if (v) memcpy((unsigned char *)v + (size_t)pos * rb, p->v + src, rb);
+    }
+    return FORGE_OK;
+}
+
+/* Positions [0, len) of seq, K and V widened to float32 rows [len, kv_heads, head_dim]. */
+static void gather(const forge_paged_cache *cache, int seq, int len, float *k, float *v) {
+    const cpu_pool *p = cache->impl;
+    const forge_paged_config *c = &cache->cfg;
+    const size_t elems = (size_t)c->kv_heads * c->head_dim;
+    for (int pos = 0; pos < len; pos++) {
+        const size_t src = token_at(cache, seq, pos);
+        forge_convert(k + pos * elems, FORGE_F32, p->k + src, c->dtype, elems);
+        forge_convert(v + pos * elems, FORGE_F32, p->v + src, c->dtype, elems);
+    }
+}
+
+forge_status cpu_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *a, int total_q) {
+    const forge_paged_config *c = &cache->cfg;
+    const int H = a->heads, Hk = c->kv_heads, D = c->head_dim;
+    int max_len = 1;
+    for (int b = 0; b < a->batch; b++) max_len = cache->len[a->seqs[b]] > max_len ? cache->len[a->seqs[b]] : max_len;
+    const size_t nq = (size_t)total_q * H * D, nkv = (size_t)max_len * Hk * D;
+    float *q = malloc(sizeof *q * nq), *out = malloc(sizeof *out * nq);
+    float *k = malloc(sizeof *k * nkv), *v = malloc(sizeof *v * nkv);
+    float *scores = malloc(sizeof *scores * (size_t)CPU_ATTN_ROWS * (size_t)max_len);
+    forge_status st = FORGE_OK;
+    if (!q || !out || !k || !v || !scores)
+        st = forge_fail(FORGE_ERR_OUT_OF_MEMORY, "forge_paged_attention: out of memory for %d queries over up to %d "
+                        "tokens", total_q, max_len);
+    if (st == FORGE_OK) forge_convert(q, FORGE_F32, a->q, c->dtype, nq);
+    for (int b = 0; st == FORGE_OK && b < a->batch; b++) {
+        const int seq = a->seqs[b], len = cache->len[seq], q0 = a->q_offsets[b], n = a->q_offsets[b + 1] - q0;
+        if (n == 0) continue;
+        gather(cache, seq, len, k, v);
+        cpu_attention_args args = {
+            .q = q + (size_t)q0 * H * D,
+            .q_stride = H * D,
+            .k = k,
+            .v = v,
+            .kv_head_stride = D,
+            .k_stride = Hk * D,
+            .n_keys = len,
+            .out = out + (size_t)q0 * H * D,
+            .out_stride = H * D,
+            .lse = a->lse ? a->lse + q0 : NULL,
+            .lse_stride = total_q,
+            .n_queries = n,
+            .q_pos0 = len - n, /* the queries are the sequence's last positions */
+            .k_pos0 = 0,
+            .causal = 1,
+            .scale = a->scale,
+            .heads = H,
+            .kv_heads = Hk,
+            .head_dim = D,
+        };
+        cpu_attention(&args, scores);
+    }
+    if (st == FORGE_OK) forge_convert(a->out, c->dtype, out, FORGE_F32, nq);
+    free(q);
+    free(out);
+    free(k);
+    free(v);
+    free(scores);
+    return st;
+}

@@ -1,0 +1,300 @@
+/* paged_cache.c: the paged KV cache's bookkeeping, on the host: the page
+ * pool's free list and reference counts, each sequence's page table and
+ * length, forks that share pages and copy a shared partial page on write,
+ * and the checks of every call. The backend stores the pages and computes. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "error.h"
+
+static int is_page_size(int p) { return p == 16 || p == 32 || p == 64 || p == 128 || p == 256; }
+
+static forge_status check_config(const char *fn, const forge_paged_config *c) {
+    if (forge_dtype_size(c->dtype) == 0) return forge_fail(FORGE_ERR_DTYPE, "%s: unknown dtype %d", fn, (int)c->dtype);
+    if (c->kv_heads < 1) return forge_fail(FORGE_ERR_SHAPE, "%s: kv_heads %d is below 1", fn, c->kv_heads);
+    if (c->head_dim < 1 || c->head_dim > 256)
+        return forge_fail(FORGE_ERR_SHAPE, "%s: head_dim %d is outside 1 .. 256", fn, c->head_dim);
+    if (!is_page_size(c->page_size))
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: page_size %d is not 16, 32, 64, 128 or 256", fn,
+                          c->page_size);
+    if (c->n_pages < 1) return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: n_pages %d is below 1", fn, c->n_pages);
+    if (c->max_seqs < 1) return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: max_seqs %d is below 1", fn, c->max_seqs);
+    if (c->max_seq_len < 1)
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: max_seq_len %d is below 1", fn, c->max_seq_len);
+    /* the pool, K and V: 2 * n_pages * page_size * kv_heads * head_dim elements */
+    const size_t page = (size_t)c->page_size * (size_t)c->kv_heads * (size_t)c->head_dim * forge_dtype_size(c->dtype);
+    if ((size_t)c->n_pages > SIZE_MAX / 2 / page)
+        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: %d pages of %zu bytes overflow size_t", fn, c->n_pages, page);
+    return FORGE_OK;
+}
+
+forge_status forge_paged_cache_create(forge_context *ctx, const forge_paged_config *cfg, forge_paged_cache **out) {
+    static const char fn[] = "forge_paged_cache_create";
+    FORGE_CHECK_NOT_NULL(ctx, fn);
+    FORGE_CHECK_NOT_NULL(cfg, fn);
+    FORGE_CHECK_NOT_NULL(out, fn);
+    forge_status st = check_config(fn, cfg);
+    if (st != FORGE_OK) return st;
+    if (!ctx->ops->paged_init)
+        return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the %s backend has no paged cache", fn,
+                          forge_backend_name(ctx->ops->kind));
+    const int max_pages = (int)(((long)cfg->max_seq_len + cfg->page_size - 1) / cfg->page_size);
+    forge_paged_cache *c = calloc(1, sizeof *c);
+    if (c) {
+        c->table = malloc(sizeof *c->table * (size_t)cfg->max_seqs * (size_t)max_pages);
+        c->len = malloc(sizeof *c->len * (size_t)cfg->max_seqs);
+        c->refs = calloc((size_t)cfg->n_pages, sizeof *c->refs);
+        c->free_pages = malloc(sizeof *c->free_pages * (size_t)cfg->n_pages);
+    }
+    if (!c || !c->table || !c->len || !c->refs || !c->free_pages) {
+        if (c) free(c->table), free(c->len), free(c->refs), free(c->free_pages);
+        free(c);
+        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory for the tables of %d sequences and %d pages",
+                          fn, cfg->max_seqs, cfg->n_pages);
+    }
+    c->ctx = ctx;
+    c->cfg = *cfg;
+    c->max_pages = max_pages;
+    for (int s = 0; s < cfg->max_seqs; s++) c->len[s] = -1;
+    /* a stack: page 0 is handed out first */
+    for (int i = 0; i < cfg->n_pages; i++) c->free_pages[i] = cfg->n_pages - 1 - i;
+    c->n_free = cfg->n_pages;
+    st = ctx->ops->paged_init(c);
+    if (st != FORGE_OK) {
+        free(c->table), free(c->len), free(c->refs), free(c->free_pages), free(c);
+        return st;
+    }
+    *out = c;
+    return FORGE_OK;
+}
+
+void forge_paged_cache_destroy(forge_paged_cache *cache) {
+    if (!cache) return;
+    cache->ctx->ops->paged_free(cache);
+    free(cache->table);
+    free(cache->len);
+    free(cache->refs);
+    free(cache->free_pages);
+    free(cache);
+}
+
+forge_paged_config forge_paged_cache_config(const forge_paged_cache *cache) {
+    return cache ? cache->cfg : (forge_paged_config){0};
+}
+
+int forge_paged_cache_free_pages(const forge_paged_cache *cache) { return cache ? cache->n_free : 0; }
+
+static int pages_for(const forge_paged_cache *c, int tokens) { return (tokens + c->cfg.page_size - 1) / c->cfg.page_size; }
+static int *table_of(const forge_paged_cache *c, int seq) { return c->table + (size_t)seq * c->max_pages; }
+
+static forge_status check_seq(const forge_paged_cache *c, int seq, const char *fn) {
+    FORGE_CHECK_NOT_NULL(c, fn);
+    if (seq < 0 || seq >= c->cfg.max_seqs || c->len[seq] < 0)
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: sequence %d is not a live sequence of the cache", fn, seq);
+    return FORGE_OK;
+}
+
+/* The lowest free sequence id, or -1. */
+static int free_id(const forge_paged_cache *c) {
+    for (int s = 0; s < c->cfg.max_seqs; s++)
+        if (c->len[s] < 0) return s;
+    return -1;
+}
+
+static forge_status no_free_id(const forge_paged_cache *c, const char *fn) {
+    return forge_fail(FORGE_ERR_CAPACITY, "%s: all %d sequences of the cache are live", fn, c->cfg.max_seqs);
+}
+
+forge_status forge_paged_seq_new(forge_paged_cache *cache, int *seq) {
+    static const char fn[] = "forge_paged_seq_new";
+    FORGE_CHECK_NOT_NULL(cache, fn);
+    FORGE_CHECK_NOT_NULL(seq, fn);
+    const int s = free_id(cache);
+    if (s < 0) return no_free_id(cache, fn);
+    cache->len[s] = 0;
+    *seq = s;
+    return FORGE_OK;
+}
+
+forge_status forge_paged_seq_fork(forge_paged_cache *cache, int src, int *seq) {
+    static const char fn[] = "forge_paged_seq_fork";
+    forge_status st = check_seq(cache, src, fn);
+    if (st != FORGE_OK) return st;
+    FORGE_CHECK_NOT_NULL(seq, fn);
+    const int s = free_id(cache), n = pages_for(cache, cache->len[src]);
+    if (s < 0) return no_free_id(cache, fn);
+    memcpy(table_of(cache, s), table_of(cache, src), sizeof(int) * (size_t)n);
+    if (n > 0 && cache->ctx->ops->paged_set_table && (st = cache->ctx->ops->paged_set_table(cache, s, 0, n)) != FORGE_OK)
+        return st;
+    for (int i = 0; i < n; i++) cache->refs[table_of(cache, s)[i]]++;
+    cache->len[s] = cache->len[src];
+    *seq = s;
+    return FORGE_OK;
+}
+
+static void drop_page(forge_paged_cache *c, int page) {
+    if (--c->refs[page] == 0) c->free_pages[c->n_free++] = page;
+}
+
+forge_status forge_paged_seq_release(forge_paged_cache *cache, int seq) {
+    forge_status st = check_seq(cache, seq, "forge_paged_seq_release");
+    if (st != FORGE_OK) return st;
+    const int n = pages_for(cache, cache->len[seq]);
+    for (int i = 0; i < n; i++) drop_page(cache, table_of(cache, seq)[i]);
+    cache->len[seq] = -1;
+    return FORGE_OK;
+}
+
+forge_status forge_paged_seq_len(const forge_paged_cache *cache, int seq, int *len) {
+    forge_status st = check_seq(cache, seq, "forge_paged_seq_len");
+    if (st != FORGE_OK) return st;
+    FORGE_CHECK_NOT_NULL(len, "forge_paged_seq_len");
+    *len = cache->len[seq];
+    return FORGE_OK;
+}
+
+forge_status forge_paged_seq_pages(const forge_paged_cache *cache, int seq, int *pages, int *n_pages) {
+    forge_status st = check_seq(cache, seq, "forge_paged_seq_pages");
+    if (st != FORGE_OK) return st;
+    FORGE_CHECK_NOT_NULL(n_pages, "forge_paged_seq_pages");
+    *n_pages = pages_for(cache, cache->len[seq]);
+    if (pages) memcpy(pages, table_of(cache, seq), sizeof(int) * (size_t)*n_pages);
+    return FORGE_OK;
+}
+
+forge_status forge_paged_read(const forge_paged_cache *cache, int seq, void *k, void *v) {
+    forge_status st = check_seq(cache, seq, "forge_paged_read");
+    if (st != FORGE_OK) return st;
+    if (cache->len[seq] == 0 || (!k && !v)) return FORGE_OK;
+    return cache->ctx->ops->paged_read(cache, seq, cache->len[seq], k, v);
+}
+
+/* What an append changes in one sequence, kept to undo it if the backend fails. */
+typedef struct {
+    int cow_old;   /* the shared partial page replaced by a copy, or -1 */
+    int first_new; /* table index of the first page allocated */
+    int n_new;     /* pages allocated, copy included */
+} append_change;
+
+static void undo_append(forge_paged_cache *c, const int *seqs, const append_change *ch, int n) {
+    for (int i = 0; i < n; i++) {
+        int *t = table_of(c, seqs[i]);
+        for (int p = 0; p < ch[i].n_new; p++) drop_page(c, t[ch[i].first_new + p]);
+        if (ch[i].cow_old >= 0) {
+            t[ch[i].first_new] = ch[i].cow_old;
+            c->refs[ch[i].cow_old]++;
+            if (c->ctx->ops->paged_set_table) c->ctx->ops->paged_set_table(c, seqs[i], ch[i].first_new, 1);
+        }
+    }
+}
+
+forge_status forge_paged_append(forge_paged_cache *cache, int n, const int *seqs, const int *n_tokens, const void *k,
+                                const void *v) {
+    static const char fn[] = "forge_paged_append";
+    FORGE_CHECK_NOT_NULL(cache, fn);
+    if (n < 1) return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: n is %d, not >= 1", fn, n);
+    FORGE_CHECK_NOT_NULL(seqs, fn);
+    FORGE_CHECK_NOT_NULL(n_tokens, fn);
+    const int P = cache->cfg.page_size;
+    long total = 0;
+    int needed = 0;
+    for (int i = 0; i < n; i++) {
+        forge_status st = check_seq(cache, seqs[i], fn);
+        if (st != FORGE_OK) return st;
+        for (int j = 0; j < i; j++)
+            if (seqs[j] == seqs[i])
+                return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: sequence %d appears twice (seqs[%d] and seqs[%d])",
+                                  fn, seqs[i], j, i);
+        const int len = cache->len[seqs[i]];
+        if (n_tokens[i] < 0 || n_tokens[i] > cache->cfg.max_seq_len - len)
+            return forge_fail(FORGE_ERR_CAPACITY, "%s: sequence %d holds %d tokens; %d more is negative or past "
+                              "max_seq_len %d", fn, seqs[i], len, n_tokens[i], cache->cfg.max_seq_len);
+        total += n_tokens[i];
+        needed += pages_for(cache, len + n_tokens[i]) - pages_for(cache, len);
+        if (n_tokens[i] > 0 && len % P != 0 && cache->refs[table_of(cache, seqs[i])[len / P]] > 1)
+            needed++; /* the shared partial page is copied before it is written */
+    }
+    if (needed > cache->n_free)
+        return forge_fail(FORGE_ERR_CAPACITY, "%s: the tokens need %d new pages and the pool has %d free of %d", fn,
+                          needed, cache->n_free, cache->cfg.n_pages);
+    if (total == 0) return FORGE_OK;
+    FORGE_CHECK_NOT_NULL(k, fn);
+    FORGE_CHECK_NOT_NULL(v, fn);
+
+    const forge_backend_ops *ops = cache->ctx->ops;
+    append_change *ch = malloc(sizeof *ch * (size_t)n);
+    int *pos0 = malloc(sizeof *pos0 * (size_t)n), *row0 = malloc(sizeof *row0 * (size_t)n);
+    forge_status st = ch && pos0 && row0 ? FORGE_OK : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    int done = 0; /* sequences whose pages are in place */
+    for (long row = 0; st == FORGE_OK && done < n; row += n_tokens[done], done++) {
+        const int s = seqs[done], len = cache->len[s], *t = table_of(cache, s);
+        append_change *c = &ch[done];
+        *c = (append_change){.cow_old = -1, .first_new = pages_for(cache, len), .n_new = 0};
+        pos0[done] = len, row0[done] = (int)row;
+        if (n_tokens[done] == 0) continue;
+        if (len % P != 0 && cache->refs[t[len / P]] > 1) { /* copy on write */
+            c->cow_old = t[len / P];
+            c->first_new = len / P;
+        }
+        const int end = pages_for(cache, len + n_tokens[done]);
+        for (int p = c->first_new; p < end; p++, c->n_new++) {
+            const int page = cache->free_pages[--cache->n_free];
+            cache->refs[page] = 1;
+            table_of(cache, s)[p] = page;
+        }
+        if (c->cow_old >= 0) {
+            cache->refs[c->cow_old]--; /* still held by another sequence: never 0 here */
+            st = ops->paged_copy_page(cache, t[c->first_new], c->cow_old, len % P);
+        }
+        if (st == FORGE_OK && ops->paged_set_table && c->n_new > 0)
+            st = ops->paged_set_table(cache, s, c->first_new, c->n_new);
+    }
+    if (st == FORGE_OK) st = ops->paged_write(cache, n, seqs, pos0, n_tokens, row0, k, v);
+    if (st == FORGE_OK)
+        for (int i = 0; i < n; i++) cache->len[seqs[i]] += n_tokens[i];
+    else if (ch)
+        undo_append(cache, seqs, ch, done);
+    free(ch);
+    free(pos0);
+    free(row0);
+    return st;
+}
+
+forge_status forge_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *a) {
+    static const char fn[] = "forge_paged_attention";
+    FORGE_CHECK_NOT_NULL(cache, fn);
+    FORGE_CHECK_NOT_NULL(a, fn);
+    const forge_paged_config *c = &cache->cfg;
+    if (a->batch < 1) return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: batch is %d, not >= 1", fn, a->batch);
+    if (a->heads < 1 || a->heads % c->kv_heads != 0)
+        return forge_fail(FORGE_ERR_SHAPE, "%s: heads %d is not a positive multiple of the cache's kv_heads %d", fn,
+                          a->heads, c->kv_heads);
+    if (!(a->scale >= 0.0f) || a->scale > 3.4e38f)
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: scale %g is not a finite number >= 0", fn, (double)a->scale);
+    if (a->split_size < 0 || a->split_size % c->page_size != 0)
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: split_size %d is not 0 or a positive multiple of the "
+                          "page size %d", fn, a->split_size, c->page_size);
+    FORGE_CHECK_NOT_NULL(a->seqs, fn);
+    FORGE_CHECK_NOT_NULL(a->q_offsets, fn);
+    if (a->q_offsets[0] != 0) return forge_fail(FORGE_ERR_SHAPE, "%s: q_offsets[0] is %d, not 0", fn, a->q_offsets[0]);
+    for (int b = 0; b < a->batch; b++) {
+        forge_status st = check_seq(cache, a->seqs[b], fn);
+        if (st != FORGE_OK) return st;
+        const int nq = a->q_offsets[b + 1] - a->q_offsets[b];
+        if (nq < 0)
+            return forge_fail(FORGE_ERR_SHAPE, "%s: q_offsets[%d] = %d is below q_offsets[%d] = %d", fn, b + 1,
+                              a->q_offsets[b + 1], b, a->q_offsets[b]);
+        if (nq > cache->len[a->seqs[b]])
+            return forge_fail(FORGE_ERR_SHAPE, "%s: sequence %d (seqs[%d]) has %d queries but holds %d tokens: append "
+                              "the queries' K and V first", fn, a->seqs[b], b, nq, cache->len[a->seqs[b]]);
+    }
+    const int total_q = a->q_offsets[a->batch];
+    if (total_q == 0) return FORGE_OK;
+    FORGE_CHECK_NOT_NULL(a->q, fn);
+    FORGE_CHECK_NOT_NULL(a->out, fn);
+    forge_paged_attention_args resolved = *a;
+    if (resolved.scale == 0.0f) resolved.scale = 1.0f / sqrtf((float)c->head_dim);
+    return cache->ctx->ops->paged_attention(cache, &resolved, total_q);
+}
