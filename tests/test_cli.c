@@ -204,7 +204,11 @@ static void test_bad_inputs(void **state) {
         {"bench layer --seq 8 --heads 4 --kv-heads 3 --head-dim 32", "kv_heads"},
         {"bench layer --seq 8 --heads 4 --head-dim 31", "odd"},
         {"bench layer --seq 8 --heads 4 --head-dim 32 --dtype fp8", "--dtype"},
-        {"bench decode --seq 8", "bench layer|prefill"},
+        {"bench nothing --seq 8", "bench layer|prefill|decode"},
+        {"bench decode --seq 8", "unknown option"},
+        {"bench decode --kv-len 8", "--heads"},
+        {"bench decode --kv-len 8 --heads 4 --head-dim 64 --page-size 24", "page_size"},
+        {"bench decode --kv-len 8 --heads 4 --kv-heads 3 --head-dim 64", "kv_heads"},
         {"bench prefill --seq 8", "--heads"},
         {"bench prefill --seq 8 --heads 4 --head-dim 64 --dtype fp8", "--dtype"},
         {"bench prefill --seq 8 --heads 4 --head-dim 64 --kernel fast", "--kernel"},
@@ -281,6 +285,31 @@ static void test_bench_prefill_json(void **state) {
     cJSON_Delete(j);
 }
 
+/* forge bench decode --json: one object with torch_ref.py decode's fields. */
+static void test_bench_decode_json(void **state) {
+    run_result r = forge("bench decode --json --kv-len 300 --heads 4 --kv-heads 2 --head-dim 64 --batch 3 "
+                         "--page-size 32 --iters 2 --warmup 0");
+    if (r.code != 0) fail_msg("forge bench decode exited %d: %s", r.code, r.err);
+    char *nl = strchr(r.out, '\n');
+    assert_true(nl && nl[1] == '\0');
+    cJSON *j = cJSON_Parse(r.out);
+    assert_non_null(j);
+    const struct { const char *key; double want; } ints[] = {
+        {"kv_len", 300}, {"heads", 4}, {"kv_heads", 2}, {"head_dim", 64}, {"batch", 3}, {"page_size", 32},
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        cJSON *v = cJSON_GetObjectItem(j, ints[i].key);
+        assert_true(cJSON_IsNumber(v) && v->valuedouble == ints[i].want);
+    }
+    assert_string_equal(cJSON_GetObjectItem(j, "mode")->valuestring, "decode");
+    assert_string_equal(cJSON_GetObjectItem(j, "dtype")->valuestring, "bf16");
+    const double us = cJSON_GetObjectItem(j, "us")->valuedouble, tbps = cJSON_GetObjectItem(j, "TBps")->valuedouble;
+    assert_true(us > 0.0);
+    /* K and V read: 2 * B * K * L * D * 2 bytes, printed to 0.001 TB/s */
+    assert_true(fabs(tbps - 2.0 * 3 * 2 * 300 * 64 * 2 / us / 1e6) <= 0.0006);
+    cJSON_Delete(j);
+}
+
 static int make_dir(void **state) {
     snprintf(dir, sizeof dir, "/tmp/forge_cli_XXXXXX");
     return mkdtemp(dir) ? 0 : -1;
@@ -312,6 +341,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_bench_json),
         cmocka_unit_test(test_bench_prefill_json),
+        cmocka_unit_test(test_bench_decode_json),
     };
     return cmocka_run_group_tests_name("cli", tests, make_dir, remove_dir);
 }

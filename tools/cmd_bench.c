@@ -1,5 +1,6 @@
 /* cmd_bench.c: `forge bench layer`, timings of the whole layer (`forge bench
- * prefill`, attention alone, is bench_prefill.c's). Each timed
+ * prefill`, attention alone, is bench_prefill.c's; `forge bench decode`,
+ * attention over a paged cache, bench_decode.c's). Each timed
  * call is a prefill of `batch` sequences of `seq` tokens into emptied cache
  * slots, the work of ../shared/bench/torch_ref.py layer. eager_us and
  * graph_us are device times by forge_stopwatch, as torch_ref.py times
@@ -88,8 +89,9 @@ static int bench_layer(const bench_args *a) {
 
 int cmd_bench(int argc, char **argv) {
     if (argc >= 1 && strcmp(argv[0], "prefill") == 0) return bench_prefill(argc - 1, argv + 1);
+    if (argc >= 1 && strcmp(argv[0], "decode") == 0) return bench_decode(argc - 1, argv + 1);
     if (argc < 1 || strcmp(argv[0], "layer") != 0)
-        return cli_error(CMD, "the benchmark must be named: forge bench layer|prefill ...");
+        return cli_error(CMD, "the benchmark must be named: forge bench layer|prefill|decode ...");
     bench_args a = {.batch = 1, .kv_heads = 0, .hidden = 0, .iters = 200, .warmup = 20};
     const char *dtype = "fp32", *backend = "auto", *attention = "flash";
     const cli_opt opts[] = {

@@ -2,7 +2,7 @@
  *
  *   forge run                 the seed layer on the best backend, checked
  *   forge attn ...            one layer on tensors from safetensors files
- *   forge bench layer|prefill ...  timings, one JSON object a line with --json
+ *   forge bench layer|prefill|decode ...  timings, one JSON object a line with --json
  *   forge check               the backend against the reference over a grid
  */
 #include <stdio.h>
@@ -36,7 +36,12 @@ static const char usage[] =
     "         [--kernel auto|portable]\n"
     "         attention alone (forge_attention_forward) over B sequences of S tokens:\n"
     "         median time and TFLOP/s (causal FLOPs halved, as torch_ref.py counts);\n"
-    "         --kernel portable times the mma.sync kernel where Hopper's would run\n";
+    "         --kernel portable times the mma.sync kernel where Hopper's would run\n"
+    "  bench  decode [--json] --kv-len L --heads H [--kv-heads K] --head-dim D [--batch B]\n"
+    "         [--dtype bf16] [--page-size 16] [--split-size S] [--iters N] [--warmup N]\n"
+    "         [--backend B]\n"
+    "         one decode step over a paged KV cache (forge_paged_attention) of B\n"
+    "         sequences of L tokens: median time and TB/s of K and V read\n";
 
 int main(int argc, char **argv) {
     if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||

@@ -70,6 +70,9 @@ static forge_status cuda_context_init(forge_context *ctx) {
     if ((e = cudaGetDevice(&c->device)) != cudaSuccess) st = cuda_err(fn, "cudaGetDevice", e);
     else if ((e = fcuda_flash_init()) != cudaSuccess) st = cuda_err(fn, "fcuda_flash_init", e);
     else if ((e = fcuda_flash_mma_init()) != cudaSuccess) st = cuda_err(fn, "fcuda_flash_mma_init", e);
+    else if ((e = fcuda_paged_init()) != cudaSuccess) st = cuda_err(fn, "fcuda_paged_init", e);
+    else if ((e = cudaDeviceGetAttribute(&c->sms, cudaDevAttrMultiProcessorCount, c->device)) != cudaSuccess)
+        st = cuda_err(fn, "cudaDeviceGetAttribute", e);
     else if ((e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->device)) != cudaSuccess)
         st = cuda_err(fn, "cudaDeviceGetAttribute", e);
     else if ((c->hopper = major == 9) && (e = fcuda_flash_wgmma_init()) != cudaSuccess)
@@ -670,6 +673,13 @@ const forge_backend_ops forge_cuda_backend = {
     .forward = cuda_forward,
     .timings = cuda_timings,
     .attention = cuda_attention,
+    .paged_init = cuda_paged_init,
+    .paged_free = cuda_paged_free,
+    .paged_set_table = cuda_paged_set_table,
+    .paged_copy_page = cuda_paged_copy_page,
+    .paged_write = cuda_paged_write,
+    .paged_read = cuda_paged_read,
+    .paged_attention = cuda_paged_attention,
     .graph_capture = cuda_graph_capture,
     .graph_launch = cuda_graph_launch,
     .graph_free = cuda_graph_free,

@@ -1,7 +1,8 @@
 /* cuda_backend.h: the CUDA backend's host-side state, shared by its files:
  * cuda_backend.c (context, buffers, cache, layers, the fp32 forward call,
- * attention alone, graphs), lt_linear.c (projections through cuBLASLt) and
- * layer16.c (the bf16 and fp16 forward call). */
+ * attention alone, graphs), lt_linear.c (projections through cuBLASLt),
+ * layer16.c (the bf16 and fp16 forward call) and cuda_paged.c (the paged
+ * KV cache). */
 #ifndef FORGE_CUDA_BACKEND_H
 #define FORGE_CUDA_BACKEND_H
 
@@ -25,6 +26,7 @@ typedef struct {
     cudaEvent_t watch[2]; /* forge_stopwatch_start, _stop */
     int hopper;           /* compute capability 9.0: the sm_90a kernels run */
     int *work;            /* the Hopper attention kernel's work counters (FCUDA_WORK_BYTES) */
+    int sms;              /* multiprocessors */
 } cuda_ctx;
 
 /* A cuBLASLt y = x W^T (+ bias) for one token count, planned once. */
@@ -100,6 +102,16 @@ forge_status cuda_stage_begin(forge_layer *layer, forge_stage stage, int record,
 /* Queues tensor-core attention: Hopper's kernel where it serves the head
  * dim and the context has not asked for the portable one, else mma.sync. */
 forge_status cuda_flash_tc(forge_context *ctx, fcuda_mma_args *m, const fcuda_varlen *b, const char *fn);
+
+/* cuda_paged.c: the paged cache's backend operations (backend.h) */
+forge_status cuda_paged_init(forge_paged_cache *cache);
+void cuda_paged_free(forge_paged_cache *cache);
+forge_status cuda_paged_set_table(forge_paged_cache *cache, int seq, int first, int count);
+forge_status cuda_paged_copy_page(forge_paged_cache *cache, int dst, int src, int tokens);
+forge_status cuda_paged_write(forge_paged_cache *cache, int n, const int *seqs, const int *pos0, const int *n_tokens,
+                              const int *row0, const void *k, const void *v);
+forge_status cuda_paged_read(const forge_paged_cache *cache, int seq, int len, void *k, void *v);
+forge_status cuda_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *a, int total_q);
 
 /* layer16.c: cuda_forward for bf16 and fp16 layers */
 forge_status cuda_forward16(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs, int n_seqs,

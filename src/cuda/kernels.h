@@ -119,6 +119,57 @@ int fcuda_flash_wgmma_supported(int head_dim);
 cudaError_t fcuda_flash_wgmma_init(void);
 cudaError_t fcuda_flash_wgmma(const fcuda_mma_args *a, const fcuda_varlen *b, cudaStream_t stream);
 
+/* Paged KV cache (paged.cu): K and V pools [n_pages, page_size, kv_heads,
+ * head_dim] in the cache's dtype, and the page tables [max_seqs, max_pages]
+ * (token p of sequence s: row p % page_size of page table[s][p / page_size]).
+ * A launch's sequences travel as a kernel parameter. */
+typedef struct {
+    void *k, *v;          /* the pools                                     */
+    const int *table;     /* [max_seqs, max_pages]                         */
+    int kv_heads, head_dim, page_size, max_pages;
+    int dtype;            /* forge_dtype                                   */
+} fcuda_pool;
+
+typedef struct {
+    int n;                      /* sequences in this launch                  */
+    int seq[FCUDA_MAX_SEQS];    /* their ids: rows of the page table         */
+    int pos0[FCUDA_MAX_SEQS];   /* append: the first position written        */
+    int count[FCUDA_MAX_SEQS];  /* append: tokens written; attention: tokens held */
+    int row0[FCUDA_MAX_SEQS + 1]; /* rows of the call's k, v (append) or q (attention) */
+    int max_count;              /* append: the most tokens of one sequence   */
+    int max_rows;               /* attention: the most query rows of one sequence */
+} fcuda_paged_batch;
+
+/* 1 when the paged kernels are built for this head dim. */
+int fcuda_paged_supported(int head_dim);
+cudaError_t fcuda_paged_init(void);
+/* K and V rows row0[i] .. of k and v [rows, kv_heads, head_dim] to sequence
+ * seq[i] at positions pos0[i] .. pos0[i] + count[i] - 1 (16-byte aligned). */
+cudaError_t fcuda_paged_write(const fcuda_pool *p, const fcuda_paged_batch *b, const void *k, const void *v,
+                              cudaStream_t stream);
+
+typedef struct {
+    const void *q;   /* [total_q, heads, head_dim]: sequence i's rows row0[i] .. row0[i+1]-1 */
+    void *out;       /* [total_q, heads, head_dim] */
+    float *lse;      /* [heads, total_q] or NULL */
+    float *part;     /* splits > 1: [total_q, heads, splits, head_dim + 1], partial
+                        outputs (normalised) and their log-sum-exps */
+    int total_q, heads;
+    int split_size;  /* tokens of a sequence a block reads */
+    int splits;      /* the most blocks of one (sequence, kv head, row tile) */
+    float scale;
+} fcuda_paged_args;
+
+/* Rows of (query, head) pairs a block takes, for one KV head. */
+#define FCUDA_PAGED_ROWS 4
+
+/* Attention of each sequence's last row0[i+1] - row0[i] positions over its
+ * count[i] tokens (causal), each KV head read once for its group of query
+ * heads; sequences longer than split_size are read by several blocks whose
+ * partial results a second kernel merges by log-sum-exp. */
+cudaError_t fcuda_paged_attention(const fcuda_pool *p, const fcuda_paged_args *a, const fcuda_paged_batch *b,
+                                  cudaStream_t stream);
+
 /* A bf16 or fp16 layer's split (split_rope16.cu): token t of qkv
  * [T, (heads + 2 kv_heads) * head_dim] (Q and K rows in RoPE pair order)
  * becomes row t of q [T, heads, head_dim], rotated, and row r of k and v

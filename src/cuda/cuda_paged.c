@@ -1,0 +1,190 @@
+/* cuda_paged.c: the CUDA backend's paged KV cache (kernels in paged.cu).
+ * The pools and a copy of the page tables live in device memory; each range
+ * of a table that paged_cache.c changes is uploaded on the context's stream,
+ * so that kernels queued after it see it. Appends and attention are kernel
+ * launches on that stream, FCUDA_MAX_SEQS sequences a launch (their
+ * metadata travels as a kernel parameter). */
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "cuda_backend.h"
+
+typedef struct {
+    fcuda_pool pool;   /* K, V and the tables, in device memory */
+    float *part;       /* split attention's partial results, grown to the largest call */
+    size_t part_bytes;
+} cuda_paged;
+
+/* Tokens below which a sequence is not split: a block's share of the read
+ * must outweigh its start and the merge. */
+#define MIN_SPLIT 64
+/* Rounds of the GPU's resident blocks (three an SM) that a chosen split
+ * size aims at: with many rounds the last, partly empty one costs little,
+ * and sequences of uneven length even out. */
+#define SPLIT_ROUNDS 8
+
+forge_status cuda_paged_init(forge_paged_cache *cache) {
+    static const char fn[] = "forge_paged_cache_create";
+    const forge_paged_config *c = &cache->cfg;
+    if (!fcuda_paged_supported(c->head_dim))
+        return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the CUDA backend's paged cache takes head dims 32, 64, 96, 128 "
+                          "and 256, not %d", fn, c->head_dim);
+    const size_t bytes = (size_t)c->n_pages * c->page_size * c->kv_heads * c->head_dim * forge_dtype_size(c->dtype);
+    const size_t table_bytes = sizeof(int) * (size_t)c->max_seqs * cache->max_pages;
+    cuda_paged *p = calloc(1, sizeof *p);
+    if (!p) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    int *table = NULL;
+    cudaError_t e = cudaMalloc(&p->pool.k, bytes);
+    if (!e) e = cudaMalloc(&p->pool.v, bytes);
+    if (!e) e = cudaMalloc((void **)&table, table_bytes);
+    /* zeroed: a table entry past a sequence's pages names page 0, never a
+     * page outside the pool; on the legacy stream, done before the cache
+     * is handed out */
+    if (!e && (e = cudaMemset(p->pool.k, 0, bytes)) == cudaSuccess && (e = cudaMemset(p->pool.v, 0, bytes)) == cudaSuccess &&
+        (e = cudaMemset(table, 0, table_bytes)) == cudaSuccess)
+        e = cudaStreamSynchronize(cudaStreamLegacy);
+    if (e) {
+        cudaFree(p->pool.k), cudaFree(p->pool.v), cudaFree(table), free(p);
+        cudaGetLastError(); /* an allocation failure is not sticky */
+        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: no device memory for %d pages (2 x %zu bytes) and the tables: %s",
+                          fn, c->n_pages, bytes, cudaGetErrorString(e));
+    }
+    p->pool.table = table;
+    p->pool.kv_heads = c->kv_heads, p->pool.head_dim = c->head_dim, p->pool.page_size = c->page_size;
+    p->pool.max_pages = cache->max_pages, p->pool.dtype = (int)c->dtype;
+    cache->impl = p;
+    return FORGE_OK;
+}
+
+void cuda_paged_free(forge_paged_cache *cache) {
+    cuda_paged *p = cache->impl;
+    if (!p) return;
+    cudaFree(p->pool.k), cudaFree(p->pool.v), cudaFree((void *)p->pool.table), cudaFree(p->part);
+    free(p);
+}
+
+static cudaStream_t stream_of(const forge_paged_cache *cache) { return ((cuda_ctx *)cache->ctx->impl)->stream; }
+
+forge_status cuda_paged_set_table(forge_paged_cache *cache, int seq, int first, int count) {
+    cuda_paged *p = cache->impl;
+    const size_t at = (size_t)seq * cache->max_pages + first;
+    /* from pageable memory: staged before the call returns, so the host
+     * table may change again at once */
+    CUDA_TRY("forge_paged_append", cudaMemcpyAsync((int *)p->pool.table + at, cache->table + at, sizeof(int) * count,
+                                                   cudaMemcpyHostToDevice, stream_of(cache)));
+    return FORGE_OK;
+}
+
+static size_t row_bytes(const forge_paged_config *c) {
+    return (size_t)c->kv_heads * c->head_dim * forge_dtype_size(c->dtype);
+}
+
+forge_status cuda_paged_copy_page(forge_paged_cache *cache, int dst, int src, int tokens) {
+    cuda_paged *p = cache->impl;
+    const size_t page = (size_t)cache->cfg.page_size * row_bytes(&cache->cfg), n = (size_t)tokens * row_bytes(&cache->cfg);
+    char *k = p->pool.k, *v = p->pool.v;
+    CUDA_TRY("forge_paged_append", cudaMemcpyAsync(k + dst * page, k + src * page, n, cudaMemcpyDeviceToDevice, stream_of(cache)));
+    CUDA_TRY("forge_paged_append", cudaMemcpyAsync(v + dst * page, v + src * page, n, cudaMemcpyDeviceToDevice, stream_of(cache)));
+    return FORGE_OK;
+}
+
+forge_status cuda_paged_write(forge_paged_cache *cache, int n, const int *seqs, const int *pos0, const int *n_tokens,
+                              const int *row0, const void *k, const void *v) {
+    static const char fn[] = "forge_paged_append";
+    cuda_paged *p = cache->impl;
+    if ((uintptr_t)k % 16 || (uintptr_t)v % 16)
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: k and v must be 16-byte aligned", fn);
+    for (int first = 0; first < n; first += FCUDA_MAX_SEQS) {
+        fcuda_paged_batch b = {.n = cuda_launch_seqs(n, first)};
+        for (int i = 0; i < b.n; i++) {
+            b.seq[i] = seqs[first + i], b.pos0[i] = pos0[first + i], b.count[i] = n_tokens[first + i];
+            b.row0[i] = row0[first + i];
+            if (b.count[i] > b.max_count) b.max_count = b.count[i];
+        }
+        CUDA_TRY(fn, fcuda_paged_write(&p->pool, &b, k, v, stream_of(cache)));
+    }
+    return FORGE_OK;
+}
+
+forge_status cuda_paged_read(const forge_paged_cache *cache, int seq, int len, void *k, void *v) {
+    static const char fn[] = "forge_paged_read";
+    const cuda_paged *p = cache->impl;
+    const int P = cache->cfg.page_size;
+    const size_t rb = row_bytes(&cache->cfg);
+    const char *pk = p->pool.k, *pv = p->pool.v;
+    for (int pos = 0; pos < len; pos += P) {
+        const size_t page = (size_t)cache->table[(size_t)seq * cache->max_pages + pos / P];
+        const size_t bytes = (size_t)(len - pos < P ? len - pos : P) * rb;
+        if (k) CUDA_TRY(fn, cudaMemcpyAsync((char *)k + pos * rb, pk + page * P * rb, bytes, cudaMemcpyDeviceToHost, stream_of(cache)));
+        if (v) CUDA_TRY(fn, cudaMemcpyAsync((char *)v + pos * rb, pv + page * P * rb, bytes, cudaMemcpyDeviceToHost, stream_of(cache)));
+    }
+    CUDA_TRY(fn, cudaStreamSynchronize(stream_of(cache)));
+    return FORGE_OK;
+}
+
+/* One launch's sequences [first, first + n), its split size (the caller's,
+ * or one that makes about SPLIT_ROUNDS rounds of blocks, with no split under
+ * MIN_SPLIT tokens, in whole tiles of 64) and the most splits of one
+ * sequence. */
+static fcuda_paged_batch launch_batch(const forge_paged_cache *cache, const forge_paged_attention_args *a, int first,
+                                      int n, int *split_size, int *splits) {
+    fcuda_paged_batch b = {.n = n};
+    int max_len = 0; /* of the sequences with queries */
+    for (int i = 0; i < n; i++) {
+        b.seq[i] = a->seqs[first + i], b.count[i] = cache->len[b.seq[i]];
+        b.row0[i] = a->q_offsets[first + i];
+        const int rows = a->q_offsets[first + i + 1] - b.row0[i];
+        if (rows > b.max_rows) b.max_rows = rows;
+        if (rows > 0 && b.count[i] > max_len) max_len = b.count[i];
+    }
+    b.row0[n] = a->q_offsets[first + n];
+    *split_size = a->split_size;
+    if (!*split_size) {
+        const cuda_ctx *c = cache->ctx->impl;
+        const int group = a->heads / cache->cfg.kv_heads;
+        const long blocks = (long)n * cache->cfg.kv_heads * ((b.max_rows * group + FCUDA_PAGED_ROWS - 1) / FCUDA_PAGED_ROWS);
+        long want = blocks > 0 ? (SPLIT_ROUNDS * 3L * c->sms + blocks - 1) / blocks : 1;
+        if (want > (max_len + MIN_SPLIT - 1) / MIN_SPLIT) want = (max_len + MIN_SPLIT - 1) / MIN_SPLIT;
+        if (want < 1) want = 1;
+        *split_size = (int)(((max_len + want - 1) / want + 63) / 64 * 64);
+        if (*split_size < 64) *split_size = 64;
+    }
+    *splits = max_len > 0 ? (max_len + *split_size - 1) / *split_size : 1;
+    return b;
+}
+
+forge_status cuda_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *a, int total_q) {
+    static const char fn[] = "forge_paged_attention";
+    cuda_paged *p = cache->impl;
+    if ((uintptr_t)a->q % 16 || (uintptr_t)a->out % 16 || (uintptr_t)a->lse % 4)
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: q and out must be 16-byte aligned, lse 4-byte aligned", fn);
+    const int D = cache->cfg.head_dim, group = a->heads / cache->cfg.kv_heads;
+    /* the partial results of the call's largest split, and the grid's limit */
+    size_t part_bytes = 0;
+    for (int first = 0; first < a->batch; first += FCUDA_MAX_SEQS) {
+        int split_size, splits;
+        const fcuda_paged_batch b = launch_batch(cache, a, first, cuda_launch_seqs(a->batch, first), &split_size, &splits);
+        const size_t bytes = splits > 1 ? sizeof(float) * total_q * a->heads * splits * (D + 1) : 0;
+        if (bytes > part_bytes) part_bytes = bytes;
+        if ((long)cache->cfg.kv_heads * ((b.max_rows * group + FCUDA_PAGED_ROWS - 1) / FCUDA_PAGED_ROWS) > 65535)
+            return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: %d query rows of one sequence over %d KV heads are more than "
+                              "one launch takes", fn, b.max_rows, cache->cfg.kv_heads);
+    }
+    if (part_bytes > p->part_bytes) {
+        cudaFree(p->part);
+        p->part = NULL, p->part_bytes = 0;
+        if (cudaMalloc((void **)&p->part, part_bytes) != cudaSuccess) {
+            cudaGetLastError();
+            return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: no device memory for %zu bytes of split results", fn, part_bytes);
+        }
+        p->part_bytes = part_bytes;
+    }
+    for (int first = 0; first < a->batch; first += FCUDA_MAX_SEQS) {
+        fcuda_paged_args m = {.q = a->q, .out = a->out, .lse = a->lse, .part = p->part, .total_q = total_q,
+                              .heads = a->heads, .scale = a->scale};
+        const fcuda_paged_batch b =
+            launch_batch(cache, a, first, cuda_launch_seqs(a->batch, first), &m.split_size, &m.splits);
+        CUDA_TRY(fn, fcuda_paged_attention(&p->pool, &m, &b, stream_of(cache)));
+    }
+    return FORGE_OK;
+}

@@ -1,0 +1,140 @@
+/* bench_decode.c: `forge bench decode`, one decode step of attention over a
+ * paged KV cache (forge_paged_attention), the work of
+ * ../shared/bench/torch_ref.py decode: B sequences of L cached tokens, one
+ * query each, q [B, H, D]. The sequences grow in turns, a chunk at a time,
+ * so their pages interleave as a server's do. Timed by forge_stopwatch (CUDA
+ * events around each call, as torch_ref.py times PyTorch); TB/s counts the
+ * K and V bytes read, 2 * B * K * L * D * element size, as torch_ref.py does.
+ * With --json, one object with torch_ref.py's field names. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "testdata.h"
+
+#define CMD "bench decode"
+
+/* Tokens a sequence grows by in one append: the host fills one chunk of
+ * random K and V rows and every append reuses it. */
+#define CHUNK 1024
+
+/* n random values of deviation 1 in dtype (malloc'd), or NULL. */
+static void *random_host(size_t n, forge_dtype dtype, uint64_t seed) {
+    float *f = malloc(sizeof *f * n);
+    void *raw = malloc(forge_dtype_size(dtype) * n);
+    if (f && raw) {
+        ref_rng rng = ref_rng_seed(seed);
+        ref_rng_fill(&rng, f, n, 1.0);
+        forge_convert(raw, dtype, f, FORGE_F32, n);
+    } else {
+        free(raw);
+        raw = NULL;
+    }
+    free(f);
+    return raw;
+}
+
+/* B sequences of len tokens in the cache: appends of up to CHUNK tokens to
+ * each in turn, from one device buffer of CHUNK * B rows. */
+static forge_status fill(forge_context *ctx, forge_paged_cache *cache, const int *seqs, int batch, int len) {
+    const forge_paged_config c = forge_paged_cache_config(cache);
+    const size_t row = (size_t)c.kv_heads * c.head_dim * forge_dtype_size(c.dtype);
+    const int chunk = len < CHUNK ? len : CHUNK;
+    const size_t bytes = row * (size_t)chunk * batch;
+    void *host = random_host(bytes / forge_dtype_size(c.dtype), c.dtype, 7), *dev = NULL;
+    int *n_tokens = malloc(sizeof *n_tokens * (size_t)batch);
+    forge_status st = host && n_tokens ? forge_buffer_alloc(ctx, bytes, &dev) : FORGE_ERR_OUT_OF_MEMORY;
+    if (st == FORGE_OK) st = forge_buffer_upload(ctx, dev, host, bytes);
+    for (int done = 0; st == FORGE_OK && done < len; done += chunk) {
+        for (int b = 0; b < batch; b++) n_tokens[b] = len - done < chunk ? len - done : chunk;
+        st = forge_paged_append(cache, batch, seqs, n_tokens, dev, dev);
+    }
+    forge_buffer_free(ctx, dev);
+    free(host);
+    free(n_tokens);
+    return st;
+}
+
+int bench_decode(int argc, char **argv) {
+    int batch = 1, kv_len = 0, heads = 0, kv_heads = 0, head_dim = 0, page_size = 16, split_size = 0;
+    int iters = 100, warmup = 10, json = 0;
+    const char *dtype_name = "bf16", *backend_name = "auto";
+    const cli_opt opts[] = {
+        {"--json", OPT_FLAG, &json},             {"--batch", OPT_INT, &batch},
+        {"--kv-len", OPT_INT, &kv_len},          {"--heads", OPT_INT, &heads},
+        {"--kv-heads", OPT_INT, &kv_heads},      {"--head-dim", OPT_INT, &head_dim},
+        {"--page-size", OPT_INT, &page_size},    {"--split-size", OPT_INT, &split_size},
+        {"--dtype", OPT_STRING, &dtype_name},    {"--iters", OPT_INT, &iters},
+        {"--warmup", OPT_INT, &warmup},          {"--backend", OPT_STRING, &backend_name},
+    };
+    if (cli_parse(CMD, argc, argv, opts, sizeof opts / sizeof opts[0]) != 0) return 1;
+    if (batch < 1 || kv_len < 1 || heads < 1 || head_dim < 1 || iters < 1 || warmup < 0 || kv_heads < 0)
+        return cli_error(CMD, "--kv-len, --heads and --head-dim are required; --batch, --kv-len, --heads, "
+                              "--head-dim and --iters must be at least 1, --warmup and --kv-heads not negative");
+    if (!kv_heads) kv_heads = heads;
+    forge_dtype dtype;
+    forge_backend backend;
+    if (cli_dtype(dtype_name, &dtype) != 0) return cli_error(CMD, "--dtype must be fp32, fp16 or bf16, not '%s'", dtype_name);
+    if (cli_backend(backend_name, &backend) != 0)
+        return cli_error(CMD, "--backend must be auto, cpu or cuda, not '%s'", backend_name);
+    if (page_size < 1) return cli_error(CMD, "--page-size must be at least 1");
+    const long pages_per_seq = ((long)kv_len + page_size - 1) / page_size;
+    if (pages_per_seq * batch > 1L << 30) return cli_error(CMD, "batch * kv-len / page-size is over 2^30 pages");
+
+    const forge_paged_config cfg = {.dtype = dtype, .kv_heads = kv_heads, .head_dim = head_dim, .page_size = page_size,
+                                    .n_pages = (int)(pages_per_seq * batch), .max_seqs = batch, .max_seq_len = kv_len};
+    int *seqs = malloc(sizeof *seqs * (size_t)batch), *q_offsets = malloc(sizeof *q_offsets * (size_t)(batch + 1));
+    double *us = malloc(sizeof *us * (size_t)iters);
+    if (!seqs || !q_offsets || !us) return cli_error(CMD, "out of memory");
+    for (int b = 0; b <= batch; b++) q_offsets[b] = b;
+    forge_context *ctx = NULL;
+    forge_paged_cache *cache = NULL;
+    void *q = NULL, *out = NULL, *q_host = NULL;
+    const size_t nq = (size_t)batch * heads * head_dim, q_bytes = nq * forge_dtype_size(dtype);
+    forge_status st = forge_context_create(backend, &ctx);
+    if (st == FORGE_OK) st = forge_paged_cache_create(ctx, &cfg, &cache);
+    for (int b = 0; st == FORGE_OK && b < batch; b++) st = forge_paged_seq_new(cache, &seqs[b]);
+    if (st == FORGE_OK) st = fill(ctx, cache, seqs, batch, kv_len);
+    if (st == FORGE_OK) st = (q_host = random_host(nq, dtype, 11)) ? FORGE_OK : FORGE_ERR_OUT_OF_MEMORY;
+    if (st == FORGE_OK) st = forge_buffer_alloc(ctx, q_bytes, &q);
+    if (st == FORGE_OK) st = forge_buffer_alloc(ctx, q_bytes, &out);
+    if (st == FORGE_OK) st = forge_buffer_upload(ctx, q, q_host, q_bytes);
+    const forge_paged_attention_args a = {.batch = batch, .seqs = seqs, .q_offsets = q_offsets, .heads = heads,
+                                          .q = q, .out = out, .split_size = split_size};
+    for (int i = 0; st == FORGE_OK && i < warmup + iters; i++) {
+        double t;
+        st = forge_stopwatch_start(ctx);
+        if (st == FORGE_OK) st = forge_paged_attention(cache, &a);
+        if (st == FORGE_OK) st = forge_stopwatch_stop(ctx, &t);
+        if (st == FORGE_OK && i >= warmup) us[i - warmup] = t;
+    }
+    int rc = st == FORGE_OK ? 0 : cli_fail(CMD, st);
+    if (!rc) {
+        const double med = cli_quantile(us, iters, 0.5);
+        const double bytes = 2.0 * batch * kv_heads * (double)kv_len * head_dim * forge_dtype_size(dtype);
+        const char *impl = forge_context_backend(ctx) == FORGE_BACKEND_CUDA ? "forge-cuda" : "forge-cpu";
+        if (json)
+            printf("{\"mode\": \"decode\", \"impl\": \"%s\", \"dtype\": \"%s\", \"batch\": %d, \"heads\": %d, "
+                   "\"kv_heads\": %d, \"head_dim\": %d, \"kv_len\": %d, \"page_size\": %d, \"split_size\": %d, "
+                   "\"iters\": %d, \"us\": %.2f, \"us_p10\": %.2f, \"us_p90\": %.2f, \"TBps\": %.3f}\n",
+                   impl, forge_dtype_name(dtype), batch, heads, kv_heads, head_dim, kv_len, page_size, split_size,
+                   iters, med, cli_quantile(us, iters, 0.1), cli_quantile(us, iters, 0.9), bytes / med / 1e6);
+        else
+            printf("%s decode: batch %d, kv_len %d, heads %d, kv_heads %d, head_dim %d, %s, pages of %d, split %s\n"
+                   "  median %.2f us (p10 %.2f, p90 %.2f, %d calls): %.3f TB/s of K and V\n",
+                   impl, batch, kv_len, heads, kv_heads, head_dim, forge_dtype_name(dtype), page_size,
+                   split_size ? "fixed" : "chosen", med, cli_quantile(us, iters, 0.1), cli_quantile(us, iters, 0.9),
+                   iters, bytes / med / 1e6);
+    }
+    forge_buffer_free(ctx, q);
+    forge_buffer_free(ctx, out);
+    forge_paged_cache_destroy(cache);
+    forge_context_destroy(ctx);
+    free(q_host);
+    free(seqs);
+    free(q_offsets);
+    free(us);
+    return rc;
+}
