@@ -16,34 +16,19 @@ bench/plot_prefill.py takes the median over the rounds.
 
   python3 bench/prefill_sweep.py TORCH_REF FORGE [--rounds N] [--quick] > prefill.jsonl
 """
-import argparse, importlib.util, json, subprocess, sys, warnings
+import sys
+
 import torch
 import torch.nn.functional as F
-from torch.nn.attention import sdpa_kernel
 
-p = argparse.ArgumentParser()
-p.add_argument("torch_ref")
-p.add_argument("forge")
-p.add_argument("--rounds", type=int, default=3)
-p.add_argument("--quick", action="store_true", help="S = 2k and 8k only")
-p.add_argument("--iters", type=int, default=20)
-p.add_argument("--warmup", type=int, default=3)
-a = p.parse_args()
-spec = importlib.util.spec_from_file_location("torch_ref", a.torch_ref)
-ref = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(ref)
-warnings.filterwarnings("ignore")
-torch.manual_seed(0)
+from sweep_common import emit, forge_row, parse, torch_row
 
+a, ref = parse(__doc__, 20, 3, lambda p: p.add_argument("--quick", action="store_true", help="S = 2k and 8k only"))
 seqs = [2048, 8192] if a.quick else [512, 1024, 2048, 4096, 8192, 16384]
 points = []  # (heads, kv_heads, head_dim, causal)
 for d in (64, 128):
     points += [(2048 // d, 2048 // d, d, causal) for causal in (True, False)]
 points.append((32, 8, 128, True))
-
-
-def emit(row):
-    print(json.dumps(row), flush=True)
 
 
 status = 0
@@ -59,25 +44,15 @@ for h, hk, d, causal in points:
                 cmd = [a.forge, "bench", "prefill", "--json", "--dtype", "bf16", "--batch", str(b), "--seq", str(s),
                        "--heads", str(h), "--kv-heads", str(hk), "--head-dim", str(d), "--kernel", kernel,
                        "--iters", str(a.iters), "--warmup", str(a.warmup)] + ([] if causal else ["--no-causal"])
-                run = subprocess.run(cmd, capture_output=True, text=True)
-                if run.returncode != 0:
-                    print(f"prefill_sweep: {' '.join(cmd)}: {run.stderr.strip()}", file=sys.stderr)
-                    status = 1
-                    continue
-                row = json.loads(run.stdout)
-                row["round"] = r
-                emit(row)
+                row = forge_row(cmd, r)
+                status |= row is None
+                if row:
+                    emit(row)
             for name in ("flash", "cudnn"):
                 row = {"mode": "prefill", "impl": "torch-" + name, "dtype": "bf16", "batch": b, "heads": h,
                        "kv_heads": hk, "head_dim": d, "seq": s, "causal": causal, "round": r}
-                try:
-                    with sdpa_kernel(ref.BACKENDS[name]):
-                        ms = ref.bench_ms(lambda: F.scaled_dot_product_attention(
-                            q, k, v, is_causal=causal, enable_gqa=hk != h), a.iters, a.warmup)
-                    row["us"] = round(ms * 1e3, 2)
-                    row["TFLOPs"] = round(flops / ms / 1e9, 1)
-                except Exception as ex:  # a backend that refuses this shape
-                    row["error"] = str(ex).splitlines()[0][:100]
-                emit(row)
+                emit(torch_row(ref, row, name,
+                               lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=hk != h),
+                               a.iters, a.warmup, ("TFLOPs", lambda ms: round(flops / ms / 1e9, 1))))
         del q, k, v
 sys.exit(status)
