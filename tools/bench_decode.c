@@ -76,9 +76,8 @@ int bench_decode(int argc, char **argv) {
     if (!kv_heads) kv_heads = heads;
     forge_dtype dtype;
     forge_backend backend;
-    if (cli_dtype(dtype_name, &dtype) != 0) return cli_error(CMD, "--dtype must be fp32, fp16 or bf16, not '%s'", dtype_name);
-    if (cli_backend(backend_name, &backend) != 0)
-        return cli_error(CMD, "--backend must be auto, cpu or cuda, not '%s'", backend_name);
+    if (cli_dtype(CMD, dtype_name, &dtype) != 0) return 1;
+    if (cli_backend(CMD, backend_name, &backend) != 0) return 1;
     if (page_size < 1) return cli_error(CMD, "--page-size must be at least 1");
     const long pages_per_seq = ((long)kv_len + page_size - 1) / page_size;
     if (pages_per_seq * batch > 1L << 30) return cli_error(CMD, "batch * kv-len / page-size is over 2^30 pages");

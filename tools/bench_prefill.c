@@ -55,9 +55,8 @@ int bench_prefill(int argc, char **argv) {
     if (!kv_heads) kv_heads = heads;
     forge_dtype dtype;
     forge_backend backend;
-    if (cli_dtype(dtype_name, &dtype) != 0) return cli_error(CMD, "--dtype must be fp32, fp16 or bf16, not '%s'", dtype_name);
-    if (cli_backend(backend_name, &backend) != 0)
-        return cli_error(CMD, "--backend must be auto, cpu or cuda, not '%s'", backend_name);
+    if (cli_dtype(CMD, dtype_name, &dtype) != 0) return 1;
+    if (cli_backend(CMD, backend_name, &backend) != 0) return 1;
     forge_kernel kernel;
     if (strcmp(kernel_name, "auto") == 0) kernel = FORGE_KERNEL_AUTO;
     else if (strcmp(kernel_name, "portable") == 0) kernel = FORGE_KERNEL_PORTABLE;

@@ -59,24 +59,24 @@ int cli_parse(const char *cmd, int argc, char **argv, const cli_opt *opts, int n
     return 0;
 }
 
-int cli_backend(const char *name, forge_backend *out) {
+int cli_backend(const char *cmd, const char *name, forge_backend *out) {
     static const forge_backend all[] = {FORGE_BACKEND_AUTO, FORGE_BACKEND_CPU, FORGE_BACKEND_CUDA};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (strcmp(name, forge_backend_name(all[i])) == 0) {
             *out = all[i];
             return 0;
         }
-    return -1;
+    return cli_error(cmd, "--backend must be auto, cpu or cuda, not '%s'", name);
 }
 
-int cli_dtype(const char *name, forge_dtype *out) {
+int cli_dtype(const char *cmd, const char *name, forge_dtype *out) {
     static const forge_dtype all[] = {FORGE_F32, FORGE_F16, FORGE_BF16};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (strcmp(name, forge_dtype_name(all[i])) == 0) {
             *out = all[i];
             return 0;
         }
-    return -1;
+    return cli_error(cmd, "--dtype must be fp32, fp16 or bf16, not '%s'", name);
 }
 
 double cli_now_us(void) {

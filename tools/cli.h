@@ -23,11 +23,13 @@ int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(print
 /* Prints "forge CMD: <forge_last_error()>" and returns the exit code 1. */
 int cli_fail(const char *cmd, forge_status st);
 
-/* "auto", "cpu" or "cuda"; -1 for anything else. */
-int cli_backend(const char *name, forge_backend *out);
+/* The backend named "auto", "cpu" or "cuda", and 0; for any other name,
+ * cli_error's line naming --backend and its exit code 1. */
+int cli_backend(const char *cmd, const char *name, forge_backend *out);
 
-/* The dtype named "fp32", "fp16" or "bf16"; -1 for any other name. */
-int cli_dtype(const char *name, forge_dtype *out);
+/* The dtype named "fp32", "fp16" or "bf16", and 0; for any other name,
+ * cli_error's line naming --dtype and its exit code 1. */
+int cli_dtype(const char *cmd, const char *name, forge_dtype *out);
 
 /* Wall-clock microseconds. */
 double cli_now_us(void);

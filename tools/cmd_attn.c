@@ -158,8 +158,7 @@ int cmd_attn(int argc, char **argv) {
     forge_backend backend;
     if (rope_style(style, &cfg.rope_style) != 0)
         return cli_error(CMD, "--rope-style must be half, interleaved or none, not '%s'", style);
-    if (cli_backend(backend_name, &backend) != 0)
-        return cli_error(CMD, "--backend must be auto, cpu or cuda, not '%s'", backend_name);
+    if (cli_backend(CMD, backend_name, &backend) != 0) return 1;
     if (kv_heads < 0) return cli_error(CMD, "--kv-heads = %d is negative", kv_heads);
     if (pos0 < 0) return cli_error(CMD, "--pos0 = %d is negative", pos0);
     cfg.rope_theta = (float)theta;

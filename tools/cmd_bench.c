@@ -110,12 +110,11 @@ int cmd_bench(int argc, char **argv) {
                               "--hidden not negative");
     if (!a.kv_heads) a.kv_heads = a.heads;
     if (!a.hidden) a.hidden = a.heads * a.head_dim;
-    if (cli_backend(backend, &a.backend) != 0)
-        return cli_error(CMD, "--backend must be auto, cpu or cuda, not '%s'", backend);
+    if (cli_backend(CMD, backend, &a.backend) != 0) return 1;
     if (strcmp(attention, "flash") == 0) a.attention = FORGE_ATTENTION_FLASH;
     else if (strcmp(attention, "unfused") == 0) a.attention = FORGE_ATTENTION_UNFUSED;
     else return cli_error(CMD, "--attention must be flash or unfused, not '%s'", attention);
-    if (cli_dtype(dtype, &a.dtype) != 0) return cli_error(CMD, "--dtype must be fp32, fp16 or bf16, not '%s'", dtype);
+    if (cli_dtype(CMD, dtype, &a.dtype) != 0) return 1;
     if ((int64_t)a.batch * a.seq * a.hidden > (int64_t)1 << 30)
         return cli_error(CMD, "batch * seq * hidden is over 2^30 elements");
     return bench_layer(&a);

@@ -63,8 +63,7 @@ int cmd_check(int argc, char **argv) {
     const cli_opt opts[] = {{"--backend", OPT_STRING, &backend_name}};
     if (cli_parse(CMD, argc, argv, opts, 1) != 0) return 1;
     forge_backend backend;
-    if (cli_backend(backend_name, &backend) != 0)
-        return cli_error(CMD, "--backend must be auto, cpu or cuda, not '%s'", backend_name);
+    if (cli_backend(CMD, backend_name, &backend) != 0) return 1;
     forge_context *ctx;
     forge_status st = forge_context_create(backend, &ctx);
     if (st != FORGE_OK) return cli_fail(CMD, st);

@@ -50,8 +50,7 @@ int cmd_run(int argc, char **argv) {
     const cli_opt opts[] = {{"--backend", OPT_STRING, &backend_name}, {"--iters", OPT_INT, &iters}};
     if (cli_parse(CMD, argc, argv, opts, 2) != 0) return 1;
     forge_backend backend;
-    if (cli_backend(backend_name, &backend) != 0)
-        return cli_error(CMD, "--backend must be auto, cpu or cuda, not '%s'", backend_name);
+    if (cli_backend(CMD, backend_name, &backend) != 0) return 1;
     if (iters < 1) return cli_error(CMD, "--iters = %d is below 1", iters);
 
     forge_layer_config cfg = forge_layer_config_default(128, 4, 4, 32);
