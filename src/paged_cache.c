@@ -208,9 +208,11 @@ forge_status forge_paged_append(forge_paged_cache *cache, int n, const int *seqs
                 return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: sequence %d appears twice (seqs[%d] and seqs[%d])",
                                   fn, seqs[i], j, i);
         const int len = cache->len[seqs[i]];
-        if (n_tokens[i] < 0 || n_tokens[i] > cache->cfg.max_seq_len - len)
-            return forge_fail(FORGE_ERR_CAPACITY, "%s: sequence %d holds %d tokens; %d more is negative or past "
-                              "max_seq_len %d", fn, seqs[i], len, n_tokens[i], cache->cfg.max_seq_len);
+        if (n_tokens[i] < 0)
+            return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: n_tokens[%d] is %d, below 0", fn, i, n_tokens[i]);
+        if (n_tokens[i] > cache->cfg.max_seq_len - len)
+            return forge_fail(FORGE_ERR_CAPACITY, "%s: sequence %d holds %d tokens; %d more is past max_seq_len %d", fn,
+                              seqs[i], len, n_tokens[i], cache->cfg.max_seq_len);
         total += n_tokens[i];
         needed += pages_for(cache, len + n_tokens[i]) - pages_for(cache, len);
         if (n_tokens[i] > 0 && len % P != 0 && cache->refs[table_of(cache, seqs[i])[len / P]] > 1)
@@ -271,7 +273,7 @@ forge_status forge_paged_attention(forge_paged_cache *cache, const forge_paged_a
     if (a->heads < 1 || a->heads % c->kv_heads != 0)
         return forge_fail(FORGE_ERR_SHAPE, "%s: heads %d is not a positive multiple of the cache's kv_heads %d", fn,
                           a->heads, c->kv_heads);
-    if (!(a->scale >= 0.0f) || a->scale > 3.4e38f)
+    if (!(a->scale >= 0.0f) || isinf(a->scale))
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: scale %g is not a finite number >= 0", fn, (double)a->scale);
     if (a->split_size < 0 || a->split_size % c->page_size != 0)
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: split_size %d is not 0 or a positive multiple of the "

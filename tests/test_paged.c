@@ -428,7 +428,7 @@ static void test_bad_arguments(void **state) {
     memset(sentinel, 0x5a, sizeof sentinel);
     void *buf = tl_device_copy(ctx, sentinel, sizeof sentinel);
     assert_int_equal(forge_paged_append(cache, 2, (int[]){a, a}, (int[]){1, 1}, buf, buf), FORGE_ERR_INVALID_ARGUMENT);
-    assert_int_equal(forge_paged_append(cache, 1, (int[]){a}, (int[]){-1}, buf, buf), FORGE_ERR_CAPACITY);
+    assert_int_equal(forge_paged_append(cache, 1, (int[]){a}, (int[]){-1}, buf, buf), FORGE_ERR_INVALID_ARGUMENT);
     assert_int_equal(forge_paged_append(cache, 1, (int[]){a}, (int[]){101}, buf, buf), FORGE_ERR_CAPACITY);
     assert_int_equal(forge_paged_append(cache, 1, (int[]){a}, (int[]){1}, NULL, buf), FORGE_ERR_INVALID_ARGUMENT);
     assert_int_equal(forge_paged_append(cache, 0, (int[]){a}, (int[]){1}, buf, buf), FORGE_ERR_INVALID_ARGUMENT);
