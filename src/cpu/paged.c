@@ -1,13 +1,11 @@
 /* paged.c: the CPU backend's paged KV cache. K and V of the pool are
  * [n_pages, page_size, kv_heads, head_dim] in the cache's dtype, in host
  * memory; token p of a sequence is row p % page_size of page
- * table[p / page_size]. Attention gathers a sequence's K and V into float32
- * rows and runs cpu_attention over them, its queries being the sequence's
- * last positions. */
+ * table[p / page_size]. Attention gathers the sequences' K and V into
+ * float32 rows and runs the backend's attention alone over them. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "attention.h"
 #include "error.h"
 #include "paged.h"
 
@@ -95,52 +93,43 @@ static void gather(const forge_paged_cache *cache, int seq, int len, float *k, f
     }
 }
 
+/* The sequences' K and V gathered (widened to float32) into FlashAttention's
+ * packed layout, then the CPU's forge_attention_forward over it: the queries
+ * of a sequence are the last positions of its keys there too. A sequence
+ * without queries contributes no keys. */
 forge_status cpu_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *a, int total_q) {
     const forge_paged_config *c = &cache->cfg;
     const int H = a->heads, Hk = c->kv_heads, D = c->head_dim;
-    int max_len = 1;
-    for (int b = 0; b < a->batch; b++) max_len = cache->len[a->seqs[b]] > max_len ? cache->len[a->seqs[b]] : max_len;
-    const size_t nq = (size_t)total_q * H * D, nkv = (size_t)max_len * Hk * D;
+    int *kv_offsets = malloc(sizeof *kv_offsets * (size_t)(a->batch + 1));
+    if (!kv_offsets) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "forge_paged_attention: out of memory");
+    kv_offsets[0] = 0;
+    for (int b = 0; b < a->batch; b++)
+        kv_offsets[b + 1] = kv_offsets[b] + (a->q_offsets[b + 1] > a->q_offsets[b] ? cache->len[a->seqs[b]] : 0);
+    const int total_kv = kv_offsets[a->batch];
+    const size_t nq = (size_t)total_q * H * D, nkv = (size_t)total_kv * Hk * D;
     float *q = malloc(sizeof *q * nq), *out = malloc(sizeof *out * nq);
-    float *k = malloc(sizeof *k * nkv), *v = malloc(sizeof *v * nkv);
-    float *scores = malloc(sizeof *scores * (size_t)CPU_ATTN_ROWS * (size_t)max_len);
+    float *k = malloc(sizeof *k * (nkv + 1)), *v = malloc(sizeof *v * (nkv + 1));
     forge_status st = FORGE_OK;
-    if (!q || !out || !k || !v || !scores)
-        st = forge_fail(FORGE_ERR_OUT_OF_MEMORY, "forge_paged_attention: out of memory for %d queries over up to %d "
-                        "tokens", total_q, max_len);
-    if (st == FORGE_OK) forge_convert(q, FORGE_F32, a->q, c->dtype, nq);
-    for (int b = 0; st == FORGE_OK && b < a->batch; b++) {
-        const int seq = a->seqs[b], len = cache->len[seq], q0 = a->q_offsets[b], n = a->q_offsets[b + 1] - q0;
-        if (n == 0) continue;
-        gather(cache, seq, len, k, v);
-        cpu_attention_args args = {
-            .q = q + (size_t)q0 * H * D,
-            .q_stride = H * D,
-            .k = k,
-            .v = v,
-            .kv_head_stride = D,
-            .k_stride = Hk * D,
-            .n_keys = len,
-            .out = out + (size_t)q0 * H * D,
-            .out_stride = H * D,
-            .lse = a->lse ? a->lse + q0 : NULL,
-            .lse_stride = total_q,
-            .n_queries = n,
-            .q_pos0 = len - n, /* the queries are the sequence's last positions */
-            .k_pos0 = 0,
-            .causal = 1,
-            .scale = a->scale,
-            .heads = H,
-            .kv_heads = Hk,
-            .head_dim = D,
-        };
-        cpu_attention(&args, scores);
+    if (!q || !out || !k || !v)
+        st = forge_fail(FORGE_ERR_OUT_OF_MEMORY, "forge_paged_attention: out of memory for %d queries over %d tokens",
+                        total_q, total_kv);
+    if (st == FORGE_OK) {
+        forge_convert(q, FORGE_F32, a->q, c->dtype, nq);
+        for (int b = 0; b < a->batch; b++) {
+            const size_t at = (size_t)kv_offsets[b] * Hk * D;
+            gather(cache, a->seqs[b], kv_offsets[b + 1] - kv_offsets[b], k + at, v + at);
+        }
+        const forge_attention_args packed = {.dtype = FORGE_F32, .batch = a->batch, .heads = H, .kv_heads = Hk,
+                                             .head_dim = D, .q_offsets = a->q_offsets, .kv_offsets = kv_offsets,
+                                             .q = q, .k = k, .v = v, .out = out, .lse = a->lse, .scale = a->scale,
+                                             .causal = 1};
+        st = cache->ctx->ops->attention(cache->ctx, &packed, total_q, total_kv);
     }
     if (st == FORGE_OK) forge_convert(a->out, c->dtype, out, FORGE_F32, nq);
+    free(kv_offsets);
     free(q);
     free(out);
     free(k);
     free(v);
-    free(scores);
     return st;
 }
