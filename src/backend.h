@@ -59,6 +59,12 @@ struct forge_paged_cache {
     void *impl;      /* the backend's pool                                  */
 };
 
+/* Bytes of one token's K (or V) in a paged cache: kv_heads * head_dim
+ * elements, one row of a page. */
+static inline size_t forge_paged_row_bytes(const forge_paged_config *c) {
+    return (size_t)c->kv_heads * (size_t)c->head_dim * forge_dtype_size(c->dtype);
+}
+
 struct forge_backend_ops {
     forge_backend kind;
     forge_status (*context_init)(forge_context *ctx); /* may be NULL */

@@ -24,7 +24,7 @@ static forge_status check_config(const char *fn, const forge_paged_config *c) {
     if (c->max_seq_len < 1)
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: max_seq_len %d is below 1", fn, c->max_seq_len);
     /* the pool, K and V: 2 * n_pages * page_size * kv_heads * head_dim elements */
-    const size_t page = (size_t)c->page_size * (size_t)c->kv_heads * (size_t)c->head_dim * forge_dtype_size(c->dtype);
+    const size_t page = (size_t)c->page_size * forge_paged_row_bytes(c);
     if ((size_t)c->n_pages > SIZE_MAX / 2 / page)
         return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: %d pages of %zu bytes overflow size_t", fn, c->n_pages, page);
     return FORGE_OK;

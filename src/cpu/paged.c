@@ -13,19 +13,14 @@ typedef struct {
     unsigned char *k, *v; /* [n_pages, page_size, kv_heads, head_dim] in the dtype */
 } cpu_pool;
 
-/* Bytes of one token's K (or V): kv_heads * head_dim elements. */
-static size_t row_bytes(const forge_paged_config *c) {
-    return (size_t)c->kv_heads * (size_t)c->head_dim * forge_dtype_size(c->dtype);
-}
-
 /* Byte offset of position pos of seq in the pool. */
 static size_t token_at(const forge_paged_cache *c, int seq, int pos) {
     const int page = c->table[(size_t)seq * c->max_pages + pos / c->cfg.page_size];
-    return ((size_t)page * c->cfg.page_size + pos % c->cfg.page_size) * row_bytes(&c->cfg);
+    return ((size_t)page * c->cfg.page_size + pos % c->cfg.page_size) * forge_paged_row_bytes(&c->cfg);
 }
 
 forge_status cpu_paged_init(forge_paged_cache *cache) {
-    const size_t bytes = (size_t)cache->cfg.n_pages * cache->cfg.page_size * row_bytes(&cache->cfg);
+    const size_t bytes = (size_t)cache->cfg.n_pages * cache->cfg.page_size * forge_paged_row_bytes(&cache->cfg);
     cpu_pool *p = calloc(1, sizeof *p);
     if (p) {
         p->k = calloc(bytes, 1);
@@ -51,7 +46,7 @@ void cpu_paged_free(forge_paged_cache *cache) {
 
 forge_status cpu_paged_copy_page(forge_paged_cache *cache, int dst, int src, int tokens) {
     cpu_pool *p = cache->impl;
-    const size_t page = (size_t)cache->cfg.page_size * row_bytes(&cache->cfg), n = (size_t)tokens * row_bytes(&cache->cfg);
+    const size_t rb = forge_paged_row_bytes(&cache->cfg), page = (size_t)cache->cfg.page_size * rb, n = (size_t)tokens * rb;
     memcpy(p->k + (size_t)dst * page, p->k + (size_t)src * page, n);
     memcpy(p->v + (size_t)dst * page, p->v + (size_t)src * page, n);
     return FORGE_OK;
@@ -60,7 +55,7 @@ forge_status cpu_paged_copy_page(forge_paged_cache *cache, int dst, int src, int
 forge_status cpu_paged_write(forge_paged_cache *cache, int n, const int *seqs, const int *pos0, const int *n_tokens,
                              const int *row0, const void *k, const void *v) {
     cpu_pool *p = cache->impl;
-    const size_t rb = row_bytes(&cache->cfg);
+    const size_t rb = forge_paged_row_bytes(&cache->cfg);
     for (int i = 0; i < n; i++)
         for (int t = 0; t < n_tokens[i]; t++) {
             const size_t dst = token_at(cache, seqs[i], pos0[i] + t), src = (size_t)(row0[i] + t) * rb;
@@ -72,7 +67,7 @@ forge_status cpu_paged_write(forge_paged_cache *cache, int n, const int *seqs, c
 
 forge_status cpu_paged_read(const forge_paged_cache *cache, int seq, int len, void *k, void *v) {
     const cpu_pool *p = cache->impl;
-    const size_t rb = row_bytes(&cache->cfg);
+    const size_t rb = forge_paged_row_bytes(&cache->cfg);
     for (int pos = 0; pos < len; pos++) {
         const size_t src = token_at(cache, seq, pos);
         if (k) memcpy((unsigned char *)k + (size_t)pos * rb, p->k + src, rb);

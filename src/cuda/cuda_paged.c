@@ -29,7 +29,7 @@ forge_status cuda_paged_init(forge_paged_cache *cache) {
     if (!fcuda_paged_supported(c->head_dim))
         return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the CUDA backend's paged cache takes head dims 32, 64, 96, 128 "
                           "and 256, not %d", fn, c->head_dim);
-    const size_t bytes = (size_t)c->n_pages * c->page_size * c->kv_heads * c->head_dim * forge_dtype_size(c->dtype);
+    const size_t bytes = (size_t)c->n_pages * c->page_size * forge_paged_row_bytes(c);
     const size_t table_bytes = sizeof(int) * (size_t)c->max_seqs * cache->max_pages;
     cuda_paged *p = calloc(1, sizeof *p);
     if (!p) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
@@ -75,13 +75,9 @@ forge_status cuda_paged_set_table(forge_paged_cache *cache, int seq, int first, 
     return FORGE_OK;
 }
 
-static size_t row_bytes(const forge_paged_config *c) {
-    return (size_t)c->kv_heads * c->head_dim * forge_dtype_size(c->dtype);
-}
-
 forge_status cuda_paged_copy_page(forge_paged_cache *cache, int dst, int src, int tokens) {
     cuda_paged *p = cache->impl;
-    const size_t page = (size_t)cache->cfg.page_size * row_bytes(&cache->cfg), n = (size_t)tokens * row_bytes(&cache->cfg);
+    const size_t rb = forge_paged_row_bytes(&cache->cfg), page = (size_t)cache->cfg.page_size * rb, n = (size_t)tokens * rb;
     char *k = p->pool.k, *v = p->pool.v;
     CUDA_TRY("forge_paged_append", cudaMemcpyAsync(k + dst * page, k + src * page, n, cudaMemcpyDeviceToDevice, stream_of(cache)));
     CUDA_TRY("forge_paged_append", cudaMemcpyAsync(v + dst * page, v + src * page, n, cudaMemcpyDeviceToDevice, stream_of(cache)));
@@ -110,7 +106,7 @@ forge_status cuda_paged_read(const forge_paged_cache *cache, int seq, int len, v
     static const char fn[] = "forge_paged_read";
     const cuda_paged *p = cache->impl;
     const int P = cache->cfg.page_size;
-    const size_t rb = row_bytes(&cache->cfg);
+    const size_t rb = forge_paged_row_bytes(&cache->cfg);
     const char *pk = p->pool.k, *pv = p->pool.v;
     for (int pos = 0; pos < len; pos += P) {
         const size_t page = (size_t)cache->table[(size_t)seq * cache->max_pages + pos / P];
