@@ -364,6 +364,12 @@ typedef struct {
 } forge_paged_attention_args;
 
 FORGE_API forge_status forge_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *args);
+/* The split size forge_paged_attention would use for these arguments, as
+ * the cache is now: args->split_size when it is not 0, else the backend's
+ * choice for this batch (the longest sequence's length where the backend
+ * reads each sequence whole, as the CPU does). q and out are not read. */
+FORGE_API forge_status forge_paged_split_size(const forge_paged_cache *cache, const forge_paged_attention_args *args,
+                                              int *split_size);
 
 /* --------------------------------------------------------------- graphs */
 

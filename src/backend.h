@@ -127,6 +127,9 @@ struct forge_backend_ops {
     /* forge_paged_attention on arguments known to be valid (scale resolved). */
     forge_status (*paged_attention)(forge_paged_cache *cache, const forge_paged_attention_args *a,
                                     int total_q);
+    /* The split size it chooses for valid arguments with split_size 0; NULL
+     * where it reads each sequence whole. */
+    int (*paged_split_size)(const forge_paged_cache *cache, const forge_paged_attention_args *a);
 
     /* Graphs; NULL where a graph is a recorded plain call (graph.c). */
     forge_status (*graph_capture)(forge_graph *graph);

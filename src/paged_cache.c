@@ -264,8 +264,10 @@ forge_status forge_paged_append(forge_paged_cache *cache, int n, const int *seqs
     return st;
 }
 
-forge_status forge_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *a) {
-    static const char fn[] = "forge_paged_attention";
+/* The checks of forge_paged_attention and forge_paged_split_size; *total_q
+ * is the call's query rows. */
+static forge_status check_attention(const forge_paged_cache *cache, const forge_paged_attention_args *a, const char *fn,
+                                    int *total_q) {
     FORGE_CHECK_NOT_NULL(cache, fn);
     FORGE_CHECK_NOT_NULL(a, fn);
     const forge_paged_config *c = &cache->cfg;
@@ -292,11 +294,34 @@ forge_status forge_paged_attention(forge_paged_cache *cache, const forge_paged_a
             return forge_fail(FORGE_ERR_SHAPE, "%s: sequence %d (seqs[%d]) has %d queries but holds %d tokens: append "
                               "the queries' K and V first", fn, a->seqs[b], b, nq, cache->len[a->seqs[b]]);
     }
-    const int total_q = a->q_offsets[a->batch];
-    if (total_q == 0) return FORGE_OK;
+    *total_q = a->q_offsets[a->batch];
+    return FORGE_OK;
+}
+
+forge_status forge_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *a) {
+    static const char fn[] = "forge_paged_attention";
+    int total_q = 0;
+    forge_status st = check_attention(cache, a, fn, &total_q);
+    if (st != FORGE_OK || total_q == 0) return st;
     FORGE_CHECK_NOT_NULL(a->q, fn);
     FORGE_CHECK_NOT_NULL(a->out, fn);
     forge_paged_attention_args resolved = *a;
-    if (resolved.scale == 0.0f) resolved.scale = 1.0f / sqrtf((float)c->head_dim);
+    if (resolved.scale == 0.0f) resolved.scale = 1.0f / sqrtf((float)cache->cfg.head_dim);
     return cache->ctx->ops->paged_attention(cache, &resolved, total_q);
+}
+
+forge_status forge_paged_split_size(const forge_paged_cache *cache, const forge_paged_attention_args *a,
+                                    int *split_size) {
+    static const char fn[] = "forge_paged_split_size";
+    FORGE_CHECK_NOT_NULL(split_size, fn);
+    int total_q = 0;
+    forge_status st = check_attention(cache, a, fn, &total_q);
+    if (st != FORGE_OK) return st;
+    int longest = 0; /* of the sequences with queries */
+    for (int b = 0; b < a->batch; b++)
+        if (a->q_offsets[b + 1] > a->q_offsets[b] && cache->len[a->seqs[b]] > longest) longest = cache->len[a->seqs[b]];
+    *split_size = a->split_size ? a->split_size
+                  : cache->ctx->ops->paged_split_size ? cache->ctx->ops->paged_split_size(cache, a)
+                                                      : longest;
+    return FORGE_OK;
 }

@@ -396,6 +396,29 @@ static void test_split_size(void **state) {
             fail_msg("split_size %d: sequence %d alone and in a batch of 3 give different bits", split, seqs[0]);
         free(alone), free(batch);
     }
+    /* the split size a call would use: a fixed one as given; a chosen one
+     * whole tiles of 64 on CUDA, the longest sequence on the CPU (no splits) */
+    forge_paged_attention_args a = {.batch = 3, .seqs = seqs, .q_offsets = (int[]){0, 1, 2, 3}, .heads = 8};
+    int used = -1, longest = 0;
+    for (int i = 0; i < 3; i++) {
+        int len;
+        TL_OK(forge_paged_seq_len(w.cache, seqs[i], &len));
+        if (len > longest) longest = len;
+    }
+    a.split_size = 256;
+    TL_OK(forge_paged_split_size(w.cache, &a, &used));
+    assert_int_equal(used, 256);
+    a.split_size = 0;
+    TL_OK(forge_paged_split_size(w.cache, &a, &used));
+    if (g_backend == FORGE_BACKEND_CPU)
+        assert_int_equal(used, longest);
+    else if (used < 64 || used % 64 || used > longest + 63)
+        fail_msg("chosen split size %d: not whole tiles of 64 up to the longest sequence (%d)", used, longest);
+    a.split_size = 100;
+    used = -1;
+    assert_int_equal(forge_paged_split_size(w.cache, &a, &used), FORGE_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(forge_last_error(), "forge_paged_split_size"));
+    assert_int_equal(used, -1);
     world_free(&w);
 }
 

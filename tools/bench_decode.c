@@ -109,22 +109,26 @@ int bench_decode(int argc, char **argv) {
         if (st == FORGE_OK) st = forge_stopwatch_stop(ctx, &t);
         if (st == FORGE_OK && i >= warmup) us[i - warmup] = t;
     }
+    int used = 0; /* the split size the calls used */
+    if (st == FORGE_OK) st = forge_paged_split_size(cache, &a, &used);
     int rc = st == FORGE_OK ? 0 : cli_fail(CMD, st);
     if (!rc) {
+        const int splits = (kv_len + used - 1) / used;
         const double med = cli_quantile(us, iters, 0.5);
         const double bytes = 2.0 * batch * kv_heads * (double)kv_len * head_dim * forge_dtype_size(dtype);
         const char *impl = forge_context_backend(ctx) == FORGE_BACKEND_CUDA ? "forge-cuda" : "forge-cpu";
         if (json)
             printf("{\"mode\": \"decode\", \"impl\": \"%s\", \"dtype\": \"%s\", \"batch\": %d, \"heads\": %d, "
                    "\"kv_heads\": %d, \"head_dim\": %d, \"kv_len\": %d, \"page_size\": %d, \"split_size\": %d, "
-                   "\"iters\": %d, \"us\": %.2f, \"us_p10\": %.2f, \"us_p90\": %.2f, \"TBps\": %.3f}\n",
-                   impl, forge_dtype_name(dtype), batch, heads, kv_heads, head_dim, kv_len, page_size, split_size,
-                   iters, med, cli_quantile(us, iters, 0.1), cli_quantile(us, iters, 0.9), bytes / med / 1e6);
+                   "\"splits\": %d, \"split_fixed\": %s, \"iters\": %d, \"us\": %.2f, \"us_p10\": %.2f, \"us_p90\": %.2f, \"TBps\": %.3f}\n",
+                   impl, forge_dtype_name(dtype), batch, heads, kv_heads, head_dim, kv_len, page_size, used, splits,
+                   split_size ? "true" : "false", iters, med, cli_quantile(us, iters, 0.1), cli_quantile(us, iters, 0.9), bytes / med / 1e6);
         else
-            printf("%s decode: batch %d, kv_len %d, heads %d, kv_heads %d, head_dim %d, %s, pages of %d, split %s\n"
+            printf("%s decode: batch %d, kv_len %d, heads %d, kv_heads %d, head_dim %d, %s, pages of %d, "
+                   "%d splits of %d (%s)\n"
                    "  median %.2f us (p10 %.2f, p90 %.2f, %d calls): %.3f TB/s of K and V\n",
                    impl, batch, kv_len, heads, kv_heads, head_dim, forge_dtype_name(dtype), page_size,
-                   split_size ? "fixed" : "chosen", med, cli_quantile(us, iters, 0.1), cli_quantile(us, iters, 0.9),
+                   splits, used, split_size ? "fixed" : "chosen", med, cli_quantile(us, iters, 0.1), cli_quantile(us, iters, 0.9),
                    iters, bytes / med / 1e6);
     }
     forge_buffer_free(ctx, q);

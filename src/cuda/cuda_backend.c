@@ -680,6 +680,7 @@ const forge_backend_ops forge_cuda_backend = {
     .paged_write = cuda_paged_write,
     .paged_read = cuda_paged_read,
     .paged_attention = cuda_paged_attention,
+    .paged_split_size = cuda_paged_split_size,
     .graph_capture = cuda_graph_capture,
     .graph_launch = cuda_graph_launch,
     .graph_free = cuda_graph_free,

@@ -112,6 +112,7 @@ forge_status cuda_paged_write(forge_paged_cache *cache, int n, const int *seqs, 
                               const int *row0, const void *k, const void *v);
 forge_status cuda_paged_read(const forge_paged_cache *cache, int seq, int len, void *k, void *v);
 forge_status cuda_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *a, int total_q);
+int cuda_paged_split_size(const forge_paged_cache *cache, const forge_paged_attention_args *a);
 
 /* layer16.c: cuda_forward for bf16 and fp16 layers */
 forge_status cuda_forward16(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs, int n_seqs,

@@ -4,6 +4,7 @@
  * so that kernels queued after it see it. Appends and attention are kernel
  * launches on that stream, FCUDA_MAX_SEQS sequences a launch (their
  * metadata travels as a kernel parameter). */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -13,15 +14,35 @@ typedef struct {
     fcuda_pool pool;   /* K, V and the tables, in device memory */
     float *part;       /* split attention's partial results, grown to the largest call */
     size_t part_bytes;
+    int rows;          /* (query, head) rows a block of the attention kernel takes */
+    int resident;      /* its blocks the GPU holds at once */
 } cuda_paged;
 
-/* Tokens below which a sequence is not split: a block's share of the read
- * must outweigh its start and the merge. */
-#define MIN_SPLIT 64
-/* Rounds of the GPU's resident blocks (three an SM) that a chosen split
- * size aims at: with many rounds the last, partly empty one costs little,
- * and sequences of uneven length even out. */
-#define SPLIT_ROUNDS 8
+/* A chosen split size is a whole number of the kernels' 64-token tiles,
+ * and a sequence has at most MAX_SPLITS chosen splits. */
+#define SPLIT_TILE 64
+#define MAX_SPLITS 256
+
+/* Splits of the longest sequence for a launch of `blocks` blocks a split
+ * (sequences, KV heads and row tiles), `resident` of which the GPU holds at
+ * once: the fewest whose last round of blocks is as full as the best
+ * count's, within 5%. Measured on the H200 (decode, GQA 32/8, D = 128;
+ * BENCHMARKS.md): one full round beats more rounds of shorter splits, whose
+ * starts, ends and partial results cost more than the idle SMs of a last,
+ * partly empty round that they avoid; a round half full costs a third. */
+static int choose_splits(long blocks, int resident, int max_len) {
+    int limit = (max_len + SPLIT_TILE - 1) / SPLIT_TILE;
+    if (limit > MAX_SPLITS) limit = MAX_SPLITS;
+    double fill[MAX_SPLITS + 1], best = 0.0;
+    for (int s = 1; s <= limit; s++) {
+        const double rounds = (double)blocks * s / resident;
+        fill[s] = rounds / ceil(rounds);
+        if (fill[s] > best) best = fill[s];
+    }
+    for (int s = 1; s <= limit; s++)
+        if (fill[s] >= 0.95 * best) return s;
+    return 1;
+}
 
 forge_status cuda_paged_init(forge_paged_cache *cache) {
     static const char fn[] = "forge_paged_cache_create";
@@ -52,6 +73,16 @@ forge_status cuda_paged_init(forge_paged_cache *cache) {
     p->pool.table = table;
     p->pool.kv_heads = c->kv_heads, p->pool.head_dim = c->head_dim, p->pool.page_size = c->page_size;
     p->pool.max_pages = cache->max_pages, p->pool.dtype = (int)c->dtype;
+    p->rows = fcuda_paged_rows(p->pool.dtype, c->head_dim);
+    int per_sm = 0;
+    if ((e = fcuda_paged_blocks_per_sm(p->pool.dtype, c->head_dim, &per_sm)) != cudaSuccess || per_sm < 1) {
+        cache->impl = p;
+        cuda_paged_free(cache);
+        cache->impl = NULL;
+        return e ? cuda_err(fn, "fcuda_paged_blocks_per_sm", e)
+                 : forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the paged attention kernel fits no SM", fn);
+    }
+    p->resident = per_sm * ((cuda_ctx *)cache->ctx->impl)->sms;
     cache->impl = p;
     return FORGE_OK;
 }
@@ -119,11 +150,10 @@ forge_status cuda_paged_read(const forge_paged_cache *cache, int seq, int len, v
 }
 
 /* One launch's sequences [first, first + n), its split size (the caller's,
- * or one that makes about SPLIT_ROUNDS rounds of blocks, with no split under
- * MIN_SPLIT tokens, in whole tiles of 64) and the most splits of one
- * sequence. */
+ * or from choose_splits) and the most splits of one sequence. */
 static fcuda_paged_batch launch_batch(const forge_paged_cache *cache, const forge_paged_attention_args *a, int first,
                                       int n, int *split_size, int *splits) {
+    const cuda_paged *p = cache->impl;
     fcuda_paged_batch b = {.n = n};
     int max_len = 0; /* of the sequences with queries */
     for (int i = 0; i < n; i++) {
@@ -136,17 +166,24 @@ static fcuda_paged_batch launch_batch(const forge_paged_cache *cache, const forg
     b.row0[n] = a->q_offsets[first + n];
     *split_size = a->split_size;
     if (!*split_size) {
-        const cuda_ctx *c = cache->ctx->impl;
         const int group = a->heads / cache->cfg.kv_heads;
-        const long blocks = (long)n * cache->cfg.kv_heads * ((b.max_rows * group + FCUDA_PAGED_ROWS - 1) / FCUDA_PAGED_ROWS);
-        long want = blocks > 0 ? (SPLIT_ROUNDS * 3L * c->sms + blocks - 1) / blocks : 1;
-        if (want > (max_len + MIN_SPLIT - 1) / MIN_SPLIT) want = (max_len + MIN_SPLIT - 1) / MIN_SPLIT;
-        if (want < 1) want = 1;
-        *split_size = (int)(((max_len + want - 1) / want + 63) / 64 * 64);
-        if (*split_size < 64) *split_size = 64;
+        const long blocks = (long)n * cache->cfg.kv_heads * ((b.max_rows * group + p->rows - 1) / p->rows);
+        const int want = choose_splits(blocks, p->resident, max_len);
+        *split_size = (int)(((max_len + want - 1) / want + SPLIT_TILE - 1) / SPLIT_TILE * SPLIT_TILE);
+        if (*split_size < SPLIT_TILE) *split_size = SPLIT_TILE;
     }
     *splits = max_len > 0 ? (max_len + *split_size - 1) / *split_size : 1;
     return b;
+}
+
+int cuda_paged_split_size(const forge_paged_cache *cache, const forge_paged_attention_args *a) {
+    int largest = 0;
+    for (int first = 0; first < a->batch; first += FCUDA_MAX_SEQS) {
+        int split_size, splits;
+        launch_batch(cache, a, first, cuda_launch_seqs(a->batch, first), &split_size, &splits);
+        if (split_size > largest) largest = split_size;
+    }
+    return largest;
 }
 
 forge_status cuda_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *a, int total_q) {
@@ -162,7 +199,7 @@ forge_status cuda_paged_attention(forge_paged_cache *cache, const forge_paged_at
         const fcuda_paged_batch b = launch_batch(cache, a, first, cuda_launch_seqs(a->batch, first), &split_size, &splits);
         const size_t bytes = splits > 1 ? sizeof(float) * total_q * a->heads * splits * (D + 1) : 0;
         if (bytes > part_bytes) part_bytes = bytes;
-        if ((long)cache->cfg.kv_heads * ((b.max_rows * group + FCUDA_PAGED_ROWS - 1) / FCUDA_PAGED_ROWS) > 65535)
+        if ((long)cache->cfg.kv_heads * ((b.max_rows * group + p->rows - 1) / p->rows) > 65535)
             return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: %d query rows of one sequence over %d KV heads are more than "
                               "one launch takes", fn, b.max_rows, cache->cfg.kv_heads);
     }
@@ -180,6 +217,7 @@ forge_status cuda_paged_attention(forge_paged_cache *cache, const forge_paged_at
                               .heads = a->heads, .scale = a->scale};
         const fcuda_paged_batch b =
             launch_batch(cache, a, first, cuda_launch_seqs(a->batch, first), &m.split_size, &m.splits);
+        m.part_lse = p->part + (size_t)total_q * a->heads * m.splits * D;
         CUDA_TRY(fn, fcuda_paged_attention(&p->pool, &m, &b, stream_of(cache)));
     }
     return FORGE_OK;

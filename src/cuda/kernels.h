@@ -152,16 +152,19 @@ typedef struct {
     const void *q;   /* [total_q, heads, head_dim]: sequence i's rows row0[i] .. row0[i+1]-1 */
     void *out;       /* [total_q, heads, head_dim] */
     float *lse;      /* [heads, total_q] or NULL */
-    float *part;     /* splits > 1: [total_q, heads, splits, head_dim + 1], partial
-                        outputs (normalised) and their log-sum-exps */
+    float *part;     /* splits > 1: [total_q, heads, splits, head_dim], partial outputs (normalised) */
+    float *part_lse; /* splits > 1: [total_q, heads, splits], their log-sum-exps */
     int total_q, heads;
     int split_size;  /* tokens of a sequence a block reads */
-    int splits;      /* the most blocks of one (sequence, kv head, row tile) */
+    int splits;      /* the most splits of one sequence */
     float scale;
 } fcuda_paged_args;
 
-/* Rows of (query, head) pairs a block takes, for one KV head. */
-#define FCUDA_PAGED_ROWS 4
+/* (query, head) rows of one KV head's group that a block of the attention
+ * kernel takes, and how many of its blocks an SM holds, for a pool's dtype
+ * and head dim: the launch's grid and the split size follow from them. */
+int fcuda_paged_rows(int dtype, int head_dim);
+cudaError_t fcuda_paged_blocks_per_sm(int dtype, int head_dim, int *blocks);
 
 /* Attention of each sequence's last row0[i+1] - row0[i] positions over its
  * count[i] tokens (causal), each KV head read once for its group of query

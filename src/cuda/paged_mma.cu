@@ -1,0 +1,188 @@
+/* paged_mma.cu: attention over a 16-bit paged KV cache on tensor cores
+ * (mma.sync m16n8k16), for decode and chunked prefill.
+ *
+ * Decode reads each token's K and V once and does little with them, so the
+ * kernel must keep memory busy with few instructions a byte. A block takes
+ * one KV head of one sequence, 16 (query, head) rows of that head's group
+ * (decode with GQA: the group's heads; rows past the group are zeros,
+ * computed and dropped: tensor cores have throughput to spare) and one
+ * split of the sequence's tokens. The split streams through a ring of
+ * STAGES tiles in shared memory (cp.async, each token's page looked up in
+ * the table); each warp takes its own NW tokens of a tile, with its own
+ * online softmax of the 16 rows (flash_common.cuh), so a tile costs a warp
+ * D/16 * NW/8 mmas for the scores and as many for P V. The warps' states
+ * meet at the end (paged_finish). */
+#include "flash_common.cuh"
+#include "paged.cuh"
+
+template <typename T, int D> struct paged_mma_cfg {
+    static constexpr int NW = D <= 32 ? 32 : 16;        /* tokens a warp takes of a tile */
+    static constexpr int TILE = NW * PAGED_WARPS;       /* tokens a stage */
+    /* tiles of the ring: 3 (2 blocks an SM at D = 128); 2 at D = 256 to fit.
+     * 2 at D = 128 (3 blocks an SM) measured the same at B = 16, L = 32k. */
+    static constexpr int STAGES = D >= 256 ? 2 : 3;
+    static constexpr int LD = D + 8;                    /* rows padded by 16 bytes: no ldmatrix bank conflicts */
+    static constexpr int CH = D / 8;                    /* 16-byte chunks a row */
+    static constexpr size_t ring_bytes = (size_t)(16 + 2 * STAGES * TILE) * LD * sizeof(T); /* Q, K and V */
+    static constexpr size_t finish_bytes = paged_finish_bytes<D, 16>;
+    static constexpr size_t bytes = ring_bytes > finish_bytes ? ring_bytes : finish_bytes;
+};
+
+template <typename T, int D>
+__global__ void __launch_bounds__(PAGED_THREADS) paged_mma_kernel(fcuda_pool p, fcuda_paged_args a, fcuda_paged_batch b) {
+    using C = paged_mma_cfg<T, D>;
+    constexpr int NW = C::NW, TILE = C::TILE, STAGES = C::STAGES, LD = C::LD, CH = C::CH, NT = NW / 8;
+    extern __shared__ __align__(16) unsigned char smem[];
+    T *Qs = (T *)smem;               /* [16][LD]             */
+    T *Ks = Qs + 16 * LD;            /* [STAGES][TILE][LD]   */
+    T *Vs = Ks + STAGES * TILE * LD; /* [STAGES][TILE][LD]   */
+
+    paged_block pb;
+    if (!paged_block_init(pb, p, a, b, 16)) return;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+
+    /* Q's rows, zeros past the block's */
+    for (int c = threadIdx.x; c < 16 * CH; c += PAGED_THREADS) {
+        const int r = c / CH, col = (c % CH) * 8;
+        const bool ok = r < pb.nrows;
+        const T *src = ok ? (const T *)a.q + paged_row_at(pb, a, b, r) * D + col : (const T *)a.q;
+        cp_async_16(smem_addr(Qs + r * LD + col), src, ok ? 16 : 0);
+    }
+    cp_async_commit();
+
+    const size_t kv_pitch = (size_t)p.kv_heads * D; /* elements between a page's tokens */
+    const T *kg = (const T *)p.k + (size_t)pb.g * D, *vg = (const T *)p.v + (size_t)pb.g * D;
+    const int *table = p.table + (size_t)b.seq[pb.i] * p.max_pages;
+    const int page_shift = __ffs(p.page_size) - 1, page_mask = p.page_size - 1;
+    const int n_tiles = (pb.end - pb.begin + TILE - 1) / TILE;
+    /* A thread copies chunk threadIdx.x % CH of rows threadIdx.x / CH +
+     * k * ROW_STEP of a tile (at D = 96 the last 8 threads copy none). The
+     * rows' pages are looked up a tile ahead of their copies, so that the
+     * copies' issue never waits on the table. */
+    constexpr int ROW_STEP = PAGED_THREADS / CH, ROWS = (TILE + ROW_STEP - 1) / ROW_STEP;
+    const int row0 = threadIdx.x / CH, col = (threadIdx.x % CH) * 8;
+    auto lookup = [&](int t, int (&row_at)[ROWS]) { /* each row's row of the pool; -1: past the split, or none */
+#pragma unroll
+        for (int k = 0; k < ROWS; k++) {
+            const int row = row0 + k * ROW_STEP, pos = pb.begin + t * TILE + row;
+            row_at[k] = row < TILE && threadIdx.x < ROW_STEP * CH && pos < pb.end
+                            ? table[pos >> page_shift] * p.page_size + (pos & page_mask)
+                            : -1;
+        }
+    };
+    /* tile t's K and V rows into stage s, rows past the split as zeros */
+    auto load = [&](const int (&row_at)[ROWS], int s) {
+        T *ks = Ks + s * TILE * LD, *vs = Vs + s * TILE * LD;
+#pragma unroll
+        for (int k = 0; k < ROWS; k++) {
+            const int row = row0 + k * ROW_STEP;
+            if (row >= TILE || threadIdx.x >= ROW_STEP * CH) continue;
+            const size_t off = row_at[k] >= 0 ? (size_t)row_at[k] * kv_pitch + col : col;
+            cp_async_16(smem_addr(ks + row * LD + col), kg + off, row_at[k] >= 0 ? 16 : 0);
+            cp_async_16(smem_addr(vs + row * LD + col), vg + off, row_at[k] >= 0 ? 16 : 0);
+        }
+    };
+    int row_at[ROWS];
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; s++) {
+        if (s < n_tiles) {
+            lookup(s, row_at);
+            load(row_at, s);
+        }
+        cp_async_commit();
+    }
+    lookup(STAGES - 1, row_at); /* the loop's first copies */
+
+    cp_async_wait<STAGES - 1>(); /* Q's group */
+    __syncthreads();
+    uint32_t qa[D / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) ldmatrix_x4(qa[kk], Qs + (lane % 16) * LD + kk * 16 + (lane / 16) * 8);
+
+    /* this lane's rows lane/4 and lane/4 + 8: the last positions they see
+     * (rows past the block's see all; their results are dropped) */
+    int limit[2];
+#pragma unroll
+    for (int i = 0; i < 2; i++) limit[i] = lane / 4 + 8 * i < pb.nrows ? paged_limit(pb, lane / 4 + 8 * i) : INT_MAX;
+    const int first_limit = paged_limit(pb, 0); /* the block's smallest */
+    const float sl = a.scale * 1.4426950408889634f; /* scores to log2 units */
+    float o[D / 8][4] = {}, m[2] = {-INFINITY, -INFINITY}, l[2] = {};
+
+    for (int t = 0; t < n_tiles; t++) {
+        cp_async_wait<STAGES - 2>();
+        __syncthreads(); /* tile t is in for every thread; tile t - 1's stage is free */
+        if (t + STAGES - 1 < n_tiles) {
+            load(row_at, (t + STAGES - 1) % STAGES);
+            lookup(t + STAGES, row_at); /* used at the next iteration */
+        }
+        cp_async_commit();
+        const T *Kt = Ks + ((t % STAGES) * TILE + warp * NW) * LD, *Vt = Vs + ((t % STAGES) * TILE + warp * NW) * LD;
+        const int w0 = pb.begin + t * TILE + warp * NW; /* the warp's first token */
+
+        /* S = Q K^T over the warp's NW tokens */
+        float sc[NT][4];
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++)
+#pragma unroll
+            for (int n = 0; n < NT / 2; n++) {
+                uint32_t kb[4];
+                ldmatrix_x4(kb, Kt + (n * 16 + lane % 8 + (lane / 16) * 8) * LD + kk * 16 + ((lane / 8) % 2) * 8);
+                mma_16816<T>(sc[2 * n], qa[kk], kb[0], kb[1], kk == 0);
+                mma_16816<T>(sc[2 * n + 1], qa[kk], kb[2], kb[3], kk == 0);
+            }
+        /* tokens past the split, or past a row's position (chunked prefill) */
+        if (w0 + NW > pb.end || w0 + NW - 1 > first_limit)
+#pragma unroll
+            for (int n = 0; n < NT; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int pos = w0 + n * 8 + 2 * (lane % 4) + (e & 1);
+                    if (pos >= pb.end || pos > limit[e >> 1]) sc[n][e] = -INFINITY;
+                }
+        float corr[2];
+        flash_softmax(sc, m, l, sl, corr);
+        uint32_t pa[NT / 2][4];
+        flash_pack<T>(sc, pa);
+        flash_rescale(o, corr);
+
+        /* O += P V */
+#pragma unroll
+        for (int kk = 0; kk < NW / 16; kk++)
+#pragma unroll
+            for (int d = 0; d < D / 16; d++) {
+                uint32_t vb[4];
+                ldmatrix_x4_trans(vb, Vt + (kk * 16 + lane % 8 + ((lane / 8) % 2) * 8) * LD + d * 16 + (lane / 16) * 8);
+                mma_16816<T>(o[2 * d], pa[kk], vb[0], vb[1]);
+                mma_16816<T>(o[2 * d + 1], pa[kk], vb[2], vb[3]);
+            }
+    }
+
+    /* the warp's state to smem, in paged_finish's layout: m in log2 units,
+     * l summed over the row's quad */
+    cp_async_wait<0>();
+    __syncthreads(); /* the ring is free */
+    float *wo = (float *)smem, *wm = wo + PAGED_WARPS * 16 * D, *wl = wm + PAGED_WARPS * 16;
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        const int r = lane / 4 + 8 * i;
+        float sum = l[i];
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+#pragma unroll
+        for (int d = 0; d < D / 8; d++)
+            *(float2 *)&wo[(warp * 16 + r) * D + d * 8 + 2 * (lane % 4)] = make_float2(o[d][2 * i], o[d][2 * i + 1]);
+        if (lane % 4 == 0) wm[warp * 16 + r] = m[i] * sl, wl[warp * 16 + r] = sum;
+    }
+    __syncthreads();
+    paged_finish<T, D, 16>((const float *)smem, pb, a, b);
+}
+
+template <typename T, int D> paged_kernel paged_mma_kernel_of(void) {
+    return {(const void *)paged_mma_kernel<T, D>, paged_mma_cfg<T, D>::bytes, 16};
+}
+
+#define INSTANTIATE(d)                                                  \
+    template paged_kernel paged_mma_kernel_of<__nv_bfloat16, d>(void); \
+    template paged_kernel paged_mma_kernel_of<__half, d>(void);
+PAGED_HEAD_DIMS(INSTANTIATE)
+#undef INSTANTIATE
