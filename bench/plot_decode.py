@@ -17,15 +17,19 @@ IMPLS = [("forge-cuda", "Forge", "#d62728"), ("torch-flash", "PyTorch flash", "#
 
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
 runs = {}  # (batch, impl, kv_len) -> [TB/s of each round]
+split = {}  # (batch, kv_len) -> Forge's splits, split size and page size
 for r in rows:
     if "TBps" in r:
         runs.setdefault((r["batch"], r["impl"], r["kv_len"]), []).append(r["TBps"])
+    if "splits" in r:
+        split[(r["batch"], r["kv_len"])] = f'{r["splits"]} x {r["split_size"]} | {r["page_size"]}'
 med = {k: statistics.median(v) for k, v in runs.items()}
 batches = sorted({b for b, _, _ in med})
 lens = sorted({l for _, _, l in med})
 
-print("| batch | kv_len | " + " | ".join(label for _, label, _ in IMPLS) + " | Forge / best PyTorch |")
-print("|---|---|" + "---|" * (len(IMPLS) + 1))
+print("| batch | kv_len | " + " | ".join(label for _, label, _ in IMPLS) +
+      " | Forge / best PyTorch | Forge's splits x tokens | page size |")
+print("|---|---|" + "---|" * (len(IMPLS) + 3))
 ahead, total = 0, 0
 for b in batches:
     for l in lens:
@@ -36,7 +40,7 @@ for b in batches:
         total += 1
         ahead += ratio >= 1
         cells = " | ".join(f"{med[(b, i, l)]:.3f}" if (b, i, l) in med else "" for i, _, _ in IMPLS)
-        print(f"| {b} | {l} | {cells} | {ratio:.2f} |")
+        print(f"| {b} | {l} | {cells} | {ratio:.2f} | {split.get((b, l), ' | ')} |")
 print(f"\nforge-cuda at least the best PyTorch backend: {ahead} of {total} points (medians)")
 
 W, H, M = 360, 260, 48

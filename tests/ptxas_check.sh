@@ -5,8 +5,9 @@
 #   instructions are serialized due to ..."): it does so for the whole kernel
 #   when it cannot tell whether a product is in flight where an accumulator or
 #   operand register is used, and the kernel then runs a third slower;
-# - the portable kernel spilling registers at any head dim (at D = 128 spill
-#   loads inside the P V loop cost it 2-6%; docs/BENCHMARKS.md).
+# - the portable kernel, or the paged cache's tensor-core decode kernel,
+#   spilling registers at any head dim (at D = 128 spill loads inside the
+#   portable kernel's P V loop cost it 2-6%; docs/BENCHMARKS.md).
 #   ptxas_check.sh NVCC SOURCE_DIR
 set -euo pipefail
 nvcc=$1 src=$2
@@ -20,9 +21,11 @@ if grep -i "serialized" <<<"$log"; then
   exit 1
 fi
 echo "ok: $(grep -c 'Compiling entry' <<<"$log") Hopper kernels, no wgmma serialised"
-log=$(ptxas flash_mma.cu) || { echo "$log"; exit 1; }
-if grep -E "[1-9][0-9]* bytes spill" <<<"$log"; then
-  echo "FAILED: ptxas spills registers in flash_mma.cu"
-  exit 1
-fi
-echo "ok: $(grep -c 'Compiling entry' <<<"$log") portable kernels, no spills"
+for f in flash_mma.cu paged_mma.cu; do
+  log=$(ptxas $f) || { echo "$log"; exit 1; }
+  if grep -E "[1-9][0-9]* bytes spill" <<<"$log"; then
+    echo "FAILED: ptxas spills registers in $f"
+    exit 1
+  fi
+  echo "ok: $(grep -c 'Compiling entry' <<<"$log") kernels of $f, no spills"
+done
