@@ -307,6 +307,10 @@ static void test_bench_decode_json(void **state) {
     assert_true(us > 0.0);
     /* K and V read: 2 * B * K * L * D * 2 bytes, printed to 0.001 TB/s */
     assert_true(fabs(tbps - 2.0 * 3 * 2 * 300 * 64 * 2 / us / 1e6) <= 0.0006);
+    /* the split the calls used, chosen here: splits cover the 300 tokens */
+    const int split = cJSON_GetObjectItem(j, "split_size")->valueint, splits = cJSON_GetObjectItem(j, "splits")->valueint;
+    assert_true(split >= 1 && splits == (300 + split - 1) / split);
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(j, "split_fixed")));
     cJSON_Delete(j);
 }
 
