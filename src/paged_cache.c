@@ -317,11 +317,15 @@ forge_status forge_paged_split_size(const forge_paged_cache *cache, const forge_
     int total_q = 0;
     forge_status st = check_attention(cache, a, fn, &total_q);
     if (st != FORGE_OK) return st;
-    int longest = 0; /* of the sequences with queries */
-    for (int b = 0; b < a->batch; b++)
-        if (a->q_offsets[b + 1] > a->q_offsets[b] && cache->len[a->seqs[b]] > longest) longest = cache->len[a->seqs[b]];
-    *split_size = a->split_size ? a->split_size
-                  : cache->ctx->ops->paged_split_size ? cache->ctx->ops->paged_split_size(cache, a)
-                                                      : longest;
+    if (a->split_size) {
+        *split_size = a->split_size;
+    } else if (cache->ctx->ops->paged_split_size) {
+        *split_size = cache->ctx->ops->paged_split_size(cache, a);
+    } else { /* each sequence whole: the longest one with queries */
+        *split_size = 0;
+        for (int b = 0; b < a->batch; b++)
+            if (a->q_offsets[b + 1] > a->q_offsets[b] && cache->len[a->seqs[b]] > *split_size)
+                *split_size = cache->len[a->seqs[b]];
+    }
     return FORGE_OK;
 }

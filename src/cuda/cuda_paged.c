@@ -50,12 +50,16 @@ forge_status cuda_paged_init(forge_paged_cache *cache) {
     if (!fcuda_paged_supported(c->head_dim))
         return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the CUDA backend's paged cache takes head dims 32, 64, 96, 128 "
                           "and 256, not %d", fn, c->head_dim);
+    int per_sm = 0; /* the attention kernel's blocks an SM holds */
+    cudaError_t e = fcuda_paged_blocks_per_sm((int)c->dtype, c->head_dim, &per_sm);
+    if (e) return cuda_err(fn, "fcuda_paged_blocks_per_sm", e);
+    if (per_sm < 1) return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the paged attention kernel fits no SM", fn);
     const size_t bytes = (size_t)c->n_pages * c->page_size * forge_paged_row_bytes(c);
     const size_t table_bytes = sizeof(int) * (size_t)c->max_seqs * cache->max_pages;
     cuda_paged *p = calloc(1, sizeof *p);
     if (!p) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     int *table = NULL;
-    cudaError_t e = cudaMalloc(&p->pool.k, bytes);
+    e = cudaMalloc(&p->pool.k, bytes);
     if (!e) e = cudaMalloc(&p->pool.v, bytes);
     if (!e) e = cudaMalloc((void **)&table, table_bytes);
     /* zeroed: a table entry past a sequence's pages names page 0, never a
@@ -74,14 +78,6 @@ forge_status cuda_paged_init(forge_paged_cache *cache) {
     p->pool.kv_heads = c->kv_heads, p->pool.head_dim = c->head_dim, p->pool.page_size = c->page_size;
     p->pool.max_pages = cache->max_pages, p->pool.dtype = (int)c->dtype;
     p->rows = fcuda_paged_rows(p->pool.dtype, c->head_dim);
-    int per_sm = 0;
-    if ((e = fcuda_paged_blocks_per_sm(p->pool.dtype, c->head_dim, &per_sm)) != cudaSuccess || per_sm < 1) {
-        cache->impl = p;
-        cuda_paged_free(cache);
-        cache->impl = NULL;
-        return e ? cuda_err(fn, "fcuda_paged_blocks_per_sm", e)
-                 : forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the paged attention kernel fits no SM", fn);
-    }
     p->resident = per_sm * ((cuda_ctx *)cache->ctx->impl)->sms;
     cache->impl = p;
     return FORGE_OK;
@@ -149,6 +145,13 @@ forge_status cuda_paged_read(const forge_paged_cache *cache, int seq, int len, v
     return FORGE_OK;
 }
 
+/* Row tiles of the attention kernel's grid for a sequence of max_rows
+ * queries: its (query, head) rows of one KV head's group, p->rows a block. */
+static int row_tiles(const forge_paged_cache *cache, int max_rows, int heads) {
+    const cuda_paged *p = cache->impl;
+    return (max_rows * (heads / cache->cfg.kv_heads) + p->rows - 1) / p->rows;
+}
+
 /* One launch's sequences [first, first + n), its split size (the caller's,
  * or from choose_splits) and the most splits of one sequence. */
 static fcuda_paged_batch launch_batch(const forge_paged_cache *cache, const forge_paged_attention_args *a, int first,
@@ -166,8 +169,7 @@ static fcuda_paged_batch launch_batch(const forge_paged_cache *cache, const forg
     b.row0[n] = a->q_offsets[first + n];
     *split_size = a->split_size;
     if (!*split_size) {
-        const int group = a->heads / cache->cfg.kv_heads;
-        const long blocks = (long)n * cache->cfg.kv_heads * ((b.max_rows * group + p->rows - 1) / p->rows);
+        const long blocks = (long)n * cache->cfg.kv_heads * row_tiles(cache, b.max_rows, a->heads);
         const int want = choose_splits(blocks, p->resident, max_len);
         *split_size = (int)(((max_len + want - 1) / want + SPLIT_TILE - 1) / SPLIT_TILE * SPLIT_TILE);
         if (*split_size < SPLIT_TILE) *split_size = SPLIT_TILE;
@@ -191,7 +193,7 @@ forge_status cuda_paged_attention(forge_paged_cache *cache, const forge_paged_at
     cuda_paged *p = cache->impl;
     if ((uintptr_t)a->q % 16 || (uintptr_t)a->out % 16 || (uintptr_t)a->lse % 4)
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: q and out must be 16-byte aligned, lse 4-byte aligned", fn);
-    const int D = cache->cfg.head_dim, group = a->heads / cache->cfg.kv_heads;
+    const int D = cache->cfg.head_dim;
     /* the partial results of the call's largest split, and the grid's limit */
     size_t part_bytes = 0;
     for (int first = 0; first < a->batch; first += FCUDA_MAX_SEQS) {
@@ -199,7 +201,7 @@ forge_status cuda_paged_attention(forge_paged_cache *cache, const forge_paged_at
         const fcuda_paged_batch b = launch_batch(cache, a, first, cuda_launch_seqs(a->batch, first), &split_size, &splits);
         const size_t bytes = splits > 1 ? sizeof(float) * total_q * a->heads * splits * (D + 1) : 0;
         if (bytes > part_bytes) part_bytes = bytes;
-        if ((long)cache->cfg.kv_heads * ((b.max_rows * group + p->rows - 1) / p->rows) > 65535)
+        if ((long)cache->cfg.kv_heads * row_tiles(cache, b.max_rows, a->heads) > 65535)
             return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: %d query rows of one sequence over %d KV heads are more than "
                               "one launch takes", fn, b.max_rows, cache->cfg.kv_heads);
     }
