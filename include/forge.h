@@ -371,6 +371,20 @@ FORGE_API forge_status forge_paged_attention(forge_paged_cache *cache, const for
 FORGE_API forge_status forge_paged_split_size(const forge_paged_cache *cache, const forge_paged_attention_args *args,
                                               int *split_size);
 
+/* The layer over a paged cache: forge_layer_forward where seqs[i].slot is a
+ * sequence id of the cache and seqs[i].pos0 must be its length. Its
+ * n_tokens tokens (rows of x, packed as for forge_layer_forward) are
+ * appended to it, and their queries attend to all it then holds: one token
+ * a sequence is a decode step, more are a prompt or a chunk of one. The
+ * cache has the layer's context, dtype, kv_heads and head_dim; positions
+ * are bounded by its max_seq_len, not the layer's max_seq. Running out of
+ * pages is FORGE_ERR_CAPACITY and leaves every sequence as it was. The
+ * backend chooses the split size; a call that fails is not rerun on the
+ * CPU, whatever the fallback policy, and self-checks do not sample it. */
+FORGE_API forge_status forge_layer_forward_paged(forge_layer *layer, forge_paged_cache *cache,
+                                                 const forge_seq *seqs, int n_seqs, const void *x,
+                                                 void *y);
+
 /* --------------------------------------------------------------- graphs */
 
 /* One forward call of fixed shape, recorded once and replayed: on CUDA a CUDA
@@ -382,6 +396,14 @@ typedef struct forge_graph forge_graph;
 FORGE_API forge_status forge_graph_create(forge_layer *layer, forge_kv_cache *cache,
                                           const forge_seq *seqs, int n_seqs, const void *x,
                                           void *y, forge_graph **out);
+/* Records forge_layer_forward_paged(layer, cache, seqs, n_seqs, x, y), its
+ * positions checked against the cache at launch. A batch decode loop:
+ * forge_graph_update with each sequence's new length as pos0, then
+ * forge_graph_launch, which finds the new tokens' pages, replays the
+ * recorded call and advances the lengths. */
+FORGE_API forge_status forge_graph_create_paged(forge_layer *layer, forge_paged_cache *cache,
+                                                const forge_seq *seqs, int n_seqs, const void *x,
+                                                void *y, forge_graph **out);
 /* Moves the recorded call to new positions: seqs must have the graph's slots
  * and token counts, in order. A decode loop replays one graph per step. */
 FORGE_API forge_status forge_graph_update(forge_graph *graph, const forge_seq *seqs, int n_seqs);

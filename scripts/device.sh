@@ -40,6 +40,8 @@ if [[ " $parts " == *" tests "* ]]; then
   run attention_cuda_portable $build/tests/test_attention cuda portable
   run paged_cpu $build/tests/test_paged cpu
   run paged_cuda $build/tests/test_paged cuda
+  run layer_paged_cpu $build/tests/test_layer_paged cpu
+  run layer_paged_cuda $build/tests/test_layer_paged cuda
   grep "largest errors" "$logs/attention_cuda.log" "$logs/attention_cuda_portable.log" "$logs/paged_cuda.log"
   run errors $build/tests/test_errors
   run rope $build/tests/test_rope
@@ -65,6 +67,7 @@ if [[ " $parts " == *" sanitize "* ]]; then
   run memcheck_attention $cs --tool memcheck $build/tests/test_attention cuda
   run memcheck_attention_portable $cs --tool memcheck $build/tests/test_attention cuda portable
   run memcheck_paged $cs --tool memcheck $build/tests/test_paged cuda
+  run memcheck_layer_paged $cs --tool memcheck $build/tests/test_layer_paged cuda
   run racecheck_decode $cs --tool racecheck $build/forge bench decode --kv-len 700 --heads 8 --kv-heads 2 --head-dim 128 --batch 2 --iters 1 --warmup 0
   run racecheck_attention $cs --tool racecheck $build/forge bench prefill --seq 300 --heads 2 --head-dim 128 --iters 1 --warmup 0
   run racecheck_attention_d64 $cs --tool racecheck $build/forge bench prefill --seq 1500 --heads 2 --head-dim 64 --iters 1 --warmup 0

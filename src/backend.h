@@ -11,6 +11,10 @@
 
 typedef struct forge_backend_ops forge_backend_ops;
 
+/* Every matrix dimension and leading dimension must fit a BLAS int; so does
+ * a call's token count. */
+#define FORGE_MAX_DIM (1 << 24)
+
 struct forge_context {
     const forge_backend_ops *ops;
     void *impl;                               /* the backend's handles, stream     */
@@ -64,6 +68,38 @@ struct forge_paged_cache {
 static inline size_t forge_paged_row_bytes(const forge_paged_config *c) {
     return (size_t)c->kv_heads * (size_t)c->head_dim * forge_dtype_size(c->dtype);
 }
+
+/* How a call grew one sequence of a paged cache (paged_cache.c), kept to
+ * undo it. */
+typedef struct {
+    int cow_old;   /* the shared partial page replaced by a copy, or -1 */
+    int first_new; /* table index of the first page allocated */
+    int n_new;     /* pages allocated, copy included */
+} forge_page_growth;
+
+/* Checks that live, distinct sequences seqs[i] can take n_tokens[i] >= 0
+ * more tokens: max_seq_len and the free pages. */
+forge_status forge_paged_check_growth(const forge_paged_cache *cache, int n, const int *seqs,
+                                      const int *n_tokens, const char *fn);
+/* Gives them (checked) the pages for those tokens: new pages, the shared
+ * partial page copied, the backend's tables mirrored; lengths unchanged.
+ * On failure it is undone. */
+forge_status forge_paged_grow(forge_paged_cache *cache, int n, const int *seqs, const int *n_tokens,
+                              forge_page_growth *g);
+void forge_paged_ungrow(forge_paged_cache *cache, int n, const int *seqs, const forge_page_growth *g);
+
+/* One forge_layer_forward_paged call, in the arrays both backends take
+ * (layer_paged.c makes it): sequence i of the batch is id ids[i], owns rows
+ * rows[i] .. rows[i+1]-1 of x and y, and takes n_tokens[i] tokens at
+ * positions pos0[i] .., holding lens[i] = pos0[i] + n_tokens[i] after. */
+typedef struct {
+    const forge_seq *seqs;
+    int n, total;
+    int *ids, *pos0, *n_tokens, *lens;
+    int *rows;                         /* [n + 1] */
+    forge_paged_attention_args attn;   /* the step's attention: the layer's
+                                          heads and scale, split size chosen */
+} forge_paged_step;
 
 struct forge_backend_ops {
     forge_backend kind;
@@ -124,12 +160,21 @@ struct forge_backend_ops {
                                 const int *n_tokens, const int *row0, const void *k, const void *v);
     /* Positions [0, len) of seq to host buffers [len, kv_heads, head_dim]. */
     forge_status (*paged_read)(const forge_paged_cache *cache, int seq, int len, void *k, void *v);
-    /* forge_paged_attention on arguments known to be valid (scale resolved). */
+    /* forge_paged_attention on arguments known to be valid (scale resolved),
+     * sequence seqs[b] holding lens[b] tokens: the cache's lengths, or a
+     * layer call's lengths once its tokens are in. */
     forge_status (*paged_attention)(forge_paged_cache *cache, const forge_paged_attention_args *a,
-                                    int total_q);
+                                    const int *lens, int total_q);
     /* The split size it chooses for valid arguments with split_size 0; NULL
      * where it reads each sequence whole. */
-    int (*paged_split_size)(const forge_paged_cache *cache, const forge_paged_attention_args *a);
+    int (*paged_split_size)(const forge_paged_cache *cache, const forge_paged_attention_args *a,
+                            const int *lens);
+    /* The layer over a paged cache: makes room for a step (outside any
+     * graph capture; may be NULL), then computes it as forward does, on
+     * valid arguments whose pages are in place and lengths not advanced. */
+    forge_status (*reserve_paged)(forge_layer *layer, forge_paged_cache *cache, const forge_paged_step *step);
+    forge_status (*forward_paged)(forge_layer *layer, forge_paged_cache *cache, const forge_paged_step *step,
+                                  const void *x, void *y, forge_stage *failed);
 
     /* Graphs; NULL where a graph is a recorded plain call (graph.c). */
     forge_status (*graph_capture)(forge_graph *graph);
@@ -140,6 +185,7 @@ struct forge_backend_ops {
 struct forge_graph {
     forge_layer *layer;
     forge_kv_cache *cache;
+    forge_paged_cache *paged; /* a recorded forge_layer_forward_paged (cache NULL) */
     forge_seq *seqs;
     int n_seqs, total;
     const void *x;
@@ -161,6 +207,22 @@ double forge_now_us(void);
 forge_status forge_check_forward(const char *fn, forge_layer *layer, forge_kv_cache *cache,
                                  const forge_seq *seqs, int n_seqs, const void *x, const void *y,
                                  int *total);
+
+/* Fills a step for a checked batch (layer_paged.c); q, out unset. */
+forge_status forge_paged_step_make(forge_paged_step *step, const forge_layer *layer, const forge_seq *seqs,
+                                   int n_seqs);
+void forge_paged_step_free(forge_paged_step *step);
+
+/* Runs a checked paged forward call (seqs at their lengths): finds pages
+ * for the new tokens, runs it (graph: by replaying that graph, recorded
+ * for it), advances the lengths; undoes the pages on failure. */
+forge_status forge_run_forward_paged(forge_layer *layer, forge_paged_cache *cache, const forge_seq *seqs,
+                                     int n_seqs, const void *x, void *y, forge_graph *graph);
+/* Checks a paged forward call's arguments; at_length: each pos0 must be
+ * its sequence's length now. *total = the batch's tokens. */
+forge_status forge_check_forward_paged(const char *fn, forge_layer *layer, forge_paged_cache *cache,
+                                       const forge_seq *seqs, int n_seqs, const void *x, const void *y,
+                                       int at_length, int *total);
 
 /* Runs a checked forward call: reserve, compute, fall back to the CPU if the
  * policy says so, update the slots, self-check (layer.c). */

@@ -23,9 +23,6 @@ forge_layer_config forge_layer_config_default(int hidden, int heads, int kv_head
     return cfg;
 }
 
-/* Every matrix dimension and leading dimension must fit a BLAS int. */
-#define FORGE_MAX_DIM (1 << 24)
-
 forge_status forge_layer_config_check(const forge_layer_config *cfg) {
     static const char fn[] = "forge_layer_config_check";
     FORGE_CHECK_NOT_NULL(cfg, fn);

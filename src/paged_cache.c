@@ -171,49 +171,35 @@ forge_status forge_paged_read(const forge_paged_cache *cache, int seq, void *k, 
     return cache->ctx->ops->paged_read(cache, seq, cache->len[seq], k, v);
 }
 
-/* What an append changes in one sequence, kept to undo it if the backend fails. */
-typedef struct {
-    int cow_old;   /* the shared partial page replaced by a copy, or -1 */
-    int first_new; /* table index of the first page allocated */
-    int n_new;     /* pages allocated, copy included */
-} append_change;
-
-static void undo_append(forge_paged_cache *c, const int *seqs, const append_change *ch, int n) {
+void forge_paged_ungrow(forge_paged_cache *c, int n, const int *seqs, const forge_page_growth *g) {
     for (int i = 0; i < n; i++) {
         int *t = table_of(c, seqs[i]);
-        for (int p = 0; p < ch[i].n_new; p++) drop_page(c, t[ch[i].first_new + p]);
-        if (ch[i].cow_old >= 0) {
-            t[ch[i].first_new] = ch[i].cow_old;
-            c->refs[ch[i].cow_old]++;
-            if (c->ctx->ops->paged_set_table) c->ctx->ops->paged_set_table(c, seqs[i], ch[i].first_new, 1);
+        for (int p = 0; p < g[i].n_new; p++) drop_page(c, t[g[i].first_new + p]);
+        if (g[i].cow_old >= 0) {
+            t[g[i].first_new] = g[i].cow_old;
+            c->refs[g[i].cow_old]++;
+            if (c->ctx->ops->paged_set_table) c->ctx->ops->paged_set_table(c, seqs[i], g[i].first_new, 1);
         }
     }
 }
 
-forge_status forge_paged_append(forge_paged_cache *cache, int n, const int *seqs, const int *n_tokens, const void *k,
-                                const void *v) {
-    static const char fn[] = "forge_paged_append";
-    FORGE_CHECK_NOT_NULL(cache, fn);
-    if (n < 1) return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: n is %d, not >= 1", fn, n);
-    FORGE_CHECK_NOT_NULL(seqs, fn);
-    FORGE_CHECK_NOT_NULL(n_tokens, fn);
+forge_status forge_paged_check_growth(const forge_paged_cache *cache, int n, const int *seqs, const int *n_tokens,
+                                      const char *fn) {
     const int P = cache->cfg.page_size;
-    long total = 0;
     int needed = 0;
     for (int i = 0; i < n; i++) {
         forge_status st = check_seq(cache, seqs[i], fn);
         if (st != FORGE_OK) return st;
         for (int j = 0; j < i; j++)
             if (seqs[j] == seqs[i])
-                return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: sequence %d appears twice (seqs[%d] and seqs[%d])",
-                                  fn, seqs[i], j, i);
+                return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: sequence %d appears twice (entries %d and %d)", fn,
+                                  seqs[i], j, i);
         const int len = cache->len[seqs[i]];
         if (n_tokens[i] < 0)
-            return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: n_tokens[%d] is %d, below 0", fn, i, n_tokens[i]);
+            return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: entry %d has %d tokens, below 0", fn, i, n_tokens[i]);
         if (n_tokens[i] > cache->cfg.max_seq_len - len)
             return forge_fail(FORGE_ERR_CAPACITY, "%s: sequence %d holds %d tokens; %d more is past max_seq_len %d", fn,
                               seqs[i], len, n_tokens[i], cache->cfg.max_seq_len);
-        total += n_tokens[i];
         needed += pages_for(cache, len + n_tokens[i]) - pages_for(cache, len);
         if (n_tokens[i] > 0 && len % P != 0 && cache->refs[table_of(cache, seqs[i])[len / P]] > 1)
             needed++; /* the shared partial page is copied before it is written */
@@ -221,20 +207,20 @@ forge_status forge_paged_append(forge_paged_cache *cache, int n, const int *seqs
     if (needed > cache->n_free)
         return forge_fail(FORGE_ERR_CAPACITY, "%s: the tokens need %d new pages and the pool has %d free of %d", fn,
                           needed, cache->n_free, cache->cfg.n_pages);
-    if (total == 0) return FORGE_OK;
-    FORGE_CHECK_NOT_NULL(k, fn);
-    FORGE_CHECK_NOT_NULL(v, fn);
+    return FORGE_OK;
+}
 
+forge_status forge_paged_grow(forge_paged_cache *cache, int n, const int *seqs, const int *n_tokens,
+                              forge_page_growth *g) {
     const forge_backend_ops *ops = cache->ctx->ops;
-    append_change *ch = malloc(sizeof *ch * (size_t)n);
-    int *pos0 = malloc(sizeof *pos0 * (size_t)n), *row0 = malloc(sizeof *row0 * (size_t)n);
-    forge_status st = ch && pos0 && row0 ? FORGE_OK : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    const int P = cache->cfg.page_size;
+    forge_status st = FORGE_OK;
     int done = 0; /* sequences whose pages are in place */
-    for (long row = 0; st == FORGE_OK && done < n; row += n_tokens[done], done++) {
-        const int s = seqs[done], len = cache->len[s], *t = table_of(cache, s);
-        append_change *c = &ch[done];
-        *c = (append_change){.cow_old = -1, .first_new = pages_for(cache, len), .n_new = 0};
-        pos0[done] = len, row0[done] = (int)row;
+    for (; st == FORGE_OK && done < n; done++) {
+        const int s = seqs[done], len = cache->len[s];
+        int *t = table_of(cache, s);
+        forge_page_growth *c = &g[done];
+        *c = (forge_page_growth){.cow_old = -1, .first_new = pages_for(cache, len), .n_new = 0};
         if (n_tokens[done] == 0) continue;
         if (len % P != 0 && cache->refs[t[len / P]] > 1) { /* copy on write */
             c->cow_old = t[len / P];
@@ -244,7 +230,7 @@ forge_status forge_paged_append(forge_paged_cache *cache, int n, const int *seqs
         for (int p = c->first_new; p < end; p++, c->n_new++) {
             const int page = cache->free_pages[--cache->n_free];
             cache->refs[page] = 1;
-            table_of(cache, s)[p] = page;
+            t[p] = page;
         }
         if (c->cow_old >= 0) {
             cache->refs[c->cow_old]--; /* still held by another sequence: never 0 here */
@@ -253,12 +239,38 @@ forge_status forge_paged_append(forge_paged_cache *cache, int n, const int *seqs
         if (st == FORGE_OK && ops->paged_set_table && c->n_new > 0)
             st = ops->paged_set_table(cache, s, c->first_new, c->n_new);
     }
-    if (st == FORGE_OK) st = ops->paged_write(cache, n, seqs, pos0, n_tokens, row0, k, v);
-    if (st == FORGE_OK)
-        for (int i = 0; i < n; i++) cache->len[seqs[i]] += n_tokens[i];
-    else if (ch)
-        undo_append(cache, seqs, ch, done);
-    free(ch);
+    if (st != FORGE_OK) forge_paged_ungrow(cache, done, seqs, g);
+    return st;
+}
+
+forge_status forge_paged_append(forge_paged_cache *cache, int n, const int *seqs, const int *n_tokens, const void *k,
+                                const void *v) {
+    static const char fn[] = "forge_paged_append";
+    FORGE_CHECK_NOT_NULL(cache, fn);
+    if (n < 1) return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: n is %d, not >= 1", fn, n);
+    FORGE_CHECK_NOT_NULL(seqs, fn);
+    FORGE_CHECK_NOT_NULL(n_tokens, fn);
+    forge_status st = forge_paged_check_growth(cache, n, seqs, n_tokens, fn);
+    if (st != FORGE_OK) return st;
+    long total = 0;
+    for (int i = 0; i < n; i++) total += n_tokens[i];
+    if (total == 0) return FORGE_OK;
+    FORGE_CHECK_NOT_NULL(k, fn);
+    FORGE_CHECK_NOT_NULL(v, fn);
+
+    forge_page_growth *g = malloc(sizeof *g * (size_t)n);
+    int *pos0 = malloc(sizeof *pos0 * (size_t)n), *row0 = malloc(sizeof *row0 * (size_t)n);
+    st = g && pos0 && row0 ? FORGE_OK : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    for (int i = 0, row = 0; st == FORGE_OK && i < n; row += n_tokens[i], i++) pos0[i] = cache->len[seqs[i]], row0[i] = row;
+    if (st == FORGE_OK) st = forge_paged_grow(cache, n, seqs, n_tokens, g);
+    if (st == FORGE_OK) {
+        st = cache->ctx->ops->paged_write(cache, n, seqs, pos0, n_tokens, row0, k, v);
+        if (st == FORGE_OK)
+            for (int i = 0; i < n; i++) cache->len[seqs[i]] += n_tokens[i];
+        else
+            forge_paged_ungrow(cache, n, seqs, g);
+    }
+    free(g);
     free(pos0);
     free(row0);
     return st;
@@ -298,6 +310,17 @@ static forge_status check_attention(const forge_paged_cache *cache, const forge_
     return FORGE_OK;
 }
 
+/* The tokens each sequence of the batch holds (malloc'd), for the backend. */
+static int *lengths_of(const forge_paged_cache *cache, const forge_paged_attention_args *a, const char *fn) {
+    int *lens = malloc(sizeof *lens * (size_t)a->batch);
+    if (!lens) {
+        forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+        return NULL;
+    }
+    for (int b = 0; b < a->batch; b++) lens[b] = cache->len[a->seqs[b]];
+    return lens;
+}
+
 forge_status forge_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *a) {
     static const char fn[] = "forge_paged_attention";
     int total_q = 0;
@@ -307,7 +330,11 @@ forge_status forge_paged_attention(forge_paged_cache *cache, const forge_paged_a
     FORGE_CHECK_NOT_NULL(a->out, fn);
     forge_paged_attention_args resolved = *a;
     if (resolved.scale == 0.0f) resolved.scale = 1.0f / sqrtf((float)cache->cfg.head_dim);
-    return cache->ctx->ops->paged_attention(cache, &resolved, total_q);
+    int *lens = lengths_of(cache, a, fn);
+    if (!lens) return FORGE_ERR_OUT_OF_MEMORY;
+    st = cache->ctx->ops->paged_attention(cache, &resolved, lens, total_q);
+    free(lens);
+    return st;
 }
 
 forge_status forge_paged_split_size(const forge_paged_cache *cache, const forge_paged_attention_args *a,
@@ -319,13 +346,17 @@ forge_status forge_paged_split_size(const forge_paged_cache *cache, const forge_
     if (st != FORGE_OK) return st;
     if (a->split_size) {
         *split_size = a->split_size;
-    } else if (cache->ctx->ops->paged_split_size) {
-        *split_size = cache->ctx->ops->paged_split_size(cache, a);
+        return FORGE_OK;
+    }
+    int *lens = lengths_of(cache, a, fn);
+    if (!lens) return FORGE_ERR_OUT_OF_MEMORY;
+    if (cache->ctx->ops->paged_split_size) {
+        *split_size = cache->ctx->ops->paged_split_size(cache, a, lens);
     } else { /* each sequence whole: the longest one with queries */
         *split_size = 0;
         for (int b = 0; b < a->batch; b++)
-            if (a->q_offsets[b + 1] > a->q_offsets[b] && cache->len[a->seqs[b]] > *split_size)
-                *split_size = cache->len[a->seqs[b]];
+            if (a->q_offsets[b + 1] > a->q_offsets[b] && lens[b] > *split_size) *split_size = lens[b];
     }
+    free(lens);
     return FORGE_OK;
 }

@@ -55,8 +55,11 @@ void tl_expect_close(const float *got, const double *want, size_t n, double tol,
                  e.rel_l2, tol, e.max_abs, e.nonfinite, n);
 }
 
-forge_status tl_forward(const test_layer *t, forge_kv_cache *cache, const forge_seq *seqs, int n_seqs,
-                        const float *x, float *y) {
+/* A forward call through backend buffers: x converted and uploaded, y
+ * poisoned, then downloaded and widened. paged NULL: forge_layer_forward
+ * over cache, else forge_layer_forward_paged over paged. */
+static forge_status forward_via_buffers(const test_layer *t, forge_kv_cache *cache, forge_paged_cache *paged,
+                                        const forge_seq *seqs, int n_seqs, const float *x, float *y) {
     const forge_dtype dt = t->cfg.dtype;
     size_t tokens = 0;
     for (int i = 0; i < n_seqs; i++) tokens += seqs[i].n_tokens > 0 ? (size_t)seqs[i].n_tokens : 0;
@@ -71,7 +74,9 @@ forge_status tl_forward(const test_layer *t, forge_kv_cache *cache, const forge_
     if (st == FORGE_OK && tokens) st = forge_convert(raw, dt, x, FORGE_F32, n);
     if (st == FORGE_OK && tokens) st = forge_buffer_upload(t->ctx, dx, raw, bytes);
     if (st == FORGE_OK) st = forge_buffer_upload(t->ctx, dy, poison, bytes);
-    if (st == FORGE_OK) st = forge_layer_forward(t->layer, cache, seqs, n_seqs, dx, dy);
+    if (st == FORGE_OK)
+        st = paged ? forge_layer_forward_paged(t->layer, paged, seqs, n_seqs, dx, dy)
+                   : forge_layer_forward(t->layer, cache, seqs, n_seqs, dx, dy);
     if (st == FORGE_OK && tokens) st = forge_buffer_download(t->ctx, raw, dy, bytes);
     if (st == FORGE_OK && tokens) st = forge_convert(y, FORGE_F32, raw, dt, n);
     forge_buffer_free(t->ctx, dx);
@@ -79,6 +84,16 @@ forge_status tl_forward(const test_layer *t, forge_kv_cache *cache, const forge_
     free(raw);
     free(poison);
     return st;
+}
+
+forge_status tl_forward(const test_layer *t, forge_kv_cache *cache, const forge_seq *seqs, int n_seqs,
+                        const float *x, float *y) {
+    return forward_via_buffers(t, cache, NULL, seqs, n_seqs, x, y);
+}
+
+forge_status tl_forward_paged(const test_layer *t, forge_paged_cache *cache, const forge_seq *seqs, int n_seqs,
+                              const float *x, float *y) {
+    return forward_via_buffers(t, NULL, cache, seqs, n_seqs, x, y);
 }
 
 void *tl_device_copy(forge_context *ctx, const void *host, size_t bytes) {

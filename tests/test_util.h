@@ -39,6 +39,10 @@ double *tl_reference(const test_layer *t, const float *x, int n_tokens, int pos0
 forge_status tl_forward(const test_layer *t, forge_kv_cache *cache, const forge_seq *seqs, int n_seqs,
                         const float *x, float *y);
 
+/* The same through forge_layer_forward_paged over a paged cache. */
+forge_status tl_forward_paged(const test_layer *t, forge_paged_cache *cache, const forge_seq *seqs, int n_seqs,
+                              const float *x, float *y);
+
 /* A backend buffer holding a copy of bytes of host memory (at least 16
  * bytes allocated, so that 0 bytes still give a buffer). */
 void *tl_device_copy(forge_context *ctx, const void *host, size_t bytes);

@@ -16,26 +16,9 @@
 #include "backend.h"
 #include "dtype.h"
 #include "error.h"
+#include "layer.h"
 #include "paged.h"
 #include "rope.h"
-
-typedef struct {
-    float *w_qkv;  /* [qkv_dim, hidden]: q_proj, k_proj, v_proj rows stacked    */
-    float *b_qkv;  /* [qkv_dim], NULL when none of q, k, v has a bias          */
-    float *w_o;    /* [hidden, heads * head_dim]                                */
-    float *b_o;    /* [hidden] or NULL                                          */
-    double *inv_freq; /* [head_dim / 2]: RoPE frequencies                        */
-    float *rope;   /* [head_dim]: cos and sin of one position                    */
-    /* workspace, grown to the largest call so far */
-    int ws_tokens;
-    float *qkv;    /* [ws_tokens, qkv_dim]                                      */
-    float *attn;   /* [ws_tokens, heads * head_dim]                             */
-    float *k_tmp;  /* [ws_tokens * kv_heads * head_dim]: K, V of cache-less calls */
-    float *v_tmp;
-    float *io;     /* [ws_tokens, hidden]: x, then y, in float (16-bit layers) */
-    long ws_scores;
-    float *scores; /* [ws_scores]: CPU_ATTN_ROWS x keys                          */
-} cpu_layer;
 
 typedef struct {
     float *k, *v; /* [slots, kv_heads, max_seq, head_dim]; a 16-bit layer's values, widened */
@@ -58,6 +41,7 @@ static void cpu_layer_free(forge_layer *layer) {
     free(l->v_tmp);
     free(l->io);
     free(l->scores);
+    free(l->gathered);
     free(l);
     layer->impl = NULL;
 }
@@ -109,8 +93,7 @@ static int grow(float **p, size_t n) {
     return 1;
 }
 
-static forge_status ensure_workspace(cpu_layer *l, const forge_layer_config *c, int tokens,
-                                     long keys) {
+forge_status cpu_workspace(cpu_layer *l, const forge_layer_config *c, int tokens, long keys, long gathered) {
     size_t q_out = (size_t)c->heads * c->head_dim, kv_out = (size_t)c->kv_heads * c->head_dim;
     if (tokens > l->ws_tokens) {
         size_t t = (size_t)tokens;
@@ -129,6 +112,12 @@ static forge_status ensure_workspace(cpu_layer *l, const forge_layer_config *c, 
                               "forge_layer_forward: out of memory for %ld attention scores",
                               n_scores);
         l->ws_scores = n_scores;
+    }
+    if (gathered > l->ws_gathered) {
+        if (!grow(&l->gathered, (size_t)gathered))
+            return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "forge_layer_forward_paged: out of memory for %ld keys and values",
+                              gathered);
+        l->ws_gathered = gathered;
     }
     return FORGE_OK;
 }
@@ -164,6 +153,45 @@ static kv_place kv_place_of(const cpu_layer *l, const forge_kv_cache *cache,
     return (kv_place){l->k_tmp + off, l->v_tmp + off, sq->n_tokens * D, sq->pos0};
 }
 
+void cpu_stage_mark(forge_layer *layer, double *t, int i) {
+    if (!layer->profiling) return;
+    t[i] = forge_now_us();
+    if (i == FORGE_STAGE_COUNT)
+        for (int s = 0; s < FORGE_STAGE_COUNT; s++) layer->stage_us[s] = t[s + 1] - t[s];
+}
+
+void cpu_project(forge_layer *layer, int total, const void *x) {
+    const forge_layer_config *c = &layer->cfg;
+    cpu_layer *l = layer->impl;
+    /* a 16-bit layer's x passes through l->io in float */
+    if (c->dtype != FORGE_F32) forge_convert(l->io, FORGE_F32, x, c->dtype, (size_t)total * c->hidden);
+    linear(l->qkv, c->dtype == FORGE_F32 ? x : l->io, l->w_qkv, l->b_qkv, total, c->hidden, qkv_dim(c), qkv_dim(c));
+}
+
+void cpu_rotate(forge_layer *layer, const forge_seq *seqs, int n_seqs) {
+    const forge_layer_config *c = &layer->cfg;
+    cpu_layer *l = layer->impl;
+    const int H = c->heads, Hk = c->kv_heads, D = c->head_dim, N = qkv_dim(c);
+    for (int s = 0, t0 = 0; s < n_seqs; t0 += seqs[s].n_tokens, s++)
+        for (int i = 0; i < seqs[s].n_tokens; i++) {
+            float *row = l->qkv + (long)(t0 + i) * N;
+            if (c->rope_style != FORGE_ROPE_NONE) {
+                cpu_rope_angles(seqs[s].pos0 + i, D, l->inv_freq, l->rope);
+                cpu_rope_rotate(row, H + Hk, D, c->rope_style, l->rope);
+            }
+            forge_round_to(c->dtype, row, (size_t)N); /* Q, K, V as a 16-bit layer stores them */
+        }
+}
+
+void cpu_output(forge_layer *layer, int total, void *y) {
+    const forge_layer_config *c = &layer->cfg;
+    cpu_layer *l = layer->impl;
+    const int wide = c->dtype == FORGE_F32, hd = c->heads * c->head_dim;
+    forge_round_to(c->dtype, l->attn, (size_t)total * hd);
+    linear(wide ? y : l->io, l->attn, l->w_o, l->b_o, total, hd, c->hidden, c->hidden);
+    if (!wide) forge_convert(y, c->dtype, l->io, FORGE_F32, (size_t)total * c->hidden);
+}
+
 static forge_status cpu_forward(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
                                 int n_seqs, int total, const void *x, void *y, forge_stage *failed) {
     const forge_layer_config *c = &layer->cfg;
@@ -174,39 +202,29 @@ static forge_status cpu_forward(forge_layer *layer, forge_kv_cache *cache, const
         long keys = cache ? seqs[s].pos0 + seqs[s].n_tokens : seqs[s].n_tokens;
         max_keys = keys > max_keys ? keys : max_keys;
     }
-    forge_status st = ensure_workspace(l, c, total, max_keys);
+    forge_status st = cpu_workspace(l, c, total, max_keys, 0);
     if (st != FORGE_OK) return st;
     (void)failed; /* past the workspace, nothing here can fail */
     double t[FORGE_STAGE_COUNT + 1];
-    if (layer->profiling) t[0] = forge_now_us();
+    cpu_stage_mark(layer, t, 0);
+    cpu_project(layer, total, x);
+    cpu_stage_mark(layer, t, 1);
 
-    /* a 16-bit layer's x and y pass through l->io in float */
-    const int wide = c->dtype == FORGE_F32;
-    const size_t n_io = (size_t)total * c->hidden;
-    if (!wide) forge_convert(l->io, FORGE_F32, x, c->dtype, n_io);
-    linear(l->qkv, wide ? x : l->io, l->w_qkv, l->b_qkv, total, c->hidden, N, N);
-    if (layer->profiling) t[1] = forge_now_us();
-
-    /* split, RoPE on the Q and K heads, K and V to their place */
+    /* RoPE, then K and V to their place */
+    cpu_rotate(layer, seqs, n_seqs);
     for (int s = 0, t0 = 0; s < n_seqs; t0 += seqs[s].n_tokens, s++) {
         const forge_seq *sq = &seqs[s];
         kv_place kv = kv_place_of(l, cache, c, sq, t0);
         for (int i = 0; i < sq->n_tokens; i++) {
-            float *row = l->qkv + (long)(t0 + i) * N;
-            int pos = sq->pos0 + i;
-            if (c->rope_style != FORGE_ROPE_NONE) {
-                cpu_rope_angles(pos, D, l->inv_freq, l->rope);
-                cpu_rope_rotate(row, H + Hk, D, c->rope_style, l->rope);
-            }
-            forge_round_to(c->dtype, row, (size_t)N); /* Q, K, V as a 16-bit layer stores them */
+            const float *row = l->qkv + (long)(t0 + i) * N;
             for (int g = 0; g < Hk; g++) {
-                long dst = g * kv.head_stride + (long)(pos - kv.k_pos0) * D;
+                long dst = g * kv.head_stride + (long)(sq->pos0 + i - kv.k_pos0) * D;
                 memcpy(kv.k + dst, row + (H + g) * D, (size_t)D * sizeof(float));
                 memcpy(kv.v + dst, row + (H + Hk + g) * D, (size_t)D * sizeof(float));
             }
         }
     }
-    if (layer->profiling) t[2] = forge_now_us();
+    cpu_stage_mark(layer, t, 2);
 
     for (int s = 0, t0 = 0; s < n_seqs; t0 += seqs[s].n_tokens, s++) {
         const forge_seq *sq = &seqs[s];
@@ -232,15 +250,9 @@ static forge_status cpu_forward(forge_layer *layer, forge_kv_cache *cache, const
         };
         cpu_attention(&a, l->scores);
     }
-    if (layer->profiling) t[3] = forge_now_us();
-
-    forge_round_to(c->dtype, l->attn, (size_t)total * H * D);
-    linear(wide ? y : l->io, l->attn, l->w_o, l->b_o, total, H * D, c->hidden, c->hidden);
-    if (!wide) forge_convert(y, c->dtype, l->io, FORGE_F32, n_io);
-    if (layer->profiling) {
-        t[4] = forge_now_us();
-        for (int i = 0; i < FORGE_STAGE_COUNT; i++) layer->stage_us[i] = t[i + 1] - t[i];
-    }
+    cpu_stage_mark(layer, t, 3);
+    cpu_output(layer, total, y);
+    cpu_stage_mark(layer, t, 4);
     return FORGE_OK;
 }
 
@@ -396,4 +408,5 @@ const forge_backend_ops forge_cpu_backend = {
     .paged_write = cpu_paged_write,
     .paged_read = cpu_paged_read,
     .paged_attention = cpu_paged_attention,
+    .forward_paged = cpu_forward_paged,
 };

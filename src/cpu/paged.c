@@ -76,8 +76,7 @@ forge_status cpu_paged_read(const forge_paged_cache *cache, int seq, int len, vo
     return FORGE_OK;
 }
 
-/* Positions [0, len) of seq, K and V widened to float32 rows [len, kv_heads, head_dim]. */
-static void gather(const forge_paged_cache *cache, int seq, int len, float *k, float *v) {
+void cpu_paged_gather(const forge_paged_cache *cache, int seq, int len, float *k, float *v) {
     const cpu_pool *p = cache->impl;
     const forge_paged_config *c = &cache->cfg;
     const size_t elems = (size_t)c->kv_heads * c->head_dim;
@@ -92,14 +91,15 @@ static void gather(const forge_paged_cache *cache, int seq, int len, float *k, f
  * packed layout, then the CPU's forge_attention_forward over it: the queries
  * of a sequence are the last positions of its keys there too. A sequence
  * without queries contributes no keys. */
-forge_status cpu_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *a, int total_q) {
+forge_status cpu_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens,
+                                 int total_q) {
     const forge_paged_config *c = &cache->cfg;
     const int H = a->heads, Hk = c->kv_heads, D = c->head_dim;
     int *kv_offsets = malloc(sizeof *kv_offsets * (size_t)(a->batch + 1));
     if (!kv_offsets) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "forge_paged_attention: out of memory");
     kv_offsets[0] = 0;
     for (int b = 0; b < a->batch; b++)
-        kv_offsets[b + 1] = kv_offsets[b] + (a->q_offsets[b + 1] > a->q_offsets[b] ? cache->len[a->seqs[b]] : 0);
+        kv_offsets[b + 1] = kv_offsets[b] + (a->q_offsets[b + 1] > a->q_offsets[b] ? lens[b] : 0);
     const int total_kv = kv_offsets[a->batch];
     const size_t nq = (size_t)total_q * H * D, nkv = (size_t)total_kv * Hk * D;
     float *q = malloc(sizeof *q * nq), *out = malloc(sizeof *out * nq);
@@ -112,7 +112,7 @@ forge_status cpu_paged_attention(forge_paged_cache *cache, const forge_paged_att
         forge_convert(q, FORGE_F32, a->q, c->dtype, nq);
         for (int b = 0; b < a->batch; b++) {
             const size_t at = (size_t)kv_offsets[b] * Hk * D;
-            gather(cache, a->seqs[b], kv_offsets[b + 1] - kv_offsets[b], k + at, v + at);
+            cpu_paged_gather(cache, a->seqs[b], kv_offsets[b + 1] - kv_offsets[b], k + at, v + at);
         }
         const forge_attention_args packed = {.dtype = FORGE_F32, .batch = a->batch, .heads = H, .kv_heads = Hk,
                                              .head_dim = D, .q_offsets = a->q_offsets, .kv_offsets = kv_offsets,

@@ -11,6 +11,9 @@ forge_status cpu_paged_copy_page(forge_paged_cache *cache, int dst, int src, int
 forge_status cpu_paged_write(forge_paged_cache *cache, int n, const int *seqs, const int *pos0, const int *n_tokens,
                              const int *row0, const void *k, const void *v);
 forge_status cpu_paged_read(const forge_paged_cache *cache, int seq, int len, void *k, void *v);
-forge_status cpu_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *a, int total_q);
+forge_status cpu_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens,
+                                 int total_q);
+/* Positions [0, len) of seq, K and V widened to float32 rows [len, kv_heads, head_dim]. */
+void cpu_paged_gather(const forge_paged_cache *cache, int seq, int len, float *k, float *v);
 
 #endif

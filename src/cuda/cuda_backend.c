@@ -8,7 +8,7 @@
  * Calls of few tokens take linear_small.cu's kernels instead of cuBLASLt,
  * with the split and RoPE in the QKV projection's epilogue. That is the
  * fp32 layer; a bf16 or fp16 one (layer16.c) takes cuBLASLt at every size,
- * split_rope16.cu, and the tensor-core flash kernels. Sequence metadata
+ * split_rope_rows.cu, and the tensor-core flash kernels. Sequence metadata
  * travels as kernel parameters (kernels.h). */
 #include <limits.h>
 #include <math.h>
@@ -339,8 +339,15 @@ static int small_gemm(const forge_layer *layer, int tokens, int in, int out) {
     return layer->cfg.dtype == FORGE_F32 && fcuda_linear_small_fits(tokens, in, out);
 }
 
-static forge_status cuda_reserve(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
-                                 int n_seqs, int total) {
+forge_status cuda_linear(forge_layer *layer, const lt_linear *plan, void *y, const void *x, const void *w,
+                         const void *bias, int tokens, int in, int out) {
+    cuda_ctx *cx = layer->ctx->impl;
+    if (!small_gemm(layer, tokens, in, out)) return lt_linear_run(cx, plan, y, x, w);
+    CUDA_TRY("forge_layer_forward", fcuda_linear_small(x, w, bias, y, tokens, in, out, cx->stream));
+    return FORGE_OK;
+}
+
+forge_status cuda_reserve(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs, int n_seqs, int total) {
     const forge_layer_config *c = &layer->cfg;
     cuda_layer *l = layer->impl;
     cuda_ctx *cx = layer->ctx->impl;
@@ -356,6 +363,7 @@ static forge_status cuda_reserve(forge_layer *layer, forge_kv_cache *cache, cons
         if (st == FORGE_OK) st = grow(&l->k_tmp, t * kvd);
         if (st == FORGE_OK) st = grow(&l->v_tmp, t * kvd);
         l->ws_tokens = st == FORGE_OK ? total : 0;
+        l->ws_gen++;
         if (st != FORGE_OK) return st;
     }
     if (!use_flash(layer)) {
@@ -366,11 +374,10 @@ static forge_status cuda_reserve(forge_layer *layer, forge_kv_cache *cache, cons
             need = n > need ? n : need;
         }
         if (need > l->ws_scores) {
-            if ((st = grow((void **)&l->scores, need * sizeof(float))) != FORGE_OK) {
-                l->ws_scores = 0;
-                return st;
-            }
-            l->ws_scores = need;
+            st = grow((void **)&l->scores, need * sizeof(float));
+            l->ws_scores = st == FORGE_OK ? need : 0;
+            l->ws_gen++;
+            if (st != FORGE_OK) return st;
         }
     }
     const int qkv_dim = (c->heads + 2 * c->kv_heads) * c->head_dim, hd = c->heads * c->head_dim;
@@ -507,31 +514,36 @@ static forge_status forward32(forge_layer *layer, forge_kv_cache *cache, const f
     }
 
     if ((st = cuda_stage_begin(layer, FORGE_STAGE_OUTPUT, record, failed)) != FORGE_OK) return st;
-    if (small_gemm(layer, total, hd, c->hidden)) {
-        if ((e = fcuda_linear_small(l->attn, l->w_o, l->b_o, y, total, hd, c->hidden, cx->stream)))
-            return cuda_err(fn, "fcuda_linear_small", e);
-    } else if ((st = lt_linear_run(cx, &l->o_gemm, y, l->attn, l->w_o)) != FORGE_OK) {
-        return st;
-    }
-    return FORGE_OK;
+    return cuda_linear(layer, &l->o_gemm, y, l->attn, l->w_o, l->b_o, total, hd, c->hidden);
 }
 
-static forge_status cuda_forward(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
-                                 int n_seqs, int total, const void *x, void *y, forge_stage *failed) {
-    static const char fn[] = "forge_layer_forward";
+forge_status cuda_forward_begin(forge_layer *layer, const void *x, const void *y, int *record) {
     cuda_ctx *cx = layer->ctx->impl;
     forge_status st;
     if ((st = check_device_pointer(x, "x")) != FORGE_OK || (st = check_device_pointer(y, "y")) != FORGE_OK)
         return st;
     enum cudaStreamCaptureStatus capturing;
-    CUDA_TRY(fn, cudaStreamIsCapturing(cx->stream, &capturing));
-    const int record = layer->profiling && capturing == cudaStreamCaptureStatusNone;
-    st = layer->cfg.dtype == FORGE_F32 ? forward32(layer, cache, seqs, n_seqs, total, x, y, record, failed)
-                                       : cuda_forward16(layer, cache, seqs, n_seqs, total, x, y, record, failed);
-    if (st != FORGE_OK) return st;
-    if (record) CUDA_TRY(fn, cudaEventRecord(((cuda_layer *)layer->impl)->ev[FORGE_STAGE_COUNT], cx->stream));
+    CUDA_TRY("forge_layer_forward", cudaStreamIsCapturing(cx->stream, &capturing));
+    *record = layer->profiling && capturing == cudaStreamCaptureStatusNone;
+    return FORGE_OK;
+}
+
+forge_status cuda_forward_end(forge_layer *layer, int record, forge_stage *failed) {
+    cuda_ctx *cx = layer->ctx->impl;
+    if (record)
+        CUDA_TRY("forge_layer_forward", cudaEventRecord(((cuda_layer *)layer->impl)->ev[FORGE_STAGE_COUNT], cx->stream));
     *failed = FORGE_STAGE_COUNT;
     return FORGE_OK;
+}
+
+static forge_status cuda_forward(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
+                                 int n_seqs, int total, const void *x, void *y, forge_stage *failed) {
+    int record = 0;
+    forge_status st = cuda_forward_begin(layer, x, y, &record);
+    if (st != FORGE_OK) return st;
+    st = layer->cfg.dtype == FORGE_F32 ? forward32(layer, cache, seqs, n_seqs, total, x, y, record, failed)
+                                       : cuda_forward16(layer, cache, seqs, n_seqs, total, x, y, record, failed);
+    return st == FORGE_OK ? cuda_forward_end(layer, record, failed) : st;
 }
 
 static forge_status cuda_timings(forge_layer *layer, double us[FORGE_STAGE_COUNT]) {
@@ -602,6 +614,7 @@ static forge_status cuda_attention(forge_context *ctx, const forge_attention_arg
 
 typedef struct {
     cudaGraphExec_t exec;
+    unsigned ws_gen, part_gen; /* of the buffers the capture baked in */
 } cuda_graph;
 
 static void cuda_graph_free(forge_graph *graph) {
@@ -622,11 +635,25 @@ static forge_status cuda_graph_capture(forge_graph *graph) {
     cuda_graph *g = graph->impl;
     if (!g && !(g = graph->impl = calloc(1, sizeof *g)))
         return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-    CUDA_TRY(fn, cudaStreamBeginCapture(cx->stream, cudaStreamCaptureModeGlobal));
+    forge_paged_step step;
+    forge_status st = graph->paged ? forge_paged_step_make(&step, layer, graph->seqs, graph->n_seqs) : FORGE_OK;
+    if (st != FORGE_OK) return st;
+    g->ws_gen = ((cuda_layer *)layer->impl)->ws_gen;
+    g->part_gen = graph->paged ? cuda_paged_generation(graph->paged) : 0;
+    cudaError_t e = cudaStreamBeginCapture(cx->stream, cudaStreamCaptureModeGlobal);
+    if (e) {
+        if (graph->paged) forge_paged_step_free(&step);
+        return cuda_err(fn, "cudaStreamBeginCapture", e);
+    }
     forge_stage failed;
-    forge_status st = cuda_forward(layer, graph->cache, graph->seqs, graph->n_seqs, graph->total, graph->x, graph->y, &failed);
+    if (graph->paged) {
+        st = cuda_forward_paged(layer, graph->paged, &step, graph->x, graph->y, &failed);
+        forge_paged_step_free(&step);
+    } else {
+        st = cuda_forward(layer, graph->cache, graph->seqs, graph->n_seqs, graph->total, graph->x, graph->y, &failed);
+    }
     cudaGraph_t captured = NULL;
-    cudaError_t e = cudaStreamEndCapture(cx->stream, &captured);
+    e = cudaStreamEndCapture(cx->stream, &captured);
     if (st != FORGE_OK) {
         if (captured) cudaGraphDestroy(captured);
         return st;
@@ -646,9 +673,18 @@ static forge_status cuda_graph_capture(forge_graph *graph) {
     return FORGE_OK;
 }
 
+/* A call since the capture may have moved the workspace or the split
+ * results (grown for more tokens or splits): the graph is then captured
+ * again, into the buffers as they are now, before it runs. */
 static forge_status cuda_graph_launch(forge_graph *graph) {
     cuda_ctx *cx = graph->layer->ctx->impl;
-    CUDA_TRY("forge_graph_launch", cudaGraphLaunch(((cuda_graph *)graph->impl)->exec, cx->stream));
+    cuda_graph *g = graph->impl;
+    forge_status st;
+    if ((g->ws_gen != ((cuda_layer *)graph->layer->impl)->ws_gen ||
+         (graph->paged && g->part_gen != cuda_paged_generation(graph->paged))) &&
+        (st = cuda_graph_capture(graph)) != FORGE_OK)
+        return st;
+    CUDA_TRY("forge_graph_launch", cudaGraphLaunch(g->exec, cx->stream));
     return FORGE_OK;
 }
 
@@ -681,6 +717,8 @@ const forge_backend_ops forge_cuda_backend = {
     .paged_read = cuda_paged_read,
     .paged_attention = cuda_paged_attention,
     .paged_split_size = cuda_paged_split_size,
+    .reserve_paged = cuda_reserve_paged,
+    .forward_paged = cuda_forward_paged,
     .graph_capture = cuda_graph_capture,
     .graph_launch = cuda_graph_launch,
     .graph_free = cuda_graph_free,

@@ -1,8 +1,8 @@
 /* cuda_backend.h: the CUDA backend's host-side state, shared by its files:
  * cuda_backend.c (context, buffers, cache, layers, the fp32 forward call,
  * attention alone, graphs), lt_linear.c (projections through cuBLASLt),
- * layer16.c (the bf16 and fp16 forward call) and cuda_paged.c (the paged
- * KV cache). */
+ * layer16.c (the bf16 and fp16 forward call), cuda_paged.c (the paged
+ * KV cache) and layer_paged.c (the layer over it). */
 #ifndef FORGE_CUDA_BACKEND_H
 #define FORGE_CUDA_BACKEND_H
 
@@ -55,6 +55,7 @@ typedef struct {
     float *heads_out;   /* fp32 unfused: [T * heads * head_dim], head-major */
     size_t ws_scores;
     float *scores;      /* fp32 unfused: heads * n * keys of the largest sequence */
+    unsigned ws_gen;    /* times the workspace moved: graphs that captured it re-capture */
     cudaEvent_t ev[FORGE_STAGE_COUNT + 1];
 } cuda_layer;
 
@@ -93,7 +94,17 @@ static inline int cuda_launch_seqs(int n, int first) {
     return n - first < FCUDA_MAX_SEQS ? n - first : FCUDA_MAX_SEQS;
 }
 
-/* cuda_backend.c, for layer16.c */
+/* cuda_backend.c, for layer16.c and layer_paged.c */
+/* backend.h's reserve */
+forge_status cuda_reserve(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs, int n_seqs, int total);
+/* y = x W^T + bias of a projection of `tokens` tokens: linear_small.cu's
+ * GEMM where it serves (small fp32 calls), else cuBLASLt's planned one. */
+forge_status cuda_linear(forge_layer *layer, const lt_linear *plan, void *y, const void *x, const void *w,
+                         const void *bias, int tokens, int in, int out);
+/* A forward call's start: x and y must be device memory; *record: time the
+ * stages (profiling on, the stream not capturing). Its end: the last event. */
+forge_status cuda_forward_begin(forge_layer *layer, const void *x, const void *y, int *record);
+forge_status cuda_forward_end(forge_layer *layer, int record, forge_stage *failed);
 /* The sequences [first, first + count) as one launch's parameters. */
 fcuda_batch cuda_batch_of(const forge_seq *seqs, int first, int count, int tok0);
 /* Starts a stage of a forward call: fails it when the test hook asks, and
@@ -111,8 +122,19 @@ forge_status cuda_paged_copy_page(forge_paged_cache *cache, int dst, int src, in
 forge_status cuda_paged_write(forge_paged_cache *cache, int n, const int *seqs, const int *pos0, const int *n_tokens,
                               const int *row0, const void *k, const void *v);
 forge_status cuda_paged_read(const forge_paged_cache *cache, int seq, int len, void *k, void *v);
-forge_status cuda_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *a, int total_q);
-int cuda_paged_split_size(const forge_paged_cache *cache, const forge_paged_attention_args *a);
+forge_status cuda_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens,
+                                  int total_q);
+int cuda_paged_split_size(const forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens);
+/* Grows the split results' buffer for the call (an error while the stream
+ * is capturing); the generation counts its moves. */
+forge_status cuda_paged_reserve(forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens,
+                                int total_q);
+unsigned cuda_paged_generation(const forge_paged_cache *cache);
+
+/* layer_paged.c: the layer over a paged cache (backend.h) */
+forge_status cuda_reserve_paged(forge_layer *layer, forge_paged_cache *cache, const forge_paged_step *step);
+forge_status cuda_forward_paged(forge_layer *layer, forge_paged_cache *cache, const forge_paged_step *step,
+                                const void *x, void *y, forge_stage *failed);
 
 /* layer16.c: cuda_forward for bf16 and fp16 layers */
 forge_status cuda_forward16(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs, int n_seqs,

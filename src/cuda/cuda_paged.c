@@ -14,6 +14,7 @@ typedef struct {
     fcuda_pool pool;   /* K, V and the tables, in device memory */
     float *part;       /* split attention's partial results, grown to the largest call */
     size_t part_bytes;
+    unsigned part_gen; /* times part moved: graphs that captured it re-capture */
     int rows;          /* (query, head) rows a block of the attention kernel takes */
     int resident;      /* its blocks the GPU holds at once */
 } cuda_paged;
@@ -154,13 +155,13 @@ static int row_tiles(const forge_paged_cache *cache, int max_rows, int heads) {
 
 /* One launch's sequences [first, first + n), its split size (the caller's,
  * or from choose_splits) and the most splits of one sequence. */
-static fcuda_paged_batch launch_batch(const forge_paged_cache *cache, const forge_paged_attention_args *a, int first,
-                                      int n, int *split_size, int *splits) {
+static fcuda_paged_batch launch_batch(const forge_paged_cache *cache, const forge_paged_attention_args *a,
+                                      const int *lens, int first, int n, int *split_size, int *splits) {
     const cuda_paged *p = cache->impl;
     fcuda_paged_batch b = {.n = n};
     int max_len = 0; /* of the sequences with queries */
     for (int i = 0; i < n; i++) {
-        b.seq[i] = a->seqs[first + i], b.count[i] = cache->len[b.seq[i]];
+        b.seq[i] = a->seqs[first + i], b.count[i] = lens[first + i];
         b.row0[i] = a->q_offsets[first + i];
         const int rows = a->q_offsets[first + i + 1] - b.row0[i];
         if (rows > b.max_rows) b.max_rows = rows;
@@ -178,48 +179,65 @@ static fcuda_paged_batch launch_batch(const forge_paged_cache *cache, const forg
     return b;
 }
 
-int cuda_paged_split_size(const forge_paged_cache *cache, const forge_paged_attention_args *a) {
+int cuda_paged_split_size(const forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens) {
     int largest = 0;
     for (int first = 0; first < a->batch; first += FCUDA_MAX_SEQS) {
         int split_size, splits;
-        launch_batch(cache, a, first, cuda_launch_seqs(a->batch, first), &split_size, &splits);
+        launch_batch(cache, a, lens, first, cuda_launch_seqs(a->batch, first), &split_size, &splits);
         if (split_size > largest) largest = split_size;
     }
     return largest;
 }
 
-forge_status cuda_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *a, int total_q) {
+unsigned cuda_paged_generation(const forge_paged_cache *cache) { return ((const cuda_paged *)cache->impl)->part_gen; }
+
+forge_status cuda_paged_reserve(forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens,
+                                int total_q) {
     static const char fn[] = "forge_paged_attention";
     cuda_paged *p = cache->impl;
-    if ((uintptr_t)a->q % 16 || (uintptr_t)a->out % 16 || (uintptr_t)a->lse % 4)
-        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: q and out must be 16-byte aligned, lse 4-byte aligned", fn);
     const int D = cache->cfg.head_dim;
     /* the partial results of the call's largest split, and the grid's limit */
     size_t part_bytes = 0;
     for (int first = 0; first < a->batch; first += FCUDA_MAX_SEQS) {
         int split_size, splits;
-        const fcuda_paged_batch b = launch_batch(cache, a, first, cuda_launch_seqs(a->batch, first), &split_size, &splits);
+        const fcuda_paged_batch b =
+            launch_batch(cache, a, lens, first, cuda_launch_seqs(a->batch, first), &split_size, &splits);
         const size_t bytes = splits > 1 ? sizeof(float) * total_q * a->heads * splits * (D + 1) : 0;
         if (bytes > part_bytes) part_bytes = bytes;
         if ((long)cache->cfg.kv_heads * row_tiles(cache, b.max_rows, a->heads) > 65535)
             return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: %d query rows of one sequence over %d KV heads are more than "
                               "one launch takes", fn, b.max_rows, cache->cfg.kv_heads);
     }
-    if (part_bytes > p->part_bytes) {
-        cudaFree(p->part);
-        p->part = NULL, p->part_bytes = 0;
-        if (cudaMalloc((void **)&p->part, part_bytes) != cudaSuccess) {
-            cudaGetLastError();
-            return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: no device memory for %zu bytes of split results", fn, part_bytes);
-        }
-        p->part_bytes = part_bytes;
+    if (part_bytes <= p->part_bytes) return FORGE_OK;
+    enum cudaStreamCaptureStatus capturing;
+    CUDA_TRY(fn, cudaStreamIsCapturing(stream_of(cache), &capturing));
+    if (capturing != cudaStreamCaptureStatusNone)
+        return forge_fail(FORGE_ERR_BACKEND, "%s: %zu bytes of split results were not reserved before the capture", fn,
+                          part_bytes);
+    cudaFree(p->part);
+    p->part = NULL, p->part_bytes = 0, p->part_gen++;
+    if (cudaMalloc((void **)&p->part, part_bytes) != cudaSuccess) {
+        cudaGetLastError();
+        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: no device memory for %zu bytes of split results", fn, part_bytes);
     }
+    p->part_bytes = part_bytes;
+    return FORGE_OK;
+}
+
+forge_status cuda_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens,
+                                  int total_q) {
+    static const char fn[] = "forge_paged_attention";
+    cuda_paged *p = cache->impl;
+    if ((uintptr_t)a->q % 16 || (uintptr_t)a->out % 16 || (uintptr_t)a->lse % 4)
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: q and out must be 16-byte aligned, lse 4-byte aligned", fn);
+    forge_status st = cuda_paged_reserve(cache, a, lens, total_q);
+    if (st != FORGE_OK) return st;
     for (int first = 0; first < a->batch; first += FCUDA_MAX_SEQS) {
         fcuda_paged_args m = {.q = a->q, .out = a->out, .lse = a->lse, .part = p->part, .total_q = total_q,
                               .heads = a->heads, .scale = a->scale};
         const fcuda_paged_batch b =
-            launch_batch(cache, a, first, cuda_launch_seqs(a->batch, first), &m.split_size, &m.splits);
-        m.part_lse = p->part + (size_t)total_q * a->heads * m.splits * D;
+            launch_batch(cache, a, lens, first, cuda_launch_seqs(a->batch, first), &m.split_size, &m.splits);
+        m.part_lse = p->part + (size_t)total_q * a->heads * m.splits * cache->cfg.head_dim;
         CUDA_TRY(fn, fcuda_paged_attention(&p->pool, &m, &b, stream_of(cache)));
     }
     return FORGE_OK;

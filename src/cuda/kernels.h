@@ -173,11 +173,12 @@ cudaError_t fcuda_paged_blocks_per_sm(int dtype, int head_dim, int *blocks);
 cudaError_t fcuda_paged_attention(const fcuda_pool *p, const fcuda_paged_args *a, const fcuda_paged_batch *b,
                                   cudaStream_t stream);
 
-/* A bf16 or fp16 layer's split (split_rope16.cu): token t of qkv
- * [T, (heads + 2 kv_heads) * head_dim] (Q and K rows in RoPE pair order)
- * becomes row t of q [T, heads, head_dim], rotated, and row r of k and v
- * [rows, kv_heads, head_dim]: with a cache, r = slot * max_seq + position
- * (the cache is [slots, max_seq, kv_heads, head_dim]); without, r = t. */
+/* The split into rows (split_rope_rows.cu) of a bf16 or fp16 layer, or of
+ * any layer over a paged cache: token t of qkv [T, (heads + 2 kv_heads) *
+ * head_dim] (Q and K rows in RoPE pair order) becomes row t of q [T, heads,
+ * head_dim], rotated, and row r of k and v [rows, kv_heads, head_dim]: with
+ * a cache, r = slot * max_seq + position (the cache is [slots, max_seq,
+ * kv_heads, head_dim]); without, r = t. Head dims are multiples of 8. */
 typedef struct {
     const void *qkv;
     void *q, *k, *v;
@@ -185,10 +186,10 @@ typedef struct {
     int use_cache, max_seq;
     int heads, kv_heads, head_dim;
     int rope_style; /* forge_rope_style */
-    int bf16;       /* else fp16 */
-} fcuda_split16_args;
+    int dtype;      /* forge_dtype */
+} fcuda_split_rows_args;
 
-cudaError_t fcuda_split_rope16(const fcuda_split16_args *a, const fcuda_batch *b, cudaStream_t stream);
+cudaError_t fcuda_split_rope_rows(const fcuda_split_rows_args *a, const fcuda_batch *b, cudaStream_t stream);
 
 /* Unfused path, one sequence: scores [rows, keys] with row r the query
  * r % n_queries at position q_pos0 + r % n_queries and key j at k_pos0 + j,

@@ -2,7 +2,7 @@
  * layer's dtype with float32 accumulation, queued on the context's stream
  * with no host copy or synchronisation:
  *   qkv  = x Wqkv^T + b        cuBLASLt, bias in the epilogue
- *   split, RoPE, K/V -> cache   split_rope16.cu
+ *   split, RoPE, K/V -> cache   split_rope_rows.cu
  *   attention                  the tensor-core flash kernels (Hopper's
  *                              wgmma one, else mma.sync), reading K and V
  *                              where they lie: in the cache slots, or in
@@ -27,13 +27,13 @@ forge_status cuda_forward16(forge_layer *layer, forge_kv_cache *cache, const for
     if ((st = lt_linear_run(cx, &l->qkv_gemm, l->qkv, x, l->w_qkv)) != FORGE_OK) return st;
 
     if ((st = cuda_stage_begin(layer, FORGE_STAGE_ROPE_CACHE, record, failed)) != FORGE_OK) return st;
-    const fcuda_split16_args split = {l->qkv,         l->q,       k,           v,           l->inv_freq,
-                                      cache != NULL,  c->max_seq, c->heads,    c->kv_heads, c->head_dim,
-                                      (int)c->rope_style, bf16};
+    const fcuda_split_rows_args split = {l->qkv,         l->q,       k,           v,           l->inv_freq,
+                                         cache != NULL,  c->max_seq, c->heads,    c->kv_heads, c->head_dim,
+                                         (int)c->rope_style, (int)c->dtype};
     for (int first = 0, tok0 = 0; first < n_seqs; first += FCUDA_MAX_SEQS) {
         const int count = cuda_launch_seqs(n_seqs, first);
         const fcuda_batch b = cuda_batch_of(seqs, first, count, tok0);
-        CUDA_TRY(fn, fcuda_split_rope16(&split, &b, cx->stream));
+        CUDA_TRY(fn, fcuda_split_rope_rows(&split, &b, cx->stream));
         tok0 = b.tok0[count];
     }
 
