@@ -5,7 +5,7 @@
 # through forge bench and ../shared/bench/torch_ref.py in the same run, and a
 # table. JSON lines and tables go to $OUT, the logs packed into
 # $OUT/device-logs.tgz (the device tool returns at most 8 files).
-#   bash scripts/device.sh [tests|sanitize|bench]...   (default: all three)
+#   bash scripts/device.sh [tests|sanitize|bench|step]...   (default: the first three)
 set -uo pipefail
 source "$(dirname "$0")/device-env.sh"
 build=.carry/build
@@ -69,6 +69,7 @@ if [[ " $parts " == *" sanitize "* ]]; then
   run memcheck_paged $cs --tool memcheck $build/tests/test_paged cuda
   run memcheck_layer_paged $cs --tool memcheck $build/tests/test_layer_paged cuda
   run racecheck_decode $cs --tool racecheck $build/forge bench decode --kv-len 700 --heads 8 --kv-heads 2 --head-dim 128 --batch 2 --iters 1 --warmup 0
+  run racecheck_step $cs --tool racecheck $build/forge bench step --kv-len 300 --heads 8 --kv-heads 2 --head-dim 64 --batch 3 --iters 1 --warmup 0 --dtype fp32
   run racecheck_attention $cs --tool racecheck $build/forge bench prefill --seq 300 --heads 2 --head-dim 128 --iters 1 --warmup 0
   run racecheck_attention_d64 $cs --tool racecheck $build/forge bench prefill --seq 1500 --heads 2 --head-dim 64 --iters 1 --warmup 0
   run racecheck_attention_long $cs --tool racecheck $build/forge bench prefill --seq 1500 --heads 2 --head-dim 128 --no-causal --iters 1 --warmup 0
@@ -103,5 +104,14 @@ if [[ " $parts " == *" bench "* ]]; then
   done
   python3 bench/table.py "$OUT/bench.jsonl" | tee "$OUT/table.md"
   $build/seed_graph_parts | tee "$logs/seed_graph_parts.txt" || status=1
+fi
+if [[ " $parts " == *" step "* ]]; then
+  echo "== decode step of the layer over a paged cache (GQA 32/8, D 128, hidden 4096, bf16)"
+  : >"$OUT/step.jsonl"
+  for shape in "1 1024" "1 8192" "16 1024" "16 8192" "64 1024" "64 8192"; do
+    read -r batch len <<<"$shape"
+    $build/forge bench step --json --dtype bf16 --batch "$batch" --kv-len "$len" --heads 32 --kv-heads 8 \
+      --head-dim 128 --hidden 4096 --iters 100 --warmup 10 | tee -a "$OUT/step.jsonl" || status=1
+  done
 fi
 exit $status

@@ -99,6 +99,9 @@ typedef struct {
     int *rows;                         /* [n + 1] */
     forge_paged_attention_args attn;   /* the step's attention: the layer's
                                           heads and scale, split size chosen */
+    const int *pos_dev;                /* NULL, or backend memory [n] that holds
+                                          pos0 when the step runs: a graph's,
+                                          replayed at new positions */
 } forge_paged_step;
 
 struct forge_backend_ops {

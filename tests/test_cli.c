@@ -204,7 +204,10 @@ static void test_bad_inputs(void **state) {
         {"bench layer --seq 8 --heads 4 --kv-heads 3 --head-dim 32", "kv_heads"},
         {"bench layer --seq 8 --heads 4 --head-dim 31", "odd"},
         {"bench layer --seq 8 --heads 4 --head-dim 32 --dtype fp8", "--dtype"},
-        {"bench nothing --seq 8", "bench layer|prefill|decode"},
+        {"bench nothing --seq 8", "bench layer|prefill|decode|step"},
+        {"bench step --kv-len 8", "--heads"},
+        {"bench step --kv-len 8 --heads 4 --head-dim 64 --hidden -1", "--hidden"},
+        {"bench step --kv-len 8 --heads 4 --kv-heads 3 --head-dim 64", "kv_heads"},
         {"bench decode --seq 8", "unknown option"},
         {"bench decode --kv-len 8", "--heads"},
         {"bench decode --kv-len 8 --heads 4 --head-dim 64 --page-size 24", "page_size"},
@@ -314,6 +317,29 @@ static void test_bench_decode_json(void **state) {
     cJSON_Delete(j);
 }
 
+/* forge bench step --json: the layer's decode step, eager and as a graph. */
+static void test_bench_step_json(void **state) {
+    run_result r = forge("bench step --json --kv-len 40 --heads 4 --kv-heads 2 --head-dim 32 --hidden 96 --batch 3 "
+                         "--iters 2 --warmup 1");
+    if (r.code != 0) fail_msg("forge bench step exited %d: %s", r.code, r.err);
+    char *nl = strchr(r.out, '\n');
+    assert_true(nl && nl[1] == '\0');
+    cJSON *j = cJSON_Parse(r.out);
+    assert_non_null(j);
+    const struct { const char *key; double want; } ints[] = {
+        {"kv_len", 40}, {"heads", 4}, {"kv_heads", 2}, {"head_dim", 32}, {"hidden", 96}, {"batch", 3}, {"page_size", 16},
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        cJSON *v = cJSON_GetObjectItem(j, ints[i].key);
+        assert_true(cJSON_IsNumber(v) && v->valuedouble == ints[i].want);
+    }
+    assert_string_equal(cJSON_GetObjectItem(j, "mode")->valuestring, "decode_step");
+    const char *keys[] = {"eager_us", "graph_us", "update_us"};
+    for (int i = 0; i < 3; i++) assert_true(cJSON_GetObjectItem(j, keys[i])->valuedouble >= 0.0);
+    assert_true(cJSON_GetObjectItem(j, "eager_us")->valuedouble > 0.0);
+    cJSON_Delete(j);
+}
+
 static int make_dir(void **state) {
     snprintf(dir, sizeof dir, "/tmp/forge_cli_XXXXXX");
     return mkdtemp(dir) ? 0 : -1;
@@ -346,6 +372,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_bench_json),
         cmocka_unit_test(test_bench_prefill_json),
         cmocka_unit_test(test_bench_decode_json),
+        cmocka_unit_test(test_bench_step_json),
     };
     return cmocka_run_group_tests_name("cli", tests, make_dir, remove_dir);
 }

@@ -375,7 +375,8 @@ static void test_profiling(void **state) {
 }
 
 /* A graph replays the call it recorded, bit for bit; forge_graph_update
- * moves it along a decode loop; graphs refuse other slots or token counts,
+ * moves it along a decode loop, also past a call that moves the workspace
+ * it recorded; graphs refuse other slots or token counts,
  * and launches past a slot's length, like forward calls. */
 static void test_graph(void **state) {
     forge_layer_config cfg = seed_config();
@@ -416,6 +417,13 @@ static void test_graph(void **state) {
     for (int p = prompt; p < prompt + steps; p++) {
         step.pos0 = p;
         TL_OK(forge_graph_update(g, &step, 1));
+        if (p == prompt + 2) { /* a larger call moves the workspace that the graph recorded */
+            forge_seq big = {.slot = 0, .pos0 = 0, .n_tokens = cfg.max_seq};
+            float *bx = tl_random((size_t)cfg.max_seq * H, 35, 1.0), *by = tl_poisoned((size_t)cfg.max_seq * H);
+            TL_OK(tl_forward(&t, NULL, &big, 1, bx, by));
+            free(bx);
+            free(by);
+        }
         TL_OK(forge_buffer_upload(t.ctx, dx, x + (size_t)p * H, sizeof(float) * H));
         TL_OK(forge_graph_launch(g));
         TL_OK(forge_buffer_download(t.ctx, y + (size_t)p * H, dy, sizeof(float) * H));

@@ -20,8 +20,7 @@
  * random K and V rows and every append reuses it. */
 #define CHUNK 1024
 
-/* n random values of deviation 1 in dtype (malloc'd), or NULL. */
-static void *random_host(size_t n, forge_dtype dtype, uint64_t seed) {
+void *random_host(size_t n, forge_dtype dtype, uint64_t seed) {
     float *f = malloc(sizeof *f * n);
     void *raw = malloc(forge_dtype_size(dtype) * n);
     if (f && raw) {
@@ -36,9 +35,9 @@ static void *random_host(size_t n, forge_dtype dtype, uint64_t seed) {
     return raw;
 }
 
-/* B sequences of len tokens in the cache: appends of up to CHUNK tokens to
- * each in turn, from one device buffer of CHUNK * B rows. */
-static forge_status fill(forge_context *ctx, forge_paged_cache *cache, const int *seqs, int batch, int len) {
+/* Appends of up to CHUNK tokens to each sequence in turn, from one device
+ * buffer of CHUNK * B rows. */
+forge_status fill_paged(forge_context *ctx, forge_paged_cache *cache, const int *seqs, int batch, int len) {
     const forge_paged_config c = forge_paged_cache_config(cache);
     const size_t row = (size_t)c.kv_heads * c.head_dim * forge_dtype_size(c.dtype);
     const int chunk = len < CHUNK ? len : CHUNK;
@@ -95,7 +94,7 @@ int bench_decode(int argc, char **argv) {
     forge_status st = forge_context_create(backend, &ctx);
     if (st == FORGE_OK) st = forge_paged_cache_create(ctx, &cfg, &cache);
     for (int b = 0; st == FORGE_OK && b < batch; b++) st = forge_paged_seq_new(cache, &seqs[b]);
-    if (st == FORGE_OK) st = fill(ctx, cache, seqs, batch, kv_len);
+    if (st == FORGE_OK) st = fill_paged(ctx, cache, seqs, batch, kv_len);
     if (st == FORGE_OK) st = (q_host = random_host(nq, dtype, 11)) ? FORGE_OK : FORGE_ERR_OUT_OF_MEMORY;
     if (st == FORGE_OK) st = forge_buffer_alloc(ctx, q_bytes, &q);
     if (st == FORGE_OK) st = forge_buffer_alloc(ctx, q_bytes, &out);

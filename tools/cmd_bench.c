@@ -1,6 +1,7 @@
 /* cmd_bench.c: `forge bench layer`, timings of the whole layer (`forge bench
  * prefill`, attention alone, is bench_prefill.c's; `forge bench decode`,
- * attention over a paged cache, bench_decode.c's). Each timed
+ * attention over a paged cache, bench_decode.c's; `forge bench step`, the
+ * layer's decode step over one, bench_step.c's). Each timed
  * call is a prefill of `batch` sequences of `seq` tokens into emptied cache
  * slots, the work of ../shared/bench/torch_ref.py layer. eager_us and
  * graph_us are device times by forge_stopwatch, as torch_ref.py times
@@ -90,8 +91,9 @@ static int bench_layer(const bench_args *a) {
 int cmd_bench(int argc, char **argv) {
     if (argc >= 1 && strcmp(argv[0], "prefill") == 0) return bench_prefill(argc - 1, argv + 1);
     if (argc >= 1 && strcmp(argv[0], "decode") == 0) return bench_decode(argc - 1, argv + 1);
+    if (argc >= 1 && strcmp(argv[0], "step") == 0) return bench_step(argc - 1, argv + 1);
     if (argc < 1 || strcmp(argv[0], "layer") != 0)
-        return cli_error(CMD, "the benchmark must be named: forge bench layer|prefill|decode ...");
+        return cli_error(CMD, "the benchmark must be named: forge bench layer|prefill|decode|step ...");
     bench_args a = {.batch = 1, .kv_heads = 0, .hidden = 0, .iters = 200, .warmup = 20};
     const char *dtype = "fp32", *backend = "auto", *attention = "flash";
     const cli_opt opts[] = {

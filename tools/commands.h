@@ -2,6 +2,8 @@
 #ifndef FORGE_COMMANDS_H
 #define FORGE_COMMANDS_H
 
+#include "forge.h"
+
 int cmd_run(int argc, char **argv);
 int cmd_attn(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
@@ -10,5 +12,13 @@ int cmd_check(int argc, char **argv);
 int bench_prefill(int argc, char **argv);
 /* forge bench decode (bench_decode.c), argv after "decode". */
 int bench_decode(int argc, char **argv);
+/* forge bench step (bench_step.c), argv after "step". */
+int bench_step(int argc, char **argv);
+
+/* bench_decode.c, for bench_step.c: n random values of deviation 1 in
+ * dtype (malloc'd), or NULL; and `batch` sequences of the cache filled with
+ * len tokens of random K and V, their pages interleaved. */
+void *random_host(size_t n, forge_dtype dtype, uint64_t seed);
+forge_status fill_paged(forge_context *ctx, forge_paged_cache *cache, const int *seqs, int batch, int len);
 
 #endif

@@ -2,7 +2,7 @@
  *
  *   forge run                 the seed layer on the best backend, checked
  *   forge attn ...            one layer on tensors from safetensors files
- *   forge bench layer|prefill|decode ...  timings, one JSON object a line with --json
+ *   forge bench layer|prefill|decode|step ...  timings, one JSON object a line with --json
  *   forge check               the backend against the reference over a grid
  */
 #include <stdio.h>
@@ -41,7 +41,12 @@ static const char usage[] =
     "         [--dtype bf16] [--page-size 16] [--split-size S] [--iters N] [--warmup N]\n"
     "         [--backend B]\n"
     "         one decode step over a paged KV cache (forge_paged_attention) of B\n"
-    "         sequences of L tokens: median time and TB/s of K and V read\n";
+    "         sequences of L tokens: median time and TB/s of K and V read\n"
+    "  bench  step [--json] --kv-len L --heads H [--kv-heads K] --head-dim D [--batch B]\n"
+    "         [--hidden N] [--dtype bf16] [--page-size 16] [--iters N] [--warmup N]\n"
+    "         [--backend B]\n"
+    "         one decode step of the whole layer over a paged KV cache of B sequences\n"
+    "         of L tokens (forge_layer_forward_paged), eager and as a graph\n";
 
 int main(int argc, char **argv) {
     if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||

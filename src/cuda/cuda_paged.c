@@ -4,6 +4,7 @@
  * so that kernels queued after it see it. Appends and attention are kernel
  * launches on that stream, FCUDA_MAX_SEQS sequences a launch (their
  * metadata travels as a kernel parameter). */
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -114,12 +115,17 @@ forge_status cuda_paged_copy_page(forge_paged_cache *cache, int dst, int src, in
 
 forge_status cuda_paged_write(forge_paged_cache *cache, int n, const int *seqs, const int *pos0, const int *n_tokens,
                               const int *row0, const void *k, const void *v) {
+    return cuda_paged_write_at(cache, n, seqs, pos0, NULL, n_tokens, row0, k, v);
+}
+
+forge_status cuda_paged_write_at(forge_paged_cache *cache, int n, const int *seqs, const int *pos0, const int *pos_dev,
+                                 const int *n_tokens, const int *row0, const void *k, const void *v) {
     static const char fn[] = "forge_paged_append";
     cuda_paged *p = cache->impl;
     if ((uintptr_t)k % 16 || (uintptr_t)v % 16)
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: k and v must be 16-byte aligned", fn);
     for (int first = 0; first < n; first += FCUDA_MAX_SEQS) {
-        fcuda_paged_batch b = {.n = cuda_launch_seqs(n, first)};
+        fcuda_paged_batch b = {.n = cuda_launch_seqs(n, first), .pos = pos_dev ? pos_dev + first : NULL};
         for (int i = 0; i < b.n; i++) {
             b.seq[i] = seqs[first + i], b.pos0[i] = pos0[first + i], b.count[i] = n_tokens[first + i];
             b.row0[i] = row0[first + i];
@@ -224,8 +230,23 @@ forge_status cuda_paged_reserve(forge_paged_cache *cache, const forge_paged_atte
     return FORGE_OK;
 }
 
+int cuda_paged_reach(const forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens) {
+    int reach = INT_MAX;
+    for (int first = 0; first < a->batch; first += FCUDA_MAX_SEQS) {
+        int split_size, splits;
+        launch_batch(cache, a, lens, first, cuda_launch_seqs(a->batch, first), &split_size, &splits);
+        if ((long)splits * split_size < reach) reach = splits * split_size;
+    }
+    return reach;
+}
+
 forge_status cuda_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens,
                                   int total_q) {
+    return cuda_paged_attend(cache, a, lens, NULL, total_q);
+}
+
+forge_status cuda_paged_attend(forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens,
+                               const int *pos_dev, int total_q) {
     static const char fn[] = "forge_paged_attention";
     cuda_paged *p = cache->impl;
     if ((uintptr_t)a->q % 16 || (uintptr_t)a->out % 16 || (uintptr_t)a->lse % 4)
@@ -235,8 +256,9 @@ forge_status cuda_paged_attention(forge_paged_cache *cache, const forge_paged_at
     for (int first = 0; first < a->batch; first += FCUDA_MAX_SEQS) {
         fcuda_paged_args m = {.q = a->q, .out = a->out, .lse = a->lse, .part = p->part, .total_q = total_q,
                               .heads = a->heads, .scale = a->scale};
-        const fcuda_paged_batch b =
+        fcuda_paged_batch b =
             launch_batch(cache, a, lens, first, cuda_launch_seqs(a->batch, first), &m.split_size, &m.splits);
+        b.pos = pos_dev ? pos_dev + first : NULL;
         m.part_lse = p->part + (size_t)total_q * a->heads * m.splits * cache->cfg.head_dim;
         CUDA_TRY(fn, fcuda_paged_attention(&p->pool, &m, &b, stream_of(cache)));
     }

@@ -138,6 +138,10 @@ typedef struct {
     int row0[FCUDA_MAX_SEQS + 1]; /* rows of the call's k, v (append) or q (attention) */
     int max_count;              /* append: the most tokens of one sequence   */
     int max_rows;               /* attention: the most query rows of one sequence */
+    const int *pos;             /* NULL, or device [n]: where each sequence's new
+                                   tokens start, read when the kernels run (a graph
+                                   replays with new ones); it then stands for pos0,
+                                   and for count in attention (pos + its rows) */
 } fcuda_paged_batch;
 
 /* 1 when the paged kernels are built for this head dim. */
@@ -187,6 +191,8 @@ typedef struct {
     int heads, kv_heads, head_dim;
     int rope_style; /* forge_rope_style */
     int dtype;      /* forge_dtype */
+    const int *pos; /* NULL, or device [n]: the launch's sequences' pos0, read
+                       when the kernel runs (a graph replays with new ones) */
 } fcuda_split_rows_args;
 
 cudaError_t fcuda_split_rope_rows(const fcuda_split_rows_args *a, const fcuda_batch *b, cudaStream_t stream);

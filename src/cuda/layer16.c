@@ -27,9 +27,10 @@ forge_status cuda_forward16(forge_layer *layer, forge_kv_cache *cache, const for
     if ((st = lt_linear_run(cx, &l->qkv_gemm, l->qkv, x, l->w_qkv)) != FORGE_OK) return st;
 
     if ((st = cuda_stage_begin(layer, FORGE_STAGE_ROPE_CACHE, record, failed)) != FORGE_OK) return st;
-    const fcuda_split_rows_args split = {l->qkv,         l->q,       k,           v,           l->inv_freq,
-                                         cache != NULL,  c->max_seq, c->heads,    c->kv_heads, c->head_dim,
-                                         (int)c->rope_style, (int)c->dtype};
+    const fcuda_split_rows_args split = {.qkv = l->qkv, .q = l->q, .k = k, .v = v, .inv_freq = l->inv_freq,
+                                         .use_cache = cache != NULL, .max_seq = c->max_seq, .heads = c->heads,
+                                         .kv_heads = c->kv_heads, .head_dim = c->head_dim,
+                                         .rope_style = (int)c->rope_style, .dtype = (int)c->dtype};
     for (int first = 0, tok0 = 0; first < n_seqs; first += FCUDA_MAX_SEQS) {
         const int count = cuda_launch_seqs(n_seqs, first);
         const fcuda_batch b = cuda_batch_of(seqs, first, count, tok0);

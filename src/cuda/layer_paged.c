@@ -29,22 +29,23 @@ forge_status cuda_forward_paged(forge_layer *layer, forge_paged_cache *cache, co
         return st;
 
     if ((st = cuda_stage_begin(layer, FORGE_STAGE_ROPE_CACHE, record, failed)) != FORGE_OK) return st;
-    const fcuda_split_rows_args split = {l->qkv,      l->q,        l->k_tmp,    l->v_tmp,          l->inv_freq,
-                                         0,           c->max_seq,  c->heads,    c->kv_heads,       c->head_dim,
-                                         (int)c->rope_style, (int)c->dtype};
+    fcuda_split_rows_args split = {.qkv = l->qkv, .q = l->q, .k = l->k_tmp, .v = l->v_tmp, .inv_freq = l->inv_freq,
+                                   .heads = c->heads, .kv_heads = c->kv_heads, .head_dim = c->head_dim,
+                                   .rope_style = (int)c->rope_style, .dtype = (int)c->dtype};
     for (int first = 0; first < step->n; first += FCUDA_MAX_SEQS) {
         const int count = cuda_launch_seqs(step->n, first);
         const fcuda_batch b = cuda_batch_of(step->seqs, first, count, step->rows[first]);
+        split.pos = step->pos_dev ? step->pos_dev + first : NULL;
         CUDA_TRY(fn, fcuda_split_rope_rows(&split, &b, cx->stream));
     }
-    if ((st = cuda_paged_write(cache, step->n, step->ids, step->pos0, step->n_tokens, step->rows, l->k_tmp, l->v_tmp)) !=
-        FORGE_OK)
+    if ((st = cuda_paged_write_at(cache, step->n, step->ids, step->pos0, step->pos_dev, step->n_tokens, step->rows,
+                                  l->k_tmp, l->v_tmp)) != FORGE_OK)
         return st;
 
     if ((st = cuda_stage_begin(layer, FORGE_STAGE_ATTENTION, record, failed)) != FORGE_OK) return st;
     forge_paged_attention_args attn = step->attn;
     attn.q = l->q, attn.out = l->attn;
-    if ((st = cuda_paged_attention(cache, &attn, step->lens, step->total)) != FORGE_OK) return st;
+    if ((st = cuda_paged_attend(cache, &attn, step->lens, step->pos_dev, step->total)) != FORGE_OK) return st;
 
     if ((st = cuda_stage_begin(layer, FORGE_STAGE_OUTPUT, record, failed)) != FORGE_OK) return st;
     if ((st = cuda_linear(layer, &l->o_gemm, y, l->attn, l->w_o, l->b_o, step->total, hd, c->hidden)) != FORGE_OK)

@@ -23,7 +23,7 @@ __global__ void paged_write_kernel(fcuda_pool p, fcuda_paged_batch b, const uint
     const long c = (long)blockIdx.x * blockDim.x + threadIdx.x;
     const int t = (int)(c / chunks), col = (int)(c % chunks);
     if (t >= b.count[i]) return;
-    const int pos = b.pos0[i] + t;
+    const int pos = paged_pos0(b, i) + t;
     const int page = p.table[(size_t)b.seq[i] * p.max_pages + pos / p.page_size];
     const size_t dst = ((size_t)page * p.page_size + pos % p.page_size) * chunks + col;
     const size_t src = (size_t)(b.row0[i] + t) * chunks + col;
@@ -93,7 +93,8 @@ template <typename T> __global__ void __launch_bounds__(MERGE_THREADS) paged_mer
     pdl_trigger();
     if (row >= (b.row0[i + 1] - b.row0[i]) * a.heads) return;
     const size_t at = (size_t)b.row0[i] * a.heads + row;
-    const int n = (b.count[i] + a.split_size - 1) / a.split_size; /* the sequence's splits */
+    /* the sequence's splits; never more than the launch's, by the host's choice */
+    const int n = min((paged_len(b, i) + a.split_size - 1) / a.split_size, a.splits);
     const float *lse = a.part_lse + at * a.splits, *part = a.part + at * a.splits * D;
 
     float mx = -INFINITY; /* the block's maximum of lse */

@@ -27,6 +27,13 @@ struct paged_block {
     int begin, end;    /* the split's tokens                                    */
 };
 
+/* Where sequence i's new tokens start, and the tokens it holds with them:
+ * from b.pos where a graph passes them at run time, else the launch's. */
+__device__ inline int paged_pos0(const fcuda_paged_batch &b, int i) { return b.pos ? b.pos[i] : b.pos0[i]; }
+__device__ inline int paged_len(const fcuda_paged_batch &b, int i) {
+    return b.pos ? b.pos[i] + b.row0[i + 1] - b.row0[i] : b.count[i];
+}
+
 /* Fills pb for this block, ROWS rows a block; false when it has no work.
  * The kernels are launched to overlap the kernel before them (pdl.cuh),
  * which may have written q or the pool, or (a merge) still read the split
@@ -37,7 +44,7 @@ __device__ inline bool paged_block_init(paged_block &pb, const fcuda_pool &p, co
     pdl_trigger();
     pb.i = blockIdx.z, pb.group = a.heads / p.kv_heads;
     pb.g = blockIdx.y % p.kv_heads, pb.r0 = (blockIdx.y / p.kv_heads) * ROWS;
-    pb.len = b.count[pb.i], pb.nq = b.row0[pb.i + 1] - b.row0[pb.i];
+    pb.len = paged_len(b, pb.i), pb.nq = b.row0[pb.i + 1] - b.row0[pb.i];
     pb.begin = blockIdx.x * a.split_size, pb.end = min(pb.len, pb.begin + a.split_size);
     pb.nrows = min(ROWS, pb.nq * pb.group - pb.r0);
     return pb.nrows > 0 && pb.begin < pb.len;

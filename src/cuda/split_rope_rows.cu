@@ -23,7 +23,7 @@ template <typename T>
 __global__ void __launch_bounds__(SPLIT_ROWS_THREADS) split_rope_rows_kernel(fcuda_split_rows_args a, fcuda_batch b) {
     const int t = b.tok0[0] + blockIdx.x, s = batch_seq_of(b, t);
     const int H = a.heads, Hk = a.kv_heads, D = a.head_dim, cols = (H + 2 * Hk) * D;
-    const int pos = b.pos0[s] + t - b.tok0[s];
+    const int pos = (a.pos ? a.pos[s] : b.pos0[s]) + t - b.tok0[s];
     const size_t kv_row = a.use_cache ? (size_t)b.slot[s] * a.max_seq + pos : (size_t)t;
     const T *row = (const T *)a.qkv + (size_t)t * cols;
     for (int col = 8 * threadIdx.x; col < cols; col += 8 * SPLIT_ROWS_THREADS) {

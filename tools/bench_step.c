@@ -1,0 +1,137 @@
+/* bench_step.c: `forge bench step`, one batch decode step of the whole layer
+ * over a paged KV cache: B sequences of L cached tokens each take one new
+ * token (QKV projection, RoPE, the append into their pages, paged attention,
+ * output projection; forge_layer_forward_paged). Timed two ways, each step
+ * by forge_stopwatch (CUDA events around it, so that time the device waits
+ * for the host counts): eager calls, and one graph (forge_graph_create_paged)
+ * that each step moves with forge_graph_update, whose host work is inside
+ * the timed span, and launches. update_us is that host work alone. The
+ * sequences grow by a token a step. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "testdata.h"
+
+#define CMD "bench step"
+
+typedef struct {
+    forge_layer *layer;
+    forge_paged_cache *cache;
+    forge_seq *seqs; /* [batch]: one token at each sequence's length */
+    int batch;
+    void *x, *y;
+} step_run;
+
+/* warmup + iters steps; us[i] the device time of timed step i, upd[i] the
+ * host time of its graph update (graph only). */
+static forge_status time_steps(forge_context *ctx, step_run *r, int *len, int graph, int warmup, int iters,
+                               double *us, double *upd) {
+    forge_graph *g = NULL;
+    for (int b = 0; b < r->batch; b++) r->seqs[b].pos0 = len[b];
+    forge_status st = graph ? forge_graph_create_paged(r->layer, r->cache, r->seqs, r->batch, r->x, r->y, &g) : FORGE_OK;
+    for (int i = 0; st == FORGE_OK && i < warmup + iters; i++) {
+        double t, t0 = 0.0;
+        for (int b = 0; b < r->batch; b++) r->seqs[b].pos0 = len[b];
+        st = forge_stopwatch_start(ctx);
+        if (st == FORGE_OK && graph) {
+            const double w0 = cli_now_us();
+            st = forge_graph_update(g, r->seqs, r->batch);
+            t0 = cli_now_us() - w0;
+            if (st == FORGE_OK) st = forge_graph_launch(g);
+        } else if (st == FORGE_OK) {
+            st = forge_layer_forward_paged(r->layer, r->cache, r->seqs, r->batch, r->x, r->y);
+        }
+        if (st == FORGE_OK) st = forge_stopwatch_stop(ctx, &t);
+        for (int b = 0; st == FORGE_OK && b < r->batch; b++) len[b]++;
+        if (st == FORGE_OK && i >= warmup) us[i - warmup] = t, upd[i - warmup] = t0;
+    }
+    forge_graph_destroy(g);
+    return st;
+}
+
+int bench_step(int argc, char **argv) {
+    int batch = 1, kv_len = 0, heads = 0, kv_heads = 0, head_dim = 0, hidden = 0, page_size = 16;
+    int iters = 100, warmup = 10, json = 0;
+    const char *dtype_name = "bf16", *backend_name = "auto";
+    const cli_opt opts[] = {
+        {"--json", OPT_FLAG, &json},          {"--batch", OPT_INT, &batch},         {"--kv-len", OPT_INT, &kv_len},
+        {"--heads", OPT_INT, &heads},         {"--kv-heads", OPT_INT, &kv_heads},   {"--head-dim", OPT_INT, &head_dim},
+        {"--hidden", OPT_INT, &hidden},       {"--page-size", OPT_INT, &page_size}, {"--dtype", OPT_STRING, &dtype_name},
+        {"--iters", OPT_INT, &iters},         {"--warmup", OPT_INT, &warmup},       {"--backend", OPT_STRING, &backend_name},
+    };
+    if (cli_parse(CMD, argc, argv, opts, sizeof opts / sizeof opts[0]) != 0) return 1;
+    if (batch < 1 || kv_len < 1 || heads < 1 || head_dim < 1 || iters < 1 || warmup < 0 || kv_heads < 0 || hidden < 0)
+        return cli_error(CMD, "--kv-len, --heads and --head-dim are required; --batch, --kv-len, --heads, "
+                              "--head-dim and --iters must be at least 1, --warmup, --kv-heads and --hidden not negative");
+    if (!kv_heads) kv_heads = heads;
+    if (!hidden) hidden = heads * head_dim;
+    forge_dtype dtype;
+    forge_backend backend;
+    if (cli_dtype(CMD, dtype_name, &dtype) != 0) return 1;
+    if (cli_backend(CMD, backend_name, &backend) != 0) return 1;
+    if (page_size < 1) return cli_error(CMD, "--page-size must be at least 1");
+    const long max_len = (long)kv_len + 2L * (warmup + iters); /* eager steps, then graph steps */
+    const long pages = (max_len + page_size - 1) / page_size * batch;
+    if (max_len > 1L << 30 || pages > 1L << 30) return cli_error(CMD, "batch * kv-len / page-size is over 2^30 pages");
+
+    forge_layer_config cfg = forge_layer_config_default(hidden, heads, kv_heads, head_dim);
+    cfg.dtype = dtype;
+    const forge_paged_config pc = {.dtype = dtype, .kv_heads = kv_heads, .head_dim = head_dim, .page_size = page_size,
+                                   .n_pages = (int)pages, .max_seqs = batch, .max_seq_len = (int)max_len};
+    ref_random_layer w;
+    int made = ref_random_layer_make(&w, &cfg, 1) == 0;
+    int *ids = malloc(sizeof *ids * (size_t)batch), *len = malloc(sizeof *len * (size_t)batch);
+    double *us = malloc(sizeof *us * 4 * (size_t)iters);
+    step_run r = {.batch = batch, .seqs = malloc(sizeof *r.seqs * (size_t)batch)};
+    if (!made || !ids || !len || !us || !r.seqs) return cli_error(CMD, "out of memory");
+    forge_context *ctx = NULL;
+    void *x_host = NULL;
+    const size_t x_bytes = (size_t)batch * hidden * forge_dtype_size(dtype);
+    forge_status st = forge_layer_config_check(&cfg);
+    if (st == FORGE_OK) st = forge_context_create(backend, &ctx);
+    if (st == FORGE_OK) st = forge_layer_create(ctx, &cfg, &w.model, &r.layer);
+    if (st == FORGE_OK) st = forge_paged_cache_create(ctx, &pc, &r.cache);
+    for (int b = 0; st == FORGE_OK && b < batch; b++) st = forge_paged_seq_new(r.cache, &ids[b]);
+    if (st == FORGE_OK) st = fill_paged(ctx, r.cache, ids, batch, kv_len);
+    if (st == FORGE_OK) st = (x_host = random_host(x_bytes / forge_dtype_size(dtype), dtype, 3)) ? FORGE_OK : FORGE_ERR_OUT_OF_MEMORY;
+    if (st == FORGE_OK) st = forge_buffer_alloc(ctx, x_bytes, &r.x);
+    if (st == FORGE_OK) st = forge_buffer_alloc(ctx, x_bytes, &r.y);
+    if (st == FORGE_OK) st = forge_buffer_upload(ctx, r.x, x_host, x_bytes);
+    for (int b = 0; b < batch; b++) r.seqs[b] = (forge_seq){.slot = ids[b], .pos0 = 0, .n_tokens = 1}, len[b] = kv_len;
+    double *eager = us, *graph = us + iters, *update = us + 2 * iters, *unused = us + 3 * iters;
+    if (st == FORGE_OK) st = time_steps(ctx, &r, len, 0, warmup, iters, eager, unused);
+    if (st == FORGE_OK) st = time_steps(ctx, &r, len, 1, warmup, iters, graph, update);
+    int rc = st == FORGE_OK ? 0 : cli_fail(CMD, st);
+    if (!rc) {
+        const char *impl = forge_context_backend(ctx) == FORGE_BACKEND_CUDA ? "forge-cuda" : "forge-cpu";
+        const double e = cli_quantile(eager, iters, 0.5), g = cli_quantile(graph, iters, 0.5);
+        const double u = cli_quantile(update, iters, 0.5);
+        if (json)
+            printf("{\"mode\": \"decode_step\", \"impl\": \"%s\", \"dtype\": \"%s\", \"batch\": %d, \"heads\": %d, "
+                   "\"kv_heads\": %d, \"head_dim\": %d, \"hidden\": %d, \"kv_len\": %d, \"page_size\": %d, "
+                   "\"iters\": %d, \"eager_us\": %.2f, \"eager_us_p90\": %.2f, \"graph_us\": %.2f, "
+                   "\"graph_us_p90\": %.2f, \"update_us\": %.2f}\n",
+                   impl, forge_dtype_name(dtype), batch, heads, kv_heads, head_dim, hidden, kv_len, page_size, iters,
+                   e, cli_quantile(eager, iters, 0.9), g, cli_quantile(graph, iters, 0.9), u);
+        else
+            printf("%s decode step: batch %d, kv_len %d, heads %d, kv_heads %d, head_dim %d, hidden %d, %s, pages of %d\n"
+                   "  eager: median %.2f us (p90 %.2f, %d steps)\n"
+                   "  graph: median %.2f us (p90 %.2f), of which the update's host work %.2f us\n",
+                   impl, batch, kv_len, heads, kv_heads, head_dim, hidden, forge_dtype_name(dtype), page_size, e,
+                   cli_quantile(eager, iters, 0.9), iters, g, cli_quantile(graph, iters, 0.9), u);
+    }
+    forge_buffer_free(ctx, r.x);
+    forge_buffer_free(ctx, r.y);
+    forge_paged_cache_destroy(r.cache);
+    forge_layer_destroy(r.layer);
+    forge_context_destroy(ctx);
+    ref_random_layer_free(&w);
+    free(x_host);
+    free(ids);
+    free(len);
+    free(us);
+    free(r.seqs);
+    return rc;
+}
