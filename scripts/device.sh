@@ -112,6 +112,9 @@ if [[ " $parts " == *" step "* ]]; then
     read -r batch len <<<"$shape"
     $build/forge bench step --json --dtype bf16 --batch "$batch" --kv-len "$len" --heads 32 --kv-heads 8 \
       --head-dim 128 --hidden 4096 --iters 100 --warmup 10 | tee -a "$OUT/step.jsonl" || status=1
+    # PyTorch's attention alone over the same cache, for scale (it has no paged layer step)
+    python3 .carry/torch_ref.py decode --dtype bf16 --batch "$batch" --kv-len "$len" --heads 32 --kv-heads 8 \
+      --head-dim 128 | tee -a "$OUT/step.jsonl" || status=1
   done
 fi
 exit $status
