@@ -379,11 +379,19 @@ FORGE_API forge_status forge_paged_split_size(const forge_paged_cache *cache, co
  * cache has the layer's context, dtype, kv_heads and head_dim; positions
  * are bounded by its max_seq_len, not the layer's max_seq. Running out of
  * pages is FORGE_ERR_CAPACITY and leaves every sequence as it was. The
- * backend chooses the split size; a call that fails is not rerun on the
- * CPU, whatever the fallback policy, and self-checks do not sample it. */
+ * split size is the layer's (forge_layer_set_paged_split); a call that
+ * fails is not rerun on the CPU, whatever the fallback policy, and
+ * self-checks do not sample it. */
 FORGE_API forge_status forge_layer_forward_paged(forge_layer *layer, forge_paged_cache *cache,
                                                  const forge_seq *seqs, int n_seqs, const void *x,
                                                  void *y);
+/* The split size of the layer's paged calls, as forge_paged_attention_args'
+ * split_size: 0 (the default) lets the backend choose it from the shape; a
+ * positive size, which must be a multiple of the cache's page size at each
+ * call, fixes it, so that a sequence's outputs do not depend on the lengths
+ * of the others in its batch (the projections see the batch's token count:
+ * keep that the same for the same bits). */
+FORGE_API forge_status forge_layer_set_paged_split(forge_layer *layer, int split_size);
 
 /* --------------------------------------------------------------- graphs */
 

@@ -31,6 +31,7 @@ struct forge_layer {
     forge_context *ctx;
     forge_layer_config cfg;
     forge_attention attention;
+    int paged_split;                    /* split size of paged calls, 0: chosen   */
     int profiling;                      /* time the stages of forward calls       */
     int has_timings;                    /* a profiled call has run                */
     double stage_us[FORGE_STAGE_COUNT]; /* CPU: of the last profiled call         */
@@ -98,7 +99,7 @@ typedef struct {
     int *ids, *pos0, *n_tokens, *lens;
     int *rows;                         /* [n + 1] */
     forge_paged_attention_args attn;   /* the step's attention: the layer's
-                                          heads and scale, split size chosen */
+                                          heads, scale and split size */
     const int *pos_dev;                /* NULL, or backend memory [n] that holds
                                           pos0 when the step runs: a graph's,
                                           replayed at new positions */

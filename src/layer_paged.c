@@ -28,6 +28,10 @@ forge_status forge_check_forward_paged(const char *fn, forge_layer *layer, forge
     if (cc->kv_heads != lc->kv_heads || cc->head_dim != lc->head_dim)
         return forge_fail(FORGE_ERR_SHAPE, "%s: cache has kv_heads %d, head_dim %d but the layer has %d, %d", fn,
                           cc->kv_heads, cc->head_dim, lc->kv_heads, lc->head_dim);
+    if (layer->paged_split % cc->page_size != 0)
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT,
+                          "%s: the layer's paged split size %d is not a multiple of the cache's page size %d", fn,
+                          layer->paged_split, cc->page_size);
     if (!layer->ctx->ops->forward_paged)
         return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the %s backend has no paged forward call", fn,
                           forge_backend_name(layer->ctx->ops->kind));
@@ -80,7 +84,8 @@ forge_status forge_paged_step_make(forge_paged_step *step, const forge_layer *la
     step->total = step->rows[n_seqs];
     step->attn = (forge_paged_attention_args){.batch = n_seqs, .seqs = step->ids, .q_offsets = step->rows,
                                               .heads = layer->cfg.heads,
-                                              .scale = 1.0f / sqrtf((float)layer->cfg.head_dim)};
+                                              .scale = 1.0f / sqrtf((float)layer->cfg.head_dim),
+                                              .split_size = layer->paged_split};
     return FORGE_OK;
 }
 
@@ -124,4 +129,13 @@ forge_status forge_layer_forward_paged(forge_layer *layer, forge_paged_cache *ca
     forge_status st = forge_check_forward_paged(fn, layer, cache, seqs, n_seqs, x, y, 1, &total);
     if (st != FORGE_OK) return st;
     return forge_run_forward_paged(layer, cache, seqs, n_seqs, x, y, NULL);
+}
+
+forge_status forge_layer_set_paged_split(forge_layer *layer, int split_size) {
+    FORGE_CHECK_NOT_NULL(layer, "forge_layer_set_paged_split");
+    if (split_size < 0)
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "forge_layer_set_paged_split: split_size %d is negative",
+                          split_size);
+    layer->paged_split = split_size;
+    return FORGE_OK;
 }

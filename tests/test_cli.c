@@ -208,6 +208,7 @@ static void test_bad_inputs(void **state) {
         {"bench step --kv-len 8", "--heads"},
         {"bench step --kv-len 8 --heads 4 --head-dim 64 --hidden -1", "--hidden"},
         {"bench step --kv-len 8 --heads 4 --kv-heads 3 --head-dim 64", "kv_heads"},
+        {"bench step --kv-len 8 --heads 4 --head-dim 64 --split-size 24", "page size"},
         {"bench decode --seq 8", "unknown option"},
         {"bench decode --kv-len 8", "--heads"},
         {"bench decode --kv-len 8 --heads 4 --head-dim 64 --page-size 24", "page_size"},
@@ -320,7 +321,7 @@ static void test_bench_decode_json(void **state) {
 /* forge bench step --json: the layer's decode step, eager and as a graph. */
 static void test_bench_step_json(void **state) {
     run_result r = forge("bench step --json --kv-len 40 --heads 4 --kv-heads 2 --head-dim 32 --hidden 96 --batch 3 "
-                         "--iters 2 --warmup 1");
+                         "--split-size 32 --iters 2 --warmup 1");
     if (r.code != 0) fail_msg("forge bench step exited %d: %s", r.code, r.err);
     char *nl = strchr(r.out, '\n');
     assert_true(nl && nl[1] == '\0');
@@ -328,6 +329,7 @@ static void test_bench_step_json(void **state) {
     assert_non_null(j);
     const struct { const char *key; double want; } ints[] = {
         {"kv_len", 40}, {"heads", 4}, {"kv_heads", 2}, {"head_dim", 32}, {"hidden", 96}, {"batch", 3}, {"page_size", 16},
+        {"split_size", 32},
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         cJSON *v = cJSON_GetObjectItem(j, ints[i].key);

@@ -7,7 +7,8 @@
  * Batches that mix prompts, chunks and decode steps of sequences of
  * different lengths, page tables out of order, every dtype and the paged
  * kernels' head dims, forks that share a prefix, graphs replayed along a
- * decode loop (also after another call has grown the workspace), running
+ * decode loop (also after another call has grown the workspace), a fixed
+ * split size that makes a step independent of the batch's lengths, running
  * out of pages, a failing backend stage, and the argument checks: a
  * failed call leaves every sequence and page as it was.
  *
@@ -383,6 +384,75 @@ static void test_graph(void **state) {
     check_graph(FORGE_F32, 61);
 }
 
+/* Sequence a's decode step beside a sequence of other_len tokens, in a
+ * fresh cache: its output row (hidden floats) into y. */
+static void step_beside(const test_layer *t, int split, int other_len, const float *xa, int a_len, const float *xo,
+                        float *y) {
+    const forge_paged_config pc = {.dtype = t->cfg.dtype, .kv_heads = t->cfg.kv_heads, .head_dim = t->cfg.head_dim,
+                                   .page_size = 16, .n_pages = 256, .max_seqs = 2, .max_seq_len = 2048};
+    const int hidden = t->cfg.hidden;
+    forge_paged_cache *cache;
+    int a, o;
+    TL_OK(forge_paged_cache_create(t->ctx, &pc, &cache));
+    TL_OK(forge_paged_seq_new(cache, &a));
+    TL_OK(forge_paged_seq_new(cache, &o));
+    float *scratch = tl_poisoned((size_t)(a_len > other_len ? a_len : other_len) * hidden);
+    TL_OK(forge_layer_set_paged_split(t->layer, split));
+    forge_seq prompt = {.slot = a, .pos0 = 0, .n_tokens = a_len};
+    TL_OK(tl_forward_paged(t, cache, &prompt, 1, xa, scratch));
+    prompt = (forge_seq){.slot = o, .pos0 = 0, .n_tokens = other_len};
+    TL_OK(tl_forward_paged(t, cache, &prompt, 1, xo, scratch));
+    const forge_seq step[2] = {{.slot = o, .pos0 = other_len, .n_tokens = 1}, {.slot = a, .pos0 = a_len, .n_tokens = 1}};
+    float x[2 * 512], out[2 * 512];
+    assert_true(hidden <= 512);
+    memcpy(x, xo + (size_t)other_len * hidden, sizeof(float) * hidden);
+    memcpy(x + hidden, xa + (size_t)a_len * hidden, sizeof(float) * hidden);
+    TL_OK(tl_forward_paged(t, cache, step, 2, x, out));
+    memcpy(y, out + hidden, sizeof(float) * hidden);
+    free(scratch);
+    forge_paged_cache_destroy(cache);
+}
+
+/* A fixed split size makes a sequence's step independent of how long the
+ * others in its batch are: the same bits beside 20 tokens or 1,500. A
+ * split size that is no multiple of the page size is refused. */
+static void test_fixed_split(void **state) {
+    (void)state;
+    const forge_layer_config cfg = layer_config(FORGE_BF16, 64);
+    test_layer t;
+    tl_make(&t, g_backend, &cfg, 80);
+    const int a_len = 300, hidden = cfg.hidden;
+    float *xa = tl_random((size_t)(a_len + 1) * hidden, 81, 1.0), *xo = tl_random((size_t)1501 * hidden, 82, 1.0);
+    float *beside_short = tl_poisoned((size_t)hidden), *beside_long = tl_poisoned((size_t)hidden);
+    step_beside(&t, 64, 20, xa, a_len, xo, beside_short);
+    step_beside(&t, 64, 1500, xa, a_len, xo, beside_long);
+    assert_memory_equal(beside_short, beside_long, sizeof(float) * hidden);
+    double *want = tl_reference(&t, xa, a_len + 1, 0);
+    tl_expect_close(beside_long, want + (size_t)a_len * hidden, (size_t)hidden, ref_tolerance(cfg.dtype),
+                    "a decode step with a fixed split size");
+    forge_paged_cache *cache;
+    const forge_paged_config pc = cache_config(&cfg, 16, 4);
+    TL_OK(forge_paged_cache_create(t.ctx, &pc, &cache));
+    int s;
+    TL_OK(forge_paged_seq_new(cache, &s));
+    TL_OK(forge_layer_set_paged_split(t.layer, 24));
+    forge_seq one = {.slot = s, .pos0 = 0, .n_tokens = 1};
+    void *dx = tl_device_copy(t.ctx, xa, sizeof(float) * hidden), *dy = tl_device_copy(t.ctx, xa, sizeof(float) * hidden);
+    assert_int_equal(forge_layer_forward_paged(t.layer, cache, &one, 1, dx, dy), FORGE_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(forge_last_error(), "page size 16"));
+    assert_int_equal(forge_layer_set_paged_split(t.layer, -64), FORGE_ERR_INVALID_ARGUMENT);
+    assert_int_equal(forge_layer_set_paged_split(NULL, 64), FORGE_ERR_INVALID_ARGUMENT);
+    forge_buffer_free(t.ctx, dx);
+    forge_buffer_free(t.ctx, dy);
+    forge_paged_cache_destroy(cache);
+    free(want);
+    free(xa);
+    free(xo);
+    free(beside_short);
+    free(beside_long);
+    tl_free(&t);
+}
+
 /* Profiling times the four stages of a paged call too. */
 static void test_profiling(void **state) {
     (void)state;
@@ -402,7 +472,8 @@ int main(int argc, char **argv) {
     tl_require_backend(g_backend);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mixed_batches), cmocka_unit_test(test_head_dims), cmocka_unit_test(test_fork),
-        cmocka_unit_test(test_bad_calls),     cmocka_unit_test(test_graph),     cmocka_unit_test(test_profiling),
+        cmocka_unit_test(test_bad_calls),     cmocka_unit_test(test_graph),     cmocka_unit_test(test_fixed_split),
+        cmocka_unit_test(test_profiling),
     };
     return cmocka_run_group_tests_name(g_backend == FORGE_BACKEND_CUDA ? "layer_paged_cuda" : "layer_paged_cpu", tests,
                                        NULL, NULL);

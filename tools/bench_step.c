@@ -6,7 +6,8 @@
  * for the host counts): eager calls, and one graph (forge_graph_create_paged)
  * that each step moves with forge_graph_update, whose host work is inside
  * the timed span, and launches. update_us is that host work alone. The
- * sequences grow by a token a step. */
+ * sequences grow by a token a step. --split-size fixes the attention's split
+ * (forge_layer_set_paged_split; split_size 0 in the JSON: chosen). */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -52,7 +53,7 @@ static forge_status time_steps(forge_context *ctx, step_run *r, int *len, int gr
 }
 
 int bench_step(int argc, char **argv) {
-    int batch = 1, kv_len = 0, heads = 0, kv_heads = 0, head_dim = 0, hidden = 0, page_size = 16;
+    int batch = 1, kv_len = 0, heads = 0, kv_heads = 0, head_dim = 0, hidden = 0, page_size = 16, split_size = 0;
     int iters = 100, warmup = 10, json = 0;
     const char *dtype_name = "bf16", *backend_name = "auto";
     const cli_opt opts[] = {
@@ -60,6 +61,7 @@ int bench_step(int argc, char **argv) {
         {"--heads", OPT_INT, &heads},         {"--kv-heads", OPT_INT, &kv_heads},   {"--head-dim", OPT_INT, &head_dim},
         {"--hidden", OPT_INT, &hidden},       {"--page-size", OPT_INT, &page_size}, {"--dtype", OPT_STRING, &dtype_name},
         {"--iters", OPT_INT, &iters},         {"--warmup", OPT_INT, &warmup},       {"--backend", OPT_STRING, &backend_name},
+        {"--split-size", OPT_INT, &split_size},
     };
     if (cli_parse(CMD, argc, argv, opts, sizeof opts / sizeof opts[0]) != 0) return 1;
     if (batch < 1 || kv_len < 1 || heads < 1 || head_dim < 1 || iters < 1 || warmup < 0 || kv_heads < 0 || hidden < 0)
@@ -92,6 +94,7 @@ int bench_step(int argc, char **argv) {
     forge_status st = forge_layer_config_check(&cfg);
     if (st == FORGE_OK) st = forge_context_create(backend, &ctx);
     if (st == FORGE_OK) st = forge_layer_create(ctx, &cfg, &w.model, &r.layer);
+    if (st == FORGE_OK) st = forge_layer_set_paged_split(r.layer, split_size);
     if (st == FORGE_OK) st = forge_paged_cache_create(ctx, &pc, &r.cache);
     for (int b = 0; st == FORGE_OK && b < batch; b++) st = forge_paged_seq_new(r.cache, &ids[b]);
     if (st == FORGE_OK) st = fill_paged(ctx, r.cache, ids, batch, kv_len);
@@ -111,10 +114,10 @@ int bench_step(int argc, char **argv) {
         if (json)
             printf("{\"mode\": \"decode_step\", \"impl\": \"%s\", \"dtype\": \"%s\", \"batch\": %d, \"heads\": %d, "
                    "\"kv_heads\": %d, \"head_dim\": %d, \"hidden\": %d, \"kv_len\": %d, \"page_size\": %d, "
-                   "\"iters\": %d, \"eager_us\": %.2f, \"eager_us_p90\": %.2f, \"graph_us\": %.2f, "
+                   "\"split_size\": %d, \"iters\": %d, \"eager_us\": %.2f, \"eager_us_p90\": %.2f, \"graph_us\": %.2f, "
                    "\"graph_us_p90\": %.2f, \"update_us\": %.2f}\n",
-                   impl, forge_dtype_name(dtype), batch, heads, kv_heads, head_dim, hidden, kv_len, page_size, iters,
-                   e, cli_quantile(eager, iters, 0.9), g, cli_quantile(graph, iters, 0.9), u);
+                   impl, forge_dtype_name(dtype), batch, heads, kv_heads, head_dim, hidden, kv_len, page_size,
+                   split_size, iters, e, cli_quantile(eager, iters, 0.9), g, cli_quantile(graph, iters, 0.9), u);
         else
             printf("%s decode step: batch %d, kv_len %d, heads %d, kv_heads %d, head_dim %d, hidden %d, %s, pages of %d\n"
                    "  eager: median %.2f us (p90 %.2f, %d steps)\n"

@@ -43,8 +43,8 @@ static const char usage[] =
     "         one decode step over a paged KV cache (forge_paged_attention) of B\n"
     "         sequences of L tokens: median time and TB/s of K and V read\n"
     "  bench  step [--json] --kv-len L --heads H [--kv-heads K] --head-dim D [--batch B]\n"
-    "         [--hidden N] [--dtype bf16] [--page-size 16] [--iters N] [--warmup N]\n"
-    "         [--backend B]\n"
+    "         [--hidden N] [--dtype bf16] [--page-size 16] [--split-size S] [--iters N]\n"
+    "         [--warmup N] [--backend B]\n"
     "         one decode step of the whole layer over a paged KV cache of B sequences\n"
     "         of L tokens (forge_layer_forward_paged), eager and as a graph\n";
 
