@@ -451,7 +451,9 @@ FORGE_API const char *forge_stage_name(forge_stage stage);
 FORGE_API forge_status forge_layer_set_profiling(forge_layer *layer, int enabled);
 
 /* Stage times in microseconds of the last forward call made with profiling on
- * (on CUDA, device time between events; this waits for that call). */
+ * (on CUDA, device time between events; this waits for that call). A CUDA
+ * graph's launch is not timed: after one, there are none until the next
+ * forward call. */
 FORGE_API forge_status forge_layer_last_timings(forge_layer *layer, double us[FORGE_STAGE_COUNT]);
 
 /* Forward calls that fell back to the CPU, by the stage that failed. */

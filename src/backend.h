@@ -232,9 +232,10 @@ forge_status forge_check_forward_paged(const char *fn, forge_layer *layer, forge
  * policy says so, update the slots, self-check (layer.c). */
 forge_status forge_run_forward(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
                                int n_seqs, int total, const void *x, void *y);
-/* The bookkeeping after a call: slot lengths, timings. */
+/* The bookkeeping after a call: slot lengths, and whether it was timed
+ * (a graph's launch is not). */
 void forge_commit_forward(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
-                          int n_seqs);
+                          int n_seqs, int timed);
 
 /* Recomputes a call of a non-CPU layer on its CPU twin (cpu_twin.c): copies x
  * and the cached prefix [0, pos0) of each slot in, and runs the twin into

@@ -123,6 +123,6 @@ forge_status forge_graph_launch(forge_graph *graph) {
         return forge_run_forward(graph->layer, graph->cache, graph->seqs, graph->n_seqs, total,
                                  graph->x, graph->y);
     if ((st = ops->graph_launch(graph)) != FORGE_OK) return st;
-    forge_commit_forward(graph->layer, graph->cache, graph->seqs, graph->n_seqs);
+    forge_commit_forward(graph->layer, graph->cache, graph->seqs, graph->n_seqs, 0);
     return FORGE_OK;
 }

@@ -228,10 +228,10 @@ forge_status forge_check_forward(const char *fn, forge_layer *layer, forge_kv_ca
 }
 
 void forge_commit_forward(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
-                          int n_seqs) {
+                          int n_seqs, int timed) {
     if (cache)
         for (int i = 0; i < n_seqs; i++) cache->len[seqs[i].slot] = seqs[i].pos0 + seqs[i].n_tokens;
-    if (layer->profiling) layer->has_timings = 1;
+    if (layer->profiling) layer->has_timings = timed;
 }
 
 /* Recomputes the call on the CPU twin and records how far y is from it. */
@@ -292,7 +292,7 @@ forge_status forge_run_forward(forge_layer *layer, forge_kv_cache *cache, const 
         free(y_host);
     }
     if (st != FORGE_OK) return st;
-    forge_commit_forward(layer, cache, seqs, n_seqs);
+    forge_commit_forward(layer, cache, seqs, n_seqs, 1);
     if (layer->selfcheck_fraction > 0.0 && layer->cpu) {
         layer->selfcheck.calls++;
         layer->selfcheck_credit += layer->selfcheck_fraction;

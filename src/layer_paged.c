@@ -114,7 +114,7 @@ forge_status forge_run_forward_paged(forge_layer *layer, forge_paged_cache *cach
             forge_paged_ungrow(cache, n_seqs, step.ids, g);
         } else {
             for (int i = 0; i < n_seqs; i++) cache->len[step.ids[i]] = step.lens[i];
-            if (layer->profiling) layer->has_timings = 1;
+            if (layer->profiling) layer->has_timings = !(graph && ops->graph_launch); /* a graph is not timed */
         }
     }
     free(g);

@@ -453,7 +453,8 @@ static void test_fixed_split(void **state) {
     tl_free(&t);
 }
 
-/* Profiling times the four stages of a paged call too. */
+/* Profiling times the four stages of a paged call too; a graph's launch
+ * leaves no timings. */
 static void test_profiling(void **state) {
     (void)state;
     bench b;
@@ -464,6 +465,19 @@ static void test_profiling(void **state) {
     TL_OK(forge_layer_last_timings(b.t.layer, us));
     for (int s = 0; s < FORGE_STAGE_COUNT; s++) assert_true(us[s] >= 0.0 && us[s] < 1e7);
     assert_true(us[FORGE_STAGE_QKV] > 0.0 && us[FORGE_STAGE_ATTENTION] > 0.0);
+    /* a CUDA graph's launch is not timed (on the CPU a graph is a plain call) */
+    const int hidden = b.t.cfg.hidden;
+    void *dx = tl_device_copy(b.t.ctx, b.x[0], sizeof(float) * hidden), *dy = tl_device_copy(b.t.ctx, b.x[0], sizeof(float) * hidden);
+    forge_seq step = {.slot = b.id[0], .pos0 = b.len[0], .n_tokens = 1};
+    forge_graph *g;
+    TL_OK(forge_graph_create_paged(b.t.layer, b.cache, &step, 1, dx, dy, &g));
+    TL_OK(forge_graph_launch(g));
+    const forge_status st = forge_layer_last_timings(b.t.layer, us);
+    if (g_backend == FORGE_BACKEND_CUDA) assert_int_equal(st, FORGE_ERR_INVALID_ARGUMENT);
+    else TL_OK(st);
+    forge_graph_destroy(g);
+    forge_buffer_free(b.t.ctx, dx);
+    forge_buffer_free(b.t.ctx, dy);
     bench_free(&b);
 }
 
