@@ -660,7 +660,7 @@ static forge_status cuda_graph_capture(forge_graph *graph) {
     if (still_serves(graph, g)) return FORGE_OK;
     const int n = graph->n_seqs;
     if (graph->paged && !g->pos_dev) {
-        if (!(g->pos_host = malloc(sizeof(int) * (size_t)n)))
+        if (!g->pos_host && !(g->pos_host = malloc(sizeof(int) * (size_t)n)))
             return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
         CUDA_TRY(fn, cudaMalloc((void **)&g->pos_dev, sizeof(int) * (size_t)n));
     }
