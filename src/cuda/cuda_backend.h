@@ -130,10 +130,10 @@ int cuda_paged_split_size(const forge_paged_cache *cache, const forge_paged_atte
 forge_status cuda_paged_reserve(forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens,
                                 int total_q);
 unsigned cuda_paged_generation(const forge_paged_cache *cache);
-/* The same write and attention with pos_dev (device [n] or NULL, see
- * fcuda_paged_batch.pos): the positions read when the kernels run. */
-forge_status cuda_paged_write_at(forge_paged_cache *cache, int n, const int *seqs, const int *pos0, const int *pos_dev,
-                                 const int *n_tokens, const int *row0, const void *k, const void *v);
+/* The pool and tables, for kernels that write into the pages. */
+const fcuda_pool *cuda_paged_pool(const forge_paged_cache *cache);
+/* The attention with pos_dev (device [n] or NULL, see fcuda_paged_batch.pos):
+ * the positions read when the kernels run. */
 forge_status cuda_paged_attend(forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens,
                                const int *pos_dev, int total_q);
 /* The length every sequence of such a call may reach and still be read

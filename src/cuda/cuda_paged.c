@@ -115,17 +115,12 @@ forge_status cuda_paged_copy_page(forge_paged_cache *cache, int dst, int src, in
 
 forge_status cuda_paged_write(forge_paged_cache *cache, int n, const int *seqs, const int *pos0, const int *n_tokens,
                               const int *row0, const void *k, const void *v) {
-    return cuda_paged_write_at(cache, n, seqs, pos0, NULL, n_tokens, row0, k, v);
-}
-
-forge_status cuda_paged_write_at(forge_paged_cache *cache, int n, const int *seqs, const int *pos0, const int *pos_dev,
-                                 const int *n_tokens, const int *row0, const void *k, const void *v) {
     static const char fn[] = "forge_paged_append";
     cuda_paged *p = cache->impl;
     if ((uintptr_t)k % 16 || (uintptr_t)v % 16)
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: k and v must be 16-byte aligned", fn);
     for (int first = 0; first < n; first += FCUDA_MAX_SEQS) {
-        fcuda_paged_batch b = {.n = cuda_launch_seqs(n, first), .pos = pos_dev ? pos_dev + first : NULL};
+        fcuda_paged_batch b = {.n = cuda_launch_seqs(n, first)};
         for (int i = 0; i < b.n; i++) {
             b.seq[i] = seqs[first + i], b.pos0[i] = pos0[first + i], b.count[i] = n_tokens[first + i];
             b.row0[i] = row0[first + i];
@@ -194,6 +189,8 @@ int cuda_paged_split_size(const forge_paged_cache *cache, const forge_paged_atte
     }
     return largest;
 }
+
+const fcuda_pool *cuda_paged_pool(const forge_paged_cache *cache) { return &((const cuda_paged *)cache->impl)->pool; }
 
 unsigned cuda_paged_generation(const forge_paged_cache *cache) { return ((const cuda_paged *)cache->impl)->part_gen; }
 

@@ -138,10 +138,10 @@ typedef struct {
     int row0[FCUDA_MAX_SEQS + 1]; /* rows of the call's k, v (append) or q (attention) */
     int max_count;              /* append: the most tokens of one sequence   */
     int max_rows;               /* attention: the most query rows of one sequence */
-    const int *pos;             /* NULL, or device [n]: where each sequence's new
-                                   tokens start, read when the kernels run (a graph
-                                   replays with new ones); it then stands for pos0,
-                                   and for count in attention (pos + its rows) */
+    const int *pos;             /* attention: NULL, or device [n]: where each
+                                   sequence's new tokens start, read when the kernel
+                                   runs (a graph replays with new ones); count is
+                                   then pos + its rows */
 } fcuda_paged_batch;
 
 /* 1 when the paged kernels are built for this head dim. */
@@ -182,12 +182,17 @@ cudaError_t fcuda_paged_attention(const fcuda_pool *p, const fcuda_paged_args *a
  * head_dim] (Q and K rows in RoPE pair order) becomes row t of q [T, heads,
  * head_dim], rotated, and row r of k and v [rows, kv_heads, head_dim]: with
  * a cache, r = slot * max_seq + position (the cache is [slots, max_seq,
- * kv_heads, head_dim]); without, r = t. Head dims are multiples of 8. */
+ * kv_heads, head_dim]); with a paged one (table not NULL; k and v its
+ * pools, slot its sequence id), r = table[slot][position / page_size] *
+ * page_size + position % page_size; without, r = t. Head dims are
+ * multiples of 8. */
 typedef struct {
     const void *qkv;
     void *q, *k, *v;
     const double *inv_freq; /* [head_dim / 2] RoPE frequencies */
     int use_cache, max_seq;
+    const int *table;       /* a paged cache's page tables, or NULL */
+    int page_size, max_pages;
     int heads, kv_heads, head_dim;
     int rope_style; /* forge_rope_style */
     int dtype;      /* forge_dtype */

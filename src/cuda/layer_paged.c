@@ -2,8 +2,8 @@
  * the context's stream with no host copy or synchronisation (so that a
  * graph can record it), in the layer's dtype with float32 accumulation:
  *   qkv  = x Wqkv^T + b         cuBLASLt (linear_small.cu for small fp32 calls)
- *   split, RoPE                 split_rope_rows.cu: Q, K, V as token rows
- *   K, V -> pages               paged.cu's append kernel
+ *   split, RoPE, K, V -> pages  split_rope_rows.cu: Q as token rows, K and V
+ *                               straight into the sequences' pages
  *   attention                   paged attention (split, merged), the
  *                               sequences' lengths counting the new tokens
  *   y    = attn Wo^T + b        as qkv */
@@ -29,18 +29,17 @@ forge_status cuda_forward_paged(forge_layer *layer, forge_paged_cache *cache, co
         return st;
 
     if ((st = cuda_stage_begin(layer, FORGE_STAGE_ROPE_CACHE, record, failed)) != FORGE_OK) return st;
-    fcuda_split_rows_args split = {.qkv = l->qkv, .q = l->q, .k = l->k_tmp, .v = l->v_tmp, .inv_freq = l->inv_freq,
+    const fcuda_pool *pool = cuda_paged_pool(cache);
+    fcuda_split_rows_args split = {.qkv = l->qkv, .q = l->q, .k = pool->k, .v = pool->v, .inv_freq = l->inv_freq,
+                                   .table = pool->table, .page_size = pool->page_size, .max_pages = pool->max_pages,
                                    .heads = c->heads, .kv_heads = c->kv_heads, .head_dim = c->head_dim,
                                    .rope_style = (int)c->rope_style, .dtype = (int)c->dtype};
     for (int first = 0; first < step->n; first += FCUDA_MAX_SEQS) {
         const int count = cuda_launch_seqs(step->n, first);
-        const fcuda_batch b = cuda_batch_of(step->seqs, first, count, step->rows[first]);
+        const fcuda_batch b = cuda_batch_of(step->seqs, first, count, step->rows[first]); /* slot: the sequence id */
         split.pos = step->pos_dev ? step->pos_dev + first : NULL;
         CUDA_TRY(fn, fcuda_split_rope_rows(&split, &b, cx->stream));
     }
-    if ((st = cuda_paged_write_at(cache, step->n, step->ids, step->pos0, step->pos_dev, step->n_tokens, step->rows,
-                                  l->k_tmp, l->v_tmp)) != FORGE_OK)
-        return st;
 
     if ((st = cuda_stage_begin(layer, FORGE_STAGE_ATTENTION, record, failed)) != FORGE_OK) return st;
     forge_paged_attention_args attn = step->attn;

@@ -23,7 +23,7 @@ __global__ void paged_write_kernel(fcuda_pool p, fcuda_paged_batch b, const uint
     const long c = (long)blockIdx.x * blockDim.x + threadIdx.x;
     const int t = (int)(c / chunks), col = (int)(c % chunks);
     if (t >= b.count[i]) return;
-    const int pos = paged_pos0(b, i) + t;
+    const int pos = b.pos0[i] + t;
     const int page = p.table[(size_t)b.seq[i] * p.max_pages + pos / p.page_size];
     const size_t dst = ((size_t)page * p.page_size + pos % p.page_size) * chunks + col;
     const size_t src = (size_t)(b.row0[i] + t) * chunks + col;

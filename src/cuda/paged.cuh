@@ -27,9 +27,8 @@ struct paged_block {
     int begin, end;    /* the split's tokens                                    */
 };
 
-/* Where sequence i's new tokens start, and the tokens it holds with them:
- * from b.pos where a graph passes them at run time, else the launch's. */
-__device__ inline int paged_pos0(const fcuda_paged_batch &b, int i) { return b.pos ? b.pos[i] : b.pos0[i]; }
+/* The tokens sequence i holds with its new ones: from b.pos where a graph
+ * passes the positions at run time, else the launch's. */
 __device__ inline int paged_len(const fcuda_paged_batch &b, int i) {
     return b.pos ? b.pos[i] + b.row0[i + 1] - b.row0[i] : b.count[i];
 }

@@ -1,9 +1,9 @@
 /* split_rope_rows.cu: a pass over the QKV projection's output that splits
  * it into Q, K, V, rotates Q and K (in float32), and stores them as rows,
  * the layout the tensor-core and paged attention kernels read (kernels.h,
- * fcuda_split_rows_args): Q token-major, K and V into the cache slot's rows
- * or the call's scratch. It serves bf16 and fp16 layers, and fp32 layers
- * over a paged cache. One block a token; a thread takes 8 columns at a
+ * fcuda_split_rows_args): Q token-major, K and V into the cache slot's rows,
+ * a paged cache's pages or the call's scratch. It serves bf16 and fp16
+ * layers, and layers of every dtype over a paged cache. One block a token; a thread takes 8 columns at a
  * time, 4 RoPE pairs: head dims are multiples of 8, so the 8 never
  * straddle two heads. It stores them as one run of 8, or for the half
  * rotation, whose pairs are (p, p + head_dim/2), as two runs of 4. */
@@ -24,7 +24,10 @@ __global__ void __launch_bounds__(SPLIT_ROWS_THREADS) split_rope_rows_kernel(fcu
     const int t = b.tok0[0] + blockIdx.x, s = batch_seq_of(b, t);
     const int H = a.heads, Hk = a.kv_heads, D = a.head_dim, cols = (H + 2 * Hk) * D;
     const int pos = (a.pos ? a.pos[s] : b.pos0[s]) + t - b.tok0[s];
-    const size_t kv_row = a.use_cache ? (size_t)b.slot[s] * a.max_seq + pos : (size_t)t;
+    const size_t kv_row = a.table     ? (size_t)a.table[(size_t)b.slot[s] * a.max_pages + pos / a.page_size] *
+                                              a.page_size + pos % a.page_size
+                          : a.use_cache ? (size_t)b.slot[s] * a.max_seq + pos
+                                        : (size_t)t;
     const T *row = (const T *)a.qkv + (size_t)t * cols;
     for (int col = 8 * threadIdx.x; col < cols; col += 8 * SPLIT_ROWS_THREADS) {
         const run8<T> x = *(const run8<T> *)(row + col);
