@@ -56,33 +56,28 @@ forge_status fill_paged(forge_context *ctx, forge_paged_cache *cache, const int 
     return st;
 }
 
-int bench_decode(int argc, char **argv) {
-    int batch = 1, kv_len = 0, heads = 0, kv_heads = 0, head_dim = 0, page_size = 16, split_size = 0;
-    int iters = 100, warmup = 10, json = 0;
-    const char *dtype_name = "bf16", *backend_name = "auto";
-    const cli_opt opts[] = {
-        {"--json", OPT_FLAG, &json},             {"--batch", OPT_INT, &batch},
-        {"--kv-len", OPT_INT, &kv_len},          {"--heads", OPT_INT, &heads},
-        {"--kv-heads", OPT_INT, &kv_heads},      {"--head-dim", OPT_INT, &head_dim},
-        {"--page-size", OPT_INT, &page_size},    {"--split-size", OPT_INT, &split_size},
-        {"--dtype", OPT_STRING, &dtype_name},    {"--iters", OPT_INT, &iters},
-        {"--warmup", OPT_INT, &warmup},          {"--backend", OPT_STRING, &backend_name},
-    };
-    if (cli_parse(CMD, argc, argv, opts, sizeof opts / sizeof opts[0]) != 0) return 1;
-    if (batch < 1 || kv_len < 1 || heads < 1 || head_dim < 1 || iters < 1 || warmup < 0 || kv_heads < 0)
-        return cli_error(CMD, "--kv-len, --heads and --head-dim are required; --batch, --kv-len, --heads, "
-                              "--head-dim and --iters must be at least 1, --warmup and --kv-heads not negative");
-    if (!kv_heads) kv_heads = heads;
-    forge_dtype dtype;
-    forge_backend backend;
-    if (cli_dtype(CMD, dtype_name, &dtype) != 0) return 1;
-    if (cli_backend(CMD, backend_name, &backend) != 0) return 1;
-    if (page_size < 1) return cli_error(CMD, "--page-size must be at least 1");
-    const long pages_per_seq = ((long)kv_len + page_size - 1) / page_size;
-    if (pages_per_seq * batch > 1L << 30) return cli_error(CMD, "batch * kv-len / page-size is over 2^30 pages");
+int paged_bench_config(const char *cmd, const cli_bench_shape *sh, int page_size, long max_len,
+                       forge_paged_config *cfg) {
+    if (page_size < 1) return cli_error(cmd, "--page-size must be at least 1");
+    const long pages = (max_len + page_size - 1) / page_size * sh->batch;
+    if (pages > 1L << 30) return cli_error(cmd, "batch * kv-len / page-size is over 2^30 pages");
+    *cfg = (forge_paged_config){.dtype = sh->dtype, .kv_heads = sh->kv_heads, .head_dim = sh->head_dim,
+                                .page_size = page_size, .n_pages = (int)pages, .max_seqs = sh->batch,
+                                .max_seq_len = (int)max_len};
+    return 0;
+}
 
-    const forge_paged_config cfg = {.dtype = dtype, .kv_heads = kv_heads, .head_dim = head_dim, .page_size = page_size,
-                                    .n_pages = (int)(pages_per_seq * batch), .max_seqs = batch, .max_seq_len = kv_len};
+int bench_decode(int argc, char **argv) {
+    cli_bench_shape sh = {.batch = 1, .iters = 100, .warmup = 10};
+    int page_size = 16, split_size = 0;
+    const cli_opt extra[] = {{"--page-size", OPT_INT, &page_size}, {"--split-size", OPT_INT, &split_size}};
+    forge_paged_config cfg;
+    if (cli_parse_bench_shape(CMD, "--kv-len", argc, argv, extra, 2, &sh) != 0 ||
+        paged_bench_config(CMD, &sh, page_size, sh.len, &cfg) != 0)
+        return 1;
+    const int batch = sh.batch, kv_len = sh.len, heads = sh.heads, kv_heads = sh.kv_heads, head_dim = sh.head_dim;
+    const int iters = sh.iters, warmup = sh.warmup;
+    const forge_dtype dtype = sh.dtype;
     int *seqs = malloc(sizeof *seqs * (size_t)batch), *q_offsets = malloc(sizeof *q_offsets * (size_t)(batch + 1));
     double *us = malloc(sizeof *us * (size_t)iters);
     if (!seqs || !q_offsets || !us) return cli_error(CMD, "out of memory");
@@ -91,7 +86,7 @@ int bench_decode(int argc, char **argv) {
     forge_paged_cache *cache = NULL;
     void *q = NULL, *out = NULL, *q_host = NULL;
     const size_t nq = (size_t)batch * heads * head_dim, q_bytes = nq * forge_dtype_size(dtype);
-    forge_status st = forge_context_create(backend, &ctx);
+    forge_status st = forge_context_create(sh.backend, &ctx);
     if (st == FORGE_OK) st = forge_paged_cache_create(ctx, &cfg, &cache);
     for (int b = 0; st == FORGE_OK && b < batch; b++) st = forge_paged_seq_new(cache, &seqs[b]);
     if (st == FORGE_OK) st = fill_paged(ctx, cache, seqs, batch, kv_len);
@@ -116,7 +111,7 @@ int bench_decode(int argc, char **argv) {
         const double med = cli_quantile(us, iters, 0.5);
         const double bytes = 2.0 * batch * kv_heads * (double)kv_len * head_dim * forge_dtype_size(dtype);
         const char *impl = forge_context_backend(ctx) == FORGE_BACKEND_CUDA ? "forge-cuda" : "forge-cpu";
-        if (json)
+        if (sh.json)
             printf("{\"mode\": \"decode\", \"impl\": \"%s\", \"dtype\": \"%s\", \"batch\": %d, \"heads\": %d, "
                    "\"kv_heads\": %d, \"head_dim\": %d, \"kv_len\": %d, \"page_size\": %d, \"split_size\": %d, "
                    "\"splits\": %d, \"split_fixed\": %s, \"iters\": %d, \"us\": %.2f, \"us_p10\": %.2f, \"us_p90\": %.2f, \"TBps\": %.3f}\n",

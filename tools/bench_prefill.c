@@ -38,25 +38,15 @@ static void *random_buffer(forge_context *ctx, size_t n, forge_dtype dtype, uint
 }
 
 int bench_prefill(int argc, char **argv) {
-    int batch = 1, seq = 0, heads = 0, kv_heads = 0, head_dim = 0, iters = 30, warmup = 5, json = 0, no_causal = 0;
-    const char *dtype_name = "bf16", *backend_name = "auto", *kernel_name = "auto";
-    const cli_opt opts[] = {
-        {"--json", OPT_FLAG, &json},           {"--batch", OPT_INT, &batch},
-        {"--seq", OPT_INT, &seq},              {"--heads", OPT_INT, &heads},
-        {"--kv-heads", OPT_INT, &kv_heads},    {"--head-dim", OPT_INT, &head_dim},
-        {"--dtype", OPT_STRING, &dtype_name},  {"--no-causal", OPT_FLAG, &no_causal},
-        {"--iters", OPT_INT, &iters},          {"--warmup", OPT_INT, &warmup},
-        {"--backend", OPT_STRING, &backend_name}, {"--kernel", OPT_STRING, &kernel_name},
-    };
-    if (cli_parse(CMD, argc, argv, opts, sizeof opts / sizeof opts[0]) != 0) return 1;
-    if (batch < 1 || seq < 1 || heads < 1 || head_dim < 1 || iters < 1 || warmup < 0 || kv_heads < 0)
-        return cli_error(CMD, "--seq, --heads and --head-dim are required; --batch, --seq, --heads, "
-                              "--head-dim and --iters must be at least 1, --warmup and --kv-heads not negative");
-    if (!kv_heads) kv_heads = heads;
-    forge_dtype dtype;
-    forge_backend backend;
-    if (cli_dtype(CMD, dtype_name, &dtype) != 0) return 1;
-    if (cli_backend(CMD, backend_name, &backend) != 0) return 1;
+    cli_bench_shape sh = {.batch = 1, .iters = 30, .warmup = 5};
+    int no_causal = 0;
+    const char *kernel_name = "auto";
+    const cli_opt extra[] = {{"--no-causal", OPT_FLAG, &no_causal}, {"--kernel", OPT_STRING, &kernel_name}};
+    if (cli_parse_bench_shape(CMD, "--seq", argc, argv, extra, 2, &sh) != 0) return 1;
+    const int batch = sh.batch, seq = sh.len, heads = sh.heads, kv_heads = sh.kv_heads, head_dim = sh.head_dim;
+    const int iters = sh.iters, warmup = sh.warmup, json = sh.json;
+    const forge_dtype dtype = sh.dtype;
+    const forge_backend backend = sh.backend;
     forge_kernel kernel;
     if (strcmp(kernel_name, "auto") == 0) kernel = FORGE_KERNEL_AUTO;
     else if (strcmp(kernel_name, "portable") == 0) kernel = FORGE_KERNEL_PORTABLE;

@@ -25,8 +25,8 @@ typedef struct {
     void *x, *y;
 } step_run;
 
-/* warmup + iters steps; us[i] the device time of timed step i, upd[i] the
- * host time of its graph update (graph only). */
+/* warmup + iters steps; us[i] the device time of timed step i, and with a
+ * graph upd[i] the host time of its update. */
 static forge_status time_steps(forge_context *ctx, step_run *r, int *len, int graph, int warmup, int iters,
                                double *us, double *upd) {
     forge_graph *g = NULL;
@@ -46,53 +46,45 @@ static forge_status time_steps(forge_context *ctx, step_run *r, int *len, int gr
         }
         if (st == FORGE_OK) st = forge_stopwatch_stop(ctx, &t);
         for (int b = 0; st == FORGE_OK && b < r->batch; b++) len[b]++;
-        if (st == FORGE_OK && i >= warmup) us[i - warmup] = t, upd[i - warmup] = t0;
+        if (st == FORGE_OK && i >= warmup) {
+            us[i - warmup] = t;
+            if (graph) upd[i - warmup] = t0;
+        }
     }
     forge_graph_destroy(g);
     return st;
 }
 
 int bench_step(int argc, char **argv) {
-    int batch = 1, kv_len = 0, heads = 0, kv_heads = 0, head_dim = 0, hidden = 0, page_size = 16, split_size = 0;
-    int iters = 100, warmup = 10, json = 0;
-    const char *dtype_name = "bf16", *backend_name = "auto";
-    const cli_opt opts[] = {
-        {"--json", OPT_FLAG, &json},          {"--batch", OPT_INT, &batch},         {"--kv-len", OPT_INT, &kv_len},
-        {"--heads", OPT_INT, &heads},         {"--kv-heads", OPT_INT, &kv_heads},   {"--head-dim", OPT_INT, &head_dim},
-        {"--hidden", OPT_INT, &hidden},       {"--page-size", OPT_INT, &page_size}, {"--dtype", OPT_STRING, &dtype_name},
-        {"--iters", OPT_INT, &iters},         {"--warmup", OPT_INT, &warmup},       {"--backend", OPT_STRING, &backend_name},
-        {"--split-size", OPT_INT, &split_size},
-    };
-    if (cli_parse(CMD, argc, argv, opts, sizeof opts / sizeof opts[0]) != 0) return 1;
-    if (batch < 1 || kv_len < 1 || heads < 1 || head_dim < 1 || iters < 1 || warmup < 0 || kv_heads < 0 || hidden < 0)
-        return cli_error(CMD, "--kv-len, --heads and --head-dim are required; --batch, --kv-len, --heads, "
-                              "--head-dim and --iters must be at least 1, --warmup, --kv-heads and --hidden not negative");
-    if (!kv_heads) kv_heads = heads;
+    cli_bench_shape sh = {.batch = 1, .iters = 100, .warmup = 10};
+    int hidden = 0, page_size = 16, split_size = 0;
+    const cli_opt extra[] = {{"--hidden", OPT_INT, &hidden},
+                             {"--page-size", OPT_INT, &page_size},
+                             {"--split-size", OPT_INT, &split_size}};
+    if (cli_parse_bench_shape(CMD, "--kv-len", argc, argv, extra, 3, &sh) != 0) return 1;
+    if (hidden < 0) return cli_error(CMD, "--hidden must not be negative");
+    const long max_len = (long)sh.len + 2L * (sh.warmup + sh.iters); /* eager steps, then graph steps */
+    if (max_len > 1L << 30) return cli_error(CMD, "batch * kv-len / page-size is over 2^30 pages");
+    forge_paged_config pc;
+    if (paged_bench_config(CMD, &sh, page_size, max_len, &pc) != 0) return 1;
+    const int batch = sh.batch, kv_len = sh.len, heads = sh.heads, kv_heads = sh.kv_heads, head_dim = sh.head_dim;
+    const int iters = sh.iters, warmup = sh.warmup;
+    const forge_dtype dtype = sh.dtype;
     if (!hidden) hidden = heads * head_dim;
-    forge_dtype dtype;
-    forge_backend backend;
-    if (cli_dtype(CMD, dtype_name, &dtype) != 0) return 1;
-    if (cli_backend(CMD, backend_name, &backend) != 0) return 1;
-    if (page_size < 1) return cli_error(CMD, "--page-size must be at least 1");
-    const long max_len = (long)kv_len + 2L * (warmup + iters); /* eager steps, then graph steps */
-    const long pages = (max_len + page_size - 1) / page_size * batch;
-    if (max_len > 1L << 30 || pages > 1L << 30) return cli_error(CMD, "batch * kv-len / page-size is over 2^30 pages");
 
     forge_layer_config cfg = forge_layer_config_default(hidden, heads, kv_heads, head_dim);
     cfg.dtype = dtype;
-    const forge_paged_config pc = {.dtype = dtype, .kv_heads = kv_heads, .head_dim = head_dim, .page_size = page_size,
-                                   .n_pages = (int)pages, .max_seqs = batch, .max_seq_len = (int)max_len};
     ref_random_layer w;
     int made = ref_random_layer_make(&w, &cfg, 1) == 0;
     int *ids = malloc(sizeof *ids * (size_t)batch), *len = malloc(sizeof *len * (size_t)batch);
-    double *us = malloc(sizeof *us * 4 * (size_t)iters);
+    double *us = malloc(sizeof *us * 3 * (size_t)iters);
     step_run r = {.batch = batch, .seqs = malloc(sizeof *r.seqs * (size_t)batch)};
     if (!made || !ids || !len || !us || !r.seqs) return cli_error(CMD, "out of memory");
     forge_context *ctx = NULL;
     void *x_host = NULL;
     const size_t x_bytes = (size_t)batch * hidden * forge_dtype_size(dtype);
     forge_status st = forge_layer_config_check(&cfg);
-    if (st == FORGE_OK) st = forge_context_create(backend, &ctx);
+    if (st == FORGE_OK) st = forge_context_create(sh.backend, &ctx);
     if (st == FORGE_OK) st = forge_layer_create(ctx, &cfg, &w.model, &r.layer);
     if (st == FORGE_OK) st = forge_layer_set_paged_split(r.layer, split_size);
     if (st == FORGE_OK) st = forge_paged_cache_create(ctx, &pc, &r.cache);
@@ -103,15 +95,15 @@ int bench_step(int argc, char **argv) {
     if (st == FORGE_OK) st = forge_buffer_alloc(ctx, x_bytes, &r.y);
     if (st == FORGE_OK) st = forge_buffer_upload(ctx, r.x, x_host, x_bytes);
     for (int b = 0; b < batch; b++) r.seqs[b] = (forge_seq){.slot = ids[b], .pos0 = 0, .n_tokens = 1}, len[b] = kv_len;
-    double *eager = us, *graph = us + iters, *update = us + 2 * iters, *unused = us + 3 * iters;
-    if (st == FORGE_OK) st = time_steps(ctx, &r, len, 0, warmup, iters, eager, unused);
+    double *eager = us, *graph = us + iters, *update = us + 2 * iters;
+    if (st == FORGE_OK) st = time_steps(ctx, &r, len, 0, warmup, iters, eager, NULL);
     if (st == FORGE_OK) st = time_steps(ctx, &r, len, 1, warmup, iters, graph, update);
     int rc = st == FORGE_OK ? 0 : cli_fail(CMD, st);
     if (!rc) {
         const char *impl = forge_context_backend(ctx) == FORGE_BACKEND_CUDA ? "forge-cuda" : "forge-cpu";
         const double e = cli_quantile(eager, iters, 0.5), g = cli_quantile(graph, iters, 0.5);
         const double u = cli_quantile(update, iters, 0.5);
-        if (json)
+        if (sh.json)
             printf("{\"mode\": \"decode_step\", \"impl\": \"%s\", \"dtype\": \"%s\", \"batch\": %d, \"heads\": %d, "
                    "\"kv_heads\": %d, \"head_dim\": %d, \"hidden\": %d, \"kv_len\": %d, \"page_size\": %d, "
                    "\"split_size\": %d, \"iters\": %d, \"eager_us\": %.2f, \"eager_us_p90\": %.2f, \"graph_us\": %.2f, "

@@ -95,3 +95,27 @@ double cli_quantile(double *v, int n, double q) {
     int i = (int)(q * (n - 1) + 0.5);
     return v[i < 0 ? 0 : i >= n ? n - 1 : i];
 }
+
+int cli_parse_bench_shape(const char *cmd, const char *len_opt, int argc, char **argv, const cli_opt *extra,
+                          int n_extra, cli_bench_shape *s) {
+    enum { SHAPE_OPTS = 10, MAX_EXTRA = 8 };
+    const char *dtype_name = "bf16", *backend_name = "auto";
+    s->len = s->heads = s->kv_heads = s->head_dim = s->json = 0;
+    cli_opt opts[SHAPE_OPTS + MAX_EXTRA] = {
+        {"--json", OPT_FLAG, &s->json},         {"--batch", OPT_INT, &s->batch},
+        {len_opt, OPT_INT, &s->len},            {"--heads", OPT_INT, &s->heads},
+        {"--kv-heads", OPT_INT, &s->kv_heads},  {"--head-dim", OPT_INT, &s->head_dim},
+        {"--dtype", OPT_STRING, &dtype_name},   {"--iters", OPT_INT, &s->iters},
+        {"--warmup", OPT_INT, &s->warmup},      {"--backend", OPT_STRING, &backend_name},
+    };
+    if (n_extra > MAX_EXTRA) return cli_error(cmd, "internal error: %d options past the %d a benchmark takes", n_extra, MAX_EXTRA);
+    memcpy(opts + SHAPE_OPTS, extra, sizeof *extra * (size_t)n_extra);
+    if (cli_parse(cmd, argc, argv, opts, SHAPE_OPTS + n_extra) != 0) return 1;
+    if (s->batch < 1 || s->len < 1 || s->heads < 1 || s->head_dim < 1 || s->iters < 1 || s->warmup < 0 ||
+        s->kv_heads < 0)
+        return cli_error(cmd, "%s, --heads and --head-dim are required; --batch, %s, --heads, --head-dim and "
+                              "--iters must be at least 1, --warmup and --kv-heads not negative", len_opt, len_opt);
+    if (!s->kv_heads) s->kv_heads = s->heads;
+    if (cli_dtype(cmd, dtype_name, &s->dtype) != 0) return 1;
+    return cli_backend(cmd, backend_name, &s->backend);
+}

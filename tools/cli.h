@@ -31,6 +31,21 @@ int cli_backend(const char *cmd, const char *name, forge_backend *out);
  * cli_error's line naming --dtype and its exit code 1. */
 int cli_dtype(const char *cmd, const char *name, forge_dtype *out);
 
+/* The shape options every attention benchmark takes. */
+typedef struct {
+    int batch, len, heads, kv_heads, head_dim, iters, warmup, json;
+    forge_dtype dtype;
+    forge_backend backend;
+} cli_bench_shape;
+
+/* Parses --json, --batch, len_opt (the sequence length: "--seq",
+ * "--kv-len"), --heads, --kv-heads, --head-dim, --dtype (bf16 by default),
+ * --iters, --warmup and --backend, with the command's own `extra` options,
+ * into *s (batch, iters and warmup keep the caller's defaults), and checks
+ * them; kv_heads 0 becomes heads. Returns 0 or the exit code. */
+int cli_parse_bench_shape(const char *cmd, const char *len_opt, int argc, char **argv, const cli_opt *extra,
+                          int n_extra, cli_bench_shape *s);
+
 /* Wall-clock microseconds. */
 double cli_now_us(void);
 
