@@ -321,8 +321,10 @@ static int use_flash(const forge_layer *layer) {
            (layer->attention == FORGE_ATTENTION_FLASH && fcuda_flash_supported(layer->cfg.head_dim));
 }
 
-/* Grows a device buffer to `bytes` (contents dropped). */
-static forge_status grow(void **p, size_t bytes) {
+/* Grows a workspace buffer of the layer to `bytes` (contents dropped); the
+ * move invalidates the graphs that recorded it (ws_gen). */
+static forge_status grow(cuda_layer *l, void **p, size_t bytes) {
+    l->ws_gen++;
     cudaFree(*p);
     *p = NULL;
     cudaError_t e = cudaMalloc(p, bytes);
@@ -356,14 +358,13 @@ forge_status cuda_reserve(forge_layer *layer, forge_kv_cache *cache, const forge
     if (total > l->ws_tokens) {
         const size_t t = (size_t)total * forge_dtype_size(c->dtype), hd = (size_t)c->heads * c->head_dim,
                      kvd = (size_t)c->kv_heads * c->head_dim;
-        if (st == FORGE_OK) st = grow(&l->qkv, t * (hd + 2 * kvd));
-        if (st == FORGE_OK) st = grow(&l->q, t * hd);
-        if (st == FORGE_OK) st = grow(&l->attn, t * hd);
-        if (st == FORGE_OK && fp32) st = grow((void **)&l->heads_out, t * hd);
-        if (st == FORGE_OK) st = grow(&l->k_tmp, t * kvd);
-        if (st == FORGE_OK) st = grow(&l->v_tmp, t * kvd);
+        if (st == FORGE_OK) st = grow(l, &l->qkv, t * (hd + 2 * kvd));
+        if (st == FORGE_OK) st = grow(l, &l->q, t * hd);
+        if (st == FORGE_OK) st = grow(l, &l->attn, t * hd);
+        if (st == FORGE_OK && fp32) st = grow(l, (void **)&l->heads_out, t * hd);
+        if (st == FORGE_OK) st = grow(l, &l->k_tmp, t * kvd);
+        if (st == FORGE_OK) st = grow(l, &l->v_tmp, t * kvd);
         l->ws_tokens = st == FORGE_OK ? total : 0;
-        l->ws_gen++;
         if (st != FORGE_OK) return st;
     }
     if (!use_flash(layer)) {
@@ -374,9 +375,8 @@ forge_status cuda_reserve(forge_layer *layer, forge_kv_cache *cache, const forge
             need = n > need ? n : need;
         }
         if (need > l->ws_scores) {
-            st = grow((void **)&l->scores, need * sizeof(float));
+            st = grow(l, (void **)&l->scores, need * sizeof(float));
             l->ws_scores = st == FORGE_OK ? need : 0;
-            l->ws_gen++;
             if (st != FORGE_OK) return st;
         }
     }
