@@ -30,6 +30,15 @@ static forge_status check_config(const char *fn, const forge_paged_config *c) {
     return FORGE_OK;
 }
 
+/* The host tables of a cache and the handle; NULL members are fine. */
+static void free_host(forge_paged_cache *c) {
+    free(c->table);
+    free(c->len);
+    free(c->refs);
+    free(c->free_pages);
+    free(c);
+}
+
 forge_status forge_paged_cache_create(forge_context *ctx, const forge_paged_config *cfg, forge_paged_cache **out) {
     static const char fn[] = "forge_paged_cache_create";
     FORGE_CHECK_NOT_NULL(ctx, fn);
@@ -49,8 +58,7 @@ forge_status forge_paged_cache_create(forge_context *ctx, const forge_paged_conf
         c->free_pages = malloc(sizeof *c->free_pages * (size_t)cfg->n_pages);
     }
     if (!c || !c->table || !c->len || !c->refs || !c->free_pages) {
-        if (c) free(c->table), free(c->len), free(c->refs), free(c->free_pages);
-        free(c);
+        if (c) free_host(c);
         return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory for the tables of %d sequences and %d pages",
                           fn, cfg->max_seqs, cfg->n_pages);
     }
@@ -63,7 +71,7 @@ forge_status forge_paged_cache_create(forge_context *ctx, const forge_paged_conf
     c->n_free = cfg->n_pages;
     st = ctx->ops->paged_init(c);
     if (st != FORGE_OK) {
-        free(c->table), free(c->len), free(c->refs), free(c->free_pages), free(c);
+        free_host(c);
         return st;
     }
     *out = c;
@@ -73,11 +81,7 @@ forge_status forge_paged_cache_create(forge_context *ctx, const forge_paged_conf
 void forge_paged_cache_destroy(forge_paged_cache *cache) {
     if (!cache) return;
     cache->ctx->ops->paged_free(cache);
-    free(cache->table);
-    free(cache->len);
-    free(cache->refs);
-    free(cache->free_pages);
-    free(cache);
+    free_host(cache);
 }
 
 forge_paged_config forge_paged_cache_config(const forge_paged_cache *cache) {
