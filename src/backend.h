@@ -207,6 +207,13 @@ forge_status forge_cuda_available(void);
 /* The monotonic wall clock in microseconds (context.c). */
 double forge_now_us(void);
 
+/* The checks of seqs[i] that every layer call makes (layer.c): n_tokens,
+ * pos0, its last position against max_pos (named max_name in the message)
+ * and the batch's tokens so far (*tokens, advanced). */
+forge_status forge_check_seq(const char *fn, const forge_seq *seqs, int i, int max_pos, const char *max_name,
+                             int64_t *tokens);
+/* No slot (slots below n_slots) twice among seqs; `what` names the slots. */
+forge_status forge_check_distinct(const char *fn, const forge_seq *seqs, int n_seqs, int n_slots, const char *what);
 /* Checks a forward call's arguments (layer.c); *total = the batch's tokens. */
 forge_status forge_check_forward(const char *fn, forge_layer *layer, forge_kv_cache *cache,
                                  const forge_seq *seqs, int n_seqs, const void *x, const void *y,

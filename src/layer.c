@@ -164,22 +164,41 @@ static forge_status check_cache(const char *fn, const forge_layer *layer, const 
 }
 
 /* Checks the batch; on success *total is the number of rows of x and y. */
+forge_status forge_check_seq(const char *fn, const forge_seq *seqs, int i, int max_pos, const char *max_name,
+                             int64_t *tokens) {
+    const forge_seq *s = &seqs[i];
+    if (s->n_tokens < 1)
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: seqs[%d].n_tokens = %d is below 1", fn, i, s->n_tokens);
+    if (s->pos0 < 0)
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: seqs[%d].pos0 = %d is negative", fn, i, s->pos0);
+    if ((int64_t)s->pos0 + s->n_tokens > max_pos)
+        return forge_fail(FORGE_ERR_CAPACITY, "%s: seqs[%d] reaches position %lld, past %s = %d", fn, i,
+                          (long long)s->pos0 + s->n_tokens - 1, max_name, max_pos);
+    if ((*tokens += s->n_tokens) > FORGE_MAX_DIM)
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: the batch has more than %d tokens", fn, FORGE_MAX_DIM);
+    return FORGE_OK;
+}
+
+forge_status forge_check_distinct(const char *fn, const forge_seq *seqs, int n_seqs, int n_slots, const char *what) {
+    unsigned char *seen = calloc((size_t)n_slots, 1);
+    if (!seen) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    forge_status st = FORGE_OK;
+    for (int i = 0; i < n_seqs && st == FORGE_OK; i++) {
+        if (seen[seqs[i].slot])
+            st = forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: %s %d appears twice in the batch", fn, what, seqs[i].slot);
+        seen[seqs[i].slot] = 1;
+    }
+    free(seen);
+    return st;
+}
+
 static forge_status check_seqs(const char *fn, const forge_layer *layer, const forge_kv_cache *cache,
                                const forge_seq *seqs, int n_seqs, int *total) {
-    const int max_seq = layer->cfg.max_seq;
     int64_t tokens = 0;
     for (int i = 0; i < n_seqs; i++) {
         const forge_seq *s = &seqs[i];
-        if (s->n_tokens < 1)
-            return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: seqs[%d].n_tokens = %d is below 1",
-                              fn, i, s->n_tokens);
-        if (s->pos0 < 0)
-            return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: seqs[%d].pos0 = %d is negative",
-                              fn, i, s->pos0);
-        if ((int64_t)s->pos0 + s->n_tokens > max_seq)
-            return forge_fail(FORGE_ERR_CAPACITY,
-                              "%s: seqs[%d] reaches position %lld, past max_seq = %d", fn, i,
-                              (long long)s->pos0 + s->n_tokens - 1, max_seq);
+        forge_status st = forge_check_seq(fn, seqs, i, layer->cfg.max_seq, "max_seq", &tokens);
+        if (st != FORGE_OK) return st;
         if (cache) {
             if (s->slot < 0 || s->slot >= cache->slots)
                 return forge_fail(FORGE_ERR_INVALID_ARGUMENT,
@@ -190,27 +209,10 @@ static forge_status check_seqs(const char *fn, const forge_layer *layer, const f
                                   "%s: seqs[%d].pos0 = %d but slot %d holds only %d positions",
                                   fn, i, s->pos0, s->slot, cache->len[s->slot]);
         }
-        tokens += s->n_tokens;
-        if (tokens > FORGE_MAX_DIM)
-            return forge_fail(FORGE_ERR_INVALID_ARGUMENT,
-                              "%s: the batch has more than %d tokens", fn, FORGE_MAX_DIM);
     }
-    if (cache) {
-        unsigned char *seen = calloc((size_t)cache->slots, 1);
-        if (!seen) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-        for (int i = 0; i < n_seqs; i++) {
-            if (seen[seqs[i].slot]) {
-                free(seen);
-                return forge_fail(FORGE_ERR_INVALID_ARGUMENT,
-                                  "%s: slot %d is used by two sequences of the batch", fn,
-                                  seqs[i].slot);
-            }
-            seen[seqs[i].slot] = 1;
-        }
-        free(seen);
-    }
-    *total = (int)tokens;
-    return FORGE_OK;
+    forge_status st = cache ? forge_check_distinct(fn, seqs, n_seqs, cache->slots, "slot") : FORGE_OK;
+    if (st == FORGE_OK) *total = (int)tokens;
+    return st;
 }
 
 forge_status forge_check_forward(const char *fn, forge_layer *layer, forge_kv_cache *cache,

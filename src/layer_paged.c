@@ -35,33 +35,20 @@ forge_status forge_check_forward_paged(const char *fn, forge_layer *layer, forge
     if (!layer->ctx->ops->forward_paged)
         return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the %s backend has no paged forward call", fn,
                           forge_backend_name(layer->ctx->ops->kind));
-    unsigned char *seen = calloc((size_t)cc->max_seqs, 1);
-    if (!seen) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-    forge_status st = FORGE_OK;
     int64_t tokens = 0;
-    for (int i = 0; st == FORGE_OK && i < n_seqs; i++) {
+    for (int i = 0; i < n_seqs; i++) {
         const forge_seq *s = &seqs[i];
         if (s->slot < 0 || s->slot >= cc->max_seqs || cache->len[s->slot] < 0)
-            st = forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: seqs[%d].slot = %d is not a live sequence of the cache",
-                            fn, i, s->slot);
-        else if (seen[s->slot])
-            st = forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: sequence %d appears twice in the batch", fn, s->slot);
-        else if (s->n_tokens < 1)
-            st = forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: seqs[%d].n_tokens = %d is below 1", fn, i, s->n_tokens);
-        else if (s->pos0 < 0)
-            st = forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: seqs[%d].pos0 = %d is negative", fn, i, s->pos0);
-        else if ((int64_t)s->pos0 + s->n_tokens > cc->max_seq_len)
-            st = forge_fail(FORGE_ERR_CAPACITY, "%s: seqs[%d] reaches position %lld, past the cache's max_seq_len = %d",
-                            fn, i, (long long)s->pos0 + s->n_tokens - 1, cc->max_seq_len);
-        else if (at_length && s->pos0 != cache->len[s->slot])
-            st = forge_fail(FORGE_ERR_INVALID_ARGUMENT,
-                            "%s: seqs[%d].pos0 = %d but sequence %d holds %d tokens: a paged call appends at the end",
-                            fn, i, s->pos0, s->slot, cache->len[s->slot]);
-        else if ((tokens += s->n_tokens) > FORGE_MAX_DIM)
-            st = forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: the batch has more than %d tokens", fn, FORGE_MAX_DIM);
-        if (st == FORGE_OK) seen[s->slot] = 1;
+            return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: seqs[%d].slot = %d is not a live sequence of the cache",
+                              fn, i, s->slot);
+        forge_status st = forge_check_seq(fn, seqs, i, cc->max_seq_len, "the cache's max_seq_len", &tokens);
+        if (st != FORGE_OK) return st;
+        if (at_length && s->pos0 != cache->len[s->slot])
+            return forge_fail(FORGE_ERR_INVALID_ARGUMENT,
+                              "%s: seqs[%d].pos0 = %d but sequence %d holds %d tokens: a paged call appends at the end",
+                              fn, i, s->pos0, s->slot, cache->len[s->slot]);
     }
-    free(seen);
+    forge_status st = forge_check_distinct(fn, seqs, n_seqs, cc->max_seqs, "sequence");
     if (st == FORGE_OK) *total = (int)tokens;
     return st;
 }
