@@ -180,14 +180,36 @@ static fcuda_paged_batch launch_batch(const forge_paged_cache *cache, const forg
     return b;
 }
 
-int cuda_paged_split_size(const forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens) {
-    int largest = 0;
+/* What a call's launches choose, over all of them: the largest split size
+ * and split count, the length every sequence may reach and still be read
+ * whole by its launch's splits, and the most row tiles of one launch. */
+typedef struct {
+    int split_size, splits, reach;
+    long row_blocks; /* KV heads * row tiles: the grid's y */
+    int max_rows;    /* of that launch's sequences */
+} paged_plan;
+
+static paged_plan plan_call(const forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens) {
+    paged_plan plan = {.reach = INT_MAX};
     for (int first = 0; first < a->batch; first += FCUDA_MAX_SEQS) {
         int split_size, splits;
-        launch_batch(cache, a, lens, first, cuda_launch_seqs(a->batch, first), &split_size, &splits);
-        if (split_size > largest) largest = split_size;
+        const fcuda_paged_batch b =
+            launch_batch(cache, a, lens, first, cuda_launch_seqs(a->batch, first), &split_size, &splits);
+        const long row_blocks = (long)cache->cfg.kv_heads * row_tiles(cache, b.max_rows, a->heads);
+        if (split_size > plan.split_size) plan.split_size = split_size;
+        if (splits > plan.splits) plan.splits = splits;
+        if ((long)splits * split_size < plan.reach) plan.reach = splits * split_size;
+        if (row_blocks > plan.row_blocks) plan.row_blocks = row_blocks, plan.max_rows = b.max_rows;
     }
-    return largest;
+    return plan;
+}
+
+int cuda_paged_split_size(const forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens) {
+    return plan_call(cache, a, lens).split_size;
+}
+
+int cuda_paged_reach(const forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens) {
+    return plan_call(cache, a, lens).reach;
 }
 
 const fcuda_pool *cuda_paged_pool(const forge_paged_cache *cache) { return &((const cuda_paged *)cache->impl)->pool; }
@@ -198,19 +220,13 @@ forge_status cuda_paged_reserve(forge_paged_cache *cache, const forge_paged_atte
                                 int total_q) {
     static const char fn[] = "forge_paged_attention";
     cuda_paged *p = cache->impl;
-    const int D = cache->cfg.head_dim;
-    /* the partial results of the call's largest split, and the grid's limit */
-    size_t part_bytes = 0;
-    for (int first = 0; first < a->batch; first += FCUDA_MAX_SEQS) {
-        int split_size, splits;
-        const fcuda_paged_batch b =
-            launch_batch(cache, a, lens, first, cuda_launch_seqs(a->batch, first), &split_size, &splits);
-        const size_t bytes = splits > 1 ? sizeof(float) * total_q * a->heads * splits * (D + 1) : 0;
-        if (bytes > part_bytes) part_bytes = bytes;
-        if ((long)cache->cfg.kv_heads * row_tiles(cache, b.max_rows, a->heads) > 65535)
-            return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: %d query rows of one sequence over %d KV heads are more than "
-                              "one launch takes", fn, b.max_rows, cache->cfg.kv_heads);
-    }
+    const paged_plan plan = plan_call(cache, a, lens);
+    if (plan.row_blocks > 65535)
+        return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: %d query rows of one sequence over %d KV heads are more than "
+                          "one launch takes", fn, plan.max_rows, cache->cfg.kv_heads);
+    /* the partial results of the call's largest split */
+    const size_t part_bytes =
+        plan.splits > 1 ? sizeof(float) * total_q * a->heads * plan.splits * (cache->cfg.head_dim + 1) : 0;
     if (part_bytes <= p->part_bytes) return FORGE_OK;
     enum cudaStreamCaptureStatus capturing;
     CUDA_TRY(fn, cudaStreamIsCapturing(stream_of(cache), &capturing));
@@ -225,16 +241,6 @@ forge_status cuda_paged_reserve(forge_paged_cache *cache, const forge_paged_atte
     }
     p->part_bytes = part_bytes;
     return FORGE_OK;
-}
-
-int cuda_paged_reach(const forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens) {
-    int reach = INT_MAX;
-    for (int first = 0; first < a->batch; first += FCUDA_MAX_SEQS) {
-        int split_size, splits;
-        launch_batch(cache, a, lens, first, cuda_launch_seqs(a->batch, first), &split_size, &splits);
-        if ((long)splits * split_size < reach) reach = splits * split_size;
-    }
-    return reach;
 }
 
 forge_status cuda_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens,
