@@ -24,7 +24,7 @@ done | sort -u | grep -E 'openblas|cjson|cmocka|gfortran|quadmath' | while read 
 done
 mkdir -p .carry/build/tests
 cp -P build/forge build/example_minimal build/libforge.so* .carry/build/
-for b in seed_graph_parts tile_bench; do [ -x build/$b ] && cp build/$b .carry/build/; done
+for b in seed_graph_parts tile_bench paged_stream_probe; do [ -x build/$b ] && cp build/$b .carry/build/; done
 cp build/tests/test_* .carry/build/tests/ 2>/dev/null || true
 rm -f .carry/build/tests/*.cmake
 cp ../shared/bench/torch_ref.py .carry/

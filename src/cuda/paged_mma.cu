@@ -11,7 +11,15 @@
  * the table); each warp takes its own NW tokens of a tile, with its own
  * online softmax of the 16 rows (flash_common.cuh), so a tile costs a warp
  * D/16 * NW/8 mmas for the scores and as many for P V. The warps' states
- * meet at the end (paged_finish). */
+ * meet at the end (paged_finish).
+ *
+ * Shared rows are dense and XOR-swizzled (16-byte chunk j of row r stored
+ * at chunk j ^ (r % 8)), which keeps ldmatrix free of bank conflicts as
+ * padding rows by 16 bytes also does, but streams faster: on the H200 at
+ * B = 16, L = 32k a probe of this kernel's copies and products reached
+ * 4.57 TB/s with swizzled rows against 4.20 with padded ones
+ * (bench/paged_stream_probe.cu). Head dim 32 and 96 rows are not whole
+ * 128-byte lines and stay padded. */
 #include "flash_common.cuh"
 #include "paged.cuh"
 
@@ -21,9 +29,15 @@ template <typename T, int D> struct paged_mma_cfg {
     /* tiles of the ring: 3 (2 blocks an SM at D = 128); 2 at D = 256 to fit.
      * 2 at D = 128 (3 blocks an SM) measured the same at B = 16, L = 32k. */
     static constexpr int STAGES = D >= 256 ? 2 : 3;
-    static constexpr int LD = D + 8;                    /* rows padded by 16 bytes: no ldmatrix bank conflicts */
     static constexpr int CH = D / 8;                    /* 16-byte chunks a row */
+    /* rows a thread copies a tile: the tile's chunks over the threads, to a power of two */
+    static constexpr int RUN = TILE * CH <= 4 * PAGED_THREADS ? 4 : TILE * CH <= 8 * PAGED_THREADS ? 8 : 16;
+    static_assert(TILE * CH <= 16 * PAGED_THREADS && TILE % RUN == 0, "a thread's rows fit the smallest page");
+    static constexpr bool SWIZZLE = CH % 8 == 0;
+    static constexpr int LD = SWIZZLE ? D : D + 8;      /* elements a shared row */
     static constexpr size_t ring_bytes = (size_t)(16 + 2 * STAGES * TILE) * LD * sizeof(T); /* Q, K and V */
+    /* where chunk j of row r starts in a region of rows, in elements */
+    static __device__ int at(int r, int j) { return r * LD + (SWIZZLE ? j ^ (r & 7) : j) * 8; }
     static constexpr size_t finish_bytes = paged_finish_bytes<D, 16>;
     static constexpr size_t bytes = ring_bytes > finish_bytes ? ring_bytes : finish_bytes;
 };
@@ -43,61 +57,68 @@ __global__ void __launch_bounds__(PAGED_THREADS) paged_mma_kernel(fcuda_pool p, 
 
     /* Q's rows, zeros past the block's */
     for (int c = threadIdx.x; c < 16 * CH; c += PAGED_THREADS) {
-        const int r = c / CH, col = (c % CH) * 8;
+        const int r = c / CH, j = c % CH;
         const bool ok = r < pb.nrows;
-        const T *src = ok ? (const T *)a.q + paged_row_at(pb, a, b, r) * D + col : (const T *)a.q;
-        cp_async_16(smem_addr(Qs + r * LD + col), src, ok ? 16 : 0);
+        const T *src = ok ? (const T *)a.q + paged_row_at(pb, a, b, r) * D + j * 8 : (const T *)a.q;
+        cp_async_16(smem_addr(Qs + C::at(r, j)), src, ok ? 16 : 0);
     }
     cp_async_commit();
 
     const size_t kv_pitch = (size_t)p.kv_heads * D; /* elements between a page's tokens */
-    const T *kg = (const T *)p.k + (size_t)pb.g * D, *vg = (const T *)p.v + (size_t)pb.g * D;
     const int *table = p.table + (size_t)b.seq[pb.i] * p.max_pages;
     const int page_shift = __ffs(p.page_size) - 1, page_mask = p.page_size - 1;
     const int n_tiles = (pb.end - pb.begin + TILE - 1) / TILE;
-    /* A thread copies chunk threadIdx.x % CH of rows threadIdx.x / CH +
-     * k * ROW_STEP of a tile (at D = 96 the last 8 threads copy none). The
-     * rows' pages are looked up a tile ahead of their copies, so that the
-     * copies' issue never waits on the table. */
-    constexpr int ROW_STEP = PAGED_THREADS / CH, ROWS = (TILE + ROW_STEP - 1) / ROW_STEP;
-    const int row0 = threadIdx.x / CH, col = (threadIdx.x % CH) * 8;
-    auto lookup = [&](int t, int (&row_at)[ROWS]) { /* each row's row of the pool; -1: past the split, or none */
-#pragma unroll
-        for (int k = 0; k < ROWS; k++) {
-            const int row = row0 + k * ROW_STEP, pos = pb.begin + t * TILE + row;
-            row_at[k] = row < TILE && threadIdx.x < ROW_STEP * CH && pos < pb.end
-                            ? table[pos >> page_shift] * p.page_size + (pos & page_mask)
-                            : -1;
-        }
+    /* The copies: thread run * CH + j copies chunk j of a tile's rows
+     * run * RUN .. run * RUN + RUN - 1, consecutive tokens and so on one page
+     * (RUN divides the smallest page), found by one table lookup a tile,
+     * made a tile ahead of its copies so that their issue never waits on
+     * the table; a warp's copies still cover whole rows. Few instructions a
+     * copy matter: the loop's issue is what bounds the stream (ncu). */
+    constexpr int RUN = C::RUN, RUNS = TILE / RUN;
+    const bool copier = RUNS * CH == PAGED_THREADS || threadIdx.x < RUNS * CH; /* D = 96: 96 threads copy */
+    const int run = threadIdx.x / CH, chunk = threadIdx.x % CH;
+    const T *kc = (const T *)p.k + (size_t)pb.g * D + chunk * 8, *vc = (const T *)p.v + (size_t)pb.g * D + chunk * 8;
+    /* tile t's run: its first row of the pool; 0 where it starts past the split */
+    auto lookup = [&](int t) {
+        const int pos = pb.begin + t * TILE + run * RUN;
+        return copier && pos < pb.end ? table[pos >> page_shift] * p.page_size + (pos & page_mask) : 0;
     };
-    /* tile t's K and V rows into stage s, rows past the split as zeros */
-    auto load = [&](const int (&row_at)[ROWS], int s) {
+    /* tile t's K and V rows into stage s from the run at pool row `row`,
+     * rows past the split as zeros */
+    auto load = [&](int t, int row, int s) {
+        if (!copier) return;
+        const int left = pb.end - (pb.begin + t * TILE + run * RUN); /* the run's rows in the split */
         T *ks = Ks + s * TILE * LD, *vs = Vs + s * TILE * LD;
+        size_t off = (size_t)row * kv_pitch;
 #pragma unroll
-        for (int k = 0; k < ROWS; k++) {
-            const int row = row0 + k * ROW_STEP;
-            if (row >= TILE || threadIdx.x >= ROW_STEP * CH) continue;
-            const size_t off = row_at[k] >= 0 ? (size_t)row_at[k] * kv_pitch + col : col;
-            cp_async_16(smem_addr(ks + row * LD + col), kg + off, row_at[k] >= 0 ? 16 : 0);
-            cp_async_16(smem_addr(vs + row * LD + col), vg + off, row_at[k] >= 0 ? 16 : 0);
+        for (int k = 0; k < RUN; k++, off += kv_pitch) {
+            const int n = k < left ? 16 : 0;
+            cp_async_16(smem_addr(ks + C::at(run * RUN + k, chunk)), kc + off, n);
+            cp_async_16(smem_addr(vs + C::at(run * RUN + k, chunk)), vc + off, n);
         }
     };
-    int row_at[ROWS];
 #pragma unroll
     for (int s = 0; s < STAGES - 1; s++) {
-        if (s < n_tiles) {
-            lookup(s, row_at);
-            load(row_at, s);
-        }
+        if (s < n_tiles) load(s, lookup(s), s);
         cp_async_commit();
     }
-    lookup(STAGES - 1, row_at); /* the loop's first copies */
+    int next_row = lookup(STAGES - 1); /* the loop's first copies */
 
     cp_async_wait<STAGES - 1>(); /* Q's group */
     __syncthreads();
     uint32_t qa[D / 16][4];
 #pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) ldmatrix_x4(qa[kk], Qs + (lane % 16) * LD + kk * 16 + (lane / 16) * 8);
+    for (int kk = 0; kk < D / 16; kk++) ldmatrix_x4(qa[kk], Qs + C::at(lane % 16, kk * 2 + lane / 16));
+
+    /* This lane's ldmatrix rows of a warp's K (scores) and V (P V) tokens,
+     * in bytes, by the 16 columns' step modulo 4: the swizzle repeats every
+     * 64 columns, so the other steps add constants. */
+    int k_at[4], v_at[4];
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        k_at[q] = C::at(lane % 8 + (lane / 16) * 8, q * 2 + (lane / 8) % 2) * sizeof(T);
+        v_at[q] = C::at(lane % 8 + ((lane / 8) % 2) * 8, q * 2 + lane / 16) * sizeof(T);
+    }
 
     /* this lane's rows lane/4 and lane/4 + 8: the last positions they see
      * (rows past the block's see all; their results are dropped) */
@@ -112,8 +133,8 @@ __global__ void __launch_bounds__(PAGED_THREADS) paged_mma_kernel(fcuda_pool p, 
         cp_async_wait<STAGES - 2>();
         __syncthreads(); /* tile t is in for every thread; tile t - 1's stage is free */
         if (t + STAGES - 1 < n_tiles) {
-            load(row_at, (t + STAGES - 1) % STAGES);
-            lookup(t + STAGES, row_at); /* used at the next iteration */
+            load(t + STAGES - 1, next_row, (t + STAGES - 1) % STAGES);
+            next_row = lookup(t + STAGES); /* used at the next iteration */
         }
         cp_async_commit();
         const T *Kt = Ks + ((t % STAGES) * TILE + warp * NW) * LD, *Vt = Vs + ((t % STAGES) * TILE + warp * NW) * LD;
@@ -126,7 +147,7 @@ __global__ void __launch_bounds__(PAGED_THREADS) paged_mma_kernel(fcuda_pool p, 
 #pragma unroll
             for (int n = 0; n < NT / 2; n++) {
                 uint32_t kb[4];
-                ldmatrix_x4(kb, Kt + (n * 16 + lane % 8 + (lane / 16) * 8) * LD + kk * 16 + ((lane / 8) % 2) * 8);
+                ldmatrix_x4(kb, (const char *)Kt + k_at[kk % 4] + (n * 16 * LD + kk / 4 * 64) * sizeof(T));
                 mma_16816<T>(sc[2 * n], qa[kk], kb[0], kb[1], kk == 0);
                 mma_16816<T>(sc[2 * n + 1], qa[kk], kb[2], kb[3], kk == 0);
             }
@@ -151,7 +172,7 @@ __global__ void __launch_bounds__(PAGED_THREADS) paged_mma_kernel(fcuda_pool p, 
 #pragma unroll
             for (int d = 0; d < D / 16; d++) {
                 uint32_t vb[4];
-                ldmatrix_x4_trans(vb, Vt + (kk * 16 + lane % 8 + ((lane / 8) % 2) * 8) * LD + d * 16 + (lane / 16) * 8);
+                ldmatrix_x4_trans(vb, (const char *)Vt + v_at[d % 4] + (kk * 16 * LD + d / 4 * 64) * sizeof(T));
                 mma_16816<T>(o[2 * d], pa[kk], vb[0], vb[1]);
                 mma_16816<T>(o[2 * d + 1], pa[kk], vb[2], vb[3]);
             }
