@@ -31,16 +31,4 @@ for p in "${points[@]}"; do
     done
   done
 done
-python3 - "$OUT/ab-decode.jsonl" <<'PY'
-import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-cells = {}
-for r in rows:
-    key = (r["dtype"], r["batch"], r["kv_len"], r["heads"], r["kv_heads"], r["head_dim"])
-    cells.setdefault(key, {}).setdefault(r["build"], []).append(r["TBps"])
-print("| dtype | B | L | heads | D | baseline TB/s | tree TB/s | change |")
-print("|---|---|---|---|---|---|---|---|")
-for (dt, b, l, h, k, d), v in cells.items():
-    a, t = statistics.median(v.get("baseline", [0])), statistics.median(v.get("tree", [0]))
-    print(f"| {dt} | {b} | {l} | {h}/{k} | {d} | {a:.3f} | {t:.3f} | {100 * (t / a - 1) if a else 0:+.1f}% |")
-PY
+python3 bench/ab_table.py "$OUT/ab-decode.jsonl" TBps dtype batch kv_len heads kv_heads head_dim

@@ -41,17 +41,4 @@ for p in "${points[@]}"; do
     done
   done
 done
-python3 - "$OUT/ab.jsonl" <<'PY'
-import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-cells = {}
-for r in rows:
-    key = (r["impl"], r["head_dim"], r["heads"], r["kv_heads"], r["causal"], r["seq"])
-    cells.setdefault(key, {}).setdefault(r["build"], []).append(r["TFLOPs"])
-print("| impl | D | heads | causal | S | baseline | tree | change |")
-print("|---|---|---|---|---|---|---|---|")
-for key, v in cells.items():
-    a, b = statistics.median(v.get("baseline", [0])), statistics.median(v.get("tree", [0]))
-    impl, d, h, k, c, s = key
-    print(f"| {impl} | {d} | {h}/{k} | {int(c)} | {s} | {a:.1f} | {b:.1f} | {100 * (b / a - 1) if a else 0:+.1f}% |")
-PY
+python3 bench/ab_table.py "$OUT/ab.jsonl" TFLOPs impl head_dim heads kv_heads causal seq
