@@ -7,8 +7,9 @@
  * (decode with GQA: the group's heads; rows past the group are zeros,
  * computed and dropped: tensor cores have throughput to spare) and one
  * split of the sequence's tokens. The split streams through a ring of
- * STAGES tiles in shared memory (cp.async, each token's page looked up in
- * the table); each warp takes its own NW tokens of a tile, with its own
+ * STAGES tiles in shared memory (cp.async; a thread copies a run of
+ * consecutive tokens, on one page, so one table lookup a tile serves it);
+ * each warp takes its own NW tokens of a tile, with its own
  * online softmax of the 16 rows (flash_common.cuh), so a tile costs a warp
  * D/16 * NW/8 mmas for the scores and as many for P V. The warps' states
  * meet at the end (paged_finish).
@@ -19,7 +20,9 @@
  * B = 16, L = 32k a probe of this kernel's copies and products reached
  * 4.57 TB/s with swizzled rows against 4.20 with padded ones
  * (bench/paged_stream_probe.cu). Head dim 32 and 96 rows are not whole
- * 128-byte lines and stay padded. */
+ * 128-byte lines and stay padded. In the kernel itself swizzling paid only
+ * once the copies were lean: the loop's instruction issue, not the memory,
+ * had bounded it (BENCHMARKS.md, decode version 3). */
 #include "flash_common.cuh"
 #include "paged.cuh"
 
@@ -27,7 +30,8 @@ template <typename T, int D> struct paged_mma_cfg {
     static constexpr int NW = D <= 32 ? 32 : 16;        /* tokens a warp takes of a tile */
     static constexpr int TILE = NW * PAGED_WARPS;       /* tokens a stage */
     /* tiles of the ring: 3 (2 blocks an SM at D = 128); 2 at D = 256 to fit.
-     * 2 at D = 128 (3 blocks an SM) measured the same at B = 16, L = 32k. */
+     * 2 at D = 128 (3 blocks an SM) measured the same at B = 16, L = 32k,
+     * with padded rows and the copies before version 3. */
     static constexpr int STAGES = D >= 256 ? 2 : 3;
     static constexpr int CH = D / 8;                    /* 16-byte chunks a row */
     /* rows a thread copies a tile: the tile's chunks over the threads, to a power of two */
