@@ -4,7 +4,7 @@
  * test; outputs and log-sum-exps poisoned with NaN before every call.
  *
  * Decode (one query a sequence) and chunked prefill (several), every dtype,
- * head dims 32 to 256, GQA, page sizes 16 and 64, lengths that are no
+ * head dims 32 to 256, GQA, page sizes 16, 32, 64 and 128, lengths that are no
  * multiple of the page size, page tables out of order (pages released and
  * handed out again, sequences grown in turns), forks that share a prefix
  * and copy the partial page on write, running out of pages, more sequences
@@ -290,6 +290,7 @@ static void test_head_dims(void **state) {
     static const int dims[] = {32, 96, 256};
     for (int i = 0; i < 3; i++) check_shape(FORGE_BF16, 4, 4, dims[i], 32, 200 + i);
     check_shape(FORGE_F16, 8, 1, 128, 16, 210); /* MQA */
+    check_shape(FORGE_BF16, 8, 2, 128, 128, 211); /* pages longer than the kernel's tiles */
 }
 
 /* A fork shares its source's pages; an append to either copies the shared
