@@ -163,7 +163,6 @@ static forge_status check_cache(const char *fn, const forge_layer *layer, const 
     return FORGE_OK;
 }
 
-/* Checks the batch; on success *total is the number of rows of x and y. */
 forge_status forge_check_seq(const char *fn, const forge_seq *seqs, int i, int max_pos, const char *max_name,
                              int64_t *tokens) {
     const forge_seq *s = &seqs[i];
@@ -192,6 +191,7 @@ forge_status forge_check_distinct(const char *fn, const forge_seq *seqs, int n_s
     return st;
 }
 
+/* Checks the batch; on success *total is the number of rows of x and y. */
 static forge_status check_seqs(const char *fn, const forge_layer *layer, const forge_kv_cache *cache,
                                const forge_seq *seqs, int n_seqs, int *total) {
     int64_t tokens = 0;
