@@ -64,7 +64,7 @@ int bench_step(int argc, char **argv) {
     if (cli_parse_bench_shape(CMD, "--kv-len", argc, argv, extra, 3, &sh) != 0) return 1;
     if (hidden < 0) return cli_error(CMD, "--hidden must not be negative");
     const long max_len = (long)sh.len + 2L * (sh.warmup + sh.iters); /* eager steps, then graph steps */
-    if (max_len > 1L << 30) return cli_error(CMD, "batch * kv-len / page-size is over 2^30 pages");
+    if (max_len > 1L << 30) return cli_error(CMD, "--kv-len and the steps reach %ld tokens, over 2^30", max_len);
     forge_paged_config pc;
     if (paged_bench_config(CMD, &sh, page_size, max_len, &pc) != 0) return 1;
     const int batch = sh.batch, kv_len = sh.len, heads = sh.heads, kv_heads = sh.kv_heads, head_dim = sh.head_dim;
