@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Issue 6's decode sweep, Forge beside PyTorch in one process on the GPU
 machine (scripts/decode-sweep.sh calls it): GQA 32/8, head dim 128, bf16,
 B = 1, 16, 64 sequences of L = 1k, 8k, 32k cached tokens where B*L <= 512k,

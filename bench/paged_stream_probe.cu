@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* paged_stream_probe.cu: how fast can the decode kernel's blocks stream
  * their pages into shared memory, and what slows them? Each variant reads
  * the whole K and V of a paged pool laid out as forge's (token-major rows:

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Draws the decode sweep (scripts/decode-sweep.sh) as an SVG: one panel per
 batch size, TB/s of K and V read against the cached length, Forge beside
 PyTorch's SDPA backends; prints the medians of the rounds as a markdown

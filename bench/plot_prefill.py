@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Draws the prefill sweep (scripts/prefill-sweep.sh) as an SVG: one panel per
 configuration, TFLOP/s against sequence length for Forge (as dispatched, and
 its portable mma.sync kernel) and PyTorch's flash and cuDNN backends; prints

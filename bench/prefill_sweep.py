@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Issue 5's prefill sweep, Forge beside PyTorch in one process on the GPU
 machine (scripts/prefill-sweep.sh calls it): S = 512 .. 16k with B*S = 16k
 tokens, head dims 64 and 128 with H*D = 2048, causal and not, and GQA 32/8

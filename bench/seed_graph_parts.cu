@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* seed_graph_parts.cu: where the seed layer's graph time goes. Times (CUDA
  * events around one replay, as forge bench and torch_ref.py do) graphs of
  * empty kernels, the launch floor, and graphs of each subset of the small

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What bench/prefill_sweep.py and bench/decode_sweep.py share: their common
 arguments, torch_ref.py loaded as a module (its timing code and backend
 table), and Forge's own JSON line run as a subprocess."""

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Prints JSON lines from forge bench and torch_ref.py as one markdown table.
 
   python3 bench/table.py results.jsonl

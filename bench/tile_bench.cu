@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tile_bench.cu: times the flash kernels alone, the portable mma.sync one
  * (src/cuda/flash_mma.cu) and the Hopper one (flash_wgmma.cu), at a few
  * prefill shapes, in TFLOP/s (causal FLOPs halved), without the library

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* minimal.c: one attention layer through Forge's C API: a prefill of four
  * tokens, then one decode step, on the best backend present. */
 #include <forge.h>
@@ -15,10 +16,10 @@ int main(void) {
     float *all[] = {wq, wk, wv, wo};
     size_t sizes[] = {sizeof wq, sizeof wk, sizeof wv, sizeof wo};
     for (int m = 0; m < 4; m++)
-        for (size_t i = 0; i < sizes[m] / sizeof(float); i++) all[m][i] = (float)rand() / RAND_MAX - 0.5f;
+        for (size_t i = 0; i < sizes[m] / sizeof(float); i++) all[m][i] = (float)rand() / (float)RAND_MAX - 0.5f;
     forge_layer_weights w = {.q_proj = wq, .k_proj = wk, .v_proj = wv, .o_proj = wo};
     float host_x[5 * HIDDEN], host_y[5 * HIDDEN];
-    for (int i = 0; i < 5 * HIDDEN; i++) host_x[i] = (float)rand() / RAND_MAX - 0.5f;
+    for (int i = 0; i < 5 * HIDDEN; i++) host_x[i] = (float)rand() / (float)RAND_MAX - 0.5f;
 
     forge_context *ctx = NULL;
     forge_layer *layer = NULL;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * forge.h: the public C API of Forge, the attention layer of an LLM inference
  * engine (QKV projection, RoPE, KV cache, causal attention, output projection).
@@ -29,6 +30,17 @@ extern "C" {
 #else
 #define FORGE_API
 #endif
+
+/* --------------------------------------------------------------- version */
+
+/* The version of this header (CMake reads it from here: the one place). */
+#define FORGE_VERSION_MAJOR 0
+#define FORGE_VERSION_MINOR 2
+#define FORGE_VERSION_PATCH 0
+
+/* The version of the library that runs, "MAJOR.MINOR.PATCH": it may differ
+ * from the header's when a program runs against another build. */
+FORGE_API const char *forge_version(void);
 
 /* ---------------------------------------------------------------- status */
 
@@ -80,6 +92,13 @@ typedef enum {
 
 FORGE_API const char *forge_backend_name(forge_backend backend); /* "auto", "cpu", "cuda" */
 
+/* FORGE_OK when contexts of this backend can be created here; otherwise
+ * FORGE_ERR_UNSUPPORTED and forge_last_error() says why: a build without
+ * it, no device, a GPU older than sm_80, a GPU this build has no code for.
+ * AUTO is always available: it is CUDA where CUDA is, else the CPU, and
+ * forge_backend_available(FORGE_BACKEND_CUDA) tells why it chose the CPU. */
+FORGE_API forge_status forge_backend_available(forge_backend backend);
+
 /* A context owns the backend's resources; layers and caches are created in one. */
 typedef struct forge_context forge_context;
 
@@ -119,8 +138,9 @@ FORGE_API forge_status forge_context_set_fallback(forge_context *ctx, forge_fall
 /* Which flash-attention kernel this context's CUDA calls run (attention
  * alone and 16-bit layers); the CPU backend has one and ignores this. */
 typedef enum {
-    FORGE_KERNEL_AUTO = 0, /* the Hopper kernel on sm_90 at head dims 64 and 128,
-                              else the portable one (the default)                 */
+    FORGE_KERNEL_AUTO = 0, /* the Hopper kernel on sm_90 (where the build has
+                              sm_90 in its architectures) at head dims 64 and
+                              128, else the portable one (the default)           */
     FORGE_KERNEL_PORTABLE, /* the portable mma.sync kernel at every head dim: what
                               GPUs before Hopper run, for comparing the two        */
 } forge_kernel;

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Runs on the GPU machine (device tool): times the tree's build (.carry/build)
 # against a baseline commit's (.carry/baseline, from
 # `scripts/device-prepare.sh --baseline REV`) in one run, so that clocks

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Runs on the GPU machine (device tool) over .carry/ (scripts/device-prepare.sh):
 # issue 6's decode sweep, forge bench decode beside PyTorch's SDPA backends,
 # every point in ROUNDS rounds of all sides in turn (bench/decode_sweep.py),

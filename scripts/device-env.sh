@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Sourced by the scripts that run on the GPU machine (device.sh,
 # prefill-sweep.sh, ab-prefill.sh): moves to the repository root, unpacks
 # the Debian libraries that scripts/device-prepare.sh packed (the device

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Run here before a device call: builds Forge and copies into .carry/ what the
 # GPU machine needs: the programs and library (.carry/build, without the
 # object files), the Debian shared libraries they link (.carry/lib), and

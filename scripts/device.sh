@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Runs on the GPU machine (device tool), over the .carry/ that
 # scripts/device-prepare.sh made here: the test programs (CPU and GPU),
 # compute-sanitizer on a small grid, forge run, then each benchmark shape

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Runs on the GPU machine (device tool) over .carry/ (scripts/device-prepare.sh):
 # issue 5's prefill sweep, forge bench prefill (the kernel as dispatched, and
 # the portable mma.sync one) beside PyTorch's SDPA backends, every point in

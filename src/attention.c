@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* attention.c: forge_attention_forward, attention alone over a varlen batch:
  * every argument checked here, the work done by the context's backend. */
 #include <math.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* backend.h: the interface every backend implements, and the handles' layout.
  *
  * The generic code (context.c, layer.c, kv_cache.c, graph.c) checks every
@@ -200,8 +201,9 @@ struct forge_graph {
 extern const forge_backend_ops forge_cpu_backend;
 #ifdef FORGE_HAVE_CUDA
 extern const forge_backend_ops forge_cuda_backend;
-/* FORGE_OK when a CUDA device can be used, else why not. */
-forge_status forge_cuda_available(void);
+/* FORGE_OK when a CUDA device can be used, else why not (the message
+ * begins with fn). */
+forge_status forge_cuda_available(const char *fn);
 #endif
 
 /* The monotonic wall clock in microseconds (context.c). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* context.c: backend choice, streams, buffers and the fallback policy. */
 #include <stdlib.h>
 #include <time.h>
@@ -15,15 +16,15 @@ const char *forge_backend_name(forge_backend backend) {
     return "unknown";
 }
 
-/* The ops of a backend, or an error saying why it cannot be had here. */
-static forge_status pick_backend(forge_backend backend, const forge_backend_ops **ops) {
-    static const char fn[] = "forge_context_create";
+/* The ops of a backend, or an error saying why it cannot be had here (its
+ * message begins with fn). AUTO takes CUDA where it can be used. */
+static forge_status pick_backend(const char *fn, forge_backend backend, const forge_backend_ops **ops) {
     switch (backend) {
     case FORGE_BACKEND_CPU: *ops = &forge_cpu_backend; return FORGE_OK;
     case FORGE_BACKEND_AUTO:
     case FORGE_BACKEND_CUDA:
 #ifdef FORGE_HAVE_CUDA
-        if (forge_cuda_available() == FORGE_OK) {
+        if (forge_cuda_available(fn) == FORGE_OK) {
             *ops = &forge_cuda_backend;
             return FORGE_OK;
         }
@@ -38,10 +39,15 @@ static forge_status pick_backend(forge_backend backend, const forge_backend_ops 
     return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: unknown backend %d", fn, (int)backend);
 }
 
+forge_status forge_backend_available(forge_backend backend) {
+    const forge_backend_ops *ops;
+    return pick_backend("forge_backend_available", backend, &ops);
+}
+
 forge_status forge_context_create(forge_backend backend, forge_context **out) {
     FORGE_CHECK_NOT_NULL(out, "forge_context_create");
     const forge_backend_ops *ops = NULL;
-    forge_status st = pick_backend(backend, &ops);
+    forge_status st = pick_backend("forge_context_create", backend, &ops);
     if (st != FORGE_OK) return st;
     forge_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "forge_context_create: out of memory");

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cpu_twin.c: running a call of a non-CPU layer on the CPU backend instead,
  * for the fallback policy and the self-check: copy in (x and each slot's
  * cached prefix), compute on the layer's CPU twin, copy out (y and the new

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* dtype.c: dtype names and sizes, and conversion between fp32, fp16 and bf16. */
 #include <string.h>
 

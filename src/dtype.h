@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* dtype.h: scalar conversions between fp32 and the 16-bit float formats. */
 #ifndef FORGE_DTYPE_H
 #define FORGE_DTYPE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* error.h: setting the per-thread error message that forge_last_error() returns. */
 #ifndef FORGE_ERROR_H
 #define FORGE_ERROR_H

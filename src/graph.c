@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* graph.c: recorded forward calls of fixed shape, over a KV cache or a paged
  * one. A backend with graph_capture records them as one replayable unit
  * (CUDA graphs); elsewhere a graph is the call's arguments, replayed as a

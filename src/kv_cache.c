@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kv_cache.c: KV cache handles and slot bookkeeping; storage is the backend's. */
 #include <stdlib.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* layer.c: layer config checks, layer handles, and the argument checks of a
  * forward call that every backend shares. */
 #include <limits.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* layer_paged.c: the layer's forward call over a paged KV cache. The checks,
  * the pages of the new tokens (found before the backend runs, given back if
  * it fails), and the lengths, advanced after it; the backend projects,

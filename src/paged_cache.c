@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* paged_cache.c: the paged KV cache's bookkeeping, on the host: the page
  * pool's free list and reference counts, each sequence's page table and
  * length, forks that share pages and copy a shared partial page on write,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* safetensors.c: reading and writing .safetensors files.
  *
  * Layout: an 8-byte little-endian header length N, N bytes of JSON

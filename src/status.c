@@ -1,10 +1,19 @@
-/* status.c: status strings and the per-thread message of the last failure. */
+/* SPDX-License-Identifier: Apache-2.0 */
+/* status.c: the library's version, status strings and the per-thread message
+ * of the last failure. */
 #include <stdarg.h>
 #include <stdio.h>
 
 #include "error.h"
 
 static _Thread_local char last_error[512];
+
+#define FORGE_STR_(x) #x
+#define FORGE_STR(x) FORGE_STR_(x)
+
+const char *forge_version(void) {
+    return FORGE_STR(FORGE_VERSION_MAJOR) "." FORGE_STR(FORGE_VERSION_MINOR) "." FORGE_STR(FORGE_VERSION_PATCH);
+}
 
 const char *forge_status_str(forge_status status) {
     switch (status) {

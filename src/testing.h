@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* testing.h: hooks for the tests only; not part of the public API. */
 #ifndef FORGE_TESTING_H
 #define FORGE_TESTING_H

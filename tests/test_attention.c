@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_attention.c: forge_attention_forward (attention alone, varlen batches)
  * against the float64 reference, on fresh random inputs rounded to the dtype
  * under test; outputs and log-sum-exps poisoned with NaN before every call.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_cli.c: the forge tool, run as a user would.
  *
  *   test_cli PATH/TO/forge

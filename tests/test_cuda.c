@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_cuda.c: what only the CUDA backend has, on the GPU; "skipped: no CUDA
  * device" (exit 77) elsewhere.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_errors.c: every bad input gets its status and a message naming the
  * problem, and leaves outputs, handles and the KV cache as they were. */
 #include <float.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_layer.c: the attention layer against the float64 reference.
  *
  * The seed report's cases (single token, 16 tokens, causal mask, backend

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_layer_paged.c: the attention layer over a paged KV cache, and graphs
  * of its batch decode steps. Every output is checked against the float64
  * reference of its sequence run whole, and against forge_layer_forward

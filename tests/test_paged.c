@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_paged.c: the paged KV cache and attention over it, against the
  * float64 reference and against forge_attention_forward on the same K and V
  * laid out contiguously, on fresh random inputs rounded to the dtype under

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_rope.c: RoPE against its closed form, at positions up to 2^24 - 1.
  *
  * The closed form rotates pair i by pos * theta^(-2i/d) in long double. The

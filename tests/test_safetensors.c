@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_safetensors.c: the safetensors reader and writer.
  *
  * A round trip of every dtype (with a scalar, an empty tensor and metadata),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_util.c: helpers shared by the tests. */
 #include <math.h>
 #include <stdio.h>

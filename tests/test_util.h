@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_util.h: helpers for the cmocka tests: layers with random weights,
  * poisoned outputs, and comparison with the float64 reference. */
 #ifndef FORGE_TEST_UTIL_H

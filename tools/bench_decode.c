@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bench_decode.c: `forge bench decode`, one decode step of attention over a
  * paged KV cache (forge_paged_attention), the work of
  * ../shared/bench/torch_ref.py decode: B sequences of L cached tokens, one

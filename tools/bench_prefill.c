@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bench_prefill.c: `forge bench prefill`, attention alone
  * (forge_attention_forward) on a batch of equal-length sequences, the work of
  * ../shared/bench/torch_ref.py prefill: q [B*S, H, D], k and v [B*S, K, D]

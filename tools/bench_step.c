@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bench_step.c: `forge bench step`, one batch decode step of the whole layer
  * over a paged KV cache: B sequences of L cached tokens each take one new
  * token (QKV projection, RoPE, the append into their pages, paged attention,

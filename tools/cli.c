@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cli.c: option parsing, errors and timing shared by the forge commands. */
 #include <errno.h>
 #include <limits.h>

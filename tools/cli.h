@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cli.h: what the forge tool's commands share: option parsing, one-line
  * errors, and statistics of timings. */
 #ifndef FORGE_CLI_H

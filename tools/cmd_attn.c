@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cmd_attn.c: `forge attn`, one attention layer on tensors from safetensors
  * files. Every dimension the tensors determine is read from their shapes:
  * hidden = columns of q_proj.weight, head_dim = its rows / --heads, kv_heads =

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cmd_bench.c: `forge bench layer`, timings of the whole layer (`forge bench
  * prefill`, attention alone, is bench_prefill.c's; `forge bench decode`,
  * attention over a paged cache, bench_decode.c's; `forge bench step`, the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cmd_check.c: `forge check`, the backend against the float64 reference over
  * a grid of shapes (sequence lengths, heads and KV heads, head dims, cached
  * prefixes) on both attention paths, with fresh random weights and inputs

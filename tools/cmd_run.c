@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cmd_run.c: `forge run`, Forge's main job. The seed report's layer (seq 32,
  * 4 heads, head_dim 32, hidden 128, float32, RoPE) with seeded random weights
  * on the best backend present: which backend ran, per-stage and total times,
@@ -24,8 +25,12 @@ static int report(const layer_bench *b, forge_backend asked, double *us, double 
            "RoPE half theta %g\n",
            SEED_SEQ, c->heads, c->kv_heads, c->head_dim, c->hidden, forge_dtype_name(c->dtype),
            (double)c->rope_theta);
-    printf("backend: %s%s\n", forge_backend_name(forge_context_backend(b->ctx)),
-           asked == FORGE_BACKEND_AUTO ? " (best present)" : "");
+    const forge_backend ran = forge_context_backend(b->ctx);
+    if (asked == FORGE_BACKEND_AUTO && ran == FORGE_BACKEND_CPU &&
+        forge_backend_available(FORGE_BACKEND_CUDA) != FORGE_OK)
+        printf("backend: cpu (best present; not cuda: %s)\n", forge_last_error());
+    else
+        printf("backend: %s%s\n", forge_backend_name(ran), asked == FORGE_BACKEND_AUTO ? " (best present)" : "");
     printf("%-20s %12s   (medians of %d calls)\n", "stage", "time (us)", iters);
     for (int s = 0; s < FORGE_STAGE_COUNT; s++)
         printf("  %-18s %12.2f\n", forge_stage_name((forge_stage)s), stage_med[s]);

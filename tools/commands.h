@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* commands.h: the forge tool's commands; each returns the process exit code. */
 #ifndef FORGE_COMMANDS_H
 #define FORGE_COMMANDS_H

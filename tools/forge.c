@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* forge.c: the forge command-line tool, a thin layer over libforge.
  *
  *   forge run                 the seed layer on the best backend, checked
@@ -49,6 +50,10 @@ static const char usage[] =
     "         of L tokens (forge_layer_forward_paged), eager and as a graph\n";
 
 int main(int argc, char **argv) {
+    if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
+        printf("forge %s\n", forge_version());
+        return 0;
+    }
     if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
         strcmp(argv[1], "-h") == 0) {
         fputs(usage, argc < 2 ? stderr : stdout);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* layer_bench.c: a seeded random layer and batch, and its timing. */
 #include <stdlib.h>
 #include <string.h>

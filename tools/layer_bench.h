@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* layer_bench.h: a layer with seeded random weights and a batch of prefills,
  * timed; what forge run and forge bench share. */
 #ifndef FORGE_LAYER_BENCH_H

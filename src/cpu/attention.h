@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* attention.h: attention of one sequence over its keys (CPU backend). */
 #ifndef FORGE_CPU_ATTENTION_H
 #define FORGE_CPU_ATTENTION_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cpu_backend.c: the CPU backend. Forge's fallback, and the backend that the
  * GPU is checked against besides the float64 reference. It computes in
  * float32; a layer in fp16 or bf16 takes weights, x and y in that dtype and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* layer.h: the CPU backend's layer (cpu_backend.c) and the stages of a
  * forward call that its contiguous and paged calls share. */
 #ifndef FORGE_CPU_LAYER_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* layer_paged.c: the CPU backend's layer call over a paged cache. The
  * contiguous call's projection, rotation and output (cpu_backend.c); K and
  * V of the new tokens go into their pages in the cache's dtype, and each

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* paged.c: the CPU backend's paged KV cache. K and V of the pool are
  * [n_pages, page_size, kv_heads, head_dim] in the cache's dtype, in host
  * memory; token p of a sequence is row p % page_size of page

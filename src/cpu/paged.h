@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* paged.h: the CPU backend's paged KV cache (paged.c): the pool in host
  * memory, in the cache's dtype; the backend reads the host page tables. */
 #ifndef FORGE_CPU_PAGED_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* rope.c: rotary position embedding on float32 rows (CPU backend). */
 #include <math.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* rope.h: rotary position embedding on float32 rows (CPU backend). */
 #ifndef FORGE_CPU_ROPE_H
 #define FORGE_CPU_ROPE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* batch.cuh: device helpers for a launch's sequences and their K, V place. */
 #ifndef FORGE_CUDA_BATCH_CUH
 #define FORGE_CUDA_BATCH_CUH

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cuda_backend.c: the CUDA backend's host side. One forward call queues, on
  * the context's stream and with no host copy or synchronisation:
  *   qkv  = x Wqkv^T + b       cuBLASLt, bias in the epilogue
@@ -28,9 +29,8 @@ forge_status blas_err(const char *where, const char *what, cublasStatus_t e) {
 
 /* ------------------------------------------------------------- context */
 
-forge_status forge_cuda_available(void) {
-    static const char fn[] = "forge_context_create";
-    int count = 0, device = 0;
+forge_status forge_cuda_available(const char *fn) {
+    int count = 0, device = 0, ptx = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count == 0)
         return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: no CUDA device (%s)", fn,
@@ -38,9 +38,13 @@ forge_status forge_cuda_available(void) {
     struct cudaDeviceProp prop;
     if ((e = cudaGetDevice(&device)) != cudaSuccess || (e = cudaGetDeviceProperties(&prop, device)) != cudaSuccess)
         return cuda_err(fn, "cudaGetDeviceProperties", e);
-    if (prop.major < 9)
-        return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: %s is sm_%d%d; Forge's kernels are built for sm_90",
+    if (prop.major < 8)
+        return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: %s is sm_%d%d; Forge's CUDA kernels need sm_80 or newer",
                           fn, prop.name, prop.major, prop.minor);
+    if ((e = fcuda_device_check(&ptx)) != cudaSuccess)
+        return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: this build has no code for %s (sm_%d%d): %s; rebuild with "
+                          "it in CMAKE_CUDA_ARCHITECTURES", fn, prop.name, prop.major, prop.minor,
+                          cudaGetErrorString(e));
     return FORGE_OK;
 }
 
@@ -58,6 +62,12 @@ static void cuda_context_free(forge_context *ctx) {
     ctx->impl = NULL;
 }
 
+/* The sm_90a kernels run on compute capability 9.0 alone, where the build
+ * has them (it has, when they support a head dim). */
+static int hopper_kernels_run(int major, int minor) {
+    return major == 9 && minor == 0 && fcuda_flash_wgmma_supported(128);
+}
+
 static forge_status cuda_context_init(forge_context *ctx) {
     static const char fn[] = "forge_context_create";
     cuda_ctx *c = calloc(1, sizeof *c);
@@ -66,16 +76,18 @@ static forge_status cuda_context_init(forge_context *ctx) {
     forge_status st = FORGE_OK;
     cudaError_t e;
     cublasStatus_t b;
-    int major = 0;
+    int major = 0, minor = 0, ptx = 0;
     if ((e = cudaGetDevice(&c->device)) != cudaSuccess) st = cuda_err(fn, "cudaGetDevice", e);
     else if ((e = fcuda_flash_init()) != cudaSuccess) st = cuda_err(fn, "fcuda_flash_init", e);
     else if ((e = fcuda_flash_mma_init()) != cudaSuccess) st = cuda_err(fn, "fcuda_flash_mma_init", e);
     else if ((e = fcuda_paged_init()) != cudaSuccess) st = cuda_err(fn, "fcuda_paged_init", e);
     else if ((e = cudaDeviceGetAttribute(&c->sms, cudaDevAttrMultiProcessorCount, c->device)) != cudaSuccess)
         st = cuda_err(fn, "cudaDeviceGetAttribute", e);
-    else if ((e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->device)) != cudaSuccess)
+    else if ((e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->device)) != cudaSuccess ||
+             (e = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, c->device)) != cudaSuccess)
         st = cuda_err(fn, "cudaDeviceGetAttribute", e);
-    else if ((c->hopper = major == 9) && (e = fcuda_flash_wgmma_init()) != cudaSuccess)
+    else if ((e = fcuda_device_check(&ptx)) != cudaSuccess) st = cuda_err(fn, "fcuda_device_check", e);
+    else if ((c->hopper = hopper_kernels_run(major, minor)) && (e = fcuda_flash_wgmma_init()) != cudaSuccess)
         st = cuda_err(fn, "fcuda_flash_wgmma_init", e);
     else if ((e = cudaStreamCreateWithFlags(&c->own_stream, cudaStreamNonBlocking)) != cudaSuccess)
         st = cuda_err(fn, "cudaStreamCreateWithFlags", e);
@@ -89,6 +101,7 @@ static forge_status cuda_context_init(forge_context *ctx) {
     else if ((b = cublasSetWorkspace(c->blas, c->workspace, WORKSPACE_BYTES)) != CUBLAS_STATUS_SUCCESS)
         st = blas_err(fn, "cublasSetWorkspace", b);
     c->stream = c->own_stream;
+    if (st == FORGE_OK) fcuda_pdl_enable(major, ptx);
     if (st != FORGE_OK) cuda_context_free(ctx);
     return st;
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cuda_backend.h: the CUDA backend's host-side state, shared by its files:
  * cuda_backend.c (context, buffers, cache, layers, the fp32 forward call,
  * attention alone, graphs), lt_linear.c (projections through cuBLASLt),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cuda_paged.c: the CUDA backend's paged KV cache (kernels in paged.cu).
  * The pools and a copy of the page tables live in device memory; each range
  * of a table that paged_cache.c changes is uploaded on the context's stream,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* flash_attention.cu: causal attention in one kernel, float32 (FlashAttention's
  * online softmax on CUDA cores). A block takes BQ query rows of one head of
  * one sequence and walks the keys those rows can see in tiles of BK, held in

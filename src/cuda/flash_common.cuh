@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* flash_common.cuh: what the tensor-core flash kernels (flash_mma.cu,
  * flash_wgmma.cu) share: which rows and keys a block owns, and the work on
  * one warp's 16 rows of scores, which both hold in mma.m16n8's accumulator

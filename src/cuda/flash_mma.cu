@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* flash_mma.cu: flash attention forward on tensor cores with mma.sync
  * (bf16 or fp16 in, float accumulation; sm_80 and later, Hopper included).
  *

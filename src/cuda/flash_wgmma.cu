@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* flash_wgmma.cu: flash attention forward on Hopper (sm_90a; built with
  * -gencode arch=compute_90a,code=sm_90a), for head dims 64 and 128, bf16 or
  * fp16: TMA loads, wgmma products, warp specialisation.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kernels.h: the CUDA backend's kernels, as seen from its C host code. Each
  * launcher queues its kernel on the given stream and returns the launch's
  * error (cudaGetLastError). */
@@ -9,6 +10,14 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Checks of the current device (device.cu): the PTX version
+ * of the code it runs, or the error when the build has none for it
+ * (cudaErrorNoKernelImageForDevice); and whether kernels may overlap by
+ * programmatic dependent launch, from its compute capability's major and
+ * that PTX version. */
+cudaError_t fcuda_device_check(int *ptx_version);
+void fcuda_pdl_enable(int major, int ptx_version);
 
 /* Sequences handled by one launch. Passed by value as a kernel parameter, so
  * that a forward call makes no host copy and can be captured in a graph;
@@ -114,10 +123,19 @@ cudaError_t fcuda_flash_mma_init(void);
 cudaError_t fcuda_flash_mma(const fcuda_mma_args *a, const fcuda_varlen *b, cudaStream_t stream);
 
 /* The same on Hopper's wgmma (flash_wgmma.cu, sm_90a only), head dims 64
- * and 128. */
+ * and 128; a build whose architectures stop below 9.0 has none, and
+ * reports no head dim supported. */
+#ifdef FORGE_HAVE_SM90A
 int fcuda_flash_wgmma_supported(int head_dim);
 cudaError_t fcuda_flash_wgmma_init(void);
 cudaError_t fcuda_flash_wgmma(const fcuda_mma_args *a, const fcuda_varlen *b, cudaStream_t stream);
+#else
+static inline int fcuda_flash_wgmma_supported(int head_dim) { return (void)head_dim, 0; }
+static inline cudaError_t fcuda_flash_wgmma_init(void) { return cudaSuccess; }
+static inline cudaError_t fcuda_flash_wgmma(const fcuda_mma_args *a, const fcuda_varlen *b, cudaStream_t stream) {
+    return (void)a, (void)b, (void)stream, cudaErrorNotSupported;
+}
+#endif
 
 /* Paged KV cache (paged.cu): K and V pools [n_pages, page_size, kv_heads,
  * head_dim] in the cache's dtype, and the page tables [max_seqs, max_pages]

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* layer16.c: a bf16 or fp16 layer's forward call on CUDA, everything in the
  * layer's dtype with float32 accumulation, queued on the context's stream
  * with no host copy or synchronisation:

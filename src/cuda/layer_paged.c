@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* layer_paged.c: the CUDA backend's layer call over a paged cache, queued on
  * the context's stream with no host copy or synchronisation (so that a
  * graph can record it), in the layer's dtype with float32 accumulation:

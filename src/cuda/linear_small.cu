@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* linear_small.cu: y = x W^T + bias for calls of few tokens, where a GEMM is
  * all latency: one tiled kernel, no split-K, no separate epilogue. Its QKV
  * form also does the split, RoPE and K/V cache write in the epilogue

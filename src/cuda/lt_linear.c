@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lt_linear.c: the layer's projections through cuBLASLt, planned once per
  * token count: y = x W^T with the bias in the GEMM's epilogue, inputs and
  * outputs in the layer's dtype, float32 accumulation. */

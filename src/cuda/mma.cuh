@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* mma.cuh: the warp-level tensor-core and async-copy instructions the
  * mma.sync kernels use (sm_80 and later), one inline function each, so that
  * kernels read as tile algebra. Fragment layouts are PTX's for

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* paged.cu: the paged KV cache's kernels. Appends scatter K and V rows into
  * their pages. Attention over the pages (decode: one query a sequence;
  * chunked prefill: several) runs in two kernels: the attention kernel

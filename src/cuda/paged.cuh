@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* paged.cuh: what the paged cache's attention kernels share (paged_mma.cu
  * for 16-bit pools, on tensor cores; paged_f32.cu for float pools, on CUDA
  * cores): which sequence, KV head, query rows and split of tokens a block

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* paged_f32.cu: attention over a float paged KV cache, on CUDA cores (the
  * 16-bit pools take paged_mma.cu's tensor-core kernel).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* paged_mma.cu: attention over a 16-bit paged KV cache on tensor cores
  * (mma.sync m16n8k16), for decode and chunked prefill.
  *

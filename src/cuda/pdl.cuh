@@ -1,8 +1,10 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* pdl.cuh: programmatic dependent launch (sm_90). A kernel launched with
  * pdl_launch may start while the kernel before it on the stream still runs;
  * it calls pdl_wait() before it reads anything that kernel wrote, and may do
  * independent work (index math, loading weights) first. Elsewhere (a HIP
- * build, older GPUs) both are plain launches and no-ops. */
+ * build, GPUs before Hopper, code from PTX older than sm_90) both are plain
+ * launches and no-ops. */
 #ifndef FORGE_CUDA_PDL_CUH
 #define FORGE_CUDA_PDL_CUH
 
@@ -22,12 +24,16 @@ __device__ inline void pdl_trigger(void) {
 #endif
 }
 
+/* Whether launches may overlap (device.cu: set by fcuda_pdl_enable when a
+ * context starts, from the device and the code the build has for it). */
+extern int fcuda_pdl_enabled;
+
 /* The launch configuration that lets a kernel overlap the previous kernel
- * on the stream; attr is its one attribute's storage. */
+ * on the stream where that is safe; attr is its one attribute's storage. */
 inline cudaLaunchConfig_t pdl_config(dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
                                      cudaLaunchAttribute *attr) {
     attr->id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr->val.programmaticStreamSerializationAllowed = 1;
+    attr->val.programmaticStreamSerializationAllowed = fcuda_pdl_enabled;
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;
     cfg.blockDim = block;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* qkv_store.cuh: where one element pair of a token's QKV projection goes.
  *
  * The CUDA backend stores q_proj and k_proj with the rows of each head

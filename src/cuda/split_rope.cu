@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* split_rope.cu: one pass over the QKV projection's output (cuBLASLt's, for
  * calls too large for the fused kernel of linear_small.cu): split into Q, K,
  * V, rotate Q and K, write Q head-major per sequence and K, V into the KV

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* split_rope_rows.cu: a pass over the QKV projection's output that splits
  * it into Q, K, V, rotates Q and K (in float32), and stores them as rows,
  * the layout the tensor-core and paged attention kernels read (kernels.h,

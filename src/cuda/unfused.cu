@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* unfused.cu: the seed's attention, stage by stage, around cuBLAS's two
  * GEMMs: the causal row softmax of the scaled scores, and the flatten of the
  * per-head outputs into [tokens, heads * head_dim]. */

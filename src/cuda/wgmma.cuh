@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* wgmma.cuh: Hopper's warpgroup matrix multiply (wgmma.mma_async, sm_90a)
  * and the shared-memory layout it reads, for flash_wgmma.cu. Operand tiles
  * live in shared memory in 128-byte-swizzled form: rows of 64 16-bit

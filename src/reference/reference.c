@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* reference.c: the float64 reference of the attention layer. Written for
  * clarity, not speed: every stage a plain loop, in the order of the seed
  * report (QKV projection, split, RoPE, QK^T, scale, causal mask, softmax,

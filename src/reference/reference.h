@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* reference.h: an independent float64 model of the attention layer (plain
  * loops, no BLAS, no code shared with the backends), the oracle of the tests
  * and of `forge run`. */

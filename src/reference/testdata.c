@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* testdata.c: seeded random data (splitmix64, Box-Muller) and error measures. */
 #include <math.h>
 #include <stdlib.h>

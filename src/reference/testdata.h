@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* testdata.h: seeded random layers and inputs, and error measures against the
  * float64 reference; shared by the tests and the forge tool. */
 #ifndef FORGE_TESTDATA_H
