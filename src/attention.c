@@ -23,7 +23,7 @@ static forge_status check_offsets(const char *fn, const char *name, const int *o
 forge_status forge_attention_forward(forge_context *ctx, const forge_attention_args *a) {
     static const char fn[] = "forge_attention_forward";
     FORGE_CHECK_NOT_NULL(ctx, fn);
-    FORGE_CHECK_NOT_NULL(a, fn);
+    FORGE_CHECK_NAMED(a, "args", fn);
     if (forge_dtype_size(a->dtype) == 0)
         return forge_fail(FORGE_ERR_DTYPE, "%s: unknown dtype %d", fn, (int)a->dtype);
     if (a->batch < 1) return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: batch is %d, not >= 1", fn, a->batch);
@@ -32,23 +32,26 @@ forge_status forge_attention_forward(forge_context *ctx, const forge_attention_a
                           a->kv_heads, a->heads);
     if (a->head_dim < 1 || a->head_dim > 256)
         return forge_fail(FORGE_ERR_SHAPE, "%s: head_dim %d is outside 1 .. 256", fn, a->head_dim);
+    if ((int64_t)a->heads * a->head_dim > FORGE_MAX_DIM) /* a row of q and out: a BLAS leading dimension */
+        return forge_fail(FORGE_ERR_SHAPE, "%s: heads %d x head_dim %d is past %d", fn, a->heads, a->head_dim,
+                          FORGE_MAX_DIM);
     if (!(a->scale >= 0.0f) || isinf(a->scale))
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: scale %g is not a finite number >= 0", fn,
                           (double)a->scale);
     if (a->causal != 0 && a->causal != 1)
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: causal is %d, not 0 or 1", fn, a->causal);
-    FORGE_CHECK_NOT_NULL(a->q_offsets, fn);
-    FORGE_CHECK_NOT_NULL(a->kv_offsets, fn);
+    FORGE_CHECK_NAMED(a->q_offsets, "args->q_offsets", fn);
+    FORGE_CHECK_NAMED(a->kv_offsets, "args->kv_offsets", fn);
     int total_q, total_kv;
     forge_status st = check_offsets(fn, "q_offsets", a->q_offsets, a->batch, &total_q);
     if (st == FORGE_OK) st = check_offsets(fn, "kv_offsets", a->kv_offsets, a->batch, &total_kv);
     if (st != FORGE_OK) return st;
     if (total_q == 0) return FORGE_OK; /* nothing to compute, nothing to write */
-    FORGE_CHECK_NOT_NULL(a->q, fn);
-    FORGE_CHECK_NOT_NULL(a->out, fn);
+    FORGE_CHECK_NAMED(a->q, "args->q", fn);
+    FORGE_CHECK_NAMED(a->out, "args->out", fn);
     if (total_kv > 0) {
-        FORGE_CHECK_NOT_NULL(a->k, fn);
-        FORGE_CHECK_NOT_NULL(a->v, fn);
+        FORGE_CHECK_NAMED(a->k, "args->k", fn);
+        FORGE_CHECK_NAMED(a->v, "args->v", fn);
     }
     forge_attention_args resolved = *a;
     if (resolved.scale == 0.0f) resolved.scale = 1.0f / sqrtf((float)a->head_dim);

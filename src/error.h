@@ -10,11 +10,15 @@
 forge_status forge_fail(forge_status status, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Returns FORGE_ERR_INVALID_ARGUMENT naming `what` when p is NULL. */
-#define FORGE_CHECK_NOT_NULL(p, fn)                                                          \
+/* Returns FORGE_ERR_INVALID_ARGUMENT, "fn: name is NULL", when p is NULL;
+ * name is the API's own word for it (an argument, or a field of one). */
+#define FORGE_CHECK_NAMED(p, name, fn)                                                       \
     do {                                                                                     \
         if ((p) == NULL)                                                                     \
-            return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, #p);         \
+            return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, name);       \
     } while (0)
+
+/* The same where p is spelt as the API's argument is. */
+#define FORGE_CHECK_NOT_NULL(p, fn) FORGE_CHECK_NAMED(p, #p, fn)
 
 #endif

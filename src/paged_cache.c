@@ -17,6 +17,9 @@ static forge_status check_config(const char *fn, const forge_paged_config *c) {
     if (c->kv_heads < 1) return forge_fail(FORGE_ERR_SHAPE, "%s: kv_heads %d is below 1", fn, c->kv_heads);
     if (c->head_dim < 1 || c->head_dim > 256)
         return forge_fail(FORGE_ERR_SHAPE, "%s: head_dim %d is outside 1 .. 256", fn, c->head_dim);
+    if ((int64_t)c->kv_heads * c->head_dim > FORGE_MAX_DIM)
+        return forge_fail(FORGE_ERR_SHAPE, "%s: kv_heads %d x head_dim %d is past %d", fn, c->kv_heads, c->head_dim,
+                          FORGE_MAX_DIM);
     if (!is_page_size(c->page_size))
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: page_size %d is not 16, 32, 64, 128 or 256", fn,
                           c->page_size);
@@ -50,31 +53,32 @@ forge_status forge_paged_cache_create(forge_context *ctx, const forge_paged_conf
     if (!ctx->ops->paged_init)
         return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the %s backend has no paged cache", fn,
                           forge_backend_name(ctx->ops->kind));
-    const int max_pages = (int)(((long)cfg->max_seq_len + cfg->page_size - 1) / cfg->page_size);
+    const int max_pages = (int)(((int64_t)cfg->max_seq_len + cfg->page_size - 1) / cfg->page_size);
     forge_paged_cache *c = calloc(1, sizeof *c);
-    if (c) {
-        c->table = malloc(sizeof *c->table * (size_t)cfg->max_seqs * (size_t)max_pages);
-        c->len = malloc(sizeof *c->len * (size_t)cfg->max_seqs);
-        c->refs = calloc((size_t)cfg->n_pages, sizeof *c->refs);
-        c->free_pages = malloc(sizeof *c->free_pages * (size_t)cfg->n_pages);
-    }
-    if (!c || !c->table || !c->len || !c->refs || !c->free_pages) {
-        if (c) free_host(c);
-        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory for the tables of %d sequences and %d pages",
-                          fn, cfg->max_seqs, cfg->n_pages);
-    }
+    if (!c) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     c->ctx = ctx;
     c->cfg = *cfg;
     c->max_pages = max_pages;
-    for (int s = 0; s < cfg->max_seqs; s++) c->len[s] = -1;
-    /* a stack: page 0 is handed out first */
-    for (int i = 0; i < cfg->n_pages; i++) c->free_pages[i] = cfg->n_pages - 1 - i;
-    c->n_free = cfg->n_pages;
+    /* the pool first: a pool too large for the backend fails before the
+     * host tables, as large as its page count, are filled */
     st = ctx->ops->paged_init(c);
     if (st != FORGE_OK) {
         free_host(c);
         return st;
     }
+    c->table = malloc(sizeof *c->table * (size_t)cfg->max_seqs * (size_t)max_pages);
+    c->len = malloc(sizeof *c->len * (size_t)cfg->max_seqs);
+    c->refs = calloc((size_t)cfg->n_pages, sizeof *c->refs);
+    c->free_pages = malloc(sizeof *c->free_pages * (size_t)cfg->n_pages);
+    if (!c->table || !c->len || !c->refs || !c->free_pages) {
+        forge_paged_cache_destroy(c);
+        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory for the tables of %d sequences and %d pages",
+                          fn, cfg->max_seqs, cfg->n_pages);
+    }
+    for (int s = 0; s < cfg->max_seqs; s++) c->len[s] = -1;
+    /* a stack: page 0 is handed out first */
+    for (int i = 0; i < cfg->n_pages; i++) c->free_pages[i] = cfg->n_pages - 1 - i;
+    c->n_free = cfg->n_pages;
     *out = c;
     return FORGE_OK;
 }
@@ -91,12 +95,15 @@ forge_paged_config forge_paged_cache_config(const forge_paged_cache *cache) {
 
 int forge_paged_cache_free_pages(const forge_paged_cache *cache) { return cache ? cache->n_free : 0; }
 
-static int pages_for(const forge_paged_cache *c, int tokens) { return (tokens + c->cfg.page_size - 1) / c->cfg.page_size; }
+/* Pages that hold `tokens` tokens; 64-bit, as tokens may be near INT_MAX. */
+static int pages_for(const forge_paged_cache *c, int tokens) {
+    return (int)(((int64_t)tokens + c->cfg.page_size - 1) / c->cfg.page_size);
+}
 static int *table_of(const forge_paged_cache *c, int seq) { return c->table + (size_t)seq * c->max_pages; }
 
-static forge_status check_seq(const forge_paged_cache *c, int seq, const char *fn) {
-    FORGE_CHECK_NOT_NULL(c, fn);
-    if (seq < 0 || seq >= c->cfg.max_seqs || c->len[seq] < 0)
+static forge_status check_seq(const forge_paged_cache *cache, int seq, const char *fn) {
+    FORGE_CHECK_NOT_NULL(cache, fn);
+    if (seq < 0 || seq >= cache->cfg.max_seqs || cache->len[seq] < 0)
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: sequence %d is not a live sequence of the cache", fn, seq);
     return FORGE_OK;
 }
@@ -191,7 +198,7 @@ void forge_paged_ungrow(forge_paged_cache *c, int n, const int *seqs, const forg
 forge_status forge_paged_check_growth(const forge_paged_cache *cache, int n, const int *seqs, const int *n_tokens,
                                       const char *fn) {
     const int P = cache->cfg.page_size;
-    int needed = 0;
+    int64_t needed = 0; /* n sequences of up to INT_MAX / P pages each */
     for (int i = 0; i < n; i++) {
         forge_status st = check_seq(cache, seqs[i], fn);
         if (st != FORGE_OK) return st;
@@ -210,8 +217,8 @@ forge_status forge_paged_check_growth(const forge_paged_cache *cache, int n, con
             needed++; /* the shared partial page is copied before it is written */
     }
     if (needed > cache->n_free)
-        return forge_fail(FORGE_ERR_CAPACITY, "%s: the tokens need %d new pages and the pool has %d free of %d", fn,
-                          needed, cache->n_free, cache->cfg.n_pages);
+        return forge_fail(FORGE_ERR_CAPACITY, "%s: the tokens need %lld new pages and the pool has %d free of %d", fn,
+                          (long long)needed, cache->n_free, cache->cfg.n_pages);
     return FORGE_OK;
 }
 
@@ -286,19 +293,22 @@ forge_status forge_paged_append(forge_paged_cache *cache, int n, const int *seqs
 static forge_status check_attention(const forge_paged_cache *cache, const forge_paged_attention_args *a, const char *fn,
                                     int *total_q) {
     FORGE_CHECK_NOT_NULL(cache, fn);
-    FORGE_CHECK_NOT_NULL(a, fn);
+    FORGE_CHECK_NAMED(a, "args", fn);
     const forge_paged_config *c = &cache->cfg;
     if (a->batch < 1) return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: batch is %d, not >= 1", fn, a->batch);
     if (a->heads < 1 || a->heads % c->kv_heads != 0)
         return forge_fail(FORGE_ERR_SHAPE, "%s: heads %d is not a positive multiple of the cache's kv_heads %d", fn,
                           a->heads, c->kv_heads);
+    if ((int64_t)a->heads * c->head_dim > FORGE_MAX_DIM)
+        return forge_fail(FORGE_ERR_SHAPE, "%s: heads %d x head_dim %d is past %d", fn, a->heads, c->head_dim,
+                          FORGE_MAX_DIM);
     if (!(a->scale >= 0.0f) || isinf(a->scale))
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: scale %g is not a finite number >= 0", fn, (double)a->scale);
     if (a->split_size < 0 || a->split_size % c->page_size != 0)
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: split_size %d is not 0 or a positive multiple of the "
                           "page size %d", fn, a->split_size, c->page_size);
-    FORGE_CHECK_NOT_NULL(a->seqs, fn);
-    FORGE_CHECK_NOT_NULL(a->q_offsets, fn);
+    FORGE_CHECK_NAMED(a->seqs, "args->seqs", fn);
+    FORGE_CHECK_NAMED(a->q_offsets, "args->q_offsets", fn);
     if (a->q_offsets[0] != 0) return forge_fail(FORGE_ERR_SHAPE, "%s: q_offsets[0] is %d, not 0", fn, a->q_offsets[0]);
     for (int b = 0; b < a->batch; b++) {
         forge_status st = check_seq(cache, a->seqs[b], fn);
@@ -331,8 +341,8 @@ forge_status forge_paged_attention(forge_paged_cache *cache, const forge_paged_a
     int total_q = 0;
     forge_status st = check_attention(cache, a, fn, &total_q);
     if (st != FORGE_OK || total_q == 0) return st;
-    FORGE_CHECK_NOT_NULL(a->q, fn);
-    FORGE_CHECK_NOT_NULL(a->out, fn);
+    FORGE_CHECK_NAMED(a->q, "args->q", fn);
+    FORGE_CHECK_NAMED(a->out, "args->out", fn);
     forge_paged_attention_args resolved = *a;
     if (resolved.scale == 0.0f) resolved.scale = 1.0f / sqrtf((float)cache->cfg.head_dim);
     int *lens = lengths_of(cache, a, fn);

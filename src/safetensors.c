@@ -6,16 +6,35 @@
  *    "__metadata__": {"key": "value"}}
  * then the data section; offsets are relative to its start. Every check that
  * the reference implementation makes is made here: the header fits the file,
- * sizes match dtype x shape, and the tensors tile the data section exactly. */
+ * it is UTF-8 JSON, sizes match dtype x shape, and the tensors tile the data
+ * section exactly. The reader and the writer take the same names and
+ * values: any UTF-8 string without NUL (Forge's names are C strings), the
+ * empty one included; numbers are sizes, non-negative integers up to 2^53
+ * (exact in the doubles cJSON holds). */
 #include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "error.h"
 
 #define ST_MAX_HEADER (100u << 20) /* the reference implementation's limit */
+#define ST_MAX_SIZE 9007199254740992.0 /* 2^53 */
+
+/* A hash index of names (tensor names, metadata keys), so that a header of
+ * n names is read in O(n), not O(n^2): slot[h] holds an item's index, -1
+ * where empty; key(items, i) is item i's name. */
+typedef struct {
+    int *slot;
+    size_t mask;
+    const void *items;
+    const char *(*key)(const void *items, int i);
+} st_index;
 
 typedef struct {
     char *name;
@@ -31,9 +50,143 @@ struct forge_safetensors {
     const unsigned char *data; /* its data section */
     int n;
     st_entry *entries; /* [n], file order */
+    st_index by_name;  /* of entries */
     int n_meta;
     char **meta; /* [2 * n_meta]: key, value, ... */
 };
+
+/* ------------------------------------------------------------- the index */
+
+static uint64_t hash_name(const char *s) { /* FNV-1a */
+    uint64_t h = 14695981039346656037ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* Room for n names at most half full; 0, or -1 out of memory. */
+static int index_init(st_index *x, int n, const void *items, const char *(*key)(const void *, int)) {
+    size_t cap = 16;
+    while (cap < 2 * (size_t)n) cap *= 2;
+    x->slot = malloc(cap * sizeof *x->slot);
+    if (!x->slot) return -1;
+    memset(x->slot, 0xff, cap * sizeof *x->slot); /* all -1 */
+    x->mask = cap - 1, x->items = items, x->key = key;
+    return 0;
+}
+
+/* The slot of name: the one holding it, or the empty one where it would go. */
+static size_t index_slot(const st_index *x, const char *name) {
+    size_t h = (size_t)hash_name(name) & x->mask;
+    while (x->slot[h] >= 0 && strcmp(x->key(x->items, x->slot[h]), name) != 0) h = (h + 1) & x->mask;
+    return h;
+}
+
+/* Adds item i; the index of an item of the same name already there, or -1. */
+static int index_add(st_index *x, int i) {
+    const size_t h = index_slot(x, x->key(x->items, i));
+    if (x->slot[h] >= 0) return x->slot[h];
+    x->slot[h] = i;
+    return -1;
+}
+
+static const char *entry_name(const void *items, int i) { return ((const st_entry *)items)[i].name; }
+static const char *meta_key(const void *items, int i) { return ((char *const *)items)[2 * i]; }
+static const char *tensor_name(const void *items, int i) { return ((const forge_tensor *)items)[i].name; }
+
+/* --------------------------------------------------------- header text */
+
+/* The length of the valid UTF-8 character at s[0 .. n), or 0: no overlong
+ * form, no surrogate, nothing past U+10FFFF. */
+static size_t utf8_char(const unsigned char *s, size_t n) {
+    if (s[0] < 0x80) return 1;
+    size_t len;
+    uint32_t c, min;
+    if ((s[0] & 0xe0) == 0xc0) len = 2, c = s[0] & 0x1f, min = 0x80;
+    else if ((s[0] & 0xf0) == 0xe0) len = 3, c = s[0] & 0x0f, min = 0x800;
+    else if ((s[0] & 0xf8) == 0xf0) len = 4, c = s[0] & 0x07, min = 0x10000;
+    else return 0;
+    if (len > n) return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80) return 0;
+        c = c << 6 | (s[i] & 0x3f);
+    }
+    return c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff) ? 0 : len;
+}
+
+static int utf8_valid(const char *s) {
+    const size_t n = strlen(s);
+    for (size_t i = 0, k; i < n; i += k)
+        if ((k = utf8_char((const unsigned char *)s + i, n - i)) == 0) return 0;
+    return 1;
+}
+
+static int hex4(const char *s, const char *end, unsigned *out) {
+    if (end - s < 4) return 0;
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        const char c = s[i];
+        const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0) return 0;
+        v = v << 4 | (unsigned)d;
+    }
+    *out = v;
+    return 1;
+}
+
+/* What cJSON lets through and JSON or Forge does not: bytes that are not
+ * UTF-8; in strings, raw control characters, \u0000 (a C string ends
+ * there) and lone surrogates; numbers other than non-negative integers
+ * (written without sign, fraction, exponent or leading zero) up to 2^53. */
+static forge_status check_header_text(const char *json, size_t n) {
+    const char *p = json, *end = json + n;
+    int in_string = 0;
+    while (p < end) {
+        const unsigned char c = (unsigned char)*p;
+        const size_t at = (size_t)(p - json);
+        if (c >= 0x80) {
+            const size_t k = utf8_char((const unsigned char *)p, (size_t)(end - p));
+            if (!k) return forge_fail(FORGE_ERR_FORMAT, "safetensors: the header is not UTF-8 (byte %zu)", at);
+            p += k;
+        } else if (in_string) {
+            if (c < 0x20)
+                return forge_fail(FORGE_ERR_FORMAT, "safetensors: a string of the header holds control character "
+                                  "0x%02x (byte %zu), which JSON escapes", c, at);
+            if (c == '"') in_string = 0;
+            if (c == '\\' && p + 1 < end && p[1] == 'u') {
+                unsigned u, lo;
+                if (!hex4(p + 2, end, &u)) return forge_fail(FORGE_ERR_FORMAT, "safetensors: a bad \\u escape (byte %zu)", at);
+                if (u == 0)
+                    return forge_fail(FORGE_ERR_FORMAT, "safetensors: a string of the header holds \\u0000 (byte %zu); "
+                                      "Forge's names and values end at NUL", at);
+                if (u >= 0xdc00 && u <= 0xdfff)
+                    return forge_fail(FORGE_ERR_FORMAT, "safetensors: a lone surrogate \\u%04x (byte %zu)", u, at);
+                if (u >= 0xd800 && u <= 0xdbff) {
+                    if (!(p + 7 < end && p[6] == '\\' && p[7] == 'u' && hex4(p + 8, end, &lo) && lo >= 0xdc00 &&
+                          lo <= 0xdfff))
+                        return forge_fail(FORGE_ERR_FORMAT, "safetensors: a lone surrogate \\u%04x (byte %zu)", u, at);
+                    p += 6;
+                }
+                p += 6;
+            } else {
+                p += c == '\\' && p + 1 < end ? 2 : 1;
+            }
+        } else if (c == '"') {
+            in_string = 1, p++;
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            const char *q = p;
+            uint64_t v = 0; /* digits past 16 make it too large anyway */
+            while (q < end && *q >= '0' && *q <= '9') v = q - p < 17 ? v * 10 + (uint64_t)(*q - '0') : v, q++;
+            const int more = q < end && (*q == '.' || *q == 'e' || *q == 'E' || *q == '-' || *q == '+');
+            if (c == '-' || more || (c == '0' && q - p > 1) || q - p > 16 || v > (uint64_t)1 << 53)
+                return forge_fail(FORGE_ERR_FORMAT, "safetensors: the number at byte %zu is not an integer in "
+                                  "0 .. 2^53 written plainly (shapes and offsets are sizes)", at);
+            p = q;
+        } else {
+            p++;
+        }
+    }
+    return FORGE_OK;
+}
 
 static const struct { const char *name; forge_dtype dtype; } st_dtypes[] = {
     {"F32", FORGE_F32}, {"F16", FORGE_F16}, {"BF16", FORGE_BF16},
@@ -50,6 +203,7 @@ void forge_st_close(forge_safetensors *st) {
     for (int i = 0; i < st->n; i++) free(st->entries[i].name);
     for (int i = 0; i < 2 * st->n_meta; i++) free(st->meta[i]);
     free(st->entries);
+    free(st->by_name.slot);
     free(st->meta);
     free(st->bytes);
     free(st);
@@ -59,7 +213,7 @@ void forge_st_close(forge_safetensors *st) {
 static int json_size(const cJSON *item, uint64_t *out) {
     if (!cJSON_IsNumber(item)) return 0;
     double d = item->valuedouble;
-    if (!(d >= 0.0 && d <= 9007199254740992.0) || floor(d) != d) return 0;
+    if (!(d >= 0.0 && d <= ST_MAX_SIZE) || floor(d) != d) return 0;
     *out = (uint64_t)d;
     return 1;
 }
@@ -75,26 +229,41 @@ static forge_status parse_metadata(forge_safetensors *st, const cJSON *obj) {
     if (!cJSON_IsObject(obj))
         return forge_fail(FORGE_ERR_FORMAT, "safetensors: __metadata__ is not an object");
     int n = cJSON_GetArraySize(obj);
+    st_index keys;
     st->meta = calloc((size_t)(2 * n) + 1, sizeof *st->meta);
-    if (!st->meta) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "safetensors: out of memory");
-    for (const cJSON *it = obj->child; it; it = it->next) {
-        if (!cJSON_IsString(it))
-            return forge_fail(FORGE_ERR_FORMAT, "safetensors: __metadata__ value of \"%s\" is not a string",
-                              it->string);
+    if (!st->meta || index_init(&keys, n, st->meta, meta_key) != 0)
+        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "safetensors: out of memory");
+    forge_status status = FORGE_OK;
+    for (const cJSON *it = obj->child; it && status == FORGE_OK; it = it->next) {
+        if (!cJSON_IsString(it)) {
+            status = forge_fail(FORGE_ERR_FORMAT, "safetensors: __metadata__ value of \"%s\" is not a string",
+                                it->string);
+            break;
+        }
         char **pair = st->meta + 2 * st->n_meta;
         pair[0] = dup_str(it->string);
         pair[1] = dup_str(it->valuestring);
         st->n_meta++; /* counted now so that close frees what was copied */
-        if (!pair[0] || !pair[1])
-            return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "safetensors: out of memory");
+        if (!pair[0] || !pair[1]) status = forge_fail(FORGE_ERR_OUT_OF_MEMORY, "safetensors: out of memory");
+        else if (index_add(&keys, st->n_meta - 1) >= 0)
+            status = forge_fail(FORGE_ERR_FORMAT, "safetensors: __metadata__ has key \"%s\" twice", it->string);
     }
-    return FORGE_OK;
+    free(keys.slot);
+    return status;
 }
 
 static forge_status parse_entry(st_entry *e, const cJSON *obj, size_t data_len) {
     const char *name = obj->string;
     if (!cJSON_IsObject(obj))
         return forge_fail(FORGE_ERR_FORMAT, "safetensors: tensor \"%s\" is not an object", name);
+    static const char *const members[] = {"dtype", "shape", "data_offsets"};
+    for (size_t m = 0; m < sizeof members / sizeof members[0]; m++) {
+        int count = 0;
+        for (const cJSON *it = obj->child; it; it = it->next) count += strcmp(it->string, members[m]) == 0;
+        if (count > 1)
+            return forge_fail(FORGE_ERR_FORMAT, "safetensors: tensor \"%s\" has %d \"%s\" members", name, count,
+                              members[m]);
+    }
     const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(obj, "dtype");
     const cJSON *shape = cJSON_GetObjectItemCaseSensitive(obj, "shape");
     const cJSON *offs = cJSON_GetObjectItemCaseSensitive(obj, "data_offsets");
@@ -188,6 +357,8 @@ static forge_status parse_header(forge_safetensors *st, const char *json, size_t
                                  size_t data_len) {
     if (n == 0 || json[0] != '{')
         return forge_fail(FORGE_ERR_FORMAT, "safetensors: the header does not start with '{'");
+    forge_status text = check_header_text(json, n);
+    if (text != FORGE_OK) return text;
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(json, n, &end, 0);
     if (!root) return forge_fail(FORGE_ERR_FORMAT, "safetensors: the header is not valid JSON");
@@ -198,8 +369,10 @@ static forge_status parse_header(forge_safetensors *st, const char *json, size_t
     if (status == FORGE_OK && !cJSON_IsObject(root))
         status = forge_fail(FORGE_ERR_FORMAT, "safetensors: the header is not a JSON object");
     if (status == FORGE_OK) {
-        st->entries = calloc((size_t)cJSON_GetArraySize(root) + 1, sizeof *st->entries);
-        if (!st->entries) status = forge_fail(FORGE_ERR_OUT_OF_MEMORY, "safetensors: out of memory");
+        const int members = cJSON_GetArraySize(root);
+        st->entries = calloc((size_t)members + 1, sizeof *st->entries);
+        if (!st->entries || index_init(&st->by_name, members, st->entries, entry_name) != 0)
+            status = forge_fail(FORGE_ERR_OUT_OF_MEMORY, "safetensors: out of memory");
     }
     int seen_meta = 0;
     for (const cJSON *it = root->child; it && status == FORGE_OK; it = it->next) {
@@ -208,12 +381,10 @@ static forge_status parse_header(forge_safetensors *st, const char *json, size_t
                                  : parse_metadata(st, it);
             continue;
         }
-        for (int i = 0; i < st->n && status == FORGE_OK; i++)
-            if (strcmp(st->entries[i].name, it->string) == 0)
-                status = forge_fail(FORGE_ERR_FORMAT, "safetensors: tensor \"%s\" appears twice",
-                                    it->string);
-        if (status == FORGE_OK && (status = parse_entry(&st->entries[st->n], it, data_len)) == FORGE_OK)
-            st->n++;
+        if ((status = parse_entry(&st->entries[st->n], it, data_len)) != FORGE_OK) break;
+        st->n++; /* counted now so that close frees its name */
+        if (index_add(&st->by_name, st->n - 1) >= 0)
+            status = forge_fail(FORGE_ERR_FORMAT, "safetensors: tensor \"%s\" appears twice", it->string);
     }
     cJSON_Delete(root);
     if (status == FORGE_OK) status = check_tiling(st, data_len);
@@ -267,19 +438,31 @@ forge_status forge_st_parse(const void *bytes, size_t len, forge_safetensors **o
 forge_status forge_st_open(const char *path, forge_safetensors **out) {
     FORGE_CHECK_NOT_NULL(path, "forge_st_open");
     FORGE_CHECK_NOT_NULL(out, "forge_st_open");
-    FILE *f = fopen(path, "rb");
-    if (!f) return forge_fail(FORGE_ERR_IO, "%s: cannot open for reading", path);
-    long size = -1;
-    if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
-    unsigned char *bytes = size >= 0 ? malloc((size_t)size + 1) : NULL;
-    int ok = bytes && fseek(f, 0, SEEK_SET) == 0 && fread(bytes, 1, (size_t)size, f) == (size_t)size;
-    fclose(f);
-    if (!ok) {
-        free(bytes);
-        return forge_fail(size < 0 ? FORGE_ERR_IO : bytes ? FORGE_ERR_IO : FORGE_ERR_OUT_OF_MEMORY,
-                          "%s: cannot read the file", path);
+    const int fd = open(path, O_RDONLY);
+    if (fd < 0) return forge_fail(FORGE_ERR_IO, "%s: cannot open for reading (%s)", path, strerror(errno));
+    struct stat info;
+    if (fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+        close(fd);
+        return forge_fail(FORGE_ERR_IO, "%s: not a regular file", path);
     }
-    forge_status status = parse_owned(bytes, (size_t)size, out);
+    const size_t size = (size_t)info.st_size;
+    unsigned char *bytes = malloc(size + 1);
+    if (!bytes) {
+        close(fd);
+        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory for its %zu bytes", path, size);
+    }
+    size_t got = 0;
+    while (got < size) {
+        const ssize_t r = read(fd, bytes + got, size - got);
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (got != size) {
+        free(bytes);
+        return forge_fail(FORGE_ERR_IO, "%s: cannot read the file", path);
+    }
+    forge_status status = parse_owned(bytes, size, out);
     if (status != FORGE_OK) {
         /* name the file in the message */
         char msg[512];
@@ -308,8 +491,8 @@ forge_status forge_st_tensor(const forge_safetensors *st, int i, forge_tensor *o
 forge_status forge_st_find(const forge_safetensors *st, const char *name, forge_tensor *out) {
     FORGE_CHECK_NOT_NULL(st, "forge_st_find");
     FORGE_CHECK_NOT_NULL(name, "forge_st_find");
-    for (int i = 0; i < st->n; i++)
-        if (strcmp(st->entries[i].name, name) == 0) return forge_st_tensor(st, i, out);
+    const int i = st->by_name.slot[index_slot(&st->by_name, name)];
+    if (i >= 0) return forge_st_tensor(st, i, out);
     return forge_fail(FORGE_ERR_NOT_FOUND, "safetensors: no tensor named \"%s\"", name);
 }
 
@@ -328,16 +511,21 @@ forge_status forge_st_metadata(const forge_safetensors *st, int i, const char **
 
 /* ------------------------------------------------------------------ write */
 
-static forge_status check_tensors(const forge_tensor *tensors, int n) {
+/* The tensors and metadata the reader would take back: names and values
+ * UTF-8 (any, "" too, but "__metadata__" for a tensor), names and keys
+ * unique, sizes matching, dimensions up to 2^53. */
+static forge_status check_tensors(const forge_tensor *tensors, int n, const char *const *meta, int n_meta) {
     static const char fn[] = "forge_st_write";
+    for (int i = 0; i < 2 * n_meta; i++) {
+        if (!meta[i]) return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: meta[%d] is NULL", fn, i);
+        if (!utf8_valid(meta[i])) return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: meta[%d] is not UTF-8", fn, i);
+    }
     for (int i = 0; i < n; i++) {
         const forge_tensor *t = &tensors[i];
-        if (!t->name || !*t->name || strcmp(t->name, "__metadata__") == 0)
-            return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: tensors[%d] has no usable name", fn, i);
-        for (int j = 0; j < i; j++)
-            if (strcmp(tensors[j].name, t->name) == 0)
-                return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: two tensors named \"%s\"", fn,
-                                  t->name);
+        if (!t->name) return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: tensors[%d].name is NULL", fn, i);
+        if (strcmp(t->name, "__metadata__") == 0 || !utf8_valid(t->name))
+            return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: tensors[%d].name is %s", fn, i,
+                              utf8_valid(t->name) ? "\"__metadata__\", the header's metadata key" : "not UTF-8");
         if (!st_dtype_name(t->dtype))
             return forge_fail(FORGE_ERR_DTYPE, "%s: tensor \"%s\" has unknown dtype %d", fn,
                               t->name, (int)t->dtype);
@@ -347,19 +535,42 @@ static forge_status check_tensors(const forge_tensor *tensors, int n) {
         double numel = 1;
         size_t bytes = forge_dtype_size(t->dtype);
         for (int d = 0; d < t->ndim; d++) {
-            if (t->shape[d] < 0)
-                return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: tensor \"%s\" dimension %d is negative",
+            if (t->shape[d] < 0 || (double)t->shape[d] > ST_MAX_SIZE)
+                return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: tensor \"%s\" dimension %d is outside 0 .. 2^53",
                                   fn, t->name, d);
             numel *= (double)t->shape[d];
             bytes *= (size_t)t->shape[d];
         }
-        if (numel * (double)forge_dtype_size(t->dtype) > 9007199254740992.0 || bytes != t->nbytes)
+        if (numel * (double)forge_dtype_size(t->dtype) > ST_MAX_SIZE || bytes != t->nbytes)
             return forge_fail(FORGE_ERR_SHAPE, "%s: tensor \"%s\" has %zu bytes, its shape needs %.0f",
                               fn, t->name, t->nbytes, numel * (double)forge_dtype_size(t->dtype));
         if (t->nbytes && !t->data)
             return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: tensor \"%s\" data is NULL", fn, t->name);
     }
-    return FORGE_OK;
+    st_index names, keys;
+    if (index_init(&names, n, tensors, tensor_name) != 0) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    if (index_init(&keys, n_meta, meta, meta_key) != 0) {
+        free(names.slot);
+        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    }
+    forge_status status = FORGE_OK;
+    for (int i = 0; i < n && status == FORGE_OK; i++)
+        if (index_add(&names, i) >= 0)
+            status = forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: two tensors named \"%s\"", fn, tensors[i].name);
+    for (int i = 0; i < n_meta && status == FORGE_OK; i++)
+        if (index_add(&keys, i) >= 0)
+            status = forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: two metadata keys \"%s\"", fn, meta[2 * i]);
+    free(names.slot);
+    free(keys.slot);
+    return status;
+}
+
+/* A size as a JSON number, written as an integer (cJSON would print 10^15
+ * as 1e+15, which the reader refuses). */
+static cJSON *size_number(uint64_t v) {
+    char text[24];
+    snprintf(text, sizeof text, "%llu", (unsigned long long)v);
+    return cJSON_CreateRaw(text);
 }
 
 /* The header JSON, padded with spaces so that the data starts 8-byte aligned. */
@@ -380,10 +591,10 @@ static char *build_header(const forge_tensor *tensors, int n, const char *const 
         cJSON *offs = e ? cJSON_AddArrayToObject(e, "data_offsets") : NULL;
         ok = e && shape && offs && cJSON_AddStringToObject(e, "dtype", st_dtype_name(t->dtype));
         for (int d = 0; ok && d < t->ndim; d++)
-            ok = cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
-        ok = ok && cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)offset));
+            ok = cJSON_AddItemToArray(shape, size_number((uint64_t)t->shape[d]));
+        ok = ok && cJSON_AddItemToArray(offs, size_number(offset));
         offset += t->nbytes;
-        ok = ok && cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)offset));
+        ok = ok && cJSON_AddItemToArray(offs, size_number(offset));
     }
     char *json = ok ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);
@@ -408,27 +619,29 @@ forge_status forge_st_write(const char *path, const forge_tensor *tensors, int n
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: n = %d, n_meta = %d", fn, n, n_meta);
     if (n) FORGE_CHECK_NOT_NULL(tensors, fn);
     if (n_meta) FORGE_CHECK_NOT_NULL(meta, fn);
-    for (int i = 0; i < 2 * n_meta; i++)
-        if (!meta[i])
-            return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: meta[%d] is NULL", fn, i);
-    forge_status status = check_tensors(tensors, n);
+    forge_status status = check_tensors(tensors, n, meta, n_meta);
     if (status != FORGE_OK) return status;
     size_t header_len;
     char *header = build_header(tensors, n, meta, n_meta, &header_len);
     if (!header) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory for the header", fn);
-    /* write beside the target and rename, so that a failure leaves it as it was */
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 5);
-    FILE *f = NULL;
-    if (tmp) {
-        memcpy(tmp, path, plen);
-        memcpy(tmp + plen, ".tmp", 5);
-        f = fopen(tmp, "wb");
+    /* written beside the target under a name of its own (never a file that
+     * is there already) and renamed, so that a failure leaves the target as
+     * it was */
+    static _Atomic unsigned serial;
+    const size_t tmp_size = strlen(path) + 48;
+    char *tmp = malloc(tmp_size);
+    int fd = -1;
+    for (int tries = 0; tmp && fd < 0 && tries < 100; tries++) {
+        snprintf(tmp, tmp_size, "%s.tmp-%ld-%u", path, (long)getpid(), serial++);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+        if (fd < 0 && errno != EEXIST) break;
     }
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
     if (!f) {
+        if (fd >= 0) close(fd), remove(tmp);
         free(header);
         free(tmp);
-        return forge_fail(FORGE_ERR_IO, "%s: cannot open %s.tmp for writing", fn, path);
+        return forge_fail(FORGE_ERR_IO, "%s: cannot create a file beside %s (%s)", fn, path, strerror(errno));
     }
     unsigned char len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)header_len >> (8 * i));

@@ -160,6 +160,35 @@ static void test_empty_rows(void **state) {
     }
 }
 
+/* No keys at all, K and V NULL: every row gets zeros and a log-sum-exp of
+ * -inf, in every dtype (fp32 once answered "out of memory"). */
+static void test_no_keys(void **state) {
+    forge_context *ctx;
+    TL_OK(forge_context_create(g_backend, &ctx));
+    enum { ROWS = 3, H = 2, D = 64 };
+    const int q_offsets[] = {0, 1, ROWS}, kv_offsets[] = {0, 0, 0};
+    for (int i = 0; i < dtype_count(); i++)
+        for (int causal = 0; causal <= 1; causal++) {
+            const forge_dtype dt = dtype_at(i);
+            const size_t n = (size_t)ROWS * H * D, bytes = n * forge_dtype_size(dt);
+            float *host = tl_poisoned(n), lse_host[H * ROWS];
+            void *q = tl_device_copy(ctx, host, bytes), *out = tl_device_copy(ctx, host, bytes);
+            float *lse = tl_device_copy(ctx, host, sizeof lse_host);
+            const forge_attention_args a = {.dtype = dt, .batch = 2, .heads = H, .kv_heads = 1, .head_dim = D,
+                                            .q_offsets = q_offsets, .kv_offsets = kv_offsets, .q = q, .out = out,
+                                            .lse = lse, .causal = causal};
+            TL_OK(forge_attention_forward(ctx, &a));
+            unsigned char *back = malloc(bytes);
+            TL_OK(forge_buffer_download(ctx, back, out, bytes));
+            TL_OK(forge_buffer_download(ctx, lse_host, lse, sizeof lse_host));
+            for (size_t j = 0; j < bytes; j++) assert_int_equal(back[j], 0);
+            for (int j = 0; j < H * ROWS; j++) assert_true(isinf(lse_host[j]) && lse_host[j] < 0);
+            free(back), free(host);
+            forge_buffer_free(ctx, q), forge_buffer_free(ctx, out), forge_buffer_free(ctx, lse);
+        }
+    forge_context_destroy(ctx);
+}
+
 /* More sequences than one kernel launch takes (64), of ragged lengths. */
 static void test_many_sequences(void **state) {
     enum { N = 70 };
@@ -268,6 +297,40 @@ static void test_bad_arguments(void **state) {
     forge_context_destroy(ctx);
 }
 
+/* heads x head_dim past what a BLAS leading dimension holds (2^23 heads of
+ * 256 in fp32: q_stride overflowed int, OpenBLAS printed "illegal value"
+ * and the call returned FORGE_OK) is a shape error before any buffer is
+ * read; so is the same over a paged cache. */
+static void test_huge_heads(void **state) {
+    forge_context *ctx;
+    TL_OK(forge_context_create(g_backend, &ctx));
+    unsigned char sentinel[1024], back[1024]; /* a token's K of 256 in fp32 */
+    memset(sentinel, 0x5a, sizeof sentinel);
+    void *buf = tl_device_copy(ctx, sentinel, sizeof sentinel);
+    const int offsets[] = {0, 1};
+    const forge_attention_args a = {.dtype = g_backend == FORGE_BACKEND_CPU ? FORGE_F32 : FORGE_BF16, .batch = 1,
+                                    .heads = 1 << 23, .kv_heads = 1, .head_dim = 256, .q_offsets = offsets,
+                                    .kv_offsets = offsets, .q = buf, .k = buf, .v = buf, .out = buf};
+    assert_int_equal(forge_attention_forward(ctx, &a), FORGE_ERR_SHAPE);
+    assert_non_null(strstr(forge_last_error(), "heads 8388608 x head_dim 256"));
+    const forge_paged_config pc = {.dtype = a.dtype, .kv_heads = 1, .head_dim = 256, .page_size = 16, .n_pages = 1,
+                                   .max_seqs = 1, .max_seq_len = 16};
+    forge_paged_cache *cache;
+    int seq;
+    TL_OK(forge_paged_cache_create(ctx, &pc, &cache));
+    TL_OK(forge_paged_seq_new(cache, &seq));
+    TL_OK(forge_paged_append(cache, 1, &seq, (int[]){1}, buf, buf));
+    const forge_paged_attention_args p = {.batch = 1, .seqs = &seq, .q_offsets = offsets, .heads = 1 << 23,
+                                          .q = buf, .out = buf};
+    assert_int_equal(forge_paged_attention(cache, &p), FORGE_ERR_SHAPE);
+    assert_non_null(strstr(forge_last_error(), "heads 8388608 x head_dim 256"));
+    forge_paged_cache_destroy(cache);
+    TL_OK(forge_buffer_download(ctx, back, buf, sizeof back));
+    assert_memory_equal(back, sentinel, sizeof back);
+    forge_buffer_free(ctx, buf);
+    forge_context_destroy(ctx);
+}
+
 static int report(void **state) {
     for (int i = 0; i < dtype_count(); i++)
         printf("largest errors, %s: relative L2 %.2e, log-sum-exp %.2e\n", forge_dtype_name(dtype_at(i)),
@@ -284,6 +347,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_cached_prefix),   cmocka_unit_test(test_empty_rows),
         cmocka_unit_test(test_many_sequences),  cmocka_unit_test(test_long_sequences),
         cmocka_unit_test(test_large_magnitude), cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_no_keys),         cmocka_unit_test(test_huge_heads),
     };
     return cmocka_run_group_tests_name(g_portable ? "portable" : forge_backend_name(g_backend), tests, NULL, report);
 }

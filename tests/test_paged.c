@@ -13,6 +13,7 @@
  * independent of its batch, and the argument checks.
  *
  *   test_paged [cpu|cuda]   backend under test */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -493,6 +494,76 @@ static void test_bad_arguments(void **state) {
     forge_context_destroy(ctx);
 }
 
+/* Sizes near INT_MAX: page counts computed in 64 bits. One sequence of up
+ * to INT_MAX tokens in 4 pages, and 33 sequences of 2^30 tokens whose page
+ * counts add up past INT_MAX, are out of capacity and change nothing; a
+ * pool too large for the backend fails before any table is filled (that
+ * took 29 s for INT_MAX pages when the tables came first). */
+static void test_huge_sizes(void **state) {
+    forge_context *ctx;
+    TL_OK(forge_context_create(g_backend, &ctx));
+    unsigned char sentinel[64];
+    memset(sentinel, 0x5a, sizeof sentinel);
+    void *buf = tl_device_copy(ctx, sentinel, sizeof sentinel);
+    forge_paged_config cfg = {.dtype = FORGE_F16, .kv_heads = 1, .head_dim = 16, .page_size = 16,
+                              .n_pages = 4, .max_seqs = 33, .max_seq_len = INT_MAX};
+    forge_paged_cache *cache;
+    TL_OK(forge_paged_cache_create(ctx, &cfg, &cache));
+    int a, len;
+    TL_OK(forge_paged_seq_new(cache, &a));
+    assert_int_equal(forge_paged_append(cache, 1, &a, (int[]){INT_MAX - 5}, buf, buf), FORGE_ERR_CAPACITY);
+    assert_int_equal(forge_paged_append(cache, 1, &a, (int[]){INT_MAX}, buf, buf), FORGE_ERR_CAPACITY);
+    int seqs[33], n_tokens[33];
+    seqs[0] = a, n_tokens[0] = 1 << 30;
+    for (int i = 1; i < 33; i++) {
+        TL_OK(forge_paged_seq_new(cache, &seqs[i]));
+        n_tokens[i] = 1 << 30;
+    }
+    assert_int_equal(forge_paged_append(cache, 33, seqs, n_tokens, buf, buf), FORGE_ERR_CAPACITY);
+    assert_non_null(strstr(forge_last_error(), "pages"));
+    for (int i = 0; i < 33; i++) {
+        TL_OK(forge_paged_seq_len(cache, seqs[i], &len));
+        assert_int_equal(len, 0);
+    }
+    assert_int_equal(forge_paged_cache_free_pages(cache), 4);
+    forge_paged_cache_destroy(cache);
+
+    cfg.n_pages = INT_MAX, cfg.max_seqs = 1, cfg.max_seq_len = 16;
+    cache = NULL;
+    const double t0 = tl_now_s();
+    assert_int_equal(forge_paged_cache_create(ctx, &cfg, &cache), FORGE_ERR_OUT_OF_MEMORY);
+    assert_null(cache);
+    assert_true(tl_now_s() - t0 < tl_time_bound(2.0)); /* the pool's check, not a fill of 8 GiB of tables first */
+    forge_buffer_free(ctx, buf);
+    forge_context_destroy(ctx);
+}
+
+/* Every message names the API's own argument (a NULL cache is "cache"). */
+static void test_messages_name_arguments(void **state) {
+    int n, s;
+    const char *fns[] = {"forge_paged_seq_release", "forge_paged_seq_len", "forge_paged_seq_pages",
+                         "forge_paged_read", "forge_paged_seq_fork", "forge_paged_seq_new",
+                         "forge_paged_append", "forge_paged_attention"};
+    const forge_paged_attention_args args = {.batch = 1, .seqs = (int[]){0}, .q_offsets = (int[]){0, 1}, .heads = 1};
+    for (int i = 0; i < 8; i++) {
+        forge_status r;
+        switch (i) {
+        case 0: r = forge_paged_seq_release(NULL, 0); break;
+        case 1: r = forge_paged_seq_len(NULL, 0, &n); break;
+        case 2: r = forge_paged_seq_pages(NULL, 0, NULL, &n); break;
+        case 3: r = forge_paged_read(NULL, 0, NULL, NULL); break;
+        case 4: r = forge_paged_seq_fork(NULL, 0, &s); break;
+        case 5: r = forge_paged_seq_new(NULL, &s); break;
+        case 6: r = forge_paged_append(NULL, 1, (int[]){0}, (int[]){1}, NULL, NULL); break;
+        default: r = forge_paged_attention(NULL, &args); break;
+        }
+        assert_int_equal(r, FORGE_ERR_INVALID_ARGUMENT);
+        char want[96];
+        snprintf(want, sizeof want, "%s: cache is NULL", fns[i]);
+        if (strcmp(forge_last_error(), want) != 0) fail_msg("'%s', want '%s'", forge_last_error(), want);
+    }
+}
+
 static int report(void **state) {
     for (int i = 0; i < dtype_count(); i++)
         printf("largest errors, %s: relative L2 %.2e\n", forge_dtype_name(dtype_at(i)), g_worst[dtype_at(i)]);
@@ -506,7 +577,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_decode_and_chunks), cmocka_unit_test(test_head_dims),
         cmocka_unit_test(test_fork),              cmocka_unit_test(test_out_of_pages),
         cmocka_unit_test(test_many_sequences),    cmocka_unit_test(test_split_size),
-        cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_bad_arguments),     cmocka_unit_test(test_huge_sizes),
+        cmocka_unit_test(test_messages_name_arguments),
     };
     return cmocka_run_group_tests_name(forge_backend_name(g_backend), tests, NULL, report);
 }

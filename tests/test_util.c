@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dtype.h"
 #include "test_util.h"
@@ -112,4 +113,15 @@ void tl_require_backend(forge_backend backend) {
         exit(77);
     }
     forge_context_destroy(probe);
+}
+
+double tl_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+double tl_time_bound(double s) {
+    const char *scale = getenv("FORGE_TEST_TIME_SCALE");
+    return scale ? s * atof(scale) : s;
 }

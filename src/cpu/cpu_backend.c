@@ -341,9 +341,11 @@ static forge_status cpu_attention_forward(forge_context *ctx, const forge_attent
         const int keys = a->kv_offsets[b + 1] - a->kv_offsets[b];
         max_keys = keys > max_keys ? keys : max_keys;
     }
+    /* no keys at all: k and v may be NULL, and are never read */
+    static const float no_keys[1];
     float *q = wide ? (float *)a->q : malloc(nq * sizeof *q);
-    float *k = wide ? (float *)a->k : malloc((nkv ? nkv : 1) * sizeof *k);
-    float *v = wide ? (float *)a->v : malloc((nkv ? nkv : 1) * sizeof *v);
+    float *k = wide ? (float *)(nkv ? a->k : no_keys) : malloc((nkv ? nkv : 1) * sizeof *k);
+    float *v = wide ? (float *)(nkv ? a->v : no_keys) : malloc((nkv ? nkv : 1) * sizeof *v);
     float *out = wide ? (float *)a->out : malloc(nq * sizeof *out);
     float *scores = malloc(sizeof *scores * (size_t)CPU_ATTN_ROWS * (max_keys ? max_keys : 1));
     forge_status st = q && k && v && out && scores ? FORGE_OK
