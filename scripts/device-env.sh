@@ -1,12 +1,14 @@
 # SPDX-License-Identifier: Apache-2.0
 # Sourced by the scripts that run on the GPU machine (device.sh,
 # prefill-sweep.sh, ab-prefill.sh): moves to the repository root, unpacks
-# the Debian libraries that scripts/device-prepare.sh packed (the device
-# tool carries at most 64 MiB, and OpenBLAS alone is 36), and sets
+# the builds and Debian libraries that scripts/device-prepare.sh packed (the
+# device tool carries at most 64 MiB, and OpenBLAS alone is 36), and sets
 # LD_LIBRARY_PATH and OUT.
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root" || exit 1
-[ -d .carry/lib ] || tar xJf .carry/lib.tar.xz -C .carry || exit 1
+for d in lib build build-sm80; do
+  [ -d .carry/$d ] || [ ! -f .carry/$d.tar.xz ] || tar xJf .carry/$d.tar.xz -C .carry || exit 1
+done
 libs="$root/.carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 export LD_LIBRARY_PATH="$root/.carry/build:$libs"
 OUT=${OUT:-/tmp/forge-device}

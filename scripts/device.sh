@@ -6,12 +6,12 @@
 # through forge bench and ../shared/bench/torch_ref.py in the same run, and a
 # table. JSON lines and tables go to $OUT, the logs packed into
 # $OUT/device-logs.tgz (the device tool returns at most 8 files).
-#   bash scripts/device.sh [tests|sanitize|bench|step]...   (default: the first three)
+#   bash scripts/device.sh [tests|sm80|sanitize|bench|step]...   (default: tests sm80 sanitize bench)
 set -uo pipefail
 source "$(dirname "$0")/device-env.sh"
 build=.carry/build
 status=0
-parts=${*:-tests sanitize bench}
+parts=${*:-tests sm80 sanitize bench}
 logs=$OUT/logs
 mkdir -p "$logs"
 trap 'tar czf "$OUT/device-logs.tgz" -C "$OUT" logs && rm -r "$logs"' EXIT
@@ -30,34 +30,69 @@ echo "== device"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,noheader
 python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name())'
 
+# gpu_tests BUILD TAG: the test programs of a build tree, logs named TAG_*
+gpu_tests() {
+  local b=$1 t=$2
+  run ${t}layer_cpu $b/tests/test_layer cpu
+  run ${t}layer_cuda_flash $b/tests/test_layer cuda flash
+  run ${t}layer_cuda_unfused $b/tests/test_layer cuda unfused
+  run ${t}cuda $b/tests/test_cuda
+  run ${t}attention_cpu $b/tests/test_attention cpu
+  run ${t}attention_cuda $b/tests/test_attention cuda
+  run ${t}attention_cuda_portable $b/tests/test_attention cuda portable
+  run ${t}paged_cpu $b/tests/test_paged cpu
+  run ${t}paged_cuda $b/tests/test_paged cuda
+  run ${t}layer_paged_cpu $b/tests/test_layer_paged cpu
+  run ${t}layer_paged_cuda $b/tests/test_layer_paged cuda
+  grep "largest errors" "$logs/${t}attention_cuda.log" "$logs/${t}attention_cuda_portable.log" "$logs/${t}paged_cuda.log"
+  run ${t}errors $b/tests/test_errors
+  run ${t}rope $b/tests/test_rope
+  run ${t}safetensors $b/tests/test_safetensors
+  run ${t}cli $b/tests/test_cli $b/forge
+  run ${t}example $b/example_minimal
+  run ${t}forge_run $b/forge run
+  cat "$logs/${t}forge_run.log"
+  run ${t}forge_check $b/forge check
+  tail -1 "$logs/${t}forge_check.log"
+}
+
 if [[ " $parts " == *" tests "* ]]; then
   echo "== tests"
-  run layer_cpu $build/tests/test_layer cpu
-  run layer_cuda_flash $build/tests/test_layer cuda flash
-  run layer_cuda_unfused $build/tests/test_layer cuda unfused
-  run cuda $build/tests/test_cuda
-  run attention_cpu $build/tests/test_attention cpu
-  run attention_cuda $build/tests/test_attention cuda
-  run attention_cuda_portable $build/tests/test_attention cuda portable
-  run paged_cpu $build/tests/test_paged cpu
-  run paged_cuda $build/tests/test_paged cuda
-  run layer_paged_cpu $build/tests/test_layer_paged cpu
-  run layer_paged_cuda $build/tests/test_layer_paged cuda
-  grep "largest errors" "$logs/attention_cuda.log" "$logs/attention_cuda_portable.log" "$logs/paged_cuda.log"
-  run errors $build/tests/test_errors
-  run rope $build/tests/test_rope
-  run safetensors $build/tests/test_safetensors
-  run cli $build/tests/test_cli $build/forge
-  run example $build/example_minimal
-  run forge_run $build/forge run
-  cat "$logs/forge_run.log"
-  run forge_check $build/forge check
-  tail -1 "$logs/forge_check.log"
+  gpu_tests $build ""
+fi
+
+if [[ " $parts " == *" sm80 "* ]]; then
+  # The build for compute_80 alone (PTX the driver compiles here): what GPUs
+  # before Hopper run, with no Hopper kernel and no sm_90 instruction.
+  echo "== tests of the compute_80 build"
+  sm80=.carry/build-sm80
+  export LD_LIBRARY_PATH="$root/$sm80:$libs"
+  gpu_tests $sm80 sm80_
+  echo "== benchmarks of the compute_80 build beside the sm_90 build's"
+  : >"$OUT/sm80.jsonl"
+  for b in $build $sm80; do
+    export LD_LIBRARY_PATH="$root/$b:$libs"
+    for s in "1 8192 16 16 128 1" "8 2048 16 16 256 1" "4 4096 32 32 96 1" "2 8192 16 16 64 0"; do
+      read -r batch seq h kv d causal <<<"$s"
+      flag=""; [ "$causal" = 0 ] && flag=--no-causal
+      $b/forge bench prefill --json --batch "$batch" --seq "$seq" --heads "$h" --kv-heads "$kv" --head-dim "$d" \
+        $flag --iters 20 | sed "s|}\$|, \"build\": \"$(basename $b)\"}|" >>"$OUT/sm80.jsonl" || status=1
+    done
+    for s in "1 8192" "16 8192" "64 1024"; do
+      read -r batch len <<<"$s"
+      $b/forge bench decode --json --batch "$batch" --kv-len "$len" --heads 32 --kv-heads 8 --head-dim 128 \
+        --iters 50 | sed "s|}\$|, \"build\": \"$(basename $b)\"}|" >>"$OUT/sm80.jsonl" || status=1
+    done
+    $b/forge bench layer --json --dtype bf16 --seq 2048 --heads 32 --kv-heads 8 --head-dim 128 --hidden 4096 \
+      --iters 20 | sed "s|}\$|, \"build\": \"$(basename $b)\"}|" >>"$OUT/sm80.jsonl" || status=1
+  done
+  export LD_LIBRARY_PATH="$root/$build:$libs"
+  cat "$OUT/sm80.jsonl"
 fi
 
 if [[ " $parts " == *" sass "* || " $parts " == *" tests "* ]]; then
   echo "== Hopper kernel disassembly (HGMMA instructions in flash_wgmma_kernel)"
-  cuobjdump -sass $build/libforge.so | awk '/Function :/ {f = /flash_wgmma/} f' | grep -c HGMMA || status=1
+  cuobjdump -sass $build/libforge-llm.so | awk '/Function :/ {f = /flash_wgmma/} f' | grep -c HGMMA || status=1
 fi
 
 if [[ " $parts " == *" sanitize "* ]]; then
