@@ -177,64 +177,133 @@ static void test_bad_inputs(void **state) {
     write_x("x.safetensors", x, 2, 1, 5, 48, FORGE_F32);
     write_x("xbf.safetensors", x, 2, 1, 5, 48, FORGE_BF16);
     write_x("x40.safetensors", x40, 2, 1, 5, 40, FORGE_F32);
+    /* a q_proj.weight of no rows beside the others */
+    const forge_tensor q0[] = {
+        {.name = "q_proj.weight", .dtype = FORGE_F32, .ndim = 2, .shape = {0, 48}},
+        {.name = "k_proj.weight", .dtype = FORGE_F32, .ndim = 2, .shape = {1, 48}, .data = x, .nbytes = 4 * 48},
+        {.name = "v_proj.weight", .dtype = FORGE_F32, .ndim = 2, .shape = {1, 48}, .data = x, .nbytes = 4 * 48},
+        {.name = "o_proj.weight", .dtype = FORGE_F32, .ndim = 2, .shape = {48, 1}, .data = x, .nbytes = 4 * 48},
+    };
+    TL_OK(forge_st_write(in_dir("q0.safetensors"), q0, 4, NULL, 0));
     char cmd[256];
     snprintf(cmd, sizeof cmd, "cd '%s' && head -c 1000 w.safetensors > cut.safetensors && "
                               "head -c 100 w.safetensors > cuthead.safetensors", dir);
     assert_int_equal(system(cmd), 0);
     const char *base = "attn --input x.safetensors --out y.safetensors";
-    const struct { const char *args, *needle; } cases[] = {
-        {"attn --weights missing.safetensors --input x.safetensors --out y.safetensors --heads 4", "cannot open"},
-        {"attn --weights cut.safetensors --input x.safetensors --out y.safetensors --heads 4", "outside"},
-        {"attn --weights cuthead.safetensors --input x.safetensors --out y.safetensors --heads 4", "exceeds"},
-        {"attn --weights noq.safetensors --input x.safetensors --out y.safetensors --heads 4", "q_proj.weight"},
-        {"@ --weights w.safetensors --heads 3", "multiple of --heads"},
-        {"@ --weights w.safetensors --heads 4 --kv-heads 4", "--kv-heads"},
-        {"@ --weights w.safetensors --heads 0", "--heads"},
-        {"@ --weights w.safetensors --heads four", "expects an integer"},
-        {"@ --weights w.safetensors --heads 4 --pos0 -2", "--pos0"},
-        {"@ --weights w.safetensors --heads 4 --pos0 2147483000", "position"},
-        {"@ --weights w.safetensors --heads 4 --rope-style sideways", "--rope-style"},
-        {"@ --weights w.safetensors --heads 4 --rope-theta 0", "rope_theta"},
-        {"@ --weights w.safetensors --heads 4 --frobnicate", "unknown option"},
-        {"@ --weights w.safetensors --heads 4 --backend tpu", "--backend"},
-        {"attn --weights w.safetensors --input xbf.safetensors --out y.safetensors --heads 4", "share a dtype"},
-        {"attn --weights w.safetensors --input x40.safetensors --out y.safetensors --heads 4", "x must be"},
-        {"attn --weights w.safetensors --input x.safetensors --heads 4", "required"},
-        {"attn --weights w.safetensors --input x.safetensors --out /nonexistent/y.safetensors --heads 4", "/nonexistent"},
-        {"bench layer --seq 0 --heads 4 --head-dim 32", "--seq"},
-        {"bench layer --seq 8 --heads 4 --kv-heads 3 --head-dim 32", "kv_heads"},
-        {"bench layer --seq 8 --heads 4 --head-dim 31", "odd"},
-        {"bench layer --seq 8 --heads 4 --head-dim 32 --dtype fp8", "--dtype"},
-        {"bench nothing --seq 8", "bench layer|prefill|decode|step"},
-        {"bench step --kv-len 8", "--heads"},
-        {"bench step --kv-len 8 --heads 4 --head-dim 64 --hidden -1", "--hidden"},
-        {"bench step --kv-len 8 --heads 4 --kv-heads 3 --head-dim 64", "kv_heads"},
-        {"bench step --kv-len 8 --heads 4 --head-dim 64 --split-size 24", "page size"},
-        {"bench decode --seq 8", "unknown option"},
-        {"bench decode --kv-len 8", "--heads"},
-        {"bench decode --kv-len 8 --heads 4 --head-dim 64 --page-size 24", "page_size"},
-        {"bench decode --kv-len 8 --heads 4 --kv-heads 3 --head-dim 64", "kv_heads"},
-        {"bench prefill --seq 8", "--heads"},
-        {"bench prefill --seq 8 --heads 4 --head-dim 64 --dtype fp8", "--dtype"},
-        {"bench prefill --seq 8 --heads 4 --head-dim 64 --kernel fast", "--kernel"},
-        {"bench prefill --seq 8 --heads 4 --kv-heads 3 --head-dim 64 --backend cpu", "kv_heads"},
-        {"run --iters 0", "--iters"},
+    /* exit codes: 2 for a command line that is wrong, 3 for what could not run */
+    const struct { const char *args, *needle; int code; } cases[] = {
+        {"attn --weights missing.safetensors --input x.safetensors --out y.safetensors --heads 4", "cannot open", 3},
+        {"attn --weights cut.safetensors --input x.safetensors --out y.safetensors --heads 4", "outside", 3},
+        {"attn --weights cuthead.safetensors --input x.safetensors --out y.safetensors --heads 4", "exceeds", 3},
+        {"attn --weights noq.safetensors --input x.safetensors --out y.safetensors --heads 4", "q_proj.weight", 3},
+        {"attn --weights q0.safetensors --input x.safetensors --out y.safetensors --heads 4", "shape [0, 48]", 3},
+        {"attn --weights . --input x.safetensors --out y.safetensors --heads 4", "not a regular file", 3},
+        {"@ --weights w.safetensors --heads 3", "multiple of --heads", 3},
+        {"@ --weights w.safetensors --heads 4 --kv-heads 4", "--kv-heads", 3},
+        {"@ --weights w.safetensors --heads 0", "--heads = 0 is below 1", 2},
+        {"@ --weights w.safetensors --heads four", "expects an integer", 2},
+        {"@ --weights w.safetensors --heads 4 --pos0 -2", "--pos0", 2},
+        {"@ --weights w.safetensors --heads 4 --pos0 2147483000", "position", 3},
+        {"@ --weights w.safetensors --heads 4 --rope-style sideways", "--rope-style", 2},
+        {"@ --weights w.safetensors --heads 4 --rope-theta 0", "rope_theta", 3},
+        {"@ --weights w.safetensors --heads 4 --frobnicate", "unknown option", 2},
+        {"@ --weights w.safetensors --heads 4 --backend tpu", "--backend", 2},
+        {"@ --weights w.safetensors --heads 4 --heads=4", "--heads is given twice", 2},
+        {"@ --weights w.safetensors --heads 4 stray", "unexpected argument 'stray'", 2},
+        {"attn --weights w.safetensors --input x.safetensors --out w.safetensors --heads 4", "--weights", 2},
+        {"attn --weights w.safetensors --input x.safetensors --out ./x.safetensors --heads 4", "--input", 2},
+        {"attn --weights w.safetensors --input xbf.safetensors --out y.safetensors --heads 4", "share a dtype", 3},
+        {"attn --weights w.safetensors --input x40.safetensors --out y.safetensors --heads 4", "x must be", 3},
+        {"attn --weights w.safetensors --input x.safetensors --heads 4", "--out is required", 2},
+        {"attn --weights w.safetensors --input x.safetensors --out /nonexistent/y.safetensors --heads 4", "/nonexistent", 3},
+        {"bench layer --seq 0 --heads 4 --head-dim 32", "--seq", 2},
+        {"bench layer --seq 8 --heads 4 --kv-heads 3 --head-dim 32", "kv_heads", 2},
+        {"bench layer --seq 8 --heads 4 --head-dim 31", "odd", 2},
+        {"bench layer --seq 8 --heads 4 --head-dim 32 --dtype fp8", "--dtype", 2},
+        {"bench layer --seq 1 --heads 65536 --head-dim 65536", "--heads 65536 x --head-dim 65536", 2},
+        {"bench nothing --seq 8", "no command 'bench nothing'", 2},
+        {"help nothing", "no command 'nothing'", 2},
+        {"bench step --kv-len 8", "--heads is required", 2},
+        {"bench step --kv-len 8 --heads 4 --head-dim 64 --hidden -1", "--hidden", 2},
+        {"bench step --kv-len 8 --heads 4 --head-dim 64 --hidden 16777217", "--hidden", 2},
+        {"bench step --kv-len 8 --heads 65536 --head-dim 256 --hidden 16777216", "exceeds 16777216", 2},
+        {"bench step --kv-len 8 --heads 4 --head-dim 64 --warmup 2147483647", "--warmup", 2},
+        {"bench step --kv-len 8 --heads 4 --kv-heads 3 --head-dim 64", "kv_heads", 2},
+        {"bench step --kv-len 8 --heads 4 --head-dim 64 --split-size 24", "page size", 3},
+        {"bench decode --seq 8", "unknown option", 2},
+        {"bench decode --kv-len 8", "--heads is required", 2},
+        {"bench decode --kv-len 8 --heads 4 --head-dim 64 --page-size 24", "page_size", 3},
+        {"bench decode --kv-len 8 --heads 4 --kv-heads 3 --head-dim 64", "kv_heads", 3},
+        {"bench prefill --seq 8", "--heads is required", 2},
+        {"bench prefill --seq 8 --heads 4 --head-dim 64 --dtype fp8", "--dtype", 2},
+        {"bench prefill --seq 8 --heads 4 --head-dim 64 --kernel fast", "--kernel", 2},
+        {"bench prefill --seq 8 --heads 4 --kv-heads 3 --head-dim 64 --backend cpu", "kv_heads", 3},
+        {"bench prefill --seq 1 --heads 1 --head-dim 64 --batch 2147483647", "--batch", 2},
+        {"bench prefill --seq 1073741824 --batch 2 --heads 1 --head-dim 64", "2^24 tokens", 2},
+        {"run --iters 0", "--iters", 2},
+        {"run --iters", "--iters needs a value", 2},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char args[512];
         if (cases[i].args[0] == '@') snprintf(args, sizeof args, "%s%s", base, cases[i].args + 1);
         else snprintf(args, sizeof args, "%s", cases[i].args);
+        const double t0 = tl_now_s();
         run_result r = forge(args);
         char *nl = strchr(r.err, '\n');
-        if (r.code == 0 || !nl || nl[1] != '\0' || !strstr(r.err, cases[i].needle))
-            fail_msg("forge %s: exit %d, stderr \"%s\" (wanted one line naming \"%s\")", args, r.code,
-                     r.err, cases[i].needle);
+        if (r.code != cases[i].code || !nl || nl[1] != '\0' || !strstr(r.err, cases[i].needle))
+            fail_msg("forge %s: exit %d, stderr \"%s\" (wanted exit %d and one line naming \"%s\")", args, r.code,
+                     r.err, cases[i].code, cases[i].needle);
+        /* refused before anything large is made (bench step --hidden 16777217
+         * once built 12.6 GB of weights first) */
+        if (tl_now_s() - t0 > tl_time_bound(5.0)) fail_msg("forge %s took %.1f s to refuse", args, tl_now_s() - t0);
     }
     run_result r = forge("frobnicate");
     assert_int_equal(r.code, 2);
+    /* the inputs are as they were */
+    forge_safetensors *st;
+    TL_OK(forge_st_open(in_dir("w.safetensors"), &st));
+    forge_st_close(st);
+    TL_OK(forge_st_open(in_dir("x.safetensors"), &st));
+    forge_st_close(st);
     free(x);
     free(x40);
     ref_random_layer_free(&w);
+}
+
+/* forge --version, forge help, and each command's --help: its usage on
+ * stdout, exit 0. */
+static void test_help(void **state) {
+    run_result r = forge("--version");
+    assert_int_equal(r.code, 0);
+    char want[64];
+    snprintf(want, sizeof want, "forge %s\n", forge_version());
+    assert_string_equal(r.out, want);
+    const char *commands[] = {"run", "attn", "check", "bench layer", "bench prefill", "bench decode", "bench step"};
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        char args[64], usage[64];
+        snprintf(usage, sizeof usage, "usage: forge %s", commands[i]);
+        snprintf(args, sizeof args, "%s --help", commands[i]);
+        r = forge(args);
+        if (r.code != 0 || strncmp(r.out, usage, strlen(usage)) != 0)
+            fail_msg("forge %s: exit %d, \"%.60s\"", args, r.code, r.out);
+        char both[64];
+        snprintf(both, sizeof both, "help %s", commands[i]);
+        run_result h = forge(both);
+        assert_int_equal(h.code, 0);
+        assert_string_equal(h.out, r.out);
+    }
+    r = forge("help");
+    assert_int_equal(r.code, 0);
+    assert_non_null(strstr(r.out, "Exit codes"));
+    r = forge("bench --help");
+    assert_int_equal(r.code, 0);
+    assert_non_null(strstr(r.out, "usage: forge bench decode"));
+    r = forge("");
+    assert_int_equal(r.code, 2);
+    /* --name=value is --name value */
+    r = forge("run --iters=2 --backend=cpu");
+    if (r.code != 0) fail_msg("forge run --iters=2 --backend=cpu: exit %d, %s", r.code, r.err);
+    assert_non_null(strstr(r.out, "medians of 2 calls"));
 }
 
 static void test_bench_json(void **state) {
@@ -372,6 +441,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_attn_bf16),
         cmocka_unit_test(test_attn_prefix),
         cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_help),
         cmocka_unit_test(test_bench_json),
         cmocka_unit_test(test_bench_prefill_json),
         cmocka_unit_test(test_bench_decode_json),

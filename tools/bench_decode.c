@@ -59,9 +59,9 @@ forge_status fill_paged(forge_context *ctx, forge_paged_cache *cache, const int 
 
 int paged_bench_config(const char *cmd, const cli_bench_shape *sh, int page_size, long max_len,
                        forge_paged_config *cfg) {
-    if (page_size < 1) return cli_error(cmd, "--page-size must be at least 1");
-    const long pages = (max_len + page_size - 1) / page_size * sh->batch;
-    if (pages > 1L << 30) return cli_error(cmd, "batch * kv-len / page-size is over 2^30 pages");
+    if (page_size < 1) return cli_usage(cmd, "--page-size must be at least 1");
+    const int64_t pages = ((int64_t)max_len + page_size - 1) / page_size * sh->batch;
+    if (pages > 1 << 30) return cli_usage(cmd, "batch * kv-len / page-size is over 2^30 pages");
     *cfg = (forge_paged_config){.dtype = sh->dtype, .kv_heads = sh->kv_heads, .head_dim = sh->head_dim,
                                 .page_size = page_size, .n_pages = (int)pages, .max_seqs = sh->batch,
                                 .max_seq_len = (int)max_len};
@@ -71,11 +71,11 @@ int paged_bench_config(const char *cmd, const cli_bench_shape *sh, int page_size
 int bench_decode(int argc, char **argv) {
     cli_bench_shape sh = {.batch = 1, .iters = 100, .warmup = 10};
     int page_size = 16, split_size = 0;
-    const cli_opt extra[] = {{"--page-size", OPT_INT, &page_size}, {"--split-size", OPT_INT, &split_size}};
+    cli_opt extra[] = {{"--page-size", OPT_INT, &page_size, 0}, {"--split-size", OPT_INT, &split_size, 0}};
     forge_paged_config cfg;
-    if (cli_parse_bench_shape(CMD, "--kv-len", argc, argv, extra, 2, &sh) != 0 ||
-        paged_bench_config(CMD, &sh, page_size, sh.len, &cfg) != 0)
-        return 1;
+    int parsed = cli_parse_bench_shape(CMD, "--kv-len", argc, argv, extra, 2, &sh);
+    if (parsed == CLI_OK) parsed = paged_bench_config(CMD, &sh, page_size, sh.len, &cfg);
+    if (parsed != CLI_OK) return parsed;
     const int batch = sh.batch, kv_len = sh.len, heads = sh.heads, kv_heads = sh.kv_heads, head_dim = sh.head_dim;
     const int iters = sh.iters, warmup = sh.warmup;
     const forge_dtype dtype = sh.dtype;

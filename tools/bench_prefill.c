@@ -42,8 +42,9 @@ int bench_prefill(int argc, char **argv) {
     cli_bench_shape sh = {.batch = 1, .iters = 30, .warmup = 5};
     int no_causal = 0;
     const char *kernel_name = "auto";
-    const cli_opt extra[] = {{"--no-causal", OPT_FLAG, &no_causal}, {"--kernel", OPT_STRING, &kernel_name}};
-    if (cli_parse_bench_shape(CMD, "--seq", argc, argv, extra, 2, &sh) != 0) return 1;
+    cli_opt extra[] = {{"--no-causal", OPT_FLAG, &no_causal, 0}, {"--kernel", OPT_STRING, &kernel_name, 0}};
+    const int parsed = cli_parse_bench_shape(CMD, "--seq", argc, argv, extra, 2, &sh);
+    if (parsed != CLI_OK) return parsed;
     const int batch = sh.batch, seq = sh.len, heads = sh.heads, kv_heads = sh.kv_heads, head_dim = sh.head_dim;
     const int iters = sh.iters, warmup = sh.warmup, json = sh.json;
     const forge_dtype dtype = sh.dtype;
@@ -51,10 +52,10 @@ int bench_prefill(int argc, char **argv) {
     forge_kernel kernel;
     if (strcmp(kernel_name, "auto") == 0) kernel = FORGE_KERNEL_AUTO;
     else if (strcmp(kernel_name, "portable") == 0) kernel = FORGE_KERNEL_PORTABLE;
-    else return cli_error(CMD, "--kernel must be auto or portable, not '%s'", kernel_name);
+    else return cli_usage(CMD, "--kernel must be auto or portable, not '%s'", kernel_name);
     const int64_t tokens = (int64_t)batch * seq;
-    if (tokens * heads * head_dim > (int64_t)1 << 31)
-        return cli_error(CMD, "batch * seq * heads * head_dim is over 2^31 elements");
+    if (tokens > 1 << 24 || tokens * heads * head_dim > (int64_t)1 << 31)
+        return cli_usage(CMD, "batch * seq is over 2^24 tokens or batch * seq * heads * head_dim over 2^31 elements");
 
     int *offsets = malloc(sizeof *offsets * (size_t)(batch + 1));
     double *us = malloc(sizeof *us * (size_t)iters);
@@ -68,19 +69,22 @@ int bench_prefill(int argc, char **argv) {
     const size_t nq = (size_t)tokens * heads * head_dim, nk = (size_t)tokens * kv_heads * head_dim;
     if (!rc && (!(q = random_buffer(ctx, nq, dtype, 1)) || !(k = random_buffer(ctx, nk, dtype, 2)) ||
                 !(v = random_buffer(ctx, nk, dtype, 3))))
-        rc = 1;
+        rc = CLI_RUNTIME; /* random_buffer printed why */
     if (!rc && (st = forge_buffer_alloc(ctx, forge_dtype_size(dtype) * nq, &out)) != FORGE_OK) rc = cli_fail(CMD, st);
     const forge_attention_args a = {.dtype = dtype, .batch = batch, .heads = heads, .kv_heads = kv_heads,
                                     .head_dim = head_dim, .q_offsets = offsets, .kv_offsets = offsets,
                                     .q = q, .k = k, .v = v, .out = out, .causal = !no_causal};
+    cli_progress_start();
     for (int i = 0; !rc && i < warmup + iters; i++) {
         double t;
+        cli_progress(CMD, "call", i + 1, warmup + iters);
         st = forge_stopwatch_start(ctx);
         if (st == FORGE_OK) st = forge_attention_forward(ctx, &a);
         if (st == FORGE_OK) st = forge_stopwatch_stop(ctx, &t);
         if (st != FORGE_OK) rc = cli_fail(CMD, st);
         else if (i >= warmup) us[i - warmup] = t;
     }
+    cli_progress_done(CMD);
     if (!rc) {
         const double med = cli_quantile(us, iters, 0.5);
         const double flops = 4.0 * batch * heads * (double)seq * seq * head_dim / (no_causal ? 1.0 : 2.0);

@@ -59,15 +59,17 @@ static forge_status time_steps(forge_context *ctx, step_run *r, int *len, int gr
 int bench_step(int argc, char **argv) {
     cli_bench_shape sh = {.batch = 1, .iters = 100, .warmup = 10};
     int hidden = 0, page_size = 16, split_size = 0;
-    const cli_opt extra[] = {{"--hidden", OPT_INT, &hidden},
-                             {"--page-size", OPT_INT, &page_size},
-                             {"--split-size", OPT_INT, &split_size}};
-    if (cli_parse_bench_shape(CMD, "--kv-len", argc, argv, extra, 3, &sh) != 0) return 1;
-    if (hidden < 0) return cli_error(CMD, "--hidden must not be negative");
-    const long max_len = (long)sh.len + 2L * (sh.warmup + sh.iters); /* eager steps, then graph steps */
-    if (max_len > 1L << 30) return cli_error(CMD, "--kv-len and the steps reach %ld tokens, over 2^30", max_len);
+    cli_opt extra[] = {{"--hidden", OPT_INT, &hidden, 0},
+                       {"--page-size", OPT_INT, &page_size, 0},
+                       {"--split-size", OPT_INT, &split_size, 0}};
+    int parsed = cli_parse_bench_shape(CMD, "--kv-len", argc, argv, extra, 3, &sh);
+    if (parsed != CLI_OK) return parsed;
+    if (hidden < 0 || hidden > 1 << 24) return cli_usage(CMD, "--hidden = %d is outside 0 .. 2^24", hidden);
+    const int64_t max_len = (int64_t)sh.len + 2 * ((int64_t)sh.warmup + sh.iters); /* eager steps, then graph steps */
+    if (max_len > 1 << 30)
+        return cli_usage(CMD, "--kv-len and the steps reach %lld tokens, over 2^30", (long long)max_len);
     forge_paged_config pc;
-    if (paged_bench_config(CMD, &sh, page_size, max_len, &pc) != 0) return 1;
+    if ((parsed = paged_bench_config(CMD, &sh, page_size, (long)max_len, &pc)) != CLI_OK) return parsed;
     const int batch = sh.batch, kv_len = sh.len, heads = sh.heads, kv_heads = sh.kv_heads, head_dim = sh.head_dim;
     const int iters = sh.iters, warmup = sh.warmup;
     const forge_dtype dtype = sh.dtype;
@@ -75,6 +77,8 @@ int bench_step(int argc, char **argv) {
 
     forge_layer_config cfg = forge_layer_config_default(hidden, heads, kv_heads, head_dim);
     cfg.dtype = dtype;
+    if (forge_layer_config_check(&cfg) != FORGE_OK) /* before its weights are made */
+        return cli_usage(CMD, "%s", forge_last_error());
     ref_random_layer w;
     int made = ref_random_layer_make(&w, &cfg, 1) == 0;
     int *ids = malloc(sizeof *ids * (size_t)batch), *len = malloc(sizeof *len * (size_t)batch);
@@ -84,8 +88,7 @@ int bench_step(int argc, char **argv) {
     forge_context *ctx = NULL;
     void *x_host = NULL;
     const size_t x_bytes = (size_t)batch * hidden * forge_dtype_size(dtype);
-    forge_status st = forge_layer_config_check(&cfg);
-    if (st == FORGE_OK) st = forge_context_create(sh.backend, &ctx);
+    forge_status st = forge_context_create(sh.backend, &ctx);
     if (st == FORGE_OK) st = forge_layer_create(ctx, &cfg, &w.model, &r.layer);
     if (st == FORGE_OK) st = forge_layer_set_paged_split(r.layer, split_size);
     if (st == FORGE_OK) st = forge_paged_cache_create(ctx, &pc, &r.cache);

@@ -1,23 +1,39 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* cli.c: option parsing, errors and timing shared by the forge commands. */
+/* cli.c: option parsing (getopt_long), errors, progress and timing shared
+ * by the forge commands. */
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
+
+static void vprint(const char *cmd, const char *fmt, va_list ap) {
+    fprintf(stderr, "forge %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+}
+
+int cli_usage(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vprint(cmd, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see forge help %s)\n", cmd);
+    return CLI_USAGE;
+}
 
 int cli_error(const char *cmd, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "forge %s: ", cmd);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vprint(cmd, fmt, ap);
     va_end(ap);
-    return 1;
+    fputc('\n', stderr);
+    return CLI_RUNTIME;
 }
 
 int cli_fail(const char *cmd, forge_status st) {
@@ -41,23 +57,37 @@ static int parse_value(const cli_opt *o, const char *s) {
     return 0;
 }
 
-int cli_parse(const char *cmd, int argc, char **argv, const cli_opt *opts, int n_opts) {
-    for (int i = 0; i < argc; i++) {
-        const cli_opt *o = NULL;
-        for (int j = 0; j < n_opts && !o; j++)
-            if (strcmp(argv[i], opts[j].name) == 0) o = &opts[j];
-        if (!o) return cli_error(cmd, "unknown option '%s' (see forge help)", argv[i]), -1;
-        if (o->kind == OPT_FLAG) {
-            *(int *)o->dst = 1;
-            continue;
-        }
-        if (i + 1 >= argc) return cli_error(cmd, "%s needs a value", o->name), -1;
-        if (parse_value(o, argv[++i]) != 0)
-            return cli_error(cmd, "%s expects %s, got '%s'", o->name,
-                             o->kind == OPT_INT ? "an integer" : "a number", argv[i]),
-                   -1;
+/* getopt_long's value for opts[i]: past every character an option could be */
+#define OPT_VAL(i) (0x100 + (i))
+
+int cli_parse(const char *cmd, int argc, char **argv, cli_opt *opts, int n_opts) {
+    struct option *longs = calloc((size_t)n_opts + 1, sizeof *longs);
+    if (!longs) return cli_error(cmd, "out of memory");
+    for (int i = 0; i < n_opts; i++) {
+        longs[i] = (struct option){opts[i].name + 2, opts[i].kind == OPT_FLAG ? no_argument : required_argument,
+                                   NULL, OPT_VAL(i)};
+        opts[i].given = 0;
     }
-    return 0;
+    opterr = 0; /* its messages are ours */
+    optind = 0; /* glibc: start over, for each command line parsed */
+    int c, rc = CLI_OK;
+    while (rc == CLI_OK && (c = getopt_long(argc, argv, ":", longs, NULL)) != -1) {
+        if (c == '?') {
+            rc = cli_usage(cmd, "unknown option '%s'", argv[optind - 1]);
+        } else if (c == ':') {
+            rc = cli_usage(cmd, "%s needs a value", argv[optind - 1]);
+        } else {
+            cli_opt *o = &opts[c - OPT_VAL(0)];
+            if (o->given++) rc = cli_usage(cmd, "%s is given twice", o->name);
+            else if (o->kind == OPT_FLAG) *(int *)o->dst = 1;
+            else if (parse_value(o, optarg) != 0)
+                rc = cli_usage(cmd, "%s expects %s, not '%s'", o->name,
+                               o->kind == OPT_INT ? "an integer" : "a number", optarg);
+        }
+    }
+    if (rc == CLI_OK && optind < argc) rc = cli_usage(cmd, "unexpected argument '%s'", argv[optind]);
+    free(longs);
+    return rc;
 }
 
 int cli_backend(const char *cmd, const char *name, forge_backend *out) {
@@ -65,9 +95,9 @@ int cli_backend(const char *cmd, const char *name, forge_backend *out) {
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (strcmp(name, forge_backend_name(all[i])) == 0) {
             *out = all[i];
-            return 0;
+            return CLI_OK;
         }
-    return cli_error(cmd, "--backend must be auto, cpu or cuda, not '%s'", name);
+    return cli_usage(cmd, "--backend must be auto, cpu or cuda, not '%s'", name);
 }
 
 int cli_dtype(const char *cmd, const char *name, forge_dtype *out) {
@@ -75,15 +105,31 @@ int cli_dtype(const char *cmd, const char *name, forge_dtype *out) {
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (strcmp(name, forge_dtype_name(all[i])) == 0) {
             *out = all[i];
-            return 0;
+            return CLI_OK;
         }
-    return cli_error(cmd, "--dtype must be fp32, fp16 or bf16, not '%s'", name);
+    return cli_usage(cmd, "--dtype must be fp32, fp16 or bf16, not '%s'", name);
 }
 
 double cli_now_us(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e6 + ts.tv_nsec * 1e-3;
+}
+
+static double progress_t0;
+
+void cli_progress_start(void) { progress_t0 = cli_now_us(); }
+
+void cli_progress(const char *cmd, const char *what, int i, int n) {
+    if (!isatty(STDERR_FILENO)) return;
+    if (n > 0) fprintf(stderr, "\rforge %s: %s %d/%d ", cmd, what, i, n);
+    else fprintf(stderr, "\rforge %s: %s ", cmd, what);
+    fflush(stderr);
+}
+
+void cli_progress_done(const char *cmd) {
+    if (!isatty(STDERR_FILENO)) return;
+    fprintf(stderr, "\r\033[Kforge %s: done in %.1f s\n", cmd, (cli_now_us() - progress_t0) * 1e-6);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -97,26 +143,41 @@ double cli_quantile(double *v, int n, double q) {
     return v[i < 0 ? 0 : i >= n ? n - 1 : i];
 }
 
-int cli_parse_bench_shape(const char *cmd, const char *len_opt, int argc, char **argv, const cli_opt *extra,
+/* The value of an option that was given must lie in [lo, hi]. */
+static int check_range(const char *cmd, const char *name, int v, int lo, int hi) {
+    return v >= lo && v <= hi ? CLI_OK : cli_usage(cmd, "%s = %d is outside %d .. %d", name, v, lo, hi);
+}
+
+int cli_parse_bench_shape(const char *cmd, const char *len_opt, int argc, char **argv, cli_opt *extra,
                           int n_extra, cli_bench_shape *s) {
     enum { SHAPE_OPTS = 10, MAX_EXTRA = 8 };
     const char *dtype_name = "bf16", *backend_name = "auto";
     s->len = s->heads = s->kv_heads = s->head_dim = s->json = 0;
     cli_opt opts[SHAPE_OPTS + MAX_EXTRA] = {
-        {"--json", OPT_FLAG, &s->json},         {"--batch", OPT_INT, &s->batch},
-        {len_opt, OPT_INT, &s->len},            {"--heads", OPT_INT, &s->heads},
-        {"--kv-heads", OPT_INT, &s->kv_heads},  {"--head-dim", OPT_INT, &s->head_dim},
-        {"--dtype", OPT_STRING, &dtype_name},   {"--iters", OPT_INT, &s->iters},
-        {"--warmup", OPT_INT, &s->warmup},      {"--backend", OPT_STRING, &backend_name},
+        {"--json", OPT_FLAG, &s->json, 0},         {"--batch", OPT_INT, &s->batch, 0},
+        {len_opt, OPT_INT, &s->len, 0},            {"--heads", OPT_INT, &s->heads, 0},
+        {"--kv-heads", OPT_INT, &s->kv_heads, 0},  {"--head-dim", OPT_INT, &s->head_dim, 0},
+        {"--dtype", OPT_STRING, &dtype_name, 0},   {"--iters", OPT_INT, &s->iters, 0},
+        {"--warmup", OPT_INT, &s->warmup, 0},      {"--backend", OPT_STRING, &backend_name, 0},
     };
     if (n_extra > MAX_EXTRA) return cli_error(cmd, "internal error: %d options past the %d a benchmark takes", n_extra, MAX_EXTRA);
     memcpy(opts + SHAPE_OPTS, extra, sizeof *extra * (size_t)n_extra);
-    if (cli_parse(cmd, argc, argv, opts, SHAPE_OPTS + n_extra) != 0) return 1;
-    if (s->batch < 1 || s->len < 1 || s->heads < 1 || s->head_dim < 1 || s->iters < 1 || s->warmup < 0 ||
-        s->kv_heads < 0)
-        return cli_error(cmd, "%s, --heads and --head-dim are required; --batch, %s, --heads, --head-dim and "
-                              "--iters must be at least 1, --warmup and --kv-heads not negative", len_opt, len_opt);
+    int rc = cli_parse(cmd, argc, argv, opts, SHAPE_OPTS + n_extra);
+    memcpy(extra, opts + SHAPE_OPTS, sizeof *extra * (size_t)n_extra); /* their `given` */
+    if (rc != CLI_OK) return rc;
+    const char *required[] = {len_opt, "--heads", "--head-dim"};
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < SHAPE_OPTS; j++)
+            if (strcmp(opts[j].name, required[i]) == 0 && !opts[j].given)
+                return cli_usage(cmd, "%s is required", required[i]);
+    if ((rc = check_range(cmd, "--batch", s->batch, 1, CLI_MAX_BATCH)) || (rc = check_range(cmd, len_opt, s->len, 1, CLI_MAX_LEN)) ||
+        (rc = check_range(cmd, "--heads", s->heads, 1, CLI_MAX_HEADS)) ||
+        (rc = check_range(cmd, "--kv-heads", s->kv_heads, 0, s->heads)) ||
+        (rc = check_range(cmd, "--head-dim", s->head_dim, 1, 256)) ||
+        (rc = check_range(cmd, "--iters", s->iters, 1, CLI_MAX_ITERS)) ||
+        (rc = check_range(cmd, "--warmup", s->warmup, 0, CLI_MAX_ITERS)))
+        return rc;
     if (!s->kv_heads) s->kv_heads = s->heads;
-    if (cli_dtype(cmd, dtype_name, &s->dtype) != 0) return 1;
+    if ((rc = cli_dtype(cmd, dtype_name, &s->dtype)) != CLI_OK) return rc;
     return cli_backend(cmd, backend_name, &s->backend);
 }

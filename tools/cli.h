@@ -1,10 +1,19 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* cli.h: what the forge tool's commands share: option parsing, one-line
- * errors, and statistics of timings. */
+ * errors with the tool's exit codes, progress on a terminal, and statistics
+ * of timings. */
 #ifndef FORGE_CLI_H
 #define FORGE_CLI_H
 
 #include "forge.h"
+
+/* The tool's exit codes (README, forge help). */
+enum {
+    CLI_OK = 0,
+    CLI_CHECK_FAILED = 1, /* it ran, and a result is outside its tolerance       */
+    CLI_USAGE = 2,        /* the command line is wrong: an option, a value       */
+    CLI_RUNTIME = 3,      /* it could not run: a file, the library, the device   */
+};
 
 typedef enum { OPT_INT, OPT_FLOAT, OPT_STRING, OPT_FLAG } cli_opt_kind;
 
@@ -12,24 +21,32 @@ typedef struct {
     const char *name; /* "--heads" */
     cli_opt_kind kind;
     void *dst;        /* int *, double *, const char **, or int * (flag set to 1) */
+    int given;        /* set by cli_parse: the option was on the command line */
 } cli_opt;
 
-/* Parses argv[0 .. argc) against opts; prints one line and returns -1 on an
- * unknown option, a missing value or a value that does not parse. */
-int cli_parse(const char *cmd, int argc, char **argv, const cli_opt *opts, int n_opts);
+/* Parses argv[1 .. argc) (argv[0] is the command's name) against opts with
+ * getopt_long: "--name value" and "--name=value". An unknown option, a
+ * missing value, a value that does not parse, an option given twice, or an
+ * argument that is no option prints one line and returns CLI_USAGE;
+ * otherwise CLI_OK, with each option's `given` set. */
+int cli_parse(const char *cmd, int argc, char **argv, cli_opt *opts, int n_opts);
 
-/* Prints "forge CMD: message" to stderr and returns the exit code 1. */
+/* Prints "forge CMD: message (see forge help CMD)" to stderr and returns
+ * CLI_USAGE. */
+int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Prints "forge CMD: message" to stderr and returns CLI_RUNTIME. */
 int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Prints "forge CMD: <forge_last_error()>" and returns the exit code 1. */
+/* Prints "forge CMD: <forge_last_error()> (<status>)" and returns CLI_RUNTIME. */
 int cli_fail(const char *cmd, forge_status st);
 
-/* The backend named "auto", "cpu" or "cuda", and 0; for any other name,
- * cli_error's line naming --backend and its exit code 1. */
+/* The backend named "auto", "cpu" or "cuda", and CLI_OK; for any other
+ * name, cli_usage's line naming --backend and CLI_USAGE. */
 int cli_backend(const char *cmd, const char *name, forge_backend *out);
 
-/* The dtype named "fp32", "fp16" or "bf16", and 0; for any other name,
- * cli_error's line naming --dtype and its exit code 1. */
+/* The dtype named "fp32", "fp16" or "bf16", and CLI_OK; for any other name,
+ * cli_usage's line naming --dtype and CLI_USAGE. */
 int cli_dtype(const char *cmd, const char *name, forge_dtype *out);
 
 /* The shape options every attention benchmark takes. */
@@ -39,13 +56,27 @@ typedef struct {
     forge_backend backend;
 } cli_bench_shape;
 
+/* Bounds of the benchmarks' options, checked before anything is allocated. */
+#define CLI_MAX_BATCH 65536
+#define CLI_MAX_LEN (1 << 30)
+#define CLI_MAX_HEADS 65536
+#define CLI_MAX_ITERS 1000000
+
 /* Parses --json, --batch, len_opt (the sequence length: "--seq",
  * "--kv-len"), --heads, --kv-heads, --head-dim, --dtype (bf16 by default),
  * --iters, --warmup and --backend, with the command's own `extra` options,
  * into *s (batch, iters and warmup keep the caller's defaults), and checks
- * them; kv_heads 0 becomes heads. Returns 0 or the exit code. */
-int cli_parse_bench_shape(const char *cmd, const char *len_opt, int argc, char **argv, const cli_opt *extra,
+ * each against its bound; kv_heads 0 becomes heads. Returns CLI_OK or the
+ * exit code. */
+int cli_parse_bench_shape(const char *cmd, const char *len_opt, int argc, char **argv, cli_opt *extra,
                           int n_extra, cli_bench_shape *s);
+
+/* Progress of a long run, on stderr and only when stderr is a terminal:
+ * "forge CMD: what i/n" rewritten in place; cli_progress_done clears it and
+ * prints the time since cli_progress_start. */
+void cli_progress_start(void);
+void cli_progress(const char *cmd, const char *what, int i, int n);
+void cli_progress_done(const char *cmd);
 
 /* Wall-clock microseconds. */
 double cli_now_us(void);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "commands.h"
@@ -80,12 +81,14 @@ static int layer_config(const attn_weights *w, const forge_tensor *x, int heads,
                              w->t[i].name, forge_dtype_name(w->t[i].dtype), forge_dtype_name(x->dtype));
     if (q->ndim != 2 || k->ndim != 2)
         return cli_error(CMD, "q_proj.weight and k_proj.weight must be 2-D [out, in]");
-    if (heads < 1) return cli_error(CMD, "--heads = %d is below 1", heads);
+    if (q->shape[0] < 1 || q->shape[1] < 1)
+        return cli_error(CMD, "q_proj.weight has shape [%lld, %lld]: a layer needs rows and columns",
+                         (long long)q->shape[0], (long long)q->shape[1]);
     if (q->shape[0] % heads != 0)
         return cli_error(CMD, "q_proj.weight has %lld rows, not a multiple of --heads %d",
                          (long long)q->shape[0], heads);
     int64_t hidden = q->shape[1], head_dim = q->shape[0] / heads;
-    if (hidden < 1 || head_dim < 1 || k->shape[0] % head_dim != 0)
+    if (k->shape[0] < 1 || k->shape[0] % head_dim != 0)
         return cli_error(CMD, "k_proj.weight has %lld rows, not a multiple of head_dim %lld",
                          (long long)k->shape[0], (long long)head_dim);
     int64_t kv_heads = k->shape[0] / head_dim;
@@ -97,7 +100,7 @@ static int layer_config(const attn_weights *w, const forge_tensor *x, int heads,
                                      kv_heads * head_dim, hidden};
     const int64_t cols[N_WEIGHTS] = {hidden, hidden, hidden, heads * head_dim, -1, -1, -1, -1};
     for (int i = 0; i < N_WEIGHTS; i++)
-        if (w->present[i] && check_shape(&w->t[i], rows[i], cols[i])) return 1;
+        if (w->present[i] && check_shape(&w->t[i], rows[i], cols[i])) return CLI_RUNTIME;
     if ((x->ndim != 2 && x->ndim != 3) || x->shape[x->ndim - 1] != hidden)
         return cli_error(CMD, "x must be [seq, %lld] or [batch, seq, %lld]", (long long)hidden,
                          (long long)hidden);
@@ -111,6 +114,12 @@ static int layer_config(const attn_weights *w, const forge_tensor *x, int heads,
                 (w->present[B_V] ? FORGE_BIAS_V : 0) | (w->present[B_O] ? FORGE_BIAS_O : 0);
     cfg->dtype = FORGE_F32; /* computed in fp32, converted back to x's dtype */
     return 0;
+}
+
+/* Whether paths a and b name one file (not where either is missing). */
+static int same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
 /* Runs the layer on xf [batch * seq, hidden] into yf; returns the exit code. */
@@ -145,23 +154,28 @@ int cmd_attn(int argc, char **argv) {
     const char *style = "half", *backend_name = "auto";
     int heads = 0, kv_heads = 0, pos0 = 0;
     double theta = 10000.0;
-    const cli_opt opts[] = {
-        {"--weights", OPT_STRING, &weights_path}, {"--input", OPT_STRING, &input_path},
-        {"--out", OPT_STRING, &out_path},         {"--heads", OPT_INT, &heads},
-        {"--kv-heads", OPT_INT, &kv_heads},       {"--rope-theta", OPT_FLOAT, &theta},
-        {"--rope-style", OPT_STRING, &style},     {"--pos0", OPT_INT, &pos0},
-        {"--prefix", OPT_STRING, &prefix},        {"--backend", OPT_STRING, &backend_name},
+    cli_opt opts[] = {
+        {"--weights", OPT_STRING, &weights_path, 0}, {"--input", OPT_STRING, &input_path, 0},
+        {"--out", OPT_STRING, &out_path, 0},         {"--heads", OPT_INT, &heads, 0},
+        {"--kv-heads", OPT_INT, &kv_heads, 0},       {"--rope-theta", OPT_FLOAT, &theta, 0},
+        {"--rope-style", OPT_STRING, &style, 0},     {"--pos0", OPT_INT, &pos0, 0},
+        {"--prefix", OPT_STRING, &prefix, 0},        {"--backend", OPT_STRING, &backend_name, 0},
     };
-    if (cli_parse(CMD, argc, argv, opts, sizeof opts / sizeof opts[0]) != 0) return 1;
-    if (!weights_path || !input_path || !out_path || heads == 0)
-        return cli_error(CMD, "--weights, --input, --out and --heads are required");
+    int rc = cli_parse(CMD, argc, argv, opts, sizeof opts / sizeof opts[0]);
+    if (rc != CLI_OK) return rc;
+    for (int i = 0; i < 4; i++) /* --weights, --input, --out, --heads */
+        if (!opts[i].given) return cli_usage(CMD, "%s is required", opts[i].name);
+    if (heads < 1) return cli_usage(CMD, "--heads = %d is below 1", heads);
     forge_layer_config cfg = forge_layer_config_default(1, 1, 1, 2);
     forge_backend backend;
     if (rope_style(style, &cfg.rope_style) != 0)
-        return cli_error(CMD, "--rope-style must be half, interleaved or none, not '%s'", style);
-    if (cli_backend(CMD, backend_name, &backend) != 0) return 1;
-    if (kv_heads < 0) return cli_error(CMD, "--kv-heads = %d is negative", kv_heads);
-    if (pos0 < 0) return cli_error(CMD, "--pos0 = %d is negative", pos0);
+        return cli_usage(CMD, "--rope-style must be half, interleaved or none, not '%s'", style);
+    if ((rc = cli_backend(CMD, backend_name, &backend)) != CLI_OK) return rc;
+    if (kv_heads < 0) return cli_usage(CMD, "--kv-heads = %d is negative", kv_heads);
+    if (pos0 < 0) return cli_usage(CMD, "--pos0 = %d is negative", pos0);
+    if (same_file(out_path, weights_path) || same_file(out_path, input_path))
+        return cli_usage(CMD, "--out %s is %s: the output would replace an input", out_path,
+                         same_file(out_path, weights_path) ? "--weights" : "--input");
     cfg.rope_theta = (float)theta;
 
     forge_safetensors *wf = NULL, *xf_file = NULL;
@@ -173,7 +187,7 @@ int cmd_attn(int argc, char **argv) {
     }
     attn_weights w;
     forge_tensor x = {0};
-    int rc = find_weights(wf, prefix, &w);
+    rc = find_weights(wf, prefix, &w);
     if (!rc && forge_st_find(xf_file, "x", &x) != FORGE_OK)
         rc = cli_error(CMD, "%s has no tensor \"x\"", input_path);
     if (!rc) rc = layer_config(&w, &x, heads, kv_heads, &cfg);
@@ -200,7 +214,10 @@ int cmd_attn(int argc, char **argv) {
     }
     if (!rc) {
         forge_layer_weights lw = {f[W_Q], f[W_K], f[W_V], f[W_O], f[B_Q], f[B_K], f[B_V], f[B_O]};
+        cli_progress_start();
+        cli_progress(CMD, "running the layer", 0, 0);
         rc = run_layer(backend, &cfg, &lw, (int)batch, (int)seq, pos0, xf, yf);
+        cli_progress_done(CMD);
     }
     if (!rc) {
         size_t n = x.nbytes / forge_dtype_size(x.dtype);

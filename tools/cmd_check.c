@@ -61,10 +61,11 @@ static forge_status run_path(forge_context *ctx, const forge_layer_config *cfg,
 
 int cmd_check(int argc, char **argv) {
     const char *backend_name = "auto";
-    const cli_opt opts[] = {{"--backend", OPT_STRING, &backend_name}};
-    if (cli_parse(CMD, argc, argv, opts, 1) != 0) return 1;
+    cli_opt opts[] = {{"--backend", OPT_STRING, &backend_name, 0}};
+    int parsed = cli_parse(CMD, argc, argv, opts, 1);
+    if (parsed != CLI_OK) return parsed;
     forge_backend backend;
-    if (cli_backend(CMD, backend_name, &backend) != 0) return 1;
+    if ((parsed = cli_backend(CMD, backend_name, &backend)) != CLI_OK) return parsed;
     forge_context *ctx;
     forge_status st = forge_context_create(backend, &ctx);
     if (st != FORGE_OK) return cli_fail(CMD, st);
@@ -125,5 +126,7 @@ int cmd_check(int argc, char **argv) {
     forge_context_destroy(ctx);
     if (rc) return rc;
     printf("%d of %d checks within tolerance\n", 2 * n - failures, 2 * n);
-    return failures ? cli_error(CMD, "%d checks over the tolerance", failures) : 0;
+    if (!failures) return rc;
+    cli_error(CMD, "%d checks over the tolerance", failures);
+    return CLI_CHECK_FAILED;
 }

@@ -45,18 +45,20 @@ static int report(const layer_bench *b, forge_backend asked, double *us, double 
     for (int s = 0; s < FORGE_STAGE_COUNT; s++)
         if (counts[s]) printf(" %s %llu", forge_stage_name((forge_stage)s), (unsigned long long)counts[s]), any += counts[s];
     printf("%s\n", any ? "" : " none");
-    if (err.nonfinite == 0 && err.rel_l2 <= tol) return 0;
-    return cli_error(CMD, "the output is outside the %s tolerance", forge_dtype_name(c->dtype));
+    if (err.nonfinite == 0 && err.rel_l2 <= tol) return CLI_OK;
+    cli_error(CMD, "the output is outside the %s tolerance", forge_dtype_name(c->dtype));
+    return CLI_CHECK_FAILED;
 }
 
 int cmd_run(int argc, char **argv) {
     const char *backend_name = "auto";
     int iters = 200;
-    const cli_opt opts[] = {{"--backend", OPT_STRING, &backend_name}, {"--iters", OPT_INT, &iters}};
-    if (cli_parse(CMD, argc, argv, opts, 2) != 0) return 1;
+    cli_opt opts[] = {{"--backend", OPT_STRING, &backend_name, 0}, {"--iters", OPT_INT, &iters, 0}};
+    int rc = cli_parse(CMD, argc, argv, opts, 2);
+    if (rc != CLI_OK) return rc;
     forge_backend backend;
-    if (cli_backend(CMD, backend_name, &backend) != 0) return 1;
-    if (iters < 1) return cli_error(CMD, "--iters = %d is below 1", iters);
+    if ((rc = cli_backend(CMD, backend_name, &backend)) != CLI_OK) return rc;
+    if (iters < 1 || iters > CLI_MAX_ITERS) return cli_usage(CMD, "--iters = %d is outside 1 .. %d", iters, CLI_MAX_ITERS);
 
     forge_layer_config cfg = forge_layer_config_default(128, 4, 4, 32);
     cfg.max_seq = SEED_SEQ;
@@ -64,7 +66,7 @@ int cmd_run(int argc, char **argv) {
     double *us = malloc(sizeof *us * 2 * (size_t)iters);
     double *want = malloc(sizeof *want * SEED_SEQ * cfg.hidden);
     double stage_med[FORGE_STAGE_COUNT];
-    int rc = us && want ? 0 : cli_error(CMD, "out of memory");
+    rc = us && want ? CLI_OK : cli_error(CMD, "out of memory");
     if (!rc) rc = layer_bench_open(&b, CMD, backend, &cfg, 1, SEED_SEQ);
     if (!rc) rc = layer_bench_time(&b, CMD, 10, iters, us, us + iters, stage_med);
     if (!rc && ref_layer_forward(&cfg, &b.w.w, b.x, SEED_SEQ, 0, want, NULL) != 0)

@@ -7,13 +7,12 @@
 
 int cmd_run(int argc, char **argv);
 int cmd_attn(int argc, char **argv);
-int cmd_bench(int argc, char **argv);
 int cmd_check(int argc, char **argv);
-/* forge bench prefill (bench_prefill.c), argv after "prefill". */
+/* forge bench layer|prefill|decode|step (bench_*.c); argv[0] is the
+ * benchmark's name. */
+int bench_layer(int argc, char **argv);
 int bench_prefill(int argc, char **argv);
-/* forge bench decode (bench_decode.c), argv after "decode". */
 int bench_decode(int argc, char **argv);
-/* forge bench step (bench_step.c), argv after "step". */
 int bench_step(int argc, char **argv);
 
 /* bench_decode.c, for bench_step.c: n random values of deviation 1 in

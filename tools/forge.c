@@ -1,69 +1,138 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* forge.c: the forge command-line tool, a thin layer over libforge.
+/* forge.c: the forge command-line tool, a thin layer over the library: its
+ * commands, their usage, and `forge help`.
  *
  *   forge run                 the seed layer on the best backend, checked
  *   forge attn ...            one layer on tensors from safetensors files
- *   forge bench layer|prefill|decode|step ...  timings, one JSON object a line with --json
  *   forge check               the backend against the reference over a grid
- */
+ *   forge bench layer|prefill|decode|step ...  timings, one JSON object a line with --json
+ *
+ * Exit codes: 0 done, 1 a check failed, 2 the command line is wrong, 3 it
+ * could not run (a file, the library, the device). */
 #include <stdio.h>
 #include <string.h>
 
 #include "commands.h"
 
-static const char usage[] =
-    "usage: forge <command> [options]\n"
+typedef struct {
+    const char *name; /* "run", "bench prefill" */
+    int (*fn)(int argc, char **argv);
+    const char *usage;
+} command;
+
+static const command commands[] = {
+    {"run", cmd_run,
+     "usage: forge run [--backend auto|cpu|cuda] [--iters N]\n"
+     "  The seed report's layer (seq 32, 4 heads, head_dim 32, hidden 128, fp32,\n"
+     "  half-rotation RoPE) with seeded random weights on the best backend present:\n"
+     "  stage times, the error against the float64 reference, fallbacks. Exits 1 when\n"
+     "  the error is over the float32 tolerance.\n"},
+    {"attn", cmd_attn,
+     "usage: forge attn --weights W.safetensors --input X.safetensors --out Y.safetensors\n"
+     "                  --heads H [--kv-heads K] [--rope-theta T]\n"
+     "                  [--rope-style half|interleaved|none] [--pos0 N] [--prefix P] [--backend B]\n"
+     "  One attention layer on tensors from files: q_proj.weight, k_proj.weight,\n"
+     "  v_proj.weight, o_proj.weight ([out, in]) and optional .bias under --prefix in W;\n"
+     "  x [seq, hidden] or [batch, seq, hidden] in X. Writes y, of x's shape and dtype,\n"
+     "  to Y (which must be neither input).\n"},
+    {"check", cmd_check,
+     "usage: forge check [--backend auto|cpu|cuda]\n"
+     "  The backend against the float64 reference over a grid of shapes (lengths,\n"
+     "  heads, KV heads, head dims 32..256, cached prefixes) on both attention paths:\n"
+     "  a table of errors. Exits 1 if any is over tolerance.\n"},
+    {"bench layer", bench_layer,
+     "usage: forge bench layer [--json] --seq S --heads H [--kv-heads K] --head-dim D\n"
+     "                         [--hidden N] [--batch B] [--dtype fp32|fp16|bf16] [--iters N]\n"
+     "                         [--warmup N] [--backend B] [--attention flash|unfused]\n"
+     "  The whole layer over B prompts of S tokens: median and spread, eager and as a\n"
+     "  graph, and per-stage medians.\n"},
+    {"bench prefill", bench_prefill,
+     "usage: forge bench prefill [--json] --seq S --heads H [--kv-heads K] --head-dim D\n"
+     "                           [--batch B] [--dtype bf16] [--no-causal] [--iters N]\n"
+     "                           [--warmup N] [--backend B] [--kernel auto|portable]\n"
+     "  Attention alone (forge_attention_forward) over B sequences of S tokens: median\n"
+     "  time and TFLOP/s (causal FLOPs halved). --kernel portable times the mma.sync\n"
+     "  kernel where Hopper's would run.\n"},
+    {"bench decode", bench_decode,
+     "usage: forge bench decode [--json] --kv-len L --heads H [--kv-heads K] --head-dim D\n"
+     "                          [--batch B] [--dtype bf16] [--page-size 16] [--split-size S]\n"
+     "                          [--iters N] [--warmup N] [--backend B]\n"
+     "  One decode step over a paged KV cache (forge_paged_attention) of B sequences of\n"
+     "  L tokens: median time and TB/s of K and V read.\n"},
+    {"bench step", bench_step,
+     "usage: forge bench step [--json] --kv-len L --heads H [--kv-heads K] --head-dim D\n"
+     "                        [--batch B] [--hidden N] [--dtype bf16] [--page-size 16]\n"
+     "                        [--split-size S] [--iters N] [--warmup N] [--backend B]\n"
+     "  One decode step of the whole layer over a paged KV cache of B sequences of L\n"
+     "  tokens (forge_layer_forward_paged), eager and as a graph.\n"},
+};
+enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
+
+static const char overview[] =
+    "usage: forge <command> [options]      forge help <command>      forge --version\n"
     "\n"
-    "  run    [--backend auto|cpu|cuda] [--iters N]\n"
-    "         the seed layer (seq 32, 4 heads, head_dim 32, hidden 128, fp32, RoPE)\n"
-    "         with seeded random weights on the best backend: stage times, error\n"
-    "         against the float64 reference, fallbacks\n"
-    "  attn   --weights W.safetensors --input X.safetensors --out Y.safetensors\n"
-    "         --heads H [--kv-heads K] [--rope-theta T] [--rope-style half|interleaved|none]\n"
-    "         [--pos0 N] [--prefix P] [--backend B]\n"
-    "         one attention layer: weights q_proj.weight, k_proj.weight, v_proj.weight,\n"
-    "         o_proj.weight ([out, in]) and optional .bias; x [seq, hidden] or\n"
-    "         [batch, seq, hidden]; writes y of the same shape and dtype\n"
-    "  check  [--backend B]\n"
-    "         the backend against the float64 reference over a grid of shapes\n"
-    "         (lengths, heads, KV heads, head dims 32..256, cached prefixes) on both\n"
-    "         attention paths: a table of errors; exit 1 if any is over tolerance\n"
-    "  bench  layer [--json] --seq S --heads H [--kv-heads K] --head-dim D [--hidden N]\n"
-    "         [--batch B] [--dtype fp32] [--iters N] [--warmup N] [--backend B]\n"
-    "         [--attention flash|unfused]\n"
-    "         median and spread of the whole layer, and per-stage medians\n"
-    "  bench  prefill [--json] --seq S --heads H [--kv-heads K] --head-dim D [--batch B]\n"
-    "         [--dtype bf16] [--no-causal] [--iters N] [--warmup N] [--backend B]\n"
-    "         [--kernel auto|portable]\n"
-    "         attention alone (forge_attention_forward) over B sequences of S tokens:\n"
-    "         median time and TFLOP/s (causal FLOPs halved, as torch_ref.py counts);\n"
-    "         --kernel portable times the mma.sync kernel where Hopper's would run\n"
-    "  bench  decode [--json] --kv-len L --heads H [--kv-heads K] --head-dim D [--batch B]\n"
-    "         [--dtype bf16] [--page-size 16] [--split-size S] [--iters N] [--warmup N]\n"
-    "         [--backend B]\n"
-    "         one decode step over a paged KV cache (forge_paged_attention) of B\n"
-    "         sequences of L tokens: median time and TB/s of K and V read\n"
-    "  bench  step [--json] --kv-len L --heads H [--kv-heads K] --head-dim D [--batch B]\n"
-    "         [--hidden N] [--dtype bf16] [--page-size 16] [--split-size S] [--iters N]\n"
-    "         [--warmup N] [--backend B]\n"
-    "         one decode step of the whole layer over a paged KV cache of B sequences\n"
-    "         of L tokens (forge_layer_forward_paged), eager and as a graph\n";
+    "  run            the seed layer on the best backend, checked against the reference\n"
+    "  attn           one attention layer on tensors from safetensors files\n"
+    "  check          the backend against the float64 reference over a grid of shapes\n"
+    "  bench layer    the whole layer, timed\n"
+    "  bench prefill  attention alone, timed (TFLOP/s)\n"
+    "  bench decode   decode attention over a paged KV cache, timed (TB/s)\n"
+    "  bench step     the layer's decode step over a paged KV cache, eager and as a graph\n"
+    "\n"
+    "Options take --name value or --name=value; `forge <command> --help` shows a\n"
+    "command's. Exit codes: 0 done, 1 a check failed, 2 the command line is wrong,\n"
+    "3 it could not run (a file, the library, the device).\n";
+
+/* The command named by argv[0] (and argv[1] for bench), or NULL; *words is
+ * how many words its name takes. */
+static const command *find(int argc, char **argv, int *words) {
+    for (int i = 0; i < N_COMMANDS; i++) {
+        const char *name = commands[i].name, *space = strchr(name, ' ');
+        if (!space && strcmp(argv[0], name) == 0) return *words = 1, &commands[i];
+        if (space && argc >= 2 && strncmp(argv[0], name, (size_t)(space - name)) == 0 &&
+            argv[0][space - name] == '\0' && strcmp(argv[1], space + 1) == 0)
+            return *words = 2, &commands[i];
+    }
+    return NULL;
+}
+
+/* The usage of every command whose name begins with `group` ("bench"). */
+static int print_group(const char *group) {
+    int found = 0;
+    for (int i = 0; i < N_COMMANDS; i++)
+        if (strncmp(commands[i].name, group, strlen(group)) == 0 && commands[i].name[strlen(group)] == ' ')
+            fputs(commands[i].usage, stdout), found = 1;
+    return found;
+}
+
+static int is_help(const char *s) { return strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0; }
+
+/* forge help [COMMAND...] */
+static int help(int argc, char **argv) {
+    if (argc == 0) return fputs(overview, stdout), CLI_OK;
+    int words;
+    const command *c = find(argc, argv, &words);
+    if (c && words == argc) return fputs(c->usage, stdout), CLI_OK;
+    if (argc == 1 && print_group(argv[0])) return CLI_OK;
+    fprintf(stderr, "forge help: no command '%s' (see forge help)\n", argv[0]);
+    return CLI_USAGE;
+}
 
 int main(int argc, char **argv) {
-    if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
-        printf("forge %s\n", forge_version());
-        return 0;
+    if (argc < 2) return fputs(overview, stderr), CLI_USAGE;
+    if (strcmp(argv[1], "--version") == 0) return printf("forge %s\n", forge_version()), CLI_OK;
+    if (strcmp(argv[1], "help") == 0 || is_help(argv[1])) return help(argc - 2, argv + 2);
+    int words;
+    const command *c = find(argc - 1, argv + 1, &words);
+    if (!c) {
+        if (argc == 2 || is_help(argv[2])) /* "forge bench", "forge bench --help" */
+            if (print_group(argv[1])) return argc == 2 ? CLI_USAGE : CLI_OK;
+        fprintf(stderr, "forge: no command '%s%s%s' (see forge help)\n", argv[1], argc > 2 ? " " : "",
+                argc > 2 && strcmp(argv[1], "bench") == 0 ? argv[2] : "");
+        return CLI_USAGE;
     }
-    if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
-        strcmp(argv[1], "-h") == 0) {
-        fputs(usage, argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
-    }
-    const char *cmd = argv[1];
-    if (strcmp(cmd, "run") == 0) return cmd_run(argc - 2, argv + 2);
-    if (strcmp(cmd, "attn") == 0) return cmd_attn(argc - 2, argv + 2);
-    if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 2, argv + 2);
-    if (strcmp(cmd, "check") == 0) return cmd_check(argc - 2, argv + 2);
-    fprintf(stderr, "forge: unknown command '%s' (try forge help)\n", cmd);
-    return 2;
+    for (int i = 1 + words; i < argc; i++)
+        if (is_help(argv[i])) return fputs(c->usage, stdout), CLI_OK;
+    /* the command sees its name as argv[0], as getopt_long expects */
+    return c->fn(argc - words, argv + words);
 }

@@ -23,8 +23,8 @@ int layer_bench_open(layer_bench *b, const char *cmd, forge_backend backend,
     b->cfg = *cfg;
     b->batch = batch;
     b->seq = seq;
-    forge_status st = forge_layer_config_check(cfg);
-    if (st != FORGE_OK) return cli_fail(cmd, st);
+    forge_status st = forge_layer_config_check(cfg); /* the options' layer, before its weights are made */
+    if (st != FORGE_OK) return cli_usage(cmd, "%s", forge_last_error());
     const size_t n_x = (size_t)batch * seq * cfg->hidden, bytes = n_x * forge_dtype_size(cfg->dtype);
     b->x = malloc(n_x * sizeof *b->x);
     b->y = malloc(n_x * sizeof *b->y);
@@ -84,10 +84,19 @@ int layer_bench_time(layer_bench *b, const char *cmd, int warmup, int iters, dou
     double *col = malloc(sizeof *col * (size_t)iters);
     int rc = stage && col ? 0 : cli_error(cmd, "out of memory");
     double ignored;
-    for (int i = 0; !rc && i < warmup; i++) rc = timed_call(b, cmd, NULL, &ignored, NULL);
-    for (int i = 0; !rc && i < iters; i++) rc = timed_call(b, cmd, NULL, &us[i], &wall_us[i]);
+    const int calls = warmup + 2 * iters;
+    cli_progress_start();
+    for (int i = 0; !rc && i < warmup; i++) {
+        cli_progress(cmd, "call", i + 1, calls);
+        rc = timed_call(b, cmd, NULL, &ignored, NULL);
+    }
+    for (int i = 0; !rc && i < iters; i++) {
+        cli_progress(cmd, "call", warmup + i + 1, calls);
+        rc = timed_call(b, cmd, NULL, &us[i], &wall_us[i]);
+    }
     if (!rc) forge_layer_set_profiling(b->layer, 1);
     for (int i = 0; !rc && i < iters; i++) {
+        cli_progress(cmd, "call", warmup + iters + i + 1, calls);
         rc = timed_call(b, cmd, NULL, &ignored, NULL);
         if (!rc) forge_layer_last_timings(b->layer, stage + (size_t)i * FORGE_STAGE_COUNT);
     }
@@ -98,6 +107,7 @@ int layer_bench_time(layer_bench *b, const char *cmd, int warmup, int iters, dou
     }
     free(stage);
     free(col);
+    cli_progress_done(cmd);
     if (!rc) rc = download_y(b, cmd);
     return rc;
 }

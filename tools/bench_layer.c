@@ -1,8 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* cmd_bench.c: `forge bench layer`, timings of the whole layer (`forge bench
- * prefill`, attention alone, is bench_prefill.c's; `forge bench decode`,
- * attention over a paged cache, bench_decode.c's; `forge bench step`, the
- * layer's decode step over one, bench_step.c's). Each timed
+/* bench_layer.c: `forge bench layer`, timings of the whole layer. Each timed
  * call is a prefill of `batch` sequences of `seq` tokens into emptied cache
  * slots, the work of ../shared/bench/torch_ref.py layer. eager_us and
  * graph_us are device times by forge_stopwatch, as torch_ref.py times
@@ -11,6 +8,7 @@
  * times from the call until the device is done. Per-stage medians come
  * from a second pass with profiling on.
  * With --json, one object a line with torch_ref.py's field names. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +17,7 @@
 #include "commands.h"
 #include "layer_bench.h"
 
-#define CMD "bench"
+#define CMD "bench layer"
 
 typedef struct {
     int batch, seq, heads, kv_heads, head_dim, hidden, iters, warmup, json;
@@ -64,7 +62,7 @@ static void print_result(const bench_args *a, const char *impl, const bench_time
         printf("  %-18s %10.2f us (median, profiling on)\n", forge_stage_name((forge_stage)s), stage_med[s]);
 }
 
-static int bench_layer(const bench_args *a) {
+static int time_layer(const bench_args *a) {
     forge_layer_config cfg = forge_layer_config_default(a->hidden, a->heads, a->kv_heads, a->head_dim);
     cfg.max_seq = a->seq;
     cfg.dtype = a->dtype;
@@ -89,36 +87,41 @@ static int bench_layer(const bench_args *a) {
     return rc;
 }
 
-int cmd_bench(int argc, char **argv) {
-    if (argc >= 1 && strcmp(argv[0], "prefill") == 0) return bench_prefill(argc - 1, argv + 1);
-    if (argc >= 1 && strcmp(argv[0], "decode") == 0) return bench_decode(argc - 1, argv + 1);
-    if (argc >= 1 && strcmp(argv[0], "step") == 0) return bench_step(argc - 1, argv + 1);
-    if (argc < 1 || strcmp(argv[0], "layer") != 0)
-        return cli_error(CMD, "the benchmark must be named: forge bench layer|prefill|decode|step ...");
+int bench_layer(int argc, char **argv) {
     bench_args a = {.batch = 1, .kv_heads = 0, .hidden = 0, .iters = 200, .warmup = 20};
     const char *dtype = "fp32", *backend = "auto", *attention = "flash";
-    const cli_opt opts[] = {
-        {"--json", OPT_FLAG, &a.json},        {"--seq", OPT_INT, &a.seq},
-        {"--heads", OPT_INT, &a.heads},       {"--kv-heads", OPT_INT, &a.kv_heads},
-        {"--head-dim", OPT_INT, &a.head_dim}, {"--hidden", OPT_INT, &a.hidden},
-        {"--batch", OPT_INT, &a.batch},       {"--dtype", OPT_STRING, &dtype},
-        {"--iters", OPT_INT, &a.iters},       {"--warmup", OPT_INT, &a.warmup},
-        {"--backend", OPT_STRING, &backend},  {"--attention", OPT_STRING, &attention},
+    cli_opt opts[] = {
+        {"--json", OPT_FLAG, &a.json, 0},        {"--seq", OPT_INT, &a.seq, 0},
+        {"--heads", OPT_INT, &a.heads, 0},       {"--kv-heads", OPT_INT, &a.kv_heads, 0},
+        {"--head-dim", OPT_INT, &a.head_dim, 0}, {"--hidden", OPT_INT, &a.hidden, 0},
+        {"--batch", OPT_INT, &a.batch, 0},       {"--dtype", OPT_STRING, &dtype, 0},
+        {"--iters", OPT_INT, &a.iters, 0},       {"--warmup", OPT_INT, &a.warmup, 0},
+        {"--backend", OPT_STRING, &backend, 0},  {"--attention", OPT_STRING, &attention, 0},
     };
-    if (cli_parse(CMD, argc - 1, argv + 1, opts, sizeof opts / sizeof opts[0]) != 0) return 1;
-    if (a.seq < 1 || a.heads < 1 || a.head_dim < 1)
-        return cli_error(CMD, "--seq, --heads and --head-dim are required and must be at least 1");
-    if (a.batch < 1 || a.iters < 1 || a.warmup < 0 || a.kv_heads < 0 || a.hidden < 0)
-        return cli_error(CMD, "--batch and --iters must be at least 1; --warmup, --kv-heads, "
-                              "--hidden not negative");
+    int rc = cli_parse(CMD, argc, argv, opts, sizeof opts / sizeof opts[0]);
+    if (rc != CLI_OK) return rc;
+    static const int required[] = {1, 2, 4}; /* --seq, --heads, --head-dim */
+    for (int i = 0; i < 3; i++)
+        if (!opts[required[i]].given) return cli_usage(CMD, "%s is required", opts[required[i]].name);
+    if (a.batch < 1 || a.iters < 1 || a.warmup < 0 || a.kv_heads < 0 || a.hidden < 0 || a.seq < 1 ||
+        a.heads < 1 || a.head_dim < 1)
+        return cli_usage(CMD, "--seq, --heads, --head-dim, --batch and --iters must be at least 1; --warmup, "
+                              "--kv-heads and --hidden not negative");
+    if (a.iters > CLI_MAX_ITERS || a.warmup > CLI_MAX_ITERS)
+        return cli_usage(CMD, "--iters and --warmup are at most %d", CLI_MAX_ITERS);
     if (!a.kv_heads) a.kv_heads = a.heads;
-    if (!a.hidden) a.hidden = a.heads * a.head_dim;
-    if (cli_backend(CMD, backend, &a.backend) != 0) return 1;
+    if (!a.hidden) {
+        if ((int64_t)a.heads * a.head_dim > INT_MAX)
+            return cli_usage(CMD, "--heads %d x --head-dim %d is past the largest hidden; give --hidden", a.heads,
+                             a.head_dim);
+        a.hidden = a.heads * a.head_dim;
+    }
+    if ((rc = cli_backend(CMD, backend, &a.backend)) != CLI_OK) return rc;
     if (strcmp(attention, "flash") == 0) a.attention = FORGE_ATTENTION_FLASH;
     else if (strcmp(attention, "unfused") == 0) a.attention = FORGE_ATTENTION_UNFUSED;
-    else return cli_error(CMD, "--attention must be flash or unfused, not '%s'", attention);
-    if (cli_dtype(CMD, dtype, &a.dtype) != 0) return 1;
+    else return cli_usage(CMD, "--attention must be flash or unfused, not '%s'", attention);
+    if ((rc = cli_dtype(CMD, dtype, &a.dtype)) != CLI_OK) return rc;
     if ((int64_t)a.batch * a.seq * a.hidden > (int64_t)1 << 30)
-        return cli_error(CMD, "batch * seq * hidden is over 2^30 elements");
-    return bench_layer(&a);
+        return cli_usage(CMD, "batch * seq * hidden is over 2^30 elements");
+    return time_layer(&a);
 }
