@@ -8,10 +8,10 @@ one query each.
 Each point is timed in ROUNDS rounds, and in each round every side in turn,
 as bench/prefill_sweep.py does: `forge bench decode --json` (a subprocess;
 paged cache, split count chosen by Forge), then PyTorch's flash and cuDNN
-SDPA backends with torch_ref.py's own timing (its bench_ms and BACKENDS,
-imported) on the call torch_ref.py decode makes (q [B, H, 1, D] over
+SDPA backends with bench/torch_baseline.py's own timing (its bench_ms and BACKENDS,
+imported) on the call bench/torch_baseline.py decode makes (q [B, H, 1, D] over
 contiguous k, v [B, K, L, D]).
-TB/s counts the K and V bytes read, 2 * B * K * L * D * 2, as torch_ref.py
+TB/s counts the K and V bytes read, 2 * B * K * L * D * 2, as bench/torch_baseline.py
 does. One JSON line per measurement, with "round".
 
   python3 bench/decode_sweep.py TORCH_REF FORGE [--rounds N] [--page-size P] > decode.jsonl

@@ -9,10 +9,10 @@ Each point is timed in ROUNDS rounds, and in each round every side in turn,
 so that Forge and PyTorch share the clocks and the power draw of the same
 seconds: `forge bench prefill --json` as dispatched and with the portable
 kernel (a subprocess each), then PyTorch's flash and cuDNN SDPA backends
-with torch_ref.py's own timing (its bench_ms and BACKENDS, imported; the
-call is torch_ref.py's, with is_causal set from the point, as torch_ref.py
+with the baseline's own timing (bench/torch_baseline.py's median_us and SDPA, imported; the
+call is bench/torch_baseline.py's, with is_causal set from the point, as bench/torch_baseline.py
 itself times causal shapes only). TFLOP/s counts 4*B*H*S^2*D, halved when
-causal, as torch_ref.py does. One JSON line per measurement, with "round";
+causal, as bench/torch_baseline.py does. One JSON line per measurement, with "round";
 bench/plot_prefill.py takes the median over the rounds.
 
   python3 bench/prefill_sweep.py TORCH_REF FORGE [--rounds N] [--quick] > prefill.jsonl

@@ -120,7 +120,7 @@ FORGE_API forge_status forge_context_set_stream(forge_context *ctx, void *stream
 FORGE_API forge_status forge_context_synchronize(forge_context *ctx);
 
 /* Device time of the work queued by this context's calls between start and
- * stop, measured as ../shared/bench/torch_ref.py measures PyTorch: CUDA
+ * stop, measured as bench/torch_baseline.py measures PyTorch: CUDA
  * events on the stream (the wall clock on the CPU backend). Stop waits for
  * that work. */
 FORGE_API forge_status forge_stopwatch_start(forge_context *ctx);
@@ -139,8 +139,8 @@ FORGE_API forge_status forge_context_set_fallback(forge_context *ctx, forge_fall
  * alone and 16-bit layers); the CPU backend has one and ignores this. */
 typedef enum {
     FORGE_KERNEL_AUTO = 0, /* the Hopper kernel on sm_90 (where the build has
-                              sm_90 in its architectures) at head dims 64 and
-                              128, else the portable one (the default)           */
+                              sm_90 in its architectures) at its head dims
+                              (forge_support_row()), else the portable one     */
     FORGE_KERNEL_PORTABLE, /* the portable mma.sync kernel at every head dim: what
                               GPUs before Hopper run, for comparing the two        */
 } forge_kernel;
@@ -183,8 +183,8 @@ typedef struct {
     float rope_theta; /* RoPE base, 10000 in Llama 2                           */
     forge_rope_style rope_style;
     unsigned bias;    /* FORGE_BIAS_* bits                                     */
-    forge_dtype dtype; /* of weights, x, y, cache; on CUDA fp16 and bf16 layers
-                          take head dims 32, 64, 96, 128 and 256         */
+    forge_dtype dtype; /* of weights, x, y, cache; the head dims each dtype
+                          takes on CUDA: forge_support_row()             */
 } forge_layer_config;
 
 /* A config with Llama's defaults: half-rotation RoPE, theta 10000, no biases,
@@ -268,8 +268,8 @@ FORGE_API forge_status forge_layer_forward(forge_layer *layer, forge_kv_cache *c
 
 /* The attention algorithm of a layer's forward calls. */
 typedef enum {
-    FORGE_ATTENTION_FLASH = 0, /* fused flash attention (the default); on CUDA for head
-                                  dims 32, 64, 80, 96, 128, 256, else unfused            */
+    FORGE_ATTENTION_FLASH = 0, /* fused flash attention (the default); on CUDA at the
+                                  head dims of forge_support_row(), else unfused         */
     FORGE_ATTENTION_UNFUSED,   /* QK^T GEMM, scale, causal mask, softmax, PV GEMM;
                                   on CUDA fp32 layers only (FORGE_ERR_UNSUPPORTED)    */
 } forge_attention;
@@ -305,8 +305,8 @@ typedef struct {
 } forge_attention_args;
 
 /* out = softmax(scale * Q K^T + mask) V for every sequence and head. On the
- * CPU any dtype and head dim; on CUDA bf16 and fp16 for head dims 32, 64,
- * 96, 128 and 256 on tensor cores, buffers 16-byte aligned. */
+ * CPU any dtype and head dim; on CUDA bf16 and fp16 on tensor cores at the
+ * head dims of forge_support_row(), buffers 16-byte aligned. */
 FORGE_API forge_status forge_attention_forward(forge_context *ctx, const forge_attention_args *args);
 
 /* ------------------------------------------------------ paged KV cache */
@@ -519,6 +519,27 @@ FORGE_API forge_status forge_st_metadata(const forge_safetensors *st, int i, con
  * (meta[2i] = key, meta[2i+1] = value) to path. */
 FORGE_API forge_status forge_st_write(const char *path, const forge_tensor *tensors, int n,
                                       const char *const *meta, int n_meta);
+
+/* -------------------------------------------------------------- support */
+
+/* What runs where: which kernel computes an operation, on which GPUs, for
+ * which dtypes and head dims. The README's support table is this table as
+ * `forge support` prints it, and a test keeps the two the same; the kernels'
+ * own lists of head dims are tested against it. */
+typedef struct {
+    const char *operation; /* "attention alone, 16-bit layers", "paged attention", ...    */
+    forge_backend backend;
+    int min_sm;            /* CUDA: the compute capability it needs x 10 (80: sm_80);
+                              90 rows run on 9.0 alone, in builds for sm_90         */
+    unsigned dtypes;       /* bit 1 << d for each forge_dtype d                       */
+    int n_head_dims;       /* head dims it takes, in head_dims; 0: any up to 256      */
+    int head_dims[8];
+    const char *kernel;    /* what runs: "Hopper wgmma", "portable mma.sync", ...     */
+} forge_support;
+
+FORGE_API int forge_support_count(void);
+/* Row i (0 <= i < forge_support_count()), or NULL. */
+FORGE_API const forge_support *forge_support_row(int i);
 
 #ifdef __cplusplus
 }

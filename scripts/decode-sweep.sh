@@ -8,7 +8,7 @@
 #   bash scripts/decode-sweep.sh [ROUNDS] [PAGE_SIZE]   (default 3, 16)
 set -uo pipefail
 source "$(dirname "$0")/device-env.sh"
-python3 bench/decode_sweep.py .carry/torch_ref.py .carry/build/forge --rounds "${1:-3}" --page-size "${2:-16}" \
+python3 bench/decode_sweep.py .carry/build/forge --rounds "${1:-3}" --page-size "${2:-16}" \
   >"$OUT/decode.jsonl"
 status=$?
 python3 bench/plot_decode.py "$OUT/decode.jsonl" "$OUT/decode.svg" | tee "$OUT/decode.md"

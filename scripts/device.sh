@@ -3,10 +3,10 @@
 # Runs on the GPU machine (device tool), over the .carry/ that
 # scripts/device-prepare.sh made here: the test programs (CPU and GPU),
 # compute-sanitizer on a small grid, forge run, then each benchmark shape
-# through forge bench and ../shared/bench/torch_ref.py in the same run, and a
+# through forge bench and bench/torch_baseline.py in the same run, and a
 # table. JSON lines and tables go to $OUT, the logs packed into
 # $OUT/device-logs.tgz (the device tool returns at most 8 files).
-#   bash scripts/device.sh [tests|sm80|sanitize|bench|step]...   (default: tests sm80 sanitize bench)
+#   bash scripts/device.sh [tests|sm80|sanitize|bench|baseline|step]...   (default: tests sm80 sanitize bench)
 set -uo pipefail
 source "$(dirname "$0")/device-env.sh"
 build=.carry/build
@@ -48,10 +48,11 @@ gpu_tests() {
   run ${t}errors $b/tests/test_errors
   run ${t}rope $b/tests/test_rope
   run ${t}safetensors $b/tests/test_safetensors
-  run ${t}cli $b/tests/test_cli $b/forge
+  run ${t}cli $b/tests/test_cli $b/forge README.md
   run ${t}example $b/example_minimal
   run ${t}forge_run $b/forge run
   cat "$logs/${t}forge_run.log"
+  run ${t}support $b/tests/test_support
   run ${t}forge_check $b/forge check
   tail -1 "$logs/${t}forge_check.log"
 }
@@ -135,11 +136,28 @@ if [[ " $parts " == *" bench "* ]]; then
     read -r dt seq h kv d hidden iters <<<"$s"
     $build/forge bench layer --json --dtype "$dt" --seq "$seq" --heads "$h" --kv-heads "$kv" --head-dim "$d" \
       --hidden "$hidden" --iters "$iters" --warmup 10 >>"$OUT/bench.jsonl" || status=1
-    python3 .carry/torch_ref.py layer --seq "$seq" --heads "$h" --kv-heads "$kv" --head-dim "$d" \
+    python3 bench/torch_baseline.py layer --seq "$seq" --heads "$h" --kv-heads "$kv" --head-dim "$d" \
       --hidden "$hidden" --dtype "$dt" >>"$OUT/bench.jsonl" || status=1
   done
   python3 bench/table.py "$OUT/bench.jsonl" | tee "$OUT/table.md"
   $build/seed_graph_parts | tee "$logs/seed_graph_parts.txt" || status=1
+fi
+if [[ " $parts " == *" baseline "* ]]; then
+  # The repository's baseline beside ../shared/bench/torch_ref.py, which
+  # defines what to measure: the same shapes, in turn, twice.
+  echo "== bench/torch_baseline.py against torch_ref.py"
+  : >"$OUT/baseline.jsonl"
+  for round in 1 2; do
+    for script in bench/torch_baseline.py .carry/torch_ref.py; do
+      for args in "layer --seq 2048 --heads 32 --kv-heads 8 --head-dim 128 --hidden 4096 --dtype bf16" \
+                  "prefill --batch 2 --seq 8192 --heads 16 --head-dim 128" \
+                  "decode --batch 16 --kv-len 32768 --heads 32 --kv-heads 8 --head-dim 128"; do
+        python3 $script $args | sed "s|}\$|, \"script\": \"$(basename $script)\", \"round\": $round}|" \
+          >>"$OUT/baseline.jsonl" || status=1
+      done
+    done
+  done
+  cat "$OUT/baseline.jsonl"
 fi
 if [[ " $parts " == *" step "* ]]; then
   echo "== decode step of the layer over a paged cache (GQA 32/8, D 128, hidden 4096, bf16)"
@@ -149,7 +167,7 @@ if [[ " $parts " == *" step "* ]]; then
     $build/forge bench step --json --dtype bf16 --batch "$batch" --kv-len "$len" --heads 32 --kv-heads 8 \
       --head-dim 128 --hidden 4096 --iters 100 --warmup 10 | tee -a "$OUT/step.jsonl" || status=1
     # PyTorch's attention alone over the same cache, for scale (it has no paged layer step)
-    python3 .carry/torch_ref.py decode --dtype bf16 --batch "$batch" --kv-len "$len" --heads 32 --kv-heads 8 \
+    python3 bench/torch_baseline.py decode --dtype bf16 --batch "$batch" --kv-len "$len" --heads 32 --kv-heads 8 \
       --head-dim 128 | tee -a "$OUT/step.jsonl" || status=1
   done
 fi

@@ -12,7 +12,7 @@ source "$(dirname "$0")/device-env.sh"
 rounds=${1:-3}
 quick=""
 [ "${2:-}" = quick ] && quick=--quick
-python3 bench/prefill_sweep.py .carry/torch_ref.py .carry/build/forge --rounds "$rounds" $quick >"$OUT/prefill.jsonl"
+python3 bench/prefill_sweep.py .carry/build/forge --rounds "$rounds" $quick >"$OUT/prefill.jsonl"
 status=$?
 python3 bench/plot_prefill.py "$OUT/prefill.jsonl" "$OUT/prefill.svg" | tee "$OUT/prefill.md"
 exit $status

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* test_cli.c: the forge tool, run as a user would.
  *
- *   test_cli PATH/TO/forge
+ *   test_cli PATH/TO/forge PATH/TO/README.md
  *
  * forge run and forge check check themselves; forge attn on files matches the float64
  * reference in fp32 and bf16; every bad input exits non-zero with one line on
- * stderr naming the problem; forge bench --json prints torch_ref.py's fields. */
+ * stderr naming the problem and the exit code of its kind; forge bench --json
+ * prints torch_ref.py's fields; the README's support table is forge support's. */
 #define _XOPEN_SOURCE 700 /* realpath */
 #include <cjson/cJSON.h>
 #include <limits.h>
@@ -18,7 +19,7 @@
 
 #include "test_util.h"
 
-static const char *forge_bin;
+static const char *forge_bin, *readme_path;
 static char dir[64];
 
 typedef struct {
@@ -270,6 +271,20 @@ static void test_bad_inputs(void **state) {
     ref_random_layer_free(&w);
 }
 
+/* The README's support table, between its markers, is what forge support
+ * prints from the library's table. */
+static void test_support_table(void **state) {
+    run_result r = forge("support");
+    assert_int_equal(r.code, 0);
+    static char readme[1 << 18];
+    slurp(readme_path, readme, sizeof readme);
+    const char *begin = strstr(readme, "<!-- forge support -->\n"), *end = strstr(readme, "<!-- end forge support -->");
+    if (!begin || !end) fail_msg("%s has no <!-- forge support --> section", readme_path);
+    begin += strlen("<!-- forge support -->\n");
+    if ((size_t)(end - begin) != strlen(r.out) || strncmp(begin, r.out, strlen(r.out)) != 0)
+        fail_msg("the README's support table is not forge support's; put this between its markers:\n%s", r.out);
+}
+
 /* forge --version, forge help, and each command's --help: its usage on
  * stdout, exit 0. */
 static void test_help(void **state) {
@@ -424,10 +439,11 @@ static int remove_dir(void **state) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) {
-        fprintf(stderr, "usage: test_cli PATH/TO/forge\n");
+    if (argc != 3) {
+        fprintf(stderr, "usage: test_cli PATH/TO/forge PATH/TO/README.md\n");
         return 2;
     }
+    readme_path = argv[2];
     static char bin[4096];
     if (!realpath(argv[1], bin)) {
         fprintf(stderr, "test_cli: no forge binary at %s\n", argv[1]);
@@ -442,6 +458,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_attn_prefix),
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_help),
+        cmocka_unit_test(test_support_table),
         cmocka_unit_test(test_bench_json),
         cmocka_unit_test(test_bench_prefill_json),
         cmocka_unit_test(test_bench_decode_json),

@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* bench_decode.c: `forge bench decode`, one decode step of attention over a
  * paged KV cache (forge_paged_attention), the work of
- * ../shared/bench/torch_ref.py decode: B sequences of L cached tokens, one
+ * bench/torch_baseline.py decode: B sequences of L cached tokens, one
  * query each, q [B, H, D]. The sequences grow in turns, a chunk at a time,
  * so their pages interleave as a server's do. Timed by forge_stopwatch (CUDA
- * events around each call, as torch_ref.py times PyTorch); TB/s counts the
- * K and V bytes read, 2 * B * K * L * D * element size, as torch_ref.py does.
- * With --json, one object with torch_ref.py's field names. */
+ * events around each call, as torch_baseline.py times PyTorch); TB/s counts the
+ * K and V bytes read, 2 * B * K * L * D * element size, as torch_baseline.py does.
+ * With --json, one object with torch_baseline.py's field names. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

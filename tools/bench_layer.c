@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* bench_layer.c: `forge bench layer`, timings of the whole layer. Each timed
  * call is a prefill of `batch` sequences of `seq` tokens into emptied cache
- * slots, the work of ../shared/bench/torch_ref.py layer. eager_us and
- * graph_us are device times by forge_stopwatch, as torch_ref.py times
+ * slots, the work of bench/torch_baseline.py layer. eager_us and
+ * graph_us are device times by forge_stopwatch, as torch_baseline.py times
  * PyTorch (CUDA events around the call), of calls with profiling off and of
  * launches of the same call recorded as a graph; *_wall_us are the host's
  * times from the call until the device is done. Per-stage medians come
  * from a second pass with profiling on.
- * With --json, one object a line with torch_ref.py's field names. */
+ * With --json, one object a line with torch_baseline.py's field names. */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* bench_prefill.c: `forge bench prefill`, attention alone
  * (forge_attention_forward) on a batch of equal-length sequences, the work of
- * ../shared/bench/torch_ref.py prefill: q [B*S, H, D], k and v [B*S, K, D]
+ * bench/torch_baseline.py prefill: q [B*S, H, D], k and v [B*S, K, D]
  * of random values, timed by forge_stopwatch (CUDA events around each call,
- * as torch_ref.py times PyTorch). TFLOP/s counts 4 * B * H * S^2 * D,
- * halved when causal, as torch_ref.py does.
- * With --json, one object a line with torch_ref.py's field names. */
+ * as torch_baseline.py times PyTorch). TFLOP/s counts 4 * B * H * S^2 * D,
+ * halved when causal, as torch_baseline.py does.
+ * With --json, one object a line with torch_baseline.py's field names. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

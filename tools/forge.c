@@ -5,6 +5,7 @@
  *   forge run                 the seed layer on the best backend, checked
  *   forge attn ...            one layer on tensors from safetensors files
  *   forge check               the backend against the reference over a grid
+ *   forge support             what runs where (the support table)
  *   forge bench layer|prefill|decode|step ...  timings, one JSON object a line with --json
  *
  * Exit codes: 0 done, 1 a check failed, 2 the command line is wrong, 3 it
@@ -40,6 +41,10 @@ static const command commands[] = {
      "  The backend against the float64 reference over a grid of shapes (lengths,\n"
      "  heads, KV heads, head dims 32..256, cached prefixes) on both attention paths:\n"
      "  a table of errors. Exits 1 if any is over tolerance.\n"},
+    {"support", cmd_support,
+     "usage: forge support\n"
+     "  What runs where: each operation's kernel on each backend, the GPUs it needs,\n"
+     "  its dtypes and head dims, as a markdown table (the README's support table).\n"},
     {"bench layer", bench_layer,
      "usage: forge bench layer [--json] --seq S --heads H [--kv-heads K] --head-dim D\n"
      "                         [--hidden N] [--batch B] [--dtype fp32|fp16|bf16] [--iters N]\n"
@@ -74,6 +79,7 @@ static const char overview[] =
     "  run            the seed layer on the best backend, checked against the reference\n"
     "  attn           one attention layer on tensors from safetensors files\n"
     "  check          the backend against the float64 reference over a grid of shapes\n"
+    "  support        what runs where: kernels, GPUs, dtypes, head dims\n"
     "  bench layer    the whole layer, timed\n"
     "  bench prefill  attention alone, timed (TFLOP/s)\n"
     "  bench decode   decode attention over a paged KV cache, timed (TB/s)\n"

@@ -64,7 +64,7 @@ void layer_bench_close(layer_bench *b) {
 
 /* One prefill of the batch into emptied slots, by a forward call or by
  * launching `graph`. *us is its device time by the stopwatch (as
- * torch_ref.py times PyTorch: events around the call); *wall_us (if not
+ * torch_baseline.py times PyTorch: events around the call); *wall_us (if not
  * NULL) the host's time from the call until the device is done. */
 static int timed_call(layer_bench *b, const char *cmd, forge_graph *graph, double *us, double *wall_us) {
     for (int i = 0; i < b->batch; i++) forge_kv_cache_reset(b->cache, b->seqs[i].slot);

@@ -201,10 +201,10 @@ static forge_status upload_rows(void *dst, size_t offset, const void *src, int h
 static forge_status cuda_layer_init(forge_layer *layer, const forge_layer_weights *w) {
     static const char fn[] = "forge_layer_create";
     const forge_layer_config *c = &layer->cfg;
+    char dims[64];
     if (c->dtype != FORGE_F32 && !fcuda_flash_mma_supported(c->head_dim))
-        return forge_fail(FORGE_ERR_UNSUPPORTED,
-                          "%s: the cuda backend runs %s layers at head dims 32, 64, 96, 128 and 256, not %d", fn,
-                          forge_dtype_name(c->dtype), c->head_dim);
+        return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the cuda backend runs %s layers at head dims %s, not %d", fn,
+                          forge_dtype_name(c->dtype), forge_support_dims(SUPPORT_MMA, dims, sizeof dims), c->head_dim);
     const size_t es = forge_dtype_size(c->dtype);
     cuda_layer *l = calloc(1, sizeof *l);
     if (!l) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
@@ -595,10 +595,10 @@ static forge_status cuda_attention(forge_context *ctx, const forge_attention_arg
     if (a->dtype != FORGE_BF16 && a->dtype != FORGE_F16)
         return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the CUDA backend computes attention alone in bf16 and fp16, not %s",
                           fn, forge_dtype_name(a->dtype));
+    char dims[64];
     if (!fcuda_flash_mma_supported(a->head_dim))
-        return forge_fail(FORGE_ERR_UNSUPPORTED,
-                          "%s: the CUDA backend computes attention alone for head dims 32, 64, 96, 128 and 256, not %d",
-                          fn, a->head_dim);
+        return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the CUDA backend computes attention alone for head dims %s, not %d",
+                          fn, forge_support_dims(SUPPORT_MMA, dims, sizeof dims), a->head_dim);
     const void *bufs[] = {a->q, a->k, a->v, a->out, a->lse};
     static const char *names[] = {"q", "k", "v", "out", "lse"};
     for (int i = 0; i < 5; i++)

@@ -50,9 +50,11 @@ static int choose_splits(long blocks, int resident, int max_len) {
 forge_status cuda_paged_init(forge_paged_cache *cache) {
     static const char fn[] = "forge_paged_cache_create";
     const forge_paged_config *c = &cache->cfg;
+    char dims[64];
     if (!fcuda_paged_supported(c->head_dim))
-        return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the CUDA backend's paged cache takes head dims 32, 64, 96, 128 "
-                          "and 256, not %d", fn, c->head_dim);
+        return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the CUDA backend's paged cache takes head dims %s, not %d", fn,
+                          forge_support_dims(c->dtype == FORGE_F32 ? SUPPORT_PAGED_F32 : SUPPORT_PAGED_MMA, dims,
+                                             sizeof dims), c->head_dim);
     int per_sm = 0; /* the attention kernel's blocks an SM holds */
     cudaError_t e = fcuda_paged_blocks_per_sm((int)c->dtype, c->head_dim, &per_sm);
     if (e) return cuda_err(fn, "fcuda_paged_blocks_per_sm", e);
