@@ -4,8 +4,10 @@
  * memory; token p of a sequence is row p % page_size of page
  * table[p / page_size]. Attention gathers the sequences' K and V into
  * float32 rows and runs the backend's attention alone over them. */
+#define _DEFAULT_SOURCE /* sysconf's _SC_PHYS_PAGES */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "paged.h"
@@ -22,6 +24,13 @@ static size_t token_at(const forge_paged_cache *c, int seq, int pos) {
 
 forge_status cpu_paged_init(forge_paged_cache *cache) {
     const size_t bytes = (size_t)cache->cfg.n_pages * cache->cfg.page_size * forge_paged_row_bytes(&cache->cfg);
+    /* a pool past the machine's memory is refused as such: an overcommitting
+     * kernel would hand it out and fail only when its pages are touched */
+    const long phys_pages = sysconf(_SC_PHYS_PAGES), page_bytes = sysconf(_SC_PAGESIZE);
+    if (phys_pages > 0 && page_bytes > 0 && bytes / (size_t)page_bytes > (size_t)phys_pages / 2)
+        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "forge_paged_cache_create: %d pages (2 x %zu bytes) are more than "
+                          "this machine's %zu bytes of memory", cache->cfg.n_pages, bytes,
+                          (size_t)phys_pages * (size_t)page_bytes);
     cpu_pool *p = calloc(1, sizeof *p);
     if (p) {
         p->k = calloc(bytes, 1);
