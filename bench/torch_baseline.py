@@ -83,13 +83,15 @@ def layer(args, dtype):
     b_qkv = 0.1 * torch.randn(qkv_rows, device="cuda", dtype=dtype)
     w_o = torch.randn(heads * dim, hidden, device="cuda", dtype=dtype) / math.sqrt(heads * dim)
     b_o = 0.1 * torch.randn(hidden, device="cuda", dtype=dtype)
-    freq = args.rope_theta ** (-torch.arange(0, dim, 2, device="cuda", dtype=torch.float32) / dim)
-    angle = torch.arange(seq, device="cuda", dtype=torch.float32)[:, None] * freq[None, :]
-    cos = torch.cat([angle.cos()] * 2, -1).to(dtype)
-    sin = torch.cat([angle.sin()] * 2, -1).to(dtype)
+    positions = torch.arange(seq, device="cuda")
     future = torch.ones(seq, seq, device="cuda", dtype=torch.bool).triu(1)
 
     def forward(unfused):
+        # the angles are part of the call, as Forge computes them in its
+        freq = args.rope_theta ** (-torch.arange(0, dim, 2, device="cuda", dtype=torch.float32) / dim)
+        angle = positions[:, None].float() * freq[None, :]
+        cos = torch.cat([angle.cos()] * 2, -1).to(dtype)
+        sin = torch.cat([angle.sin()] * 2, -1).to(dtype)
         qkv = x @ w_qkv + b_qkv
         q, k, v = qkv.split([heads * dim, kv_heads * dim, kv_heads * dim], -1)
         q = rotate(q.view(seq, heads, dim).transpose(0, 1), cos, sin)
