@@ -8,6 +8,8 @@
 #ifndef FORGE_BACKEND_H
 #define FORGE_BACKEND_H
 
+#include <stdarg.h>
+
 #include "forge.h"
 
 typedef struct forge_backend_ops forge_backend_ops;
@@ -199,12 +201,41 @@ struct forge_graph {
 };
 
 extern const forge_backend_ops forge_cpu_backend;
-#ifdef FORGE_HAVE_CUDA
+
+/* ------------------------------------------ backends loaded at run time */
+
+/* The CUDA backend is a module of its own (libforge-llm-cuda.so, with the
+ * CUDA libraries it links), loaded when a context first asks for it, so
+ * that one build of Forge runs where CUDA is absent. The core exports only
+ * the public API, so the module is lent the core functions it calls. */
+typedef struct {
+    const char *build_id; /* FORGE_BUILD_ID: a module of another build is refused */
+    forge_status (*vfail)(forge_status status, const char *fmt, va_list ap);
+    forge_status (*paged_step_make)(forge_paged_step *step, const forge_layer *layer, const forge_seq *seqs,
+                                    int n_seqs);
+    void (*paged_step_free)(forge_paged_step *step);
+} forge_module_host;
+
+typedef struct {
+    const forge_backend_ops *ops;
+    /* FORGE_OK when a device can be used, else why not (the message begins
+     * with fn) */
+    forge_status (*available)(const char *fn);
+} forge_module;
+
+/* The one symbol a module exports: its backend, or NULL when the host is
+ * of another build. */
+#define FORGE_CUDA_MODULE_ENTRY "forge_cuda_module"
+typedef const forge_module *(*forge_module_entry)(const forge_module_host *host);
+
+/* The CUDA backend's module, loaded once (cuda_load.c), or an error that
+ * says why it cannot be had: not built, not found, its CUDA libraries
+ * missing (the message begins with fn). */
+forge_status forge_cuda_module_get(const char *fn, const forge_module **out);
+
+/* In the module (src/cuda): its ops and its device check. */
 extern const forge_backend_ops forge_cuda_backend;
-/* FORGE_OK when a CUDA device can be used, else why not (the message
- * begins with fn). */
 forge_status forge_cuda_available(const char *fn);
-#endif
 
 /* The monotonic wall clock in microseconds (context.c). */
 double forge_now_us(void);

@@ -7,34 +7,24 @@
 #include "error.h"
 #include "testing.h"
 
-const char *forge_backend_name(forge_backend backend) {
-    switch (backend) {
-    case FORGE_BACKEND_AUTO: return "auto";
-    case FORGE_BACKEND_CPU: return "cpu";
-    case FORGE_BACKEND_CUDA: return "cuda";
-    }
-    return "unknown";
-}
-
 /* The ops of a backend, or an error saying why it cannot be had here (its
  * message begins with fn). AUTO takes CUDA where it can be used. */
 static forge_status pick_backend(const char *fn, forge_backend backend, const forge_backend_ops **ops) {
     switch (backend) {
     case FORGE_BACKEND_CPU: *ops = &forge_cpu_backend; return FORGE_OK;
     case FORGE_BACKEND_AUTO:
-    case FORGE_BACKEND_CUDA:
-#ifdef FORGE_HAVE_CUDA
-        if (forge_cuda_available(fn) == FORGE_OK) {
-            *ops = &forge_cuda_backend;
+    case FORGE_BACKEND_CUDA: {
+        const forge_module *cuda;
+        forge_status st = forge_cuda_module_get(fn, &cuda);
+        if (st == FORGE_OK) st = cuda->available(fn);
+        if (st == FORGE_OK) {
+            *ops = cuda->ops;
             return FORGE_OK;
         }
-        if (backend == FORGE_BACKEND_CUDA) return FORGE_ERR_UNSUPPORTED; /* message set */
-#else
-        if (backend == FORGE_BACKEND_CUDA)
-            return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: this build of Forge has no CUDA backend", fn);
-#endif
+        if (backend == FORGE_BACKEND_CUDA) return st; /* message set */
         *ops = &forge_cpu_backend;
         return FORGE_OK;
+    }
     }
     return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: unknown backend %d", fn, (int)backend);
 }

@@ -337,17 +337,6 @@ forge_status forge_layer_get_selfcheck(const forge_layer *layer, forge_selfcheck
     return FORGE_OK;
 }
 
-const char *forge_stage_name(forge_stage stage) {
-    switch (stage) {
-    case FORGE_STAGE_QKV: return "qkv projection";
-    case FORGE_STAGE_ROPE_CACHE: return "split/rope/cache";
-    case FORGE_STAGE_ATTENTION: return "attention";
-    case FORGE_STAGE_OUTPUT: return "output projection";
-    case FORGE_STAGE_COUNT: break;
-    }
-    return "unknown";
-}
-
 forge_status forge_layer_set_profiling(forge_layer *layer, int enabled) {
     FORGE_CHECK_NOT_NULL(layer, "forge_layer_set_profiling");
     layer->profiling = enabled != 0;

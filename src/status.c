@@ -34,10 +34,15 @@ const char *forge_status_str(forge_status status) {
 
 const char *forge_last_error(void) { return last_error; }
 
+forge_status forge_vfail(forge_status status, const char *fmt, va_list ap) {
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    return status;
+}
+
 forge_status forge_fail(forge_status status, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    forge_vfail(status, fmt, ap);
     va_end(ap);
     return status;
 }

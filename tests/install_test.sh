@@ -18,6 +18,12 @@ cmake --install "$build" --prefix "$prefix" >/dev/null
 for f in include/forge-llm/forge.h bin/forge share/doc/forge-llm/LICENSE; do
   [ -e "$prefix/$f" ] || fail "missing $f"
 done
+# a CUDA build's module goes beside the library that loads it
+if [ -e "$build/libforge-llm-cuda.so" ]; then
+  [ -n "$(find "$prefix" -name libforge-llm-cuda.so)" ] || fail "missing libforge-llm-cuda.so"
+  [ "$(dirname "$(find "$prefix" -name libforge-llm-cuda.so)")" = "$(dirname "$(find "$prefix" -name libforge-llm.so)")" ] ||
+    fail "libforge-llm-cuda.so is not beside libforge-llm.so"
+fi
 # Debian's libforge-dev (ArrayFire's Forge) installs include/forge.h,
 # libforge.so and cmake/Forge/ForgeConfig.cmake.
 clash=$(cd "$prefix" && find . -path ./include/forge.h -o -name 'libforge.so*' -o -iname 'ForgeConfig.cmake' \

@@ -192,7 +192,7 @@ static void test_bad_headers(void **state) {
     TL_OK(parse_json("{\"\\ud83d\\ude00 \xc3\xa9\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[0,4]}}", 4));
 }
 
-/* A header of 100,000 tensors reads in well under a second: names are
+/* A header of 100,000 tensors reads in under a second of processor time: names are
  * checked for duplicates through a hash index (the pairwise check took
  * 15 s for 80,000). */
 static void test_many_tensors(void **state) {
@@ -207,9 +207,9 @@ static void test_many_tensors(void **state) {
     size_t len;
     unsigned char *b = image(json, 0, &len);
     forge_safetensors *st = NULL;
-    const double t0 = tl_now_s();
+    const double t0 = tl_cpu_s();
     TL_OK(forge_st_parse(b, len, &st));
-    const double took = tl_now_s() - t0;
+    const double took = tl_cpu_s() - t0;
     assert_int_equal(forge_st_count(st), N);
     forge_tensor t;
     TL_OK(forge_st_find(st, "model.layers.99999.w", &t));

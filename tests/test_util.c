@@ -121,6 +121,12 @@ double tl_now_s(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+double tl_cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 double tl_time_bound(double s) {
     const char *scale = getenv("FORGE_TEST_TIME_SCALE");
     return scale ? s * atof(scale) : s;

@@ -48,9 +48,12 @@ forge_status tl_forward_paged(const test_layer *t, forge_paged_cache *cache, con
  * bytes allocated, so that 0 bytes still give a buffer). */
 void *tl_device_copy(forge_context *ctx, const void *host, size_t bytes);
 
-/* Seconds on a monotonic clock, for bounds on how long a call may take
- * where the bound is the point (linear work, a check before large work). */
+/* Seconds on a monotonic clock, and this thread's processor time in
+ * seconds, for bounds on how long a call may take where the bound is the
+ * point (linear work, a check before large work); processor time is the
+ * same on a machine busy with other work. */
 double tl_now_s(void);
+double tl_cpu_s(void);
 /* A bound of s seconds on a plain build: scaled by FORGE_TEST_TIME_SCALE,
  * which sanitizer builds set (their allocator is several times slower). */
 double tl_time_bound(double s);
