@@ -93,7 +93,7 @@ fi
 
 if [[ " $parts " == *" sass "* || " $parts " == *" tests "* ]]; then
   echo "== Hopper kernel disassembly (HGMMA instructions in flash_wgmma_kernel)"
-  cuobjdump -sass $build/libforge-llm.so | awk '/Function :/ {f = /flash_wgmma/} f' | grep -c HGMMA || status=1
+  cuobjdump -sass $build/libforge-llm-cuda.so | awk '/Function :/ {f = /flash_wgmma/} f' | grep -c HGMMA || status=1
 fi
 
 if [[ " $parts " == *" sanitize "* ]]; then
