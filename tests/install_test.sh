@@ -3,9 +3,11 @@
 # Forge as a user's program meets it: installs the build into a temporary
 # prefix and builds examples/minimal.c against it through pkg-config and
 # through find_package(ForgeLLM); checks that no installed name is one that
-# other libraries called forge install; then builds a project that takes
-# Forge in by FetchContent (CPU only, for time), which must build no tool
-# or test of Forge's, keep its own build type, and install.
+# other libraries called forge install, and that the library exports the
+# public API alone; then builds a project that takes Forge in by
+# FetchContent (CPU only, for time), which must build no tool or test of
+# Forge's, keep its own build type, and install; and builds the library and
+# tool where cmocka is absent.
 #   install_test.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build=$1 src=$2
@@ -29,6 +31,15 @@ fi
 clash=$(cd "$prefix" && find . -path ./include/forge.h -o -name 'libforge.so*' -o -iname 'ForgeConfig.cmake' \
           -o -iname 'forge-config.cmake' -o -name forge.pc)
 [ -z "$clash" ] || fail "installed names that other packages own: $clash"
+# only the public API leaves the library (every FORGE_API of forge.h), and
+# the CUDA module exports its entry alone
+exports=$(nm -D --defined-only "$(find "$prefix" -name libforge-llm.so)" | awk '{print $3}' | sort)
+api=$(grep -o '^FORGE_API[^(]*(' "$src/include/forge.h" | sed 's/.*[ *]\([a-z_0-9]*\)($/\1/' | sort)
+[ "$exports" = "$api" ] || fail "libforge-llm.so exports other than the public API: $(comm -3 <(echo "$exports") <(echo "$api") | tr '\n' ' ')"
+if [ -e "$build/libforge-llm-cuda.so" ]; then
+  [ "$(nm -D --defined-only "$build/libforge-llm-cuda.so" | awk '{print $3}')" = forge_cuda_module ] ||
+    fail "libforge-llm-cuda.so exports more than forge_cuda_module"
+fi
 
 # pkg-config
 export PKG_CONFIG_PATH=$(dirname "$(find "$prefix" -name forge-llm.pc)")
@@ -79,3 +90,12 @@ cmake --install "$work/sub/build" --prefix "$work/sub/prefix" >/dev/null
 [ -e "$work/sub/prefix/include/forge-llm/forge.h" ] && [ -n "$(find "$work/sub/prefix" -name forge-llm.pc)" ] ||
   fail "the subproject's install lacks Forge's header or forge-llm.pc"
 echo "ok: a subproject by FetchContent"
+
+# no cmocka: pkg-config sees OpenBLAS and cJSON alone
+mkdir -p "$work/pc"
+for m in openblas libcjson; do cp "$(env -u PKG_CONFIG_PATH pkg-config --variable=pcfiledir $m)/$m.pc" "$work/pc/"; done
+PKG_CONFIG_PATH= PKG_CONFIG_LIBDIR="$work/pc" cmake -S "$src" -B "$work/nocmocka" -DFORGE_CUDA=OFF >"$work/nocmocka.log"
+grep -q "cmocka not found; tests off" "$work/nocmocka.log" || fail "a build without cmocka did not turn its tests off"
+cmake --build "$work/nocmocka" -j "$(nproc 2>/dev/null || echo 2)" >/dev/null
+"$work/nocmocka/forge" --version >/dev/null || fail "the tool of a build without cmocka"
+echo "ok: the library and tool build without cmocka"
