@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "st_text.h"
 
 #define ST_MAX_HEADER (100u << 20) /* the reference implementation's limit */
 #define ST_MAX_SIZE 9007199254740992.0 /* 2^53 */
@@ -93,101 +94,6 @@ static const char *entry_name(const void *items, int i) { return ((const st_entr
 static const char *meta_key(const void *items, int i) { return ((char *const *)items)[2 * i]; }
 static const char *tensor_name(const void *items, int i) { return ((const forge_tensor *)items)[i].name; }
 
-/* --------------------------------------------------------- header text */
-
-/* The length of the valid UTF-8 character at s[0 .. n), or 0: no overlong
- * form, no surrogate, nothing past U+10FFFF. */
-static size_t utf8_char(const unsigned char *s, size_t n) {
-    if (s[0] < 0x80) return 1;
-    size_t len;
-    uint32_t c, min;
-    if ((s[0] & 0xe0) == 0xc0) len = 2, c = s[0] & 0x1f, min = 0x80;
-    else if ((s[0] & 0xf0) == 0xe0) len = 3, c = s[0] & 0x0f, min = 0x800;
-    else if ((s[0] & 0xf8) == 0xf0) len = 4, c = s[0] & 0x07, min = 0x10000;
-    else return 0;
-    if (len > n) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0;
-        c = c << 6 | (s[i] & 0x3f);
-    }
-    return c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff) ? 0 : len;
-}
-
-static int utf8_valid(const char *s) {
-    const size_t n = strlen(s);
-    for (size_t i = 0, k; i < n; i += k)
-        if ((k = utf8_char((const unsigned char *)s + i, n - i)) == 0) return 0;
-    return 1;
-}
-
-static int hex4(const char *s, const char *end, unsigned *out) {
-    if (end - s < 4) return 0;
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        const char c = s[i];
-        const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-        if (d < 0) return 0;
-        v = v << 4 | (unsigned)d;
-    }
-    *out = v;
-    return 1;
-}
-
-/* What cJSON lets through and JSON or Forge does not: bytes that are not
- * UTF-8; in strings, raw control characters, \u0000 (a C string ends
- * there) and lone surrogates; numbers other than non-negative integers
- * (written without sign, fraction, exponent or leading zero) up to 2^53. */
-static forge_status check_header_text(const char *json, size_t n) {
-    const char *p = json, *end = json + n;
-    int in_string = 0;
-    while (p < end) {
-        const unsigned char c = (unsigned char)*p;
-        const size_t at = (size_t)(p - json);
-        if (c >= 0x80) {
-            const size_t k = utf8_char((const unsigned char *)p, (size_t)(end - p));
-            if (!k) return forge_fail(FORGE_ERR_FORMAT, "safetensors: the header is not UTF-8 (byte %zu)", at);
-            p += k;
-        } else if (in_string) {
-            if (c < 0x20)
-                return forge_fail(FORGE_ERR_FORMAT, "safetensors: a string of the header holds control character "
-                                  "0x%02x (byte %zu), which JSON escapes", c, at);
-            if (c == '"') in_string = 0;
-            if (c == '\\' && p + 1 < end && p[1] == 'u') {
-                unsigned u, lo;
-                if (!hex4(p + 2, end, &u)) return forge_fail(FORGE_ERR_FORMAT, "safetensors: a bad \\u escape (byte %zu)", at);
-                if (u == 0)
-                    return forge_fail(FORGE_ERR_FORMAT, "safetensors: a string of the header holds \\u0000 (byte %zu); "
-                                      "Forge's names and values end at NUL", at);
-                if (u >= 0xdc00 && u <= 0xdfff)
-                    return forge_fail(FORGE_ERR_FORMAT, "safetensors: a lone surrogate \\u%04x (byte %zu)", u, at);
-                if (u >= 0xd800 && u <= 0xdbff) {
-                    if (!(p + 7 < end && p[6] == '\\' && p[7] == 'u' && hex4(p + 8, end, &lo) && lo >= 0xdc00 &&
-                          lo <= 0xdfff))
-                        return forge_fail(FORGE_ERR_FORMAT, "safetensors: a lone surrogate \\u%04x (byte %zu)", u, at);
-                    p += 6;
-                }
-                p += 6;
-            } else {
-                p += c == '\\' && p + 1 < end ? 2 : 1;
-            }
-        } else if (c == '"') {
-            in_string = 1, p++;
-        } else if (c == '-' || (c >= '0' && c <= '9')) {
-            const char *q = p;
-            uint64_t v = 0; /* digits past 16 make it too large anyway */
-            while (q < end && *q >= '0' && *q <= '9') v = q - p < 17 ? v * 10 + (uint64_t)(*q - '0') : v, q++;
-            const int more = q < end && (*q == '.' || *q == 'e' || *q == 'E' || *q == '-' || *q == '+');
-            if (c == '-' || more || (c == '0' && q - p > 1) || q - p > 16 || v > (uint64_t)1 << 53)
-                return forge_fail(FORGE_ERR_FORMAT, "safetensors: the number at byte %zu is not an integer in "
-                                  "0 .. 2^53 written plainly (shapes and offsets are sizes)", at);
-            p = q;
-        } else {
-            p++;
-        }
-    }
-    return FORGE_OK;
-}
-
 static const struct { const char *name; forge_dtype dtype; } st_dtypes[] = {
     {"F32", FORGE_F32}, {"F16", FORGE_F16}, {"BF16", FORGE_BF16},
 };
@@ -197,6 +103,7 @@ static const char *st_dtype_name(forge_dtype dtype) {
         if (st_dtypes[i].dtype == dtype) return st_dtypes[i].name;
     return NULL;
 }
+
 
 void forge_st_close(forge_safetensors *st) {
     if (!st) return;
@@ -357,7 +264,7 @@ static forge_status parse_header(forge_safetensors *st, const char *json, size_t
                                  size_t data_len) {
     if (n == 0 || json[0] != '{')
         return forge_fail(FORGE_ERR_FORMAT, "safetensors: the header does not start with '{'");
-    forge_status text = check_header_text(json, n);
+    forge_status text = st_check_header_text(json, n);
     if (text != FORGE_OK) return text;
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(json, n, &end, 0);
@@ -518,14 +425,14 @@ static forge_status check_tensors(const forge_tensor *tensors, int n, const char
     static const char fn[] = "forge_st_write";
     for (int i = 0; i < 2 * n_meta; i++) {
         if (!meta[i]) return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: meta[%d] is NULL", fn, i);
-        if (!utf8_valid(meta[i])) return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: meta[%d] is not UTF-8", fn, i);
+        if (!st_utf8_valid(meta[i])) return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: meta[%d] is not UTF-8", fn, i);
     }
     for (int i = 0; i < n; i++) {
         const forge_tensor *t = &tensors[i];
         if (!t->name) return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: tensors[%d].name is NULL", fn, i);
-        if (strcmp(t->name, "__metadata__") == 0 || !utf8_valid(t->name))
+        if (strcmp(t->name, "__metadata__") == 0 || !st_utf8_valid(t->name))
             return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: tensors[%d].name is %s", fn, i,
-                              utf8_valid(t->name) ? "\"__metadata__\", the header's metadata key" : "not UTF-8");
+                              st_utf8_valid(t->name) ? "\"__metadata__\", the header's metadata key" : "not UTF-8");
         if (!st_dtype_name(t->dtype))
             return forge_fail(FORGE_ERR_DTYPE, "%s: tensor \"%s\" has unknown dtype %d", fn,
                               t->name, (int)t->dtype);
