@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* cuda_backend.h: the CUDA backend's host-side state, shared by its files:
- * cuda_backend.c (context, buffers, cache, layers, the fp32 forward call,
- * attention alone, graphs), lt_linear.c (projections through cuBLASLt),
- * layer16.c (the bf16 and fp16 forward call), cuda_paged.c (the paged
- * KV cache) and layer_paged.c (the layer over it). */
+ * cuda_context.c (device, stream, buffers), cuda_weights.c (a layer's
+ * weights), cuda_cache.c (the contiguous cache), cuda_forward.c (the fp32
+ * forward call and what the forward calls share), layer16.c (the bf16 and
+ * fp16 forward call), cuda_attention.c (attention alone), cuda_graph.c
+ * (graphs), lt_linear.c (projections through cuBLASLt), cuda_paged.c (the
+ * paged KV cache), layer_paged.c (the layer over it); cuda_backend.c holds
+ * the operations' table. */
 #ifndef FORGE_CUDA_BACKEND_H
 #define FORGE_CUDA_BACKEND_H
 
@@ -96,7 +99,37 @@ static inline int cuda_launch_seqs(int n, int first) {
     return n - first < FCUDA_MAX_SEQS ? n - first : FCUDA_MAX_SEQS;
 }
 
-/* cuda_backend.c, for layer16.c and layer_paged.c */
+/* The backend's operations (backend.h), by file: */
+/* cuda_context.c */
+forge_status cuda_context_init(forge_context *ctx);
+void cuda_context_free(forge_context *ctx);
+forge_status cuda_set_stream(forge_context *ctx, void *stream);
+forge_status cuda_synchronize(forge_context *ctx);
+forge_status cuda_stopwatch_start(forge_context *ctx);
+forge_status cuda_stopwatch_stop(forge_context *ctx, double *us);
+forge_status cuda_buffer_alloc(forge_context *ctx, size_t bytes, void **out);
+void cuda_buffer_free(forge_context *ctx, void *p);
+forge_status cuda_buffer_copy(forge_context *ctx, void *dst, const void *src, size_t bytes, int to_host);
+/* cuda_weights.c */
+forge_status cuda_layer_init(forge_layer *layer, const forge_layer_weights *w);
+void cuda_layer_free(forge_layer *layer);
+/* cuda_cache.c */
+forge_status cuda_cache_init(forge_kv_cache *cache);
+void cuda_cache_free(forge_kv_cache *cache);
+forge_status cuda_cache_read(const forge_kv_cache *cache, int slot, int len, void *k, void *v);
+forge_status cuda_cache_write(forge_kv_cache *cache, int slot, int len, const void *k, const void *v);
+/* cuda_forward.c */
+forge_status cuda_forward(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs, int n_seqs, int total,
+                          const void *x, void *y, forge_stage *failed);
+forge_status cuda_timings(forge_layer *layer, double us[FORGE_STAGE_COUNT]);
+/* cuda_attention.c */
+forge_status cuda_attention(forge_context *ctx, const forge_attention_args *a, int total_q, int total_kv);
+/* cuda_graph.c */
+forge_status cuda_graph_capture(forge_graph *graph);
+forge_status cuda_graph_launch(forge_graph *graph);
+void cuda_graph_free(forge_graph *graph);
+
+/* cuda_forward.c, for layer16.c, layer_paged.c and cuda_graph.c */
 /* backend.h's reserve */
 forge_status cuda_reserve(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs, int n_seqs, int total);
 /* y = x W^T + bias of a projection of `tokens` tokens: linear_small.cu's
