@@ -313,6 +313,10 @@ static void test_help(void **state) {
     r = forge("bench --help");
     assert_int_equal(r.code, 0);
     assert_non_null(strstr(r.out, "usage: forge bench decode"));
+    r = forge("bench");
+    assert_int_equal(r.code, 2);
+    assert_string_equal(r.out, "");
+    assert_non_null(strstr(r.err, "usage: forge bench layer"));
     r = forge("");
     assert_int_equal(r.code, 2);
     /* --name=value is --name value */

@@ -102,12 +102,13 @@ static const command *find(int argc, char **argv, int *words) {
     return NULL;
 }
 
-/* The usage of every command whose name begins with `group` ("bench"). */
-static int print_group(const char *group) {
+/* The usage of every command whose name begins with `group` ("bench"),
+ * on out; 0 when there is none. */
+static int print_group(const char *group, FILE *out) {
     int found = 0;
     for (int i = 0; i < N_COMMANDS; i++)
         if (strncmp(commands[i].name, group, strlen(group)) == 0 && commands[i].name[strlen(group)] == ' ')
-            fputs(commands[i].usage, stdout), found = 1;
+            fputs(commands[i].usage, out), found = 1;
     return found;
 }
 
@@ -119,7 +120,7 @@ static int help(int argc, char **argv) {
     int words;
     const command *c = find(argc, argv, &words);
     if (c && words == argc) return fputs(c->usage, stdout), CLI_OK;
-    if (argc == 1 && print_group(argv[0])) return CLI_OK;
+    if (argc == 1 && print_group(argv[0], stdout)) return CLI_OK;
     fprintf(stderr, "forge help: no command '%s' (see forge help)\n", argv[0]);
     return CLI_USAGE;
 }
@@ -131,8 +132,8 @@ int main(int argc, char **argv) {
     int words;
     const command *c = find(argc - 1, argv + 1, &words);
     if (!c) {
-        if (argc == 2 || is_help(argv[2])) /* "forge bench", "forge bench --help" */
-            if (print_group(argv[1])) return argc == 2 ? CLI_USAGE : CLI_OK;
+        if (argc == 2 || is_help(argv[2])) /* "forge bench": a usage error; "forge bench --help" */
+            if (print_group(argv[1], argc == 2 ? stderr : stdout)) return argc == 2 ? CLI_USAGE : CLI_OK;
         fprintf(stderr, "forge: no command '%s%s%s' (see forge help)\n", argv[1], argc > 2 ? " " : "",
                 argc > 2 && strcmp(argv[1], "bench") == 0 ? argv[2] : "");
         return CLI_USAGE;
