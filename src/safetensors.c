@@ -14,7 +14,6 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +24,6 @@
 #include "st_text.h"
 
 #define ST_MAX_HEADER (100u << 20) /* the reference implementation's limit */
-#define ST_MAX_SIZE 9007199254740992.0 /* 2^53 */
 
 /* A hash index of names (tensor names, metadata keys), so that a header of
  * n names is read in O(n), not O(n^2): slot[h] holds an item's index, -1
@@ -116,12 +114,11 @@ void forge_st_close(forge_safetensors *st) {
     free(st);
 }
 
-/* A JSON number that is an integer in [0, 2^53]. */
+/* A JSON number as a size: st_check_header_text has let through no number
+ * but an integer in 0 .. ST_MAX_SIZE. */
 static int json_size(const cJSON *item, uint64_t *out) {
     if (!cJSON_IsNumber(item)) return 0;
-    double d = item->valuedouble;
-    if (!(d >= 0.0 && d <= ST_MAX_SIZE) || floor(d) != d) return 0;
-    *out = (uint64_t)d;
+    *out = (uint64_t)item->valuedouble;
     return 1;
 }
 
@@ -442,13 +439,13 @@ static forge_status check_tensors(const forge_tensor *tensors, int n, const char
         double numel = 1;
         size_t bytes = forge_dtype_size(t->dtype);
         for (int d = 0; d < t->ndim; d++) {
-            if (t->shape[d] < 0 || (double)t->shape[d] > ST_MAX_SIZE)
+            if (t->shape[d] < 0 || (uint64_t)t->shape[d] > ST_MAX_SIZE)
                 return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: tensor \"%s\" dimension %d is outside 0 .. 2^53",
                                   fn, t->name, d);
             numel *= (double)t->shape[d];
             bytes *= (size_t)t->shape[d];
         }
-        if (numel * (double)forge_dtype_size(t->dtype) > ST_MAX_SIZE || bytes != t->nbytes)
+        if (numel * (double)forge_dtype_size(t->dtype) > (double)ST_MAX_SIZE || bytes != t->nbytes)
             return forge_fail(FORGE_ERR_SHAPE, "%s: tensor \"%s\" has %zu bytes, its shape needs %.0f",
                               fn, t->name, t->nbytes, numel * (double)forge_dtype_size(t->dtype));
         if (t->nbytes && !t->data)

@@ -6,9 +6,6 @@
 #include "error.h"
 #include "st_text.h"
 
-#define ST_MAX_SIZE_INT ((uint64_t)1 << 53)
-
-
 /* The length of the valid UTF-8 character at s[0 .. n), or 0: no overlong
  * form, no surrogate, nothing past U+10FFFF. */
 static size_t utf8_char(const unsigned char *s, size_t n) {
@@ -91,7 +88,7 @@ forge_status st_check_header_text(const char *json, size_t n) {
             uint64_t v = 0; /* digits past 16 make it too large anyway */
             while (q < end && *q >= '0' && *q <= '9') v = q - p < 17 ? v * 10 + (uint64_t)(*q - '0') : v, q++;
             const int more = q < end && (*q == '.' || *q == 'e' || *q == 'E' || *q == '-' || *q == '+');
-            if (c == '-' || more || (c == '0' && q - p > 1) || q - p > 16 || v > ST_MAX_SIZE_INT)
+            if (c == '-' || more || (c == '0' && q - p > 1) || q - p > 16 || v > ST_MAX_SIZE)
                 return forge_fail(FORGE_ERR_FORMAT, "safetensors: the number at byte %zu is not an integer in "
                                   "0 .. 2^53 written plainly (shapes and offsets are sizes)", at);
             p = q;
