@@ -548,30 +548,27 @@ static void test_huge_sizes(void **state) {
     forge_context_destroy(ctx);
 }
 
+/* The call fn failed on its NULL cache, and its message names the
+ * argument as the API does: "fn: cache is NULL". */
+static void expect_cache_null(forge_status st, const char *fn) {
+    assert_int_equal(st, FORGE_ERR_INVALID_ARGUMENT);
+    char want[96];
+    snprintf(want, sizeof want, "%s: cache is NULL", fn);
+    if (strcmp(forge_last_error(), want) != 0) fail_msg("'%s', want '%s'", forge_last_error(), want);
+}
+
 /* Every message names the API's own argument (a NULL cache is "cache"). */
 static void test_messages_name_arguments(void **state) {
     int n, s;
-    const char *fns[] = {"forge_paged_seq_release", "forge_paged_seq_len", "forge_paged_seq_pages",
-                         "forge_paged_read", "forge_paged_seq_fork", "forge_paged_seq_new",
-                         "forge_paged_append", "forge_paged_attention"};
     const forge_paged_attention_args args = {.batch = 1, .seqs = (int[]){0}, .q_offsets = (int[]){0, 1}, .heads = 1};
-    for (int i = 0; i < 8; i++) {
-        forge_status r;
-        switch (i) {
-        case 0: r = forge_paged_seq_release(NULL, 0); break;
-        case 1: r = forge_paged_seq_len(NULL, 0, &n); break;
-        case 2: r = forge_paged_seq_pages(NULL, 0, NULL, &n); break;
-        case 3: r = forge_paged_read(NULL, 0, NULL, NULL); break;
-        case 4: r = forge_paged_seq_fork(NULL, 0, &s); break;
-        case 5: r = forge_paged_seq_new(NULL, &s); break;
-        case 6: r = forge_paged_append(NULL, 1, (int[]){0}, (int[]){1}, NULL, NULL); break;
-        default: r = forge_paged_attention(NULL, &args); break;
-        }
-        assert_int_equal(r, FORGE_ERR_INVALID_ARGUMENT);
-        char want[96];
-        snprintf(want, sizeof want, "%s: cache is NULL", fns[i]);
-        if (strcmp(forge_last_error(), want) != 0) fail_msg("'%s', want '%s'", forge_last_error(), want);
-    }
+    expect_cache_null(forge_paged_seq_release(NULL, 0), "forge_paged_seq_release");
+    expect_cache_null(forge_paged_seq_len(NULL, 0, &n), "forge_paged_seq_len");
+    expect_cache_null(forge_paged_seq_pages(NULL, 0, NULL, &n), "forge_paged_seq_pages");
+    expect_cache_null(forge_paged_read(NULL, 0, NULL, NULL), "forge_paged_read");
+    expect_cache_null(forge_paged_seq_fork(NULL, 0, &s), "forge_paged_seq_fork");
+    expect_cache_null(forge_paged_seq_new(NULL, &s), "forge_paged_seq_new");
+    expect_cache_null(forge_paged_append(NULL, 1, (int[]){0}, (int[]){1}, NULL, NULL), "forge_paged_append");
+    expect_cache_null(forge_paged_attention(NULL, &args), "forge_paged_attention");
 }
 
 static int report(void **state) {
