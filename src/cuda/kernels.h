@@ -11,8 +11,8 @@
 extern "C" {
 #endif
 
-/* Checks of the current device (device.cu): the PTX version
- * of the code it runs, or the error when the build has none for it
+/* Checks of the current device (device.cu): the PTX version of the code it
+ * runs, or the error when the build has none for it
  * (cudaErrorNoKernelImageForDevice); and whether kernels may overlap by
  * programmatic dependent launch, from its compute capability's major and
  * that PTX version. */
