@@ -74,13 +74,21 @@ int main(void) {
     float *q = (float *)zeros(sizeof(float) * T * H * D), *attn = (float *)zeros(sizeof(float) * T * H * D);
     float *k = (float *)zeros(sizeof(float) * Hk * S * D), *v = (float *)zeros(sizeof(float) * Hk * S * D);
     double *inv_freq = (double *)zeros(sizeof(double) * D / 2);
-    if (fcuda_flash_init() != cudaSuccess) return 1;
+    int *table = (int *)zeros(sizeof(int)); /* the sequence's one page of S tokens: page 0 */
+    if (fcuda_flash_f32_init() != cudaSuccess) return 1;
 
     fcuda_batch b = {};
     b.n = 1, b.tok0[1] = T, b.max_tokens = T;
-    const fcuda_kv kv = {k, v, 1, S};
-    const fcuda_split_args split = {NULL, q, inv_freq, kv, H, Hk, D, 0};
-    const fcuda_attn_args att = {q, kv, attn, H, Hk, D, 1.0f / sqrtf((float)D)};
+    fcuda_split_args split = {};
+    split.q = q, split.k = k, split.v = v, split.inv_freq = inv_freq, split.table = table;
+    split.page_size = S, split.max_pages = 1, split.heads = H, split.kv_heads = Hk, split.head_dim = D;
+    split.rope_style = FORGE_ROPE_HALF, split.dtype = FORGE_F32;
+    fcuda_attn_args att = {};
+    att.q = q, att.k = k, att.v = v, att.out = attn, att.total_q = T, att.total_k = S;
+    att.heads = H, att.kv_heads = Hk, att.head_dim = D, att.scale = 1.0f / sqrtf((float)D), att.causal = 1;
+    att.dtype = FORGE_F32;
+    fcuda_varlen vb = {};
+    vb.n = 1, vb.q0[1] = T, vb.nk[0] = T, vb.max_q = T;
     cudaStream_t s;
     cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
 
@@ -95,7 +103,7 @@ int main(void) {
     for (int mask = 1; mask <= 7; mask++)
         printf("  %-22s %6.2f\n", names[mask - 1], replay_median_us(s, [&] {
                    if (mask & 1) fcuda_qkv_small(x, w_qkv, b_qkv, C, &split, &b, s);
-                   if (mask & 2) fcuda_flash_attention(&att, &b, s);
+                   if (mask & 2) fcuda_flash_f32(&att, &vb, s);
                    if (mask & 4) fcuda_linear_small(attn, w_o, b_o, y, T, H * D, C, s);
                }));
     const cudaError_t e = cudaGetLastError();

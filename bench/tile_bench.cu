@@ -25,7 +25,7 @@ static int compare_float(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-typedef cudaError_t (*kernel_fn)(const fcuda_mma_args *, const fcuda_varlen *, cudaStream_t);
+typedef cudaError_t (*kernel_fn)(const fcuda_attn_args *, const fcuda_varlen *, cudaStream_t);
 
 /* TFLOP/s of a bf16 call over B sequences of S tokens; 0 on an error. */
 static double tflops(kernel_fn kernel, int B, int S, int H, int Hk, int D, int causal) {
@@ -40,7 +40,7 @@ static double tflops(kernel_fn kernel, int B, int S, int H, int Hk, int D, int c
     int *work = NULL; /* the Hopper kernel's work counters: zero, and left zero by each launch */
     cudaMalloc(&work, FCUDA_WORK_BYTES);
     cudaMemset(work, 0, FCUDA_WORK_BYTES);
-    const fcuda_mma_args a = {q, k, v, o, NULL, B * S, B * S, H, Hk, D, 1.0f / sqrtf((float)D), causal, 1, work};
+    const fcuda_attn_args a = {q, k, v, o, NULL, B * S, B * S, H, Hk, D, 1.0f / sqrtf((float)D), causal, FORGE_BF16, work};
     fcuda_varlen b = {};
     b.n = B, b.max_q = S;
     for (int i = 0; i <= B; i++) b.q0[i] = i * S;

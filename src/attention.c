@@ -3,7 +3,7 @@
  * every argument checked here, the work done by the context's backend. */
 #include <math.h>
 
-#include "backend.h"
+#include "core.h"
 #include "dtype.h"
 #include "error.h"
 

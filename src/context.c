@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* context.c: backend choice, streams, buffers and the fallback policy. */
 #include <stdlib.h>
-#include <time.h>
 
-#include "backend.h"
+#include "clock.h"
+#include "core.h"
 #include "error.h"
 #include "testing.h"
 
@@ -75,12 +75,6 @@ forge_status forge_context_set_stream(forge_context *ctx, void *stream) {
 forge_status forge_context_synchronize(forge_context *ctx) {
     FORGE_CHECK_NOT_NULL(ctx, "forge_context_synchronize");
     return ctx->ops->synchronize ? ctx->ops->synchronize(ctx) : FORGE_OK;
-}
-
-double forge_now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec * 1e-3;
 }
 
 forge_status forge_stopwatch_start(forge_context *ctx) {

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
+#include "core.h"
 #include "error.h"
 
 #define MODULE_FILE "libforge-llm-cuda.so"
@@ -33,7 +33,7 @@ static void *open_at(const char *path) {
 }
 
 static void load(void) {
-    static const forge_module_host host = {FORGE_BUILD_ID, forge_vfail, forge_paged_step_make, forge_paged_step_free};
+    static const forge_module_host host = {FORGE_BUILD_ID, forge_vfail};
     void *h = NULL;
     const char *env = getenv("FORGE_CUDA_MODULE");
     if (env && *env) {

@@ -1,28 +1,25 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* graph.c: recorded forward calls of fixed shape, over a KV cache or a paged
- * one. A backend with graph_capture records them as one replayable unit
- * (CUDA graphs); elsewhere a graph is the call's arguments, replayed as a
- * plain forward call. */
+/* graph.c: recorded forward calls of fixed shape, made through either face
+ * of the KV cache (slots, or a paged cache) or without one. A backend with
+ * graph_capture records them as one replayable unit (CUDA graphs);
+ * elsewhere a graph is the call's arguments, replayed as a plain call. A
+ * launch runs as forward.c runs every call. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
+#include "core.h"
 #include "error.h"
 
 /* Makes room for the recorded call and captures it, where the backend can. */
-static forge_status reserve_and_capture(forge_graph *g) {
+static forge_status reserve_and_capture(forge_graph *g, const char *fn) {
     forge_layer *layer = g->layer;
     const forge_backend_ops *ops = layer->ctx->ops;
-    forge_status st = FORGE_OK;
-    if (g->paged) {
-        forge_paged_step step;
-        if ((st = forge_paged_step_make(&step, layer, g->seqs, g->n_seqs)) != FORGE_OK) return st;
-        if (ops->reserve_paged) st = ops->reserve_paged(layer, g->paged, &step);
-        forge_paged_step_free(&step);
-    } else if (ops->reserve) {
-        st = ops->reserve(layer, g->cache, g->seqs, g->n_seqs, g->total);
-    }
-    if (st == FORGE_OK && ops->graph_capture) st = ops->graph_capture(g);
+    forge_batch b;
+    forge_status st = forge_batch_make(&b, fn, layer, g->seqs, g->n_seqs, g->cache != NULL);
+    if (st != FORGE_OK) return st;
+    if (ops->reserve) st = ops->reserve(layer, g->cache, &b);
+    if (st == FORGE_OK && ops->graph_capture) st = ops->graph_capture(g, &b);
+    forge_batch_free(&b);
     return st;
 }
 
@@ -46,7 +43,7 @@ static forge_status record(const char *fn, forge_graph proto, const forge_seq *s
     memcpy(copy, seqs, sizeof *copy * (size_t)proto.n_seqs);
     *g = proto;
     g->seqs = copy;
-    forge_status st = reserve_and_capture(g);
+    forge_status st = reserve_and_capture(g, fn);
     if (st != FORGE_OK) {
         forge_graph_destroy(g);
         return st;
@@ -60,9 +57,10 @@ forge_status forge_graph_create(forge_layer *layer, forge_kv_cache *cache, const
     static const char fn[] = "forge_graph_create";
     FORGE_CHECK_NOT_NULL(out, fn);
     int total = 0;
-    forge_status st = forge_check_forward(fn, layer, cache, seqs, n_seqs, x, y, &total);
+    forge_status st = forge_check_slot_call(fn, layer, cache, seqs, n_seqs, x, y, &total);
     if (st != FORGE_OK) return st;
-    return record(fn, (forge_graph){.layer = layer, .cache = cache, .n_seqs = n_seqs, .total = total, .x = x, .y = y},
+    return record(fn, (forge_graph){.layer = layer, .cache = cache ? cache->pages : NULL, .slots = cache,
+                                    .n_seqs = n_seqs, .total = total, .x = x, .y = y},
                   seqs, out);
 }
 
@@ -71,11 +69,14 @@ forge_status forge_graph_create_paged(forge_layer *layer, forge_paged_cache *cac
     static const char fn[] = "forge_graph_create_paged";
     FORGE_CHECK_NOT_NULL(out, fn);
     int total = 0;
-    forge_status st = forge_check_forward_paged(fn, layer, cache, seqs, n_seqs, x, y, 0, &total);
+    forge_status st = forge_check_paged_call(fn, layer, cache, seqs, n_seqs, x, y, 0, &total);
     if (st != FORGE_OK) return st;
-    return record(fn, (forge_graph){.layer = layer, .paged = cache, .n_seqs = n_seqs, .total = total, .x = x, .y = y},
+    return record(fn, (forge_graph){.layer = layer, .cache = cache, .n_seqs = n_seqs, .total = total, .x = x, .y = y},
                   seqs, out);
 }
+
+/* A graph made by forge_graph_create_paged: its calls append at the end. */
+static int is_paged(const forge_graph *g) { return g->cache && !g->slots; }
 
 forge_status forge_graph_update(forge_graph *graph, const forge_seq *seqs, int n_seqs) {
     static const char fn[] = "forge_graph_update";
@@ -90,7 +91,7 @@ forge_status forge_graph_update(forge_graph *graph, const forge_seq *seqs, int n
                               "%s: seqs[%d] has slot %d and %d tokens, the graph slot %d and %d",
                               fn, i, seqs[i].slot, seqs[i].n_tokens, graph->seqs[i].slot,
                               graph->seqs[i].n_tokens);
-        const int max_seq = graph->paged ? graph->paged->cfg.max_seq_len : graph->layer->cfg.max_seq;
+        const int max_seq = is_paged(graph) ? graph->cache->cfg.max_seq_len : graph->layer->cfg.max_seq;
         if (seqs[i].pos0 < 0 || (int64_t)seqs[i].pos0 + seqs[i].n_tokens > max_seq)
             return forge_fail(FORGE_ERR_CAPACITY, "%s: seqs[%d] at pos0 %d is outside max_seq %d", fn,
                               i, seqs[i].pos0, max_seq);
@@ -99,7 +100,7 @@ forge_status forge_graph_update(forge_graph *graph, const forge_seq *seqs, int n
     if (!old) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     memcpy(old, graph->seqs, sizeof *old * (size_t)n_seqs);
     memcpy(graph->seqs, seqs, sizeof *old * (size_t)n_seqs);
-    forge_status st = reserve_and_capture(graph);
+    forge_status st = reserve_and_capture(graph, fn);
     if (st != FORGE_OK) memcpy(graph->seqs, old, sizeof *old * (size_t)n_seqs);
     free(old);
     return st;
@@ -109,21 +110,10 @@ forge_status forge_graph_launch(forge_graph *graph) {
     static const char fn[] = "forge_graph_launch";
     FORGE_CHECK_NOT_NULL(graph, fn);
     int total = 0;
-    forge_status st;
-    if (graph->paged) {
-        st = forge_check_forward_paged(fn, graph->layer, graph->paged, graph->seqs, graph->n_seqs, graph->x, graph->y,
-                                       1, &total);
-        return st == FORGE_OK ? forge_run_forward_paged(graph->layer, graph->paged, graph->seqs, graph->n_seqs,
-                                                        graph->x, graph->y, graph)
-                              : st;
-    }
-    st = forge_check_forward(fn, graph->layer, graph->cache, graph->seqs, graph->n_seqs, graph->x, graph->y, &total);
+    forge_status st = is_paged(graph) ? forge_check_paged_call(fn, graph->layer, graph->cache, graph->seqs,
+                                                               graph->n_seqs, graph->x, graph->y, 1, &total)
+                                      : forge_check_slot_call(fn, graph->layer, graph->slots, graph->seqs,
+                                                              graph->n_seqs, graph->x, graph->y, &total);
     if (st != FORGE_OK) return st;
-    const forge_backend_ops *ops = graph->layer->ctx->ops;
-    if (!ops->graph_launch)
-        return forge_run_forward(graph->layer, graph->cache, graph->seqs, graph->n_seqs, total,
-                                 graph->x, graph->y);
-    if ((st = ops->graph_launch(graph)) != FORGE_OK) return st;
-    forge_commit_forward(graph->layer, graph->cache, graph->seqs, graph->n_seqs, 0);
-    return FORGE_OK;
+    return forge_run(fn, graph->layer, graph->cache, graph->seqs, graph->n_seqs, graph->x, graph->y, graph);
 }

@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* layer.c: layer config checks, layer handles, and the argument checks of a
- * forward call that every backend shares. */
+/* layer.c: layer configs and their checks, layer handles and their
+ * settings (attention path, paged split, self-check, profiling). */
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "backend.h"
+#include "core.h"
 #include "error.h"
 
 forge_layer_config forge_layer_config_default(int hidden, int heads, int kv_heads, int head_dim) {
@@ -145,174 +145,13 @@ forge_layer_config forge_layer_get_config(const forge_layer *layer) {
     return layer ? layer->cfg : none;
 }
 
-/* The cache must have been made for a layer of the same geometry and backend. */
-static forge_status check_cache(const char *fn, const forge_layer *layer, const forge_kv_cache *cache) {
-    const forge_layer_config *c = &layer->cfg;
-    if (cache->ctx != layer->ctx)
-        return forge_fail(FORGE_ERR_INVALID_ARGUMENT,
-                          "%s: the cache belongs to another context than the layer", fn);
-    if (cache->kv_heads != c->kv_heads || cache->head_dim != c->head_dim ||
-        cache->max_seq != c->max_seq)
-        return forge_fail(FORGE_ERR_SHAPE,
-                          "%s: cache has kv_heads %d, head_dim %d, max_seq %d but the layer has "
-                          "%d, %d, %d",
-                          fn, cache->kv_heads, cache->head_dim, cache->max_seq, c->kv_heads,
-                          c->head_dim, c->max_seq);
-    if (cache->dtype != c->dtype)
-        return forge_fail(FORGE_ERR_DTYPE, "%s: cache dtype %s differs from layer dtype %s", fn,
-                          forge_dtype_name(cache->dtype), forge_dtype_name(c->dtype));
+forge_status forge_layer_set_paged_split(forge_layer *layer, int split_size) {
+    FORGE_CHECK_NOT_NULL(layer, "forge_layer_set_paged_split");
+    if (split_size < 0)
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "forge_layer_set_paged_split: split_size %d is negative",
+                          split_size);
+    layer->paged_split = split_size;
     return FORGE_OK;
-}
-
-forge_status forge_check_seq(const char *fn, const forge_seq *seqs, int i, int max_pos, const char *max_name,
-                             int64_t *tokens) {
-    const forge_seq *s = &seqs[i];
-    if (s->n_tokens < 1)
-        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: seqs[%d].n_tokens = %d is below 1", fn, i, s->n_tokens);
-    if (s->pos0 < 0)
-        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: seqs[%d].pos0 = %d is negative", fn, i, s->pos0);
-    if ((int64_t)s->pos0 + s->n_tokens > max_pos)
-        return forge_fail(FORGE_ERR_CAPACITY, "%s: seqs[%d] reaches position %lld, past %s = %d", fn, i,
-                          (long long)s->pos0 + s->n_tokens - 1, max_name, max_pos);
-    if ((*tokens += s->n_tokens) > FORGE_MAX_DIM)
-        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: the batch has more than %d tokens", fn, FORGE_MAX_DIM);
-    return FORGE_OK;
-}
-
-forge_status forge_check_distinct(const char *fn, const forge_seq *seqs, int n_seqs, int n_slots, const char *what) {
-    unsigned char *seen = calloc((size_t)n_slots, 1);
-    if (!seen) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-    forge_status st = FORGE_OK;
-    for (int i = 0; i < n_seqs && st == FORGE_OK; i++) {
-        if (seen[seqs[i].slot])
-            st = forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: %s %d appears twice in the batch", fn, what, seqs[i].slot);
-        seen[seqs[i].slot] = 1;
-    }
-    free(seen);
-    return st;
-}
-
-/* Checks the batch; on success *total is the number of rows of x and y. */
-static forge_status check_seqs(const char *fn, const forge_layer *layer, const forge_kv_cache *cache,
-                               const forge_seq *seqs, int n_seqs, int *total) {
-    int64_t tokens = 0;
-    for (int i = 0; i < n_seqs; i++) {
-        const forge_seq *s = &seqs[i];
-        forge_status st = forge_check_seq(fn, seqs, i, layer->cfg.max_seq, "max_seq", &tokens);
-        if (st != FORGE_OK) return st;
-        if (cache) {
-            if (s->slot < 0 || s->slot >= cache->slots)
-                return forge_fail(FORGE_ERR_INVALID_ARGUMENT,
-                                  "%s: seqs[%d].slot = %d is outside the cache's %d slots", fn, i,
-                                  s->slot, cache->slots);
-            if (s->pos0 > cache->len[s->slot])
-                return forge_fail(FORGE_ERR_INVALID_ARGUMENT,
-                                  "%s: seqs[%d].pos0 = %d but slot %d holds only %d positions",
-                                  fn, i, s->pos0, s->slot, cache->len[s->slot]);
-        }
-    }
-    forge_status st = cache ? forge_check_distinct(fn, seqs, n_seqs, cache->slots, "slot") : FORGE_OK;
-    if (st == FORGE_OK) *total = (int)tokens;
-    return st;
-}
-
-forge_status forge_check_forward(const char *fn, forge_layer *layer, forge_kv_cache *cache,
-                                 const forge_seq *seqs, int n_seqs, const void *x, const void *y,
-                                 int *total) {
-    FORGE_CHECK_NOT_NULL(layer, fn);
-    FORGE_CHECK_NOT_NULL(seqs, fn);
-    FORGE_CHECK_NOT_NULL(x, fn);
-    FORGE_CHECK_NOT_NULL(y, fn);
-    if (n_seqs < 1)
-        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: n_seqs = %d is below 1", fn, n_seqs);
-    forge_status st;
-    if (cache && (st = check_cache(fn, layer, cache)) != FORGE_OK) return st;
-    return check_seqs(fn, layer, cache, seqs, n_seqs, total);
-}
-
-void forge_commit_forward(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
-                          int n_seqs, int timed) {
-    if (cache)
-        for (int i = 0; i < n_seqs; i++) cache->len[seqs[i].slot] = seqs[i].pos0 + seqs[i].n_tokens;
-    if (layer->profiling) layer->has_timings = timed;
-}
-
-/* Recomputes the call on the CPU twin and records how far y is from it. */
-static forge_status self_check(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
-                               int n_seqs, int total, const void *x, const void *y) {
-    const forge_dtype dt = layer->cfg.dtype;
-    const size_t n = (size_t)total * layer->cfg.hidden;
-    float *want = malloc(n * sizeof *want), *got = malloc(n * sizeof *got);
-    void *raw = malloc(n * forge_dtype_size(dt));
-    forge_status st = want && got && raw ? FORGE_OK
-                                         : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "self-check: out of memory");
-    if (st == FORGE_OK) st = forge_cpu_recompute(layer, cache, seqs, n_seqs, total, x, raw);
-    if (st == FORGE_OK) st = forge_convert(want, FORGE_F32, raw, dt, n);
-    if (st == FORGE_OK) st = layer->ctx->ops->buffer_copy(layer->ctx, raw, y, n * forge_dtype_size(dt), 1);
-    if (st == FORGE_OK) st = forge_convert(got, FORGE_F32, raw, dt, n);
-    if (st == FORGE_OK) {
-        forge_selfcheck *r = &layer->selfcheck;
-        double diff2 = 0.0, want2 = 0.0, max_abs = 0.0;
-        for (size_t i = 0; i < n; i++) {
-            if (!isfinite(got[i])) {
-                r->nonfinite++;
-                continue;
-            }
-            double d = fabs((double)got[i] - want[i]);
-            max_abs = d > max_abs ? d : max_abs;
-            diff2 += d * d;
-            want2 += (double)want[i] * want[i];
-        }
-        double rel = want2 > 0.0 ? sqrt(diff2 / want2) : sqrt(diff2);
-        r->checked++;
-        r->rel_l2 = rel > r->rel_l2 ? rel : r->rel_l2;
-        r->max_abs = max_abs > r->max_abs ? max_abs : r->max_abs;
-    }
-    free(want);
-    free(got);
-    free(raw);
-    return st;
-}
-
-forge_status forge_run_forward(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
-                               int n_seqs, int total, const void *x, void *y) {
-    forge_context *ctx = layer->ctx;
-    forge_stage failed = FORGE_STAGE_COUNT;
-    forge_status st = ctx->ops->reserve ? ctx->ops->reserve(layer, cache, seqs, n_seqs, total)
-                                        : FORGE_OK;
-    if (st == FORGE_OK) st = ctx->ops->forward(layer, cache, seqs, n_seqs, total, x, y, &failed);
-    if (st != FORGE_OK && failed < FORGE_STAGE_COUNT && ctx->fallback == FORGE_FALLBACK_CPU &&
-        layer->cpu) {
-        if (!ctx->fallback_logged) {
-            fprintf(stderr, "forge: %s; falling back to the CPU (logged once)\n", forge_last_error());
-            ctx->fallback_logged = 1;
-        }
-        ctx->fallback_counts[failed]++;
-        void *y_host = malloc(forge_dtype_size(layer->cfg.dtype) * (size_t)total * layer->cfg.hidden);
-        st = y_host ? forge_cpu_recompute(layer, cache, seqs, n_seqs, total, x, y_host)
-                    : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "fallback: out of memory");
-        if (st == FORGE_OK) st = forge_cpu_copy_out(layer, cache, seqs, n_seqs, total, y_host, y);
-        free(y_host);
-    }
-    if (st != FORGE_OK) return st;
-    forge_commit_forward(layer, cache, seqs, n_seqs, 1);
-    if (layer->selfcheck_fraction > 0.0 && layer->cpu) {
-        layer->selfcheck.calls++;
-        layer->selfcheck_credit += layer->selfcheck_fraction;
-        if (layer->selfcheck_credit >= 1.0) {
-            layer->selfcheck_credit -= 1.0;
-            st = self_check(layer, cache, seqs, n_seqs, total, x, y);
-        }
-    }
-    return st;
-}
-
-forge_status forge_layer_forward(forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,
-                                 int n_seqs, const void *x, void *y) {
-    int total = 0;
-    forge_status st = forge_check_forward("forge_layer_forward", layer, cache, seqs, n_seqs, x, y, &total);
-    if (st != FORGE_OK) return st;
-    return forge_run_forward(layer, cache, seqs, n_seqs, total, x, y);
 }
 
 forge_status forge_layer_set_selfcheck(forge_layer *layer, double fraction) {

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu/rope.h"
+#include "cpu/cpu_rope.h"
 #include "test_util.h"
 
 static void closed_form(long double *out, const float *x, int d, long pos, long double theta,

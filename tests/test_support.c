@@ -22,7 +22,7 @@ static void test_head_dims(void **state) {
 #ifdef FORGE_HAVE_SM90A
     expect_same(SUPPORT_WGMMA, fcuda_flash_wgmma_supported, "fcuda_flash_wgmma_supported");
 #endif
-    expect_same(SUPPORT_FLASH_F32, fcuda_flash_supported, "fcuda_flash_supported");
+    expect_same(SUPPORT_FLASH_F32, fcuda_flash_f32_supported, "fcuda_flash_f32_supported");
     expect_same(SUPPORT_PAGED_MMA, fcuda_paged_supported, "fcuda_paged_supported");
     expect_same(SUPPORT_PAGED_F32, fcuda_paged_supported, "fcuda_paged_supported");
     expect_same(SUPPORT_UNFUSED, any_dim, "the unfused path");

@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* cuda_attention.c: attention alone (forge_attention_forward) on the
- * tensor-core kernels, and the choice between the Hopper and the portable
- * kernel that 16-bit layers share. */
+/* cuda_attention.c: attention over rows, where each sequence's K and V lie
+ * one after another (FlashAttention's varlen layout): attention alone
+ * (forge_attention_forward) on the tensor-core kernels, and the layer's
+ * attention without a cache or over a pinned one, its kernel chosen from
+ * the dtype: the tensor-core kernels (Hopper's, else the portable one) in
+ * bf16 and fp16; in fp32 the flash kernel on CUDA cores, or the unfused
+ * path (cuBLAS QK^T, softmax, cuBLAS PV). */
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -9,7 +13,7 @@
 
 #include "cuda_backend.h"
 
-forge_status cuda_flash_tc(forge_context *ctx, fcuda_mma_args *m, const fcuda_varlen *b, const char *fn) {
+forge_status cuda_flash_tc(forge_context *ctx, fcuda_attn_args *m, const fcuda_varlen *b, const char *fn) {
     cuda_ctx *c = ctx->impl;
     if (!c->hopper || ctx->kernel == FORGE_KERNEL_PORTABLE || !fcuda_flash_wgmma_supported(m->head_dim)) {
         CUDA_TRY(fn, fcuda_flash_mma(m, b, c->stream));
@@ -41,8 +45,8 @@ forge_status cuda_attention(forge_context *ctx, const forge_attention_args *a, i
         if ((uintptr_t)bufs[i] % (i == 4 ? 4 : 16))
             return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: %s is not %d-byte aligned", fn, names[i],
                               i == 4 ? 4 : 16);
-    fcuda_mma_args m = {a->q, total_kv ? a->k : a->q, total_kv ? a->v : a->q, a->out, a->lse, total_q, total_kv,
-                        a->heads, a->kv_heads, a->head_dim, a->scale, a->causal, a->dtype == FORGE_BF16, NULL};
+    fcuda_attn_args m = {a->q, total_kv ? a->k : a->q, total_kv ? a->v : a->q, a->out, a->lse, total_q, total_kv,
+                        a->heads, a->kv_heads, a->head_dim, a->scale, a->causal, a->dtype, NULL};
     for (int first = 0; first < a->batch; first += FCUDA_MAX_SEQS) {
         fcuda_varlen b = {.n = cuda_launch_seqs(a->batch, first)};
         for (int i = 0; i <= b.n; i++) {
@@ -55,6 +59,73 @@ forge_status cuda_attention(forge_context *ctx, const forge_attention_args *a, i
         }
         forge_status st;
         if (b.max_q > 0 && (st = cuda_flash_tc(ctx, &m, &b, fn)) != FORGE_OK) return st;
+    }
+    return FORGE_OK;
+}
+
+/* One sequence's attention, unfused, in fp32: its query rows q0 .. q0+n-1
+ * of m->q over key rows k0 .. k0+keys-1, its queries the last n of the
+ * keys. The GEMMs are strided-batched over query heads: one call for all
+ * heads where each has its own KV head, else one a KV head for its group
+ * (its K and V read by every head of the group, a stride of 0). */
+static forge_status unfused_sequence(forge_layer *layer, const fcuda_attn_args *m, int q0, int k0, int n, int keys,
+                                     const char *fn) {
+    cuda_layer *l = layer->impl;
+    cuda_ctx *cx = layer->ctx->impl;
+    const int H = m->heads, Hk = m->kv_heads, D = m->head_dim, G = H / Hk;
+    const int calls = G == 1 ? 1 : Hk, batch = G == 1 ? H : G;
+    const long long kv_stride = G == 1 ? D : 0, ld_q = (long long)H * D, ld_kv = (long long)Hk * D;
+    const float one = 1.0f, zero = 0.0f;
+    const float *q = (const float *)m->q + (size_t)q0 * H * D;
+    const float *k = (const float *)m->k + (size_t)k0 * Hk * D, *v = (const float *)m->v + (size_t)k0 * Hk * D;
+    float *out = (float *)m->out + (size_t)q0 * H * D;
+    /* scores [H, n, keys]: head h's scores^T = op_T(K) Q_h^T */
+    for (int g = 0; g < calls; g++)
+        BLAS_TRY(fn, cublasSgemmStridedBatched(cx->blas, CUBLAS_OP_T, CUBLAS_OP_N, keys, n, D, &m->scale,
+                                               k + (size_t)g * D, (int)ld_kv, kv_stride, q + (size_t)g * G * D,
+                                               (int)ld_q, D, &zero, l->scores + (size_t)g * G * n * keys, keys,
+                                               (long long)n * keys, batch));
+    cudaError_t e = fcuda_softmax_causal(l->scores, H * n, n, keys, keys - n, 0, cx->stream);
+    if (e) return cuda_err(fn, "fcuda_softmax_causal", e);
+    /* out_h^T [D, n] = V^T P_h^T, written straight into its rows */
+    for (int g = 0; g < calls; g++)
+        BLAS_TRY(fn, cublasSgemmStridedBatched(cx->blas, CUBLAS_OP_N, CUBLAS_OP_N, D, n, keys, &one,
+                                               v + (size_t)g * D, (int)ld_kv, kv_stride,
+                                               l->scores + (size_t)g * G * n * keys, keys, (long long)n * keys,
+                                               &zero, out + (size_t)g * G * D, (int)ld_q, D, batch));
+    return FORGE_OK;
+}
+
+int cuda_unfused(const forge_layer *layer) {
+    return layer->cfg.dtype == FORGE_F32 &&
+           (layer->attention == FORGE_ATTENTION_UNFUSED || !fcuda_flash_f32_supported(layer->cfg.head_dim));
+}
+
+forge_status cuda_attend_rows(forge_layer *layer, forge_paged_cache *cache, const forge_batch *b) {
+    const forge_layer_config *c = &layer->cfg;
+    cuda_layer *l = layer->impl;
+    cuda_ctx *cx = layer->ctx->impl;
+    const fcuda_pool *pool = cache ? &((const cuda_pool *)cache->impl)->pool : NULL;
+    fcuda_attn_args m = {l->q, pool ? pool->k : l->k_tmp, pool ? pool->v : l->v_tmp, l->attn, NULL, b->total,
+                         pool ? cache->cfg.n_pages * cache->cfg.page_size : b->total, c->heads, c->kv_heads,
+                         c->head_dim, b->attn.scale, 1, c->dtype, NULL};
+    const int fp32 = c->dtype == FORGE_F32, flash = !cuda_unfused(layer);
+    for (int first = 0; first < b->n; first += FCUDA_MAX_SEQS) {
+        fcuda_varlen v = {.n = cuda_launch_seqs(b->n, first)};
+        for (int i = 0; i <= v.n; i++) v.q0[i] = b->rows[first + i];
+        for (int i = 0; i < v.n; i++) {
+            const int s = first + i;
+            /* a pinned cache's sequence: its pages in order, from its first */
+            v.k0[i] = cache ? cache->table[(size_t)b->ids[s] * cache->max_pages] * cache->cfg.page_size : b->rows[s];
+            v.nk[i] = b->lens[s];
+            if (b->n_tokens[s] > v.max_q) v.max_q = b->n_tokens[s];
+        }
+        forge_status st = FORGE_OK;
+        if (!fp32) st = cuda_flash_tc(layer->ctx, &m, &v, b->fn);
+        else if (flash) CUDA_TRY(b->fn, fcuda_flash_f32(&m, &v, cx->stream));
+        for (int i = 0; fp32 && !flash && st == FORGE_OK && i < v.n; i++)
+            st = unfused_sequence(layer, &m, v.q0[i], v.k0[i], v.q0[i + 1] - v.q0[i], v.nk[i], b->fn);
+        if (st != FORGE_OK) return st;
     }
     return FORGE_OK;
 }

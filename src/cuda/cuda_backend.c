@@ -1,10 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* cuda_backend.c: the CUDA backend's operations (backend.h), each from the
- * file of its concern: cuda_context.c (device, stream, buffers),
- * cuda_weights.c (a layer's weights), cuda_cache.c (the contiguous cache),
- * cuda_forward.c and layer16.c (the forward calls), cuda_attention.c
- * (attention alone), cuda_paged.c and layer_paged.c (the paged cache and
- * the layer over it), cuda_graph.c (graphs). */
+ * file of its concern (cuda_backend.h lists them). */
 #include "cuda_backend.h"
 
 const forge_backend_ops forge_cuda_backend = {
@@ -22,22 +18,17 @@ const forge_backend_ops forge_cuda_backend = {
     .layer_free = cuda_layer_free,
     .cache_init = cuda_cache_init,
     .cache_free = cuda_cache_free,
+    .cache_set_table = cuda_cache_set_table,
+    .cache_copy_page = cuda_cache_copy_page,
+    .cache_append = cuda_cache_append,
     .cache_read = cuda_cache_read,
-    .cache_write = cuda_cache_write,
+    .cache_upload = cuda_cache_upload,
+    .attention = cuda_attention,
+    .paged_attention = cuda_paged_attention,
+    .paged_split_size = cuda_paged_split_size,
     .reserve = cuda_reserve,
     .forward = cuda_forward,
     .timings = cuda_timings,
-    .attention = cuda_attention,
-    .paged_init = cuda_paged_init,
-    .paged_free = cuda_paged_free,
-    .paged_set_table = cuda_paged_set_table,
-    .paged_copy_page = cuda_paged_copy_page,
-    .paged_write = cuda_paged_write,
-    .paged_read = cuda_paged_read,
-    .paged_attention = cuda_paged_attention,
-    .paged_split_size = cuda_paged_split_size,
-    .reserve_paged = cuda_reserve_paged,
-    .forward_paged = cuda_forward_paged,
     .graph_capture = cuda_graph_capture,
     .graph_launch = cuda_graph_launch,
     .graph_free = cuda_graph_free,

@@ -1,86 +1,138 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* cuda_cache.c: the contiguous KV cache on the device (fp32 slot-major,
- * 16-bit token-major) and its copies to and from the host. */
+/* cuda_cache.c: the KV cache's pool on the device (kernels in paged.cu).
+ * The pools and a copy of the page tables live in device memory; each range
+ * of a table that paged_cache.c changes is uploaded on the context's stream,
+ * so that kernels queued after it see it. Appends are kernel launches on
+ * that stream, FCUDA_MAX_SEQS sequences a launch (their metadata travels as
+ * a kernel parameter); reads and the CPU's results go by copies. */
 #include <limits.h>
-#include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "cuda_backend.h"
 
-void cuda_cache_free(forge_kv_cache *cache) {
-    cuda_cache *cc = cache->impl;
-    if (!cc) return;
-    cudaFree(cc->k);
-    cudaFree(cc->v);
-    free(cc);
-}
+static cudaStream_t stream_of(const forge_paged_cache *cache) { return ((cuda_ctx *)cache->ctx->impl)->stream; }
 
-/* The cache starts zeroed: the tensor-core kernels read whole tiles of key
- * rows and weight those past a sequence's length by zero, which must not
- * meet a NaN left in never-written memory. */
-forge_status cuda_cache_init(forge_kv_cache *cache) {
-    static const char fn[] = "forge_kv_cache_create";
-    size_t bytes = forge_dtype_size(cache->dtype) * (size_t)cache->slots * cache->kv_heads * cache->max_seq *
-                   cache->head_dim;
-    if (cache->dtype != FORGE_F32 && (int64_t)cache->slots * cache->max_seq > INT_MAX)
-        return forge_fail(FORGE_ERR_CAPACITY, "%s: %d slots of %d positions are past the %d rows a %s cache can have",
-                          fn, cache->slots, cache->max_seq, INT_MAX, forge_dtype_name(cache->dtype));
-    cuda_cache *cc = calloc(1, sizeof *cc);
-    if (!cc) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-    cudaError_t e = cudaMalloc(&cc->k, bytes);
-    if (!e) e = cudaMalloc(&cc->v, bytes);
-    if (e) {
-        cudaFree(cc->k);
-        free(cc);
-        cudaGetLastError(); /* an allocation failure is not sticky */
-        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: no device memory for %d slots (2 x %zu bytes): %s",
-                          fn, cache->slots, bytes, cudaGetErrorString(e));
-    }
-    cache->impl = cc;
-    /* on the legacy default stream, which the context's non-blocking
-     * stream does not wait for: done before the cache is handed out */
-    if ((e = cudaMemset(cc->k, 0, bytes)) == cudaSuccess && (e = cudaMemset(cc->v, 0, bytes)) == cudaSuccess)
+forge_status cuda_cache_init(forge_paged_cache *cache, const char *fn) {
+    const forge_paged_config *c = &cache->cfg;
+    char dims[64];
+    /* a pinned cache's pages are read by the layer's kernels, which take
+     * its head dim; the others' by the paged attention kernels */
+    if (!cache->pinned && !fcuda_paged_supported(c->head_dim))
+        return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the CUDA backend's paged cache takes head dims %s, not %d", fn,
+                          forge_support_dims(c->dtype == FORGE_F32 ? SUPPORT_PAGED_F32 : SUPPORT_PAGED_MMA, dims,
+                                             sizeof dims), c->head_dim);
+    if ((int64_t)c->n_pages * c->page_size > INT_MAX) /* the kernels count rows in int */
+        return forge_fail(FORGE_ERR_CAPACITY, "%s: %d pages of %d tokens are past the %d rows a cache can have", fn,
+                          c->n_pages, c->page_size, INT_MAX);
+    int per_sm = 0; /* the paged attention kernel's blocks an SM holds */
+    cudaError_t e = cache->pinned ? cudaSuccess : fcuda_paged_blocks_per_sm(c->dtype, c->head_dim, &per_sm);
+    if (e) return cuda_err(fn, "fcuda_paged_blocks_per_sm", e);
+    if (!cache->pinned && per_sm < 1)
+        return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the paged attention kernel fits no SM", fn);
+    const size_t bytes = (size_t)c->n_pages * c->page_size * forge_paged_row_bytes(c);
+    const size_t table_bytes = sizeof(int) * (size_t)c->max_seqs * cache->max_pages;
+    cuda_pool *p = calloc(1, sizeof *p);
+    if (!p) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    int *table = NULL;
+    e = cudaMalloc(&p->pool.k, bytes);
+    if (!e) e = cudaMalloc(&p->pool.v, bytes);
+    if (!e) e = cudaMalloc((void **)&table, table_bytes);
+    /* zeroed: a table entry past a sequence's pages names page 0, never a
+     * page outside the pool; on the legacy stream, done before the cache
+     * is handed out */
+    if (!e && (e = cudaMemset(p->pool.k, 0, bytes)) == cudaSuccess && (e = cudaMemset(p->pool.v, 0, bytes)) == cudaSuccess &&
+        (e = cudaMemset(table, 0, table_bytes)) == cudaSuccess)
         e = cudaStreamSynchronize(cudaStreamLegacy);
-    if (!e) return FORGE_OK;
-    cuda_cache_free(cache);
-    return cuda_err(fn, "cudaMemset", e);
-}
-
-
-/* Copies positions [0, len) of a slot between the device cache (cuda_cache
- * says its layouts) and host buffers [kv_heads, len, head_dim], a 2-D copy
- * per KV head. */
-static forge_status cache_copy(const forge_kv_cache *cache, int slot, int len, void *hk, void *hv,
-                               const void *ck, const void *cv, int to_host) {
-    const char *fn = to_host ? "forge_kv_cache_read" : "forge_kv_cache_write";
-    cuda_ctx *c = cache->ctx->impl;
-    const cuda_cache *cc = cache->impl;
-    const size_t es = forge_dtype_size(cache->dtype), D = (size_t)cache->head_dim, Hk = (size_t)cache->kv_heads;
-    const size_t row = D * es, slot_elems = (size_t)slot * Hk * cache->max_seq * D;
-    const int token_major = cache->dtype != FORGE_F32;
-    if (len == 0) return FORGE_OK;
-    const size_t pitch = token_major ? Hk * row : row; /* between a head's positions */
-    char *dev[2] = {cc->k, cc->v};
-    const void *host_src[2] = {ck, cv};
-    void *host_dst[2] = {hk, hv};
-    for (int i = 0; i < 2; i++)
-        for (size_t g = 0; g < Hk; g++) {
-            char *d = dev[i] + (slot_elems + (token_major ? g * D : g * cache->max_seq * D)) * es;
-            const size_t h = g * len * row;
-            if (to_host && host_dst[i])
-                CUDA_TRY(fn, cudaMemcpy2DAsync((char *)host_dst[i] + h, row, d, pitch, row, len, cudaMemcpyDeviceToHost, c->stream));
-            if (!to_host && host_src[i])
-                CUDA_TRY(fn, cudaMemcpy2DAsync(d, pitch, (const char *)host_src[i] + h, row, row, len, cudaMemcpyHostToDevice, c->stream));
-        }
-    CUDA_TRY(fn, cudaStreamSynchronize(c->stream));
+    if (e) {
+        cudaFree(p->pool.k), cudaFree(p->pool.v), cudaFree(table), free(p);
+        cudaGetLastError(); /* an allocation failure is not sticky */
+        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: no device memory for %d pages (2 x %zu bytes) and the tables: %s",
+                          fn, c->n_pages, bytes, cudaGetErrorString(e));
+    }
+    p->pool.table = table;
+    p->pool.kv_heads = c->kv_heads, p->pool.head_dim = c->head_dim, p->pool.page_size = c->page_size;
+    p->pool.max_pages = cache->max_pages, p->pool.dtype = c->dtype;
+    p->rows = cache->pinned ? 0 : fcuda_paged_rows(c->dtype, c->head_dim);
+    p->resident = per_sm * ((cuda_ctx *)cache->ctx->impl)->sms;
+    cache->impl = p;
     return FORGE_OK;
 }
 
-forge_status cuda_cache_read(const forge_kv_cache *cache, int slot, int len, void *k, void *v) {
-    return cache_copy(cache, slot, len, k, v, NULL, NULL, 1);
+void cuda_cache_free(forge_paged_cache *cache) {
+    cuda_pool *p = cache->impl;
+    if (!p) return;
+    cudaFree(p->pool.k), cudaFree(p->pool.v), cudaFree((void *)p->pool.table), cudaFree(p->part);
+    free(p);
 }
 
-forge_status cuda_cache_write(forge_kv_cache *cache, int slot, int len, const void *k, const void *v) {
-    return cache_copy(cache, slot, len, NULL, NULL, k, v, 0);
+forge_status cuda_cache_set_table(forge_paged_cache *cache, size_t at, int count) {
+    cuda_pool *p = cache->impl;
+    /* from pageable memory: staged before the call returns, so the host
+     * table may change again at once */
+    CUDA_TRY("forge_paged_append (page tables)", cudaMemcpyAsync((int *)p->pool.table + at, cache->table + at, sizeof(int) * count,
+                                                   cudaMemcpyHostToDevice, stream_of(cache)));
+    return FORGE_OK;
+}
+
+forge_status cuda_cache_copy_page(forge_paged_cache *cache, int dst, int src, int tokens) {
+    cuda_pool *p = cache->impl;
+    const size_t rb = forge_paged_row_bytes(&cache->cfg), page = (size_t)cache->cfg.page_size * rb, n = (size_t)tokens * rb;
+    char *k = p->pool.k, *v = p->pool.v;
+    CUDA_TRY("forge_paged_append", cudaMemcpyAsync(k + dst * page, k + src * page, n, cudaMemcpyDeviceToDevice, stream_of(cache)));
+    CUDA_TRY("forge_paged_append", cudaMemcpyAsync(v + dst * page, v + src * page, n, cudaMemcpyDeviceToDevice, stream_of(cache)));
+    return FORGE_OK;
+}
+
+forge_status cuda_cache_append(forge_paged_cache *cache, int n, const int *seqs, const int *pos0, const int *n_tokens,
+                               const int *row0, const void *k, const void *v) {
+    static const char fn[] = "forge_paged_append";
+    cuda_pool *p = cache->impl;
+    if ((uintptr_t)k % 16 || (uintptr_t)v % 16)
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: k and v must be 16-byte aligned", fn);
+    for (int first = 0; first < n; first += FCUDA_MAX_SEQS) {
+        fcuda_paged_batch b = {.n = cuda_launch_seqs(n, first)};
+        for (int i = 0; i < b.n; i++) {
+            b.seq[i] = seqs[first + i], b.pos0[i] = pos0[first + i], b.count[i] = n_tokens[first + i];
+            b.row0[i] = row0[first + i];
+            if (b.count[i] > b.max_count) b.max_count = b.count[i];
+        }
+        CUDA_TRY(fn, fcuda_paged_write(&p->pool, &b, k, v, stream_of(cache)));
+    }
+    return FORGE_OK;
+}
+
+forge_status cuda_cache_read(const forge_paged_cache *cache, int seq, int len, void *k, void *v) {
+    static const char fn[] = "forge_paged_read";
+    const cuda_pool *p = cache->impl;
+    const int P = cache->cfg.page_size;
+    const size_t rb = forge_paged_row_bytes(&cache->cfg);
+    const char *pk = p->pool.k, *pv = p->pool.v;
+    for (int pos = 0; pos < len; pos += P) {
+        const size_t page = (size_t)cache->table[(size_t)seq * cache->max_pages + pos / P];
+        const size_t bytes = (size_t)(len - pos < P ? len - pos : P) * rb;
+        if (k) CUDA_TRY(fn, cudaMemcpyAsync((char *)k + pos * rb, pk + page * P * rb, bytes, cudaMemcpyDeviceToHost, stream_of(cache)));
+        if (v) CUDA_TRY(fn, cudaMemcpyAsync((char *)v + pos * rb, pv + page * P * rb, bytes, cudaMemcpyDeviceToHost, stream_of(cache)));
+    }
+    CUDA_TRY(fn, cudaStreamSynchronize(stream_of(cache)));
+    return FORGE_OK;
+}
+
+/* Host rows to positions first .. first + count - 1 of seq, a copy per page. */
+forge_status cuda_cache_upload(forge_paged_cache *cache, int seq, int first, int count, const void *k, const void *v) {
+    static const char fn[] = "forge_layer_forward (the CPU's results)";
+    const cuda_pool *p = cache->impl;
+    const int P = cache->cfg.page_size;
+    const size_t rb = forge_paged_row_bytes(&cache->cfg);
+    char *pk = p->pool.k, *pv = p->pool.v;
+    for (int pos = first; pos < first + count;) {
+        const int run = P - pos % P < first + count - pos ? P - pos % P : first + count - pos;
+        const size_t row = (size_t)cache->table[(size_t)seq * cache->max_pages + pos / P] * P + pos % P;
+        const size_t from = (size_t)(pos - first) * rb;
+        CUDA_TRY(fn, cudaMemcpyAsync(pk + row * rb, (const char *)k + from, run * rb, cudaMemcpyHostToDevice, stream_of(cache)));
+        CUDA_TRY(fn, cudaMemcpyAsync(pv + row * rb, (const char *)v + from, run * rb, cudaMemcpyHostToDevice, stream_of(cache)));
+        pos += run;
+    }
+    CUDA_TRY(fn, cudaStreamSynchronize(stream_of(cache)));
+    return FORGE_OK;
 }

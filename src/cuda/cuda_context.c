@@ -67,7 +67,7 @@ forge_status cuda_context_init(forge_context *ctx) {
     cublasStatus_t b;
     int major = 0, minor = 0, ptx = 0;
     if ((e = cudaGetDevice(&c->device)) != cudaSuccess) st = cuda_err(fn, "cudaGetDevice", e);
-    else if ((e = fcuda_flash_init()) != cudaSuccess) st = cuda_err(fn, "fcuda_flash_init", e);
+    else if ((e = fcuda_flash_f32_init()) != cudaSuccess) st = cuda_err(fn, "fcuda_flash_f32_init", e);
     else if ((e = fcuda_flash_mma_init()) != cudaSuccess) st = cuda_err(fn, "fcuda_flash_mma_init", e);
     else if ((e = fcuda_paged_init()) != cudaSuccess) st = cuda_err(fn, "fcuda_paged_init", e);
     else if ((e = cudaDeviceGetAttribute(&c->sms, cudaDevAttrMultiProcessorCount, c->device)) != cudaSuccess)

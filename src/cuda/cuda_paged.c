@@ -1,10 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* cuda_paged.c: the CUDA backend's paged KV cache (kernels in paged.cu).
- * The pools and a copy of the page tables live in device memory; each range
- * of a table that paged_cache.c changes is uploaded on the context's stream,
- * so that kernels queued after it see it. Appends and attention are kernel
- * launches on that stream, FCUDA_MAX_SEQS sequences a launch (their
- * metadata travels as a kernel parameter). */
+/* cuda_paged.c: attention over the KV cache's pages (kernels in paged.cu,
+ * paged_mma.cu, paged_f32.cu): each launch's split of the sequences'
+ * tokens chosen from the shape, the split results' buffer, and the
+ * launches, FCUDA_MAX_SEQS sequences each. */
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
@@ -12,14 +10,7 @@
 
 #include "cuda_backend.h"
 
-typedef struct {
-    fcuda_pool pool;   /* K, V and the tables, in device memory */
-    float *part;       /* split attention's partial results, grown to the largest call */
-    size_t part_bytes;
-    unsigned part_gen; /* times part moved: graphs that captured it re-capture */
-    int rows;          /* (query, head) rows a block of the attention kernel takes */
-    int resident;      /* its blocks the GPU holds at once */
-} cuda_paged;
+static cudaStream_t stream_of(const forge_paged_cache *cache) { return ((cuda_ctx *)cache->ctx->impl)->stream; }
 
 /* A chosen split size is a whole number of the kernels' 64-token tiles,
  * and a sequence has at most MAX_SPLITS chosen splits. */
@@ -47,113 +38,10 @@ static int choose_splits(long blocks, int resident, int max_len) {
     return 1;
 }
 
-forge_status cuda_paged_init(forge_paged_cache *cache) {
-    static const char fn[] = "forge_paged_cache_create";
-    const forge_paged_config *c = &cache->cfg;
-    char dims[64];
-    if (!fcuda_paged_supported(c->head_dim))
-        return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the CUDA backend's paged cache takes head dims %s, not %d", fn,
-                          forge_support_dims(c->dtype == FORGE_F32 ? SUPPORT_PAGED_F32 : SUPPORT_PAGED_MMA, dims,
-                                             sizeof dims), c->head_dim);
-    int per_sm = 0; /* the attention kernel's blocks an SM holds */
-    cudaError_t e = fcuda_paged_blocks_per_sm((int)c->dtype, c->head_dim, &per_sm);
-    if (e) return cuda_err(fn, "fcuda_paged_blocks_per_sm", e);
-    if (per_sm < 1) return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the paged attention kernel fits no SM", fn);
-    const size_t bytes = (size_t)c->n_pages * c->page_size * forge_paged_row_bytes(c);
-    const size_t table_bytes = sizeof(int) * (size_t)c->max_seqs * cache->max_pages;
-    cuda_paged *p = calloc(1, sizeof *p);
-    if (!p) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-    int *table = NULL;
-    e = cudaMalloc(&p->pool.k, bytes);
-    if (!e) e = cudaMalloc(&p->pool.v, bytes);
-    if (!e) e = cudaMalloc((void **)&table, table_bytes);
-    /* zeroed: a table entry past a sequence's pages names page 0, never a
-     * page outside the pool; on the legacy stream, done before the cache
-     * is handed out */
-    if (!e && (e = cudaMemset(p->pool.k, 0, bytes)) == cudaSuccess && (e = cudaMemset(p->pool.v, 0, bytes)) == cudaSuccess &&
-        (e = cudaMemset(table, 0, table_bytes)) == cudaSuccess)
-        e = cudaStreamSynchronize(cudaStreamLegacy);
-    if (e) {
-        cudaFree(p->pool.k), cudaFree(p->pool.v), cudaFree(table), free(p);
-        cudaGetLastError(); /* an allocation failure is not sticky */
-        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: no device memory for %d pages (2 x %zu bytes) and the tables: %s",
-                          fn, c->n_pages, bytes, cudaGetErrorString(e));
-    }
-    p->pool.table = table;
-    p->pool.kv_heads = c->kv_heads, p->pool.head_dim = c->head_dim, p->pool.page_size = c->page_size;
-    p->pool.max_pages = cache->max_pages, p->pool.dtype = (int)c->dtype;
-    p->rows = fcuda_paged_rows(p->pool.dtype, c->head_dim);
-    p->resident = per_sm * ((cuda_ctx *)cache->ctx->impl)->sms;
-    cache->impl = p;
-    return FORGE_OK;
-}
-
-void cuda_paged_free(forge_paged_cache *cache) {
-    cuda_paged *p = cache->impl;
-    if (!p) return;
-    cudaFree(p->pool.k), cudaFree(p->pool.v), cudaFree((void *)p->pool.table), cudaFree(p->part);
-    free(p);
-}
-
-static cudaStream_t stream_of(const forge_paged_cache *cache) { return ((cuda_ctx *)cache->ctx->impl)->stream; }
-
-forge_status cuda_paged_set_table(forge_paged_cache *cache, int seq, int first, int count) {
-    cuda_paged *p = cache->impl;
-    const size_t at = (size_t)seq * cache->max_pages + first;
-    /* from pageable memory: staged before the call returns, so the host
-     * table may change again at once */
-    CUDA_TRY("forge_paged_append", cudaMemcpyAsync((int *)p->pool.table + at, cache->table + at, sizeof(int) * count,
-                                                   cudaMemcpyHostToDevice, stream_of(cache)));
-    return FORGE_OK;
-}
-
-forge_status cuda_paged_copy_page(forge_paged_cache *cache, int dst, int src, int tokens) {
-    cuda_paged *p = cache->impl;
-    const size_t rb = forge_paged_row_bytes(&cache->cfg), page = (size_t)cache->cfg.page_size * rb, n = (size_t)tokens * rb;
-    char *k = p->pool.k, *v = p->pool.v;
-    CUDA_TRY("forge_paged_append", cudaMemcpyAsync(k + dst * page, k + src * page, n, cudaMemcpyDeviceToDevice, stream_of(cache)));
-    CUDA_TRY("forge_paged_append", cudaMemcpyAsync(v + dst * page, v + src * page, n, cudaMemcpyDeviceToDevice, stream_of(cache)));
-    return FORGE_OK;
-}
-
-forge_status cuda_paged_write(forge_paged_cache *cache, int n, const int *seqs, const int *pos0, const int *n_tokens,
-                              const int *row0, const void *k, const void *v) {
-    static const char fn[] = "forge_paged_append";
-    cuda_paged *p = cache->impl;
-    if ((uintptr_t)k % 16 || (uintptr_t)v % 16)
-        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: k and v must be 16-byte aligned", fn);
-    for (int first = 0; first < n; first += FCUDA_MAX_SEQS) {
-        fcuda_paged_batch b = {.n = cuda_launch_seqs(n, first)};
-        for (int i = 0; i < b.n; i++) {
-            b.seq[i] = seqs[first + i], b.pos0[i] = pos0[first + i], b.count[i] = n_tokens[first + i];
-            b.row0[i] = row0[first + i];
-            if (b.count[i] > b.max_count) b.max_count = b.count[i];
-        }
-        CUDA_TRY(fn, fcuda_paged_write(&p->pool, &b, k, v, stream_of(cache)));
-    }
-    return FORGE_OK;
-}
-
-forge_status cuda_paged_read(const forge_paged_cache *cache, int seq, int len, void *k, void *v) {
-    static const char fn[] = "forge_paged_read";
-    const cuda_paged *p = cache->impl;
-    const int P = cache->cfg.page_size;
-    const size_t rb = forge_paged_row_bytes(&cache->cfg);
-    const char *pk = p->pool.k, *pv = p->pool.v;
-    for (int pos = 0; pos < len; pos += P) {
-        const size_t page = (size_t)cache->table[(size_t)seq * cache->max_pages + pos / P];
-        const size_t bytes = (size_t)(len - pos < P ? len - pos : P) * rb;
-        if (k) CUDA_TRY(fn, cudaMemcpyAsync((char *)k + pos * rb, pk + page * P * rb, bytes, cudaMemcpyDeviceToHost, stream_of(cache)));
-        if (v) CUDA_TRY(fn, cudaMemcpyAsync((char *)v + pos * rb, pv + page * P * rb, bytes, cudaMemcpyDeviceToHost, stream_of(cache)));
-    }
-    CUDA_TRY(fn, cudaStreamSynchronize(stream_of(cache)));
-    return FORGE_OK;
-}
-
 /* Row tiles of the attention kernel's grid for a sequence of max_rows
  * queries: its (query, head) rows of one KV head's group, p->rows a block. */
 static int row_tiles(const forge_paged_cache *cache, int max_rows, int heads) {
-    const cuda_paged *p = cache->impl;
+    const cuda_pool *p = cache->impl;
     return (max_rows * (heads / cache->cfg.kv_heads) + p->rows - 1) / p->rows;
 }
 
@@ -161,7 +49,7 @@ static int row_tiles(const forge_paged_cache *cache, int max_rows, int heads) {
  * or from choose_splits) and the most splits of one sequence. */
 static fcuda_paged_batch launch_batch(const forge_paged_cache *cache, const forge_paged_attention_args *a,
                                       const int *lens, int first, int n, int *split_size, int *splits) {
-    const cuda_paged *p = cache->impl;
+    const cuda_pool *p = cache->impl;
     fcuda_paged_batch b = {.n = n};
     int max_len = 0; /* of the sequences with queries */
     for (int i = 0; i < n; i++) {
@@ -215,14 +103,9 @@ int cuda_paged_reach(const forge_paged_cache *cache, const forge_paged_attention
     return plan_call(cache, a, lens).reach;
 }
 
-const fcuda_pool *cuda_paged_pool(const forge_paged_cache *cache) { return &((const cuda_paged *)cache->impl)->pool; }
-
-unsigned cuda_paged_generation(const forge_paged_cache *cache) { return ((const cuda_paged *)cache->impl)->part_gen; }
-
 forge_status cuda_paged_reserve(forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens,
-                                int total_q) {
-    static const char fn[] = "forge_paged_attention";
-    cuda_paged *p = cache->impl;
+                                int total_q, const char *fn) {
+    cuda_pool *p = cache->impl;
     const paged_plan plan = plan_call(cache, a, lens);
     if (plan.row_blocks > 65535)
         return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: %d query rows of one sequence over %d KV heads are more than "
@@ -248,16 +131,15 @@ forge_status cuda_paged_reserve(forge_paged_cache *cache, const forge_paged_atte
 
 forge_status cuda_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens,
                                   int total_q) {
-    return cuda_paged_attend(cache, a, lens, NULL, total_q);
+    return cuda_paged_attend(cache, a, lens, NULL, total_q, "forge_paged_attention");
 }
 
 forge_status cuda_paged_attend(forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens,
-                               const int *pos_dev, int total_q) {
-    static const char fn[] = "forge_paged_attention";
-    cuda_paged *p = cache->impl;
+                               const int *pos_dev, int total_q, const char *fn) {
+    cuda_pool *p = cache->impl;
     if ((uintptr_t)a->q % 16 || (uintptr_t)a->out % 16 || (uintptr_t)a->lse % 4)
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: q and out must be 16-byte aligned, lse 4-byte aligned", fn);
-    forge_status st = cuda_paged_reserve(cache, a, lens, total_q);
+    forge_status st = cuda_paged_reserve(cache, a, lens, total_q, fn);
     if (st != FORGE_OK) return st;
     for (int first = 0; first < a->batch; first += FCUDA_MAX_SEQS) {
         fcuda_paged_args m = {.q = a->q, .out = a->out, .lse = a->lse, .part = p->part, .total_q = total_q,

@@ -12,7 +12,7 @@ void cuda_layer_free(forge_layer *layer) {
     cuda_layer *l = layer->impl;
     if (!l) return;
     void *bufs[] = {l->w_qkv, l->b_qkv, l->w_o, l->b_o, l->inv_freq, l->qkv, l->q,
-                    l->attn, l->heads_out, l->k_tmp, l->v_tmp, l->scores};
+                    l->attn, l->k_tmp, l->v_tmp, l->scores};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
     lt_linear_free(&l->qkv_gemm);
     lt_linear_free(&l->o_gemm);

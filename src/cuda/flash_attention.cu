@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* flash_attention.cu: causal attention in one kernel, float32 (FlashAttention's
- * online softmax on CUDA cores). A block takes BQ query rows of one head of
- * one sequence and walks the keys those rows can see in tiles of BK, held in
- * shared memory; scores never reach global memory. TPR threads share a
+ * online softmax on CUDA cores), over the varlen rows of kernels.h: Q
+ * [total_q, heads, head_dim], K and V [total_k, kv_heads, head_dim]. A block
+ * takes BQ query rows of one head of one sequence and walks the keys those
+ * rows can see in tiles of BK, held in shared memory; scores never reach
+ * global memory. TPR threads share a
  * query row: each scores every TPR-th key of a tile and owns every TPR-th
  * output column. Built for head dims 32, 64, 80, 96, 128 and 256; launched
  * to overlap the kernel before it (pdl.cuh). */
 #include <math.h>
 
-#include "batch.cuh"
+#include "kernels.h"
 #include "pdl.cuh"
 
 /* Query rows of a block, BQ, come in three sizes, each with 128 threads:
@@ -28,14 +30,14 @@ template <int D, int BQ> struct flash_cfg {
 };
 
 /* Copies rows [0, ROWS) of D floats from each of the N sources (row i at
- * src[m] + i * D; rows at or past `valid` read as 0), times scale, to dst[m]
- * with row pitch pitch[m]. Global -> registers -> shared in groups of 4
+ * src[m] + i * stride; rows at or past `valid` read as 0), times scale, to
+ * dst[m] with row pitch pitch[m]. Global -> registers -> shared in groups of 4
  * float4s a thread and source, all sources' loads of a group in flight
  * together: the sources are generic pointers that might alias shared
  * memory, so a load after a shared store would wait for it. */
 template <int ROWS, int D, int N>
 __device__ inline void load_rows(float *const (&dst)[N], const int (&pitch)[N],
-                                 const float *const (&src)[N], int valid, float scale) {
+                                 const float *const (&src)[N], size_t stride, int valid, float scale) {
     constexpr int V4 = ROWS * D / 4, PER_THREAD = (V4 + FLASH_THREADS - 1) / FLASH_THREADS;
     constexpr int STAGE = PER_THREAD < 4 ? PER_THREAD : 4;
     const float4 zero4 = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
@@ -47,7 +49,7 @@ __device__ inline void load_rows(float *const (&dst)[N], const int (&pitch)[N],
 #pragma unroll
             for (int j = 0; j < STAGE; j++) {
                 const int e = threadIdx.x + FLASH_THREADS * (g0 + j), row = e / (D / 4), d = (e % (D / 4)) * 4;
-                r4[m][j] = e < V4 && row < valid ? *(const float4 *)(src[m] + (size_t)row * D + d) : zero4;
+                r4[m][j] = e < V4 && row < valid ? *(const float4 *)(src[m] + row * stride + d) : zero4;
             }
 #pragma unroll
         for (int m = 0; m < N; m++)
@@ -63,7 +65,7 @@ __device__ inline void load_rows(float *const (&dst)[N], const int (&pitch)[N],
 }
 
 template <int D, int BQ>
-__global__ void __launch_bounds__(FLASH_THREADS) flash_kernel(fcuda_attn_args a, fcuda_batch b) {
+__global__ void __launch_bounds__(FLASH_THREADS) flash_kernel(fcuda_attn_args a, fcuda_varlen b) {
     constexpr int TPR = flash_cfg<D, BQ>::TPR, DP = flash_cfg<D, BQ>::DP, NJ = D / TPR, KJ = BK / TPR;
     extern __shared__ float smem[];
     float *Qs = smem;          /* [BQ][DP], scaled by scale * log2(e) */
@@ -73,15 +75,18 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_kernel(fcuda_attn_args a,
 
     pdl_trigger();
     const int s = blockIdx.z, h = blockIdx.y;
-    const int t0 = b.tok0[s], n = b.tok0[s + 1] - t0, i0 = blockIdx.x * BQ;
+    const int t0 = b.q0[s], n = b.q0[s + 1] - t0, i0 = blockIdx.x * BQ;
     if (i0 >= n) return;
-    const int H = a.heads, g = h / (H / a.kv_heads), pos0 = b.pos0[s];
-    const kv_rows kv = kv_place(a.kv, b, s, g, a.kv_heads, D);
+    const int H = a.heads, Hk = a.kv_heads, g = h / (H / Hk);
+    /* query i sees keys 0 .. prefix + i: the queries are the last n of the keys */
+    const int prefix = b.nk[s] - n;
+    const float *Kg = (const float *)a.k + ((size_t)b.k0[s] * Hk + g) * D;
+    const float *Vg = (const float *)a.v + ((size_t)b.k0[s] * Hk + g) * D;
     const int rows = min(BQ, n - i0);
     const int tid = threadIdx.x, r = tid / TPR, c = tid % TPR;
     /* keys 0 .. visible-1 are seen by row r; the block needs those of its last row */
-    const int visible = pos0 + i0 + r - kv.k_pos0 + 1;
-    const int block_keys = pos0 + i0 + rows - kv.k_pos0;
+    const int visible = prefix + i0 + r + 1;
+    const int block_keys = prefix + i0 + rows;
     float m = -INFINITY, l = 0.0f, acc[NJ];
 #pragma unroll
     for (int j = 0; j < NJ; j++) acc[j] = 0.0f;
@@ -92,29 +97,29 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_kernel(fcuda_attn_args a,
      * shared memory. */
     constexpr int QV4 = BQ * D / 4, Q_PER_THREAD = (QV4 + FLASH_THREADS - 1) / FLASH_THREADS;
     constexpr bool Q_IN_REGS = Q_PER_THREAD <= 4;
-    const float *Qg = a.q + ((size_t)H * t0 + (size_t)h * n + i0) * D;
+    const float *Qg = (const float *)a.q + ((size_t)(t0 + i0) * H + h) * D;
     const float qscale = a.scale * 1.4426950408889634f;
     float4 q4[Q_IN_REGS ? Q_PER_THREAD : 1];
     if constexpr (Q_IN_REGS) {
 #pragma unroll
         for (int j = 0; j < Q_PER_THREAD; j++) {
             const int e = tid + FLASH_THREADS * j, row = e / (D / 4), d = (e % (D / 4)) * 4;
-            q4[j] = e < QV4 && row < rows ? *(const float4 *)(Qg + (size_t)row * D + d)
+            q4[j] = e < QV4 && row < rows ? *(const float4 *)(Qg + (size_t)row * H * D + d)
                                           : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         }
     } else {
         float *const dst[1] = {Qs};
         const int pitch[1] = {DP};
         const float *const src[1] = {Qg};
-        load_rows<BQ, D>(dst, pitch, src, rows, qscale);
+        load_rows<BQ, D>(dst, pitch, src, (size_t)H * D, rows, qscale);
     }
     for (int k0 = 0; k0 < block_keys; k0 += BK) {
         const int kn = min(BK, block_keys - k0);
         if (k0 > 0) __syncthreads(); /* the previous tile is no longer read */
         float *const dst[2] = {Ks, Vs};
         const int pitch[2] = {DP, D};
-        const float *const src[2] = {kv.k + (size_t)k0 * D, kv.v + (size_t)k0 * D};
-        load_rows<BK, D>(dst, pitch, src, kn, 1.0f);
+        const float *const src[2] = {Kg + (size_t)k0 * Hk * D, Vg + (size_t)k0 * Hk * D};
+        load_rows<BK, D>(dst, pitch, src, (size_t)Hk * D, kn, 1.0f);
         if constexpr (Q_IN_REGS)
             if (k0 == 0)
 #pragma unroll
@@ -169,7 +174,7 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_kernel(fcuda_attn_args a,
     }
     if (r < rows) {
         const float inv = 1.0f / l;
-        float *out = a.out + ((size_t)(t0 + i0 + r) * H + h) * D;
+        float *out = (float *)a.out + ((size_t)(t0 + i0 + r) * H + h) * D;
 #pragma unroll
         for (int j = 0; j < NJ; j++) out[c + TPR * j] = acc[j] * inv;
     }
@@ -177,7 +182,7 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_kernel(fcuda_attn_args a,
 
 #define FLASH_HEAD_DIMS(X) X(32) X(64) X(80) X(96) X(128) X(256)
 
-extern "C" int fcuda_flash_supported(int head_dim) {
+extern "C" int fcuda_flash_f32_supported(int head_dim) {
 #define SUPPORTED(d) if (head_dim == d) return 1;
     FLASH_HEAD_DIMS(SUPPORTED)
 #undef SUPPORTED
@@ -189,7 +194,7 @@ template <int D, int BQ> static cudaError_t opt_in(void) {
                                 (int)flash_cfg<D, BQ>::bytes);
 }
 
-extern "C" cudaError_t fcuda_flash_init(void) {
+extern "C" cudaError_t fcuda_flash_f32_init(void) {
     cudaError_t e = cudaSuccess;
 #define OPT_IN(d)                                   \
     if (e == cudaSuccess) e = opt_in<d, 8>();       \
@@ -201,20 +206,19 @@ extern "C" cudaError_t fcuda_flash_init(void) {
 }
 
 template <int D, int BQ>
-static cudaError_t launch_rows(const fcuda_attn_args *a, const fcuda_batch *b, cudaStream_t stream) {
-    const dim3 grid((b->max_tokens + BQ - 1) / BQ, a->heads, b->n);
+static cudaError_t launch_rows(const fcuda_attn_args *a, const fcuda_varlen *b, cudaStream_t stream) {
+    const dim3 grid((b->max_q + BQ - 1) / BQ, a->heads, b->n);
     return pdl_launch(flash_kernel<D, BQ>, grid, dim3(FLASH_THREADS), flash_cfg<D, BQ>::bytes, stream, *a, *b);
 }
 
 template <int D>
-static cudaError_t launch(const fcuda_attn_args *a, const fcuda_batch *b, cudaStream_t stream) {
-    if (b->max_tokens >= FLASH_LONG_ROWS) return launch_rows<D, 32>(a, b, stream);
-    if (b->max_tokens > FCUDA_SMALL_TOKENS) return launch_rows<D, 16>(a, b, stream);
+static cudaError_t launch(const fcuda_attn_args *a, const fcuda_varlen *b, cudaStream_t stream) {
+    if (b->max_q >= FLASH_LONG_ROWS) return launch_rows<D, 32>(a, b, stream);
+    if (b->max_q > FCUDA_SMALL_TOKENS) return launch_rows<D, 16>(a, b, stream);
     return launch_rows<D, 8>(a, b, stream);
 }
 
-extern "C" cudaError_t fcuda_flash_attention(const fcuda_attn_args *a, const fcuda_batch *b,
-                                             cudaStream_t stream) {
+extern "C" cudaError_t fcuda_flash_f32(const fcuda_attn_args *a, const fcuda_varlen *b, cudaStream_t stream) {
     switch (a->head_dim) {
 #define LAUNCH(d)                                                                                \
     case d: return launch<d>(a, b, stream);

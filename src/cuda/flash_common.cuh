@@ -25,7 +25,7 @@ struct flash_block {
 
 /* Fills f for row block mb (rows mb * BM ..) of head h of sequence s of
  * the launch; false when the sequence has no such rows. */
-__device__ inline bool flash_block_at(flash_block &f, const fcuda_mma_args &a, const fcuda_varlen &b, int BM, int BN,
+__device__ inline bool flash_block_at(flash_block &f, const fcuda_attn_args &a, const fcuda_varlen &b, int BM, int BN,
                                       int mb, int h, int s) {
     f.h = h;
     f.g = f.h / (a.heads / a.kv_heads);
@@ -40,7 +40,7 @@ __device__ inline bool flash_block_at(flash_block &f, const fcuda_mma_args &a, c
 /* The same for this block of a grid (row blocks, heads, sequences). Row
  * blocks are taken in reverse: under a causal mask the last ones see the
  * most keys, and start first. */
-__device__ inline bool flash_block_init(flash_block &f, const fcuda_mma_args &a, const fcuda_varlen &b, int BM,
+__device__ inline bool flash_block_init(flash_block &f, const fcuda_attn_args &a, const fcuda_varlen &b, int BM,
                                         int BN) {
     return flash_block_at(f, a, b, BM, BN, gridDim.x - 1 - blockIdx.x, blockIdx.y, blockIdx.z);
 }
@@ -117,7 +117,7 @@ template <int DT> __device__ inline void flash_rescale(float (&o)[DT][4], const 
  * sequence) of the output, and their log-sum-exp. A row that saw no key
  * (causal, more queries than keys) gets zeros and a log-sum-exp of -inf. */
 template <typename T, int DT>
-__device__ inline void flash_store(const fcuda_mma_args &a, const flash_block &f, int row0, const float (&o)[DT][4],
+__device__ inline void flash_store(const fcuda_attn_args &a, const flash_block &f, int row0, const float (&o)[DT][4],
                                    const float (&m)[2], const float (&l)[2], float sl) {
     const int lane = threadIdx.x % 32;
 #pragma unroll

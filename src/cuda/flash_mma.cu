@@ -92,7 +92,7 @@ __device__ inline void load_tile(T *dst, const T *src, size_t pitch, int valid, 
 }
 
 template <typename T, int D>
-__global__ void __launch_bounds__(mma_cfg<D>::THREADS) flash_mma_kernel(fcuda_mma_args a, fcuda_varlen b) {
+__global__ void __launch_bounds__(mma_cfg<D>::THREADS) flash_mma_kernel(fcuda_attn_args a, fcuda_varlen b) {
     using C = mma_cfg<D>;
     constexpr int BN = C::BN, LD = C::LD, NT = BN / 8, DT = D / 8, MT = C::MT;
     extern __shared__ __align__(16) unsigned char smem[];
@@ -224,16 +224,16 @@ extern "C" cudaError_t fcuda_flash_mma_init(void) {
 }
 
 template <typename T, int D>
-static cudaError_t launch(const fcuda_mma_args *a, const fcuda_varlen *b, cudaStream_t stream) {
+static cudaError_t launch(const fcuda_attn_args *a, const fcuda_varlen *b, cudaStream_t stream) {
     const dim3 grid((b->max_q + mma_cfg<D>::BM - 1) / mma_cfg<D>::BM, a->heads, b->n);
     flash_mma_kernel<T, D><<<grid, mma_cfg<D>::THREADS, mma_cfg<D>::bytes, stream>>>(*a, *b);
     return cudaGetLastError();
 }
 
-extern "C" cudaError_t fcuda_flash_mma(const fcuda_mma_args *a, const fcuda_varlen *b, cudaStream_t stream) {
+extern "C" cudaError_t fcuda_flash_mma(const fcuda_attn_args *a, const fcuda_varlen *b, cudaStream_t stream) {
     switch (a->head_dim) {
 #define LAUNCH(d)                                                                                  \
-    case d: return a->bf16 ? launch<__nv_bfloat16, d>(a, b, stream) : launch<__half, d>(a, b, stream);
+    case d: return a->dtype == FORGE_BF16 ? launch<__nv_bfloat16, d>(a, b, stream) : launch<__half, d>(a, b, stream);
         MMA_HEAD_DIMS(LAUNCH)
 #undef LAUNCH
     default: return cudaErrorInvalidValue;

@@ -83,7 +83,7 @@ __device__ inline void turn_pass(int next) { asm volatile("bar.arrive %0, 256;\n
 
 template <typename T, typename C>
 __global__ void __launch_bounds__(C::THREADS, 1)
-flash_wgmma_kernel(const __grid_constant__ wg_maps maps, fcuda_mma_args a, fcuda_varlen b) {
+flash_wgmma_kernel(const __grid_constant__ wg_maps maps, fcuda_attn_args a, fcuda_varlen b) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     constexpr int D = C::D, WGS = C::WGS, BM = C::BM, BN = C::BN, STAGES = C::STAGES;
     constexpr int NT = BN / 8, DT = D / 8, REGIONS = D / 64;
@@ -418,16 +418,16 @@ extern "C" cudaError_t fcuda_flash_wgmma_init(void) {
 }
 
 template <typename T, typename C>
-static cudaError_t wg_launch(const fcuda_mma_args *a, const fcuda_varlen *b, cudaStream_t stream) {
+static cudaError_t wg_launch(const fcuda_attn_args *a, const fcuda_varlen *b, cudaStream_t stream) {
     constexpr int D = C::D;
     wg_maps maps;
     /* without keys no tile is loaded; the Q map stands in for K and V */
     const int has_kv = a->total_k > 0;
-    cudaError_t e = make_map(&maps.q, a->q, a->total_q, a->heads, D, C::BM, a->bf16);
+    cudaError_t e = make_map(&maps.q, a->q, a->total_q, a->heads, D, C::BM, a->dtype == FORGE_BF16);
     if (e == cudaSuccess) e = make_map(&maps.k, has_kv ? a->k : a->q, has_kv ? a->total_k : a->total_q,
-                                       has_kv ? a->kv_heads : a->heads, D, C::BN, a->bf16);
+                                       has_kv ? a->kv_heads : a->heads, D, C::BN, a->dtype == FORGE_BF16);
     if (e == cudaSuccess) e = make_map(&maps.v, has_kv ? a->v : a->q, has_kv ? a->total_k : a->total_q,
-                                       has_kv ? a->kv_heads : a->heads, D, C::BN, a->bf16);
+                                       has_kv ? a->kv_heads : a->heads, D, C::BN, a->dtype == FORGE_BF16);
     if (e != cudaSuccess) return e;
     const int items = (b->max_q + C::BM - 1) / C::BM * a->heads * b->n;
     const int grid = items < sm_count ? items : sm_count; /* one persistent block an SM */
@@ -440,14 +440,14 @@ static cudaError_t wg_launch(const fcuda_mma_args *a, const fcuda_varlen *b, cud
  * tiles there than rows of 128 (at 1k tokens), more than the third
  * warpgroup gains. At D = 128, tiles of 176 keys where rows see many keys
  * and no diagonal (at 512 queries the two stages fall 2% short). */
-template <typename T> static cudaError_t wg_dispatch(const fcuda_mma_args *a, const fcuda_varlen *b, cudaStream_t stream) {
+template <typename T> static cudaError_t wg_dispatch(const fcuda_attn_args *a, const fcuda_varlen *b, cudaStream_t stream) {
     if (a->head_dim == 128)
         return !a->causal && b->max_q > 1024 ? wg_launch<T, wg_d128_long>(a, b, stream) : wg_launch<T, wg_d128>(a, b, stream);
     if (a->causal && b->max_q <= 1024) return wg_launch<T, wg_d64>(a, b, stream);
     return wg_launch<T, wg_d64_wide>(a, b, stream);
 }
 
-extern "C" cudaError_t fcuda_flash_wgmma(const fcuda_mma_args *a, const fcuda_varlen *b, cudaStream_t stream) {
+extern "C" cudaError_t fcuda_flash_wgmma(const fcuda_attn_args *a, const fcuda_varlen *b, cudaStream_t stream) {
     if (!fcuda_flash_wgmma_supported(a->head_dim)) return cudaErrorInvalidValue;
-    return a->bf16 ? wg_dispatch<__nv_bfloat16>(a, b, stream) : wg_dispatch<__half>(a, b, stream);
+    return a->dtype == FORGE_BF16 ? wg_dispatch<__nv_bfloat16>(a, b, stream) : wg_dispatch<__half>(a, b, stream);
 }

@@ -7,6 +7,8 @@
 
 #include <cuda_runtime_api.h>
 
+#include "forge.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -28,28 +30,31 @@ typedef struct {
     int n;                        /* sequences in this launch                      */
     int tok0[FCUDA_MAX_SEQS + 1]; /* sequence i owns tokens tok0[i] .. tok0[i+1]-1 */
     int pos0[FCUDA_MAX_SEQS];     /* position of its first token                   */
-    int slot[FCUDA_MAX_SEQS];     /* its KV cache slot                              */
+    int seq[FCUDA_MAX_SEQS];      /* its id: its row of the page tables            */
     int max_tokens;               /* the most tokens of one sequence                */
 } fcuda_batch;
 
-/* Where K and V of a sequence live, as on the CPU backend: its cache slot,
- * [kv_heads, max_seq, head_dim] from position 0, or without a cache the
- * call's scratch, [kv_heads, n_tokens, head_dim] from its first token, at
- * token offset tok0 * kv_heads * head_dim. */
+/* The split of a QKV projection's output (split_rope.cu, and the epilogue of
+ * linear_small.cu's QKV form): token t of qkv [T, (heads + 2 kv_heads) *
+ * head_dim] (Q and K rows in RoPE pair order, qkv_store.cuh) becomes row t
+ * of q [T, heads, head_dim], rotated, and row r of k and v [rows, kv_heads,
+ * head_dim], the one layout of K and V: in a KV cache's pool (table not
+ * NULL), r = table[seq][position / page_size] * page_size + position %
+ * page_size; in a call's scratch, r = t. */
 typedef struct {
-    float *k, *v;  /* cache [slots, kv_heads, max_seq, head_dim] or scratch [T * kv_heads * head_dim] */
-    int use_cache;
-    int max_seq;
-} fcuda_kv;
-
-typedef struct {
-    const float *qkv;       /* [T, (heads + 2 kv_heads) * head_dim], biases added   */
-    float *q;               /* per sequence [heads, n, head_dim] at heads * tok0 * head_dim */
-    const double *inv_freq; /* [head_dim / 2] RoPE frequencies                      */
-    fcuda_kv kv;
+    const void *qkv;
+    void *q, *k, *v;
+    const double *inv_freq; /* [head_dim / 2] RoPE frequencies */
+    const int *table;       /* the cache's page tables [seqs, max_pages], or NULL */
+    int page_size, max_pages;
     int heads, kv_heads, head_dim;
-    int rope_style; /* forge_rope_style */
+    forge_rope_style rope_style;
+    forge_dtype dtype;
+    const int *pos; /* NULL, or device [n]: the launch's sequences' pos0, read
+                       when the kernel runs (a graph replays with new ones) */
 } fcuda_split_args;
+
+cudaError_t fcuda_split_rope(const fcuda_split_args *a, const fcuda_batch *b, cudaStream_t stream);
 
 /* The GEMMs of linear_small.cu serve calls of at most this many tokens whose
  * weight matrix has at most this many elements; larger ones go to cuBLASLt. */
@@ -57,38 +62,21 @@ typedef struct {
 #define FCUDA_SMALL_WEIGHTS ((size_t)1 << 22)
 
 int fcuda_linear_small_fits(int tokens, int in, int out);
-/* y [tokens, out] = x [tokens, in] W^T + bias (bias may be NULL). */
+/* y [tokens, out] = x [tokens, in] W^T + bias (bias may be NULL), float32. */
 cudaError_t fcuda_linear_small(const float *x, const float *w, const float *bias, float *y,
                                int tokens, int in, int out, cudaStream_t stream);
-/* The QKV projection of a whole small call (every sequence in b, from token
- * 0), split, rotated and stored as fcuda_split_rope would; a->qkv unused. */
+/* The QKV projection of a whole small float32 call (every sequence in b,
+ * from token 0), split, rotated and stored as fcuda_split_rope would;
+ * a->qkv unused. */
 cudaError_t fcuda_qkv_small(const float *x, const float *w, const float *bias, int in,
                             const fcuda_split_args *a, const fcuda_batch *b, cudaStream_t stream);
 
-/* Splits qkv (Q and K rows in RoPE pair order, see qkv_store.cuh), rotates
- * Q and K, writes Q to q and K, V to their place. */
-cudaError_t fcuda_split_rope(const fcuda_split_args *a, const fcuda_batch *b, cudaStream_t stream);
-
-typedef struct {
-    const float *q; /* as written by fcuda_split_rope */
-    fcuda_kv kv;
-    float *out;     /* [T, heads * head_dim] */
-    int heads, kv_heads, head_dim;
-    float scale;    /* 1 / sqrt(head_dim) */
-} fcuda_attn_args;
-
-/* 1 when the flash kernel is built for this head dim. */
-int fcuda_flash_supported(int head_dim);
-/* Sets the kernels' shared-memory limits; once per process, before any launch. */
-cudaError_t fcuda_flash_init(void);
-/* Causal flash attention (online softmax, K/V tiles in shared memory). */
-cudaError_t fcuda_flash_attention(const fcuda_attn_args *a, const fcuda_batch *b,
-                                  cudaStream_t stream);
-
-/* Attention on tensor cores (flash_mma.cu, flash_wgmma.cu), FlashAttention's
- * varlen layout: sequence s of a launch owns query rows q0[s] .. q0[s+1]-1
- * and key rows k0[s] .. k0[s]+nk[s]-1 (packed one after another, or each in
- * its KV cache slot). */
+/* Attention over K and V rows that lie one after another for each sequence
+ * (a call's scratch, or a KV cache whose sequences each hold one page),
+ * FlashAttention's varlen layout: sequence s of a launch owns query rows
+ * q0[s] .. q0[s+1]-1 and key rows k0[s] .. k0[s]+nk[s]-1. The kernels: on
+ * tensor cores in bf16 and fp16 (flash_mma.cu, and Hopper's
+ * flash_wgmma.cu), on CUDA cores in float32 (flash_attention.cu). */
 typedef struct {
     int n;
     int q0[FCUDA_MAX_SEQS + 1];
@@ -98,7 +86,7 @@ typedef struct {
 } fcuda_varlen;
 
 typedef struct {
-    const void *q;   /* [total_q, heads, head_dim], bf16 or fp16 */
+    const void *q;   /* [total_q, heads, head_dim]              */
     const void *k;   /* [total_k, kv_heads, head_dim]           */
     const void *v;   /* [total_k, kv_heads, head_dim]           */
     void *out;       /* [total_q, heads, head_dim]              */
@@ -107,20 +95,27 @@ typedef struct {
     int heads, kv_heads, head_dim;
     float scale;     /* of the scores, > 0 */
     int causal;      /* query i of n sees keys <= m - n + i of m */
-    int bf16;        /* else fp16 */
+    forge_dtype dtype; /* of q, k, v and out */
     int *work;       /* the Hopper kernel's work counters (items taken,
                         producers done): FCUDA_WORK_BYTES of device memory,
                         zero before its first launch, which each launch
                         leaves zero again */
-} fcuda_mma_args;
+} fcuda_attn_args;
 
-#define FCUDA_WORK_BYTES (2 * sizeof(int)) /* fcuda_mma_args.work */
+#define FCUDA_WORK_BYTES (2 * sizeof(int)) /* fcuda_attn_args.work */
+
+/* float32, causal, without lse (flash_attention.cu): 1 when built for this
+ * head dim; the kernels' shared-memory limits, set once per process before
+ * any launch; the launch. */
+int fcuda_flash_f32_supported(int head_dim);
+cudaError_t fcuda_flash_f32_init(void);
+cudaError_t fcuda_flash_f32(const fcuda_attn_args *a, const fcuda_varlen *b, cudaStream_t stream);
 
 /* 1 when the tensor-core kernel is built for this head dim. */
 int fcuda_flash_mma_supported(int head_dim);
 /* Sets the kernels' shared-memory limits; once per process, before any launch. */
 cudaError_t fcuda_flash_mma_init(void);
-cudaError_t fcuda_flash_mma(const fcuda_mma_args *a, const fcuda_varlen *b, cudaStream_t stream);
+cudaError_t fcuda_flash_mma(const fcuda_attn_args *a, const fcuda_varlen *b, cudaStream_t stream);
 
 /* The same on Hopper's wgmma (flash_wgmma.cu, sm_90a only), head dims 64
  * and 128; a build whose architectures stop below 9.0 has none, and
@@ -128,11 +123,11 @@ cudaError_t fcuda_flash_mma(const fcuda_mma_args *a, const fcuda_varlen *b, cuda
 #ifdef FORGE_HAVE_SM90A
 int fcuda_flash_wgmma_supported(int head_dim);
 cudaError_t fcuda_flash_wgmma_init(void);
-cudaError_t fcuda_flash_wgmma(const fcuda_mma_args *a, const fcuda_varlen *b, cudaStream_t stream);
+cudaError_t fcuda_flash_wgmma(const fcuda_attn_args *a, const fcuda_varlen *b, cudaStream_t stream);
 #else
 static inline int fcuda_flash_wgmma_supported(int head_dim) { return (void)head_dim, 0; }
 static inline cudaError_t fcuda_flash_wgmma_init(void) { return cudaSuccess; }
-static inline cudaError_t fcuda_flash_wgmma(const fcuda_mma_args *a, const fcuda_varlen *b, cudaStream_t stream) {
+static inline cudaError_t fcuda_flash_wgmma(const fcuda_attn_args *a, const fcuda_varlen *b, cudaStream_t stream) {
     return (void)a, (void)b, (void)stream, cudaErrorNotSupported;
 }
 #endif
@@ -145,7 +140,7 @@ typedef struct {
     void *k, *v;          /* the pools                                     */
     const int *table;     /* [max_seqs, max_pages]                         */
     int kv_heads, head_dim, page_size, max_pages;
-    int dtype;            /* forge_dtype                                   */
+    forge_dtype dtype;
 } fcuda_pool;
 
 typedef struct {
@@ -185,8 +180,8 @@ typedef struct {
 /* (query, head) rows of one KV head's group that a block of the attention
  * kernel takes, and how many of its blocks an SM holds, for a pool's dtype
  * and head dim: the launch's grid and the split size follow from them. */
-int fcuda_paged_rows(int dtype, int head_dim);
-cudaError_t fcuda_paged_blocks_per_sm(int dtype, int head_dim, int *blocks);
+int fcuda_paged_rows(forge_dtype dtype, int head_dim);
+cudaError_t fcuda_paged_blocks_per_sm(forge_dtype dtype, int head_dim, int *blocks);
 
 /* Attention of each sequence's last row0[i+1] - row0[i] positions over its
  * count[i] tokens (causal), each KV head read once for its group of query
@@ -195,39 +190,11 @@ cudaError_t fcuda_paged_blocks_per_sm(int dtype, int head_dim, int *blocks);
 cudaError_t fcuda_paged_attention(const fcuda_pool *p, const fcuda_paged_args *a, const fcuda_paged_batch *b,
                                   cudaStream_t stream);
 
-/* The split into rows (split_rope_rows.cu) of a bf16 or fp16 layer, or of
- * any layer over a paged cache: token t of qkv [T, (heads + 2 kv_heads) *
- * head_dim] (Q and K rows in RoPE pair order) becomes row t of q [T, heads,
- * head_dim], rotated, and row r of k and v [rows, kv_heads, head_dim]: with
- * a cache, r = slot * max_seq + position (the cache is [slots, max_seq,
- * kv_heads, head_dim]); with a paged one (table not NULL; k and v its
- * pools, slot its sequence id), r = table[slot][position / page_size] *
- * page_size + position % page_size; without, r = t. Head dims are
- * multiples of 8. */
-typedef struct {
-    const void *qkv;
-    void *q, *k, *v;
-    const double *inv_freq; /* [head_dim / 2] RoPE frequencies */
-    int use_cache, max_seq;
-    const int *table;       /* a paged cache's page tables, or NULL */
-    int page_size, max_pages;
-    int heads, kv_heads, head_dim;
-    int rope_style; /* forge_rope_style */
-    int dtype;      /* forge_dtype */
-    const int *pos; /* NULL, or device [n]: the launch's sequences' pos0, read
-                       when the kernel runs (a graph replays with new ones) */
-} fcuda_split_rows_args;
-
-cudaError_t fcuda_split_rope_rows(const fcuda_split_rows_args *a, const fcuda_batch *b, cudaStream_t stream);
-
-/* Unfused path, one sequence: scores [rows, keys] with row r the query
- * r % n_queries at position q_pos0 + r % n_queries and key j at k_pos0 + j,
- * already scaled; becomes the causal softmax, masked entries 0. */
+/* The unfused path's softmax, one sequence: scores [rows, keys] with row r
+ * the query r % n_queries at position q_pos0 + r % n_queries and key j at
+ * k_pos0 + j, already scaled; becomes the causal softmax, masked entries 0. */
 cudaError_t fcuda_softmax_causal(float *scores, int rows, int n_queries, int keys, int q_pos0,
                                  int k_pos0, cudaStream_t stream);
-/* Per sequence [heads, n, head_dim] at heads * tok0 * head_dim -> out [T, heads * head_dim]. */
-cudaError_t fcuda_flatten(const float *heads_out, float *out, int heads, int head_dim,
-                          const fcuda_batch *b, cudaStream_t stream);
 
 #ifdef __cplusplus
 }

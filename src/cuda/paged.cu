@@ -15,7 +15,7 @@ extern "C" int fcuda_paged_supported(int head_dim) {
     return 0;
 }
 
-static __host__ __device__ inline int dtype_bytes(int dtype) { return dtype == FORGE_F32 ? 4 : 2; }
+static __host__ __device__ inline int dtype_bytes(forge_dtype dtype) { return dtype == FORGE_F32 ? 4 : 2; }
 
 /* ------------------------------------------------------------- append */
 
@@ -43,7 +43,7 @@ extern "C" cudaError_t fcuda_paged_write(const fcuda_pool *p, const fcuda_paged_
 /* ---------------------------------------------------------- attention */
 
 /* The attention kernel for a pool's dtype and head dim. */
-static paged_kernel kernel_of(int dtype, int head_dim) {
+static paged_kernel kernel_of(forge_dtype dtype, int head_dim) {
     switch (head_dim) {
 #define CASE(d)                                                                   \
     case d:                                                                       \
@@ -57,7 +57,7 @@ static paged_kernel kernel_of(int dtype, int head_dim) {
 }
 
 extern "C" cudaError_t fcuda_paged_init(void) {
-    static const int dtypes[] = {FORGE_BF16, FORGE_F16, FORGE_F32};
+    static const forge_dtype dtypes[] = {FORGE_BF16, FORGE_F16, FORGE_F32};
     cudaError_t e = cudaSuccess;
     for (int t = 0; t < 3; t++) {
 #define OPT_IN(d)                                                                                                 \
@@ -71,9 +71,9 @@ extern "C" cudaError_t fcuda_paged_init(void) {
     return e;
 }
 
-extern "C" int fcuda_paged_rows(int dtype, int head_dim) { return kernel_of(dtype, head_dim).rows; }
+extern "C" int fcuda_paged_rows(forge_dtype dtype, int head_dim) { return kernel_of(dtype, head_dim).rows; }
 
-extern "C" cudaError_t fcuda_paged_blocks_per_sm(int dtype, int head_dim, int *blocks) {
+extern "C" cudaError_t fcuda_paged_blocks_per_sm(forge_dtype dtype, int head_dim, int *blocks) {
     const paged_kernel k = kernel_of(dtype, head_dim);
     return cudaOccupancyMaxActiveBlocksPerMultiprocessor(blocks, k.fn, PAGED_THREADS, k.smem);
 }

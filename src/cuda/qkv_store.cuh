@@ -6,16 +6,15 @@
  * element ia(p) of the head vector and column 2p + 1 is element ib(p)
  * (half rotation: p and p + head_dim/2; interleaved: 2p and 2p + 1, so no
  * reordering). Whoever holds columns (2p, 2p + 1) of a token can then rotate
- * them and store them to their places: Q head-major per sequence, K and V
- * into the cache or the call's scratch. */
+ * them and store them to their rows (kernels.h, fcuda_split_args). */
 #ifndef FORGE_CUDA_QKV_STORE_CUH
 #define FORGE_CUDA_QKV_STORE_CUH
 
 #include "batch.cuh"
 
 /* Element indices of pair p in a head vector. */
-__device__ inline void rope_pair(int rope_style, int p, int head_dim, int *ia, int *ib) {
-    const int interleaved = rope_style == 1; /* FORGE_ROPE_INTERLEAVED */
+__device__ inline void rope_pair(forge_rope_style rope_style, int p, int head_dim, int *ia, int *ib) {
+    const int interleaved = rope_style == FORGE_ROPE_INTERLEAVED;
     *ia = interleaved ? 2 * p : p;
     *ib = interleaved ? 2 * p + 1 : p + head_dim / 2;
 }
@@ -33,37 +32,47 @@ __device__ inline void rope_angle(int pos, double inv_freq, float *c, float *s) 
  * any store of the caller: a load after a store through a generic pointer
  * waits for it. */
 __device__ inline double qkv_inv_freq(const fcuda_split_args &a, int col) {
-    if (a.rope_style == 2 || col >= (a.heads + a.kv_heads) * a.head_dim) return 0.0;
+    if (a.rope_style == FORGE_ROPE_NONE || col >= (a.heads + a.kv_heads) * a.head_dim) return 0.0;
     return a.inv_freq[(col % a.head_dim) / 2];
 }
 
-/* The head vector that column col of token t's projection belongs to, and
- * the column's index c in it. Columns run over Q heads, K heads, V heads. */
-__device__ inline float *qkv_head(const fcuda_split_args &a, const fcuda_batch &b, int s, int t,
-                                  int col, int *c) {
-    const int H = a.heads, Hk = a.kv_heads, D = a.head_dim;
-    const int i = t - b.tok0[s], n = b.tok0[s + 1] - b.tok0[s];
-    const int h = col / D;
-    *c = col % D;
-    if (h < H) return a.q + ((size_t)H * b.tok0[s] + (size_t)h * n + i) * D;
-    kv_rows kv = kv_place(a.kv, b, s, (h - H) % Hk, Hk, D);
-    return (float *)(h < H + Hk ? kv.k : kv.v) + (size_t)(b.pos0[s] + i - kv.k_pos0) * D;
+/* The position of token t, of sequence s of the launch. */
+__device__ inline int split_pos(const fcuda_split_args &a, const fcuda_batch &b, int s, int t) {
+    return (a.pos ? a.pos[s] : b.pos0[s]) + t - b.tok0[s];
 }
 
-/* Stores columns (col, col + 1) of token t's projection, col even, values
- * (va, vb); col + 1 may be past the last column (odd head dims without RoPE).
- * inv_freq = qkv_inv_freq(a, col). */
+/* Token t's row of k and v (kernels.h, fcuda_split_args). */
+__device__ inline size_t split_kv_row(const fcuda_split_args &a, const fcuda_batch &b, int s, int t) {
+    if (!a.table) return (size_t)t;
+    const int pos = split_pos(a, b, s, t);
+    return (size_t)a.table[(size_t)b.seq[s] * a.max_pages + pos / a.page_size] * a.page_size + pos % a.page_size;
+}
+
+/* The float32 head vector that column col of token t's projection belongs
+ * to, and the column's index c in it. Columns run over Q heads, K heads, V
+ * heads. */
+__device__ inline float *qkv_head(const fcuda_split_args &a, const fcuda_batch &b, int s, int t, int col, int *c) {
+    const int H = a.heads, Hk = a.kv_heads, D = a.head_dim, h = col / D;
+    *c = col % D;
+    if (h < H) return (float *)a.q + ((size_t)t * H + h) * D;
+    const size_t row = split_kv_row(a, b, s, t);
+    return (float *)(h < H + Hk ? a.k : a.v) + (row * Hk + (h - H) % Hk) * D;
+}
+
+/* Stores columns (col, col + 1) of token t's projection (float32), col
+ * even, values (va, vb); col + 1 may be past the last column (odd head dims
+ * without RoPE). inv_freq = qkv_inv_freq(a, col). */
 __device__ inline void qkv_store_pair(const fcuda_split_args &a, const fcuda_batch &b, int s, int t,
                                       int col, float va, float vb, double inv_freq) {
     const int cols = (a.heads + 2 * a.kv_heads) * a.head_dim;
     int c;
     float *dst = qkv_head(a, b, s, t, col, &c);
-    if (a.rope_style != 2 && col < (a.heads + a.kv_heads) * a.head_dim) {
+    if (a.rope_style != FORGE_ROPE_NONE && col < (a.heads + a.kv_heads) * a.head_dim) {
         /* a RoPE pair of a Q or K head (head_dim is even) */
         int ia, ib;
         rope_pair(a.rope_style, c / 2, a.head_dim, &ia, &ib);
         float cs, sn;
-        rope_angle(b.pos0[s] + t - b.tok0[s], inv_freq, &cs, &sn);
+        rope_angle(split_pos(a, b, s, t), inv_freq, &cs, &sn);
         dst[ia] = va * cs - vb * sn;
         dst[ib] = vb * cs + va * sn;
         return;

@@ -1,10 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* unfused.cu: the seed's attention, stage by stage, around cuBLAS's two
- * GEMMs: the causal row softmax of the scaled scores, and the flatten of the
- * per-head outputs into [tokens, heads * head_dim]. */
+/* unfused.cu: the unfused path's one kernel of its own, between cuBLAS's
+ * two GEMMs (QK^T, PV): the causal row softmax of the scaled scores. */
 #include <math.h>
 
-#include "batch.cuh"
+#include "kernels.h"
 
 #define SOFTMAX_THREADS 256
 
@@ -38,25 +37,5 @@ softmax_causal_kernel(float *scores, int n_queries, int keys, int q_pos0, int k_
 extern "C" cudaError_t fcuda_softmax_causal(float *scores, int rows, int n_queries, int keys,
                                             int q_pos0, int k_pos0, cudaStream_t stream) {
     softmax_causal_kernel<<<rows, SOFTMAX_THREADS, 0, stream>>>(scores, n_queries, keys, q_pos0, k_pos0);
-    return cudaGetLastError();
-}
-
-#define FLATTEN_THREADS 128
-
-__global__ void __launch_bounds__(FLATTEN_THREADS)
-flatten_kernel(const float *heads_out, float *out, int heads, int head_dim, fcuda_batch b) {
-    const int t = b.tok0[0] + blockIdx.x;
-    const int s = batch_seq_of(b, t);
-    const int i = t - b.tok0[s], n = b.tok0[s + 1] - b.tok0[s];
-    const float *src = heads_out + ((size_t)heads * b.tok0[s] + i) * head_dim;
-    for (int e = threadIdx.x; e < heads * head_dim; e += FLATTEN_THREADS)
-        out[(size_t)t * heads * head_dim + e] =
-            src[((size_t)(e / head_dim) * n) * head_dim + e % head_dim];
-}
-
-extern "C" cudaError_t fcuda_flatten(const float *heads_out, float *out, int heads, int head_dim,
-                                     const fcuda_batch *b, cudaStream_t stream) {
-    const int tokens = b->tok0[b->n] - b->tok0[0];
-    flatten_kernel<<<tokens, FLATTEN_THREADS, 0, stream>>>(heads_out, out, heads, head_dim, *b);
     return cudaGetLastError();
 }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* lt_linear.c: the layer's projections through cuBLASLt, planned once per
- * token count: y = x W^T with the bias in the GEMM's epilogue, inputs and
- * outputs in the layer's dtype, float32 accumulation. */
+/* cuda_linear.c: the layer's projections, y = x W^T + b: through cuBLASLt,
+ * planned once per token count, with the bias in the GEMM's epilogue,
+ * inputs and outputs in the layer's dtype, float32 accumulation; or for a
+ * small fp32 call, linear_small.cu's GEMM, where cuBLASLt is all latency. */
 #include <string.h>
 
 #include "cuda_backend.h"
@@ -20,8 +21,7 @@ static cudaDataType_t cuda_type(forge_dtype dtype) {
 
 /* In cuBLASLt's column-major terms: y^T = op_T(W stored [in, out]) x^T. */
 forge_status lt_linear_plan(cuda_ctx *c, lt_linear *g, forge_dtype dtype, const void *bias, int tokens, int in,
-                            int out) {
-    static const char fn[] = "forge_layer_forward";
+                            int out, const char *fn) {
     if (g->tokens == tokens) return FORGE_OK;
     lt_linear_free(g);
     const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
@@ -55,9 +55,21 @@ forge_status lt_linear_plan(cuda_ctx *c, lt_linear *g, forge_dtype dtype, const 
     return FORGE_OK;
 }
 
-forge_status lt_linear_run(cuda_ctx *c, const lt_linear *g, void *y, const void *x, const void *w) {
+forge_status lt_linear_run(cuda_ctx *c, const lt_linear *g, void *y, const void *x, const void *w, const char *fn) {
     const float one = 1.0f, zero = 0.0f;
-    BLAS_TRY("forge_layer_forward", cublasLtMatmul(c->lt, g->desc, &one, w, g->w, x, g->x, &zero, y, g->y, y, g->y,
+    BLAS_TRY(fn, cublasLtMatmul(c->lt, g->desc, &one, w, g->w, x, g->x, &zero, y, g->y, y, g->y,
                                                    &g->algo, c->workspace, WORKSPACE_BYTES, c->stream));
+    return FORGE_OK;
+}
+
+int cuda_small_gemm(const forge_layer *layer, int tokens, int in, int out) {
+    return layer->cfg.dtype == FORGE_F32 && fcuda_linear_small_fits(tokens, in, out);
+}
+
+forge_status cuda_linear(forge_layer *layer, const lt_linear *plan, void *y, const void *x, const void *w,
+                         const void *bias, int tokens, int in, int out, const char *fn) {
+    cuda_ctx *cx = layer->ctx->impl;
+    if (!cuda_small_gemm(layer, tokens, in, out)) return lt_linear_run(cx, plan, y, x, w, fn);
+    CUDA_TRY(fn, fcuda_linear_small(x, w, bias, y, tokens, in, out, cx->stream));
     return FORGE_OK;
 }

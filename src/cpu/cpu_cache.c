@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* paged.c: the CPU backend's paged KV cache. K and V of the pool are
+/* cpu_cache.c: the CPU backend's KV cache. K and V of the pool are
  * [n_pages, page_size, kv_heads, head_dim] in the cache's dtype, in host
  * memory; token p of a sequence is row p % page_size of page
  * table[p / page_size]. Attention gathers the sequences' K and V into
@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "error.h"
-#include "paged.h"
+#include "cpu_cache.h"
 
 typedef struct {
     unsigned char *k, *v; /* [n_pages, page_size, kv_heads, head_dim] in the dtype */
@@ -22,14 +22,14 @@ static size_t token_at(const forge_paged_cache *c, int seq, int pos) {
     return ((size_t)page * c->cfg.page_size + pos % c->cfg.page_size) * forge_paged_row_bytes(&c->cfg);
 }
 
-forge_status cpu_paged_init(forge_paged_cache *cache) {
+forge_status cpu_cache_init(forge_paged_cache *cache, const char *fn) {
     const size_t bytes = (size_t)cache->cfg.n_pages * cache->cfg.page_size * forge_paged_row_bytes(&cache->cfg);
     /* a pool past the machine's memory is refused as such: an overcommitting
      * kernel would hand it out and fail only when its pages are touched */
     const long phys_pages = sysconf(_SC_PHYS_PAGES), page_bytes = sysconf(_SC_PAGESIZE);
     if (phys_pages > 0 && page_bytes > 0 && bytes / (size_t)page_bytes > (size_t)phys_pages / 2)
-        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "forge_paged_cache_create: %d pages (2 x %zu bytes) are more than "
-                          "this machine's %zu bytes of memory", cache->cfg.n_pages, bytes,
+        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: %d pages (2 x %zu bytes) are more than this machine's %zu "
+                          "bytes of memory", fn, cache->cfg.n_pages, bytes,
                           (size_t)phys_pages * (size_t)page_bytes);
     cpu_pool *p = calloc(1, sizeof *p);
     if (p) {
@@ -39,14 +39,14 @@ forge_status cpu_paged_init(forge_paged_cache *cache) {
     if (!p || !p->k || !p->v) {
         if (p) free(p->k), free(p->v);
         free(p);
-        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "forge_paged_cache_create: out of memory for %d pages (2 x %zu bytes)",
+        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory for %d pages (2 x %zu bytes)", fn,
                           cache->cfg.n_pages, bytes);
     }
     cache->impl = p;
     return FORGE_OK;
 }
 
-void cpu_paged_free(forge_paged_cache *cache) {
+void cpu_cache_free(forge_paged_cache *cache) {
     cpu_pool *p = cache->impl;
     if (!p) return;
     free(p->k);
@@ -54,7 +54,7 @@ void cpu_paged_free(forge_paged_cache *cache) {
     free(p);
 }
 
-forge_status cpu_paged_copy_page(forge_paged_cache *cache, int dst, int src, int tokens) {
+forge_status cpu_cache_copy_page(forge_paged_cache *cache, int dst, int src, int tokens) {
     cpu_pool *p = cache->impl;
     const size_t rb = forge_paged_row_bytes(&cache->cfg), page = (size_t)cache->cfg.page_size * rb, n = (size_t)tokens * rb;
     memcpy(p->k + (size_t)dst * page, p->k + (size_t)src * page, n);
@@ -62,8 +62,8 @@ forge_status cpu_paged_copy_page(forge_paged_cache *cache, int dst, int src, int
     return FORGE_OK;
 }
 
-forge_status cpu_paged_write(forge_paged_cache *cache, int n, const int *seqs, const int *pos0, const int *n_tokens,
-                             const int *row0, const void *k, const void *v) {
+forge_status cpu_cache_append(forge_paged_cache *cache, int n, const int *seqs, const int *pos0, const int *n_tokens,
+                              const int *row0, const void *k, const void *v) {
     cpu_pool *p = cache->impl;
     const size_t rb = forge_paged_row_bytes(&cache->cfg);
     for (int i = 0; i < n; i++)
@@ -75,7 +75,7 @@ forge_status cpu_paged_write(forge_paged_cache *cache, int n, const int *seqs, c
     return FORGE_OK;
 }
 
-forge_status cpu_paged_read(const forge_paged_cache *cache, int seq, int len, void *k, void *v) {
+forge_status cpu_cache_read(const forge_paged_cache *cache, int seq, int len, void *k, void *v) {
     const cpu_pool *p = cache->impl;
     const size_t rb = forge_paged_row_bytes(&cache->cfg);
     for (int pos = 0; pos < len; pos++) {
@@ -86,7 +86,18 @@ forge_status cpu_paged_read(const forge_paged_cache *cache, int seq, int len, vo
     return FORGE_OK;
 }
 
-void cpu_paged_gather(const forge_paged_cache *cache, int seq, int len, float *k, float *v) {
+forge_status cpu_cache_upload(forge_paged_cache *cache, int seq, int first, int count, const void *k, const void *v) {
+    cpu_pool *p = cache->impl;
+    const size_t rb = forge_paged_row_bytes(&cache->cfg);
+    for (int i = 0; i < count; i++) {
+        const size_t dst = token_at(cache, seq, first + i);
+        memcpy(p->k + dst, (const unsigned char *)k + (size_t)i * rb, rb);
+        memcpy(p->v + dst, (const unsigned char *)v + (size_t)i * rb, rb);
+    }
+    return FORGE_OK;
+}
+
+void cpu_cache_gather(const forge_paged_cache *cache, int seq, int len, float *k, float *v) {
     const cpu_pool *p = cache->impl;
     const forge_paged_config *c = &cache->cfg;
     const size_t elems = (size_t)c->kv_heads * c->head_dim;
@@ -122,7 +133,7 @@ forge_status cpu_paged_attention(forge_paged_cache *cache, const forge_paged_att
         forge_convert(q, FORGE_F32, a->q, c->dtype, nq);
         for (int b = 0; b < a->batch; b++) {
             const size_t at = (size_t)kv_offsets[b] * Hk * D;
-            cpu_paged_gather(cache, a->seqs[b], kv_offsets[b + 1] - kv_offsets[b], k + at, v + at);
+            cpu_cache_gather(cache, a->seqs[b], kv_offsets[b + 1] - kv_offsets[b], k + at, v + at);
         }
         const forge_attention_args packed = {.dtype = FORGE_F32, .batch = a->batch, .heads = H, .kv_heads = Hk,
                                              .head_dim = D, .q_offsets = a->q_offsets, .kv_offsets = kv_offsets,

@@ -7,7 +7,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "attention.h"
+#include "cpu_attention.h"
 
 /* In place: row[0 .. visible) becomes its softmax, row[visible .. n) zero.
  * Returns the log of the softmax denominator (-inf when nothing is visible). */

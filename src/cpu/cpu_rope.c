@@ -2,7 +2,7 @@
 /* rope.c: rotary position embedding on float32 rows (CPU backend). */
 #include <math.h>
 
-#include "rope.h"
+#include "cpu_rope.h"
 
 void cpu_rope_inv_freq(int head_dim, float theta, double *inv_freq) {
     for (int i = 0; i < head_dim / 2; i++) inv_freq[i] = pow((double)theta, -2.0 * i / head_dim);

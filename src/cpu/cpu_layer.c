@@ -1,0 +1,232 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cpu_layer.c: the CPU backend's layer: its weights, its workspace, and its
+ * forward call, the one way every call goes:
+ *   qkv = x Wqkv^T + b          one OpenBLAS GEMM over all tokens of the batch
+ *   RoPE on Q and K, rounded to the layer's dtype; K and V of the new
+ *   tokens into the cache's pages (or, without a cache, kept in scratch)
+ *   attention, per sequence, over its keys (gathered from the pages)
+ *   y   = attn Wo^T + b
+ * It computes in float32; a layer in fp16 or bf16 takes weights, x and y in
+ * that dtype and rounds to it the tensors a GPU stores in it (Q, K, V, the
+ * cache and the attention output), so that it models a 16-bit layer. */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "cpu_attention.h"
+#include "cpu_cache.h"
+#include "cpu_layer.h"
+#include "cpu_rope.h"
+#include "dtype.h"
+#include "error.h"
+
+static int qkv_dim(const forge_layer_config *c) { return (c->heads + 2 * c->kv_heads) * c->head_dim; }
+
+void cpu_layer_free(forge_layer *layer) {
+    cpu_layer *l = layer->impl;
+    if (!l) return;
+    free(l->w_qkv);
+    free(l->b_qkv);
+    free(l->w_o);
+    free(l->b_o);
+    free(l->inv_freq);
+    free(l->rope);
+    free(l->qkv);
+    free(l->attn);
+    free(l->k_tmp);
+    free(l->v_tmp);
+    free(l->io);
+    free(l->scores);
+    free(l->gathered);
+    free(l);
+    layer->impl = NULL;
+}
+
+/* n weights of src in dtype, widened to float; zeros when src is NULL. */
+static void load_weights(float *dst, const void *src, forge_dtype dtype, size_t n) {
+    if (src) forge_convert(dst, FORGE_F32, src, dtype, n);
+    else memset(dst, 0, n * sizeof *dst);
+}
+
+forge_status cpu_layer_init(forge_layer *layer, const forge_layer_weights *w) {
+    const forge_layer_config *c = &layer->cfg;
+    size_t hidden = (size_t)c->hidden, q_out = (size_t)c->heads * c->head_dim,
+           kv_out = (size_t)c->kv_heads * c->head_dim;
+    cpu_layer *l = calloc(1, sizeof *l);
+    if (!l) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "forge_layer_create: out of memory");
+    layer->impl = l;
+    int qkv_bias = (c->bias & (FORGE_BIAS_Q | FORGE_BIAS_K | FORGE_BIAS_V)) != 0;
+    l->w_qkv = malloc((q_out + 2 * kv_out) * hidden * sizeof(float));
+    l->w_o = malloc(hidden * q_out * sizeof(float));
+    l->rope = malloc((size_t)c->head_dim * sizeof(float));
+    l->inv_freq = malloc((size_t)(c->head_dim / 2 + 1) * sizeof(double));
+    if (qkv_bias) l->b_qkv = malloc((q_out + 2 * kv_out) * sizeof(float));
+    if (c->bias & FORGE_BIAS_O) l->b_o = malloc(hidden * sizeof(float));
+    if (!l->w_qkv || !l->w_o || !l->rope || !l->inv_freq || (qkv_bias && !l->b_qkv) ||
+        ((c->bias & FORGE_BIAS_O) && !l->b_o)) {
+        cpu_layer_free(layer);
+        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "forge_layer_create: out of memory for weights");
+    }
+    cpu_rope_inv_freq(c->head_dim, c->rope_theta, l->inv_freq);
+    load_weights(l->w_qkv, w->q_proj, c->dtype, q_out * hidden);
+    load_weights(l->w_qkv + q_out * hidden, w->k_proj, c->dtype, kv_out * hidden);
+    load_weights(l->w_qkv + (q_out + kv_out) * hidden, w->v_proj, c->dtype, kv_out * hidden);
+    load_weights(l->w_o, w->o_proj, c->dtype, hidden * q_out);
+    if (qkv_bias) {
+        load_weights(l->b_qkv, w->q_bias, c->dtype, q_out);
+        load_weights(l->b_qkv + q_out, w->k_bias, c->dtype, kv_out);
+        load_weights(l->b_qkv + q_out + kv_out, w->v_bias, c->dtype, kv_out);
+    }
+    if (l->b_o) load_weights(l->b_o, w->o_bias, c->dtype, hidden);
+    return FORGE_OK;
+}
+
+/* Grows *p to n floats; on failure *p is kept and 0 returned. */
+static int grow(float **p, size_t n) {
+    float *q = realloc(*p, n * sizeof **p);
+    if (!q) return 0;
+    *p = q;
+    return 1;
+}
+
+static forge_status workspace(cpu_layer *l, const forge_layer_config *c, const char *fn, int tokens, long keys,
+                              long gathered) {
+    size_t q_out = (size_t)c->heads * c->head_dim, kv_out = (size_t)c->kv_heads * c->head_dim;
+    if (tokens > l->ws_tokens) {
+        size_t t = (size_t)tokens;
+        if (!grow(&l->qkv, t * (size_t)qkv_dim(c)) || !grow(&l->attn, t * q_out) ||
+            !grow(&l->k_tmp, t * kv_out) || !grow(&l->v_tmp, t * kv_out) ||
+            (c->dtype != FORGE_F32 && !grow(&l->io, t * (size_t)c->hidden)))
+            return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory for %d tokens of workspace", fn,
+                              tokens);
+        l->ws_tokens = tokens;
+    }
+    long n_scores = CPU_ATTN_ROWS * keys;
+    if (n_scores > l->ws_scores) {
+        if (!grow(&l->scores, (size_t)n_scores))
+            return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory for %ld attention scores", fn,
+                              n_scores);
+        l->ws_scores = n_scores;
+    }
+    if (gathered > l->ws_gathered) {
+        if (!grow(&l->gathered, (size_t)gathered))
+            return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory for %ld keys and values", fn, gathered);
+        l->ws_gathered = gathered;
+    }
+    return FORGE_OK;
+}
+
+/* y[t, :] = bias (or 0), then y += a W^T: a [tokens, in], W [out, in]. */
+static void linear(float *y, const float *a, const float *w, const float *bias, int tokens, int in,
+                   int out, int ldy) {
+    if (bias)
+        for (int t = 0; t < tokens; t++) memcpy(y + (long)t * ldy, bias, (size_t)out * sizeof *y);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tokens, out, in, 1.0f, a, in, w, in,
+                bias ? 1.0f : 0.0f, y, ldy);
+}
+
+/* With profiling on, t[i] = now; at the last stage, the stage times. */
+static void stage_mark(forge_layer *layer, double *t, int i) {
+    if (!layer->profiling) return;
+    t[i] = forge_now_us();
+    if (i == FORGE_STAGE_COUNT)
+        for (int s = 0; s < FORGE_STAGE_COUNT; s++) layer->stage_us[s] = t[s + 1] - t[s];
+}
+
+
+static void project(forge_layer *layer, int total, const void *x) {
+    const forge_layer_config *c = &layer->cfg;
+    cpu_layer *l = layer->impl;
+    /* a 16-bit layer's x passes through l->io in float */
+    if (c->dtype != FORGE_F32) forge_convert(l->io, FORGE_F32, x, c->dtype, (size_t)total * c->hidden);
+    linear(l->qkv, c->dtype == FORGE_F32 ? x : l->io, l->w_qkv, l->b_qkv, total, c->hidden, qkv_dim(c), qkv_dim(c));
+}
+
+static void rotate(forge_layer *layer, const forge_batch *b) {
+    const forge_layer_config *c = &layer->cfg;
+    cpu_layer *l = layer->impl;
+    const int H = c->heads, Hk = c->kv_heads, D = c->head_dim, N = qkv_dim(c);
+    for (int s = 0; s < b->n; s++)
+        for (int i = 0; i < b->n_tokens[s]; i++) {
+            float *row = l->qkv + (long)(b->rows[s] + i) * N;
+            if (c->rope_style != FORGE_ROPE_NONE) {
+                cpu_rope_angles(b->pos0[s] + i, D, l->inv_freq, l->rope);
+                cpu_rope_rotate(row, H + Hk, D, c->rope_style, l->rope);
+            }
+            forge_round_to(c->dtype, row, (size_t)N); /* Q, K, V as a 16-bit layer stores them */
+        }
+}
+
+static void output(forge_layer *layer, int total, void *y) {
+    const forge_layer_config *c = &layer->cfg;
+    cpu_layer *l = layer->impl;
+    const int wide = c->dtype == FORGE_F32, hd = c->heads * c->head_dim;
+    forge_round_to(c->dtype, l->attn, (size_t)total * hd);
+    linear(wide ? y : l->io, l->attn, l->w_o, l->b_o, total, hd, c->hidden, c->hidden);
+    if (!wide) forge_convert(y, c->dtype, l->io, FORGE_F32, (size_t)total * c->hidden);
+}
+
+forge_status cpu_forward(forge_layer *layer, forge_paged_cache *cache, const forge_batch *b, const void *x, void *y,
+                         forge_stage *failed) {
+    const forge_layer_config *c = &layer->cfg;
+    cpu_layer *l = layer->impl;
+    const int H = c->heads, Hk = c->kv_heads, D = c->head_dim, N = qkv_dim(c);
+    const size_t es = forge_dtype_size(c->dtype), kv = (size_t)Hk * D;
+    long max_keys = 0;
+    for (int s = 0; s < b->n; s++) max_keys = b->lens[s] > max_keys ? b->lens[s] : max_keys;
+    forge_status st = workspace(l, c, b->fn, b->total, max_keys, cache ? 2 * max_keys * (long)kv : 0);
+    if (st != FORGE_OK) return st;
+    (void)failed; /* past the workspace, nothing here can fail */
+    double t[FORGE_STAGE_COUNT + 1];
+    stage_mark(layer, t, 0);
+    project(layer, b->total, x);
+    stage_mark(layer, t, 1);
+
+    /* RoPE; then K and V rows: in float32 in the scratch, and with a cache
+     * in its dtype (the scratch holds as many bytes) into its pages */
+    rotate(layer, b);
+    for (int t0 = 0; t0 < b->total; t0++) {
+        const float *row = l->qkv + (long)t0 * N;
+        if (cache) {
+            forge_convert((char *)l->k_tmp + t0 * kv * es, c->dtype, row + H * D, FORGE_F32, kv);
+            forge_convert((char *)l->v_tmp + t0 * kv * es, c->dtype, row + (H + Hk) * D, FORGE_F32, kv);
+        } else {
+            memcpy(l->k_tmp + t0 * kv, row + H * D, kv * sizeof(float));
+            memcpy(l->v_tmp + t0 * kv, row + (H + Hk) * D, kv * sizeof(float));
+        }
+    }
+    if (cache) cpu_cache_append(cache, b->n, b->ids, b->pos0, b->n_tokens, b->rows, l->k_tmp, l->v_tmp);
+    stage_mark(layer, t, 2);
+
+    float *gk = l->gathered, *gv = l->gathered + max_keys * kv;
+    for (int s = 0; s < b->n; s++) {
+        const int t0 = b->rows[s];
+        if (cache) cpu_cache_gather(cache, b->ids[s], b->lens[s], gk, gv);
+        cpu_attention_args a = {
+            .q = l->qkv + (long)t0 * N,
+            .q_stride = N,
+            .k = cache ? gk : l->k_tmp + t0 * kv,
+            .v = cache ? gv : l->v_tmp + t0 * kv,
+            .kv_head_stride = D,
+            .k_stride = Hk * D,
+            .n_keys = b->lens[s],
+            .out = l->attn + (long)t0 * H * D,
+            .out_stride = H * D,
+            .n_queries = b->n_tokens[s],
+            .q_pos0 = b->lens[s] - b->n_tokens[s], /* the queries are the last keys */
+            .k_pos0 = 0,
+            .causal = 1,
+            .scale = b->attn.scale,
+            .heads = H,
+            .kv_heads = Hk,
+            .head_dim = D,
+        };
+        cpu_attention(&a, l->scores);
+    }
+    stage_mark(layer, t, 3);
+    output(layer, b->total, y);
+    stage_mark(layer, t, 4);
+    return FORGE_OK;
+}
