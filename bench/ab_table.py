@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""The medians of an A/B run (scripts/ab-prefill.sh, scripts/ab-decode.sh) as
+"""The medians of an A/B run (scripts/ab-prefill.sh, ab-decode.sh, ab-layer.sh) as
 a markdown table: one row per point (the KEY fields), the baseline's and
 the tree's median METRIC over the rounds, and the change.
 

@@ -222,7 +222,10 @@ FORGE_API forge_layer_config forge_layer_get_config(const forge_layer *layer);
 /* ------------------------------------------------------------- KV cache */
 
 /* K and V of one layer for `slots` independent sequences, each with room for
- * cfg.max_seq positions. Every slot starts empty. */
+ * cfg.max_seq positions. Every slot starts empty. It is a paged cache (below)
+ * whose sequences are the slots, each holding one page of max_seq tokens
+ * for its whole life, so that a call may rewrite a slot from any position
+ * up to its length. */
 typedef struct forge_kv_cache forge_kv_cache;
 
 FORGE_API forge_status forge_kv_cache_create(forge_layer *layer, int slots, forge_kv_cache **out);
@@ -399,9 +402,8 @@ FORGE_API forge_status forge_paged_split_size(const forge_paged_cache *cache, co
  * cache has the layer's context, dtype, kv_heads and head_dim; positions
  * are bounded by its max_seq_len, not the layer's max_seq. Running out of
  * pages is FORGE_ERR_CAPACITY and leaves every sequence as it was. The
- * split size is the layer's (forge_layer_set_paged_split); a call that
- * fails is not rerun on the CPU, whatever the fallback policy, and
- * self-checks do not sample it. */
+ * split size is the layer's (forge_layer_set_paged_split). Fallback and
+ * self-checks treat it as they treat forge_layer_forward. */
 FORGE_API forge_status forge_layer_forward_paged(forge_layer *layer, forge_paged_cache *cache,
                                                  const forge_seq *seqs, int n_seqs, const void *x,
                                                  void *y);

@@ -45,7 +45,7 @@ if [ -n "$baseline" ]; then
   tree=$(mktemp -d)/forge-baseline
   git worktree add --detach "$tree" "$baseline" >/dev/null
   cmake -S "$tree" -B "$tree/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-  cmake --build "$tree/build" -j "$(nproc)" --target forge_cli tile_bench >/dev/null
+  cmake --build "$tree/build" -j "$(nproc)" --target forge_cli forge_cuda tile_bench >/dev/null
   mkdir -p .carry/baseline
   cp -P "$tree"/build/forge "$tree"/build/libforge*.so* "$tree"/build/tile_bench .carry/baseline/
   git -C "$tree" rev-parse --short HEAD >.carry/baseline/REV

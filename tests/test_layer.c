@@ -34,7 +34,7 @@ static void make_layer(test_layer *t, const forge_layer_config *cfg, uint64_t se
     }
 }
 
-static forge_layer_config seed_config(void) {
+static forge_layer_config small_config(void) {
     forge_layer_config cfg = forge_layer_config_default(128, 4, 4, 32);
     cfg.max_seq = 64;
     return cfg;
@@ -60,22 +60,22 @@ static void check_sequence(const forge_layer_config *cfg, int n, int pos0, uint6
     tl_free(&t);
 }
 
-/* Seed case 1: a single token (it attends to itself only). */
+/* Case 1: a single token (it attends to itself only). */
 static void test_single_token(void **state) {
-    forge_layer_config cfg = seed_config();
+    forge_layer_config cfg = small_config();
     check_sequence(&cfg, 1, 0, 11);
 }
 
-/* Seed case 2: 16 tokens. */
+/* Case 2: 16 tokens. */
 static void test_sixteen_tokens(void **state) {
-    forge_layer_config cfg = seed_config();
+    forge_layer_config cfg = small_config();
     check_sequence(&cfg, 16, 0, 12);
 }
 
-/* Seed case 3: changing a later token leaves every earlier output unchanged,
+/* Case 3: changing a later token leaves every earlier output unchanged,
  * bit for bit, and does change its own. */
 static void test_causal_mask(void **state) {
-    forge_layer_config cfg = seed_config();
+    forge_layer_config cfg = small_config();
     const int n = 16, changed = 10, H = cfg.hidden;
     test_layer t;
     make_layer(&t, &cfg, 13);
@@ -93,10 +93,10 @@ static void test_causal_mask(void **state) {
     tl_free(&t);
 }
 
-/* Seed case 4: the backend against the reference on the seed layer, with
+/* Case 4: the backend against the reference on the seed layer, with
  * every bias, through the KV cache. */
 static void test_backend_vs_reference(void **state) {
-    forge_layer_config cfg = seed_config();
+    forge_layer_config cfg = small_config();
     cfg.bias = FORGE_BIAS_Q | FORGE_BIAS_K | FORGE_BIAS_V | FORGE_BIAS_O;
     const int n = 32;
     test_layer t;
@@ -119,18 +119,18 @@ static void test_backend_vs_reference(void **state) {
     tl_free(&t);
 }
 
-/* Seed case 5: every sequence length from 1 to 33. */
+/* Case 5: every sequence length from 1 to 33. */
 static void test_every_length(void **state) {
-    forge_layer_config cfg = seed_config();
+    forge_layer_config cfg = small_config();
     for (int n = 1; n <= 33; n++) check_sequence(&cfg, n, 0, 100 + (uint64_t)n);
 }
 
-/* Seed case 6: inputs scaled until scores reach 1e4: no NaN or Inf, and
+/* Case 6: inputs scaled until scores reach 1e4: no NaN or Inf, and
  * within tolerance. A score s carries an absolute rounding error of about
  * s * 2^-24 * sqrt(head_dim) into the exponent, so the bound here is that
  * much looser than the float32 one. */
 static void test_numerical_stability(void **state) {
-    forge_layer_config cfg = seed_config();
+    forge_layer_config cfg = small_config();
     const int n = 32, H = cfg.hidden;
     test_layer t;
     make_layer(&t, &cfg, 17);
@@ -155,7 +155,7 @@ static void test_numerical_stability(void **state) {
 /* Prefill then one-token decode steps equal one prefill of everything, at
  * every step, and equal the reference. */
 static void test_decode_consistency(void **state) {
-    forge_layer_config cfg = seed_config();
+    forge_layer_config cfg = small_config();
     cfg.kv_heads = 2;
     const int prefill = 7, total = 30, H = cfg.hidden;
     test_layer t;
@@ -328,7 +328,7 @@ static void test_mixed_batch_no_cache(void **state) {
 /* pos0 below the slot's length rewinds: the tail is replaced, as if the
  * discarded tokens had never been there. */
 static void test_rewind(void **state) {
-    forge_layer_config cfg = seed_config();
+    forge_layer_config cfg = small_config();
     const int H = cfg.hidden;
     test_layer t;
     make_layer(&t, &cfg, 25);
@@ -356,7 +356,7 @@ static void test_rewind(void **state) {
 
 /* Stage timings appear only with profiling on, and add up to about a call. */
 static void test_profiling(void **state) {
-    forge_layer_config cfg = seed_config();
+    forge_layer_config cfg = small_config();
     test_layer t;
     make_layer(&t, &cfg, 28);
     double us[FORGE_STAGE_COUNT];
@@ -380,7 +380,7 @@ static void test_profiling(void **state) {
  * it recorded; graphs refuse other slots or token counts,
  * and launches past a slot's length, like forward calls. */
 static void test_graph(void **state) {
-    forge_layer_config cfg = seed_config();
+    forge_layer_config cfg = small_config();
     const int H = cfg.hidden, prompt = 8, steps = 5;
     test_layer t;
     make_layer(&t, &cfg, 33);

@@ -482,13 +482,43 @@ static void test_profiling(void **state) {
     bench_free(&b);
 }
 
+/* A paged call whose stage fails reruns on the CPU under that policy: its
+ * outputs and the K and V it appended are the CPU's, and the GPU's next
+ * calls go on from them; the self-check samples paged calls as it does the
+ * others. A CUDA property (its test hook fails a stage; the CPU backend is
+ * itself the reference), so the CPU run has nothing to check here. */
+static void test_fallback_selfcheck(void **state) {
+    (void)state;
+    if (g_backend != FORGE_BACKEND_CUDA) return;
+    bench b;
+    bench_make(&b, FORGE_BF16, 64, 16, 32, 2, 90);
+    bench_call(&b, 2, (int[]){0, 1}, (int[]){20, 5});
+    TL_OK(forge_context_set_fallback(b.t.ctx, FORGE_FALLBACK_CPU));
+    forge_testing_fail_stage(b.t.ctx, FORGE_STAGE_ATTENTION);
+    bench_call(&b, 2, (int[]){0, 1}, (int[]){1, 12}); /* the paged and the slot layer both fall back */
+    uint64_t counts[FORGE_STAGE_COUNT];
+    TL_OK(forge_context_fallback_counts(b.t.ctx, counts));
+    for (int s = 0; s < FORGE_STAGE_COUNT; s++) assert_int_equal(counts[s], s == FORGE_STAGE_ATTENTION ? 2 : 0);
+    forge_testing_fail_stage(b.t.ctx, -1);
+    TL_OK(forge_layer_set_selfcheck(b.t.layer, 1.0));
+    bench_call(&b, 2, (int[]){0, 1}, (int[]){3, 1});
+    forge_selfcheck r;
+    TL_OK(forge_layer_get_selfcheck(b.t.layer, &r));
+    assert_int_equal(r.checked, 2);
+    assert_int_equal(r.nonfinite, 0);
+    if (!(r.rel_l2 > 0.0 && r.rel_l2 < ref_tolerance(FORGE_BF16)))
+        fail_msg("paged self-check: relative L2 %g against the CPU twin", r.rel_l2);
+    for (int s = 0; s < 2; s++) bench_check(&b, s, "a fallback, then the GPU");
+    bench_free(&b);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "cuda") == 0) g_backend = FORGE_BACKEND_CUDA;
     tl_require_backend(g_backend);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mixed_batches), cmocka_unit_test(test_head_dims), cmocka_unit_test(test_fork),
         cmocka_unit_test(test_bad_calls),     cmocka_unit_test(test_graph),     cmocka_unit_test(test_fixed_split),
-        cmocka_unit_test(test_profiling),
+        cmocka_unit_test(test_profiling),     cmocka_unit_test(test_fallback_selfcheck),
     };
     return cmocka_run_group_tests_name(g_backend == FORGE_BACKEND_CUDA ? "layer_paged_cuda" : "layer_paged_cpu", tests,
                                        NULL, NULL);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* attention.c: attention of one sequence (CPU backend), causal or not.
- * Unfused, as the seed's path: QK^T and PV by OpenBLAS GEMM on blocks of
+/* cpu_attention.c: attention of one sequence (CPU backend), causal or not.
+ * Unfused: QK^T and PV by OpenBLAS GEMM on blocks of
  * CPU_ATTN_ROWS query rows, so that scratch stays small and each causal block
  * reads only the keys its last row can see. */
 #include <cblas.h>

@@ -22,8 +22,9 @@ forge_status cuda_cache_init(forge_paged_cache *cache, const char *fn) {
         return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the CUDA backend's paged cache takes head dims %s, not %d", fn,
                           forge_support_dims(c->dtype == FORGE_F32 ? SUPPORT_PAGED_F32 : SUPPORT_PAGED_MMA, dims,
                                              sizeof dims), c->head_dim);
-    if ((int64_t)c->n_pages * c->page_size > INT_MAX) /* the kernels count rows in int */
-        return forge_fail(FORGE_ERR_CAPACITY, "%s: %d pages of %d tokens are past the %d rows a cache can have", fn,
+    /* the flash kernels that read a pinned cache's rows count them in int */
+    if (cache->pinned && (int64_t)c->n_pages * c->page_size > INT_MAX)
+        return forge_fail(FORGE_ERR_CAPACITY, "%s: %d slots of %d positions are past the %d rows a cache can have", fn,
                           c->n_pages, c->page_size, INT_MAX);
     int per_sm = 0; /* the paged attention kernel's blocks an SM holds */
     cudaError_t e = cache->pinned ? cudaSuccess : fcuda_paged_blocks_per_sm(c->dtype, c->head_dim, &per_sm);

@@ -23,7 +23,7 @@
  * (bench/paged_stream_probe.cu). Head dim 32 and 96 rows are not whole
  * 128-byte lines and stay padded. In the kernel itself swizzling paid only
  * once the copies were lean: the loop's instruction issue, not the memory,
- * had bounded it (BENCHMARKS.md, decode version 3). */
+ * had bounded it (BENCHMARKS.md, the decode kernel's history). */
 #include "flash_common.cuh"
 #include "paged.cuh"
 
@@ -31,8 +31,8 @@ template <typename T, int D> struct paged_mma_cfg {
     static constexpr int NW = D <= 32 ? 32 : 16;        /* tokens a warp takes of a tile */
     static constexpr int TILE = NW * PAGED_WARPS;       /* tokens a stage */
     /* tiles of the ring: 3 (2 blocks an SM at D = 128); 2 at D = 256 to fit.
-     * 2 at D = 128 (3 blocks an SM) measured the same at B = 16, L = 32k,
-     * with padded rows and the copies before version 3. */
+     * 2 at D = 128 (3 blocks an SM) measured the same at B = 16, L = 32k
+     * (with padded rows and simpler copies than these). */
     static constexpr int STAGES = D >= 256 ? 2 : 3;
     static constexpr int CH = D / 8;                    /* 16-byte chunks a row */
     /* rows a thread copies a tile: the tile's chunks over the threads, to a power of two */

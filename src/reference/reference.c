@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* reference.c: the float64 reference of the attention layer. Written for
- * clarity, not speed: every stage a plain loop, in the order of the seed
- * report (QKV projection, split, RoPE, QK^T, scale, causal mask, softmax,
- * times V, flatten, output projection). */
+ * clarity, not speed: every stage a plain loop, in the order of the
+ * layer's definition (QKV projection, split, RoPE, QK^T, scale, causal
+ * mask, softmax, times V, flatten, output projection). */
 #include <math.h>
 #include <stdlib.h>
 
