@@ -10,8 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "cuda/kernels.h"
-#include "cuda/pdl.cuh"
+#include "cuda/kernels/kernels.h"
+#include "cuda/kernels/pdl.cuh"
 
 #define WARMUP 100
 #define ITERS 1000

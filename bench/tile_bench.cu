@@ -15,8 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "cuda/flash_mma.cu"
-#include "cuda/flash_wgmma.cu"
+#include "cuda/kernels/flash_mma.cu"
+#include "cuda/kernels/flash_wgmma.cu"
 
 #define REPEATS 12
 

@@ -5,7 +5,7 @@
  * from what is built. Host code only: it needs no GPU. */
 #include <stdio.h>
 
-#include "cuda/kernels.h"
+#include "cuda/kernels/kernels.h"
 #include "support.h"
 #include "test_util.h"
 

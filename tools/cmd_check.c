@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* cmd_check.c: `forge check`, the backend against the float64 reference over
- * a grid of shapes (sequence lengths, heads and KV heads, head dims, cached
- * prefixes) on both attention paths, with fresh random weights and inputs
+ * a grid of shapes (sequence lengths, heads and KV heads, the head dims of
+ * the support table, cached prefixes) on both attention paths, with fresh random weights and inputs
  * for every shape and NaN-poisoned outputs. Prints a table of errors; exits 1
  * if any is over the tolerance. */
 #include <math.h>
@@ -59,6 +59,25 @@ static forge_status run_path(forge_context *ctx, const forge_layer_config *cfg,
     return st;
 }
 
+#define MAX_DIMS 16
+
+/* The head dims the support table names for fp32 (forge_support_row), in
+ * order: the grid's, so that every kernel's dims are checked. */
+static int fp32_head_dims(int dims[MAX_DIMS]) {
+    int n = 0;
+    for (int d = 1; d <= 256; d++)
+        for (int i = 0; i < forge_support_count() && n < MAX_DIMS; i++) {
+            const forge_support *r = forge_support_row(i);
+            int listed = 0;
+            for (int j = 0; j < r->n_head_dims; j++) listed |= r->head_dims[j] == d;
+            if (listed && (r->dtypes & (1u << FORGE_F32))) {
+                dims[n++] = d;
+                break;
+            }
+        }
+    return n;
+}
+
 int cmd_check(int argc, char **argv) {
     const char *backend_name = "auto";
     cli_opt opts[] = {{"--backend", OPT_STRING, &backend_name, 0}};
@@ -70,17 +89,18 @@ int cmd_check(int argc, char **argv) {
     forge_status st = forge_context_create(backend, &ctx);
     if (st != FORGE_OK) return cli_fail(CMD, st);
 
-    check_shape grid[128];
+    int dims[MAX_DIMS];
+    const int n_dims = fp32_head_dims(dims);
+    check_shape grid[MAX_DIMS * 12];
     int n = 0;
-    const int dims[] = {32, 64, 80, 96, 128, 256}, seqs[] = {1, 17, 128};
-    const int heads[][2] = {{4, 4}, {4, 1}, {8, 2}};
-    for (int d = 0; d < 6; d++)
+    const int seqs[] = {1, 17, 128}, heads[][2] = {{4, 4}, {4, 1}, {8, 2}};
+    for (int d = 0; d < n_dims; d++)
         for (int h = 0; h < 3; h++)
             for (int s = 0; s < 3; s++)
                 grid[n++] = (check_shape){seqs[s], heads[h][0], heads[h][1], dims[d], 0};
-    for (int d = 0; d < 6; d++) grid[n++] = (check_shape){1000, 4, 1, dims[d], 0};  /* long */
-    for (int d = 0; d < 6; d++) grid[n++] = (check_shape){1, 8, 2, dims[d], 300};   /* decode */
-    for (int d = 0; d < 6; d++) grid[n++] = (check_shape){33, 4, 2, dims[d], 95};   /* chunk */
+    for (int d = 0; d < n_dims; d++) grid[n++] = (check_shape){1000, 4, 1, dims[d], 0}; /* long */
+    for (int d = 0; d < n_dims; d++) grid[n++] = (check_shape){1, 8, 2, dims[d], 300};  /* decode */
+    for (int d = 0; d < n_dims; d++) grid[n++] = (check_shape){33, 4, 2, dims[d], 95};  /* chunk */
 
     const double tol = ref_tolerance(FORGE_F32);
     printf("forge check: %s backend against the float64 reference, fp32, tolerance %.0e (relative L2)\n",

@@ -200,7 +200,7 @@ forge_status cpu_forward(forge_layer *layer, forge_paged_cache *cache, const for
     if (cache) cpu_cache_append(cache, b->n, b->ids, b->pos0, b->n_tokens, b->rows, l->k_tmp, l->v_tmp);
     stage_mark(layer, t, 2);
 
-    float *gk = l->gathered, *gv = l->gathered + max_keys * kv;
+    float *gk = l->gathered, *gv = cache ? l->gathered + max_keys * kv : NULL; /* gathered only with a cache */
     for (int s = 0; s < b->n; s++) {
         const int t0 = b->rows[s];
         if (cache) cpu_cache_gather(cache, b->ids[s], b->lens[s], gk, gv);

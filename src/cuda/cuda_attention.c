@@ -15,7 +15,7 @@
 
 forge_status cuda_flash_tc(forge_context *ctx, fcuda_attn_args *m, const fcuda_varlen *b, const char *fn) {
     cuda_ctx *c = ctx->impl;
-    if (!c->hopper || ctx->kernel == FORGE_KERNEL_PORTABLE || !fcuda_flash_wgmma_supported(m->head_dim)) {
+    if (!c->hopper || ctx->kernel == FORGE_KERNEL_PORTABLE || !forge_support_has(SUPPORT_WGMMA, m->head_dim)) {
         CUDA_TRY(fn, fcuda_flash_mma(m, b, c->stream));
         return FORGE_OK;
     }
@@ -36,7 +36,7 @@ forge_status cuda_attention(forge_context *ctx, const forge_attention_args *a, i
         return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the CUDA backend computes attention alone in bf16 and fp16, not %s",
                           fn, forge_dtype_name(a->dtype));
     char dims[64];
-    if (!fcuda_flash_mma_supported(a->head_dim))
+    if (!forge_support_has(SUPPORT_MMA, a->head_dim))
         return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the CUDA backend computes attention alone for head dims %s, not %d",
                           fn, forge_support_dims(SUPPORT_MMA, dims, sizeof dims), a->head_dim);
     const void *bufs[] = {a->q, a->k, a->v, a->out, a->lse};
@@ -98,7 +98,7 @@ static forge_status unfused_sequence(forge_layer *layer, const fcuda_attn_args *
 
 int cuda_unfused(const forge_layer *layer) {
     return layer->cfg.dtype == FORGE_F32 &&
-           (layer->attention == FORGE_ATTENTION_UNFUSED || !fcuda_flash_f32_supported(layer->cfg.head_dim));
+           (layer->attention == FORGE_ATTENTION_UNFUSED || !forge_support_has(SUPPORT_FLASH_F32, layer->cfg.head_dim));
 }
 
 forge_status cuda_attend_rows(forge_layer *layer, forge_paged_cache *cache, const forge_batch *b) {

@@ -15,7 +15,7 @@
 
 #include "backend.h"
 #include "error.h"
-#include "kernels.h"
+#include "kernels/kernels.h"
 #include "support.h"
 
 #define WORKSPACE_BYTES ((size_t)32 << 20) /* shared by cuBLAS and cuBLASLt */

@@ -18,7 +18,7 @@ forge_status cuda_cache_init(forge_paged_cache *cache, const char *fn) {
     char dims[64];
     /* a pinned cache's pages are read by the layer's kernels, which take
      * its head dim; the others' by the paged attention kernels */
-    if (!cache->pinned && !fcuda_paged_supported(c->head_dim))
+    if (!cache->pinned && !forge_support_has(c->dtype == FORGE_F32 ? SUPPORT_PAGED_F32 : SUPPORT_PAGED_MMA, c->head_dim))
         return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the CUDA backend's paged cache takes head dims %s, not %d", fn,
                           forge_support_dims(c->dtype == FORGE_F32 ? SUPPORT_PAGED_F32 : SUPPORT_PAGED_MMA, dims,
                                              sizeof dims), c->head_dim);

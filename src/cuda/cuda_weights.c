@@ -58,7 +58,7 @@ forge_status cuda_layer_init(forge_layer *layer, const forge_layer_weights *w) {
     static const char fn[] = "forge_layer_create";
     const forge_layer_config *c = &layer->cfg;
     char dims[64];
-    if (c->dtype != FORGE_F32 && !fcuda_flash_mma_supported(c->head_dim))
+    if (c->dtype != FORGE_F32 && !forge_support_has(SUPPORT_MMA, c->head_dim))
         return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the cuda backend runs %s layers at head dims %s, not %d", fn,
                           forge_dtype_name(c->dtype), forge_support_dims(SUPPORT_MMA, dims, sizeof dims), c->head_dim);
     const size_t es = forge_dtype_size(c->dtype);

@@ -12,38 +12,6 @@
 #include "core.h"
 #include "error.h"
 
-forge_status forge_check_seq(const char *fn, const forge_seq *seqs, int i, int max_pos, const char *max_name,
-                             int64_t *tokens) {
-    const forge_seq *s = &seqs[i];
-    if (s->n_tokens < 1)
-        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: seqs[%d].n_tokens = %d is below 1", fn, i, s->n_tokens);
-    if (s->pos0 < 0)
-        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: seqs[%d].pos0 = %d is negative", fn, i, s->pos0);
-    if ((int64_t)s->pos0 + s->n_tokens > max_pos)
-        return forge_fail(FORGE_ERR_CAPACITY, "%s: seqs[%d] reaches position %lld, past %s = %d", fn, i,
-                          (long long)s->pos0 + s->n_tokens - 1, max_name, max_pos);
-    if ((*tokens += s->n_tokens) > FORGE_MAX_DIM)
-        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: the batch has more than %d tokens", fn, FORGE_MAX_DIM);
-    return FORGE_OK;
-}
-
-/* ids are ints `stride` bytes apart: an int array's, or forge_seq's slots. */
-forge_status forge_check_distinct(const char *fn, const int *ids, size_t stride, int n, int n_ids, const char *what) {
-    int *first = malloc(sizeof *first * (size_t)n_ids); /* the entry where each id was seen, or -1 */
-    if (!first) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-    memset(first, 0xff, sizeof *first * (size_t)n_ids);
-    forge_status st = FORGE_OK;
-    for (int i = 0; i < n && st == FORGE_OK; i++) {
-        const int id = *(const int *)((const char *)ids + (size_t)i * stride);
-        if (first[id] >= 0)
-            st = forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: %s %d appears twice in the batch (entries %d and %d)", fn,
-                            what, id, first[id], i);
-        first[id] = i;
-    }
-    free(first);
-    return st;
-}
-
 forge_status forge_check_paged_call(const char *fn, forge_layer *layer, forge_paged_cache *cache,
                                     const forge_seq *seqs, int n_seqs, const void *x, const void *y, int at_length,
                                     int *total) {
