@@ -145,9 +145,12 @@ struct forge_backend_ops {
     forge_status (*attention)(forge_context *ctx, const forge_attention_args *a, int total_q,
                               int total_kv);
     /* forge_paged_attention on valid arguments (scale resolved), sequence
-     * seqs[b] holding lens[b] tokens. */
+     * seqs[b] holding lens[b] tokens; the layer's attention too, whose
+     * pos_dev may be a graph's (forge_batch), read when the call runs (its
+     * sequences then hold pos_dev[b] + their query rows). fn names the
+     * public call in messages. */
     forge_status (*paged_attention)(forge_paged_cache *cache, const forge_paged_attention_args *a,
-                                    const int *lens, int total_q);
+                                    const int *lens, int total_q, const int *pos_dev, const char *fn);
     /* The split size it chooses for valid arguments with split_size 0; NULL
      * where it reads each sequence whole. */
     int (*paged_split_size)(const forge_paged_cache *cache, const forge_paged_attention_args *a,

@@ -7,19 +7,6 @@
 #include "dtype.h"
 #include "error.h"
 
-/* Offsets from 0, non-decreasing; *total = offsets[batch]. */
-static forge_status check_offsets(const char *fn, const char *name, const int *offsets, int batch,
-                                  int *total) {
-    if (offsets[0] != 0)
-        return forge_fail(FORGE_ERR_SHAPE, "%s: %s[0] is %d, not 0", fn, name, offsets[0]);
-    for (int b = 0; b < batch; b++)
-        if (offsets[b + 1] < offsets[b])
-            return forge_fail(FORGE_ERR_SHAPE, "%s: %s[%d] = %d is below %s[%d] = %d", fn, name, b + 1,
-                              offsets[b + 1], name, b, offsets[b]);
-    *total = offsets[batch];
-    return FORGE_OK;
-}
-
 forge_status forge_attention_forward(forge_context *ctx, const forge_attention_args *a) {
     static const char fn[] = "forge_attention_forward";
     FORGE_CHECK_NOT_NULL(ctx, fn);
@@ -35,16 +22,15 @@ forge_status forge_attention_forward(forge_context *ctx, const forge_attention_a
     if ((int64_t)a->heads * a->head_dim > FORGE_MAX_DIM) /* a row of q and out: a BLAS leading dimension */
         return forge_fail(FORGE_ERR_SHAPE, "%s: heads %d x head_dim %d is past %d", fn, a->heads, a->head_dim,
                           FORGE_MAX_DIM);
-    if (!(a->scale >= 0.0f) || isinf(a->scale))
-        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: scale %g is not a finite number >= 0", fn,
-                          (double)a->scale);
+    forge_status st = forge_check_scale(fn, a->scale);
+    if (st != FORGE_OK) return st;
     if (a->causal != 0 && a->causal != 1)
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: causal is %d, not 0 or 1", fn, a->causal);
     FORGE_CHECK_NAMED(a->q_offsets, "args->q_offsets", fn);
     FORGE_CHECK_NAMED(a->kv_offsets, "args->kv_offsets", fn);
     int total_q, total_kv;
-    forge_status st = check_offsets(fn, "q_offsets", a->q_offsets, a->batch, &total_q);
-    if (st == FORGE_OK) st = check_offsets(fn, "kv_offsets", a->kv_offsets, a->batch, &total_kv);
+    st = forge_check_offsets(fn, "q_offsets", a->q_offsets, a->batch, &total_q);
+    if (st == FORGE_OK) st = forge_check_offsets(fn, "kv_offsets", a->kv_offsets, a->batch, &total_kv);
     if (st != FORGE_OK) return st;
     if (total_q == 0) return FORGE_OK; /* nothing to compute, nothing to write */
     FORGE_CHECK_NAMED(a->q, "args->q", fn);

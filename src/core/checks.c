@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* checks.c: the checks of a layer call's batch that both faces of the KV
- * cache make (kv_cache.c, forward.c) and the paged cache's appends
- * (paged_cache.c). */
+/* checks.c: the checks that several calls share: a layer call's batch
+ * (both faces of the KV cache, kv_cache.c and forward.c, and the paged
+ * cache's appends), a cache against a layer, and attention's offsets and
+ * scale (attention.c, paged_attention.c). */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,3 +42,33 @@ forge_status forge_check_distinct(const char *fn, const int *ids, size_t stride,
     return st;
 }
 
+
+forge_status forge_check_cache_fits(const char *fn, const forge_layer *layer, const forge_paged_cache *cache) {
+    const forge_layer_config *lc = &layer->cfg;
+    const forge_paged_config *cc = &cache->cfg;
+    if (cache->ctx != layer->ctx)
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: the cache belongs to another context than the layer", fn);
+    if (cc->dtype != lc->dtype)
+        return forge_fail(FORGE_ERR_DTYPE, "%s: cache dtype %s differs from layer dtype %s", fn,
+                          forge_dtype_name(cc->dtype), forge_dtype_name(lc->dtype));
+    if (cc->kv_heads != lc->kv_heads || cc->head_dim != lc->head_dim)
+        return forge_fail(FORGE_ERR_SHAPE, "%s: cache has kv_heads %d, head_dim %d but the layer has %d, %d", fn,
+                          cc->kv_heads, cc->head_dim, lc->kv_heads, lc->head_dim);
+    return FORGE_OK;
+}
+
+forge_status forge_check_offsets(const char *fn, const char *name, const int *offsets, int batch, int *total) {
+    if (offsets[0] != 0) return forge_fail(FORGE_ERR_SHAPE, "%s: %s[0] is %d, not 0", fn, name, offsets[0]);
+    for (int b = 0; b < batch; b++)
+        if (offsets[b + 1] < offsets[b])
+            return forge_fail(FORGE_ERR_SHAPE, "%s: %s[%d] = %d is below %s[%d] = %d", fn, name, b + 1, offsets[b + 1],
+                              name, b, offsets[b]);
+    *total = offsets[batch];
+    return FORGE_OK;
+}
+
+forge_status forge_check_scale(const char *fn, float scale) {
+    if (!(scale >= 0.0f) || isinf(scale))
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: scale %g is not a finite number >= 0", fn, (double)scale);
+    return FORGE_OK;
+}

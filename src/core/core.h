@@ -56,6 +56,14 @@ forge_status forge_check_seq(const char *fn, const forge_seq *seqs, int i, int m
 /* No id among ids[0 .. n) twice (each below n_ids); `what` names them. */
 forge_status forge_check_distinct(const char *fn, const int *ids, size_t stride, int n, int n_ids, const char *what);
 
+/* The cache is of the layer's context, dtype, kv_heads and head_dim. */
+forge_status forge_check_cache_fits(const char *fn, const forge_layer *layer, const forge_paged_cache *cache);
+/* Offsets of a batch (`name` in messages): from 0, non-decreasing; *total =
+ * offsets[batch]. */
+forge_status forge_check_offsets(const char *fn, const char *name, const int *offsets, int batch, int *total);
+/* An attention scale: finite and >= 0 (0: 1 / sqrt(head_dim)). */
+forge_status forge_check_scale(const char *fn, float scale);
+
 /* A call of forge_layer_forward, checked (kv_cache.c; cache may be NULL):
  * *total = the batch's tokens. */
 forge_status forge_check_slot_call(const char *fn, forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,

@@ -21,16 +21,9 @@ forge_status forge_check_paged_call(const char *fn, forge_layer *layer, forge_pa
     FORGE_CHECK_NOT_NULL(x, fn);
     FORGE_CHECK_NOT_NULL(y, fn);
     if (n_seqs < 1) return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: n_seqs = %d is below 1", fn, n_seqs);
-    const forge_layer_config *lc = &layer->cfg;
     const forge_paged_config *cc = &cache->cfg;
-    if (cache->ctx != layer->ctx)
-        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: the cache belongs to another context than the layer", fn);
-    if (cc->dtype != lc->dtype)
-        return forge_fail(FORGE_ERR_DTYPE, "%s: cache dtype %s differs from layer dtype %s", fn,
-                          forge_dtype_name(cc->dtype), forge_dtype_name(lc->dtype));
-    if (cc->kv_heads != lc->kv_heads || cc->head_dim != lc->head_dim)
-        return forge_fail(FORGE_ERR_SHAPE, "%s: cache has kv_heads %d, head_dim %d but the layer has %d, %d", fn,
-                          cc->kv_heads, cc->head_dim, lc->kv_heads, lc->head_dim);
+    forge_status st = forge_check_cache_fits(fn, layer, cache);
+    if (st != FORGE_OK) return st;
     if (layer->paged_split % cc->page_size != 0)
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT,
                           "%s: the layer's paged split size %d is not a multiple of the cache's page size %d", fn,
@@ -41,14 +34,14 @@ forge_status forge_check_paged_call(const char *fn, forge_layer *layer, forge_pa
         if (s->slot < 0 || s->slot >= cc->max_seqs || cache->len[s->slot] < 0)
             return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: seqs[%d].slot = %d is not a live sequence of the cache",
                               fn, i, s->slot);
-        forge_status st = forge_check_seq(fn, seqs, i, cc->max_seq_len, "the cache's max_seq_len", &tokens);
-        if (st != FORGE_OK) return st;
+        if ((st = forge_check_seq(fn, seqs, i, cc->max_seq_len, "the cache's max_seq_len", &tokens)) != FORGE_OK)
+            return st;
         if (at_length && s->pos0 != cache->len[s->slot])
             return forge_fail(FORGE_ERR_INVALID_ARGUMENT,
                               "%s: seqs[%d].pos0 = %d but sequence %d holds %d tokens: a paged call appends at the end",
                               fn, i, s->pos0, s->slot, cache->len[s->slot]);
     }
-    forge_status st = forge_check_distinct(fn, &seqs[0].slot, sizeof *seqs, n_seqs, cc->max_seqs, "sequence");
+    st = forge_check_distinct(fn, &seqs[0].slot, sizeof *seqs, n_seqs, cc->max_seqs, "sequence");
     if (st == FORGE_OK) *total = (int)tokens;
     return st;
 }

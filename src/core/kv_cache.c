@@ -92,18 +92,11 @@ forge_status forge_kv_cache_read(const forge_kv_cache *cache, int slot, void *k,
 
 /* The cache must have been made for a layer of the same geometry and context. */
 static forge_status check_cache(const char *fn, const forge_layer *layer, const forge_kv_cache *cache) {
-    const forge_layer_config *c = &layer->cfg;
-    const forge_paged_config *pc = &cache->pages->cfg;
-    if (cache->pages->ctx != layer->ctx)
-        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: the cache belongs to another context than the layer", fn);
-    if (pc->kv_heads != c->kv_heads || pc->head_dim != c->head_dim || pc->max_seq_len != c->max_seq)
-        return forge_fail(FORGE_ERR_SHAPE, "%s: cache has kv_heads %d, head_dim %d, max_seq %d but the layer has "
-                          "%d, %d, %d", fn, pc->kv_heads, pc->head_dim, pc->max_seq_len, c->kv_heads, c->head_dim,
-                          c->max_seq);
-    if (pc->dtype != c->dtype)
-        return forge_fail(FORGE_ERR_DTYPE, "%s: cache dtype %s differs from layer dtype %s", fn,
-                          forge_dtype_name(pc->dtype), forge_dtype_name(c->dtype));
-    return FORGE_OK;
+    forge_status st = forge_check_cache_fits(fn, layer, cache->pages);
+    if (st == FORGE_OK && cache->pages->cfg.max_seq_len != layer->cfg.max_seq)
+        st = forge_fail(FORGE_ERR_SHAPE, "%s: cache has max_seq %d but the layer has %d", fn,
+                        cache->pages->cfg.max_seq_len, layer->cfg.max_seq);
+    return st;
 }
 
 forge_status forge_check_slot_call(const char *fn, forge_layer *layer, forge_kv_cache *cache, const forge_seq *seqs,

@@ -22,21 +22,17 @@ static forge_status check_attention(const forge_paged_cache *cache, const forge_
     if ((int64_t)a->heads * c->head_dim > FORGE_MAX_DIM)
         return forge_fail(FORGE_ERR_SHAPE, "%s: heads %d x head_dim %d is past %d", fn, a->heads, c->head_dim,
                           FORGE_MAX_DIM);
-    if (!(a->scale >= 0.0f) || isinf(a->scale))
-        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: scale %g is not a finite number >= 0", fn, (double)a->scale);
+    forge_status st = forge_check_scale(fn, a->scale);
+    if (st != FORGE_OK) return st;
     if (a->split_size < 0 || a->split_size % c->page_size != 0)
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: split_size %d is not 0 or a positive multiple of the "
                           "page size %d", fn, a->split_size, c->page_size);
     FORGE_CHECK_NAMED(a->seqs, "args->seqs", fn);
     FORGE_CHECK_NAMED(a->q_offsets, "args->q_offsets", fn);
-    if (a->q_offsets[0] != 0) return forge_fail(FORGE_ERR_SHAPE, "%s: q_offsets[0] is %d, not 0", fn, a->q_offsets[0]);
+    if ((st = forge_check_offsets(fn, "q_offsets", a->q_offsets, a->batch, total_q)) != FORGE_OK) return st;
     for (int b = 0; b < a->batch; b++) {
-        forge_status st = forge_paged_check_live(cache, a->seqs[b], fn);
-        if (st != FORGE_OK) return st;
+        if ((st = forge_paged_check_live(cache, a->seqs[b], fn)) != FORGE_OK) return st;
         const int nq = a->q_offsets[b + 1] - a->q_offsets[b];
-        if (nq < 0)
-            return forge_fail(FORGE_ERR_SHAPE, "%s: q_offsets[%d] = %d is below q_offsets[%d] = %d", fn, b + 1,
-                              a->q_offsets[b + 1], b, a->q_offsets[b]);
         if (nq > cache->len[a->seqs[b]])
             return forge_fail(FORGE_ERR_SHAPE, "%s: sequence %d (seqs[%d]) has %d queries but holds %d tokens: append "
                               "the queries' K and V first", fn, a->seqs[b], b, nq, cache->len[a->seqs[b]]);
@@ -67,7 +63,7 @@ forge_status forge_paged_attention(forge_paged_cache *cache, const forge_paged_a
     if (resolved.scale == 0.0f) resolved.scale = 1.0f / sqrtf((float)cache->cfg.head_dim);
     int *lens = lengths_of(cache, a, fn);
     if (!lens) return FORGE_ERR_OUT_OF_MEMORY;
-    st = cache->ctx->ops->paged_attention(cache, &resolved, lens, total_q);
+    st = cache->ctx->ops->paged_attention(cache, &resolved, lens, total_q, NULL, fn);
     free(lens);
     return st;
 }

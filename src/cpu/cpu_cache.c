@@ -113,11 +113,12 @@ void cpu_cache_gather(const forge_paged_cache *cache, int seq, int len, float *k
  * of a sequence are the last positions of its keys there too. A sequence
  * without queries contributes no keys. */
 forge_status cpu_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens,
-                                 int total_q) {
+                                 int total_q, const int *pos_dev, const char *fn) {
+    (void)pos_dev; /* the CPU records no graphs: positions are always lens */
     const forge_paged_config *c = &cache->cfg;
     const int H = a->heads, Hk = c->kv_heads, D = c->head_dim;
     int *kv_offsets = malloc(sizeof *kv_offsets * (size_t)(a->batch + 1));
-    if (!kv_offsets) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "forge_paged_attention: out of memory");
+    if (!kv_offsets) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     kv_offsets[0] = 0;
     for (int b = 0; b < a->batch; b++)
         kv_offsets[b + 1] = kv_offsets[b] + (a->q_offsets[b + 1] > a->q_offsets[b] ? lens[b] : 0);
@@ -127,7 +128,7 @@ forge_status cpu_paged_attention(forge_paged_cache *cache, const forge_paged_att
     float *k = malloc(sizeof *k * (nkv + 1)), *v = malloc(sizeof *v * (nkv + 1));
     forge_status st = FORGE_OK;
     if (!q || !out || !k || !v)
-        st = forge_fail(FORGE_ERR_OUT_OF_MEMORY, "forge_paged_attention: out of memory for %d queries over %d tokens",
+        st = forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory for %d queries over %d tokens", fn,
                         total_q, total_kv);
     if (st == FORGE_OK) {
         forge_convert(q, FORGE_F32, a->q, c->dtype, nq);

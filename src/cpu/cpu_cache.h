@@ -14,7 +14,7 @@ forge_status cpu_cache_append(forge_paged_cache *cache, int n, const int *seqs, 
 forge_status cpu_cache_read(const forge_paged_cache *cache, int seq, int len, void *k, void *v);
 forge_status cpu_cache_upload(forge_paged_cache *cache, int seq, int first, int count, const void *k, const void *v);
 forge_status cpu_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens,
-                                 int total_q);
+                                 int total_q, const int *pos_dev, const char *fn);
 /* Positions [0, len) of seq, widened to float32, into k and v [len,
  * kv_heads, head_dim]. */
 void cpu_cache_gather(const forge_paged_cache *cache, int seq, int len, float *k, float *v);

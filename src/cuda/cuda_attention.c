@@ -13,7 +13,9 @@
 
 #include "cuda_backend.h"
 
-forge_status cuda_flash_tc(forge_context *ctx, fcuda_attn_args *m, const fcuda_varlen *b, const char *fn) {
+/* Queues tensor-core attention: Hopper's kernel where it serves the head
+ * dim and the context has not asked for the portable one, else mma.sync. */
+static forge_status flash_tc(forge_context *ctx, fcuda_attn_args *m, const fcuda_varlen *b, const char *fn) {
     cuda_ctx *c = ctx->impl;
     if (!c->hopper || ctx->kernel == FORGE_KERNEL_PORTABLE || !forge_support_has(SUPPORT_WGMMA, m->head_dim)) {
         CUDA_TRY(fn, fcuda_flash_mma(m, b, c->stream));
@@ -58,7 +60,7 @@ forge_status cuda_attention(forge_context *ctx, const forge_attention_args *a, i
             b.nk[i] = a->kv_offsets[first + i + 1] - b.k0[i];
         }
         forge_status st;
-        if (b.max_q > 0 && (st = cuda_flash_tc(ctx, &m, &b, fn)) != FORGE_OK) return st;
+        if (b.max_q > 0 && (st = flash_tc(ctx, &m, &b, fn)) != FORGE_OK) return st;
     }
     return FORGE_OK;
 }
@@ -121,7 +123,7 @@ forge_status cuda_attend_rows(forge_layer *layer, forge_paged_cache *cache, cons
             if (b->n_tokens[s] > v.max_q) v.max_q = b->n_tokens[s];
         }
         forge_status st = FORGE_OK;
-        if (!fp32) st = cuda_flash_tc(layer->ctx, &m, &v, b->fn);
+        if (!fp32) st = flash_tc(layer->ctx, &m, &v, b->fn);
         else if (flash) CUDA_TRY(b->fn, fcuda_flash_f32(&m, &v, cx->stream));
         for (int i = 0; fp32 && !flash && st == FORGE_OK && i < v.n; i++)
             st = unfused_sequence(layer, &m, v.q0[i], v.k0[i], v.q0[i + 1] - v.q0[i], v.nk[i], b->fn);

@@ -123,7 +123,7 @@ forge_status cuda_timings(forge_layer *layer, double us[FORGE_STAGE_COUNT]);
 forge_status cuda_attention(forge_context *ctx, const forge_attention_args *a, int total_q, int total_kv);
 /* cuda_paged.c */
 forge_status cuda_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens,
-                                  int total_q);
+                                  int total_q, const int *pos_dev, const char *fn);
 int cuda_paged_split_size(const forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens);
 /* cuda_graph.c */
 forge_status cuda_graph_capture(forge_graph *graph, const forge_batch *b);
@@ -148,24 +148,15 @@ typedef struct {
 } cuda_pool;
 
 /* cuda_paged.c, for the layer and graphs: grows the split results' buffer
- * for a call (an error while the stream is capturing); the attention with
- * pos_dev (device [n] or NULL, see fcuda_paged_batch.pos), the positions
- * read when the kernels run; and the length every sequence of such a call
- * may reach and still be read whole by the grid chosen for these lengths:
- * a graph recorded at lens serves longer sequences up to it. */
+ * for a call (an error while the stream is capturing); and the length
+ * every sequence of such a call may reach and still be read whole by the
+ * grid chosen for these lengths: a graph recorded at lens serves longer
+ * sequences up to it. */
 forge_status cuda_paged_reserve(forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens,
                                 int total_q, const char *fn);
-forge_status cuda_paged_attend(forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens,
-                               const int *pos_dev, int total_q, const char *fn);
 int cuda_paged_reach(const forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens);
 
-/* cuda_forward.c, for cuda_attention.c: starts a stage of a forward call
- * (fails it when the test hook asks, records its event when profiling). */
-forge_status cuda_stage_begin(forge_layer *layer, forge_stage stage, int record, forge_stage *failed, const char *fn);
-/* Queues tensor-core attention: Hopper's kernel where it serves the head
- * dim and the context has not asked for the portable one, else mma.sync. */
-forge_status cuda_flash_tc(forge_context *ctx, fcuda_attn_args *m, const fcuda_varlen *b, const char *fn);
-/* y = x W^T + bias of a projection of `tokens` tokens: linear_small.cu's
+/* cuda_linear.c, for the forward: y = x W^T + bias of a projection of `tokens` tokens: linear_small.cu's
  * GEMM where it serves (small fp32 calls), else cuBLASLt's planned one. */
 int cuda_small_gemm(const forge_layer *layer, int tokens, int in, int out);
 forge_status cuda_linear(forge_layer *layer, const lt_linear *plan, void *y, const void *x, const void *w,

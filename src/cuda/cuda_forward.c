@@ -89,7 +89,9 @@ static fcuda_batch launch_batch(const forge_batch *b, int first, int count) {
     return lb;
 }
 
-forge_status cuda_stage_begin(forge_layer *layer, forge_stage stage, int record, forge_stage *failed, const char *fn) {
+/* Starts a stage of a forward call: fails it when the test hook asks, and
+ * records its event when profiling. */
+static forge_status stage_begin(forge_layer *layer, forge_stage stage, int record, forge_stage *failed, const char *fn) {
     *failed = stage;
     if (layer->ctx->fail_stage == (int)stage)
         return forge_fail(FORGE_ERR_BACKEND, "%s: %s: injected failure (test hook)", fn, forge_stage_name(stage));
@@ -137,7 +139,7 @@ forge_status cuda_forward(forge_layer *layer, forge_paged_cache *cache, const fo
                                     .dtype = c->dtype, .pos = b->pos_dev};
     const int qkv_dim = (c->heads + 2 * c->kv_heads) * c->head_dim, hd = c->heads * c->head_dim;
     /* a small fp32 call splits in the projection's epilogue: that stage is empty */
-    if ((st = cuda_stage_begin(layer, FORGE_STAGE_QKV, record, failed, fn)) != FORGE_OK) return st;
+    if ((st = stage_begin(layer, FORGE_STAGE_QKV, record, failed, fn)) != FORGE_OK) return st;
     const int fused = cuda_small_gemm(layer, b->total, c->hidden, qkv_dim);
     if (fused) { /* the whole batch fits one launch: total <= FCUDA_SMALL_TOKENS <= FCUDA_MAX_SEQS */
         const fcuda_batch lb = launch_batch(b, 0, b->n);
@@ -146,7 +148,7 @@ forge_status cuda_forward(forge_layer *layer, forge_paged_cache *cache, const fo
         return st;
     }
 
-    if ((st = cuda_stage_begin(layer, FORGE_STAGE_ROPE_CACHE, record, failed, fn)) != FORGE_OK) return st;
+    if ((st = stage_begin(layer, FORGE_STAGE_ROPE_CACHE, record, failed, fn)) != FORGE_OK) return st;
     for (int first = 0; !fused && first < b->n; first += FCUDA_MAX_SEQS) {
         const fcuda_batch lb = launch_batch(b, first, cuda_launch_seqs(b->n, first));
         fcuda_split_args a = split;
@@ -154,17 +156,17 @@ forge_status cuda_forward(forge_layer *layer, forge_paged_cache *cache, const fo
         CUDA_TRY(fn, fcuda_split_rope(&a, &lb, cx->stream));
     }
 
-    if ((st = cuda_stage_begin(layer, FORGE_STAGE_ATTENTION, record, failed, fn)) != FORGE_OK) return st;
+    if ((st = stage_begin(layer, FORGE_STAGE_ATTENTION, record, failed, fn)) != FORGE_OK) return st;
     if (reads_rows(cache)) {
         st = cuda_attend_rows(layer, cache, b);
     } else {
         forge_paged_attention_args attn = b->attn;
         attn.q = l->q, attn.out = l->attn;
-        st = cuda_paged_attend(cache, &attn, b->lens, b->pos_dev, b->total, fn);
+        st = cuda_paged_attention(cache, &attn, b->lens, b->total, b->pos_dev, fn);
     }
     if (st != FORGE_OK) return st;
 
-    if ((st = cuda_stage_begin(layer, FORGE_STAGE_OUTPUT, record, failed, fn)) != FORGE_OK) return st;
+    if ((st = stage_begin(layer, FORGE_STAGE_OUTPUT, record, failed, fn)) != FORGE_OK) return st;
     if ((st = cuda_linear(layer, &l->o_gemm, y, l->attn, l->w_o, l->b_o, b->total, hd, c->hidden, fn)) != FORGE_OK)
         return st;
     if (record) CUDA_TRY(fn, cudaEventRecord(l->ev[FORGE_STAGE_COUNT], cx->stream));

@@ -130,12 +130,7 @@ forge_status cuda_paged_reserve(forge_paged_cache *cache, const forge_paged_atte
 }
 
 forge_status cuda_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens,
-                                  int total_q) {
-    return cuda_paged_attend(cache, a, lens, NULL, total_q, "forge_paged_attention");
-}
-
-forge_status cuda_paged_attend(forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens,
-                               const int *pos_dev, int total_q, const char *fn) {
+                                  int total_q, const int *pos_dev, const char *fn) {
     cuda_pool *p = cache->impl;
     if ((uintptr_t)a->q % 16 || (uintptr_t)a->out % 16 || (uintptr_t)a->lse % 4)
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: q and out must be 16-byte aligned, lse 4-byte aligned", fn);
