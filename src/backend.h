@@ -122,23 +122,24 @@ struct forge_backend_ops {
      * call, for messages). */
     forge_status (*cache_init)(forge_paged_cache *cache, const char *fn);
     void (*cache_free)(forge_paged_cache *cache);
+    /* The cache's operations below name the public call fn in messages. */
     /* Entries [at, at + count) of the host tables (flat, [max_seqs,
      * max_pages]) changed: mirror them; NULL where the backend reads the
      * host tables. */
-    forge_status (*cache_set_table)(forge_paged_cache *cache, size_t at, int count);
+    forge_status (*cache_set_table)(forge_paged_cache *cache, size_t at, int count, const char *fn);
     /* Token rows [0, tokens) of page src to page dst: copy on write. */
-    forge_status (*cache_copy_page)(forge_paged_cache *cache, int dst, int src, int tokens);
+    forge_status (*cache_copy_page)(forge_paged_cache *cache, int dst, int src, int tokens, const char *fn);
     /* For i < n: n_tokens[i] rows of k and v (backend memory, from row
      * row0[i]) to sequence seqs[i] at positions pos0[i] ..; its table holds
      * the pages. */
     forge_status (*cache_append)(forge_paged_cache *cache, int n, const int *seqs, const int *pos0,
-                                 const int *n_tokens, const int *row0, const void *k, const void *v);
+                                 const int *n_tokens, const int *row0, const void *k, const void *v, const char *fn);
     /* Positions [0, len) of seq to host buffers [len, kv_heads, head_dim]
      * (either may be NULL); and count rows of host buffers to positions
      * first .. of seq. */
-    forge_status (*cache_read)(const forge_paged_cache *cache, int seq, int len, void *k, void *v);
+    forge_status (*cache_read)(const forge_paged_cache *cache, int seq, int len, void *k, void *v, const char *fn);
     forge_status (*cache_upload)(forge_paged_cache *cache, int seq, int first, int count, const void *k,
-                                 const void *v);
+                                 const void *v, const char *fn);
 
     /* forge_attention_forward on arguments known to be valid; *total_q and
      * *total_kv rows. */

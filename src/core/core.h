@@ -43,8 +43,8 @@ forge_status forge_paged_check_room(const forge_paged_cache *cache, int n, const
  * shared partial page copied, the backend's tables mirrored; lengths
  * unchanged. On failure it is undone. Nothing to do in a pinned cache. */
 forge_status forge_paged_grow(forge_paged_cache *cache, int n, const int *seqs, const int *n_tokens,
-                              forge_page_growth *g);
-void forge_paged_ungrow(forge_paged_cache *cache, int n, const int *seqs, const forge_page_growth *g);
+                              forge_page_growth *g, const char *fn);
+void forge_paged_ungrow(forge_paged_cache *cache, int n, const int *seqs, const forge_page_growth *g, const char *fn);
 
 /* ----------------------------------------------------- checks of a call */
 

@@ -31,9 +31,9 @@ static forge_status twin_cache(forge_paged_cache *cache, const forge_batch *b, f
     for (int i = 0; i < b->n && st == FORGE_OK; i++) {
         if (b->pos0[i] == 0) continue;
         void *k = malloc(rows_bytes(cache, b->pos0[i])), *v = malloc(rows_bytes(cache, b->pos0[i]));
-        st = k && v ? cache->ctx->ops->cache_read(cache, b->ids[i], b->pos0[i], k, v)
+        st = k && v ? cache->ctx->ops->cache_read(cache, b->ids[i], b->pos0[i], k, v, b->fn)
                     : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-        if (st == FORGE_OK) st = twin->ctx->ops->cache_upload(twin, i, 0, b->pos0[i], k, v);
+        if (st == FORGE_OK) st = twin->ctx->ops->cache_upload(twin, i, 0, b->pos0[i], k, v, b->fn);
         free(k);
         free(v);
     }
@@ -73,11 +73,11 @@ forge_status forge_twin_copy_out(forge_layer *layer, forge_paged_cache *cache, c
                                             forge_dtype_size(layer->cfg.dtype) * (size_t)b->total * layer->cfg.hidden, 0);
     for (int i = 0; cache && i < b->n && st == FORGE_OK; i++) {
         unsigned char *k = malloc(rows_bytes(cache, b->lens[i])), *v = malloc(rows_bytes(cache, b->lens[i]));
-        st = k && v ? twin->ctx->ops->cache_read(twin, i, b->lens[i], k, v)
+        st = k && v ? twin->ctx->ops->cache_read(twin, i, b->lens[i], k, v, b->fn)
                     : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "cpu twin: out of memory");
         const size_t skip = rows_bytes(cache, b->pos0[i]);
         if (st == FORGE_OK)
-            st = ctx->ops->cache_upload(cache, b->ids[i], b->pos0[i], b->n_tokens[i], k + skip, v + skip);
+            st = ctx->ops->cache_upload(cache, b->ids[i], b->pos0[i], b->n_tokens[i], k + skip, v + skip, b->fn);
         free(k);
         free(v);
     }

@@ -140,7 +140,7 @@ forge_status forge_run(const char *fn, forge_layer *layer, forge_paged_cache *ca
         g = malloc(sizeof *g * (size_t)n_seqs);
         st = g ? forge_paged_check_room(cache, n_seqs, b.ids, b.n_tokens, fn)
                : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-        if (st == FORGE_OK) st = forge_paged_grow(cache, n_seqs, b.ids, b.n_tokens, g);
+        if (st == FORGE_OK) st = forge_paged_grow(cache, n_seqs, b.ids, b.n_tokens, g, fn);
         if (st != FORGE_OK) {
             free(g);
             forge_batch_free(&b);
@@ -158,7 +158,7 @@ forge_status forge_run(const char *fn, forge_layer *layer, forge_paged_cache *ca
             st = fall_back(layer, cache, &b, x, y, failed);
     }
     if (st != FORGE_OK) {
-        if (cache) forge_paged_ungrow(cache, n_seqs, b.ids, g);
+        if (cache) forge_paged_ungrow(cache, n_seqs, b.ids, g, fn);
     } else {
         for (int i = 0; cache && i < n_seqs; i++) cache->len[b.ids[i]] = b.lens[i];
         if (layer->profiling) layer->has_timings = !replay; /* a graph's launch is not timed */

@@ -78,7 +78,7 @@ forge_status forge_kv_cache_read(const forge_kv_cache *cache, int slot, void *k,
     const size_t head = (size_t)p->cfg.head_dim * forge_dtype_size(p->cfg.dtype), bytes = len * Hk * head;
     if (len == 0 || (!k && !v)) return FORGE_OK;
     unsigned char *rk = k ? malloc(bytes) : NULL, *rv = v ? malloc(bytes) : NULL;
-    st = (!k || rk) && (!v || rv) ? p->ctx->ops->cache_read(p, slot, (int)len, rk, rv)
+    st = (!k || rk) && (!v || rv) ? p->ctx->ops->cache_read(p, slot, (int)len, rk, rv, fn)
                                   : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     for (size_t t = 0; st == FORGE_OK && t < len; t++)
         for (size_t g = 0; g < Hk; g++) {

@@ -79,7 +79,7 @@ forge_status forge_paged_make(forge_context *ctx, const forge_paged_config *cfg,
         for (int s = 0; s < cfg->max_seqs; s++) c->len[s] = 0;
         for (int i = 0; i < cfg->n_pages; i++) c->table[i] = i, c->refs[i] = 1;
         c->n_free = 0;
-        if (ctx->ops->cache_set_table && (st = ctx->ops->cache_set_table(c, 0, cfg->n_pages)) != FORGE_OK) {
+        if (ctx->ops->cache_set_table && (st = ctx->ops->cache_set_table(c, 0, cfg->n_pages, fn)) != FORGE_OK) {
             forge_paged_cache_destroy(c);
             return st;
         }
@@ -157,7 +157,7 @@ forge_status forge_paged_seq_fork(forge_paged_cache *cache, int src, int *seq) {
     if (s < 0) return no_free_id(cache, fn);
     memcpy(table_of(cache, s), table_of(cache, src), sizeof(int) * (size_t)n);
     if (n > 0 && cache->ctx->ops->cache_set_table &&
-        (st = cache->ctx->ops->cache_set_table(cache, (size_t)s * cache->max_pages, n)) != FORGE_OK)
+        (st = cache->ctx->ops->cache_set_table(cache, (size_t)s * cache->max_pages, n, fn)) != FORGE_OK)
         return st;
     for (int i = 0; i < n; i++) cache->refs[table_of(cache, s)[i]]++;
     cache->len[s] = cache->len[src];
@@ -199,10 +199,10 @@ forge_status forge_paged_read(const forge_paged_cache *cache, int seq, void *k, 
     forge_status st = forge_paged_check_live(cache, seq, "forge_paged_read");
     if (st != FORGE_OK) return st;
     if (cache->len[seq] == 0 || (!k && !v)) return FORGE_OK;
-    return cache->ctx->ops->cache_read(cache, seq, cache->len[seq], k, v);
+    return cache->ctx->ops->cache_read(cache, seq, cache->len[seq], k, v, "forge_paged_read");
 }
 
-void forge_paged_ungrow(forge_paged_cache *c, int n, const int *seqs, const forge_page_growth *g) {
+void forge_paged_ungrow(forge_paged_cache *c, int n, const int *seqs, const forge_page_growth *g, const char *fn) {
     for (int i = 0; i < n; i++) {
         int *t = table_of(c, seqs[i]);
         for (int p = 0; p < g[i].n_new; p++) drop_page(c, t[g[i].first_new + p]);
@@ -210,7 +210,7 @@ void forge_paged_ungrow(forge_paged_cache *c, int n, const int *seqs, const forg
             t[g[i].first_new] = g[i].cow_old;
             c->refs[g[i].cow_old]++;
             if (c->ctx->ops->cache_set_table)
-                c->ctx->ops->cache_set_table(c, (size_t)seqs[i] * c->max_pages + g[i].first_new, 1);
+                c->ctx->ops->cache_set_table(c, (size_t)seqs[i] * c->max_pages + g[i].first_new, 1, fn);
         }
     }
 }
@@ -238,7 +238,7 @@ forge_status forge_paged_check_room(const forge_paged_cache *cache, int n, const
 }
 
 forge_status forge_paged_grow(forge_paged_cache *cache, int n, const int *seqs, const int *n_tokens,
-                              forge_page_growth *g) {
+                              forge_page_growth *g, const char *fn) {
     const forge_backend_ops *ops = cache->ctx->ops;
     const int P = cache->cfg.page_size;
     forge_status st = FORGE_OK;
@@ -261,12 +261,12 @@ forge_status forge_paged_grow(forge_paged_cache *cache, int n, const int *seqs, 
         }
         if (c->cow_old >= 0) {
             cache->refs[c->cow_old]--; /* still held by another sequence: never 0 here */
-            st = ops->cache_copy_page(cache, t[c->first_new], c->cow_old, len % P);
+            st = ops->cache_copy_page(cache, t[c->first_new], c->cow_old, len % P, fn);
         }
         if (st == FORGE_OK && ops->cache_set_table && c->n_new > 0)
-            st = ops->cache_set_table(cache, (size_t)s * cache->max_pages + c->first_new, c->n_new);
+            st = ops->cache_set_table(cache, (size_t)s * cache->max_pages + c->first_new, c->n_new, fn);
     }
-    if (st != FORGE_OK) forge_paged_ungrow(cache, done, seqs, g);
+    if (st != FORGE_OK) forge_paged_ungrow(cache, done, seqs, g, fn);
     return st;
 }
 
@@ -292,13 +292,13 @@ forge_status forge_paged_append(forge_paged_cache *cache, int n, const int *seqs
     int *pos0 = malloc(sizeof *pos0 * (size_t)n), *row0 = malloc(sizeof *row0 * (size_t)n);
     st = g && pos0 && row0 ? FORGE_OK : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     for (int i = 0, row = 0; st == FORGE_OK && i < n; row += n_tokens[i], i++) pos0[i] = cache->len[seqs[i]], row0[i] = row;
-    if (st == FORGE_OK) st = forge_paged_grow(cache, n, seqs, n_tokens, g);
+    if (st == FORGE_OK) st = forge_paged_grow(cache, n, seqs, n_tokens, g, fn);
     if (st == FORGE_OK) {
-        st = cache->ctx->ops->cache_append(cache, n, seqs, pos0, n_tokens, row0, k, v);
+        st = cache->ctx->ops->cache_append(cache, n, seqs, pos0, n_tokens, row0, k, v, fn);
         if (st == FORGE_OK)
             for (int i = 0; i < n; i++) cache->len[seqs[i]] += n_tokens[i];
         else
-            forge_paged_ungrow(cache, n, seqs, g);
+            forge_paged_ungrow(cache, n, seqs, g, fn);
     }
     free(g);
     free(pos0);

@@ -54,7 +54,7 @@ void cpu_cache_free(forge_paged_cache *cache) {
     free(p);
 }
 
-forge_status cpu_cache_copy_page(forge_paged_cache *cache, int dst, int src, int tokens) {
+forge_status cpu_cache_copy_page(forge_paged_cache *cache, int dst, int src, int tokens, const char *fn) {
     cpu_pool *p = cache->impl;
     const size_t rb = forge_paged_row_bytes(&cache->cfg), page = (size_t)cache->cfg.page_size * rb, n = (size_t)tokens * rb;
     memcpy(p->k + (size_t)dst * page, p->k + (size_t)src * page, n);
@@ -63,7 +63,7 @@ forge_status cpu_cache_copy_page(forge_paged_cache *cache, int dst, int src, int
 }
 
 forge_status cpu_cache_append(forge_paged_cache *cache, int n, const int *seqs, const int *pos0, const int *n_tokens,
-                              const int *row0, const void *k, const void *v) {
+                              const int *row0, const void *k, const void *v, const char *fn) {
     cpu_pool *p = cache->impl;
     const size_t rb = forge_paged_row_bytes(&cache->cfg);
     for (int i = 0; i < n; i++)
@@ -75,7 +75,7 @@ forge_status cpu_cache_append(forge_paged_cache *cache, int n, const int *seqs, 
     return FORGE_OK;
 }
 
-forge_status cpu_cache_read(const forge_paged_cache *cache, int seq, int len, void *k, void *v) {
+forge_status cpu_cache_read(const forge_paged_cache *cache, int seq, int len, void *k, void *v, const char *fn) {
     const cpu_pool *p = cache->impl;
     const size_t rb = forge_paged_row_bytes(&cache->cfg);
     for (int pos = 0; pos < len; pos++) {
@@ -86,7 +86,8 @@ forge_status cpu_cache_read(const forge_paged_cache *cache, int seq, int len, vo
     return FORGE_OK;
 }
 
-forge_status cpu_cache_upload(forge_paged_cache *cache, int seq, int first, int count, const void *k, const void *v) {
+forge_status cpu_cache_upload(forge_paged_cache *cache, int seq, int first, int count, const void *k, const void *v,
+                              const char *fn) {
     cpu_pool *p = cache->impl;
     const size_t rb = forge_paged_row_bytes(&cache->cfg);
     for (int i = 0; i < count; i++) {

@@ -197,7 +197,7 @@ forge_status cpu_forward(forge_layer *layer, forge_paged_cache *cache, const for
             memcpy(l->v_tmp + t0 * kv, row + (H + Hk) * D, kv * sizeof(float));
         }
     }
-    if (cache) cpu_cache_append(cache, b->n, b->ids, b->pos0, b->n_tokens, b->rows, l->k_tmp, l->v_tmp);
+    if (cache) cpu_cache_append(cache, b->n, b->ids, b->pos0, b->n_tokens, b->rows, l->k_tmp, l->v_tmp, b->fn);
     stage_mark(layer, t, 2);
 
     float *gk = l->gathered, *gv = cache ? l->gathered + max_keys * kv : NULL; /* gathered only with a cache */

@@ -108,12 +108,13 @@ void cuda_layer_free(forge_layer *layer);
 /* cuda_cache.c */
 forge_status cuda_cache_init(forge_paged_cache *cache, const char *fn);
 void cuda_cache_free(forge_paged_cache *cache);
-forge_status cuda_cache_set_table(forge_paged_cache *cache, size_t at, int count);
-forge_status cuda_cache_copy_page(forge_paged_cache *cache, int dst, int src, int tokens);
+forge_status cuda_cache_set_table(forge_paged_cache *cache, size_t at, int count, const char *fn);
+forge_status cuda_cache_copy_page(forge_paged_cache *cache, int dst, int src, int tokens, const char *fn);
 forge_status cuda_cache_append(forge_paged_cache *cache, int n, const int *seqs, const int *pos0, const int *n_tokens,
-                               const int *row0, const void *k, const void *v);
-forge_status cuda_cache_read(const forge_paged_cache *cache, int seq, int len, void *k, void *v);
-forge_status cuda_cache_upload(forge_paged_cache *cache, int seq, int first, int count, const void *k, const void *v);
+                               const int *row0, const void *k, const void *v, const char *fn);
+forge_status cuda_cache_read(const forge_paged_cache *cache, int seq, int len, void *k, void *v, const char *fn);
+forge_status cuda_cache_upload(forge_paged_cache *cache, int seq, int first, int count, const void *k, const void *v,
+                               const char *fn);
 /* cuda_forward.c */
 forge_status cuda_reserve(forge_layer *layer, forge_paged_cache *cache, const forge_batch *b);
 forge_status cuda_forward(forge_layer *layer, forge_paged_cache *cache, const forge_batch *b, const void *x, void *y,

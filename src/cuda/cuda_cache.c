@@ -67,27 +67,26 @@ void cuda_cache_free(forge_paged_cache *cache) {
     free(p);
 }
 
-forge_status cuda_cache_set_table(forge_paged_cache *cache, size_t at, int count) {
+forge_status cuda_cache_set_table(forge_paged_cache *cache, size_t at, int count, const char *fn) {
     cuda_pool *p = cache->impl;
     /* from pageable memory: staged before the call returns, so the host
      * table may change again at once */
-    CUDA_TRY("forge_paged_append (page tables)", cudaMemcpyAsync((int *)p->pool.table + at, cache->table + at, sizeof(int) * count,
+    CUDA_TRY(fn, cudaMemcpyAsync((int *)p->pool.table + at, cache->table + at, sizeof(int) * count,
                                                    cudaMemcpyHostToDevice, stream_of(cache)));
     return FORGE_OK;
 }
 
-forge_status cuda_cache_copy_page(forge_paged_cache *cache, int dst, int src, int tokens) {
+forge_status cuda_cache_copy_page(forge_paged_cache *cache, int dst, int src, int tokens, const char *fn) {
     cuda_pool *p = cache->impl;
     const size_t rb = forge_paged_row_bytes(&cache->cfg), page = (size_t)cache->cfg.page_size * rb, n = (size_t)tokens * rb;
     char *k = p->pool.k, *v = p->pool.v;
-    CUDA_TRY("forge_paged_append", cudaMemcpyAsync(k + dst * page, k + src * page, n, cudaMemcpyDeviceToDevice, stream_of(cache)));
-    CUDA_TRY("forge_paged_append", cudaMemcpyAsync(v + dst * page, v + src * page, n, cudaMemcpyDeviceToDevice, stream_of(cache)));
+    CUDA_TRY(fn, cudaMemcpyAsync(k + dst * page, k + src * page, n, cudaMemcpyDeviceToDevice, stream_of(cache)));
+    CUDA_TRY(fn, cudaMemcpyAsync(v + dst * page, v + src * page, n, cudaMemcpyDeviceToDevice, stream_of(cache)));
     return FORGE_OK;
 }
 
 forge_status cuda_cache_append(forge_paged_cache *cache, int n, const int *seqs, const int *pos0, const int *n_tokens,
-                               const int *row0, const void *k, const void *v) {
-    static const char fn[] = "forge_paged_append";
+                               const int *row0, const void *k, const void *v, const char *fn) {
     cuda_pool *p = cache->impl;
     if ((uintptr_t)k % 16 || (uintptr_t)v % 16)
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: k and v must be 16-byte aligned", fn);
@@ -103,8 +102,7 @@ forge_status cuda_cache_append(forge_paged_cache *cache, int n, const int *seqs,
     return FORGE_OK;
 }
 
-forge_status cuda_cache_read(const forge_paged_cache *cache, int seq, int len, void *k, void *v) {
-    static const char fn[] = "forge_paged_read";
+forge_status cuda_cache_read(const forge_paged_cache *cache, int seq, int len, void *k, void *v, const char *fn) {
     const cuda_pool *p = cache->impl;
     const int P = cache->cfg.page_size;
     const size_t rb = forge_paged_row_bytes(&cache->cfg);
@@ -120,8 +118,8 @@ forge_status cuda_cache_read(const forge_paged_cache *cache, int seq, int len, v
 }
 
 /* Host rows to positions first .. first + count - 1 of seq, a copy per page. */
-forge_status cuda_cache_upload(forge_paged_cache *cache, int seq, int first, int count, const void *k, const void *v) {
-    static const char fn[] = "forge_layer_forward (the CPU's results)";
+forge_status cuda_cache_upload(forge_paged_cache *cache, int seq, int first, int count, const void *k, const void *v,
+                               const char *fn) {
     const cuda_pool *p = cache->impl;
     const int P = cache->cfg.page_size;
     const size_t rb = forge_paged_row_bytes(&cache->cfg);
