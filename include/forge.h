@@ -522,6 +522,35 @@ FORGE_API forge_status forge_st_metadata(const forge_safetensors *st, int i, con
 FORGE_API forge_status forge_st_write(const char *path, const forge_tensor *tensors, int n,
                                       const char *const *meta, int n_meta);
 
+/* ------------------------------------------------------------ tokenizer */
+
+/* A Hugging Face tokenizer, run as Hugging Face's `tokenizers` library runs
+ * its tokenizer.json (Tokenizer.from_file(path).encode(text,
+ * add_special_tokens)), which transformers' AutoTokenizer may not for every
+ * tokenizer class: Forge follows the file. */
+typedef struct forge_tokenizer forge_tokenizer;
+
+/* path: a tokenizer.json file, or a model directory holding one. A
+ * component the file names that Forge does not implement (a normalizer,
+ * pre-tokenizer, model option, post-processor or decoder) is
+ * FORGE_ERR_UNSUPPORTED, naming it; a file that is not a tokenizer is
+ * FORGE_ERR_FORMAT. Implemented: byte-level BPE (Split, ByteLevel, NFC,
+ * NFKC, TemplateProcessing). */
+FORGE_API forge_status forge_tokenizer_load(const char *path, forge_tokenizer **out);
+FORGE_API void forge_tokenizer_free(forge_tokenizer *tok); /* NULL is a no-op */
+/* Ids 0 .. size-1, added tokens included; 0 for NULL. */
+FORGE_API int forge_tokenizer_vocab_size(const forge_tokenizer *tok);
+
+/* The ids of len bytes of UTF-8 text (not NUL-terminated; text may be NULL
+ * when len is 0), with the post-processor's special tokens (BOS ...) when
+ * add_special is 1, as Hugging Face's add_special_tokens. *n_ids is the
+ * count; when it is past cap the call is FORGE_ERR_CAPACITY and writes no
+ * id (call with cap 0 to learn the count). Text that is not valid UTF-8
+ * is FORGE_ERR_INVALID_ARGUMENT, naming the byte: Hugging Face takes only
+ * strings, which are valid. */
+FORGE_API forge_status forge_tokenizer_encode(const forge_tokenizer *tok, const char *text, size_t len,
+                                              int add_special, int32_t *ids, size_t cap, size_t *n_ids);
+
 /* -------------------------------------------------------------- support */
 
 /* What runs where: which kernel computes an operation, on which GPUs, for

@@ -91,9 +91,9 @@ cmake --install "$work/sub/build" --prefix "$work/sub/prefix" >/dev/null
   fail "the subproject's install lacks Forge's header or forge-llm.pc"
 echo "ok: a subproject by FetchContent"
 
-# no cmocka: pkg-config sees OpenBLAS and cJSON alone
+# no cmocka: pkg-config sees the build's libraries alone
 mkdir -p "$work/pc"
-for m in openblas libcjson; do cp "$(env -u PKG_CONFIG_PATH pkg-config --variable=pcfiledir $m)/$m.pc" "$work/pc/"; done
+for m in openblas libcjson libpcre2-8 libutf8proc; do cp "$(env -u PKG_CONFIG_PATH pkg-config --variable=pcfiledir $m)/$m.pc" "$work/pc/"; done
 PKG_CONFIG_PATH= PKG_CONFIG_LIBDIR="$work/pc" cmake -S "$src" -B "$work/nocmocka" -DFORGE_CUDA=OFF >"$work/nocmocka.log"
 grep -q "cmocka not found; tests off" "$work/nocmocka.log" || fail "a build without cmocka did not turn its tests off"
 cmake --build "$work/nocmocka" -j "$(nproc 2>/dev/null || echo 2)" >/dev/null

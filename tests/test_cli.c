@@ -241,6 +241,11 @@ static void test_bad_inputs(void **state) {
         {"bench prefill --seq 8 --heads 4 --kv-heads 3 --head-dim 64 --backend cpu", "kv_heads", 3},
         {"bench prefill --seq 1 --heads 1 --head-dim 64 --batch 2147483647", "--batch", 2},
         {"bench prefill --seq 1073741824 --batch 2 --heads 1 --head-dim 64", "2^24 tokens", 2},
+        {"tokenize --text hi", "--model is required", 2},
+        {"tokenize --model m", "--text or --file", 2},
+        {"tokenize --model m --text hi --file f", "--text or --file", 2},
+        {"tokenize --model /nonexistent --text hi", "cannot open /nonexistent", 3},
+        {"tokenize --model m --file /nonexistent/f", "cannot read /nonexistent/f", 3},
         {"run --iters 0", "--iters", 2},
         {"run --iters", "--iters needs a value", 2},
     };

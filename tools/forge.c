@@ -45,6 +45,12 @@ static const command commands[] = {
      "usage: forge support\n"
      "  What runs where: each operation's kernel on each backend, the GPUs it needs,\n"
      "  its dtypes and head dims, as a markdown table (the README's support table).\n"},
+    {"tokenize", cmd_tokenize,
+     "usage: forge tokenize --model PATH (--text TEXT | --file F) [--no-special]\n"
+     "  The token ids of the text (UTF-8) under a Hugging Face tokenizer, on one line,\n"
+     "  separated by spaces: as tokenizers' Tokenizer.from_file(...).encode(text)\n"
+     "  gives them, with the special tokens it adds (BOS ...) unless --no-special.\n"
+     "  PATH is a tokenizer.json file or a model directory holding one.\n"},
     {"bench layer", bench_layer,
      "usage: forge bench layer [--json] --seq S --heads H [--kv-heads K] --head-dim D\n"
      "                         [--hidden N] [--batch B] [--dtype fp32|fp16|bf16] [--iters N]\n"
@@ -80,6 +86,7 @@ static const char overview[] =
     "  attn           one attention layer on tensors from safetensors files\n"
     "  check          the backend against the float64 reference over a grid of shapes\n"
     "  support        what runs where: kernels, GPUs, dtypes, head dims\n"
+    "  tokenize       a text's token ids under a Hugging Face tokenizer.json\n"
     "  bench layer    the whole layer, timed\n"
     "  bench prefill  attention alone, timed (TFLOP/s)\n"
     "  bench decode   decode attention over a paged KV cache, timed (TB/s)\n"

@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* tokenizer.h: a Hugging Face tokenizer.json as Forge runs it: the pieces
+ * that tok_load.c builds from the file and tok_encode.c runs, in the order
+ * of Hugging Face's pipeline (added tokens, normaliser, pre-tokeniser, BPE,
+ * post-processor). A leaf beside the attention core: it depends on the
+ * utilities alone. */
+#ifndef FORGE_TOKENIZER_H
+#define FORGE_TOKENIZER_H
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "forge.h"
+
+/* A string -> id map, open addressing over the ids' own pieces. */
+typedef struct {
+    int n;            /* ids 0 .. n-1; a hole has piece NULL */
+    char **piece;     /* [n] the token's text as the file has it */
+    int *len;         /* [n] its bytes */
+    int *slot;        /* [mask + 1] an id, or -1 */
+    size_t mask;
+} tok_vocab;
+
+/* The merges: (left id, right id) -> rank and the merged id. */
+typedef struct {
+    uint64_t key; /* left << 32 | right; 0 with rank -1: empty */
+    int rank, id;
+} tok_merge;
+
+typedef struct {
+    tok_merge *slot;
+    size_t mask;
+} tok_merges;
+
+typedef struct {
+    int id;
+    char *content;
+    int len;
+    int special, lstrip, rstrip, single_word, normalized;
+} tok_added;
+
+/* How a Split keeps what its pattern matches (Hugging Face's
+ * SplitDelimiterBehavior). */
+typedef enum { SPLIT_ISOLATED, SPLIT_REMOVED, SPLIT_MERGED_PREVIOUS, SPLIT_MERGED_NEXT, SPLIT_CONTIGUOUS } tok_split_how;
+
+typedef enum { PRE_SPLIT, PRE_BYTE_LEVEL } tok_pre_kind;
+
+typedef struct {
+    tok_pre_kind kind;
+    pcre2_code *re;       /* Split's pattern; ByteLevel's with use_regex, else NULL */
+    tok_split_how how;
+    int invert;
+    int add_prefix_space; /* ByteLevel */
+} tok_pre;
+
+typedef enum { NORM_NFC, NORM_NFKC } tok_norm_kind;
+
+/* One piece of a post-processor's template for a single sequence: the
+ * sequence itself (ids NULL) or special tokens' ids. */
+typedef struct {
+    int *ids;
+    int n_ids;
+} tok_template_item;
+
+struct forge_tokenizer {
+    tok_vocab vocab;
+    tok_merges merges;
+    int ignore_merges;
+    int byte_level;          /* pieces are mapped through the ByteLevel alphabet */
+    int unk;                 /* id, or -1 */
+    tok_added *added;
+    int n_added;
+    /* added tokens by pass (not normalized, normalized) and first byte,
+     * longest first: order[first[p][b] .. first[p][b + 1]) */
+    int *order;
+    int first[2][257];
+    tok_norm_kind *norms;
+    int n_norms;
+    tok_pre *pres;
+    int n_pres;
+    tok_template_item *single; /* TemplateProcessing's "single", or NULL */
+    int n_single;
+    int vocab_size;          /* the largest id + 1 */
+};
+
+/* tok_vocab.c */
+int tok_vocab_put(tok_vocab *v, int id, const char *piece, int len); /* 0: out of memory */
+int tok_vocab_find(const tok_vocab *v, const char *piece, int len);   /* id or -1 */
+int tok_vocab_init(tok_vocab *v, int n);
+void tok_vocab_free(tok_vocab *v);
+int tok_merges_init(tok_merges *m, int n);
+void tok_merges_put(tok_merges *m, int left, int right, int rank, int id);
+const tok_merge *tok_merges_find(const tok_merges *m, int left, int right);
+void tok_merges_free(tok_merges *m);
+
+/* tok_bpe.c: appends the ids of one pre-tokenised piece (in the vocab's
+ * alphabet) to a growing array; 0 on out of memory. */
+typedef struct {
+    int32_t *ids;
+    size_t n, cap;
+} tok_ids;
+int tok_ids_push(tok_ids *out, int32_t id);
+int tok_bpe(const forge_tokenizer *t, const char *piece, int len, tok_ids *out);
+
+/* The ByteLevel alphabet: byte b as a character, UTF-8, 1 or 2 bytes. */
+int tok_byte_char(unsigned char b, char out[2]);
+
+#endif

@@ -1,0 +1,218 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* test_tokenizer.c: Forge's tokenizer against Hugging Face's tokenizers on
+ * real tokenizer.json files (scripts/fetch-tokenizers.sh's cache): every id
+ * of every text of tests/tokenizer/corpus.json, with and without special
+ * tokens, as tests/tokenizer/fixtures/NAME.json holds them
+ * (bench/tokenizer_fixtures.py made them with tokenizers itself). Tokenizers
+ * of components Forge does not yet implement must be refused by name. And
+ * bad files and bad text: a clear error, nothing written.
+ *
+ *   test_tokenizer FIXTURES_DIR [CACHE_DIR]   (cache: $FORGE_TOKENIZERS or
+ *                                             ~/.cache/forge/tokenizers)
+ * Without the files it says skipped, unless the cache was named (test.sh
+ * names it): then it fails. */
+#include <cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "test_util.h"
+
+static const char *g_fixtures, *g_cache;
+
+/* The byte-level BPE tokenizers, run; the SentencePiece-style ones, refused
+ * for now with the component named. */
+static const char *const runs[] = {"llama3", "llama3_1", "qwen2_5", "qwen3", "gpt2", "deepseek_v3"};
+static const struct { const char *name, *refused; } refused[] = {{"llama2", "byte_fallback"}, {"gemma", "byte_fallback"}};
+
+static char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    const long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) free(buf), buf = NULL;
+    fclose(f);
+    if (buf) buf[n] = '\0', *len = (size_t)n;
+    return buf;
+}
+
+static void path_of(char *out, size_t n, const char *dir, const char *name, const char *file) {
+    snprintf(out, n, "%s/%s%s", dir, name, file);
+}
+
+/* Compares the ids of one case's text with its fixture's. */
+static int check_ids(forge_tokenizer *tok, const char *name, int i, const cJSON *text, const cJSON *want, int special) {
+    size_t n = 0;
+    const size_t len = strlen(text->valuestring); /* the corpus has no NUL in its texts */
+    forge_status st = forge_tokenizer_encode(tok, text->valuestring, len, special, NULL, 0, &n);
+    if (st != FORGE_OK && st != FORGE_ERR_CAPACITY) {
+        print_error("%s case %d: %s\n", name, i, forge_last_error());
+        return 0;
+    }
+    int32_t *ids = malloc(sizeof *ids * (n + 1));
+    assert_non_null(ids);
+    size_t got = 0;
+    if (n > 0) TL_OK(forge_tokenizer_encode(tok, text->valuestring, len, special, ids, n, &got));
+    int ok = got == n && (size_t)cJSON_GetArraySize(want) == n;
+    for (size_t j = 0; ok && j < n; j++) ok = cJSON_GetArrayItem(want, (int)j)->valueint == ids[j];
+    if (!ok) {
+        print_error("%s case %d (%s special tokens): %zu ids, Hugging Face %d; text \"%.60s\"\n  forge:", name, i,
+                    special ? "with" : "without", n, cJSON_GetArraySize(want), text->valuestring);
+        for (size_t j = 0; j < n && j < 24; j++) print_error(" %d", ids[j]);
+        print_error("\n  hf:   ");
+        for (int j = 0; j < cJSON_GetArraySize(want) && j < 24; j++) print_error(" %d", cJSON_GetArrayItem(want, j)->valueint);
+        print_error("\n");
+    }
+    free(ids);
+    return ok;
+}
+
+static void test_matches_hugging_face(void **state) {
+    (void)state;
+    int failures = 0, cases = 0;
+    for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+        char path[1024];
+        size_t len;
+        path_of(path, sizeof path, g_fixtures, runs[r], ".json");
+        char *text = slurp(path, &len);
+        assert_non_null(text);
+        cJSON *doc = cJSON_Parse(text);
+        free(text);
+        assert_non_null(doc);
+        path_of(path, sizeof path, g_cache, runs[r], "/tokenizer.json");
+        forge_tokenizer *tok = NULL;
+        const double t0 = tl_now_s();
+        TL_OK(forge_tokenizer_load(path, &tok));
+        const double load_s = tl_now_s() - t0;
+        assert_int_equal(forge_tokenizer_vocab_size(tok), cJSON_GetObjectItem(doc, "vocab_size")->valueint);
+        const cJSON *c;
+        int i = 0;
+        cJSON_ArrayForEach(c, cJSON_GetObjectItem(doc, "cases")) {
+            const cJSON *t = cJSON_GetObjectItem(c, "text");
+            failures += !check_ids(tok, runs[r], i, t, cJSON_GetObjectItem(c, "ids"), 1);
+            failures += !check_ids(tok, runs[r], i, t, cJSON_GetObjectItem(c, "ids_no_special"), 0);
+            cases += 2, i++;
+        }
+        print_message("%s: %d texts, loaded in %.2f s\n", runs[r], i, load_s);
+        forge_tokenizer_free(tok);
+        cJSON_Delete(doc);
+    }
+    if (failures) fail_msg("%d of %d encodings differ from Hugging Face's", failures, cases);
+}
+
+static void test_refused_by_name(void **state) {
+    (void)state;
+    for (size_t r = 0; r < sizeof refused / sizeof refused[0]; r++) {
+        char path[1024];
+        path_of(path, sizeof path, g_cache, refused[r].name, "");
+        forge_tokenizer *tok = (forge_tokenizer *)&path; /* must stay as it is */
+        assert_int_equal(forge_tokenizer_load(path, &tok), FORGE_ERR_UNSUPPORTED);
+        assert_ptr_equal(tok, (forge_tokenizer *)&path);
+        if (!strstr(forge_last_error(), refused[r].refused))
+            fail_msg("%s: \"%s\" does not name %s", refused[r].name, forge_last_error(), refused[r].refused);
+    }
+}
+
+/* A tokenizer.json written to a temporary file, loaded. */
+static forge_status load_text(const char *json, forge_tokenizer **tok) {
+    char path[] = "/tmp/forge-tokenizer-XXXXXX";
+    const int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fputs(json, f);
+    fclose(f);
+    const forge_status st = forge_tokenizer_load(path, tok);
+    remove(path);
+    return st;
+}
+
+static const char tiny[] =
+    "{\"added_tokens\": [{\"id\": 5, \"content\": \"<s>\", \"special\": true, \"normalized\": false}],"
+    " \"normalizer\": null, \"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false,"
+    " \"use_regex\": true}, \"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\":"
+    " {\"id\": \"<s>\"}}, {\"Sequence\": {\"id\": \"A\"}}], \"special_tokens\": {\"<s>\": {\"id\": \"<s>\", \"ids\":"
+    " [5]}}}, \"decoder\": {\"type\": \"ByteLevel\"}, \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1,"
+    " \"ab\": 2, \"\\u0120\": 3, \"\\u0120ab\": 4}, \"merges\": [\"a b\", \"\\u0120 ab\"]}}";
+
+static void test_bad_files(void **state) {
+    (void)state;
+    forge_tokenizer *tok = NULL;
+    TL_OK(load_text(tiny, &tok));
+    int32_t ids[8];
+    size_t n = 0;
+    TL_OK(forge_tokenizer_encode(tok, "ab ab", 5, 1, ids, 8, &n));
+    assert_int_equal(n, 3);
+    assert_int_equal(ids[0], 5), assert_int_equal(ids[1], 2), assert_int_equal(ids[2], 4);
+    forge_tokenizer_free(tok);
+
+    const struct { const char *json, *names; forge_status st; } cases[] = {
+        {"{\"model\": ", "JSON object", FORGE_ERR_FORMAT},
+        {"[1, 2]", "JSON object", FORGE_ERR_FORMAT},
+        {"{\"model\": {\"type\": \"WordPiece\"}}", "WordPiece", FORGE_ERR_UNSUPPORTED},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": \"x\"}, \"merges\": []}}", "vocab", FORGE_ERR_FORMAT},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"a zz\"]}}", "zz", FORGE_ERR_FORMAT},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [], \"dropout\": 0.1}}", "dropout",
+         FORGE_ERR_UNSUPPORTED},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, \"normalizer\": {\"type\": "
+         "\"Lowercase\"}}", "Lowercase", FORGE_ERR_UNSUPPORTED},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, \"pre_tokenizer\": {\"type\": "
+         "\"Split\", \"pattern\": {\"Regex\": \"(\"}, \"behavior\": \"Isolated\"}}", "pattern", FORGE_ERR_FORMAT},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        tok = NULL;
+        assert_int_equal(load_text(cases[i].json, &tok), cases[i].st);
+        assert_null(tok);
+        if (!strstr(forge_last_error(), cases[i].names))
+            fail_msg("case %zu: \"%s\" does not name %s", i, forge_last_error(), cases[i].names);
+    }
+    assert_int_equal(forge_tokenizer_load("/nonexistent/tokenizer.json", &tok), FORGE_ERR_IO);
+}
+
+static void test_bad_text(void **state) {
+    (void)state;
+    forge_tokenizer *tok = NULL;
+    TL_OK(load_text(tiny, &tok));
+    int32_t ids[4] = {-7, -7, -7, -7};
+    size_t n = 99;
+    assert_int_equal(forge_tokenizer_encode(tok, "ab\xff", 3, 0, ids, 4, &n), FORGE_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(forge_last_error(), "byte 2"));
+    assert_int_equal(forge_tokenizer_encode(tok, "ab ab ab", 8, 1, ids, 2, &n), FORGE_ERR_CAPACITY);
+    assert_int_equal(n, 4);
+    for (int i = 0; i < 4; i++) assert_int_equal(ids[i], -7);
+    assert_int_equal(forge_tokenizer_encode(NULL, "a", 1, 0, ids, 4, &n), FORGE_ERR_INVALID_ARGUMENT);
+    TL_OK(forge_tokenizer_encode(tok, NULL, 0, 0, NULL, 0, &n));
+    assert_int_equal(n, 0);
+    forge_tokenizer_free(tok);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_tokenizer FIXTURES_DIR [CACHE_DIR]\n");
+        return 2;
+    }
+    g_fixtures = argv[1];
+    static char cache[1024];
+    const char *env = getenv("FORGE_TOKENIZERS"), *home = getenv("HOME");
+    snprintf(cache, sizeof cache, "%s", argc > 2 ? argv[2] : env ? env : "");
+    if (!cache[0]) snprintf(cache, sizeof cache, "%s/.cache/forge/tokenizers", home ? home : ".");
+    g_cache = cache;
+    char probe[1100];
+    snprintf(probe, sizeof probe, "%s/llama3/tokenizer.json", g_cache);
+    FILE *f = fopen(probe, "rb");
+    const struct CMUnitTest with_files[] = {
+        cmocka_unit_test(test_matches_hugging_face), cmocka_unit_test(test_refused_by_name),
+        cmocka_unit_test(test_bad_files), cmocka_unit_test(test_bad_text),
+    };
+    if (!f && (argc > 2 || env)) { /* asked for these files: their absence is a failure */
+        fprintf(stderr, "test_tokenizer: no tokenizer files in %s (scripts/fetch-tokenizers.sh)\n", g_cache);
+        return 1;
+    }
+    if (!f) {
+        printf("skipped: no tokenizer files in %s (scripts/fetch-tokenizers.sh fetches them)\n", g_cache);
+        return 77;
+    }
+    fclose(f);
+    return cmocka_run_group_tests_name("tokenizer", with_files, NULL, NULL);
+}
