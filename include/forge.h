@@ -551,6 +551,15 @@ FORGE_API int forge_tokenizer_vocab_size(const forge_tokenizer *tok);
 FORGE_API forge_status forge_tokenizer_encode(const forge_tokenizer *tok, const char *text, size_t len,
                                               int add_special, int32_t *ids, size_t cap, size_t *n_ids);
 
+/* The text of n ids, as Hugging Face's decode(ids, skip_special_tokens):
+ * UTF-8 (a byte sequence that is not becomes U+FFFD, as there), NUL-
+ * terminated, into text[cap]; *len is its bytes without the NUL, and when
+ * len + 1 is past cap the call is FORGE_ERR_CAPACITY and writes nothing. An
+ * id outside the vocabulary is FORGE_ERR_INVALID_ARGUMENT, naming it
+ * (Hugging Face skips it). */
+FORGE_API forge_status forge_tokenizer_decode(const forge_tokenizer *tok, const int32_t *ids, size_t n,
+                                              int skip_special, char *text, size_t cap, size_t *len);
+
 /* -------------------------------------------------------------- support */
 
 /* What runs where: which kernel computes an operation, on which GPUs, for

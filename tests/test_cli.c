@@ -246,6 +246,11 @@ static void test_bad_inputs(void **state) {
         {"tokenize --model m --text hi --file f", "--text or --file", 2},
         {"tokenize --model /nonexistent --text hi", "cannot open /nonexistent", 3},
         {"tokenize --model m --file /nonexistent/f", "cannot read /nonexistent/f", 3},
+        {"detokenize --ids 1,2", "--model is required", 2},
+        {"detokenize --model m", "--ids is required", 2},
+        {"detokenize --model m --ids 1,,2", "not a list of integers", 2},
+        {"detokenize --model m --ids 1,x", "not a list of integers", 2},
+        {"detokenize --model /nonexistent --ids 1", "cannot open /nonexistent", 3},
         {"run --iters 0", "--iters", 2},
         {"run --iters", "--iters needs a value", 2},
     };

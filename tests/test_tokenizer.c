@@ -69,6 +69,27 @@ static int check_ids(forge_tokenizer *tok, const char *name, int i, const cJSON 
     return ok;
 }
 
+/* Compares the decode of the case's ids with its fixture's. */
+static int check_decode(forge_tokenizer *tok, const char *name, int i, const cJSON *ids, const cJSON *want, int skip) {
+    const int n = cJSON_GetArraySize(ids);
+    int32_t *v = malloc(sizeof *v * (size_t)(n + 1));
+    assert_non_null(v);
+    for (int j = 0; j < n; j++) v[j] = cJSON_GetArrayItem(ids, j)->valueint;
+    size_t len = 0;
+    forge_status st = forge_tokenizer_decode(tok, v, (size_t)n, skip, NULL, 0, &len);
+    assert_int_equal(st, FORGE_ERR_CAPACITY); /* the NUL alone needs a byte */
+    char *text = malloc(len + 1);
+    assert_non_null(text);
+    TL_OK(forge_tokenizer_decode(tok, v, (size_t)n, skip, text, len + 1, &len));
+    const int ok = len == strlen(want->valuestring) && memcmp(text, want->valuestring, len) == 0;
+    if (!ok)
+        print_error("%s case %d: decode%s gives \"%.60s\", Hugging Face \"%.60s\"\n", name, i,
+                    skip ? " skipping special tokens" : "", text, want->valuestring);
+    free(text);
+    free(v);
+    return ok;
+}
+
 static void test_matches_hugging_face(void **state) {
     (void)state;
     int failures = 0, cases = 0;
@@ -93,13 +114,16 @@ static void test_matches_hugging_face(void **state) {
             const cJSON *t = cJSON_GetObjectItem(c, "text");
             failures += !check_ids(tok, runs[r], i, t, cJSON_GetObjectItem(c, "ids"), 1);
             failures += !check_ids(tok, runs[r], i, t, cJSON_GetObjectItem(c, "ids_no_special"), 0);
-            cases += 2, i++;
+            failures += !check_decode(tok, runs[r], i, cJSON_GetObjectItem(c, "ids"), cJSON_GetObjectItem(c, "decoded"), 0);
+            failures += !check_decode(tok, runs[r], i, cJSON_GetObjectItem(c, "ids"),
+                                      cJSON_GetObjectItem(c, "decoded_skip_special"), 1);
+            cases += 4, i++;
         }
         print_message("%s: %d texts, loaded in %.2f s\n", runs[r], i, load_s);
         forge_tokenizer_free(tok);
         cJSON_Delete(doc);
     }
-    if (failures) fail_msg("%d of %d encodings differ from Hugging Face's", failures, cases);
+    if (failures) fail_msg("%d of %d encodings and decodings differ from Hugging Face's", failures, cases);
 }
 
 static void test_refused_by_name(void **state) {
@@ -184,6 +208,18 @@ static void test_bad_text(void **state) {
     assert_int_equal(forge_tokenizer_encode(NULL, "a", 1, 0, ids, 4, &n), FORGE_ERR_INVALID_ARGUMENT);
     TL_OK(forge_tokenizer_encode(tok, NULL, 0, 0, NULL, 0, &n));
     assert_int_equal(n, 0);
+    /* decode: an id outside the vocabulary, a buffer too small, lossy UTF-8 */
+    char out[16];
+    memset(out, '#', sizeof out);
+    assert_int_equal(forge_tokenizer_decode(tok, (int32_t[]){2, 6}, 2, 0, out, sizeof out, &n), FORGE_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(forge_last_error(), "ids[1] = 6"));
+    assert_int_equal(forge_tokenizer_decode(tok, (int32_t[]){5, 2, 4}, 3, 0, out, 8, &n), FORGE_ERR_CAPACITY);
+    assert_int_equal(n, 8);
+    assert_int_equal(out[0], '#');
+    TL_OK(forge_tokenizer_decode(tok, (int32_t[]){5, 2, 4}, 3, 0, out, sizeof out, &n));
+    assert_string_equal(out, "<s>ab ab");
+    TL_OK(forge_tokenizer_decode(tok, (int32_t[]){5, 2, 4}, 3, 1, out, sizeof out, &n));
+    assert_string_equal(out, "ab ab");
     forge_tokenizer_free(tok);
 }
 

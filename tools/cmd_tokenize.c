@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* cmd_tokenize.c: `forge tokenize`, a text's token ids under a Hugging Face
- * tokenizer.json, on one line, separated by spaces. */
+ * tokenizer.json, on one line, separated by spaces; and `forge
+ * detokenize`, ids back to text. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +64,62 @@ int cmd_tokenize(int argc, char **argv) {
     }
     free(ids);
     free(owned);
+    forge_tokenizer_free(tok);
+    return rc;
+}
+
+/* The ids of "1,2,3" (malloc'd) and their count; NULL with *n the index of
+ * the first that does not parse. */
+static int32_t *parse_ids(const char *list, size_t *n) {
+    size_t cap = 1;
+    for (const char *p = list; *p; p++) cap += *p == ',';
+    int32_t *ids = malloc(sizeof *ids * cap);
+    *n = 0;
+    for (const char *p = list; ids && *n < cap;) {
+        char *end;
+        const long v = strtol(p, &end, 10);
+        if (end == p || v < INT32_MIN || v > INT32_MAX || (*end != ',' && *end != '\0')) {
+            free(ids);
+            return NULL;
+        }
+        ids[(*n)++] = (int32_t)v;
+        if (*end == '\0') return ids;
+        p = end + 1;
+    }
+    free(ids);
+    return NULL;
+}
+
+int cmd_detokenize(int argc, char **argv) {
+    static const char cmd[] = "detokenize";
+    const char *model = NULL, *list = NULL;
+    int skip = 0;
+    cli_opt opts[] = {{"--model", OPT_STRING, &model, 0}, {"--ids", OPT_STRING, &list, 0},
+                      {"--skip-special", OPT_FLAG, &skip, 0}};
+    int rc = cli_parse(cmd, argc, argv, opts, 3);
+    if (rc != CLI_OK) return rc;
+    if (!model) return cli_usage(cmd, "--model is required");
+    if (!list) return cli_usage(cmd, "--ids is required");
+    size_t n = 0, len = 0;
+    int32_t *ids = parse_ids(list, &n);
+    if (!ids) return cli_usage(cmd, "--ids '%s' is not a list of integers separated by commas", list);
+    forge_tokenizer *tok = NULL;
+    char *text = NULL;
+    forge_status st = forge_tokenizer_load(model, &tok);
+    if (st == FORGE_OK) st = forge_tokenizer_decode(tok, ids, n, skip, NULL, 0, &len);
+    if (st == FORGE_ERR_CAPACITY) {
+        st = (text = malloc(len + 1)) ? FORGE_OK : FORGE_ERR_OUT_OF_MEMORY;
+        if (st == FORGE_OK) st = forge_tokenizer_decode(tok, ids, n, skip, text, len + 1, &len);
+        else rc = cli_error(cmd, "out of memory for %zu bytes", len);
+    }
+    if (st == FORGE_OK) {
+        fwrite(text, 1, len, stdout);
+        printf("\n");
+    } else if (!rc) {
+        rc = cli_fail(cmd, st);
+    }
+    free(text);
+    free(ids);
     forge_tokenizer_free(tok);
     return rc;
 }

@@ -51,6 +51,10 @@ static const command commands[] = {
      "  separated by spaces: as tokenizers' Tokenizer.from_file(...).encode(text)\n"
      "  gives them, with the special tokens it adds (BOS ...) unless --no-special.\n"
      "  PATH is a tokenizer.json file or a model directory holding one.\n"},
+    {"detokenize", cmd_detokenize,
+     "usage: forge detokenize --model PATH --ids 1,2,3 [--skip-special]\n"
+     "  The text of the ids under a Hugging Face tokenizer, as tokenizers' decode\n"
+     "  gives it, without the special tokens with --skip-special.\n"},
     {"bench layer", bench_layer,
      "usage: forge bench layer [--json] --seq S --heads H [--kv-heads K] --head-dim D\n"
      "                         [--hidden N] [--batch B] [--dtype fp32|fp16|bf16] [--iters N]\n"
@@ -87,6 +91,7 @@ static const char overview[] =
     "  check          the backend against the float64 reference over a grid of shapes\n"
     "  support        what runs where: kernels, GPUs, dtypes, head dims\n"
     "  tokenize       a text's token ids under a Hugging Face tokenizer.json\n"
+    "  detokenize     ids back to text under a Hugging Face tokenizer.json\n"
     "  bench layer    the whole layer, timed\n"
     "  bench prefill  attention alone, timed (TFLOP/s)\n"
     "  bench decode   decode attention over a paged KV cache, timed (TB/s)\n"

@@ -163,11 +163,13 @@ static forge_status add_post(forge_tokenizer *t, const char *fn, const cJSON *c)
     return refuse(fn, "post_processor", type);
 }
 
-static forge_status check_decoder(const char *fn, const cJSON *c) {
+static forge_status add_decoder(forge_tokenizer *t, const char *fn, const cJSON *c) {
     if (!c || cJSON_IsNull(c)) return FORGE_OK;
     const char *type = type_of(c);
     if (!type) return bad(fn, "a decoder has no type");
-    return strcmp(type, "ByteLevel") == 0 ? FORGE_OK : refuse(fn, "decoder", type);
+    if (strcmp(type, "ByteLevel") != 0) return refuse(fn, "decoder", type);
+    t->byte_level_decoder = 1;
+    return FORGE_OK;
 }
 
 /* The vocabulary: every id of the model's vocab and of added_tokens. */
@@ -193,7 +195,8 @@ static forge_status load_vocab(forge_tokenizer *t, const char *fn, const cJSON *
         if (!tok_vocab_put(&t->vocab, item->valueint, item->string, (int)strlen(item->string)))
             return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     t->added = calloc((size_t)cJSON_GetArraySize(added) + 1, sizeof *t->added);
-    if (!t->added) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    t->special = calloc((size_t)t->vocab_size, 1);
+    if (!t->added || !t->special) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     cJSON_ArrayForEach(item, added) {
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(item, "content");
         if (!cJSON_IsString(content) || !content->valuestring[0]) return bad(fn, "an added token has no content");
@@ -203,6 +206,7 @@ static forge_status load_vocab(forge_tokenizer *t, const char *fn, const cJSON *
         a->content = strdup(content->valuestring);
         a->special = flag(item, "special"), a->lstrip = flag(item, "lstrip"), a->rstrip = flag(item, "rstrip");
         a->single_word = flag(item, "single_word"), a->normalized = flag(item, "normalized");
+        t->special[a->id] = (unsigned char)a->special;
         if (!a->content || !tok_vocab_put(&t->vocab, a->id, a->content, a->len))
             return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     }
@@ -319,6 +323,7 @@ void forge_tokenizer_free(forge_tokenizer *t) {
     for (int i = 0; i < t->n_added; i++) free(t->added[i].content);
     free(t->added);
     free(t->order);
+    free(t->special);
     free(t->norms);
     for (int i = 0; i < t->n_pres; i++) pcre2_code_free(t->pres[i].re);
     free(t->pres);
@@ -381,7 +386,7 @@ forge_status forge_tokenizer_load(const char *path, forge_tokenizer **out) {
     const cJSON *pre = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
     if (st == FORGE_OK && pre && !cJSON_IsNull(pre)) st = add_pre(t, fn, pre);
     if (st == FORGE_OK) st = add_post(t, fn, cJSON_GetObjectItemCaseSensitive(root, "post_processor"));
-    if (st == FORGE_OK) st = check_decoder(fn, cJSON_GetObjectItemCaseSensitive(root, "decoder"));
+    if (st == FORGE_OK) st = add_decoder(t, fn, cJSON_GetObjectItemCaseSensitive(root, "decoder"));
     cJSON_Delete(root);
     if (st != FORGE_OK) {
         forge_tokenizer_free(t);

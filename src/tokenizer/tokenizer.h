@@ -69,6 +69,8 @@ struct forge_tokenizer {
     tok_merges merges;
     int ignore_merges;
     int byte_level;          /* pieces are mapped through the ByteLevel alphabet */
+    int byte_level_decoder;  /* the decoder is ByteLevel; else none: tokens joined by spaces */
+    unsigned char *special;  /* [vocab_size]: 1 for an added token marked special */
     int unk;                 /* id, or -1 */
     tok_added *added;
     int n_added;
