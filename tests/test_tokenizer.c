@@ -12,6 +12,7 @@
  * Without the files it says skipped, unless the cache was named (test.sh
  * names it): then it fails. */
 #include <cJSON.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -223,6 +224,81 @@ static void test_bad_text(void **state) {
     forge_tokenizer_free(tok);
 }
 
+/* A small deterministic generator for the fuzz tests. */
+static uint64_t next_random(uint64_t *s) {
+    *s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
+    return *s;
+}
+
+/* The loader on 3000 corruptions of a valid file (bytes flipped, cut
+ * short, spliced): any status, no crash, no leak, nothing out of bounds
+ * (the sanitizer build runs this too); each one that loads also encodes. */
+static void test_fuzz_loader(void **state) {
+    (void)state;
+    uint64_t rng = 0x9e3779b97f4a7c15ull;
+    const size_t n = sizeof tiny - 1;
+    char *buf = malloc(n + 1);
+    assert_non_null(buf);
+    int loaded = 0;
+    for (int round = 0; round < 3000; round++) {
+        memcpy(buf, tiny, n + 1);
+        size_t len = n;
+        const int edits = 1 + (int)(next_random(&rng) % 4);
+        for (int e = 0; e < edits; e++) {
+            const size_t at = next_random(&rng) % len;
+            switch (next_random(&rng) % 3) {
+            case 0: buf[at] = (char)(next_random(&rng) & 0xff); break; /* a byte changed */
+            case 1: len = at, buf[len] = '\0'; break;                  /* cut short */
+            default: buf[at] = "{}[]\",:0123456789"[next_random(&rng) % 17]; break;
+            }
+            if (len == 0) break;
+        }
+        forge_tokenizer *tok = NULL;
+        if (load_text(buf, &tok) == FORGE_OK) {
+            size_t ids_n;
+            int32_t ids[64];
+            (void)forge_tokenizer_encode(tok, "ab ab <s>a", 10, 1, ids, 64, &ids_n);
+            forge_tokenizer_free(tok);
+            loaded++;
+        }
+    }
+    print_message("fuzzed loader: %d of 3000 corrupt files still loaded\n", loaded);
+    free(buf);
+}
+
+/* Llama 3's encoder on 2000 random strings of characters from many scripts
+ * and of its special tokens' pieces, and on random bytes: valid UTF-8
+ * encodes and decodes back to itself, the rest is refused. */
+static void test_fuzz_encode(void **state) {
+    (void)state;
+    static const char *const parts[] = {" ", "  ", "\n", "\t", "a", "Z", "7", "42", "'s", "'LL", "é", "日本", "ñ",
+                                        "😀", "👩‍👧", "<|", "|>", "<|eot_id|>", "<|begin_of_text|>", "\r\n",
+                                        "\xc2\xa0", "ا", "!", "...", "__"};
+    char path[1024];
+    path_of(path, sizeof path, g_cache, "llama3", "/tokenizer.json");
+    forge_tokenizer *tok = NULL;
+    TL_OK(forge_tokenizer_load(path, &tok));
+    uint64_t rng = 12345;
+    char text[512], back[2048];
+    int32_t ids[512];
+    for (int round = 0; round < 2000; round++) {
+        size_t len = 0, n, back_len;
+        const int k = (int)(next_random(&rng) % 24);
+        for (int i = 0; i < k; i++) {
+            const char *p = parts[next_random(&rng) % (sizeof parts / sizeof parts[0])];
+            memcpy(text + len, p, strlen(p));
+            len += strlen(p);
+        }
+        if (round % 4 == 3 && len > 0) text[next_random(&rng) % len] = (char)(0x80 | (next_random(&rng) & 0x7f));
+        const forge_status st = forge_tokenizer_encode(tok, text, len, 0, ids, 512, &n);
+        if (st == FORGE_ERR_INVALID_ARGUMENT) continue; /* a stray continuation byte made it invalid */
+        if (st != FORGE_OK) fail_msg("round %d: %s", round, forge_last_error());
+        TL_OK(forge_tokenizer_decode(tok, ids, n, 0, back, sizeof back, &back_len));
+        if (back_len != len || memcmp(back, text, len) != 0) fail_msg("round %d: decode(encode(text)) is not the text", round);
+    }
+    forge_tokenizer_free(tok);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_tokenizer FIXTURES_DIR [CACHE_DIR]\n");
@@ -240,6 +316,7 @@ int main(int argc, char **argv) {
     const struct CMUnitTest with_files[] = {
         cmocka_unit_test(test_matches_hugging_face), cmocka_unit_test(test_refused_by_name),
         cmocka_unit_test(test_bad_files), cmocka_unit_test(test_bad_text),
+        cmocka_unit_test(test_fuzz_loader), cmocka_unit_test(test_fuzz_encode),
     };
     if (!f && (argc > 2 || env)) { /* asked for these files: their absence is a failure */
         fprintf(stderr, "test_tokenizer: no tokenizer files in %s (scripts/fetch-tokenizers.sh)\n", g_cache);
