@@ -534,8 +534,11 @@ typedef struct forge_tokenizer forge_tokenizer;
  * component the file names that Forge does not implement (a normalizer,
  * pre-tokenizer, model option, post-processor or decoder) is
  * FORGE_ERR_UNSUPPORTED, naming it; a file that is not a tokenizer is
- * FORGE_ERR_FORMAT. Implemented: byte-level BPE (Split, ByteLevel, NFC,
- * NFKC, TemplateProcessing). */
+ * FORGE_ERR_FORMAT. Implemented: BPE, byte-level (Llama 3, Qwen, GPT-2,
+ * DeepSeek V3) and SentencePiece-style (byte_fallback, fuse_unk: Llama 2,
+ * Gemma); normalizers NFC, NFKC, Prepend, Replace; pre-tokenizers Split,
+ * ByteLevel; post-processors ByteLevel, TemplateProcessing; decoders
+ * ByteLevel, Replace, ByteFallback, Fuse, Strip; Sequence of each. */
 FORGE_API forge_status forge_tokenizer_load(const char *path, forge_tokenizer **out);
 FORGE_API void forge_tokenizer_free(forge_tokenizer *tok); /* NULL is a no-op */
 /* Ids 0 .. size-1, added tokens included; 0 for NULL. */

@@ -21,10 +21,9 @@
 
 static const char *g_fixtures, *g_cache;
 
-/* The byte-level BPE tokenizers, run; the SentencePiece-style ones, refused
- * for now with the component named. */
-static const char *const runs[] = {"llama3", "llama3_1", "qwen2_5", "qwen3", "gpt2", "deepseek_v3"};
-static const struct { const char *name, *refused; } refused[] = {{"llama2", "byte_fallback"}, {"gemma", "byte_fallback"}};
+/* Byte-level BPE (Llama 3, Qwen, GPT-2, DeepSeek) and SentencePiece-style
+ * BPE (Llama 2's vocabulary, Gemma). */
+static const char *const runs[] = {"llama3", "llama3_1", "qwen2_5", "qwen3", "gpt2", "deepseek_v3", "llama2", "gemma"};
 
 static char *slurp(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
@@ -125,19 +124,6 @@ static void test_matches_hugging_face(void **state) {
         cJSON_Delete(doc);
     }
     if (failures) fail_msg("%d of %d encodings and decodings differ from Hugging Face's", failures, cases);
-}
-
-static void test_refused_by_name(void **state) {
-    (void)state;
-    for (size_t r = 0; r < sizeof refused / sizeof refused[0]; r++) {
-        char path[1024];
-        path_of(path, sizeof path, g_cache, refused[r].name, "");
-        forge_tokenizer *tok = (forge_tokenizer *)&path; /* must stay as it is */
-        assert_int_equal(forge_tokenizer_load(path, &tok), FORGE_ERR_UNSUPPORTED);
-        assert_ptr_equal(tok, (forge_tokenizer *)&path);
-        if (!strstr(forge_last_error(), refused[r].refused))
-            fail_msg("%s: \"%s\" does not name %s", refused[r].name, forge_last_error(), refused[r].refused);
-    }
 }
 
 /* A tokenizer.json written to a temporary file, loaded. */
@@ -314,7 +300,7 @@ int main(int argc, char **argv) {
     snprintf(probe, sizeof probe, "%s/llama3/tokenizer.json", g_cache);
     FILE *f = fopen(probe, "rb");
     const struct CMUnitTest with_files[] = {
-        cmocka_unit_test(test_matches_hugging_face), cmocka_unit_test(test_refused_by_name),
+        cmocka_unit_test(test_matches_hugging_face),
         cmocka_unit_test(test_bad_files), cmocka_unit_test(test_bad_text),
         cmocka_unit_test(test_fuzz_loader), cmocka_unit_test(test_fuzz_encode),
     };

@@ -5,6 +5,7 @@
  * a binary heap and symbols form a linked list, so a word of n characters
  * costs O(n log n), not a rescan per merge (Hugging Face's word.rs works
  * the same way, and gives the same result). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -85,16 +86,36 @@ int tok_bpe(const forge_tokenizer *t, const char *piece, int len, tok_ids *out) 
         free(s), free(h);
         return 0;
     }
-    int n = 0;
+    /* one symbol a character; one a byte (<0xNN>) for a character outside
+     * the vocab with byte_fallback; else unk (one for a run of them with
+     * fuse_unk), or nothing without an unk, as Hugging Face's BPE does */
+    int n = 0, unk_run = 0;
     for (int at = 0; at < len;) {
         int w = char_bytes((unsigned char)piece[at]);
         if (w > len - at) w = len - at;
-        const int id = tok_vocab_find(&t->vocab, piece + at, w);
+        int ids[4], k = 0;
+        ids[k++] = tok_vocab_find(&t->vocab, piece + at, w);
+        if (ids[0] < 0 && t->byte_fallback) {
+            k = 0;
+            for (int b = 0; b < w; b++) {
+                char name[8];
+                snprintf(name, sizeof name, "<0x%02X>", (unsigned char)piece[at + b]);
+                ids[k++] = tok_vocab_find(&t->vocab, name, 6);
+                if (ids[k - 1] < 0) k = 0, b = w; /* not every byte has its token: unk */
+            }
+            if (k == 0) ids[k++] = -1;
+        }
         at += w;
-        if (id < 0 && t->unk < 0) continue; /* Hugging Face drops it */
-        s[n] = (symbol){id < 0 ? t->unk : id, n - 1, -1, 1};
-        if (n > 0) s[n - 1].next = n;
-        n++;
+        if (ids[0] < 0) {
+            if (t->unk < 0 || (t->fuse_unk && unk_run)) continue;
+            ids[0] = t->unk;
+        }
+        unk_run = ids[0] == t->unk && k == 1;
+        for (int j = 0; j < k; j++) {
+            s[n] = (symbol){ids[j], n - 1, -1, 1};
+            if (n > 0) s[n - 1].next = n;
+            n++;
+        }
     }
     int queued = 0;
     for (int i = 0; i < n; i++) consider(t, s, i, h, &queued);

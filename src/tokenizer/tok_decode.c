@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* tok_decode.c: ids to text, as Hugging Face's tokenizers decodes: each
- * id's token (special ones left out on request) through the decoder, then
- * the bytes read as UTF-8 with each maximal invalid subpart replaced by
- * U+FFFD (Rust's String::from_utf8_lossy). The ByteLevel decoder turns each
- * token's characters back into bytes, or keeps the token's own bytes when a
- * character is not of its alphabet (an added token such as DeepSeek's
- * <｜begin▁of▁sentence｜>). */
+ * id's token (special ones left out on request) through the decoders in
+ * order, each taking the list of strings the one before made, and the
+ * strings joined (without a decoder, with spaces). ByteLevel turns each
+ * token's characters back into bytes (or keeps the token's own bytes when a
+ * character is not of its alphabet, as for DeepSeek's
+ * <｜begin▁of▁sentence｜>) and reads them all as one UTF-8 string, each
+ * maximal invalid subpart U+FFFD (Rust's String::from_utf8_lossy);
+ * ByteFallback turns runs of <0xNN> tokens into their bytes' text (U+FFFD a
+ * byte when they are not UTF-8); Replace, Fuse and Strip do what their
+ * names say. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +22,7 @@ typedef struct {
 } buffer;
 
 static int put(buffer *b, const void *s, size_t n) {
+    if (n == 0) return 1; /* an empty buffer may have no bytes yet */
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->len + n) cap *= 2;
@@ -96,6 +101,117 @@ static int lossy(buffer *out, const char *bytes, size_t n) {
     return 1;
 }
 
+/* A list of strings, each its own buffer: a decoder's input and output. */
+typedef struct {
+    buffer *v;
+    int n, cap;
+} strings;
+
+static buffer *strings_add(strings *l) {
+    if (l->n == l->cap) {
+        const int cap = l->cap ? 2 * l->cap : 16;
+        buffer *grown = realloc(l->v, sizeof *grown * (size_t)cap);
+        if (!grown) return NULL;
+        l->v = grown, l->cap = cap;
+    }
+    l->v[l->n] = (buffer){0};
+    return &l->v[l->n++];
+}
+
+static void strings_free(strings *l) {
+    for (int i = 0; i < l->n; i++) free(l->v[i].bytes);
+    free(l->v);
+    *l = (strings){0};
+}
+
+/* The byte of a <0xNN> token, or -1. */
+static int fallback_byte(const buffer *b) {
+    if (b->len != 6 || memcmp(b->bytes, "<0x", 3) != 0 || b->bytes[5] != '>') return -1;
+    int v = 0;
+    for (int i = 3; i < 5; i++) {
+        const char c = b->bytes[i];
+        const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0) return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* ByteFallback's run of bytes as one string: the text, or U+FFFD a byte. */
+static int flush_bytes(strings *out, buffer *run) {
+    if (run->len == 0) return 1;
+    int whole = 1, bad;
+    for (size_t i = 0; whole && i < run->len;) {
+        const int w = utf8_seq((const unsigned char *)run->bytes + i, run->len - i, &bad);
+        whole = w > 0, i += (size_t)w;
+    }
+    buffer *b = strings_add(out);
+    int ok = b != NULL;
+    for (size_t i = 0; ok && !whole && i < run->len; i++) ok = put(b, "\xef\xbf\xbd", 3);
+    if (ok && whole) ok = put(b, run->bytes, run->len);
+    run->len = 0;
+    return ok;
+}
+
+/* One decoder over the list: in, then out (in is freed). */
+static int apply(const tok_dec *d, strings *in, strings *out) {
+    int ok = 1;
+    buffer run = {0}, all = {0};
+    for (int i = 0; ok && i < in->n; i++) {
+        const buffer *x = &in->v[i];
+        const char *xb = x->bytes ? x->bytes : ""; /* an empty string may have no bytes */
+        buffer *y;
+        switch (d->kind) {
+        case DEC_BYTE_LEVEL: ok = byte_level_token(&all, xb, (int)x->len); break;
+        case DEC_FUSE: ok = put(&all, xb, x->len); break;
+        case DEC_BYTE_FALLBACK: {
+            const int b = fallback_byte(x);
+            if (b >= 0) {
+                const unsigned char c = (unsigned char)b;
+                ok = put(&run, &c, 1);
+                break;
+            }
+            ok = flush_bytes(out, &run) && (y = strings_add(out)) && put(y, xb, x->len);
+            break;
+        }
+        case DEC_REPLACE: {
+            ok = (y = strings_add(out)) != NULL;
+            size_t at = 0;
+            while (ok && at < x->len) {
+                if (x->len - at >= (size_t)d->from_len && memcmp(xb + at, d->from, (size_t)d->from_len) == 0)
+                    ok = put(y, d->to, (size_t)d->to_len), at += (size_t)d->from_len;
+                else
+                    ok = put(y, xb + at, 1), at++;
+            }
+            break;
+        }
+        case DEC_STRIP: { /* up to start copies of the content off the front, stop off the back */
+            size_t b = 0, e = x->len;
+            for (int k = 0; k < d->start && e - b >= (size_t)d->from_len && memcmp(xb + b, d->from, (size_t)d->from_len) == 0; k++)
+                b += (size_t)d->from_len;
+            for (int k = 0; k < d->stop && e - b >= (size_t)d->from_len &&
+                            memcmp(xb + e - d->from_len, d->from, (size_t)d->from_len) == 0; k++)
+                e -= (size_t)d->from_len;
+            ok = (y = strings_add(out)) && put(y, xb + b, e - b);
+            break;
+        }
+        }
+    }
+    if (ok && d->kind == DEC_BYTE_FALLBACK) ok = flush_bytes(out, &run);
+    if (ok && d->kind == DEC_BYTE_LEVEL) { /* one string: the bytes as lossy UTF-8 */
+        buffer *y = strings_add(out);
+        ok = y && lossy(y, all.bytes, all.len);
+    }
+    if (ok && d->kind == DEC_FUSE) {
+        buffer *y = strings_add(out);
+        ok = y && put(y, all.bytes, all.len);
+    }
+    free(run.bytes);
+    free(all.bytes);
+    strings_free(in);
+    return ok;
+}
+
 forge_status forge_tokenizer_decode(const forge_tokenizer *t, const int32_t *ids, size_t n, int skip_special,
                                     char *text, size_t cap, size_t *len) {
     static const char fn[] = "forge_tokenizer_decode";
@@ -107,17 +223,23 @@ forge_status forge_tokenizer_decode(const forge_tokenizer *t, const int32_t *ids
         if (ids[i] < 0 || ids[i] >= t->vocab.n || !t->vocab.piece[ids[i]])
             return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: ids[%zu] = %d is no token of the vocabulary", fn, i,
                               (int)ids[i]);
-    buffer raw = {0}, out = {0};
+    strings tokens = {0}, next = {0};
+    buffer out = {0};
     int ok = 1;
     for (size_t i = 0; ok && i < n; i++) {
-        const int id = ids[i];
-        if (skip_special && t->special[id]) continue;
-        const char *piece = t->vocab.piece[id];
-        const int plen = t->vocab.len[id];
-        /* without a decoder, tokenizers joins the tokens with spaces */
-        ok = t->byte_level_decoder ? byte_level_token(&raw, piece, plen) : (raw.len == 0 || put(&raw, " ", 1)) && put(&raw, piece, (size_t)plen);
+        if (skip_special && t->special[ids[i]]) continue;
+        buffer *b = strings_add(&tokens);
+        ok = b && put(b, t->vocab.piece[ids[i]], (size_t)t->vocab.len[ids[i]]);
     }
-    ok = ok && lossy(&out, raw.bytes, raw.len);
+    for (int k = 0; ok && k < t->n_decs; k++) {
+        ok = apply(&t->decs[k], &tokens, &next);
+        tokens = next, next = (strings){0};
+    }
+    /* the strings joined: with spaces where there is no decoder */
+    for (int i = 0; ok && i < tokens.n; i++)
+        ok = (t->n_decs > 0 || i == 0 || put(&out, " ", 1)) && put(&out, tokens.v[i].bytes, tokens.v[i].len);
+    strings_free(&tokens);
+    strings_free(&next);
     forge_status st = ok ? FORGE_OK : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     if (st == FORGE_OK) {
         *len = out.len;
@@ -127,7 +249,6 @@ forge_status forge_tokenizer_decode(const forge_tokenizer *t, const int32_t *ids
         else
             memcpy(text, out.bytes ? out.bytes : "", out.len), text[out.len] = '\0';
     }
-    free(raw.bytes);
     free(out.bytes);
     return st;
 }

@@ -193,23 +193,57 @@ static forge_status pre_tokenize(const forge_tokenizer *t, const char *fn, const
     return ok ? FORGE_OK : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
 }
 
+/* The first occurrence of pat (m bytes, m > 0) in s[0 .. n), or NULL. */
+static const char *find(const char *s, size_t n, const char *pat, size_t m) {
+    for (const char *p = s; n >= m && (p = memchr(p, pat[0], n - m + 1 - (size_t)(p - s))); p++)
+        if (memcmp(p, pat, m) == 0) return p;
+    return NULL;
+}
+
 /* The normalisers in order over s; *out is malloc'd (or s itself, when
  * there are none: *owned 0). */
 static forge_status normalize(const forge_tokenizer *t, const char *fn, const char *s, size_t len, char **out,
                               size_t *out_len, int *owned) {
     *out = (char *)s, *out_len = len, *owned = 0;
     for (int k = 0; k < t->n_norms; k++) {
-        utf8proc_uint8_t *mapped = NULL;
-        const int options = UTF8PROC_STABLE | UTF8PROC_COMPOSE | (t->norms[k] == NORM_NFKC ? UTF8PROC_COMPAT : 0);
-        const utf8proc_ssize_t n = utf8proc_map((const utf8proc_uint8_t *)*out, (utf8proc_ssize_t)*out_len, &mapped,
-                                                (utf8proc_option_t)options);
-        if (*owned) free(*out);
-        if (n < 0) {
-            *owned = 0;
-            return forge_fail(n == UTF8PROC_ERROR_NOMEM ? FORGE_ERR_OUT_OF_MEMORY : FORGE_ERR_INVALID_ARGUMENT,
-                              "%s: normalizing the text: %s", fn, utf8proc_errmsg(n));
+        const tok_norm *nm = &t->norms[k];
+        char *next = NULL;
+        size_t next_len = 0;
+        if (nm->kind == NORM_NFC || nm->kind == NORM_NFKC) {
+            utf8proc_uint8_t *mapped = NULL;
+            const int options = UTF8PROC_STABLE | UTF8PROC_COMPOSE | (nm->kind == NORM_NFKC ? UTF8PROC_COMPAT : 0);
+            const utf8proc_ssize_t n = utf8proc_map((const utf8proc_uint8_t *)*out, (utf8proc_ssize_t)*out_len, &mapped,
+                                                    (utf8proc_option_t)options);
+            if (n < 0) {
+                if (*owned) free(*out), *owned = 0;
+                return forge_fail(n == UTF8PROC_ERROR_NOMEM ? FORGE_ERR_OUT_OF_MEMORY : FORGE_ERR_INVALID_ARGUMENT,
+                                  "%s: normalizing the text: %s", fn, utf8proc_errmsg(n));
+            }
+            next = (char *)mapped, next_len = (size_t)n;
+        } else if (nm->kind == NORM_PREPEND) { /* to text that is not empty */
+            if (*out_len == 0) continue;
+            if ((next = malloc(*out_len + (size_t)nm->from_len + 1))) {
+                memcpy(next, nm->from, (size_t)nm->from_len);
+                memcpy(next + nm->from_len, *out, *out_len);
+                next_len = *out_len + (size_t)nm->from_len;
+            }
+        } else { /* Replace: every occurrence of the pattern, left to right */
+            size_t count = 0;
+            for (const char *p = *out; (p = find(p, *out_len - (size_t)(p - *out), nm->from, (size_t)nm->from_len));
+                 p += nm->from_len)
+                count++;
+            if ((next = malloc(*out_len + count * (size_t)nm->to_len + 1))) {
+                const char *p = *out, *end = *out + *out_len;
+                for (const char *hit; (hit = find(p, (size_t)(end - p), nm->from, (size_t)nm->from_len)); p = hit + nm->from_len) {
+                    memcpy(next + next_len, p, (size_t)(hit - p)), next_len += (size_t)(hit - p);
+                    memcpy(next + next_len, nm->to, (size_t)nm->to_len), next_len += (size_t)nm->to_len;
+                }
+                memcpy(next + next_len, p, (size_t)(end - p)), next_len += (size_t)(end - p);
+            }
         }
-        *out = (char *)mapped, *out_len = (size_t)n, *owned = 1;
+        if (*owned) free(*out);
+        *out = next, *out_len = next_len, *owned = next != NULL;
+        if (!next) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     }
     return FORGE_OK;
 }

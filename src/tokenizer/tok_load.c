@@ -92,6 +92,26 @@ static forge_status add_pre(forge_tokenizer *t, const char *fn, const cJSON *c) 
     return FORGE_OK;
 }
 
+/* A Replace's pattern (a literal String; a Regex is refused) and content,
+ * copied. */
+static forge_status literal_replace(const char *fn, const char *what, const cJSON *c, char **from, int *from_len,
+                                    char **to, int *to_len) {
+    const cJSON *pattern = cJSON_GetObjectItemCaseSensitive(c, "pattern");
+    const cJSON *literal = cJSON_GetObjectItemCaseSensitive(pattern, "String");
+    const cJSON *content = cJSON_GetObjectItemCaseSensitive(c, "content");
+    if (cJSON_GetObjectItemCaseSensitive(pattern, "Regex")) return refuse(fn, what, "Replace with a Regex pattern");
+    if (!cJSON_IsString(literal) || !literal->valuestring[0] || !cJSON_IsString(content))
+        return bad(fn, "a Replace lacks its String pattern or its content");
+    *from = strdup(literal->valuestring), *to = strdup(content->valuestring);
+    if (!*from || !*to) {
+        free(*from), free(*to);
+        *from = *to = NULL;
+        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    }
+    *from_len = (int)strlen(*from), *to_len = (int)strlen(*to);
+    return FORGE_OK;
+}
+
 static forge_status add_norm(forge_tokenizer *t, const char *fn, const cJSON *c) {
     if (cJSON_IsNull(c) || !c) return FORGE_OK;
     const char *type = type_of(c);
@@ -105,14 +125,32 @@ static forge_status add_norm(forge_tokenizer *t, const char *fn, const cJSON *c)
         }
         return FORGE_OK;
     }
-    tok_norm_kind kind;
-    if (strcmp(type, "NFC") == 0) kind = NORM_NFC;
-    else if (strcmp(type, "NFKC") == 0) kind = NORM_NFKC;
-    else return refuse(fn, "normalizer", type);
-    tok_norm_kind *grown = realloc(t->norms, sizeof *grown * (size_t)(t->n_norms + 1));
-    if (!grown) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    tok_norm norm = {0};
+    if (strcmp(type, "NFC") == 0) {
+        norm.kind = NORM_NFC;
+    } else if (strcmp(type, "NFKC") == 0) {
+        norm.kind = NORM_NFKC;
+    } else if (strcmp(type, "Prepend") == 0) {
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(c, "prepend");
+        if (!cJSON_IsString(text)) return bad(fn, "a Prepend normalizer has no prepend string");
+        norm.kind = NORM_PREPEND;
+        norm.from = strdup(text->valuestring);
+        norm.from_len = (int)strlen(text->valuestring);
+    } else if (strcmp(type, "Replace") == 0) {
+        forge_status st = literal_replace(fn, "normalizer", c, &norm.from, &norm.from_len, &norm.to, &norm.to_len);
+        if (st != FORGE_OK) return st;
+        norm.kind = NORM_REPLACE;
+    } else {
+        return refuse(fn, "normalizer", type);
+    }
+    tok_norm *grown = realloc(t->norms, sizeof *grown * (size_t)(t->n_norms + 1));
+    if (!grown || (norm.kind == NORM_PREPEND && !norm.from)) {
+        free(norm.from), free(norm.to);
+        if (grown) t->norms = grown;
+        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    }
     t->norms = grown;
-    t->norms[t->n_norms++] = kind;
+    t->norms[t->n_norms++] = norm;
     return FORGE_OK;
 }
 
@@ -167,8 +205,45 @@ static forge_status add_decoder(forge_tokenizer *t, const char *fn, const cJSON 
     if (!c || cJSON_IsNull(c)) return FORGE_OK;
     const char *type = type_of(c);
     if (!type) return bad(fn, "a decoder has no type");
-    if (strcmp(type, "ByteLevel") != 0) return refuse(fn, "decoder", type);
-    t->byte_level_decoder = 1;
+    if (strcmp(type, "Sequence") == 0) {
+        const cJSON *list = cJSON_GetObjectItemCaseSensitive(c, "decoders"), *item;
+        if (!cJSON_IsArray(list)) return bad(fn, "a Sequence decoder has no decoders array");
+        cJSON_ArrayForEach(item, list) {
+            forge_status st = add_decoder(t, fn, item);
+            if (st != FORGE_OK) return st;
+        }
+        return FORGE_OK;
+    }
+    tok_dec d = {0};
+    if (strcmp(type, "ByteLevel") == 0) {
+        d.kind = DEC_BYTE_LEVEL;
+    } else if (strcmp(type, "ByteFallback") == 0) {
+        d.kind = DEC_BYTE_FALLBACK;
+    } else if (strcmp(type, "Fuse") == 0) {
+        d.kind = DEC_FUSE;
+    } else if (strcmp(type, "Replace") == 0) {
+        forge_status st = literal_replace(fn, "decoder", c, &d.from, &d.from_len, &d.to, &d.to_len);
+        if (st != FORGE_OK) return st;
+        d.kind = DEC_REPLACE;
+    } else if (strcmp(type, "Strip") == 0) {
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(c, "content");
+        const cJSON *start = cJSON_GetObjectItemCaseSensitive(c, "start"), *stop = cJSON_GetObjectItemCaseSensitive(c, "stop");
+        if (!cJSON_IsString(content) || !cJSON_IsNumber(start) || !cJSON_IsNumber(stop) || start->valuedouble < 0 ||
+            stop->valuedouble < 0 || start->valuedouble > 1e6 || stop->valuedouble > 1e6)
+            return bad(fn, "a Strip decoder lacks its content, start or stop");
+        if (!(d.from = strdup(content->valuestring))) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+        d.kind = DEC_STRIP;
+        d.from_len = (int)strlen(d.from), d.start = start->valueint, d.stop = stop->valueint;
+    } else {
+        return refuse(fn, "decoder", type);
+    }
+    tok_dec *grown = realloc(t->decs, sizeof *grown * (size_t)(t->n_decs + 1));
+    if (!grown) {
+        free(d.from), free(d.to);
+        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    }
+    t->decs = grown;
+    t->decs[t->n_decs++] = d;
     return FORGE_OK;
 }
 
@@ -298,8 +373,8 @@ static forge_status load_model(forge_tokenizer *t, const char *fn, const cJSON *
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
     const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
     if (!cJSON_IsObject(vocab) || !cJSON_IsArray(merges)) return bad(fn, "the BPE model lacks its vocab or merges");
-    if (flag(model, "byte_fallback")) return refuse(fn, "BPE option", "byte_fallback");
-    if (flag(model, "fuse_unk")) return refuse(fn, "BPE option", "fuse_unk");
+    t->byte_fallback = flag(model, "byte_fallback");
+    t->fuse_unk = flag(model, "fuse_unk");
     const cJSON *dropout = cJSON_GetObjectItemCaseSensitive(model, "dropout");
     if (dropout && !cJSON_IsNull(dropout)) return refuse(fn, "BPE option", "dropout");
     static const char *affixes[] = {"continuing_subword_prefix", "end_of_word_suffix"};
@@ -324,7 +399,10 @@ void forge_tokenizer_free(forge_tokenizer *t) {
     free(t->added);
     free(t->order);
     free(t->special);
+    for (int i = 0; i < t->n_norms; i++) free(t->norms[i].from), free(t->norms[i].to);
     free(t->norms);
+    for (int i = 0; i < t->n_decs; i++) free(t->decs[i].from), free(t->decs[i].to);
+    free(t->decs);
     for (int i = 0; i < t->n_pres; i++) pcre2_code_free(t->pres[i].re);
     free(t->pres);
     for (int i = 0; i < t->n_single; i++) free(t->single[i].ids);

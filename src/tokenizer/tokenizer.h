@@ -55,7 +55,26 @@ typedef struct {
     int add_prefix_space; /* ByteLevel */
 } tok_pre;
 
-typedef enum { NORM_NFC, NORM_NFKC } tok_norm_kind;
+typedef enum { NORM_NFC, NORM_NFKC, NORM_PREPEND, NORM_REPLACE } tok_norm_kind;
+
+/* A normaliser: Prepend's text (from), Replace's literal pattern (from)
+ * and its replacement (to). */
+typedef struct {
+    tok_norm_kind kind;
+    char *from, *to;
+    int from_len, to_len;
+} tok_norm;
+
+typedef enum { DEC_BYTE_LEVEL, DEC_REPLACE, DEC_BYTE_FALLBACK, DEC_FUSE, DEC_STRIP } tok_dec_kind;
+
+/* A decoder: Replace's literal pattern and replacement; Strip's character
+ * (content) and how many of it it takes from each token's start and end. */
+typedef struct {
+    tok_dec_kind kind;
+    char *from, *to;
+    int from_len, to_len;
+    int start, stop;
+} tok_dec;
 
 /* One piece of a post-processor's template for a single sequence: the
  * sequence itself (ids NULL) or special tokens' ids. */
@@ -69,7 +88,8 @@ struct forge_tokenizer {
     tok_merges merges;
     int ignore_merges;
     int byte_level;          /* pieces are mapped through the ByteLevel alphabet */
-    int byte_level_decoder;  /* the decoder is ByteLevel; else none: tokens joined by spaces */
+    int byte_fallback;       /* a character outside the vocab becomes <0xNN> tokens */
+    int fuse_unk;            /* consecutive unknown characters make one unk */
     unsigned char *special;  /* [vocab_size]: 1 for an added token marked special */
     int unk;                 /* id, or -1 */
     tok_added *added;
@@ -78,8 +98,10 @@ struct forge_tokenizer {
      * longest first: order[first[p][b] .. first[p][b + 1]) */
     int *order;
     int first[2][257];
-    tok_norm_kind *norms;
+    tok_norm *norms;
     int n_norms;
+    tok_dec *decs;           /* none: tokens joined by spaces */
+    int n_decs;
     tok_pre *pres;
     int n_pres;
     tok_template_item *single; /* TemplateProcessing's "single", or NULL */
