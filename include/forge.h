@@ -554,6 +554,27 @@ FORGE_API int forge_tokenizer_vocab_size(const forge_tokenizer *tok);
 FORGE_API forge_status forge_tokenizer_encode(const forge_tokenizer *tok, const char *text, size_t len,
                                               int add_special, int32_t *ids, size_t cap, size_t *n_ids);
 
+/* The token of an id as the vocabulary spells it (for byte-level models in
+ * ByteLevel's alphabet: " the" is "Ġthe"), NUL-terminated and valid until
+ * forge_tokenizer_free; NULL for an id outside the vocabulary. And the id
+ * of such a token, or -1. */
+FORGE_API const char *forge_tokenizer_piece(const forge_tokenizer *tok, int32_t id);
+FORGE_API int32_t forge_tokenizer_token_id(const forge_tokenizer *tok, const char *piece);
+
+/* The ids a generation loop needs, from the files beside tokenizer.json:
+ * tokenizer_config.json's bos_token and eos_token, and generation_config.json's
+ * eos_token_id (one id or a list: generation stops at any). -1 and 0 where
+ * a file or an entry is absent; eos_ids holds eos first when there is no
+ * list. */
+#define FORGE_MAX_EOS 8
+typedef struct {
+    int32_t bos, eos;
+    int n_eos;
+    int32_t eos_ids[FORGE_MAX_EOS];
+} forge_special_ids;
+
+FORGE_API forge_status forge_tokenizer_special_ids(const forge_tokenizer *tok, forge_special_ids *out);
+
 /* The text of n ids, as Hugging Face's decode(ids, skip_special_tokens):
  * UTF-8 (a byte sequence that is not becomes U+FFFD, as there), NUL-
  * terminated, into text[cap]; *len is its bytes without the NUL, and when

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "test_util.h"
 
@@ -126,16 +127,19 @@ static void test_matches_hugging_face(void **state) {
     if (failures) fail_msg("%d of %d encodings and decodings differ from Hugging Face's", failures, cases);
 }
 
-/* A tokenizer.json written to a temporary file, loaded. */
+/* A tokenizer.json written into a directory of its own (the loader also
+ * reads the config files beside it), loaded. */
 static forge_status load_text(const char *json, forge_tokenizer **tok) {
-    char path[] = "/tmp/forge-tokenizer-XXXXXX";
-    const int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    FILE *f = fdopen(fd, "w");
+    char dir[] = "/tmp/forge-tokenizer-XXXXXX", path[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
     fputs(json, f);
     fclose(f);
     const forge_status st = forge_tokenizer_load(path, tok);
     remove(path);
+    rmdir(dir);
     return st;
 }
 
@@ -208,6 +212,62 @@ static void test_bad_text(void **state) {
     TL_OK(forge_tokenizer_decode(tok, (int32_t[]){5, 2, 4}, 3, 1, out, sizeof out, &n));
     assert_string_equal(out, "ab ab");
     forge_tokenizer_free(tok);
+}
+
+/* BOS and EOS from each model's tokenizer_config.json (a string, an
+ * AddedToken object, or null), the EOS list of a generation_config.json
+ * beside it, and the vocabulary's lookups. */
+static void test_special_ids(void **state) {
+    (void)state;
+    static const struct { const char *name; int bos, eos; } want[] = {
+        {"llama3", 128000, 128001}, {"llama3_1", 128000, 128009}, {"qwen2_5", -1, 151645}, {"qwen3", -1, 151645},
+        {"gpt2", 50256, 50256},     {"deepseek_v3", 0, 1},        {"llama2", 1, 2},        {"gemma", 2, 1},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        char path[1024];
+        path_of(path, sizeof path, g_cache, want[i].name, "");
+        forge_tokenizer *tok;
+        forge_special_ids ids;
+        TL_OK(forge_tokenizer_load(path, &tok));
+        TL_OK(forge_tokenizer_special_ids(tok, &ids));
+        if (ids.bos != want[i].bos || ids.eos != want[i].eos || ids.n_eos != 1 || ids.eos_ids[0] != want[i].eos)
+            fail_msg("%s: bos %d, eos %d (%d listed), want %d, %d", want[i].name, ids.bos, ids.eos, ids.n_eos,
+                     want[i].bos, want[i].eos);
+        forge_tokenizer_free(tok);
+    }
+    /* a model directory with generation_config.json: its list of EOS ids */
+    char dir[] = "/tmp/forge-model-XXXXXX", path[1100], target[1100];
+    assert_non_null(mkdtemp(dir));
+    path_of(target, sizeof target, g_cache, "llama3_1", "/tokenizer.json");
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    assert_int_equal(symlink(target, path), 0);
+    snprintf(path, sizeof path, "%s/generation_config.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs("{\"bos_token_id\": 128000, \"eos_token_id\": [128001, 128008, 128009]}", f);
+    fclose(f);
+    forge_tokenizer *tok;
+    forge_special_ids ids;
+    TL_OK(forge_tokenizer_load(dir, &tok));
+    TL_OK(forge_tokenizer_special_ids(tok, &ids));
+    assert_int_equal(ids.n_eos, 3);
+    assert_int_equal(ids.eos_ids[0], 128001), assert_int_equal(ids.eos_ids[2], 128009);
+    assert_int_equal(ids.bos, -1); /* no tokenizer_config.json here */
+    assert_string_equal(forge_tokenizer_piece(tok, 9906), "Hello");
+    assert_int_equal(forge_tokenizer_token_id(tok, "\xc4\xa0world"), 1917); /* " world" in ByteLevel's alphabet */
+    assert_null(forge_tokenizer_piece(tok, -1));
+    assert_int_equal(forge_tokenizer_token_id(tok, "no such token here"), -1);
+    forge_tokenizer_free(tok);
+    f = fopen(path, "w");
+    fputs("{\"eos_token_id\": \"x\"}", f);
+    fclose(f);
+    tok = NULL;
+    assert_int_equal(forge_tokenizer_load(dir, &tok), FORGE_ERR_FORMAT);
+    assert_non_null(strstr(forge_last_error(), "eos_token_id"));
+    assert_null(tok);
+    remove(path);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    remove(path);
+    rmdir(dir);
 }
 
 /* A small deterministic generator for the fuzz tests. */
@@ -302,7 +362,8 @@ int main(int argc, char **argv) {
     const struct CMUnitTest with_files[] = {
         cmocka_unit_test(test_matches_hugging_face),
         cmocka_unit_test(test_bad_files), cmocka_unit_test(test_bad_text),
-        cmocka_unit_test(test_fuzz_loader), cmocka_unit_test(test_fuzz_encode),
+        cmocka_unit_test(test_special_ids),   cmocka_unit_test(test_fuzz_loader),
+        cmocka_unit_test(test_fuzz_encode),
     };
     if (!f && (argc > 2 || env)) { /* asked for these files: their absence is a failure */
         fprintf(stderr, "test_tokenizer: no tokenizer files in %s (scripts/fetch-tokenizers.sh)\n", g_cache);

@@ -410,49 +410,35 @@ void forge_tokenizer_free(forge_tokenizer *t) {
     free(t);
 }
 
-/* The file's bytes, NUL-terminated; path may be a directory holding
- * tokenizer.json. */
-static forge_status read_file(const char *fn, const char *path, char **out, size_t *len) {
-    struct stat sb;
-    char *joined = NULL;
-    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        const size_t n = strlen(path) + sizeof "/tokenizer.json";
-        if (!(joined = malloc(n))) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-        snprintf(joined, n, "%s/tokenizer.json", path);
-        path = joined;
-    }
-    FILE *f = fopen(path, "rb");
-    forge_status st = f ? FORGE_OK : forge_fail(FORGE_ERR_IO, "%s: cannot open %s", fn, path);
-    long size = -1;
-    if (st == FORGE_OK && (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0))
-        st = forge_fail(FORGE_ERR_IO, "%s: cannot read %s", fn, path);
-    char *buf = st == FORGE_OK ? malloc((size_t)size + 1) : NULL;
-    if (st == FORGE_OK && !buf) st = forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory for %ld bytes", fn, size);
-    if (st == FORGE_OK && fread(buf, 1, (size_t)size, f) != (size_t)size)
-        st = forge_fail(FORGE_ERR_IO, "%s: cannot read %s", fn, path);
-    if (f) fclose(f);
-    free(joined);
-    if (st != FORGE_OK) {
-        free(buf);
-        return st;
-    }
-    buf[size] = '\0';
-    *out = buf, *len = (size_t)size;
-    return FORGE_OK;
-}
-
 forge_status forge_tokenizer_load(const char *path, forge_tokenizer **out) {
     static const char fn[] = "forge_tokenizer_load";
     FORGE_CHECK_NOT_NULL(path, fn);
     FORGE_CHECK_NOT_NULL(out, fn);
-    char *text = NULL;
+    /* a directory holding tokenizer.json, or the file: its directory holds
+     * the config files */
+    struct stat sb;
+    const int is_dir = stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+    const size_t n = strlen(path) + sizeof "/tokenizer.json";
+    char *file = malloc(n), *dir = malloc(n), *text = NULL;
     size_t len = 0;
-    forge_status st = read_file(fn, path, &text, &len);
-    if (st != FORGE_OK) return st;
+    forge_status st = file && dir ? FORGE_OK : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    if (st == FORGE_OK) {
+        snprintf(file, n, is_dir ? "%s/tokenizer.json" : "%s", path);
+        snprintf(dir, n, "%s", path);
+        char *slash = strrchr(dir, '/');
+        if (!is_dir) slash ? (void)(*slash = '\0') : (void)snprintf(dir, n, ".");
+        st = tok_read_file(fn, file, &text, &len);
+    }
+    free(file);
+    if (st != FORGE_OK) {
+        free(dir);
+        return st;
+    }
     cJSON *root = cJSON_ParseWithLength(text, len);
     free(text);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
+        free(dir);
         return bad(fn, "the file is not a JSON object");
     }
     forge_tokenizer *t = calloc(1, sizeof *t);
@@ -466,6 +452,8 @@ forge_status forge_tokenizer_load(const char *path, forge_tokenizer **out) {
     if (st == FORGE_OK) st = add_post(t, fn, cJSON_GetObjectItemCaseSensitive(root, "post_processor"));
     if (st == FORGE_OK) st = add_decoder(t, fn, cJSON_GetObjectItemCaseSensitive(root, "decoder"));
     cJSON_Delete(root);
+    if (st == FORGE_OK) st = tok_read_configs(t, fn, dir);
+    free(dir);
     if (st != FORGE_OK) {
         forge_tokenizer_free(t);
         return st;

@@ -107,6 +107,7 @@ struct forge_tokenizer {
     tok_template_item *single; /* TemplateProcessing's "single", or NULL */
     int n_single;
     int vocab_size;          /* the largest id + 1 */
+    forge_special_ids specials; /* tok_config.c */
 };
 
 /* tok_vocab.c */
@@ -127,6 +128,12 @@ typedef struct {
 } tok_ids;
 int tok_ids_push(tok_ids *out, int32_t id);
 int tok_bpe(const forge_tokenizer *t, const char *piece, int len, tok_ids *out);
+
+/* tok_config.c: the special ids of the files in dir beside tokenizer.json. */
+forge_status tok_read_configs(forge_tokenizer *t, const char *fn, const char *dir);
+/* The file's bytes, NUL-terminated (malloc'd): FORGE_ERR_IO naming it when
+ * it cannot be read. */
+forge_status tok_read_file(const char *fn, const char *path, char **out, size_t *len);
 
 /* The ByteLevel alphabet: byte b as a character, UTF-8, 1 or 2 bytes. */
 int tok_byte_char(unsigned char b, char out[2]);
