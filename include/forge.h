@@ -584,6 +584,17 @@ FORGE_API forge_status forge_tokenizer_special_ids(const forge_tokenizer *tok, f
 FORGE_API forge_status forge_tokenizer_decode(const forge_tokenizer *tok, const int32_t *ids, size_t n,
                                               int skip_special, char *text, size_t cap, size_t *len);
 
+/* Decoding a generation loop's ids one at a time: each push gives the text
+ * the id completes, "" while it ends inside a UTF-8 character or adds
+ * nothing yet; the pushes' texts put together are the decode of all the
+ * ids, never half a character, no text dropped or repeated. The text is
+ * valid until the next push. */
+typedef struct forge_token_stream forge_token_stream;
+FORGE_API forge_status forge_token_stream_create(const forge_tokenizer *tok, int skip_special,
+                                                 forge_token_stream **out);
+FORGE_API forge_status forge_token_stream_push(forge_token_stream *stream, int32_t id, const char **text);
+FORGE_API void forge_token_stream_free(forge_token_stream *stream); /* NULL is a no-op */
+
 /* -------------------------------------------------------------- support */
 
 /* What runs where: which kernel computes an operation, on which GPUs, for

@@ -70,6 +70,46 @@ static int check_ids(forge_tokenizer *tok, const char *name, int i, const cJSON 
     return ok;
 }
 
+/* 1 when s holds whole UTF-8 characters only (by their lead bytes' lengths). */
+static int whole_characters(const char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        const unsigned char c = (unsigned char)s[i];
+        const size_t w = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 0;
+        if (w == 0 || i + w > n) return 0;
+        for (size_t k = 1; k < w; k++)
+            if (((unsigned char)s[i + k] & 0xc0) != 0x80) return 0;
+        i += w;
+    }
+    return 1;
+}
+
+/* The case's ids pushed one at a time through a stream: the texts put
+ * together are Hugging Face's decode, and no text ends inside a UTF-8
+ * character. */
+static int check_stream(forge_tokenizer *tok, const char *name, int i, const cJSON *ids, const cJSON *want) {
+    forge_token_stream *stream;
+    TL_OK(forge_token_stream_create(tok, 0, &stream));
+    const size_t cap = strlen(want->valuestring) + 1;
+    char *all = calloc(1, cap + 64);
+    assert_non_null(all);
+    size_t len = 0;
+    int ok = 1;
+    const cJSON *id;
+    cJSON_ArrayForEach(id, ids) {
+        const char *text;
+        TL_OK(forge_token_stream_push(stream, id->valueint, &text));
+        const size_t n = strlen(text);
+        ok = ok && whole_characters(text, n);
+        if (len + n > cap) ok = 0;
+        else memcpy(all + len, text, n), len += n;
+    }
+    ok = ok && len == cap - 1 && memcmp(all, want->valuestring, len) == 0;
+    if (!ok) print_error("%s case %d: streamed \"%.60s\", Hugging Face \"%.60s\"\n", name, i, all, want->valuestring);
+    free(all);
+    forge_token_stream_free(stream);
+    return ok;
+}
+
 /* Compares the decode of the case's ids with its fixture's. */
 static int check_decode(forge_tokenizer *tok, const char *name, int i, const cJSON *ids, const cJSON *want, int skip) {
     const int n = cJSON_GetArraySize(ids);
@@ -118,7 +158,8 @@ static void test_matches_hugging_face(void **state) {
             failures += !check_decode(tok, runs[r], i, cJSON_GetObjectItem(c, "ids"), cJSON_GetObjectItem(c, "decoded"), 0);
             failures += !check_decode(tok, runs[r], i, cJSON_GetObjectItem(c, "ids"),
                                       cJSON_GetObjectItem(c, "decoded_skip_special"), 1);
-            cases += 4, i++;
+            failures += !check_stream(tok, runs[r], i, cJSON_GetObjectItem(c, "ids"), cJSON_GetObjectItem(c, "decoded"));
+            cases += 5, i++;
         }
         print_message("%s: %d texts, loaded in %.2f s\n", runs[r], i, load_s);
         forge_tokenizer_free(tok);

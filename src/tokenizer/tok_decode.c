@@ -212,13 +212,8 @@ static int apply(const tok_dec *d, strings *in, strings *out) {
     return ok;
 }
 
-forge_status forge_tokenizer_decode(const forge_tokenizer *t, const int32_t *ids, size_t n, int skip_special,
-                                    char *text, size_t cap, size_t *len) {
-    static const char fn[] = "forge_tokenizer_decode";
-    FORGE_CHECK_NAMED(t, "tokenizer", fn);
-    FORGE_CHECK_NOT_NULL(len, fn);
-    if (n > 0) FORGE_CHECK_NOT_NULL(ids, fn);
-    if (cap > 0) FORGE_CHECK_NOT_NULL(text, fn);
+forge_status tok_decode_text(const forge_tokenizer *t, const char *fn, const int32_t *ids, size_t n, int skip_special,
+                            char **text, size_t *len) {
     for (size_t i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= t->vocab.n || !t->vocab.piece[ids[i]])
             return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: ids[%zu] = %d is no token of the vocabulary", fn, i,
@@ -238,17 +233,34 @@ forge_status forge_tokenizer_decode(const forge_tokenizer *t, const int32_t *ids
     /* the strings joined: with spaces where there is no decoder */
     for (int i = 0; ok && i < tokens.n; i++)
         ok = (t->n_decs > 0 || i == 0 || put(&out, " ", 1)) && put(&out, tokens.v[i].bytes, tokens.v[i].len);
+    ok = ok && put(&out, "", 1); /* the NUL */
     strings_free(&tokens);
     strings_free(&next);
-    forge_status st = ok ? FORGE_OK : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-    if (st == FORGE_OK) {
-        *len = out.len;
-        if (out.len + 1 > cap)
-            st = forge_fail(FORGE_ERR_CAPACITY, "%s: the text is %zu bytes and its NUL, past the buffer's %zu", fn,
-                            out.len, cap);
-        else
-            memcpy(text, out.bytes ? out.bytes : "", out.len), text[out.len] = '\0';
+    if (!ok) {
+        free(out.bytes);
+        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     }
-    free(out.bytes);
+    *text = out.bytes, *len = out.len - 1;
+    return FORGE_OK;
+}
+
+forge_status forge_tokenizer_decode(const forge_tokenizer *t, const int32_t *ids, size_t n, int skip_special,
+                                    char *text, size_t cap, size_t *len) {
+    static const char fn[] = "forge_tokenizer_decode";
+    FORGE_CHECK_NAMED(t, "tokenizer", fn);
+    FORGE_CHECK_NOT_NULL(len, fn);
+    if (n > 0) FORGE_CHECK_NOT_NULL(ids, fn);
+    if (cap > 0) FORGE_CHECK_NOT_NULL(text, fn);
+    char *all;
+    size_t all_len;
+    forge_status st = tok_decode_text(t, fn, ids, n, skip_special, &all, &all_len);
+    if (st != FORGE_OK) return st;
+    *len = all_len;
+    if (all_len + 1 > cap)
+        st = forge_fail(FORGE_ERR_CAPACITY, "%s: the text is %zu bytes and its NUL, past the buffer's %zu", fn, all_len,
+                        cap);
+    else
+        memcpy(text, all, all_len + 1);
+    free(all);
     return st;
 }

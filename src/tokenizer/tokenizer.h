@@ -129,6 +129,11 @@ typedef struct {
 int tok_ids_push(tok_ids *out, int32_t id);
 int tok_bpe(const forge_tokenizer *t, const char *piece, int len, tok_ids *out);
 
+/* tok_decode.c: the text of ids (checked against the vocabulary), NUL-
+ * terminated, malloc'd; *len without the NUL. */
+forge_status tok_decode_text(const forge_tokenizer *t, const char *fn, const int32_t *ids, size_t n, int skip_special,
+                            char **text, size_t *len);
+
 /* tok_config.c: the special ids of the files in dir beside tokenizer.json. */
 forge_status tok_read_configs(forge_tokenizer *t, const char *fn, const char *dir);
 /* The file's bytes, NUL-terminated (malloc'd): FORGE_ERR_IO naming it when
