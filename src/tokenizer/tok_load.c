@@ -32,6 +32,26 @@ static const char *type_of(const cJSON *c) {
 
 static int flag(const cJSON *c, const char *name) { return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, name)); }
 
+/* A component that is a Sequence: each of its list (under key) added in
+ * order; *handled 0 where c is no Sequence. */
+typedef forge_status (*add_fn)(forge_tokenizer *t, const char *fn, const cJSON *c);
+
+static forge_status add_sequence(forge_tokenizer *t, const char *fn, const cJSON *c, const char *key, add_fn add,
+                                 int *handled) {
+    *handled = 0;
+    const char *type = type_of(c);
+    if (!type || strcmp(type, "Sequence") != 0) return FORGE_OK;
+    *handled = 1;
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(c, key), *item;
+    if (!cJSON_IsArray(list))
+        return forge_fail(FORGE_ERR_FORMAT, "%s: a Sequence has no %s array", fn, key);
+    cJSON_ArrayForEach(item, list) {
+        forge_status st = add(t, fn, item);
+        if (st != FORGE_OK) return st;
+    }
+    return FORGE_OK;
+}
+
 static forge_status compile(const char *fn, const char *pattern, size_t len, int literal, pcre2_code **out) {
     int err;
     PCRE2_SIZE at;
@@ -52,17 +72,10 @@ static forge_status compile(const char *fn, const char *pattern, size_t len, int
 static forge_status add_pre(forge_tokenizer *t, const char *fn, const cJSON *c) {
     const char *type = type_of(c);
     if (!type) return bad(fn, "a pre_tokenizer has no type");
-    if (strcmp(type, "Sequence") == 0) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(c, "pretokenizers"), *item;
-        if (!cJSON_IsArray(list)) return bad(fn, "a Sequence pre_tokenizer has no pretokenizers array");
-        cJSON_ArrayForEach(item, list) {
-            forge_status st = add_pre(t, fn, item);
-            if (st != FORGE_OK) return st;
-        }
-        return FORGE_OK;
-    }
+    int handled;
+    forge_status st = add_sequence(t, fn, c, "pretokenizers", add_pre, &handled);
+    if (handled || st != FORGE_OK) return st;
     tok_pre p = {0};
-    forge_status st = FORGE_OK;
     if (strcmp(type, "ByteLevel") == 0) {
         p.kind = PRE_BYTE_LEVEL;
         p.add_prefix_space = flag(c, "add_prefix_space");
@@ -121,15 +134,9 @@ static forge_status add_norm(forge_tokenizer *t, const char *fn, const cJSON *c)
     if (cJSON_IsNull(c) || !c) return FORGE_OK;
     const char *type = type_of(c);
     if (!type) return bad(fn, "a normalizer has no type");
-    if (strcmp(type, "Sequence") == 0) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(c, "normalizers"), *item;
-        if (!cJSON_IsArray(list)) return bad(fn, "a Sequence normalizer has no normalizers array");
-        cJSON_ArrayForEach(item, list) {
-            forge_status st = add_norm(t, fn, item);
-            if (st != FORGE_OK) return st;
-        }
-        return FORGE_OK;
-    }
+    int handled;
+    forge_status st = add_sequence(t, fn, c, "normalizers", add_norm, &handled);
+    if (handled || st != FORGE_OK) return st;
     tok_norm norm = {0};
     if (strcmp(type, "NFC") == 0) {
         norm.kind = NORM_NFC;
@@ -142,8 +149,8 @@ static forge_status add_norm(forge_tokenizer *t, const char *fn, const cJSON *c)
         norm.from = strdup(text->valuestring);
         norm.from_len = (int)strlen(text->valuestring);
     } else if (strcmp(type, "Replace") == 0) {
-        forge_status st = literal_replace(fn, "normalizer", c, &norm.from, &norm.from_len, &norm.to, &norm.to_len);
-        if (st != FORGE_OK) return st;
+        if ((st = literal_replace(fn, "normalizer", c, &norm.from, &norm.from_len, &norm.to, &norm.to_len)) != FORGE_OK)
+            return st;
         norm.kind = NORM_REPLACE;
     } else {
         return refuse(fn, "normalizer", type);
@@ -194,15 +201,9 @@ static forge_status add_post(forge_tokenizer *t, const char *fn, const cJSON *c)
     if (!type) return bad(fn, "a post_processor has no type");
     if (strcmp(type, "ByteLevel") == 0) return FORGE_OK; /* offsets only: no ids change */
     if (strcmp(type, "TemplateProcessing") == 0) return add_template(t, fn, c);
-    if (strcmp(type, "Sequence") == 0) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(c, "processors"), *item;
-        if (!cJSON_IsArray(list)) return bad(fn, "a Sequence post_processor has no processors array");
-        cJSON_ArrayForEach(item, list) {
-            forge_status st = add_post(t, fn, item);
-            if (st != FORGE_OK) return st;
-        }
-        return FORGE_OK;
-    }
+    int handled;
+    forge_status st = add_sequence(t, fn, c, "processors", add_post, &handled);
+    if (handled || st != FORGE_OK) return st;
     return refuse(fn, "post_processor", type);
 }
 
@@ -210,15 +211,9 @@ static forge_status add_decoder(forge_tokenizer *t, const char *fn, const cJSON 
     if (!c || cJSON_IsNull(c)) return FORGE_OK;
     const char *type = type_of(c);
     if (!type) return bad(fn, "a decoder has no type");
-    if (strcmp(type, "Sequence") == 0) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(c, "decoders"), *item;
-        if (!cJSON_IsArray(list)) return bad(fn, "a Sequence decoder has no decoders array");
-        cJSON_ArrayForEach(item, list) {
-            forge_status st = add_decoder(t, fn, item);
-            if (st != FORGE_OK) return st;
-        }
-        return FORGE_OK;
-    }
+    int handled;
+    forge_status st = add_sequence(t, fn, c, "decoders", add_decoder, &handled);
+    if (handled || st != FORGE_OK) return st;
     tok_dec d = {0};
     if (strcmp(type, "ByteLevel") == 0) {
         d.kind = DEC_BYTE_LEVEL;
@@ -227,8 +222,7 @@ static forge_status add_decoder(forge_tokenizer *t, const char *fn, const cJSON 
     } else if (strcmp(type, "Fuse") == 0) {
         d.kind = DEC_FUSE;
     } else if (strcmp(type, "Replace") == 0) {
-        forge_status st = literal_replace(fn, "decoder", c, &d.from, &d.from_len, &d.to, &d.to_len);
-        if (st != FORGE_OK) return st;
+        if ((st = literal_replace(fn, "decoder", c, &d.from, &d.from_len, &d.to, &d.to_len)) != FORGE_OK) return st;
         d.kind = DEC_REPLACE;
     } else if (strcmp(type, "Strip") == 0) {
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(c, "content");
