@@ -5,29 +5,12 @@
 
 #include "error.h"
 #include "st_text.h"
-
-/* The length of the valid UTF-8 character at s[0 .. n), or 0: no overlong
- * form, no surrogate, nothing past U+10FFFF. */
-static size_t utf8_char(const unsigned char *s, size_t n) {
-    if (s[0] < 0x80) return 1;
-    size_t len;
-    uint32_t c, min;
-    if ((s[0] & 0xe0) == 0xc0) len = 2, c = s[0] & 0x1f, min = 0x80;
-    else if ((s[0] & 0xf0) == 0xe0) len = 3, c = s[0] & 0x0f, min = 0x800;
-    else if ((s[0] & 0xf8) == 0xf0) len = 4, c = s[0] & 0x07, min = 0x10000;
-    else return 0;
-    if (len > n) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0;
-        c = c << 6 | (s[i] & 0x3f);
-    }
-    return c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff) ? 0 : len;
-}
+#include "utf8.h"
 
 int st_utf8_valid(const char *s) {
     const size_t n = strlen(s);
     for (size_t i = 0, k; i < n; i += k)
-        if ((k = utf8_char((const unsigned char *)s + i, n - i)) == 0) return 0;
+        if ((k = forge_utf8_char((const unsigned char *)s + i, n - i, NULL)) == 0) return 0;
     return 1;
 }
 
@@ -55,7 +38,7 @@ forge_status st_check_header_text(const char *json, size_t n) {
         const unsigned char c = (unsigned char)*p;
         const size_t at = (size_t)(p - json);
         if (c >= 0x80) {
-            const size_t k = utf8_char((const unsigned char *)p, (size_t)(end - p));
+            const size_t k = forge_utf8_char((const unsigned char *)p, (size_t)(end - p), NULL);
             if (!k) return forge_fail(FORGE_ERR_FORMAT, "safetensors: the header is not UTF-8 (byte %zu)", at);
             p += k;
         } else if (in_string) {

@@ -15,6 +15,7 @@
 
 #include "error.h"
 #include "tokenizer.h"
+#include "utf8.h"
 
 typedef struct {
     char *bytes;
@@ -35,25 +36,8 @@ static int put(buffer *b, const void *s, size_t n) {
     return 1;
 }
 
-/* The byte whose ByteLevel character is the code point cp, or -1. */
-static int byte_of(unsigned cp) {
-    static short table[324];
-    static int made;
-    if (!made) { /* the same values from every thread that makes it */
-        for (int i = 0; i < 324; i++) table[i] = -1;
-        for (int b = 0; b < 256; b++) {
-            char c[2];
-            const int n = tok_byte_char((unsigned char)b, c);
-            const unsigned u = n == 1 ? (unsigned char)c[0] : ((unsigned char)c[0] & 0x1fu) << 6 | ((unsigned char)c[1] & 0x3fu);
-            table[u] = (short)b;
-        }
-        made = 1;
-    }
-    return cp < 324 ? table[cp] : -1;
-}
-
 /* One token through the ByteLevel decoder. */
-static int byte_level_token(buffer *out, const char *t, int len) {
+static int byte_level_token(const forge_tokenizer *tok, buffer *out, const char *t, int len) {
     char small[256], *bytes = len <= (int)sizeof small ? small : malloc((size_t)len);
     if (!bytes) return 0;
     int n = 0, whole = 1;
@@ -63,7 +47,7 @@ static int byte_level_token(buffer *out, const char *t, int len) {
         int w = 1;
         if (c >= 0xc0 && c < 0xe0 && i + 1 < len) cp = (c & 0x1fu) << 6 | ((unsigned char)t[i + 1] & 0x3fu), w = 2;
         else if (c >= 0x80) cp = 0x10000; /* three bytes or more: outside the alphabet */
-        const int b = byte_of(cp);
+        const int b = cp < 324 ? tok->char_byte[cp] : -1;
         if (b < 0) whole = 0;
         else bytes[n++] = (char)b;
         i += w;
@@ -73,30 +57,13 @@ static int byte_level_token(buffer *out, const char *t, int len) {
     return ok;
 }
 
-/* The length of the valid UTF-8 sequence at s (1 to 4), or 0; and in
- * *bad the bytes of the maximal invalid subpart there (1 to 3). */
-static int utf8_seq(const unsigned char *s, size_t n, int *bad) {
-    const unsigned char c = s[0];
-    int need, lo = 0x80, hi = 0xbf;
-    if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf) need = 1;
-    else if (c >= 0xe0 && c <= 0xef) need = 2, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-    else if (c >= 0xf0 && c <= 0xf4) need = 3, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-    else return *bad = 1, 0;
-    for (int i = 1; i <= need; i++) {
-        const int lo_i = i == 1 ? lo : 0x80, hi_i = i == 1 ? hi : 0xbf;
-        if ((size_t)i >= n || s[i] < lo_i || s[i] > hi_i) return *bad = i, 0;
-    }
-    return need + 1;
-}
-
 /* bytes as UTF-8 into out, each maximal invalid subpart as U+FFFD. */
 static int lossy(buffer *out, const char *bytes, size_t n) {
     for (size_t i = 0; i < n;) {
-        int bad = 0;
-        const int w = utf8_seq((const unsigned char *)bytes + i, n - i, &bad);
-        if (w > 0 ? !put(out, bytes + i, (size_t)w) : !put(out, "\xef\xbf\xbd", 3)) return 0;
-        i += w > 0 ? (size_t)w : (size_t)bad;
+        size_t bad = 0;
+        const size_t w = forge_utf8_char((const unsigned char *)bytes + i, n - i, &bad);
+        if (w > 0 ? !put(out, bytes + i, w) : !put(out, "\xef\xbf\xbd", 3)) return 0;
+        i += w > 0 ? w : bad;
     }
     return 1;
 }
@@ -140,10 +107,10 @@ static int fallback_byte(const buffer *b) {
 /* ByteFallback's run of bytes as one string: the text, or U+FFFD a byte. */
 static int flush_bytes(strings *out, buffer *run) {
     if (run->len == 0) return 1;
-    int whole = 1, bad;
+    int whole = 1;
     for (size_t i = 0; whole && i < run->len;) {
-        const int w = utf8_seq((const unsigned char *)run->bytes + i, run->len - i, &bad);
-        whole = w > 0, i += (size_t)w;
+        const size_t w = forge_utf8_char((const unsigned char *)run->bytes + i, run->len - i, NULL);
+        whole = w > 0, i += w;
     }
     buffer *b = strings_add(out);
     int ok = b != NULL;
@@ -154,7 +121,7 @@ static int flush_bytes(strings *out, buffer *run) {
 }
 
 /* One decoder over the list: in, then out (in is freed). */
-static int apply(const tok_dec *d, strings *in, strings *out) {
+static int apply(const forge_tokenizer *t, const tok_dec *d, strings *in, strings *out) {
     int ok = 1;
     buffer run = {0}, all = {0};
     for (int i = 0; ok && i < in->n; i++) {
@@ -162,7 +129,7 @@ static int apply(const tok_dec *d, strings *in, strings *out) {
         const char *xb = x->bytes ? x->bytes : ""; /* an empty string may have no bytes */
         buffer *y;
         switch (d->kind) {
-        case DEC_BYTE_LEVEL: ok = byte_level_token(&all, xb, (int)x->len); break;
+        case DEC_BYTE_LEVEL: ok = byte_level_token(t, &all, xb, (int)x->len); break;
         case DEC_FUSE: ok = put(&all, xb, x->len); break;
         case DEC_BYTE_FALLBACK: {
             const int b = fallback_byte(x);
@@ -227,7 +194,7 @@ forge_status tok_decode_text(const forge_tokenizer *t, const char *fn, const int
         ok = b && put(b, t->vocab.piece[ids[i]], (size_t)t->vocab.len[ids[i]]);
     }
     for (int k = 0; ok && k < t->n_decs; k++) {
-        ok = apply(&t->decs[k], &tokens, &next);
+        ok = apply(t, &t->decs[k], &tokens, &next);
         tokens = next, next = (strings){0};
     }
     /* the strings joined: with spaces where there is no decoder */

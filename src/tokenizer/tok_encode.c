@@ -11,6 +11,7 @@
 
 #include "error.h"
 #include "tokenizer.h"
+#include "utf8.h"
 
 /* Pieces as one byte buffer: piece i is bytes[start[i] .. start[i + 1]). */
 typedef struct {
@@ -112,35 +113,28 @@ static int split_piece(const tok_pre *pre, const char *s, size_t len, pcre2_matc
     return ok;
 }
 
-int tok_byte_char(unsigned char b, char out[2]) {
-    unsigned cp;
-    if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174) {
-        cp = b;
-    } else { /* the others, in order, from 256 */
-        int k = 0;
-        for (int c = 0; c < b; c++)
-            if (!((c >= 33 && c <= 126) || (c >= 161 && c <= 172) || c >= 174)) k++;
-        cp = 256u + (unsigned)k;
+/* GPT-2's alphabet: the printable bytes (33..126, 161..172, 174..255) are
+ * their own code points; the others, in order, take 256 on. */
+void tok_byte_tables(forge_tokenizer *t) {
+    for (int cp = 0; cp < 324; cp++) t->char_byte[cp] = -1;
+    for (int b = 0, next = 256; b < 256; b++) {
+        const int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
+        const int cp = printable ? b : next++;
+        t->char_byte[cp] = (short)b;
+        if (cp < 0x80) {
+            t->byte_char[b][0] = (char)cp, t->byte_char_len[b] = 1;
+        } else {
+            t->byte_char[b][0] = (char)(0xc0 | (cp >> 6));
+            t->byte_char[b][1] = (char)(0x80 | (cp & 0x3f));
+            t->byte_char_len[b] = 2;
+        }
     }
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    out[0] = (char)(0xc0 | (cp >> 6));
-    out[1] = (char)(0x80 | (cp & 0x3f));
-    return 2;
 }
-
-/* The ByteLevel alphabet of each byte, made once (the same table from every
- * thread that makes it). */
-static char byte_map[256][2];
-static int byte_map_len[256];
 
 /* ByteLevel: a space before the piece if it lacks one (add_prefix_space),
  * the GPT-2 pattern's split (use_regex), then every byte as its character. */
-static int byte_level(const tok_pre *pre, const char *s, size_t len, pcre2_match_data *md, pieces *out) {
-    if (!byte_map_len[255])
-        for (int b = 0; b < 256; b++) byte_map_len[b] = tok_byte_char((unsigned char)b, byte_map[b]);
+static int byte_level(const forge_tokenizer *t, const tok_pre *pre, const char *s, size_t len, pcre2_match_data *md,
+                      pieces *out) {
     char *spaced = NULL;
     if (pre->add_prefix_space && (len == 0 || s[0] != ' ')) {
         if (!(spaced = malloc(len + 1))) return 0;
@@ -157,8 +151,8 @@ static int byte_level(const tok_pre *pre, const char *s, size_t len, pcre2_match
         size_t n = 0;
         for (size_t j = split.start[i]; j < split.start[i + 1]; j++) {
             const unsigned char b = (unsigned char)split.bytes[j];
-            memcpy(mapped + n, byte_map[b], (size_t)byte_map_len[b]);
-            n += (size_t)byte_map_len[b];
+            memcpy(mapped + n, t->byte_char[b], t->byte_char_len[b]);
+            n += t->byte_char_len[b];
         }
         ok = pieces_add(out, mapped, n);
     }
@@ -179,7 +173,7 @@ static forge_status pre_tokenize(const forge_tokenizer *t, const char *fn, const
         for (int i = 0; ok && i < cur.n; i++) {
             const char *p = cur.bytes + cur.start[i];
             const size_t pl = cur.start[i + 1] - cur.start[i];
-            ok = pre->kind == PRE_SPLIT ? split_piece(pre, p, pl, md, &next) : byte_level(pre, p, pl, md, &next);
+            ok = pre->kind == PRE_SPLIT ? split_piece(pre, p, pl, md, &next) : byte_level(t, pre, p, pl, md, &next);
         }
         pieces_free(&cur);
         cur = next;
@@ -343,12 +337,8 @@ static forge_status encode_stretch(const forge_tokenizer *t, const char *fn, int
 
 /* The first byte that is not valid UTF-8, or len. */
 static size_t utf8_error_at(const char *s, size_t len) {
-    for (size_t at = 0; at < len;) {
-        utf8proc_int32_t c;
-        const utf8proc_ssize_t n = utf8proc_iterate((const utf8proc_uint8_t *)s + at, (utf8proc_ssize_t)(len - at), &c);
-        if (n <= 0) return at;
-        at += (size_t)n;
-    }
+    for (size_t at = 0, w; at < len; at += w)
+        if ((w = forge_utf8_char((const unsigned char *)s + at, len - at, NULL)) == 0) return at;
     return len;
 }
 

@@ -441,6 +441,7 @@ forge_status forge_tokenizer_load(const char *path, forge_tokenizer **out) {
         return bad(fn, "the file is not a JSON object");
     }
     forge_tokenizer *t = calloc(1, sizeof *t);
+    if (t) tok_byte_tables(t);
     if (!t) st = forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
     if (st == FORGE_OK && added && !cJSON_IsArray(added)) st = bad(fn, "added_tokens is not an array");

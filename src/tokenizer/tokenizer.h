@@ -108,6 +108,11 @@ struct forge_tokenizer {
     int n_single;
     int vocab_size;          /* the largest id + 1 */
     forge_special_ids specials; /* tok_config.c */
+    /* ByteLevel's alphabet both ways (tok_byte_tables): byte b as a
+     * character of 1 or 2 UTF-8 bytes; the byte of code point cp, or -1 */
+    char byte_char[256][2];
+    unsigned char byte_char_len[256];
+    short char_byte[324];
 };
 
 /* tok_vocab.c */
@@ -140,7 +145,7 @@ forge_status tok_read_configs(forge_tokenizer *t, const char *fn, const char *di
  * it cannot be read. */
 forge_status tok_read_file(const char *fn, const char *path, char **out, size_t *len);
 
-/* The ByteLevel alphabet: byte b as a character, UTF-8, 1 or 2 bytes. */
-int tok_byte_char(unsigned char b, char out[2]);
+/* tok_encode.c: fills t's tables of the ByteLevel alphabet. */
+void tok_byte_tables(forge_tokenizer *t);
 
 #endif
