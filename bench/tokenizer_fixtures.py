@@ -4,24 +4,28 @@
 `tokenizers` (its CPU code; run where it is installed, the GPU machine):
 for each tokenizer.json of scripts/fetch-tokenizers.sh's cache and each text
 of tests/tokenizer/corpus.json, the ids with and without special tokens and
-the decodes of the former, with and without them. One JSON file a tokenizer,
-committed (texts and ids only; the tokenizer files stay in npm's packages).
+the decodes of the former, with and without them; and the same for each
+variant of tests/tokenizer/variants.json (a real file with some components
+replaced, for the components no fetched file uses). One JSON file a
+tokenizer, committed (texts and ids only; the tokenizer files stay in npm's
+packages).
 
   python3 bench/tokenizer_fixtures.py CACHE_DIR OUT_DIR
 """
 import json
 import os
 import sys
+import tempfile
 
 import tokenizers
 
 cache, out = sys.argv[1], sys.argv[2]
-corpus = json.load(open(os.path.join(os.path.dirname(__file__), "..", "tests", "tokenizer", "corpus.json")))
+here = os.path.join(os.path.dirname(__file__), "..", "tests", "tokenizer")
+corpus = json.load(open(os.path.join(here, "corpus.json"), encoding="utf-8"))
 os.makedirs(out, exist_ok=True)
-for name in sorted(os.listdir(cache)):
-    path = os.path.join(cache, name, "tokenizer.json")
-    if not os.path.isfile(path):
-        continue
+
+
+def fixture(name, path):
     tok = tokenizers.Tokenizer.from_file(path)
     cases = []
     for text in corpus:
@@ -36,3 +40,20 @@ for name in sorted(os.listdir(cache)):
         json.dump(doc, f, ensure_ascii=False, indent=0)
         f.write("\n")
     print(name, len(cases), "cases", doc["vocab_size"], "tokens")
+
+
+for name in sorted(os.listdir(cache)):
+    path = os.path.join(cache, name, "tokenizer.json")
+    if os.path.isfile(path):
+        fixture(name, path)
+
+# the variants: a real file with some components replaced
+# (tests/tokenizer/variants.json; test_tokenizer.c writes the same files)
+with tempfile.TemporaryDirectory() as tmp:
+    for v in json.load(open(os.path.join(here, "variants.json"), encoding="utf-8")):
+        doc = json.load(open(os.path.join(cache, v["base"], "tokenizer.json"), encoding="utf-8"))
+        doc.update(v["replace"])
+        path = os.path.join(tmp, v["name"] + ".json")
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(doc, f, ensure_ascii=False)
+        fixture(v["name"], path)

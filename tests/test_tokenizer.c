@@ -3,9 +3,11 @@
  * real tokenizer.json files (scripts/fetch-tokenizers.sh's cache): every id
  * of every text of tests/tokenizer/corpus.json, with and without special
  * tokens, as tests/tokenizer/fixtures/NAME.json holds them
- * (bench/tokenizer_fixtures.py made them with tokenizers itself). Tokenizers
- * of components Forge does not yet implement must be refused by name. And
- * bad files and bad text: a clear error, nothing written.
+ * (bench/tokenizer_fixtures.py made them with tokenizers itself), and the
+ * same for the variants of tests/tokenizer/variants.json (real files with
+ * components replaced: those no fetched file uses). Tokenizers of
+ * components Forge does not implement must be refused by name. And bad
+ * files and bad text: a clear error, nothing written.
  *
  *   test_tokenizer FIXTURES_DIR [CACHE_DIR]   (cache: $FORGE_TOKENIZERS or
  *                                             ~/.cache/forge/tokenizers)
@@ -131,40 +133,94 @@ static int check_decode(forge_tokenizer *tok, const char *name, int i, const cJS
     return ok;
 }
 
+/* Every case of the fixture NAME.json against the tokenizer at path: ids
+ * with and without special tokens, decodes with and without them, and the
+ * stream; the number of differences. */
+static int check_fixture(const char *name, const char *path, int *cases) {
+    char fixture[1024];
+    size_t len;
+    path_of(fixture, sizeof fixture, g_fixtures, name, ".json");
+    char *text = slurp(fixture, &len);
+    assert_non_null(text);
+    cJSON *doc = cJSON_Parse(text);
+    free(text);
+    assert_non_null(doc);
+    forge_tokenizer *tok = NULL;
+    const double t0 = tl_now_s();
+    TL_OK(forge_tokenizer_load(path, &tok));
+    const double load_s = tl_now_s() - t0;
+    assert_int_equal(forge_tokenizer_vocab_size(tok), cJSON_GetObjectItem(doc, "vocab_size")->valueint);
+    const cJSON *c;
+    int i = 0, failures = 0;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(doc, "cases")) {
+        const cJSON *t = cJSON_GetObjectItem(c, "text"), *ids = cJSON_GetObjectItem(c, "ids");
+        failures += !check_ids(tok, name, i, t, ids, 1);
+        failures += !check_ids(tok, name, i, t, cJSON_GetObjectItem(c, "ids_no_special"), 0);
+        failures += !check_decode(tok, name, i, ids, cJSON_GetObjectItem(c, "decoded"), 0);
+        failures += !check_decode(tok, name, i, ids, cJSON_GetObjectItem(c, "decoded_skip_special"), 1);
+        failures += !check_stream(tok, name, i, ids, cJSON_GetObjectItem(c, "decoded"));
+        *cases += 5, i++;
+    }
+    print_message("%s: %d texts, loaded in %.2f s\n", name, i, load_s);
+    forge_tokenizer_free(tok);
+    cJSON_Delete(doc);
+    return failures;
+}
+
 static void test_matches_hugging_face(void **state) {
     (void)state;
     int failures = 0, cases = 0;
     for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
         char path[1024];
-        size_t len;
-        path_of(path, sizeof path, g_fixtures, runs[r], ".json");
-        char *text = slurp(path, &len);
-        assert_non_null(text);
+        path_of(path, sizeof path, g_cache, runs[r], "/tokenizer.json");
+        failures += check_fixture(runs[r], path, &cases);
+    }
+    if (failures) fail_msg("%d of %d encodings and decodings differ from Hugging Face's", failures, cases);
+}
+
+/* The variants of tests/tokenizer/variants.json, for the components that no
+ * fetched file uses: a real file with some of its components replaced,
+ * written as bench/tokenizer_fixtures.py wrote it for Hugging Face. */
+static void test_variants_match_hugging_face(void **state) {
+    (void)state;
+    char path[1200];
+    size_t len;
+    snprintf(path, sizeof path, "%s/../variants.json", g_fixtures);
+    char *text = slurp(path, &len);
+    assert_non_null(text);
+    cJSON *variants = cJSON_Parse(text);
+    free(text);
+    assert_true(cJSON_IsArray(variants));
+    const cJSON *v;
+    int failures = 0, cases = 0;
+    cJSON_ArrayForEach(v, variants) {
+        const char *name = cJSON_GetObjectItem(v, "name")->valuestring;
+        path_of(path, sizeof path, g_cache, cJSON_GetObjectItem(v, "base")->valuestring, "/tokenizer.json");
+        assert_non_null(text = slurp(path, &len));
         cJSON *doc = cJSON_Parse(text);
         free(text);
         assert_non_null(doc);
-        path_of(path, sizeof path, g_cache, runs[r], "/tokenizer.json");
-        forge_tokenizer *tok = NULL;
-        const double t0 = tl_now_s();
-        TL_OK(forge_tokenizer_load(path, &tok));
-        const double load_s = tl_now_s() - t0;
-        assert_int_equal(forge_tokenizer_vocab_size(tok), cJSON_GetObjectItem(doc, "vocab_size")->valueint);
-        const cJSON *c;
-        int i = 0;
-        cJSON_ArrayForEach(c, cJSON_GetObjectItem(doc, "cases")) {
-            const cJSON *t = cJSON_GetObjectItem(c, "text");
-            failures += !check_ids(tok, runs[r], i, t, cJSON_GetObjectItem(c, "ids"), 1);
-            failures += !check_ids(tok, runs[r], i, t, cJSON_GetObjectItem(c, "ids_no_special"), 0);
-            failures += !check_decode(tok, runs[r], i, cJSON_GetObjectItem(c, "ids"), cJSON_GetObjectItem(c, "decoded"), 0);
-            failures += !check_decode(tok, runs[r], i, cJSON_GetObjectItem(c, "ids"),
-                                      cJSON_GetObjectItem(c, "decoded_skip_special"), 1);
-            failures += !check_stream(tok, runs[r], i, cJSON_GetObjectItem(c, "ids"), cJSON_GetObjectItem(c, "decoded"));
-            cases += 5, i++;
+        const cJSON *r;
+        cJSON_ArrayForEach(r, cJSON_GetObjectItem(v, "replace")) {
+            cJSON_DeleteItemFromObjectCaseSensitive(doc, r->string);
+            cJSON_AddItemToObject(doc, r->string, cJSON_Duplicate(r, 1));
         }
-        print_message("%s: %d texts, loaded in %.2f s\n", runs[r], i, load_s);
-        forge_tokenizer_free(tok);
+        char dir[] = "/tmp/forge-variant-XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+        char *json = cJSON_PrintUnformatted(doc);
+        FILE *f = fopen(path, "wb");
+        assert_non_null(json);
+        assert_non_null(f);
+        assert_int_equal(fwrite(json, 1, strlen(json), f), strlen(json));
+        fclose(f);
+        failures += check_fixture(name, path, &cases);
+        remove(path);
+        rmdir(dir);
+        cJSON_free(json);
         cJSON_Delete(doc);
     }
+    cJSON_Delete(variants);
     if (failures) fail_msg("%d of %d encodings and decodings differ from Hugging Face's", failures, cases);
 }
 
@@ -212,7 +268,22 @@ static void test_bad_files(void **state) {
         {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [], \"dropout\": 0.1}}", "dropout",
          FORGE_ERR_UNSUPPORTED},
         {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, \"normalizer\": {\"type\": "
-         "\"Lowercase\"}}", "Lowercase", FORGE_ERR_UNSUPPORTED},
+         "\"StripAccents\"}}", "StripAccents", FORGE_ERR_UNSUPPORTED},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, \"pre_tokenizer\": {\"type\": "
+         "\"Whitespace\"}}", "Whitespace", FORGE_ERR_UNSUPPORTED},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, \"decoder\": {\"type\": "
+         "\"WordPiece\"}}", "WordPiece", FORGE_ERR_UNSUPPORTED},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, \"pre_tokenizer\": {\"type\": "
+         "\"Punctuation\", \"behavior\": \"Sideways\"}}", "Sideways", FORGE_ERR_UNSUPPORTED},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, \"pre_tokenizer\": {\"type\": "
+         "\"Metaspace\", \"replacement\": \"ab\"}}", "replacement", FORGE_ERR_FORMAT},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, \"pre_tokenizer\": {\"type\": "
+         "\"Metaspace\", \"replacement\": \"_\", \"prepend_scheme\": \"sometimes\"}}", "prepend_scheme", FORGE_ERR_FORMAT},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, \"decoder\": {\"type\": "
+         "\"Metaspace\", \"replacement\": \"_\", \"add_prefix_space\": false}}", "add_prefix_space", FORGE_ERR_FORMAT},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\xff\": 0}, \"merges\": []}}", "UTF-8", FORGE_ERR_FORMAT},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, \"normalizer\": {\"type\": "
+         "\"Replace\", \"pattern\": {\"Regex\": \"[\"}, \"content\": \"\"}}", "normalizer's pattern", FORGE_ERR_FORMAT},
         {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, \"pre_tokenizer\": {\"type\": "
          "\"Split\", \"pattern\": {\"Regex\": \"(\"}, \"behavior\": \"Isolated\"}}", "pattern", FORGE_ERR_FORMAT},
     };
@@ -401,7 +472,7 @@ int main(int argc, char **argv) {
     snprintf(probe, sizeof probe, "%s/llama3/tokenizer.json", g_cache);
     FILE *f = fopen(probe, "rb");
     const struct CMUnitTest with_files[] = {
-        cmocka_unit_test(test_matches_hugging_face),
+        cmocka_unit_test(test_matches_hugging_face), cmocka_unit_test(test_variants_match_hugging_face),
         cmocka_unit_test(test_bad_files), cmocka_unit_test(test_bad_text),
         cmocka_unit_test(test_special_ids),   cmocka_unit_test(test_fuzz_loader),
         cmocka_unit_test(test_fuzz_encode),

@@ -4,8 +4,10 @@
  * leftmost among equals) merges, until no pair has a merge. Pairs wait in
  * a binary heap and symbols form a linked list, so a word of n characters
  * costs O(n log n), not a rescan per merge (Hugging Face's word.rs works
- * the same way, and gives the same result). */
-#include <stdio.h>
+ * the same way, and gives the same result). An encode call remembers the
+ * ids of the pieces it has seen (text repeats its words), and a
+ * SentencePiece-style piece, a whole stretch of text, is cut into words
+ * where no merge can join across (tok_word_starts). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,8 +75,16 @@ static void consider(const forge_tokenizer *t, const symbol *s, int pos, candida
  * continuation byte, which a piece from valid UTF-8 never starts with). */
 static int char_bytes(unsigned char c) { return c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1; }
 
-int tok_bpe(const forge_tokenizer *t, const char *piece, int len, tok_ids *out) {
-    if (len == 0) return 1;
+/* The id of the one-character token of the w bytes at p, or -1. */
+static int char_id(const forge_tokenizer *t, const char *p, int w) {
+    const unsigned char *u = (const unsigned char *)p;
+    if (w == 1) return t->char_id[u[0]];
+    if (w == 2) return t->char_id[(u[0] & 0x1fu) << 6 | (u[1] & 0x3fu)];
+    if (w == 3) return t->char_id[(u[0] & 0x0fu) << 12 | (u[1] & 0x3fu) << 6 | (u[2] & 0x3fu)];
+    return tok_vocab_find(&t->vocab, p, w);
+}
+
+static int bpe(const forge_tokenizer *t, const char *piece, int len, tok_ids *out) {
     if (t->ignore_merges) {
         const int whole = tok_vocab_find(&t->vocab, piece, len);
         if (whole >= 0) return tok_ids_push(out, whole);
@@ -94,16 +104,10 @@ int tok_bpe(const forge_tokenizer *t, const char *piece, int len, tok_ids *out) 
         int w = char_bytes((unsigned char)piece[at]);
         if (w > len - at) w = len - at;
         int ids[4], k = 0;
-        ids[k++] = tok_vocab_find(&t->vocab, piece + at, w);
+        ids[k++] = char_id(t, piece + at, w);
         if (ids[0] < 0 && t->byte_fallback) {
-            k = 0;
-            for (int b = 0; b < w; b++) {
-                char name[8];
-                snprintf(name, sizeof name, "<0x%02X>", (unsigned char)piece[at + b]);
-                ids[k++] = tok_vocab_find(&t->vocab, name, 6);
-                if (ids[k - 1] < 0) k = 0, b = w; /* not every byte has its token: unk */
-            }
-            if (k == 0) ids[k++] = -1;
+            for (k = 0; k < w && (ids[k] = t->byte_id[(unsigned char)piece[at + k]]) >= 0; k++) {}
+            if (k < w) ids[0] = -1, k = 1; /* not every byte has its token: unk */
         }
         at += w;
         if (ids[0] < 0) {
@@ -136,4 +140,106 @@ int tok_bpe(const forge_tokenizer *t, const char *piece, int len, tok_ids *out) 
     free(s);
     free(h);
     return ok;
+}
+
+/* The call's memory of pieces: their bytes and ids in two arenas, and an
+ * open-addressing table over them, at most half full. */
+struct tok_cache {
+    struct cache_slot {
+        size_t key, ids; /* offsets into keys and ids */
+        int key_len, n_ids; /* key_len 0: empty */
+    } *slot;
+    size_t mask, used;
+    char *keys;
+    size_t keys_len, keys_cap;
+    tok_ids ids;
+};
+
+/* Pieces longer than this are run, not remembered: they seldom repeat. */
+enum { CACHE_MAX_PIECE = 256 };
+
+void tok_cache_free(tok_cache *c) {
+    if (!c) return;
+    free(c->slot);
+    free(c->keys);
+    free(c->ids.ids);
+    free(c);
+}
+
+static int cache_grow(tok_cache *c) {
+    const size_t size = c->slot ? 2 * (c->mask + 1) : 4096;
+    struct cache_slot *slot = calloc(size, sizeof *slot);
+    if (!slot) return 0;
+    for (size_t i = 0; c->slot && i <= c->mask; i++) {
+        const struct cache_slot s = c->slot[i];
+        if (s.key_len == 0) continue;
+        size_t j = tok_hash_bytes(c->keys + s.key, s.key_len) & (size_t)(size - 1);
+        while (slot[j].key_len) j = (j + 1) & (size - 1);
+        slot[j] = s;
+    }
+    free(c->slot);
+    c->slot = slot, c->mask = size - 1;
+    return 1;
+}
+
+/* BPE on one word, through the cache. */
+static int bpe_cached(tok_encoder *e, const char *piece, int len) {
+    if (len > CACHE_MAX_PIECE) return bpe(e->t, piece, len, e->out);
+    if (!e->cache && !(e->cache = calloc(1, sizeof *e->cache))) return 0;
+    tok_cache *c = e->cache;
+    if (2 * (c->used + 1) > c->mask + 1 && !cache_grow(c)) return 0;
+    size_t i = tok_hash_bytes(piece, len) & c->mask;
+    for (; c->slot[i].key_len; i = (i + 1) & c->mask) {
+        const struct cache_slot s = c->slot[i];
+        if (s.key_len != len || memcmp(c->keys + s.key, piece, (size_t)len) != 0) continue;
+        for (int k = 0; k < s.n_ids; k++)
+            if (!tok_ids_push(e->out, c->ids.ids[s.ids + (size_t)k])) return 0;
+        return 1;
+    }
+    const size_t from = e->out->n;
+    if (!bpe(e->t, piece, len, e->out)) return 0;
+    if (c->keys_len + (size_t)len > c->keys_cap) {
+        size_t cap = c->keys_cap ? 2 * c->keys_cap : 65536;
+        while (cap < c->keys_len + (size_t)len) cap *= 2;
+        char *grown = realloc(c->keys, cap);
+        if (!grown) return 0;
+        c->keys = grown, c->keys_cap = cap;
+    }
+    const size_t ids_at = c->ids.n;
+    for (size_t k = from; k < e->out->n; k++)
+        if (!tok_ids_push(&c->ids, e->out->ids[k])) return 0;
+    memcpy(c->keys + c->keys_len, piece, (size_t)len);
+    c->slot[i] = (struct cache_slot){c->keys_len, ids_at, len, (int)(e->out->n - from)};
+    c->keys_len += (size_t)len, c->used++;
+    return 1;
+}
+
+/* SentencePiece's word mark, U+2581. */
+static const char mark[] = "\xe2\x96\x81";
+
+/* Whether a mark after another character starts a word no merge reaches
+ * back across: the vocabulary has the mark, and no token with a mark right
+ * after another character (SentencePiece's vocabularies keep marks at a
+ * token's start). Then BPE over the words, one at a time, is BPE over the
+ * whole: a merge across a word's start would make such a token. */
+int tok_word_starts(const forge_tokenizer *t) {
+    if (tok_vocab_find(&t->vocab, mark, 3) < 0) return 0;
+    for (int id = 0; id < t->vocab.n; id++) {
+        const char *p = t->vocab.piece[id];
+        const int n = t->vocab.len[id];
+        for (int i = 1; p && i + 3 <= n; i++)
+            if (memcmp(p + i, mark, 3) == 0 && !(i >= 3 && memcmp(p + i - 3, mark, 3) == 0)) return 0;
+    }
+    return 1;
+}
+
+int tok_bpe(tok_encoder *e, const char *piece, int len) {
+    if (!e->t->word_starts) return len == 0 || bpe_cached(e, piece, len);
+    int from = 0;
+    for (int i = 1; i + 3 <= len; i++)
+        if (memcmp(piece + i, mark, 3) == 0 && !(i >= 3 && memcmp(piece + i - 3, mark, 3) == 0)) {
+            if (!bpe_cached(e, piece + from, i - from)) return 0;
+            from = i;
+        }
+    return from == len || bpe_cached(e, piece + from, len - from);
 }

@@ -8,8 +8,9 @@
  * <｜begin▁of▁sentence｜>) and reads them all as one UTF-8 string, each
  * maximal invalid subpart U+FFFD (Rust's String::from_utf8_lossy);
  * ByteFallback turns runs of <0xNN> tokens into their bytes' text (U+FFFD a
- * byte when they are not UTF-8); Replace, Fuse and Strip do what their
- * names say. */
+ * byte when they are not UTF-8); Metaspace turns its mark back into
+ * spaces (dropping it from the first token, unless its prepend scheme is
+ * "never"); Replace, Fuse and Strip do what their names say. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -121,7 +122,7 @@ static int flush_bytes(strings *out, buffer *run) {
 }
 
 /* One decoder over the list: in, then out (in is freed). */
-static int apply(const forge_tokenizer *t, const tok_dec *d, strings *in, strings *out) {
+static int apply(const forge_tokenizer *t, const tok_dec *d, pcre2_match_data *md, strings *in, strings *out) {
     int ok = 1;
     buffer run = {0}, all = {0};
     for (int i = 0; ok && i < in->n; i++) {
@@ -142,23 +143,32 @@ static int apply(const forge_tokenizer *t, const tok_dec *d, strings *in, string
             break;
         }
         case DEC_REPLACE: {
+            size_t n;
+            char *replaced = tok_replace(d->re, xb, x->len, d->text, (size_t)d->text_len, md, &n);
+            ok = replaced && (y = strings_add(out)) && put(y, replaced, n);
+            free(replaced);
+            break;
+        }
+        case DEC_METASPACE: { /* each mark a space, or nothing in the first token */
+            const size_t m = (size_t)d->text_len;
             ok = (y = strings_add(out)) != NULL;
-            size_t at = 0;
-            while (ok && at < x->len) {
-                if (x->len - at >= (size_t)d->from_len && memcmp(xb + at, d->from, (size_t)d->from_len) == 0)
-                    ok = put(y, d->to, (size_t)d->to_len), at += (size_t)d->from_len;
-                else
+            for (size_t at = 0; ok && at < x->len;) {
+                if (x->len - at >= m && memcmp(xb + at, d->text, m) == 0) {
+                    ok = (i == 0 && d->strip_first) || put(y, " ", 1);
+                    at += m;
+                } else {
                     ok = put(y, xb + at, 1), at++;
+                }
             }
             break;
         }
         case DEC_STRIP: { /* up to start copies of the content off the front, stop off the back */
             size_t b = 0, e = x->len;
-            for (int k = 0; k < d->start && e - b >= (size_t)d->from_len && memcmp(xb + b, d->from, (size_t)d->from_len) == 0; k++)
-                b += (size_t)d->from_len;
-            for (int k = 0; k < d->stop && e - b >= (size_t)d->from_len &&
-                            memcmp(xb + e - d->from_len, d->from, (size_t)d->from_len) == 0; k++)
-                e -= (size_t)d->from_len;
+            for (int k = 0; k < d->start && e - b >= (size_t)d->text_len && memcmp(xb + b, d->text, (size_t)d->text_len) == 0; k++)
+                b += (size_t)d->text_len;
+            for (int k = 0; k < d->stop && e - b >= (size_t)d->text_len &&
+                            memcmp(xb + e - d->text_len, d->text, (size_t)d->text_len) == 0; k++)
+                e -= (size_t)d->text_len;
             ok = (y = strings_add(out)) && put(y, xb + b, e - b);
             break;
         }
@@ -193,14 +203,17 @@ forge_status tok_decode_text(const forge_tokenizer *t, const char *fn, const int
         buffer *b = strings_add(&tokens);
         ok = b && put(b, t->vocab.piece[ids[i]], (size_t)t->vocab.len[ids[i]]);
     }
+    pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+    ok = ok && md;
     for (int k = 0; ok && k < t->n_decs; k++) {
-        ok = apply(t, &t->decs[k], &tokens, &next);
+        ok = apply(t, &t->decs[k], md, &tokens, &next);
         tokens = next, next = (strings){0};
     }
     /* the strings joined: with spaces where there is no decoder */
     for (int i = 0; ok && i < tokens.n; i++)
         ok = (t->n_decs > 0 || i == 0 || put(&out, " ", 1)) && put(&out, tokens.v[i].bytes, tokens.v[i].len);
     ok = ok && put(&out, "", 1); /* the NUL */
+    pcre2_match_data_free(md);
     strings_free(&tokens);
     strings_free(&next);
     if (!ok) {

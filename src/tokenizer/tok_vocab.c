@@ -7,7 +7,7 @@
 
 #include "tokenizer.h"
 
-static uint64_t hash_bytes(const char *s, int len) {
+uint64_t tok_hash_bytes(const char *s, int len) {
     uint64_t h = 1469598103934665603ull;
     for (int i = 0; i < len; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
     return h;
@@ -48,7 +48,7 @@ void tok_vocab_free(tok_vocab *v) {
 }
 
 int tok_vocab_find(const tok_vocab *v, const char *piece, int len) {
-    for (size_t i = hash_bytes(piece, len) & v->mask;; i = (i + 1) & v->mask) {
+    for (size_t i = tok_hash_bytes(piece, len) & v->mask;; i = (i + 1) & v->mask) {
         const int id = v->slot[i];
         if (id < 0) return -1;
         if (v->len[id] == len && memcmp(v->piece[id], piece, (size_t)len) == 0) return id;
@@ -63,7 +63,7 @@ int tok_vocab_put(tok_vocab *v, int id, const char *piece, int len) {
     free(v->piece[id]);
     v->piece[id] = copy;
     v->len[id] = len;
-    size_t i = hash_bytes(piece, len) & v->mask;
+    size_t i = tok_hash_bytes(piece, len) & v->mask;
     while (v->slot[i] >= 0 && v->slot[i] != id) i = (i + 1) & v->mask;
     v->slot[i] = id;
     return 1;
