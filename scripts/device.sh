@@ -6,12 +6,13 @@
 # through forge bench and bench/torch_baseline.py in the same run, and a
 # table. JSON lines and tables go to $OUT, the logs packed into
 # $OUT/device-logs.tgz (the device tool returns at most 8 files).
-#   bash scripts/device.sh [tests|sm80|sanitize|bench|baseline|step]...   (default: tests sm80 sanitize bench)
+#   bash scripts/device.sh [tests|sm80|sanitize|bench|baseline|step|tokenizer]...
+#   (default: tests sm80 sanitize bench tokenizer)
 set -uo pipefail
 source "$(dirname "$0")/device-env.sh"
 build=.carry/build
 status=0
-parts=${*:-tests sm80 sanitize bench}
+parts=${*:-tests sm80 sanitize bench tokenizer}
 logs=$OUT/logs
 mkdir -p "$logs"
 trap 'tar czf "$OUT/device-logs.tgz" -C "$OUT" logs && rm -r "$logs"' EXIT
@@ -160,6 +161,18 @@ if [[ " $parts " == *" baseline "* ]]; then
     done
   done
   cat "$OUT/baseline.jsonl"
+fi
+if [[ " $parts " == *" tokenizer "* ]]; then
+  # Hugging Face's tokenizers, here: the fixtures made again (they must equal
+  # the committed ones), Forge's test against them, and the speed of both
+  echo "== tokenizer"
+  run tokenizer $build/tests/test_tokenizer tests/tokenizer/fixtures
+  python3 bench/tokenizer_fixtures.py "$FORGE_TOKENIZERS" "$OUT/fixtures" >"$logs/fixtures.log" 2>&1 || status=1
+  tar czf "$OUT/fixtures.tgz" -C "$OUT" fixtures && rm -r "$OUT/fixtures"
+  for f in tests/tokenizer/fixtures/*.json; do
+    tar xzOf "$OUT/fixtures.tgz" "fixtures/$(basename "$f")" | cmp -s - "$f" || { echo "fixture differs: $f"; status=1; }
+  done
+  python3 bench/tokenizer_speed.py $build/forge "$FORGE_TOKENIZERS" .carry/texts/*.txt | tee "$OUT/tokenizer_speed.md"
 fi
 if [[ " $parts " == *" step "* ]]; then
   echo "== decode step of the layer over a paged cache (GQA 32/8, D 128, hidden 4096, bf16)"
