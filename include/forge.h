@@ -496,7 +496,7 @@ typedef struct {
     size_t nbytes;
 } forge_tensor;
 
-/* An open safetensors file, read whole into memory and checked: header
+/* An open safetensors file, mapped into memory read-only and checked: header
  * length, JSON, dtypes (F32, F16, BF16), shapes, and data offsets that must
  * tile the data section exactly (no overlap, no gap, none out of range). */
 typedef struct forge_safetensors forge_safetensors;

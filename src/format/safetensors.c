@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -44,8 +45,9 @@ typedef struct {
 } st_entry;
 
 struct forge_safetensors {
-    unsigned char *bytes; /* the whole file */
+    unsigned char *bytes; /* the whole file: mapped (forge_st_open) or a copy */
     size_t len;
+    int mapped;
     const unsigned char *data; /* its data section */
     int n;
     st_entry *entries; /* [n], file order */
@@ -110,7 +112,8 @@ void forge_st_close(forge_safetensors *st) {
     free(st->entries);
     free(st->by_name.slot);
     free(st->meta);
-    free(st->bytes);
+    if (st->mapped) munmap(st->bytes, st->len);
+    else free(st->bytes);
     free(st);
 }
 
@@ -295,15 +298,17 @@ static forge_status parse_header(forge_safetensors *st, const char *json, size_t
     return status;
 }
 
-/* Takes ownership of bytes[len] (malloc'd), whatever the outcome. */
-static forge_status parse_owned(unsigned char *bytes, size_t len, forge_safetensors **out) {
+/* Takes ownership of bytes[len] (mapped, or malloc'd), whatever the outcome. */
+static forge_status parse_owned(unsigned char *bytes, size_t len, int mapped, forge_safetensors **out) {
     forge_safetensors *st = calloc(1, sizeof *st);
     if (!st) {
-        free(bytes);
+        if (mapped) munmap(bytes, len);
+        else free(bytes);
         return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "safetensors: out of memory");
     }
     st->bytes = bytes;
     st->len = len;
+    st->mapped = mapped;
     forge_status status = FORGE_OK;
     uint64_t n = 0;
     if (len < 8)
@@ -336,7 +341,7 @@ forge_status forge_st_parse(const void *bytes, size_t len, forge_safetensors **o
     unsigned char *copy = malloc(len ? len : 1);
     if (!copy) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "forge_st_parse: out of memory");
     if (len) memcpy(copy, bytes, len);
-    return parse_owned(copy, len, out);
+    return parse_owned(copy, len, 0, out);
 }
 
 forge_status forge_st_open(const char *path, forge_safetensors **out) {
@@ -349,24 +354,15 @@ forge_status forge_st_open(const char *path, forge_safetensors **out) {
         close(fd);
         return forge_fail(FORGE_ERR_IO, "%s: not a regular file", path);
     }
+    /* mapped read-only, not read: a model's weights are pages of the page
+     * cache until something touches them, and its files may be larger than
+     * memory would hold twice */
     const size_t size = (size_t)info.st_size;
-    unsigned char *bytes = malloc(size + 1);
-    if (!bytes) {
-        close(fd);
-        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory for its %zu bytes", path, size);
-    }
-    size_t got = 0;
-    while (got < size) {
-        const ssize_t r = read(fd, bytes + got, size - got);
-        if (r <= 0) break;
-        got += (size_t)r;
-    }
+    unsigned char *bytes = size > 0 ? mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
     close(fd);
-    if (got != size) {
-        free(bytes);
-        return forge_fail(FORGE_ERR_IO, "%s: cannot read the file", path);
-    }
-    forge_status status = parse_owned(bytes, size, out);
+    if (size == 0) return forge_fail(FORGE_ERR_FORMAT, "%s: the file is empty", path);
+    if (bytes == MAP_FAILED) return forge_fail(FORGE_ERR_IO, "%s: cannot map the file (%s)", path, strerror(errno));
+    forge_status status = parse_owned(bytes, size, 1, out);
     if (status != FORGE_OK) {
         /* name the file in the message */
         char msg[512];
