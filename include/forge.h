@@ -174,6 +174,23 @@ enum {
     FORGE_BIAS_O = 1 << 3,
 };
 
+/* How RoPE's frequencies are stretched for contexts longer than training's
+ * (config.json's rope_scaling). */
+typedef enum {
+    FORGE_ROPE_SCALING_NONE = 0,
+    FORGE_ROPE_SCALING_LLAMA3, /* Llama 3.1's: low frequencies / factor, high kept,
+                                  the band between blended                      */
+} forge_rope_scaling_type;
+
+typedef struct {
+    forge_rope_scaling_type type;
+    float factor;                /* > 1                                          */
+    float low_freq_factor;       /* wavelengths past original / low are divided  */
+    float high_freq_factor;      /* > low_freq_factor; shorter than original /
+                                    high are kept                                */
+    int original_max_positions;  /* the context length trained on               */
+} forge_rope_scaling;
+
 typedef struct {
     int hidden;       /* model width: columns of x and y                       */
     int heads;        /* query heads                                           */
@@ -185,6 +202,10 @@ typedef struct {
     unsigned bias;    /* FORGE_BIAS_* bits                                     */
     forge_dtype dtype; /* of weights, x, y, cache; the head dims each dtype
                           takes on CUDA: forge_support_row()             */
+    forge_rope_scaling rope_scaling; /* zeros: none                             */
+    int qk_norm;      /* 1: RMSNorm over each head of Q and of K before RoPE,
+                         weighted by q_norm and k_norm (Qwen 3); CPU only yet    */
+    float norm_eps;   /* its epsilon, with qk_norm                               */
 } forge_layer_config;
 
 /* A config with Llama's defaults: half-rotation RoPE, theta 10000, no biases,
@@ -208,6 +229,8 @@ typedef struct {
     const void *k_bias; /* [kv_heads * head_dim] or NULL */
     const void *v_bias; /* [kv_heads * head_dim] or NULL */
     const void *o_bias; /* [hidden] or NULL              */
+    const void *q_norm; /* [head_dim] with cfg.qk_norm, else NULL */
+    const void *k_norm; /* [head_dim] with cfg.qk_norm, else NULL */
 } forge_layer_weights;
 
 /* ---------------------------------------------------------------- layer */

@@ -238,7 +238,7 @@ static void test_cache_size_overflow(void **state) {
     cfg.max_seq = 1 << 24; /* 2^46 elements a slot */
     size_t n = (size_t)3 << 22;
     float *zeros = calloc(n, sizeof *zeros);
-    forge_layer_weights w = {zeros, zeros, zeros, zeros, NULL, NULL, NULL, NULL};
+    forge_layer_weights w = {.q_proj = zeros, .k_proj = zeros, .v_proj = zeros, .o_proj = zeros};
     forge_context *ctx;
     forge_layer *layer;
     TL_OK(forge_context_create(FORGE_BACKEND_CPU, &ctx));

@@ -483,7 +483,7 @@ static void test_cache_contents(void **state) {
             kw[o] = ak;
             vw[o] = av;
         }
-        ref_rope(kw, D, i, cfg.rope_theta, cfg.rope_style);
+        ref_rope(kw, &cfg, i);
         tl_expect_close(k + i * D, kw, (size_t)D, 1e-5, "cached K");
         tl_expect_close(v + i * D, vw, (size_t)D, 1e-5, "cached V");
     }

@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "cpu/cpu_rope.h"
+#include "reference.h"
+#include "rope_freq.h"
 #include "test_util.h"
 
 static void closed_form(long double *out, const float *x, int d, long pos, long double theta,
@@ -37,12 +39,14 @@ static void test_rope_closed_form(void **state) {
                     double inv_freq[128], yd[256];
                     long double want[256];
                     memcpy(y, x, sizeof *y * d);
-                    cpu_rope_inv_freq(d, thetas[t], inv_freq);
+                    forge_layer_config cfg = forge_layer_config_default(d, 1, 1, d);
+                    cfg.rope_theta = thetas[t], cfg.rope_style = styles[s];
+                    forge_rope_inv_freq(&cfg, inv_freq);
                     cpu_rope_angles((int)positions[p], d, inv_freq, cs);
                     cpu_rope_rotate(y, 1, d, styles[s], cs);
                     closed_form(want, x, d, positions[p], thetas[t], styles[s]);
                     for (int i = 0; i < d; i++) yd[i] = x[i];
-                    ref_rope(yd, d, (int)positions[p], thetas[t], styles[s]);
+                    ref_rope(yd, &cfg, (int)positions[p]);
                     for (int i = 0; i < d; i++) {
                         /* |x| <= ~5, so a few float32 ulps of 5 */
                         if (fabsl(y[i] - want[i]) > 4e-6L)
@@ -64,7 +68,8 @@ static void test_rope_relative(void **state) {
     const int d = 64;
     float *q = tl_random(d, 1, 1.0), *k = tl_random(d, 2, 1.0);
     double inv_freq[32];
-    cpu_rope_inv_freq(d, 10000.0f, inv_freq);
+    const forge_layer_config cfg = forge_layer_config_default(d, 1, 1, d);
+    forge_rope_inv_freq(&cfg, inv_freq);
     double base = 0.0;
     const int starts[] = {0, 100, 70000, 3000000};
     for (int s = 0; s < 4; s++) {
@@ -84,10 +89,38 @@ static void test_rope_relative(void **state) {
     free(k);
 }
 
+/* Llama 3.1's frequency scaling, the library's against the reference's
+ * (written apart), and against the rule itself: the highest frequencies
+ * kept, the lowest divided by the factor, none faster than unscaled. */
+static void test_rope_llama3_scaling(void **state) {
+    (void)state;
+    forge_layer_config cfg = forge_layer_config_default(4096, 32, 8, 128);
+    cfg.rope_theta = 500000.0f;
+    cfg.rope_scaling = (forge_rope_scaling){FORGE_ROPE_SCALING_LLAMA3, 8.0f, 1.0f, 4.0f, 8192};
+    assert_int_equal(forge_layer_config_check(&cfg), FORGE_OK);
+    double got[64];
+    forge_rope_inv_freq(&cfg, got);
+    int kept = 0, divided = 0, blended = 0;
+    for (int i = 0; i < 64; i++) {
+        const double want = ref_rope_freq(&cfg, i), plain = pow(500000.0, -2.0 * i / 128);
+        if (fabs(got[i] - want) > 1e-12 * want) fail_msg("inv_freq[%d] = %.17g, reference %.17g", i, got[i], want);
+        if (got[i] > plain * (1 + 1e-12)) fail_msg("inv_freq[%d] = %g is above unscaled %g", i, got[i], plain);
+        kept += fabs(got[i] - plain) <= 1e-15 * plain;
+        divided += fabs(got[i] - plain / 8) <= 1e-15 * plain;
+        blended += got[i] < plain * (1 - 1e-12) && got[i] > plain / 8 * (1 + 1e-12);
+    }
+    /* at this shape all three bands are populated */
+    if (!kept || !divided || !blended) fail_msg("bands: %d kept, %d divided, %d blended", kept, divided, blended);
+    cfg.rope_scaling.high_freq_factor = 0.5f; /* below low_freq_factor */
+    assert_int_equal(forge_layer_config_check(&cfg), FORGE_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(forge_last_error(), "rope_scaling"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rope_closed_form),
         cmocka_unit_test(test_rope_relative),
+        cmocka_unit_test(test_rope_llama3_scaling),
     };
     return cmocka_run_group_tests_name("rope", tests, NULL, NULL);
 }

@@ -213,7 +213,7 @@ int cmd_attn(int argc, char **argv) {
         if (!xf || !yf || !y) rc = cli_error(CMD, "out of memory");
     }
     if (!rc) {
-        forge_layer_weights lw = {f[W_Q], f[W_K], f[W_V], f[W_O], f[B_Q], f[B_K], f[B_V], f[B_O]};
+        forge_layer_weights lw = {f[W_Q], f[W_K], f[W_V], f[W_O], f[B_Q], f[B_K], f[B_V], f[B_O], NULL, NULL};
         cli_progress_start();
         cli_progress(CMD, "running the layer", 0, 0);
         rc = run_layer(backend, &cfg, &lw, (int)batch, (int)seq, pos0, xf, yf);

@@ -59,6 +59,21 @@ forge_status forge_layer_config_check(const forge_layer_config *cfg) {
                               "%s: rope_theta = %g must be finite and greater than 1", fn,
                               (double)cfg->rope_theta);
     }
+    const forge_rope_scaling *rs = &cfg->rope_scaling;
+    if (rs->type != FORGE_ROPE_SCALING_NONE && rs->type != FORGE_ROPE_SCALING_LLAMA3)
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: unknown rope_scaling.type %d", fn, (int)rs->type);
+    if (rs->type == FORGE_ROPE_SCALING_LLAMA3 &&
+        (!(rs->factor >= 1.0f) || isinf(rs->factor) || !(rs->low_freq_factor > 0.0f) ||
+         !(rs->high_freq_factor > rs->low_freq_factor) || isinf(rs->high_freq_factor) || rs->original_max_positions < 1))
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT,
+                          "%s: rope_scaling llama3 needs factor >= 1, 0 < low_freq_factor < high_freq_factor "
+                          "(finite) and original_max_positions >= 1",
+                          fn);
+    if (cfg->qk_norm != 0 && cfg->qk_norm != 1)
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: qk_norm = %d is neither 0 nor 1", fn, cfg->qk_norm);
+    if (cfg->qk_norm && (!(cfg->norm_eps > 0.0f) || isinf(cfg->norm_eps)))
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: norm_eps = %g must be positive and finite with qk_norm", fn,
+                          (double)cfg->norm_eps);
     if (cfg->bias & ~(unsigned)(FORGE_BIAS_Q | FORGE_BIAS_K | FORGE_BIAS_V | FORGE_BIAS_O))
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: unknown bias bits 0x%x", fn,
                           cfg->bias);
@@ -80,6 +95,11 @@ static forge_status check_weights(const forge_layer_config *cfg, const forge_lay
         {"q_bias", FORGE_BIAS_Q, w->q_bias}, {"k_bias", FORGE_BIAS_K, w->k_bias},
         {"v_bias", FORGE_BIAS_V, w->v_bias}, {"o_bias", FORGE_BIAS_O, w->o_bias},
     };
+    const struct { const char *name; const void *p; } norms[] = {{"q_norm", w->q_norm}, {"k_norm", w->k_norm}};
+    for (int i = 0; i < 2; i++)
+        if (cfg->qk_norm != (norms[i].p != NULL))
+            return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: config.qk_norm is %d but weights->%s is %s", fn,
+                              cfg->qk_norm, norms[i].name, norms[i].p ? "set" : "NULL");
     for (int i = 0; i < 4; i++) {
         int want = (cfg->bias & biases[i].bit) != 0;
         if (want != (biases[i].p != NULL))

@@ -2,7 +2,7 @@
 /* cpu_layer.c: the CPU backend's layer: its weights, its workspace, and its
  * forward call, the one way every call goes:
  *   qkv = x Wqkv^T + b          one OpenBLAS GEMM over all tokens of the batch
- *   RoPE on Q and K, rounded to the layer's dtype; K and V of the new
+ *   RMSNorm over each head of Q and K (qk_norm), RoPE on Q and K, rounded to the layer's dtype; K and V of the new
  *   tokens into the cache's pages (or, without a cache, kept in scratch)
  *   attention, per sequence, over its keys (gathered from the pages)
  *   y   = attn Wo^T + b
@@ -18,9 +18,11 @@
 #include "cpu_attention.h"
 #include "cpu_cache.h"
 #include "cpu_layer.h"
+#include "cpu_ops.h"
 #include "cpu_rope.h"
 #include "dtype.h"
 #include "error.h"
+#include "rope_freq.h"
 
 static int qkv_dim(const forge_layer_config *c) { return (c->heads + 2 * c->kv_heads) * c->head_dim; }
 
@@ -31,6 +33,8 @@ void cpu_layer_free(forge_layer *layer) {
     free(l->b_qkv);
     free(l->w_o);
     free(l->b_o);
+    free(l->q_norm);
+    free(l->k_norm);
     free(l->inv_freq);
     free(l->rope);
     free(l->qkv);
@@ -64,12 +68,13 @@ forge_status cpu_layer_init(forge_layer *layer, const forge_layer_weights *w) {
     l->inv_freq = malloc((size_t)(c->head_dim / 2 + 1) * sizeof(double));
     if (qkv_bias) l->b_qkv = malloc((q_out + 2 * kv_out) * sizeof(float));
     if (c->bias & FORGE_BIAS_O) l->b_o = malloc(hidden * sizeof(float));
+    if (c->qk_norm) l->q_norm = malloc((size_t)c->head_dim * sizeof(float)), l->k_norm = malloc((size_t)c->head_dim * sizeof(float));
     if (!l->w_qkv || !l->w_o || !l->rope || !l->inv_freq || (qkv_bias && !l->b_qkv) ||
-        ((c->bias & FORGE_BIAS_O) && !l->b_o)) {
+        ((c->bias & FORGE_BIAS_O) && !l->b_o) || (c->qk_norm && (!l->q_norm || !l->k_norm))) {
         cpu_layer_free(layer);
         return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "forge_layer_create: out of memory for weights");
     }
-    cpu_rope_inv_freq(c->head_dim, c->rope_theta, l->inv_freq);
+    forge_rope_inv_freq(c, l->inv_freq);
     load_weights(l->w_qkv, w->q_proj, c->dtype, q_out * hidden);
     load_weights(l->w_qkv + q_out * hidden, w->k_proj, c->dtype, kv_out * hidden);
     load_weights(l->w_qkv + (q_out + kv_out) * hidden, w->v_proj, c->dtype, kv_out * hidden);
@@ -80,6 +85,10 @@ forge_status cpu_layer_init(forge_layer *layer, const forge_layer_weights *w) {
         load_weights(l->b_qkv + q_out + kv_out, w->v_bias, c->dtype, kv_out);
     }
     if (l->b_o) load_weights(l->b_o, w->o_bias, c->dtype, hidden);
+    if (c->qk_norm) {
+        load_weights(l->q_norm, w->q_norm, c->dtype, (size_t)c->head_dim);
+        load_weights(l->k_norm, w->k_norm, c->dtype, (size_t)c->head_dim);
+    }
     return FORGE_OK;
 }
 
@@ -151,6 +160,10 @@ static void rotate(forge_layer *layer, const forge_batch *b) {
     for (int s = 0; s < b->n; s++)
         for (int i = 0; i < b->n_tokens[s]; i++) {
             float *row = l->qkv + (long)(b->rows[s] + i) * N;
+            if (c->qk_norm) { /* each head of Q, then of K */
+                cpu_rmsnorm(row, row, l->q_norm, H, D, c->norm_eps);
+                cpu_rmsnorm(row + H * D, row + H * D, l->k_norm, Hk, D, c->norm_eps);
+            }
             if (c->rope_style != FORGE_ROPE_NONE) {
                 cpu_rope_angles(b->pos0[s] + i, D, l->inv_freq, l->rope);
                 cpu_rope_rotate(row, H + Hk, D, c->rope_style, l->rope);

@@ -10,6 +10,7 @@ typedef struct {
     float *b_qkv;  /* [qkv_dim], NULL when none of q, k, v has a bias          */
     float *w_o;    /* [hidden, heads * head_dim]                                */
     float *b_o;    /* [hidden] or NULL                                          */
+    float *q_norm, *k_norm; /* [head_dim] each with qk_norm, else NULL       */
     double *inv_freq; /* [head_dim / 2]: RoPE frequencies                        */
     float *rope;   /* [head_dim]: cos and sin of one position                    */
     /* workspace, grown to the largest call so far */

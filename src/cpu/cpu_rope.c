@@ -4,10 +4,6 @@
 
 #include "cpu_rope.h"
 
-void cpu_rope_inv_freq(int head_dim, float theta, double *inv_freq) {
-    for (int i = 0; i < head_dim / 2; i++) inv_freq[i] = pow((double)theta, -2.0 * i / head_dim);
-}
-
 void cpu_rope_angles(int pos, int head_dim, const double *inv_freq, float *cs) {
     int half = head_dim / 2;
     for (int i = 0; i < half; i++) {

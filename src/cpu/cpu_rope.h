@@ -5,11 +5,8 @@
 
 #include "forge.h"
 
-/* inv_freq[i] = theta^(-2i/head_dim) for i < head_dim/2, once per layer. */
-void cpu_rope_inv_freq(int head_dim, float theta, double *inv_freq);
-
 /* cs[0 .. head_dim/2) = cos and cs[head_dim/2 .. head_dim) = sin of the angles
- * pos * inv_freq[i], computed in double so that large positions keep float32
+ * pos * inv_freq[i] (forge_rope_inv_freq), computed in double so that large positions keep float32
  * accuracy. */
 void cpu_rope_angles(int pos, int head_dim, const double *inv_freq, float *cs);
 

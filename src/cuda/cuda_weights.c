@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cuda_backend.h"
+#include "rope_freq.h"
 
 void cuda_layer_free(forge_layer *layer) {
     cuda_layer *l = layer->impl;
@@ -61,6 +62,7 @@ forge_status cuda_layer_init(forge_layer *layer, const forge_layer_weights *w) {
     if (c->dtype != FORGE_F32 && !forge_support_has(SUPPORT_MMA, c->head_dim))
         return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the cuda backend runs %s layers at head dims %s, not %d", fn,
                           forge_dtype_name(c->dtype), forge_support_dims(SUPPORT_MMA, dims, sizeof dims), c->head_dim);
+    if (c->qk_norm) return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: qk_norm is not implemented on the cuda backend yet", fn);
     const size_t es = forge_dtype_size(c->dtype);
     cuda_layer *l = calloc(1, sizeof *l);
     if (!l) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
@@ -72,7 +74,7 @@ forge_status cuda_layer_init(forge_layer *layer, const forge_layer_weights *w) {
     forge_status st = inv_freq ? FORGE_OK : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     cudaError_t e = cudaSuccess;
     if (st == FORGE_OK) {
-        for (int i = 0; i < c->head_dim / 2; i++) inv_freq[i] = pow((double)c->rope_theta, -2.0 * i / c->head_dim);
+        forge_rope_inv_freq(c, inv_freq);
         if (!e) e = cudaMalloc(&l->w_qkv, qkv * hidden * es);
         if (!e) e = cudaMalloc(&l->w_o, hidden * q_out * es);
         if (!e) e = cudaMalloc((void **)&l->inv_freq, sizeof(double) * (size_t)(c->head_dim / 2 + 1));

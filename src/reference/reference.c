@@ -1,25 +1,49 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* reference.c: the float64 reference of the attention layer. Written for
  * clarity, not speed: every stage a plain loop, in the order of the
- * layer's definition (QKV projection, split, RoPE, QK^T, scale, causal
- * mask, softmax, times V, flatten, output projection). */
+ * layer's definition (QKV projection, split, RMSNorm of each head of Q and
+ * K where asked, RoPE, QK^T, scale, causal mask, softmax, times V,
+ * flatten, output projection). */
 #include <math.h>
 #include <stdlib.h>
 
 #include "reference.h"
 
-void ref_rope(double *v, int head_dim, int pos, double theta, forge_rope_style style) {
-    if (style == FORGE_ROPE_NONE) return;
-    int half = head_dim / 2;
+double ref_rope_freq(const forge_layer_config *cfg, int i) {
+    const double f = 1.0 / pow(cfg->rope_theta, (2.0 * i) / cfg->head_dim);
+    const forge_rope_scaling *s = &cfg->rope_scaling;
+    if (s->type != FORGE_ROPE_SCALING_LLAMA3) return f;
+    /* Llama 3.1: long wavelengths slowed by factor, short ones kept, the
+     * band between interpolated on original / wavelength */
+    const double wavelength = 2.0 * acos(-1.0) / f;
+    const double low = s->original_max_positions / (double)s->low_freq_factor;
+    const double high = s->original_max_positions / (double)s->high_freq_factor;
+    if (wavelength < high) return f;
+    if (wavelength > low) return f / s->factor;
+    const double t = (s->original_max_positions / wavelength - s->low_freq_factor) /
+                     ((double)s->high_freq_factor - s->low_freq_factor);
+    return t * f + (1.0 - t) * f / s->factor;
+}
+
+void ref_rope(double *v, const forge_layer_config *cfg, int pos) {
+    if (cfg->rope_style == FORGE_ROPE_NONE) return;
+    const int half = cfg->head_dim / 2;
     for (int i = 0; i < half; i++) {
-        double inv_freq = 1.0 / pow(theta, (2.0 * i) / head_dim);
-        double c = cos(pos * inv_freq), s = sin(pos * inv_freq);
-        int a = style == FORGE_ROPE_HALF ? i : 2 * i;
-        int b = style == FORGE_ROPE_HALF ? i + half : 2 * i + 1;
-        double va = v[a], vb = v[b];
+        const double angle = pos * ref_rope_freq(cfg, i);
+        const double c = cos(angle), s = sin(angle);
+        const int a = cfg->rope_style == FORGE_ROPE_HALF ? i : 2 * i;
+        const int b = cfg->rope_style == FORGE_ROPE_HALF ? i + half : 2 * i + 1;
+        const double va = v[a], vb = v[b];
         v[a] = va * c - vb * s;
         v[b] = vb * c + va * s;
     }
+}
+
+void ref_rmsnorm(double *v, const float *w, int n, double eps) {
+    double ss = 0.0;
+    for (int i = 0; i < n; i++) ss += v[i] * v[i];
+    const double inv = 1.0 / sqrt(ss / n + eps);
+    for (int i = 0; i < n; i++) v[i] = v[i] * inv * w[i];
 }
 
 /* out[o] = sum_i w[o, i] in[i] + bias[o], for o < n_out. */
@@ -34,6 +58,16 @@ static void ref_linear(double *out, const float *w, const float *bias, const dou
 
 int ref_layer_forward(const forge_layer_config *cfg, const forge_layer_weights *w, const float *x,
                       int n_tokens, int pos0, double *y, double *max_score) {
+    double *xd = malloc(sizeof(double) * (size_t)n_tokens * cfg->hidden + 1);
+    if (!xd) return -1;
+    for (size_t i = 0; i < (size_t)n_tokens * cfg->hidden; i++) xd[i] = x[i];
+    const int r = ref_layer_forward_d(cfg, w, xd, n_tokens, pos0, y, max_score);
+    free(xd);
+    return r;
+}
+
+int ref_layer_forward_d(const forge_layer_config *cfg, const forge_layer_weights *w, const double *x,
+                        int n_tokens, int pos0, double *y, double *max_score) {
     const int S = n_tokens, H = cfg->heads, Hk = cfg->kv_heads, D = cfg->head_dim;
     const int hidden = cfg->hidden, group = H / Hk;
     double *xd = malloc(sizeof(double) * hidden);
@@ -48,10 +82,14 @@ int ref_layer_forward(const forge_layer_config *cfg, const forge_layer_weights *
         ref_linear(q + (size_t)t * H * D, w->q_proj, w->q_bias, xd, hidden, H * D);
         ref_linear(k + (size_t)t * Hk * D, w->k_proj, w->k_bias, xd, hidden, Hk * D);
         ref_linear(v + (size_t)t * Hk * D, w->v_proj, w->v_bias, xd, hidden, Hk * D);
-        for (int h = 0; h < H; h++)
-            ref_rope(q + ((size_t)t * H + h) * D, D, pos0 + t, cfg->rope_theta, cfg->rope_style);
-        for (int h = 0; h < Hk; h++)
-            ref_rope(k + ((size_t)t * Hk + h) * D, D, pos0 + t, cfg->rope_theta, cfg->rope_style);
+        for (int h = 0; h < H; h++) {
+            if (cfg->qk_norm) ref_rmsnorm(q + ((size_t)t * H + h) * D, w->q_norm, D, cfg->norm_eps);
+            ref_rope(q + ((size_t)t * H + h) * D, cfg, pos0 + t);
+        }
+        for (int h = 0; h < Hk; h++) {
+            if (cfg->qk_norm) ref_rmsnorm(k + ((size_t)t * Hk + h) * D, w->k_norm, D, cfg->norm_eps);
+            ref_rope(k + ((size_t)t * Hk + h) * D, cfg, pos0 + t);
+        }
     }
     const double scale = 1.0 / sqrt((double)D);
     double largest = 0.0;

@@ -23,7 +23,16 @@ int ref_layer_forward(const forge_layer_config *cfg, const forge_layer_weights *
 void ref_attention(const float *q, const float *k, const float *v, int n, int m, int heads, int kv_heads,
                    int head_dim, double scale, int causal, double *out, double *lse, int lse_stride);
 
-/* RoPE of one head vector in place, at position pos, in double. */
-void ref_rope(double *v, int head_dim, int pos, double theta, forge_rope_style style);
+/* The same with x in double. */
+int ref_layer_forward_d(const forge_layer_config *cfg, const forge_layer_weights *w, const double *x,
+                        int n_tokens, int pos0, double *y, double *max_score);
+
+/* RoPE's i-th frequency of a layer (its theta and rope_scaling), and RoPE
+ * of one head vector in place at position pos, in double. */
+double ref_rope_freq(const forge_layer_config *cfg, int i);
+void ref_rope(double *v, const forge_layer_config *cfg, int pos);
+
+/* v[i] = v[i] / sqrt(mean(v^2) + eps) * w[i], in double. */
+void ref_rmsnorm(double *v, const float *w, int n, double eps);
 
 #endif

@@ -64,7 +64,7 @@ int ref_random_layer_make(ref_random_layer *l, const forge_layer_config *cfg, ui
         return -1;
     }
     l->w = (forge_layer_weights){l->q_proj, l->k_proj, l->v_proj, l->o_proj,
-                                 l->q_bias, l->k_bias, l->v_bias, l->o_bias};
+                                 l->q_bias, l->k_bias, l->v_bias, l->o_bias, NULL, NULL};
     l->model = l->w;
     if (cfg->dtype == FORGE_F32) return 0;
     /* the model in the layer's dtype, and the floats rounded to its values */
