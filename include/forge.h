@@ -559,9 +559,11 @@ typedef struct forge_tokenizer forge_tokenizer;
  * FORGE_ERR_UNSUPPORTED, naming it; a file that is not a tokenizer is
  * FORGE_ERR_FORMAT. Implemented: BPE, byte-level (Llama 3, Qwen, GPT-2,
  * DeepSeek V3) and SentencePiece-style (byte_fallback, fuse_unk: Llama 2,
- * Gemma); normalizers NFC, NFKC, Prepend, Replace; pre-tokenizers Split,
- * ByteLevel; post-processors ByteLevel, TemplateProcessing; decoders
- * ByteLevel, Replace, ByteFallback, Fuse, Strip; Sequence of each. */
+ * Gemma); normalizers NFC, NFKC, Lowercase, Prepend, Replace; pre-tokenizers
+ * Split, ByteLevel, Metaspace, Digits, Punctuation; post-processors
+ * ByteLevel, TemplateProcessing; decoders ByteLevel, Metaspace, Replace,
+ * ByteFallback, Fuse, Strip; Sequence of each. A loaded tokenizer is read
+ * only: threads may share it. */
 FORGE_API forge_status forge_tokenizer_load(const char *path, forge_tokenizer **out);
 FORGE_API void forge_tokenizer_free(forge_tokenizer *tok); /* NULL is a no-op */
 /* Ids 0 .. size-1, added tokens included; 0 for NULL. */
@@ -617,6 +619,111 @@ FORGE_API forge_status forge_token_stream_create(const forge_tokenizer *tok, int
                                                  forge_token_stream **out);
 FORGE_API forge_status forge_token_stream_push(forge_token_stream *stream, int32_t id, const char **text);
 FORGE_API void forge_token_stream_free(forge_token_stream *stream); /* NULL is a no-op */
+
+/* ---------------------------------------------------------------- model */
+
+/* The architectures of config.json's "architectures" that Forge runs. */
+typedef enum {
+    FORGE_ARCH_LLAMA = 0, /* LlamaForCausalLM: Llama 2, 3, 3.1, 3.2, TinyLlama, SmolLM2 */
+    FORGE_ARCH_QWEN2,     /* Qwen2ForCausalLM: biases on Q, K and V                    */
+    FORGE_ARCH_QWEN3,     /* Qwen3ForCausalLM: RMSNorm over each head of Q and K       */
+    FORGE_ARCH_MISTRAL,   /* MistralForCausalLM: a sliding window not shorter than the
+                             context used                                              */
+} forge_arch;
+
+/* A Hugging Face model directory's config.json, as Forge reads it. */
+typedef struct {
+    forge_arch arch;
+    int vocab_size;
+    int hidden, intermediate; /* hidden_size, intermediate_size (the MLP's width) */
+    int layers;
+    int heads, kv_heads, head_dim;
+    int max_positions;        /* max_position_embeddings                         */
+    float norm_eps;           /* rms_norm_eps                                    */
+    float rope_theta;
+    forge_rope_scaling rope_scaling;
+    int tie_embeddings;       /* the LM head is the token embedding              */
+    unsigned bias;            /* FORGE_BIAS_* of the attention's projections      */
+    int qk_norm;
+    int sliding_window;       /* 0: none                                         */
+    forge_dtype dtype;        /* the weights' dtype as config.json names it      */
+} forge_model_config;
+
+/* Reads dir/config.json. A field that changes the math and that Forge does
+ * not implement (another architecture, hidden_act, rope_scaling type, an MLP
+ * bias ...) is FORGE_ERR_UNSUPPORTED, naming it; a missing or malformed
+ * field is FORGE_ERR_FORMAT, naming it. */
+FORGE_API forge_status forge_model_config_read(const char *dir, forge_model_config *out);
+
+typedef struct forge_model forge_model;
+
+typedef struct {
+    forge_dtype dtype;   /* weights and activations; the CPU backend runs FORGE_F32  */
+    int max_seqs;        /* sequences alive at once                                 */
+    int max_tokens;      /* the KV cache: tokens held by all sequences together     */
+    int max_seq_len;     /* tokens one sequence may hold; 0: max_positions, or
+                            max_tokens when that is smaller                         */
+    int page_size;       /* the cache's page, 16 to 256 tokens; 0: 16               */
+} forge_model_options;
+
+/* Loads a model directory: config.json, then model.safetensors or the
+ * shards model.safetensors.index.json names (mapped, each tensor checked for
+ * its shape and converted to opt->dtype where the file's differs). The
+ * context's backend computes; the CUDA backend does not run models yet
+ * (FORGE_ERR_UNSUPPORTED). */
+FORGE_API forge_status forge_model_load(forge_context *ctx, const char *dir, const forge_model_options *opt,
+                                        forge_model **out);
+FORGE_API void forge_model_free(forge_model *model); /* NULL is a no-op */
+FORGE_API forge_model_config forge_model_get_config(const forge_model *model);
+
+/* Sequences of the model's cache: a new empty one (*seq its id), its end
+ * (its pages back to the pool), and the tokens it holds. */
+FORGE_API forge_status forge_model_seq_new(forge_model *model, int *seq);
+FORGE_API forge_status forge_model_seq_release(forge_model *model, int seq);
+FORGE_API forge_status forge_model_seq_len(const forge_model *model, int seq, int *len);
+
+/* One sequence's tokens in a step: appended to it, at its length on. */
+typedef struct {
+    int seq;
+    int n_tokens;          /* >= 1: a prompt, a chunk of one, or one decode token */
+    const int32_t *tokens; /* [n_tokens], ids below vocab_size                    */
+} forge_model_input;
+
+/* One forward step of a batch of distinct sequences (prompts and decode
+ * steps mixed): their tokens go through the model and into the cache, and
+ * logits [n, vocab_size] (host float32) receive the next-token logits of
+ * each sequence's last token; with all_logits, [sum of n_tokens, vocab_size]
+ * for every token, in order. A token past the sequence's room or running
+ * out of pages is FORGE_ERR_CAPACITY, and a bad id FORGE_ERR_INVALID_ARGUMENT;
+ * either leaves every sequence as it was. */
+FORGE_API forge_status forge_model_step(forge_model *model, const forge_model_input *in, int n, int all_logits,
+                                        float *logits);
+
+/* How the next token is drawn from logits, as transformers' generate does:
+ * the repetition penalty over the tokens so far, then temperature, top-k,
+ * top-p and min-p, then a draw from what is left. temperature 0 is greedy
+ * (the first largest logit). */
+typedef struct {
+    float temperature;    /* 0: greedy                                  */
+    int top_k;            /* 0: off                                     */
+    float top_p;          /* 1: off                                     */
+    float min_p;          /* 0: off                                     */
+    float repeat_penalty; /* 1: off; > 1 makes seen tokens less likely  */
+    uint64_t seed;        /* the same seed draws the same tokens        */
+} forge_sampling;
+
+/* Greedy: temperature 0, the rest off. */
+FORGE_API forge_sampling forge_sampling_greedy(void);
+
+/* Called with each generated token; a non-zero return stops generation. */
+typedef int (*forge_token_fn)(void *user, int32_t token);
+
+/* Generates up to max_new tokens after the prompt in a sequence of its own
+ * (released at the end), stopping after a token of stop[n_stop]; out (may
+ * be NULL) receives the generated ids, *n_out their count. */
+FORGE_API forge_status forge_model_generate(forge_model *model, const int32_t *prompt, int n_prompt, int max_new,
+                                            const forge_sampling *sampling, const int32_t *stop, int n_stop,
+                                            forge_token_fn on_token, void *user, int32_t *out, int *n_out);
 
 /* -------------------------------------------------------------- support */
 

@@ -5,7 +5,9 @@
 # - no two source files include each other in a loop, and no two object
 #   files call each other in a loop;
 # - the backends (src/cpu, src/cuda) neither include core.h nor call any
-#   function of the core (src/core); the leaves (src/util) call only leaves;
+#   function of the core (src/core); the model engine (src/model) sits above
+#   the core and the backends, and nothing of theirs calls it; the tokenizer
+#   calls neither; the leaves (src/util) call only leaves;
 # - no file name appears twice under src/, and none there is over 600 lines.
 #   deps_check.sh SOURCE_DIR BUILD_DIR
 set -uo pipefail
@@ -62,6 +64,9 @@ for o in $objects; do
     edges+="$from $to"$'\n'
     case $from:$to in
       src/cpu/*:src/core/* | src/cuda/*:src/core/*) fail "$from (a backend) calls $sym of the core ($to)" ;;
+      src/cpu/*:src/model/* | src/cuda/*:src/model/* | src/core/*:src/model/*)
+        fail "$from calls $sym of the model engine ($to), which sits above it" ;;
+      src/tokenizer/*:src/core/* | src/tokenizer/*:src/model/*) fail "$from (the tokenizer) calls $sym of $to" ;;
       src/util/*:src/util/*) ;;
       src/util/*:*) fail "$from (a leaf) calls $sym of $to" ;;
     esac

@@ -3,12 +3,14 @@
  * GPU is checked against besides the float64 reference: its buffers
  * (host memory), attention alone, and its operations' table, each from the
  * file of its concern (cpu_layer.c, cpu_cache.c). */
+#include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cpu_attention.h"
 #include "cpu_cache.h"
 #include "cpu_layer.h"
+#include "cpu_ops.h"
 #include "error.h"
 
 static forge_status cpu_buffer_alloc(forge_context *ctx, size_t bytes, void **out) {
@@ -89,6 +91,43 @@ static forge_status cpu_attention_forward(forge_context *ctx, const forge_attent
     return st;
 }
 
+/* The model's row operations, in float32 (the CPU runs fp32 models). */
+static forge_status cpu_model_rmsnorm(forge_context *ctx, void *out, const void *x, const void *w, long rows, int dim,
+                                      float eps) {
+    (void)ctx;
+    cpu_rmsnorm(out, x, w, rows, dim, eps);
+    return FORGE_OK;
+}
+
+static forge_status cpu_model_linear(forge_context *ctx, void *y, const void *x, const void *w, long rows, int in,
+                                     int out) {
+    (void)ctx;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+    return FORGE_OK;
+}
+
+static forge_status cpu_model_silu_mul(forge_context *ctx, void *out, const void *gate_up, long rows, int inter) {
+    (void)ctx;
+    cpu_silu_mul(out, gate_up, rows, inter);
+    return FORGE_OK;
+}
+
+static forge_status cpu_model_add(forge_context *ctx, void *y, const void *x, size_t n) {
+    (void)ctx;
+    float *a = y;
+    const float *b = x;
+    for (size_t i = 0; i < n; i++) a[i] += b[i];
+    return FORGE_OK;
+}
+
+static forge_status cpu_model_gather_rows(forge_context *ctx, void *out, const void *table, const int32_t *ids,
+                                          long rows, size_t row_bytes) {
+    (void)ctx;
+    for (long r = 0; r < rows; r++)
+        memcpy((char *)out + (size_t)r * row_bytes, (const char *)table + (size_t)ids[r] * row_bytes, row_bytes);
+    return FORGE_OK;
+}
+
 const forge_backend_ops forge_cpu_backend = {
     .kind = FORGE_BACKEND_CPU,
     .buffer_alloc = cpu_buffer_alloc,
@@ -105,4 +144,9 @@ const forge_backend_ops forge_cpu_backend = {
     .attention = cpu_attention_forward,
     .paged_attention = cpu_paged_attention,
     .forward = cpu_forward,
+    .rmsnorm = cpu_model_rmsnorm,
+    .linear = cpu_model_linear,
+    .silu_mul = cpu_model_silu_mul,
+    .add = cpu_model_add,
+    .gather_rows = cpu_model_gather_rows,
 };

@@ -8,51 +8,8 @@
 #include <string.h>
 
 #include "error.h"
+#include "file.h"
 #include "tokenizer.h"
-
-forge_status tok_read_file(const char *fn, const char *path, char **out, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    forge_status st = f ? FORGE_OK : forge_fail(FORGE_ERR_IO, "%s: cannot open %s", fn, path);
-    long size = -1;
-    if (st == FORGE_OK && (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0))
-        st = forge_fail(FORGE_ERR_IO, "%s: cannot read %s (not a regular file?)", fn, path);
-    char *buf = st == FORGE_OK ? malloc((size_t)size + 1) : NULL;
-    if (st == FORGE_OK && !buf) st = forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory for %ld bytes", fn, size);
-    if (st == FORGE_OK && fread(buf, 1, (size_t)size, f) != (size_t)size)
-        st = forge_fail(FORGE_ERR_IO, "%s: cannot read %s", fn, path);
-    if (f) fclose(f);
-    if (st != FORGE_OK) {
-        free(buf);
-        return st;
-    }
-    buf[size] = '\0';
-    *out = buf, *len = (size_t)size;
-    return FORGE_OK;
-}
-
-/* dir/name parsed, or NULL where the file is absent; a file there that is
- * not a JSON object is an error. */
-static forge_status read_json(const char *fn, const char *dir, const char *name, cJSON **out) {
-    *out = NULL;
-    const size_t n = strlen(dir) + strlen(name) + 2;
-    char *path = malloc(n), *text = NULL;
-    size_t len;
-    if (!path) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-    snprintf(path, n, "%s/%s", dir, name);
-    FILE *probe = fopen(path, "rb");
-    forge_status st = FORGE_OK;
-    if (probe) {
-        fclose(probe);
-        st = tok_read_file(fn, path, &text, &len);
-        if (st == FORGE_OK && !cJSON_IsObject(*out = cJSON_ParseWithLength(text, len))) {
-            cJSON_Delete(*out), *out = NULL;
-            st = forge_fail(FORGE_ERR_FORMAT, "%s: %s is not a JSON object", fn, path);
-        }
-    }
-    free(text);
-    free(path);
-    return st;
-}
 
 /* A token of tokenizer_config.json ("<s>", or {"content": "<s>", ...}) as
  * an id: -1 where it is absent or null; an error where it names no token. */
@@ -79,11 +36,11 @@ forge_status tok_read_configs(forge_tokenizer *t, const char *fn, const char *di
     forge_special_ids *s = &t->specials;
     *s = (forge_special_ids){.bos = -1, .eos = -1};
     cJSON *config, *generation;
-    forge_status st = read_json(fn, dir, "tokenizer_config.json", &config);
+    forge_status st = forge_read_json(fn, dir, "tokenizer_config.json", &config);
     if (st == FORGE_OK && config) st = token_entry(t, fn, config, "bos_token", &s->bos);
     if (st == FORGE_OK && config) st = token_entry(t, fn, config, "eos_token", &s->eos);
     cJSON_Delete(config);
-    if (st == FORGE_OK) st = read_json(fn, dir, "generation_config.json", &generation);
+    if (st == FORGE_OK) st = forge_read_json(fn, dir, "generation_config.json", &generation);
     if (st != FORGE_OK) return st;
     const cJSON *eos = cJSON_GetObjectItemCaseSensitive(generation, "eos_token_id"), *v;
     if (cJSON_IsArray(eos)) {

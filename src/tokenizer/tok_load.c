@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "error.h"
+#include "file.h"
 #include "tokenizer.h"
 #include "utf8.h"
 
@@ -318,7 +319,7 @@ forge_status forge_tokenizer_load(const char *path, forge_tokenizer **out) {
         snprintf(dir, n, "%s", path);
         char *slash = strrchr(dir, '/');
         if (!is_dir) slash ? (void)(*slash = '\0') : (void)snprintf(dir, n, ".");
-        st = tok_read_file(fn, file, &text, &len);
+        st = forge_read_file(fn, file, &text, &len);
     }
     free(file);
     if (st != FORGE_OK) {

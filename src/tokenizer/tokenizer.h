@@ -222,8 +222,5 @@ forge_status tok_decode_text(const forge_tokenizer *t, const char *fn, const int
 
 /* tok_config.c: the special ids of the files in dir beside tokenizer.json. */
 forge_status tok_read_configs(forge_tokenizer *t, const char *fn, const char *dir);
-/* The file's bytes, NUL-terminated (malloc'd): FORGE_ERR_IO naming it when
- * it cannot be read. */
-forge_status tok_read_file(const char *fn, const char *path, char **out, size_t *len);
 
 #endif

@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* model.h: the model engine's own header: a Hugging Face model directory
+ * loaded (model_load.c over model_config.c and model_files.c) and run a
+ * step at a time (model_step.c), tokens drawn (model_sample.c), and
+ * generation (model_generate.c). The layers are the core's forge_layer
+ * over one paged cache each; the rest of each block runs through the
+ * backend's model operations. */
+#ifndef FORGE_MODEL_H
+#define FORGE_MODEL_H
+
+#include <cJSON.h>
+
+#include "backend.h"
+
+/* model_config.c: config.json's object read. */
+forge_status model_config_parse(const cJSON *root, forge_model_config *out);
+
+/* model_files.c: the safetensors files of a directory, and their tensors
+ * by name (through model.safetensors.index.json where there are shards). */
+typedef struct {
+    forge_safetensors **files;
+    int n_files;
+    cJSON *weight_map; /* the index's name -> file map, or NULL for one file */
+    char **names;      /* [n_files]: the files' names, for the map */
+} model_files;
+
+forge_status model_files_open(const char *fn, const char *dir, model_files *f);
+void model_files_close(model_files *f);
+/* The tensor of that name, checked to be [d0] (d1 0) or [d0, d1], converted
+ * to dtype into dst. Absent where optional: *found 0 (found may be NULL
+ * when it is required: absence is then an error naming it). */
+forge_status model_tensor(const model_files *f, const char *fn, const char *name, int64_t d0, int64_t d1,
+                          forge_dtype dtype, void *dst, int *found);
+
+/* One block's weights around its layer, in backend memory. */
+typedef struct {
+    void *attn_norm, *mlp_norm; /* [hidden]                               */
+    void *gate_up;              /* [2 * intermediate, hidden]: gate, up    */
+    void *down;                 /* [hidden, intermediate]                  */
+} model_block;
+
+struct forge_model {
+    forge_context *ctx;
+    forge_model_config cfg;
+    forge_model_options opt;
+    forge_layer **layers;       /* [cfg.layers] */
+    forge_paged_cache **caches; /* [cfg.layers], the same sequences in each */
+    model_block *blocks;        /* [cfg.layers] */
+    void *embed;                /* [vocab, hidden] */
+    void *lm_head;              /* [vocab, hidden]: embed when tied */
+    void *final_norm;           /* [hidden] */
+    /* workspace in backend memory, grown to the largest step so far */
+    long ws_rows, ws_out;
+    void *x, *a, *y, *gate_up, *act; /* [ws_rows, hidden or 2 * inter or inter] */
+    void *last, *logits;             /* [ws_out, hidden], [ws_out, vocab] */
+    int32_t *ids;                    /* [ws_rows] host: the step's tokens, then rows */
+};
+
+/* model_sample.c: the next token of logits [vocab] as s says, history the
+ * tokens so far (for the repetition penalty); rng advances with each draw;
+ * scratch [vocab]. */
+typedef struct {
+    float score;
+    int id;
+} model_scored;
+int32_t model_sample(const float *logits, int vocab, const forge_sampling *s, const int32_t *history, int n_history,
+                     uint64_t *rng, model_scored *scratch);
+
+#endif

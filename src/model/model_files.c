@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* model_files.c: a model directory's weights: model.safetensors, or the
+ * shards that model.safetensors.index.json's weight_map names, each opened
+ * (mapped) once; a tensor found by name, its shape checked, converted to
+ * the dtype asked for. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dtype.h"
+#include "error.h"
+#include "file.h"
+#include "model.h"
+
+void model_files_close(model_files *f) {
+    for (int i = 0; i < f->n_files; i++) {
+        forge_st_close(f->files[i]);
+        free(f->names[i]);
+    }
+    free(f->files);
+    free(f->names);
+    cJSON_Delete(f->weight_map);
+    memset(f, 0, sizeof *f);
+}
+
+/* Opens dir/name as file i of f. */
+static forge_status open_file(const char *fn, const char *dir, const char *name, model_files *f) {
+    const size_t n = strlen(dir) + strlen(name) + 2;
+    char *path = malloc(n);
+    forge_safetensors **files = realloc(f->files, sizeof *files * (size_t)(f->n_files + 1));
+    if (files) f->files = files;
+    char **names = realloc(f->names, sizeof *names * (size_t)(f->n_files + 1));
+    if (names) f->names = names;
+    char *copy = strdup(name);
+    if (!path || !files || !names || !copy) {
+        free(path), free(copy);
+        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    }
+    snprintf(path, n, "%s/%s", dir, name);
+    forge_safetensors *st;
+    forge_status s = forge_st_open(path, &st);
+    free(path);
+    if (s != FORGE_OK) {
+        free(copy);
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", forge_last_error());
+        return forge_fail(s, "%s: %s", fn, msg);
+    }
+    f->files[f->n_files] = st;
+    f->names[f->n_files++] = copy;
+    return FORGE_OK;
+}
+
+forge_status model_files_open(const char *fn, const char *dir, model_files *f) {
+    memset(f, 0, sizeof *f);
+    cJSON *index;
+    forge_status st = forge_read_json(fn, dir, "model.safetensors.index.json", &index);
+    if (st != FORGE_OK) return st;
+    if (!index) return open_file(fn, dir, "model.safetensors", f);
+    cJSON *map = cJSON_DetachItemFromObjectCaseSensitive(index, "weight_map");
+    cJSON_Delete(index);
+    if (!cJSON_IsObject(map)) {
+        cJSON_Delete(map);
+        return forge_fail(FORGE_ERR_FORMAT, "%s: model.safetensors.index.json has no weight_map object", fn);
+    }
+    f->weight_map = map;
+    /* each shard once, in the order the map first names it */
+    const cJSON *entry;
+    cJSON_ArrayForEach(entry, map) {
+        if (!cJSON_IsString(entry) || strchr(entry->valuestring, '/')) {
+            st = forge_fail(FORGE_ERR_FORMAT, "%s: the weight_map's entry for %s is not a file name beside it", fn,
+                            entry->string);
+            break;
+        }
+        int seen = 0;
+        for (int i = 0; i < f->n_files && !seen; i++) seen = strcmp(f->names[i], entry->valuestring) == 0;
+        if (!seen && (st = open_file(fn, dir, entry->valuestring, f)) != FORGE_OK) break;
+    }
+    if (st != FORGE_OK) model_files_close(f);
+    return st;
+}
+
+forge_status model_tensor(const model_files *f, const char *fn, const char *name, int64_t d0, int64_t d1,
+                          forge_dtype dtype, void *dst, int *found) {
+    const forge_safetensors *st = f->n_files == 1 && !f->weight_map ? f->files[0] : NULL;
+    if (f->weight_map) {
+        const cJSON *file = cJSON_GetObjectItemCaseSensitive(f->weight_map, name);
+        for (int i = 0; cJSON_IsString(file) && i < f->n_files && !st; i++)
+            if (strcmp(f->names[i], file->valuestring) == 0) st = f->files[i];
+    }
+    forge_tensor t;
+    if (!st || forge_st_find(st, name, &t) != FORGE_OK) {
+        if (found) {
+            *found = 0;
+            return FORGE_OK;
+        }
+        return forge_fail(FORGE_ERR_NOT_FOUND, "%s: the model has no tensor %s%s", fn, name,
+                          f->weight_map && st ? " in the shard its index names" : "");
+    }
+    if (found) *found = 1;
+    const int ndim = d1 ? 2 : 1;
+    if (t.ndim != ndim || t.shape[0] != d0 || (d1 && t.shape[1] != d1)) {
+        char got[64] = "", want[48];
+        for (int i = 0, n = 0; i < t.ndim && n < (int)sizeof got; i++)
+            n += snprintf(got + n, sizeof got - (size_t)n, i ? ", %lld" : "%lld", (long long)t.shape[i]);
+        snprintf(want, sizeof want, d1 ? "%lld, %lld" : "%lld", (long long)d0, (long long)d1);
+        return forge_fail(FORGE_ERR_SHAPE, "%s: tensor %s is [%s], the config makes it [%s]", fn, name, got, want);
+    }
+    forge_convert(dst, dtype, t.data, t.dtype, (size_t)d0 * (size_t)(d1 ? d1 : 1));
+    return FORGE_OK;
+}

@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* model_sample.c: the next token from logits, as transformers' generate
+ * draws it: the repetition penalty over the tokens so far (a seen token's
+ * positive logit divided by it, a negative one multiplied), then the
+ * warpers in its order (temperature, top-k keeping ties with the k-th,
+ * top-p keeping the most likely tokens whose probability reaches p, at
+ * least one, min-p dropping tokens below min_p times the likeliest), then
+ * a draw from the softmax of what is left. Greedy takes the first largest
+ * logit after the penalty. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "model.h"
+
+forge_sampling forge_sampling_greedy(void) {
+    forge_sampling s = {0.0f, 0, 1.0f, 0.0f, 1.0f, 0};
+    return s;
+}
+
+/* splitmix64: a uniform double in [0, 1). */
+static double uniform(uint64_t *state) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (double)(z >> 11) * 0x1.0p-53;
+}
+
+/* Descending by score, then ascending by id (a stable order for ties). */
+static int by_score(const void *a, const void *b) {
+    const model_scored *x = a, *y = b;
+    if (x->score != y->score) return x->score > y->score ? -1 : 1;
+    return x->id - y->id;
+}
+
+int32_t model_sample(const float *logits, int vocab, const forge_sampling *s, const int32_t *history, int n_history,
+                     uint64_t *rng, model_scored *v) {
+    for (int i = 0; i < vocab; i++) v[i] = (model_scored){logits[i], 0};
+    if (s->repeat_penalty != 1.0f)
+        for (int h = 0; h < n_history; h++) {
+            const int32_t t = history[h];
+            if (t < 0 || t >= vocab || v[t].id) continue; /* each seen token once */
+            v[t].id = 1;
+            v[t].score = logits[t] > 0 ? logits[t] / s->repeat_penalty : logits[t] * s->repeat_penalty;
+        }
+    int best = 0;
+    for (int i = 1; i < vocab; i++)
+        if (v[i].score > v[best].score) best = i;
+    if (s->temperature <= 0.0f) return best;
+    for (int i = 0; i < vocab; i++) v[i] = (model_scored){v[i].score / s->temperature, i};
+    qsort(v, (size_t)vocab, sizeof *v, by_score);
+    int kept = vocab;
+    if (s->top_k > 0 && s->top_k < vocab) {
+        kept = s->top_k;
+        while (kept < vocab && v[kept].score == v[s->top_k - 1].score) kept++;
+    }
+    /* probabilities of the kept tokens, largest first */
+    const double top = v[0].score;
+    double sum = 0.0;
+    for (int i = 0; i < kept; i++) sum += exp(v[i].score - top);
+    if (s->top_p < 1.0f) {
+        double cum = 0.0;
+        int n = 0;
+        while (n < kept && cum < s->top_p) cum += exp(v[n++].score - top) / sum;
+        kept = n > 0 ? n : 1;
+        sum = 0.0;
+        for (int i = 0; i < kept; i++) sum += exp(v[i].score - top);
+    }
+    if (s->min_p > 0.0f) { /* below min_p times the likeliest, of what top-p left */
+        int n = 1;
+        while (n < kept && exp(v[n].score - top) >= s->min_p) n++;
+        kept = n;
+        sum = 0.0;
+        for (int i = 0; i < kept; i++) sum += exp(v[i].score - top);
+    }
+    double u = uniform(rng) * sum;
+    for (int i = 0; i < kept; i++)
+        if ((u -= exp(v[i].score - top)) < 0) return v[i].id;
+    return v[kept - 1].id;
+}
