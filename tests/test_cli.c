@@ -14,9 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "model_dir.h"
 #include "test_util.h"
 
 static const char *forge_bin, *readme_path;
@@ -441,6 +443,61 @@ static void test_bench_step_json(void **state) {
     cJSON_Delete(j);
 }
 
+/* forge generate on a tiny model the test writes (no tokenizer): --ids
+ * and --json give the ids forge_model_generate gives, the counts go to
+ * stderr, and bad ids and a bad directory are one line each, exit 3. */
+static void test_generate(void **state) {
+    (void)state;
+    const md_spec s = {"LlamaForCausalLM", 61, 32, 48, 2, 4, 2, 8, 64, 1, 0, 0, FORGE_F32, ""};
+    char *model = in_dir("model");
+    assert_int_equal(mkdir(model, 0700), 0);
+    md_write_config(model, &s);
+    forge_model_config cfg;
+    TL_OK(forge_model_config_read(model, &cfg));
+    md_weights w;
+    md_make_weights(&w, &s, &cfg, 77);
+    md_write_model(model, &s, &w);
+    md_free_weights(&w);
+    forge_context *ctx;
+    forge_model *m;
+    TL_OK(forge_context_create(FORGE_BACKEND_CPU, &ctx));
+    const forge_model_options o = {FORGE_F32, 1, 64, 0, 0};
+    TL_OK(forge_model_load(ctx, model, &o, &m));
+    const int32_t prompt[3] = {5, 17, 42};
+    int32_t want[12];
+    int made;
+    const forge_sampling greedy = forge_sampling_greedy();
+    TL_OK(forge_model_generate(m, prompt, 3, 12, &greedy, NULL, 0, NULL, NULL, want, &made));
+    forge_model_free(m);
+    forge_context_destroy(ctx);
+    char line[256] = "", *end = line;
+    for (int i = 0; i < made; i++) end += snprintf(end, sizeof line - (size_t)(end - line), i ? " %d" : "%d", want[i]);
+
+    run_result r = forge("generate --model model --prompt-ids 5,17,42 -n 12 --backend cpu --ids");
+    assert_int_equal(r.code, 0);
+    if (strncmp(r.out, line, strlen(line)) != 0 || r.out[strlen(line)] != '\n')
+        fail_msg("forge generate --ids printed \"%s\", the API generates \"%s\"", r.out, line);
+    assert_non_null(strstr(r.err, "3 prompt tokens, 12 generated"));
+    r = forge("generate --model model --prompt-ids 5,17,42 -n 12 --backend cpu --json");
+    assert_int_equal(r.code, 0);
+    cJSON *j = cJSON_Parse(r.out);
+    assert_non_null(j);
+    assert_int_equal(cJSON_GetObjectItem(j, "prompt_tokens")->valueint, 3);
+    assert_int_equal(cJSON_GetObjectItem(j, "generated_tokens")->valueint, 12);
+    const cJSON *ids = cJSON_GetObjectItem(j, "ids");
+    for (int i = 0; i < made; i++) assert_int_equal(cJSON_GetArrayItem(ids, i)->valueint, want[i]);
+    assert_true(cJSON_GetObjectItem(j, "decode_tok_per_s")->valuedouble > 0);
+    cJSON_Delete(j);
+    r = forge("generate --model model --prompt-ids 5,61 --backend cpu --ids");
+    assert_int_equal(r.code, 3);
+    assert_non_null(strstr(r.err, "61 is outside the vocabulary"));
+    r = forge("generate --model nowhere --prompt-ids 5 --ids");
+    assert_int_equal(r.code, 3);
+    assert_non_null(strstr(r.err, "config.json"));
+    r = forge("generate --model model --ids");
+    assert_int_equal(r.code, 2);
+}
+
 static int make_dir(void **state) {
     snprintf(dir, sizeof dir, "/tmp/forge_cli_XXXXXX");
     return mkdtemp(dir) ? 0 : -1;
@@ -477,6 +534,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_bench_prefill_json),
         cmocka_unit_test(test_bench_decode_json),
         cmocka_unit_test(test_bench_step_json),
+        cmocka_unit_test(test_generate),
     };
     return cmocka_run_group_tests_name("cli", tests, make_dir, remove_dir);
 }

@@ -11,161 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ref_model.h"
-#include "util/dtype.h"
+#include "model_dir.h"
 #include "test_util.h"
-
-/* A model to write: its config.json's fields and how its files are laid. */
-typedef struct {
-    const char *arch;
-    int vocab, hidden, inter, layers, heads, kv_heads, head_dim, max_pos;
-    int tie, llama3_scaling, shards;
-    forge_dtype file_dtype; /* of the tensors in the files */
-    const char *extra;      /* more config.json fields, or "" */
-} spec;
-
-/* Random weights, kept as floats (rounded to the file's dtype) for the
- * reference. */
-typedef struct {
-    forge_model_config cfg;
-    int n;          /* tensors */
-    char **names;
-    float **data;
-    int64_t (*shape)[2];
-    ref_block *blocks;
-    ref_model ref;
-} weights;
-
-static float *add_tensor(weights *w, ref_rng *r, const char *name, int64_t d0, int64_t d1, double scale, double mean,
-                         forge_dtype dtype) {
-    const size_t n = (size_t)d0 * (size_t)(d1 ? d1 : 1);
-    float *v = malloc(sizeof *v * n);
-    assert_non_null(v);
-    ref_rng_fill(r, v, n, scale);
-    for (size_t i = 0; i < n; i++) v[i] += (float)mean;
-    forge_round_to(dtype, v, n);
-    w->names[w->n] = strdup(name);
-    w->data[w->n] = v;
-    w->shape[w->n][0] = d0, w->shape[w->n][1] = d1;
-    w->n++;
-    return v;
-}
-
-static void make_weights(weights *w, const spec *s, const forge_model_config *cfg, uint64_t seed) {
-    memset(w, 0, sizeof *w);
-    w->cfg = *cfg;
-    const int cap = 16 * s->layers + 8;
-    w->names = calloc((size_t)cap, sizeof *w->names);
-    w->data = calloc((size_t)cap, sizeof *w->data);
-    w->shape = calloc((size_t)cap, sizeof *w->shape);
-    w->blocks = calloc((size_t)s->layers, sizeof *w->blocks);
-    assert_true(w->names && w->data && w->shape && w->blocks);
-    ref_rng r = ref_rng_seed(seed);
-    const int64_t H = s->hidden, I = s->inter, q = (int64_t)s->heads * s->head_dim, kv = (int64_t)s->kv_heads * s->head_dim;
-    const forge_dtype dt = s->file_dtype;
-    char name[96];
-    for (int l = 0; l < s->layers; l++) {
-        ref_block *b = &w->blocks[l];
-#define T(suffix, d0, d1, scale, mean) \
-    (snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix), add_tensor(w, &r, name, d0, d1, scale, mean, dt))
-        b->attn_norm = T("input_layernorm.weight", H, 0, 0.1, 1.0);
-        b->mlp_norm = T("post_attention_layernorm.weight", H, 0, 0.1, 1.0);
-        b->attn.q_proj = T("self_attn.q_proj.weight", q, H, 1 / sqrt((double)H), 0);
-        b->attn.k_proj = T("self_attn.k_proj.weight", kv, H, 1 / sqrt((double)H), 0);
-        b->attn.v_proj = T("self_attn.v_proj.weight", kv, H, 1 / sqrt((double)H), 0);
-        b->attn.o_proj = T("self_attn.o_proj.weight", H, q, 1 / sqrt((double)q), 0);
-        if (cfg->bias & FORGE_BIAS_Q) b->attn.q_bias = T("self_attn.q_proj.bias", q, 0, 0.1, 0);
-        if (cfg->bias & FORGE_BIAS_K) b->attn.k_bias = T("self_attn.k_proj.bias", kv, 0, 0.1, 0);
-        if (cfg->bias & FORGE_BIAS_V) b->attn.v_bias = T("self_attn.v_proj.bias", kv, 0, 0.1, 0);
-        if (cfg->qk_norm) {
-            b->attn.q_norm = T("self_attn.q_norm.weight", s->head_dim, 0, 0.1, 1.0);
-            b->attn.k_norm = T("self_attn.k_norm.weight", s->head_dim, 0, 0.1, 1.0);
-        }
-        b->gate = T("mlp.gate_proj.weight", I, H, 1 / sqrt((double)H), 0);
-        b->up = T("mlp.up_proj.weight", I, H, 1 / sqrt((double)H), 0);
-        b->down = T("mlp.down_proj.weight", H, I, 1 / sqrt((double)I), 0);
-#undef T
-    }
-    w->ref.embed = add_tensor(w, &r, "model.embed_tokens.weight", s->vocab, H, 1.0, 0, dt);
-    w->ref.final_norm = add_tensor(w, &r, "model.norm.weight", H, 0, 0.1, 1.0, dt);
-    w->ref.lm_head = s->tie ? w->ref.embed : add_tensor(w, &r, "lm_head.weight", s->vocab, H, 1 / sqrt((double)H), 0, dt);
-    w->ref.blocks = w->blocks;
-}
-
-static void free_weights(weights *w) {
-    for (int i = 0; i < w->n; i++) free(w->names[i]), free(w->data[i]);
-    free(w->names), free(w->data), free(w->shape), free(w->blocks);
-}
-
-/* The tensors [from, to) of w into path, in the file's dtype. */
-static void write_file(const weights *w, const char *path, int from, int to, forge_dtype dt) {
-    forge_tensor *t = calloc((size_t)(to - from), sizeof *t);
-    void **bufs = calloc((size_t)(to - from), sizeof *bufs);
-    assert_true(t && bufs);
-    for (int i = from; i < to; i++) {
-        const size_t n = (size_t)w->shape[i][0] * (size_t)(w->shape[i][1] ? w->shape[i][1] : 1);
-        bufs[i - from] = malloc(n * forge_dtype_size(dt));
-        assert_non_null(bufs[i - from]);
-        forge_convert(bufs[i - from], dt, w->data[i], FORGE_F32, n);
-        t[i - from] = (forge_tensor){w->names[i], dt, w->shape[i][1] ? 2 : 1, {w->shape[i][0], w->shape[i][1]},
-                                     bufs[i - from], n * forge_dtype_size(dt)};
-    }
-    TL_OK(forge_st_write(path, t, to - from, NULL, 0));
-    for (int i = 0; i < to - from; i++) free(bufs[i]);
-    free(bufs), free(t);
-}
-
-static void write_text(const char *dir, const char *name, const char *text) {
-    char path[256];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
-/* config.json; the spec's extra fields come first, so that where they name
- * a field again theirs is the one read. */
-static void write_config(const char *dir, const spec *s) {
-    char text[2048];
-    snprintf(text, sizeof text,
-             "{\"architectures\": [\"%s\"]%s, \"vocab_size\": %d, \"hidden_size\": %d, \"intermediate_size\": %d,"
-             " \"num_hidden_layers\": %d, \"num_attention_heads\": %d, \"num_key_value_heads\": %d, \"head_dim\": %d,"
-             " \"max_position_embeddings\": %d, \"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0,"
-             " \"hidden_act\": \"silu\", \"tie_word_embeddings\": %s, \"torch_dtype\": \"float32\"%s}",
-             s->arch, s->extra, s->vocab, s->hidden, s->inter, s->layers, s->heads, s->kv_heads, s->head_dim, s->max_pos,
-             s->tie ? "true" : "false",
-             s->llama3_scaling ? ", \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\":"
-                                 " 1.0, \"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 16}"
-                               : "");
-    write_text(dir, "config.json", text);
-}
-
-/* The model directory: config.json and the weights, whole or in shards. */
-static void write_model(const char *dir, const spec *s, const weights *w) {
-    write_config(dir, s);
-    char path[256];
-    if (!s->shards) {
-        snprintf(path, sizeof path, "%s/model.safetensors", dir);
-        write_file(w, path, 0, w->n, s->file_dtype);
-        return;
-    }
-    const int half = w->n / 2;
-    snprintf(path, sizeof path, "%s/model-00001-of-00002.safetensors", dir);
-    write_file(w, path, 0, half, s->file_dtype);
-    snprintf(path, sizeof path, "%s/model-00002-of-00002.safetensors", dir);
-    write_file(w, path, half, w->n, s->file_dtype);
-    size_t cap = 256 + (size_t)w->n * 96, len = 0;
-    char *index = malloc(cap);
-    assert_non_null(index);
-    len += (size_t)snprintf(index + len, cap - len, "{\"metadata\": {}, \"weight_map\": {");
-    for (int i = 0; i < w->n; i++)
-        len += (size_t)snprintf(index + len, cap - len, "%s\"%s\": \"model-0000%d-of-00002.safetensors\"", i ? ", " : "",
-                                w->names[i], i < half ? 1 : 2);
-    snprintf(index + len, cap - len, "}}");
-    write_text(dir, "model.safetensors.index.json", index);
-    free(index);
-}
 
 static char *temp_dir(void) {
     char *dir = strdup("/tmp/forge-model-XXXXXX");
@@ -187,7 +34,7 @@ static forge_model_options options(int max_seqs, int max_tokens) {
 }
 
 /* Greedy generation by the reference: the whole forward again each token. */
-static void ref_greedy(const weights *w, const int32_t *prompt, int n_prompt, int n_new, int32_t *out) {
+static void ref_greedy(const md_weights *w, const int32_t *prompt, int n_prompt, int n_new, int32_t *out) {
     const int V = w->cfg.vocab_size;
     int32_t *all = malloc(sizeof *all * (size_t)(n_prompt + n_new));
     double *logits = malloc(sizeof *logits * (size_t)(n_prompt + n_new) * V);
@@ -216,14 +63,14 @@ static int32_t *prompt_of(int n, int vocab, uint64_t seed) {
 
 /* One architecture end to end: logits of every prompt token, then greedy
  * generation, against the reference. */
-static void check_spec(const spec *s, uint64_t seed) {
+static void check_spec(const md_spec *s, uint64_t seed) {
     char *dir = temp_dir();
-    write_config(dir, s);
+    md_write_config(dir, s);
     forge_model_config cfg;
     TL_OK(forge_model_config_read(dir, &cfg));
-    weights w;
-    make_weights(&w, s, &cfg, seed);
-    write_model(dir, s, &w);
+    md_weights w;
+    md_make_weights(&w, s, &cfg, seed);
+    md_write_model(dir, s, &w);
     forge_context *ctx;
     forge_model *m;
     TL_OK(forge_context_create(FORGE_BACKEND_CPU, &ctx));
@@ -256,11 +103,11 @@ static void check_spec(const spec *s, uint64_t seed) {
     free(prompt), free(got), free(want);
     forge_model_free(m);
     forge_context_destroy(ctx);
-    free_weights(&w);
+    md_free_weights(&w);
     remove_dir(dir);
 }
 
-static const spec llama = {"LlamaForCausalLM", 97, 64, 96, 2, 4, 2, 16, 128, 1, 0, 0, FORGE_F32, ""};
+static const md_spec llama = {"LlamaForCausalLM", 97, 64, 96, 2, 4, 2, 16, 128, 1, 0, 0, FORGE_F32, ""};
 
 static void test_llama_tied(void **state) {
     (void)state;
@@ -271,14 +118,14 @@ static void test_llama_tied(void **state) {
  * play at these positions), untied, in two shards of fp16 tensors. */
 static void test_llama3_shards(void **state) {
     (void)state;
-    spec s = llama;
+    md_spec s = llama;
     s.tie = 0, s.llama3_scaling = 1, s.shards = 1, s.file_dtype = FORGE_F16;
     check_spec(&s, 12);
 }
 
 static void test_qwen2_biases(void **state) {
     (void)state;
-    spec s = llama;
+    md_spec s = llama;
     s.arch = "Qwen2ForCausalLM", s.kv_heads = 1;
     check_spec(&s, 13);
 }
@@ -287,14 +134,14 @@ static void test_qwen2_biases(void **state) {
  * hidden / heads. */
 static void test_qwen3_qk_norm(void **state) {
     (void)state;
-    spec s = llama;
+    md_spec s = llama;
     s.arch = "Qwen3ForCausalLM", s.head_dim = 32;
     check_spec(&s, 14);
 }
 
 static void test_mistral(void **state) {
     (void)state;
-    spec s = llama;
+    md_spec s = llama;
     s.arch = "MistralForCausalLM", s.extra = ", \"sliding_window\": null";
     check_spec(&s, 15);
 }
@@ -304,12 +151,12 @@ static void test_mistral(void **state) {
 static void test_batch(void **state) {
     (void)state;
     char *dir = temp_dir();
-    write_config(dir, &llama);
+    md_write_config(dir, &llama);
     forge_model_config cfg;
     TL_OK(forge_model_config_read(dir, &cfg));
-    weights w;
-    make_weights(&w, &llama, &cfg, 21);
-    write_model(dir, &llama, &w);
+    md_weights w;
+    md_make_weights(&w, &llama, &cfg, 21);
+    md_write_model(dir, &llama, &w);
     forge_context *ctx;
     forge_model *m;
     TL_OK(forge_context_create(FORGE_BACKEND_CPU, &ctx));
@@ -342,7 +189,7 @@ static void test_batch(void **state) {
     free(p[0]), free(p[1]), free(got), free(want);
     forge_model_free(m);
     forge_context_destroy(ctx);
-    free_weights(&w);
+    md_free_weights(&w);
     remove_dir(dir);
 }
 
@@ -350,10 +197,10 @@ static void test_batch(void **state) {
  * message must name. */
 static void expect_config(const char *extra, const char *arch, forge_status want, const char *names) {
     char *dir = temp_dir();
-    spec s = llama;
+    md_spec s = llama;
     s.extra = extra;
     if (arch) s.arch = arch;
-    write_config(dir, &s);
+    md_write_config(dir, &s);
     forge_model_config cfg;
     assert_int_equal(forge_model_config_read(dir, &cfg), want);
     if (!strstr(forge_last_error(), names)) fail_msg("\"%s\" does not name %s", forge_last_error(), names);
@@ -381,32 +228,32 @@ static void test_bad_weights_and_calls(void **state) {
     forge_context *ctx;
     TL_OK(forge_context_create(FORGE_BACKEND_CPU, &ctx));
     char *dir = temp_dir();
-    spec s = llama;
-    write_config(dir, &s);
+    md_spec s = llama;
+    md_write_config(dir, &s);
     forge_model_config cfg;
     TL_OK(forge_model_config_read(dir, &cfg));
-    weights w;
-    make_weights(&w, &s, &cfg, 41);
-    write_model(dir, &s, &w);
+    md_weights w;
+    md_make_weights(&w, &s, &cfg, 41);
+    md_write_model(dir, &s, &w);
     forge_model *m = NULL;
     const forge_model_options o = options(2, 64);
     /* the config asks for a wider MLP than the file holds */
-    spec wide = s;
+    md_spec wide = s;
     wide.inter = 128;
-    write_config(dir, &wide);
+    md_write_config(dir, &wide);
     assert_int_equal(forge_model_load(ctx, dir, &o, &m), FORGE_ERR_SHAPE);
     assert_non_null(strstr(forge_last_error(), "mlp.down_proj.weight"));
     assert_null(m);
     /* an untied model needs lm_head.weight */
-    spec untied = s;
+    md_spec untied = s;
     untied.tie = 0;
-    write_config(dir, &untied);
+    md_write_config(dir, &untied);
     assert_int_equal(forge_model_load(ctx, dir, &o, &m), FORGE_ERR_NOT_FOUND);
     assert_non_null(strstr(forge_last_error(), "lm_head.weight"));
     /* a sliding window shorter than the context */
-    spec windowed = s;
+    md_spec windowed = s;
     windowed.arch = "MistralForCausalLM", windowed.extra = ", \"sliding_window\": 32";
-    write_config(dir, &windowed);
+    md_write_config(dir, &windowed);
     assert_int_equal(forge_model_load(ctx, dir, &o, &m), FORGE_ERR_UNSUPPORTED);
     assert_non_null(strstr(forge_last_error(), "sliding_window"));
     forge_model_options short_ctx = o;
@@ -418,7 +265,7 @@ static void test_bad_weights_and_calls(void **state) {
     bf16.dtype = FORGE_BF16;
     assert_int_equal(forge_model_load(ctx, dir, &bf16, &m), FORGE_ERR_UNSUPPORTED);
 
-    write_config(dir, &s);
+    md_write_config(dir, &s);
     TL_OK(forge_model_load(ctx, dir, &o, &m));
     int seq;
     TL_OK(forge_model_seq_new(m, &seq));
@@ -439,15 +286,15 @@ static void test_bad_weights_and_calls(void **state) {
     forge_model_free(m);
 
     /* shards: the index names a file that is not there */
-    spec sharded = s;
+    md_spec sharded = s;
     sharded.shards = 1;
-    write_model(dir, &sharded, &w);
+    md_write_model(dir, &sharded, &w);
     char path[256];
     snprintf(path, sizeof path, "%s/model-00002-of-00002.safetensors", dir);
     assert_int_equal(unlink(path), 0);
     assert_int_equal(forge_model_load(ctx, dir, &o, &m), FORGE_ERR_IO);
     assert_non_null(strstr(forge_last_error(), "model-00002-of-00002.safetensors"));
-    free_weights(&w);
+    md_free_weights(&w);
     remove_dir(dir);
     forge_context_destroy(ctx);
 }
@@ -457,12 +304,12 @@ static void test_bad_weights_and_calls(void **state) {
 static void test_sampling(void **state) {
     (void)state;
     char *dir = temp_dir();
-    write_config(dir, &llama);
+    md_write_config(dir, &llama);
     forge_model_config cfg;
     TL_OK(forge_model_config_read(dir, &cfg));
-    weights w;
-    make_weights(&w, &llama, &cfg, 51);
-    write_model(dir, &llama, &w);
+    md_weights w;
+    md_make_weights(&w, &llama, &cfg, 51);
+    md_write_model(dir, &llama, &w);
     forge_context *ctx;
     forge_model *m;
     TL_OK(forge_context_create(FORGE_BACKEND_CPU, &ctx));
@@ -493,7 +340,7 @@ static void test_sampling(void **state) {
     free(prompt);
     forge_model_free(m);
     forge_context_destroy(ctx);
-    free_weights(&w);
+    md_free_weights(&w);
     remove_dir(dir);
 }
 

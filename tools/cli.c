@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,15 +64,25 @@ static int parse_value(const cli_opt *o, const char *s) {
 int cli_parse(const char *cmd, int argc, char **argv, cli_opt *opts, int n_opts) {
     struct option *longs = calloc((size_t)n_opts + 1, sizeof *longs);
     if (!longs) return cli_error(cmd, "out of memory");
+    /* "--name" is a long option; "-n", one letter, a short one */
+    char shorts[2 * 16 + 2] = ":";
+    int n_longs = 0;
     for (int i = 0; i < n_opts; i++) {
-        longs[i] = (struct option){opts[i].name + 2, opts[i].kind == OPT_FLAG ? no_argument : required_argument,
-                                   NULL, OPT_VAL(i)};
+        const int has_arg = opts[i].kind == OPT_FLAG ? no_argument : required_argument;
+        if (opts[i].name[1] != '-' && strlen(shorts) + 2 < sizeof shorts) {
+            strncat(shorts, opts[i].name + 1, 1);
+            if (has_arg) strcat(shorts, ":");
+        } else {
+            longs[n_longs++] = (struct option){opts[i].name + 2, has_arg, NULL, OPT_VAL(i)};
+        }
         opts[i].given = 0;
     }
     opterr = 0; /* its messages are ours */
     optind = 0; /* glibc: start over, for each command line parsed */
     int c, rc = CLI_OK;
-    while (rc == CLI_OK && (c = getopt_long(argc, argv, ":", longs, NULL)) != -1) {
+    while (rc == CLI_OK && (c = getopt_long(argc, argv, shorts, longs, NULL)) != -1) {
+        for (int i = 0; c < OPT_VAL(0) && c != '?' && c != ':' && i < n_opts; i++)
+            if (opts[i].name[1] == c && opts[i].name[2] == '\0') c = OPT_VAL(i);
         if (c == '?') {
             rc = cli_usage(cmd, "unknown option '%s'", argv[optind - 1]);
         } else if (c == ':') {
@@ -180,4 +191,24 @@ int cli_parse_bench_shape(const char *cmd, const char *len_opt, int argc, char *
     if (!s->kv_heads) s->kv_heads = s->heads;
     if ((rc = cli_dtype(cmd, dtype_name, &s->dtype)) != CLI_OK) return rc;
     return cli_backend(cmd, backend_name, &s->backend);
+}
+
+int32_t *cli_parse_ids(const char *list, size_t *n) {
+    size_t cap = 1;
+    for (const char *p = list; *p; p++) cap += *p == ',';
+    int32_t *ids = malloc(sizeof *ids * cap);
+    *n = 0;
+    for (const char *p = list; ids && *n < cap;) {
+        char *end;
+        const long v = strtol(p, &end, 10);
+        if (end == p || v < INT32_MIN || v > INT32_MAX || (*end != ',' && *end != '\0')) {
+            free(ids);
+            return NULL;
+        }
+        ids[(*n)++] = (int32_t)v;
+        if (*end == '\0') return ids;
+        p = end + 1;
+    }
+    free(ids);
+    return NULL;
 }

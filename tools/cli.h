@@ -5,6 +5,9 @@
 #ifndef FORGE_CLI_H
 #define FORGE_CLI_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "forge.h"
 
 /* The tool's exit codes (README, forge help). */
@@ -25,7 +28,8 @@ typedef struct {
 } cli_opt;
 
 /* Parses argv[1 .. argc) (argv[0] is the command's name) against opts with
- * getopt_long: "--name value" and "--name=value". An unknown option, a
+ * getopt_long: "--name value" and "--name=value", and for an option named
+ * by one letter ("-n") "-n value". An unknown option, a
  * missing value, a value that does not parse, an option given twice, or an
  * argument that is no option prints one line and returns CLI_USAGE;
  * otherwise CLI_OK, with each option's `given` set. */
@@ -40,6 +44,10 @@ int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(print
 
 /* Prints "forge CMD: <forge_last_error()> (<status>)" and returns CLI_RUNTIME. */
 int cli_fail(const char *cmd, forge_status st);
+
+/* The ids of "1,2,3" (malloc'd) and their count; NULL where one does not
+ * parse as a 32-bit integer or the list is malformed. */
+int32_t *cli_parse_ids(const char *list, size_t *n);
 
 /* The backend named "auto", "cpu" or "cuda", and CLI_OK; for any other
  * name, cli_usage's line naming --backend and CLI_USAGE. */

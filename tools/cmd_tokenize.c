@@ -68,28 +68,6 @@ int cmd_tokenize(int argc, char **argv) {
     return rc;
 }
 
-/* The ids of "1,2,3" (malloc'd) and their count; NULL with *n the index of
- * the first that does not parse. */
-static int32_t *parse_ids(const char *list, size_t *n) {
-    size_t cap = 1;
-    for (const char *p = list; *p; p++) cap += *p == ',';
-    int32_t *ids = malloc(sizeof *ids * cap);
-    *n = 0;
-    for (const char *p = list; ids && *n < cap;) {
-        char *end;
-        const long v = strtol(p, &end, 10);
-        if (end == p || v < INT32_MIN || v > INT32_MAX || (*end != ',' && *end != '\0')) {
-            free(ids);
-            return NULL;
-        }
-        ids[(*n)++] = (int32_t)v;
-        if (*end == '\0') return ids;
-        p = end + 1;
-    }
-    free(ids);
-    return NULL;
-}
-
 int cmd_detokenize(int argc, char **argv) {
     static const char cmd[] = "detokenize";
     const char *model = NULL, *list = NULL;
@@ -101,7 +79,7 @@ int cmd_detokenize(int argc, char **argv) {
     if (!model) return cli_usage(cmd, "--model is required");
     if (!list) return cli_usage(cmd, "--ids is required");
     size_t n = 0, len = 0;
-    int32_t *ids = parse_ids(list, &n);
+    int32_t *ids = cli_parse_ids(list, &n);
     if (!ids) return cli_usage(cmd, "--ids '%s' is not a list of integers separated by commas", list);
     forge_tokenizer *tok = NULL;
     char *text = NULL;

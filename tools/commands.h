@@ -11,6 +11,7 @@ int cmd_check(int argc, char **argv);
 int cmd_support(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 /* forge bench layer|prefill|decode|step (bench_*.c); argv[0] is the
  * benchmark's name. */
 int bench_layer(int argc, char **argv);

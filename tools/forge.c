@@ -6,6 +6,7 @@
  *   forge attn ...            one layer on tensors from safetensors files
  *   forge check               the backend against the reference over a grid
  *   forge support             what runs where (the support table)
+ *   forge generate ...        a model directory and a prompt in, tokens out
  *   forge bench layer|prefill|decode|step ...  timings, one JSON object a line with --json
  *
  * Exit codes: 0 done, 1 a check failed, 2 the command line is wrong, 3 it
@@ -45,6 +46,18 @@ static const command commands[] = {
      "usage: forge support\n"
      "  What runs where: each operation's kernel on each backend, the GPUs it needs,\n"
      "  its dtypes and head dims, as a markdown table (the README's support table).\n"},
+    {"generate", cmd_generate,
+     "usage: forge generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [-n N]\n"
+     "                      [--temperature T] [--top-k K] [--top-p P] [--min-p P]\n"
+     "                      [--repeat-penalty R] [--seed S] [--ctx N] [--dtype fp32|fp16|bf16]\n"
+     "                      [--backend auto|cpu|cuda] [--ids] [--json]\n"
+     "  Generates up to N tokens (128) after the prompt with the Hugging Face model in\n"
+     "  DIR (config.json, safetensors, tokenizer.json), printing the text as it comes;\n"
+     "  --ids prints the generated ids on one line instead. Stops at the EOS ids of\n"
+     "  generation_config.json. --temperature 0 (the default) is greedy. At the end,\n"
+     "  the prompt and generated token counts, prefill time and speed and decode speed\n"
+     "  go to stderr; --json prints them as one JSON object on stdout, with the ids.\n"
+     "  --ctx is the tokens the sequence may hold (prompt + N by default).\n"},
     {"tokenize", cmd_tokenize,
      "usage: forge tokenize --model PATH (--text TEXT | --file F) [--no-special]\n"
      "  The token ids of the text (UTF-8) under a Hugging Face tokenizer, on one line,\n"
@@ -90,6 +103,7 @@ static const char overview[] =
     "  attn           one attention layer on tensors from safetensors files\n"
     "  check          the backend against the float64 reference over a grid of shapes\n"
     "  support        what runs where: kernels, GPUs, dtypes, head dims\n"
+    "  generate       text from a Hugging Face model directory and a prompt\n"
     "  tokenize       a text's token ids under a Hugging Face tokenizer.json\n"
     "  detokenize     ids back to text under a Hugging Face tokenizer.json\n"
     "  bench layer    the whole layer, timed\n"
