@@ -6,13 +6,13 @@
 # through forge bench and bench/torch_baseline.py in the same run, and a
 # table. JSON lines and tables go to $OUT, the logs packed into
 # $OUT/device-logs.tgz (the device tool returns at most 8 files).
-#   bash scripts/device.sh [tests|sm80|sanitize|bench|baseline|step|tokenizer]...
-#   (default: tests sm80 sanitize bench tokenizer)
+#   bash scripts/device.sh [tests|sm80|sanitize|bench|baseline|step|tokenizer|model]...
+#   (default: tests sm80 sanitize bench tokenizer model)
 set -uo pipefail
 source "$(dirname "$0")/device-env.sh"
 build=.carry/build
 status=0
-parts=${*:-tests sm80 sanitize bench tokenizer}
+parts=${*:-tests sm80 sanitize bench tokenizer model}
 logs=$OUT/logs
 mkdir -p "$logs"
 trap 'tar czf "$OUT/device-logs.tgz" -C "$OUT" logs && rm -r "$logs"' EXIT
@@ -48,6 +48,7 @@ gpu_tests() {
   grep "largest errors" "$logs/${t}attention_cuda.log" "$logs/${t}attention_cuda_portable.log" "$logs/${t}paged_cuda.log"
   run ${t}errors $b/tests/test_errors
   run ${t}rope $b/tests/test_rope
+  run ${t}model $b/tests/test_model
   run ${t}safetensors $b/tests/test_safetensors
   run ${t}cli $b/tests/test_cli $b/forge README.md
   run ${t}example $b/example_minimal
@@ -161,6 +162,13 @@ if [[ " $parts " == *" baseline "* ]]; then
     done
   done
   cat "$OUT/baseline.jsonl"
+fi
+if [[ " $parts " == *" model "* ]]; then
+  # The model engine against transformers: small random models of each
+  # architecture, logits and greedy generation (bench/model_check.py)
+  echo "== model engine against transformers"
+  python3 bench/model_check.py $build/libforge-llm.so --backend cpu 2>&1 | tee "$logs/model_check.log"
+  [ "${PIPESTATUS[0]}" = 0 ] || status=1
 fi
 if [[ " $parts " == *" tokenizer "* ]]; then
   # Hugging Face's tokenizers, here: the fixtures made again (they must equal

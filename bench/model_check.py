@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Forge's model engine against Hugging Face transformers, on the GPU machine
+(transformers runs there; its CPU code is the oracle, nothing downloaded):
+for each architecture, a small model with random weights made by
+transformers and written by save_pretrained (safetensors; the Llama 3.1
+model in shards), loaded by Forge's library through ctypes, and checked:
+  - the logits of every token of a prompt, fp32: relative L2 <= 1e-4;
+  - greedy generation of 64 tokens from three prompts of different lengths
+    run by Forge in one batch, each identical to transformers' generate of
+    that prompt alone (no EOS, do_sample off).
+One line a check; exits 1 when any fails.
+
+  python3 bench/model_check.py LIBFORGE [--backend cpu|cuda] [--keep DIR]
+"""
+import argparse
+import ctypes as C
+import os
+import sys
+import tempfile
+
+import numpy as np
+import torch
+import transformers as tf
+
+NEW = 64
+PROMPTS = (5, 17, 33)
+
+
+class Options(C.Structure):
+    _fields_ = [("dtype", C.c_int), ("max_seqs", C.c_int), ("max_tokens", C.c_int), ("max_seq_len", C.c_int),
+                ("page_size", C.c_int)]
+
+
+class Input(C.Structure):
+    _fields_ = [("seq", C.c_int), ("n_tokens", C.c_int), ("tokens", C.POINTER(C.c_int32))]
+
+
+class Forge:
+    def __init__(self, path, backend):
+        self.lib = C.CDLL(path)
+        self.lib.forge_last_error.restype = C.c_char_p
+        self.ctx = C.c_void_p()
+        self.ok(self.lib.forge_context_create({"cpu": 1, "cuda": 2}[backend], C.byref(self.ctx)))
+
+    def ok(self, status):
+        if status != 0:
+            raise RuntimeError(self.lib.forge_last_error().decode())
+
+    def load(self, model_dir, max_seqs, max_tokens):
+        m = C.c_void_p()
+        opt = Options(0, max_seqs, max_tokens, 0, 0)
+        self.ok(self.lib.forge_model_load(self.ctx, model_dir.encode(), C.byref(opt), C.byref(m)))
+        return m
+
+    def step(self, model, seqs, chunks, vocab, all_logits=False):
+        arrays = [np.ascontiguousarray(c, dtype=np.int32) for c in chunks]
+        ins = (Input * len(seqs))(*[Input(s, len(a), a.ctypes.data_as(C.POINTER(C.c_int32)))
+                                    for s, a in zip(seqs, arrays)])
+        rows = sum(len(a) for a in arrays) if all_logits else len(seqs)
+        out = np.empty((rows, vocab), dtype=np.float32)
+        self.ok(self.lib.forge_model_step(model, ins, len(seqs), int(all_logits),
+                                          out.ctypes.data_as(C.POINTER(C.c_float))))
+        return out
+
+    def seq_new(self, model):
+        s = C.c_int()
+        self.ok(self.lib.forge_model_seq_new(model, C.byref(s)))
+        return s.value
+
+
+def models():
+    small = dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, max_position_embeddings=256, initializer_range=0.2)
+    yield "llama, tied", tf.LlamaConfig(**small, tie_word_embeddings=True), None
+    yield "llama, llama3 rope scaling, shards", tf.LlamaConfig(**small, rope_scaling={
+        "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 32}), "100KB"
+    yield "qwen2, biases", tf.Qwen2Config(**small), None
+    yield "qwen3, qk norm, head_dim 32", tf.Qwen3Config(**small, head_dim=32), None
+    yield "mistral", tf.MistralConfig(**small, sliding_window=None), None
+
+
+def check(forge, name, cfg, shard, work):
+    torch.manual_seed(0)
+    model = tf.AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.float32).eval()
+    path = os.path.join(work, name.split(",")[0] + ("-shards" if shard else ""))
+    model.save_pretrained(path, safe_serialization=True, **({"max_shard_size": shard} if shard else {}))
+    shards = len([f for f in os.listdir(path) if f.endswith(".safetensors")])
+    vocab = cfg.vocab_size
+    rng = np.random.default_rng(1)
+    prompts = [rng.integers(0, vocab, n) for n in PROMPTS]
+    m = forge.load(path, len(prompts), 4 * (max(PROMPTS) + NEW))
+    failed = 0
+    try:
+        # logits of every token of the longest prompt
+        seq = forge.seq_new(m)
+        got = forge.step(m, [seq], [prompts[-1]], vocab, all_logits=True)
+        forge.ok(forge.lib.forge_model_seq_release(m, seq))
+        with torch.no_grad():
+            want = model(torch.tensor(prompts[-1])[None]).logits[0].float().numpy()
+        rel = float(np.linalg.norm(got - want) / np.linalg.norm(want))
+        ok = rel <= 1e-4
+        failed += not ok
+        print(f"{'ok' if ok else 'FAILED'}: {name} ({shards} file{'s' if shards > 1 else ''}): logits of "
+              f"{len(prompts[-1])} tokens, relative L2 {rel:.2e} (bound 1e-4)", flush=True)
+        # greedy generation, the prompts in one batch
+        seqs = [forge.seq_new(m) for _ in prompts]
+        logits = forge.step(m, seqs, prompts, vocab)
+        tokens = [[] for _ in prompts]
+        for _ in range(NEW):
+            nxt = logits.argmax(axis=1)
+            for t, n in zip(tokens, nxt):
+                t.append(int(n))
+            if len(tokens[0]) == NEW:
+                break
+            logits = forge.step(m, seqs, [[int(n)] for n in nxt], vocab)
+        for s in seqs:
+            forge.ok(forge.lib.forge_model_seq_release(m, s))
+        for p, t in zip(prompts, tokens):
+            with torch.no_grad():
+                out = model.generate(torch.tensor(p)[None], attention_mask=torch.ones(1, len(p), dtype=torch.long),
+                                     max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False, pad_token_id=0)
+            want = out[0, len(p):].tolist()
+            same = next((i for i, (a, b) in enumerate(zip(t, want)) if a != b), None)
+            failed += same is not None
+            print(f"{'ok' if same is None else 'FAILED'}: {name}: greedy {NEW} tokens after {len(p)}, "
+                  + ("identical to generate" if same is None else f"differ from token {same} ({t[same]} vs {want[same]})"),
+                  flush=True)
+    finally:
+        forge.lib.forge_model_free(m)
+    return failed
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("lib")
+    p.add_argument("--backend", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--keep", help="write the models here and keep them")
+    a = p.parse_args()
+    print("transformers", tf.__version__, "torch", torch.__version__, "backend", a.backend)
+    forge = Forge(a.lib, a.backend)
+    failed = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        work = a.keep or tmp
+        os.makedirs(work, exist_ok=True)
+        for name, cfg, shard in models():
+            try:
+                failed += check(forge, name, cfg, shard, work)
+            except RuntimeError as e:
+                print(f"FAILED: {name}: {e}", flush=True)
+                failed += 1
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
