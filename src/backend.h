@@ -179,15 +179,17 @@ struct forge_backend_ops {
     void (*graph_free)(forge_graph *graph);
 
     /* The model around the layers (src/model), on rows in backend memory of
-     * the model's dtype; NULL where the backend runs no models. rows of x
-     * [rows, dim] normalised by w; y [rows, out] = x [rows, in] W^T with W
-     * [out, in]; out [rows, inter] = silu(gate) * up of gate_up [rows, 2 *
-     * inter]; y += x over n elements; out's rows the table's rows ids[i]. */
-    forge_status (*rmsnorm)(forge_context *ctx, void *out, const void *x, const void *w, long rows, int dim,
-                            float eps);
-    forge_status (*linear)(forge_context *ctx, void *y, const void *x, const void *w, long rows, int in, int out);
-    forge_status (*silu_mul)(forge_context *ctx, void *out, const void *gate_up, long rows, int inter);
-    forge_status (*add)(forge_context *ctx, void *y, const void *x, size_t n);
+     * dtype; NULL where the backend runs no models. rows of x [rows, dim]
+     * normalised by w; y [rows, out] = x [rows, in] W^T with W [out, in];
+     * out [rows, inter] = silu(gate) * up of gate_up [rows, 2 * inter];
+     * y += x over n elements; out's rows the table's rows ids[i] (host). */
+    forge_status (*rmsnorm)(forge_context *ctx, forge_dtype dtype, void *out, const void *x, const void *w, long rows,
+                            int dim, float eps);
+    forge_status (*linear)(forge_context *ctx, forge_dtype dtype, void *y, const void *x, const void *w, long rows,
+                           int in, int out);
+    forge_status (*silu_mul)(forge_context *ctx, forge_dtype dtype, void *out, const void *gate_up, long rows,
+                             int inter);
+    forge_status (*add)(forge_context *ctx, forge_dtype dtype, void *y, const void *x, size_t n);
     forge_status (*gather_rows)(forge_context *ctx, void *out, const void *table, const int32_t *ids, long rows,
                                 size_t row_bytes);
 };

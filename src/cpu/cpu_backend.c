@@ -91,29 +91,31 @@ static forge_status cpu_attention_forward(forge_context *ctx, const forge_attent
     return st;
 }
 
-/* The model's row operations, in float32 (the CPU runs fp32 models). */
-static forge_status cpu_model_rmsnorm(forge_context *ctx, void *out, const void *x, const void *w, long rows, int dim,
-                                      float eps) {
-    (void)ctx;
+/* The model's row operations, in float32: the CPU runs fp32 models
+ * (forge_model_load refuses others before any of these runs). */
+static forge_status cpu_model_rmsnorm(forge_context *ctx, forge_dtype dtype, void *out, const void *x, const void *w,
+                                      long rows, int dim, float eps) {
+    (void)ctx, (void)dtype;
     cpu_rmsnorm(out, x, w, rows, dim, eps);
     return FORGE_OK;
 }
 
-static forge_status cpu_model_linear(forge_context *ctx, void *y, const void *x, const void *w, long rows, int in,
-                                     int out) {
-    (void)ctx;
+static forge_status cpu_model_linear(forge_context *ctx, forge_dtype dtype, void *y, const void *x, const void *w,
+                                     long rows, int in, int out) {
+    (void)ctx, (void)dtype;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
     return FORGE_OK;
 }
 
-static forge_status cpu_model_silu_mul(forge_context *ctx, void *out, const void *gate_up, long rows, int inter) {
-    (void)ctx;
+static forge_status cpu_model_silu_mul(forge_context *ctx, forge_dtype dtype, void *out, const void *gate_up,
+                                       long rows, int inter) {
+    (void)ctx, (void)dtype;
     cpu_silu_mul(out, gate_up, rows, inter);
     return FORGE_OK;
 }
 
-static forge_status cpu_model_add(forge_context *ctx, void *y, const void *x, size_t n) {
-    (void)ctx;
+static forge_status cpu_model_add(forge_context *ctx, forge_dtype dtype, void *y, const void *x, size_t n) {
+    (void)ctx, (void)dtype;
     float *a = y;
     const float *b = x;
     for (size_t i = 0; i < n; i++) a[i] += b[i];

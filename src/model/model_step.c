@@ -87,14 +87,14 @@ static forge_status block(forge_model *m, int l, const forge_seq *seqs, int n, l
     const forge_backend_ops *ops = m->ctx->ops;
     const model_block *b = &m->blocks[l];
     const size_t elems = (size_t)rows * (size_t)c->hidden;
-    forge_status st = ops->rmsnorm(m->ctx, m->a, m->x, b->attn_norm, rows, c->hidden, c->norm_eps);
+    forge_status st = ops->rmsnorm(m->ctx, m->opt.dtype, m->a, m->x, b->attn_norm, rows, c->hidden, c->norm_eps);
     if (st == FORGE_OK) st = forge_layer_forward_paged(m->layers[l], m->caches[l], seqs, n, m->a, m->y);
-    if (st == FORGE_OK) st = ops->add(m->ctx, m->x, m->y, elems);
-    if (st == FORGE_OK) st = ops->rmsnorm(m->ctx, m->a, m->x, b->mlp_norm, rows, c->hidden, c->norm_eps);
-    if (st == FORGE_OK) st = ops->linear(m->ctx, m->gate_up, m->a, b->gate_up, rows, c->hidden, 2 * c->intermediate);
-    if (st == FORGE_OK) st = ops->silu_mul(m->ctx, m->act, m->gate_up, rows, c->intermediate);
-    if (st == FORGE_OK) st = ops->linear(m->ctx, m->y, m->act, b->down, rows, c->intermediate, c->hidden);
-    if (st == FORGE_OK) st = ops->add(m->ctx, m->x, m->y, elems);
+    if (st == FORGE_OK) st = ops->add(m->ctx, m->opt.dtype, m->x, m->y, elems);
+    if (st == FORGE_OK) st = ops->rmsnorm(m->ctx, m->opt.dtype, m->a, m->x, b->mlp_norm, rows, c->hidden, c->norm_eps);
+    if (st == FORGE_OK) st = ops->linear(m->ctx, m->opt.dtype, m->gate_up, m->a, b->gate_up, rows, c->hidden, 2 * c->intermediate);
+    if (st == FORGE_OK) st = ops->silu_mul(m->ctx, m->opt.dtype, m->act, m->gate_up, rows, c->intermediate);
+    if (st == FORGE_OK) st = ops->linear(m->ctx, m->opt.dtype, m->y, m->act, b->down, rows, c->intermediate, c->hidden);
+    if (st == FORGE_OK) st = ops->add(m->ctx, m->opt.dtype, m->x, m->y, elems);
     return st;
 }
 
@@ -129,9 +129,9 @@ forge_status forge_model_step(forge_model *m, const forge_model_input *in, int n
     }
     for (long r = 0; all_logits && r < total; r++) m->ids[r] = (int32_t)r;
     if (st == FORGE_OK) st = ops->gather_rows(m->ctx, m->last, m->x, m->ids, out, row);
-    if (st == FORGE_OK) st = ops->rmsnorm(m->ctx, m->last, m->last, m->final_norm, out, c->hidden, c->norm_eps);
-    if (st == FORGE_OK) st = ops->linear(m->ctx, m->logits, m->last, m->lm_head, out, c->hidden, c->vocab_size);
-    if (st == FORGE_OK)
+    if (st == FORGE_OK) st = ops->rmsnorm(m->ctx, m->opt.dtype, m->last, m->last, m->final_norm, out, c->hidden, c->norm_eps);
+    if (st == FORGE_OK) st = ops->linear(m->ctx, m->opt.dtype, m->logits, m->last, m->lm_head, out, c->hidden, c->vocab_size);
+    if (st == FORGE_OK) /* float32: the backends that run models run them in fp32 (forge_model_load) */
         st = forge_buffer_download(m->ctx, logits, m->logits, (size_t)out * (size_t)c->vocab_size * sizeof(float));
     free(seqs);
     return st;
