@@ -445,7 +445,8 @@ static void test_bench_step_json(void **state) {
 
 /* forge generate on a tiny model the test writes (no tokenizer): --ids
  * and --json give the ids forge_model_generate gives, the counts go to
- * stderr, and bad ids and a bad directory are one line each, exit 3. */
+ * stderr, and bad ids and a bad directory are one line each, exit 3; and
+ * forge bench model's rows on it. */
 static void test_generate(void **state) {
     (void)state;
     const md_spec s = {"LlamaForCausalLM", 61, 32, 48, 2, 4, 2, 8, 64, 1, 0, 0, FORGE_F32, ""};
@@ -496,6 +497,27 @@ static void test_generate(void **state) {
     assert_non_null(strstr(r.err, "config.json"));
     r = forge("generate --model model --ids");
     assert_int_equal(r.code, 2);
+
+    /* forge bench model on the same directory: three rows, torch_model_ref.py's fields */
+    r = forge("bench model --model model --prompt 8 --new 4 --batch 2 --backend cpu --json");
+    assert_int_equal(r.code, 0);
+    static const char *modes[] = {"load", "prefill", "decode"};
+    char *row_text = r.out;
+    for (int i = 0; i < 3; i++) {
+        char *next = strchr(row_text, '\n');
+        assert_non_null(next);
+        *next = '\0';
+        cJSON *row = cJSON_Parse(row_text);
+        assert_non_null(row);
+        assert_string_equal(cJSON_GetObjectItem(row, "mode")->valuestring, modes[i]);
+        assert_int_equal(cJSON_GetObjectItem(row, "batch")->valueint, 2);
+        if (i > 0) assert_true(cJSON_GetObjectItem(row, "tok_per_s")->valuedouble > 0);
+        cJSON_Delete(row);
+        row_text = next + 1;
+    }
+    r = forge("bench model --shape llama3-8b");
+    assert_int_equal(r.code, 3);
+    assert_non_null(strstr(r.err, "--shape"));
 }
 
 static int make_dir(void **state) {

@@ -18,6 +18,7 @@ int bench_layer(int argc, char **argv);
 int bench_prefill(int argc, char **argv);
 int bench_decode(int argc, char **argv);
 int bench_step(int argc, char **argv);
+int bench_model(int argc, char **argv);
 
 /* bench_decode.c, for bench_step.c: n random values of deviation 1 in
  * dtype (malloc'd), or NULL; and `batch` sequences of the cache filled with

@@ -7,7 +7,7 @@
  *   forge check               the backend against the reference over a grid
  *   forge support             what runs where (the support table)
  *   forge generate ...        a model directory and a prompt in, tokens out
- *   forge bench layer|prefill|decode|step ...  timings, one JSON object a line with --json
+ *   forge bench layer|prefill|decode|step|model ...  timings, one JSON object a line with --json
  *
  * Exit codes: 0 done, 1 a check failed, 2 the command line is wrong, 3 it
  * could not run (a file, the library, the device). */
@@ -93,6 +93,13 @@ static const command commands[] = {
      "                        [--split-size S] [--iters N] [--warmup N] [--backend B]\n"
      "  One decode step of the whole layer over a paged KV cache of B sequences of L\n"
      "  tokens (forge_layer_forward_paged), eager and as a graph.\n"},
+    {"bench model", bench_model,
+     "usage: forge bench model --model DIR [--batch B] [--prompt P] [--new N] [--dtype fp32]\n"
+     "                         [--backend B] [--json]\n"
+     "  A Hugging Face model directory loaded (timed), a step over B sequences of P\n"
+     "  random tokens (prefill), then N greedy decode steps of all of them: the rows of\n"
+     "  ../shared/bench/torch_model_ref.py (mode, tok_per_s, ms, ms_per_token).\n"
+     "  --shape NAME (random weights of a named shape) is not implemented yet.\n"},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 
@@ -110,6 +117,7 @@ static const char overview[] =
     "  bench prefill  attention alone, timed (TFLOP/s)\n"
     "  bench decode   decode attention over a paged KV cache, timed (TB/s)\n"
     "  bench step     the layer's decode step over a paged KV cache, eager and as a graph\n"
+    "  bench model    a whole model: load, prefill, decode (tok/s)\n"
     "\n"
     "Options take --name value or --name=value; `forge <command> --help` shows a\n"
     "command's. Exit codes: 0 done, 1 a check failed, 2 the command line is wrong,\n"
