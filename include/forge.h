@@ -715,6 +715,13 @@ typedef struct {
 /* Greedy: temperature 0, the rest off. */
 FORGE_API forge_sampling forge_sampling_greedy(void);
 
+/* The sampling a model directory's generation_config.json asks for, as
+ * transformers' generate reads it: greedy unless do_sample is true; then its
+ * temperature (1), top_k (50), top_p (1), min_p (off) and
+ * repetition_penalty (1), transformers' defaults where absent. Greedy when
+ * the file is absent. */
+FORGE_API forge_status forge_sampling_read(const char *dir, forge_sampling *out);
+
 /* Called with each generated token; a non-zero return stops generation. */
 typedef int (*forge_token_fn)(void *user, int32_t token);
 

@@ -87,7 +87,7 @@ static void write_file(const md_weights *w, const char *path, int from, int to, 
     free(bufs), free(t);
 }
 
-static void write_text(const char *dir, const char *name, const char *text) {
+void md_write_text(const char *dir, const char *name, const char *text) {
     char path[256];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *f = fopen(path, "w");
@@ -108,7 +108,7 @@ void md_write_config(const char *dir, const md_spec *s) {
              s->llama3_scaling ? ", \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\":"
                                  " 1.0, \"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 16}"
                                : "");
-    write_text(dir, "config.json", text);
+    md_write_text(dir, "config.json", text);
 }
 
 void md_write_model(const char *dir, const md_spec *s, const md_weights *w) {
@@ -132,7 +132,7 @@ void md_write_model(const char *dir, const md_spec *s, const md_weights *w) {
         len += (size_t)snprintf(index + len, cap - len, "%s\"%s\": \"model-0000%d-of-00002.safetensors\"", i ? ", " : "",
                                 w->names[i], i < half ? 1 : 2);
     snprintf(index + len, cap - len, "}}");
-    write_text(dir, "model.safetensors.index.json", index);
+    md_write_text(dir, "model.safetensors.index.json", index);
     free(index);
 }
 

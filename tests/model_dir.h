@@ -35,6 +35,8 @@ void md_free_weights(md_weights *w);
 /* config.json; the spec's extra fields come first, so that where they name
  * a field again theirs is the one read. */
 void md_write_config(const char *dir, const md_spec *s);
+/* dir/name holding text. */
+void md_write_text(const char *dir, const char *name, const char *text);
 /* config.json and the weights, whole or in shards. */
 void md_write_model(const char *dir, const md_spec *s, const md_weights *w);
 

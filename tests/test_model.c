@@ -337,6 +337,21 @@ static void test_sampling(void **state) {
     assert_int_equal(na, first + 1);
     s.temperature = -1.0f;
     assert_int_equal(forge_model_generate(m, prompt, 5, 16, &s, NULL, 0, NULL, NULL, a, &na), FORGE_ERR_INVALID_ARGUMENT);
+
+    /* generation_config.json's sampling: greedy without the file or without
+     * do_sample; with it, its values and transformers' defaults (top_k 50) */
+    forge_sampling read;
+    TL_OK(forge_sampling_read(dir, &read));
+    assert_true(read.temperature == 0.0f);
+    md_write_text(dir, "generation_config.json", "{\"do_sample\": true, \"temperature\": 0.6, \"top_p\": 0.9}");
+    TL_OK(forge_sampling_read(dir, &read));
+    assert_true(read.temperature == 0.6f && read.top_k == 50 && read.top_p == 0.9f && read.repeat_penalty == 1.0f);
+    md_write_text(dir, "generation_config.json", "{\"do_sample\": false, \"temperature\": 0.6}");
+    TL_OK(forge_sampling_read(dir, &read));
+    assert_true(read.temperature == 0.0f);
+    md_write_text(dir, "generation_config.json", "{\"do_sample\": true, \"top_p\": 2}");
+    assert_int_equal(forge_sampling_read(dir, &read), FORGE_ERR_FORMAT);
+    assert_non_null(strstr(forge_last_error(), "top_p"));
     free(prompt);
     forge_model_free(m);
     forge_context_destroy(ctx);

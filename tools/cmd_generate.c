@@ -45,7 +45,9 @@ typedef struct {
 } gen_args;
 
 static int parse(int argc, char **argv, gen_args *a) {
-    *a = (gen_args){.dtype = "fp32", .backend = "auto", .n = 128, .top_p = 1.0, .repeat_penalty = 1.0};
+    /* sampling options below 0: not given (generation_config.json's, or greedy) */
+    *a = (gen_args){.dtype = "fp32", .backend = "auto", .n = 128, .temperature = -1, .top_k = -1, .top_p = -1,
+                    .min_p = -1, .repeat_penalty = -1};
     cli_opt opts[] = {
         {"--model", OPT_STRING, &a->model, 0},       {"--prompt", OPT_STRING, &a->prompt, 0},
         {"--prompt-ids", OPT_STRING, &a->prompt_ids, 0}, {"-n", OPT_INT, &a->n, 0},
@@ -117,8 +119,14 @@ int cmd_generate(int argc, char **argv) {
     if (st != FORGE_OK) rc = cli_fail(CMD, st);
     run_state r = {NULL, 0, 0};
     if (!rc && tok && !a.ids && !a.json && forge_token_stream_create(tok, 1, &r.stream) != FORGE_OK) r.stream = NULL;
-    const forge_sampling s = {(float)a.temperature, a.top_k, (float)a.top_p, (float)a.min_p, (float)a.repeat_penalty,
-                              (uint64_t)a.seed};
+    forge_sampling s = forge_sampling_greedy();
+    if (!rc && (st = forge_sampling_read(a.model, &s)) != FORGE_OK) rc = cli_fail(CMD, st);
+    if (a.temperature >= 0) s.temperature = (float)a.temperature;
+    if (a.top_k >= 0) s.top_k = a.top_k;
+    if (a.top_p >= 0) s.top_p = (float)a.top_p;
+    if (a.min_p >= 0) s.min_p = (float)a.min_p;
+    if (a.repeat_penalty >= 0) s.repeat_penalty = (float)a.repeat_penalty;
+    s.seed = (uint64_t)a.seed;
     int made = 0;
     const double t0 = now_s();
     if (!rc && (st = forge_model_generate(model, prompt, (int)n_prompt, a.n, &s, special.eos_ids, special.n_eos,

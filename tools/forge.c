@@ -54,7 +54,8 @@ static const command commands[] = {
      "  Generates up to N tokens (128) after the prompt with the Hugging Face model in\n"
      "  DIR (config.json, safetensors, tokenizer.json), printing the text as it comes;\n"
      "  --ids prints the generated ids on one line instead. Stops at the EOS ids of\n"
-     "  generation_config.json. --temperature 0 (the default) is greedy. At the end,\n"
+     "  generation_config.json and samples as it says (greedy without one); the options\n"
+     "  override it, --temperature 0 being greedy. At the end,\n"
      "  the prompt and generated token counts, prefill time and speed and decode speed\n"
      "  go to stderr; --json prints them as one JSON object on stdout, with the ids.\n"
      "  --ctx is the tokens the sequence may hold (prompt + N by default).\n"},

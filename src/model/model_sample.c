@@ -10,11 +10,48 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "error.h"
+#include "file.h"
 #include "model.h"
 
 forge_sampling forge_sampling_greedy(void) {
     forge_sampling s = {0.0f, 0, 1.0f, 0.0f, 1.0f, 0};
     return s;
+}
+
+/* A number of generation_config.json in [lo, hi] (dflt when absent or null). */
+static forge_status read_number(const cJSON *root, const char *name, double lo, double hi, double dflt, double *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, name);
+    *out = dflt;
+    if (!v || cJSON_IsNull(v)) return FORGE_OK;
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi))
+        return forge_fail(FORGE_ERR_FORMAT, "forge_sampling_read: generation_config.json's %s is not a number in "
+                          "[%g, %g]", name, lo, hi);
+    *out = v->valuedouble;
+    return FORGE_OK;
+}
+
+forge_status forge_sampling_read(const char *dir, forge_sampling *out) {
+    static const char fn[] = "forge_sampling_read";
+    FORGE_CHECK_NOT_NULL(dir, fn);
+    FORGE_CHECK_NOT_NULL(out, fn);
+    cJSON *root;
+    forge_status st = forge_read_json(fn, dir, "generation_config.json", &root);
+    forge_sampling s = forge_sampling_greedy();
+    if (st == FORGE_OK && root && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "do_sample"))) {
+        double t, k, p, m, r;
+        st = read_number(root, "temperature", 0, 1e6, 1.0, &t);
+        if (st == FORGE_OK) st = read_number(root, "top_k", 0, 1 << 30, 50, &k);
+        if (st == FORGE_OK) st = read_number(root, "top_p", 0, 1, 1.0, &p);
+        if (st == FORGE_OK) st = read_number(root, "min_p", 0, 1, 0.0, &m);
+        if (st == FORGE_OK) st = read_number(root, "repetition_penalty", 1e-6, 1e6, 1.0, &r);
+        s = (forge_sampling){(float)t, (int)k, (float)p, (float)m, (float)r, 0};
+        if (st == FORGE_OK && !(s.top_p > 0.0f))
+            st = forge_fail(FORGE_ERR_FORMAT, "%s: generation_config.json's top_p is 0", fn);
+    }
+    cJSON_Delete(root);
+    if (st == FORGE_OK) *out = s;
+    return st;
 }
 
 /* splitmix64: a uniform double in [0, 1). */
