@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "model_dir.h"
 #include "util/dtype.h"
@@ -136,3 +137,35 @@ void md_write_model(const char *dir, const md_spec *s, const md_weights *w) {
     free(index);
 }
 
+
+char *md_temp_dir(void) {
+    char *dir = strdup("/tmp/forge-model-XXXXXX");
+    assert_non_null(dir);
+    assert_non_null(mkdtemp(dir));
+    return dir;
+}
+
+void md_remove_dir(char *dir) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    free(dir);
+}
+
+void md_model_open(md_model *mm, const md_spec *s, uint64_t seed, int max_seqs, int max_tokens) {
+    mm->dir = md_temp_dir();
+    md_write_config(mm->dir, s);
+    TL_OK(forge_model_config_read(mm->dir, &mm->cfg));
+    md_make_weights(&mm->w, s, &mm->cfg, seed);
+    md_write_model(mm->dir, s, &mm->w);
+    TL_OK(forge_context_create(FORGE_BACKEND_CPU, &mm->ctx));
+    const forge_model_options o = {FORGE_F32, max_seqs, max_tokens, 0, 0};
+    TL_OK(forge_model_load(mm->ctx, mm->dir, &o, &mm->m));
+}
+
+void md_model_close(md_model *mm) {
+    forge_model_free(mm->m);
+    forge_context_destroy(mm->ctx);
+    md_free_weights(&mm->w);
+    md_remove_dir(mm->dir);
+}

@@ -40,4 +40,22 @@ void md_write_text(const char *dir, const char *name, const char *text);
 /* config.json and the weights, whole or in shards. */
 void md_write_model(const char *dir, const md_spec *s, const md_weights *w);
 
+/* A model written to a new temporary directory and loaded on the CPU with
+ * room for max_seqs sequences and max_tokens tokens: its directory, config,
+ * weights (as floats, for the reference), context and model. */
+typedef struct {
+    char *dir;
+    forge_model_config cfg;
+    md_weights w;
+    forge_context *ctx;
+    forge_model *m;
+} md_model;
+
+void md_model_open(md_model *mm, const md_spec *s, uint64_t seed, int max_seqs, int max_tokens);
+/* Frees it all and removes the directory. */
+void md_model_close(md_model *mm);
+/* A new temporary directory (malloc'd), and its removal with all it holds. */
+char *md_temp_dir(void);
+void md_remove_dir(char *dir);
+
 #endif

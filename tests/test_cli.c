@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -450,36 +449,28 @@ static void test_bench_step_json(void **state) {
 static void test_generate(void **state) {
     (void)state;
     const md_spec s = {"LlamaForCausalLM", 61, 32, 48, 2, 4, 2, 8, 64, 1, 0, 0, FORGE_F32, ""};
-    char *model = in_dir("model");
-    assert_int_equal(mkdir(model, 0700), 0);
-    md_write_config(model, &s);
-    forge_model_config cfg;
-    TL_OK(forge_model_config_read(model, &cfg));
-    md_weights w;
-    md_make_weights(&w, &s, &cfg, 77);
-    md_write_model(model, &s, &w);
-    md_free_weights(&w);
-    forge_context *ctx;
-    forge_model *m;
-    TL_OK(forge_context_create(FORGE_BACKEND_CPU, &ctx));
-    const forge_model_options o = {FORGE_F32, 1, 64, 0, 0};
-    TL_OK(forge_model_load(ctx, model, &o, &m));
+    md_model mm;
+    md_model_open(&mm, &s, 77, 1, 64);
+    forge_model *m = mm.m;
+    char model[64];
+    snprintf(model, sizeof model, "%s", mm.dir);
     const int32_t prompt[3] = {5, 17, 42};
     int32_t want[12];
     int made;
     const forge_sampling greedy = forge_sampling_greedy();
     TL_OK(forge_model_generate(m, prompt, 3, 12, &greedy, NULL, 0, NULL, NULL, want, &made));
-    forge_model_free(m);
-    forge_context_destroy(ctx);
     char line[256] = "", *end = line;
     for (int i = 0; i < made; i++) end += snprintf(end, sizeof line - (size_t)(end - line), i ? " %d" : "%d", want[i]);
 
-    run_result r = forge("generate --model model --prompt-ids 5,17,42 -n 12 --backend cpu --ids");
+    char args[256];
+    snprintf(args, sizeof args, "generate --model %s --prompt-ids 5,17,42 -n 12 --backend cpu --ids", model);
+    run_result r = forge(args);
     assert_int_equal(r.code, 0);
     if (strncmp(r.out, line, strlen(line)) != 0 || r.out[strlen(line)] != '\n')
         fail_msg("forge generate --ids printed \"%s\", the API generates \"%s\"", r.out, line);
     assert_non_null(strstr(r.err, "3 prompt tokens, 12 generated"));
-    r = forge("generate --model model --prompt-ids 5,17,42 -n 12 --backend cpu --json");
+    snprintf(args, sizeof args, "generate --model %s --prompt-ids 5,17,42 -n 12 --backend cpu --json", model);
+    r = forge(args);
     assert_int_equal(r.code, 0);
     cJSON *j = cJSON_Parse(r.out);
     assert_non_null(j);
@@ -489,17 +480,20 @@ static void test_generate(void **state) {
     for (int i = 0; i < made; i++) assert_int_equal(cJSON_GetArrayItem(ids, i)->valueint, want[i]);
     assert_true(cJSON_GetObjectItem(j, "decode_tok_per_s")->valuedouble > 0);
     cJSON_Delete(j);
-    r = forge("generate --model model --prompt-ids 5,61 --backend cpu --ids");
+    snprintf(args, sizeof args, "generate --model %s --prompt-ids 5,61 --backend cpu --ids", model);
+    r = forge(args);
     assert_int_equal(r.code, 3);
     assert_non_null(strstr(r.err, "61 is outside the vocabulary"));
     r = forge("generate --model nowhere --prompt-ids 5 --ids");
     assert_int_equal(r.code, 3);
     assert_non_null(strstr(r.err, "config.json"));
-    r = forge("generate --model model --ids");
+    snprintf(args, sizeof args, "generate --model %s --ids", model);
+    r = forge(args);
     assert_int_equal(r.code, 2);
 
     /* forge bench model on the same directory: three rows, torch_model_ref.py's fields */
-    r = forge("bench model --model model --prompt 8 --new 4 --batch 2 --backend cpu --json");
+    snprintf(args, sizeof args, "bench model --model %s --prompt 8 --new 4 --batch 2 --backend cpu --json", model);
+    r = forge(args);
     assert_int_equal(r.code, 0);
     static const char *modes[] = {"load", "prefill", "decode"};
     char *row_text = r.out;
@@ -518,6 +512,7 @@ static void test_generate(void **state) {
     r = forge("bench model --shape llama3-8b");
     assert_int_equal(r.code, 3);
     assert_non_null(strstr(r.err, "--shape"));
+    md_model_close(&mm);
 }
 
 static int make_dir(void **state) {

@@ -14,20 +14,6 @@
 #include "model_dir.h"
 #include "test_util.h"
 
-static char *temp_dir(void) {
-    char *dir = strdup("/tmp/forge-model-XXXXXX");
-    assert_non_null(dir);
-    assert_non_null(mkdtemp(dir));
-    return dir;
-}
-
-static void remove_dir(char *dir) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
-    free(dir);
-}
-
 static forge_model_options options(int max_seqs, int max_tokens) {
     forge_model_options o = {FORGE_F32, max_seqs, max_tokens, 0, 0};
     return o;
@@ -64,19 +50,10 @@ static int32_t *prompt_of(int n, int vocab, uint64_t seed) {
 /* One architecture end to end: logits of every prompt token, then greedy
  * generation, against the reference. */
 static void check_spec(const md_spec *s, uint64_t seed) {
-    char *dir = temp_dir();
-    md_write_config(dir, s);
-    forge_model_config cfg;
-    TL_OK(forge_model_config_read(dir, &cfg));
-    md_weights w;
-    md_make_weights(&w, s, &cfg, seed);
-    md_write_model(dir, s, &w);
-    forge_context *ctx;
-    forge_model *m;
-    TL_OK(forge_context_create(FORGE_BACKEND_CPU, &ctx));
-    const forge_model_options o = options(2, 256);
-    TL_OK(forge_model_load(ctx, dir, &o, &m));
-
+    md_model mm;
+    md_model_open(&mm, s, seed, 2, 256);
+    forge_model *m = mm.m;
+    const forge_model_config cfg = mm.cfg;
     const int n = 13, V = cfg.vocab_size, n_new = 20;
     int32_t *prompt = prompt_of(n, V, seed + 1);
     float *got = tl_poisoned((size_t)n * V);
@@ -87,7 +64,7 @@ static void check_spec(const md_spec *s, uint64_t seed) {
     const forge_model_input in = {seq, n, prompt};
     TL_OK(forge_model_step(m, &in, 1, 1, got));
     TL_OK(forge_model_seq_release(m, seq));
-    assert_int_equal(ref_model_forward(&cfg, &w.ref, prompt, n, want), 0);
+    assert_int_equal(ref_model_forward(&cfg, &mm.w.ref, prompt, n, want), 0);
     const ref_error e = ref_compare(got, want, (size_t)n * V);
     print_message("%s: logits of %d tokens, relative L2 %.2e, max abs %.2e\n", s->arch, n, e.rel_l2, e.max_abs);
     if (e.nonfinite || e.rel_l2 > 1e-5) fail_msg("%s: logits off the reference by %g", s->arch, e.rel_l2);
@@ -97,14 +74,11 @@ static void check_spec(const md_spec *s, uint64_t seed) {
     const forge_sampling greedy = forge_sampling_greedy();
     TL_OK(forge_model_generate(m, prompt, n, n_new, &greedy, NULL, 0, NULL, NULL, tokens, &made));
     assert_int_equal(made, n_new);
-    ref_greedy(&w, prompt, n, n_new, ref_tokens);
+    ref_greedy(&mm.w, prompt, n, n_new, ref_tokens);
     for (int i = 0; i < n_new; i++)
         if (tokens[i] != ref_tokens[i]) fail_msg("%s: generated token %d is %d, the reference's %d", s->arch, i, tokens[i], ref_tokens[i]);
     free(prompt), free(got), free(want);
-    forge_model_free(m);
-    forge_context_destroy(ctx);
-    md_free_weights(&w);
-    remove_dir(dir);
+    md_model_close(&mm);
 }
 
 static const md_spec llama = {"LlamaForCausalLM", 97, 64, 96, 2, 4, 2, 16, 128, 1, 0, 0, FORGE_F32, ""};
@@ -150,18 +124,10 @@ static void test_mistral(void **state) {
  * steps of both: each sequence's logits are those of its own reference. */
 static void test_batch(void **state) {
     (void)state;
-    char *dir = temp_dir();
-    md_write_config(dir, &llama);
-    forge_model_config cfg;
-    TL_OK(forge_model_config_read(dir, &cfg));
-    md_weights w;
-    md_make_weights(&w, &llama, &cfg, 21);
-    md_write_model(dir, &llama, &w);
-    forge_context *ctx;
-    forge_model *m;
-    TL_OK(forge_context_create(FORGE_BACKEND_CPU, &ctx));
-    const forge_model_options o = options(4, 256);
-    TL_OK(forge_model_load(ctx, dir, &o, &m));
+    md_model mm;
+    md_model_open(&mm, &llama, 21, 4, 256);
+    forge_model *m = mm.m;
+    const forge_model_config cfg = mm.cfg;
     const int V = cfg.vocab_size, lens[2] = {9, 4};
     int32_t *p[2] = {prompt_of(lens[0] + 3, V, 31), prompt_of(lens[1] + 3, V, 32)};
     int seqs[2];
@@ -178,7 +144,7 @@ static void test_batch(void **state) {
         TL_OK(forge_model_step(m, in, 2, 0, got));
         for (int b = 0; b < 2; b++) {
             const int n = lens[b] + step;
-            assert_int_equal(ref_model_forward(&cfg, &w.ref, p[b], n, want), 0);
+            assert_int_equal(ref_model_forward(&cfg, &mm.w.ref, p[b], n, want), 0);
             const ref_error e = ref_compare(got + (size_t)b * V, want + (size_t)(n - 1) * V, (size_t)V);
             if (e.nonfinite || e.rel_l2 > 1e-5) fail_msg("step %d, sequence %d: logits off by %g", step, b, e.rel_l2);
         }
@@ -187,16 +153,13 @@ static void test_batch(void **state) {
     TL_OK(forge_model_seq_len(m, seqs[0], &len));
     assert_int_equal(len, lens[0] + 3);
     free(p[0]), free(p[1]), free(got), free(want);
-    forge_model_free(m);
-    forge_context_destroy(ctx);
-    md_free_weights(&w);
-    remove_dir(dir);
+    md_model_close(&mm);
 }
 
 /* A config.json with one field changed: the status and the word the
  * message must name. */
 static void expect_config(const char *extra, const char *arch, forge_status want, const char *names) {
-    char *dir = temp_dir();
+    char *dir = md_temp_dir();
     md_spec s = llama;
     s.extra = extra;
     if (arch) s.arch = arch;
@@ -204,7 +167,7 @@ static void expect_config(const char *extra, const char *arch, forge_status want
     forge_model_config cfg;
     assert_int_equal(forge_model_config_read(dir, &cfg), want);
     if (!strstr(forge_last_error(), names)) fail_msg("\"%s\" does not name %s", forge_last_error(), names);
-    remove_dir(dir);
+    md_remove_dir(dir);
 }
 
 static void test_bad_configs(void **state) {
@@ -227,7 +190,7 @@ static void test_bad_weights_and_calls(void **state) {
     (void)state;
     forge_context *ctx;
     TL_OK(forge_context_create(FORGE_BACKEND_CPU, &ctx));
-    char *dir = temp_dir();
+    char *dir = md_temp_dir();
     md_spec s = llama;
     md_write_config(dir, &s);
     forge_model_config cfg;
@@ -295,7 +258,7 @@ static void test_bad_weights_and_calls(void **state) {
     assert_int_equal(forge_model_load(ctx, dir, &o, &m), FORGE_ERR_IO);
     assert_non_null(strstr(forge_last_error(), "model-00002-of-00002.safetensors"));
     md_free_weights(&w);
-    remove_dir(dir);
+    md_remove_dir(dir);
     forge_context_destroy(ctx);
 }
 
@@ -303,18 +266,11 @@ static void test_bad_weights_and_calls(void **state) {
  * same tokens again; a tiny top_p keeps only the likeliest. */
 static void test_sampling(void **state) {
     (void)state;
-    char *dir = temp_dir();
-    md_write_config(dir, &llama);
-    forge_model_config cfg;
-    TL_OK(forge_model_config_read(dir, &cfg));
-    md_weights w;
-    md_make_weights(&w, &llama, &cfg, 51);
-    md_write_model(dir, &llama, &w);
-    forge_context *ctx;
-    forge_model *m;
-    TL_OK(forge_context_create(FORGE_BACKEND_CPU, &ctx));
-    const forge_model_options o = options(1, 128);
-    TL_OK(forge_model_load(ctx, dir, &o, &m));
+    md_model mm;
+    md_model_open(&mm, &llama, 51, 1, 128);
+    forge_model *m = mm.m;
+    const forge_model_config cfg = mm.cfg;
+    const char *dir = mm.dir;
     int32_t *prompt = prompt_of(5, cfg.vocab_size, 3), a[16], b[16], g[16];
     int na, nb, ng;
     const forge_sampling greedy = forge_sampling_greedy();
@@ -353,10 +309,7 @@ static void test_sampling(void **state) {
     assert_int_equal(forge_sampling_read(dir, &read), FORGE_ERR_FORMAT);
     assert_non_null(strstr(forge_last_error(), "top_p"));
     free(prompt);
-    forge_model_free(m);
-    forge_context_destroy(ctx);
-    md_free_weights(&w);
-    remove_dir(dir);
+    md_model_close(&mm);
 }
 
 int main(void) {

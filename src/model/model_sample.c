@@ -39,7 +39,7 @@ forge_status forge_sampling_read(const char *dir, forge_sampling *out) {
     forge_status st = forge_read_json(fn, dir, "generation_config.json", &root);
     forge_sampling s = forge_sampling_greedy();
     if (st == FORGE_OK && root && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "do_sample"))) {
-        double t, k, p, m, r;
+        double t = 1, k = 50, p = 1, m = 0, r = 1;
         st = read_number(root, "temperature", 0, 1e6, 1.0, &t);
         if (st == FORGE_OK) st = read_number(root, "top_k", 0, 1 << 30, 50, &k);
         if (st == FORGE_OK) st = read_number(root, "top_p", 0, 1, 1.0, &p);
