@@ -27,10 +27,9 @@ typedef struct {
 forge_status model_files_open(const char *fn, const char *dir, model_files *f);
 void model_files_close(model_files *f);
 /* The tensor of that name, checked to be [d0] (d1 0) or [d0, d1], converted
- * to dtype into dst. Absent where optional: *found 0 (found may be NULL
- * when it is required: absence is then an error naming it). */
+ * to dtype into dst; its absence is FORGE_ERR_NOT_FOUND naming it. */
 forge_status model_tensor(const model_files *f, const char *fn, const char *name, int64_t d0, int64_t d1,
-                          forge_dtype dtype, void *dst, int *found);
+                          forge_dtype dtype, void *dst);
 
 /* One block's weights around its layer, in backend memory. */
 typedef struct {

@@ -81,7 +81,7 @@ forge_status model_files_open(const char *fn, const char *dir, model_files *f) {
 }
 
 forge_status model_tensor(const model_files *f, const char *fn, const char *name, int64_t d0, int64_t d1,
-                          forge_dtype dtype, void *dst, int *found) {
+                          forge_dtype dtype, void *dst) {
     const forge_safetensors *st = f->n_files == 1 && !f->weight_map ? f->files[0] : NULL;
     if (f->weight_map) {
         const cJSON *file = cJSON_GetObjectItemCaseSensitive(f->weight_map, name);
@@ -89,15 +89,9 @@ forge_status model_tensor(const model_files *f, const char *fn, const char *name
             if (strcmp(f->names[i], file->valuestring) == 0) st = f->files[i];
     }
     forge_tensor t;
-    if (!st || forge_st_find(st, name, &t) != FORGE_OK) {
-        if (found) {
-            *found = 0;
-            return FORGE_OK;
-        }
+    if (!st || forge_st_find(st, name, &t) != FORGE_OK)
         return forge_fail(FORGE_ERR_NOT_FOUND, "%s: the model has no tensor %s%s", fn, name,
                           f->weight_map && st ? " in the shard its index names" : "");
-    }
-    if (found) *found = 1;
     const int ndim = d1 ? 2 : 1;
     if (t.ndim != ndim || t.shape[0] != d0 || (d1 && t.shape[1] != d1)) {
         char got[64] = "", want[48];

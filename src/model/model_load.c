@@ -42,7 +42,7 @@ static forge_status upload(forge_model *m, const model_files *f, const char *nam
     const size_t bytes = (size_t)d0 * (size_t)(d1 ? d1 : 1) * forge_dtype_size(m->opt.dtype);
     void *host = malloc(bytes);
     if (!host) return out_of_memory();
-    forge_status st = model_tensor(f, fn, name, d0, d1, m->opt.dtype, host, NULL);
+    forge_status st = model_tensor(f, fn, name, d0, d1, m->opt.dtype, host);
     if (st == FORGE_OK) st = forge_buffer_alloc(m->ctx, bytes, out);
     if (st == FORGE_OK) st = forge_buffer_upload(m->ctx, *out, host, bytes);
     free(host);
@@ -85,7 +85,7 @@ static forge_status load_layer(forge_model *m, const model_files *f, int l) {
         if (!(host[i] = malloc((size_t)(rows[i] * (cols[i] ? cols[i] : 1)) * forge_dtype_size(lc.dtype))))
             st = out_of_memory();
         else
-            st = model_tensor(f, fn, name, rows[i], cols[i], lc.dtype, host[i], NULL);
+            st = model_tensor(f, fn, name, rows[i], cols[i], lc.dtype, host[i]);
     }
     const forge_layer_weights w = {host[0], host[1], host[2], host[3], host[4],
                                    host[5], host[6], host[7], host[8], host[9]};
@@ -110,9 +110,9 @@ static forge_status load_block(forge_model *m, const model_files *f, int l) {
     char *host = malloc(2 * half);
     if (!host) return out_of_memory();
     snprintf(name, sizeof name, "model.layers.%d.mlp.gate_proj.weight", l);
-    st = model_tensor(f, fn, name, c->intermediate, c->hidden, m->opt.dtype, host, NULL);
+    st = model_tensor(f, fn, name, c->intermediate, c->hidden, m->opt.dtype, host);
     snprintf(name, sizeof name, "model.layers.%d.mlp.up_proj.weight", l);
-    if (st == FORGE_OK) st = model_tensor(f, fn, name, c->intermediate, c->hidden, m->opt.dtype, host + half, NULL);
+    if (st == FORGE_OK) st = model_tensor(f, fn, name, c->intermediate, c->hidden, m->opt.dtype, host + half);
     if (st == FORGE_OK) st = forge_buffer_alloc(m->ctx, 2 * half, &b->gate_up);
     if (st == FORGE_OK) st = forge_buffer_upload(m->ctx, b->gate_up, host, 2 * half);
     free(host);
