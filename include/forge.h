@@ -204,7 +204,7 @@ typedef struct {
                           takes on CUDA: forge_support_row()             */
     forge_rope_scaling rope_scaling; /* zeros: none                             */
     int qk_norm;      /* 1: RMSNorm over each head of Q and of K before RoPE,
-                         weighted by q_norm and k_norm (Qwen 3); CPU only yet    */
+                         weighted by q_norm and k_norm (Qwen 3)                   */
     float norm_eps;   /* its epsilon, with qk_norm                               */
 } forge_layer_config;
 
@@ -669,8 +669,8 @@ typedef struct {
 /* Loads a model directory: config.json, then model.safetensors or the
  * shards model.safetensors.index.json names (mapped, each tensor checked for
  * its shape and converted to opt->dtype where the file's differs). The
- * context's backend computes; the CUDA backend does not run models yet
- * (FORGE_ERR_UNSUPPORTED). */
+ * context's backend computes: the CPU in fp32, CUDA in any dtype at the
+ * head dims its layer takes. */
 FORGE_API forge_status forge_model_load(forge_context *ctx, const char *dir, const forge_model_options *opt,
                                         forge_model **out);
 FORGE_API void forge_model_free(forge_model *model); /* NULL is a no-op */

@@ -48,7 +48,8 @@ gpu_tests() {
   grep "largest errors" "$logs/${t}attention_cuda.log" "$logs/${t}attention_cuda_portable.log" "$logs/${t}paged_cuda.log"
   run ${t}errors $b/tests/test_errors
   run ${t}rope $b/tests/test_rope
-  run ${t}model $b/tests/test_model
+  run ${t}model $b/tests/test_model cpu
+  run ${t}model_cuda $b/tests/test_model cuda
   run ${t}safetensors $b/tests/test_safetensors
   run ${t}cli $b/tests/test_cli $b/forge README.md
   run ${t}example $b/example_minimal

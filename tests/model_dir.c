@@ -152,13 +152,13 @@ void md_remove_dir(char *dir) {
     free(dir);
 }
 
-void md_model_open(md_model *mm, const md_spec *s, uint64_t seed, int max_seqs, int max_tokens) {
+void md_model_open(md_model *mm, const md_spec *s, uint64_t seed, forge_backend backend, int max_seqs, int max_tokens) {
     mm->dir = md_temp_dir();
     md_write_config(mm->dir, s);
     TL_OK(forge_model_config_read(mm->dir, &mm->cfg));
     md_make_weights(&mm->w, s, &mm->cfg, seed);
     md_write_model(mm->dir, s, &mm->w);
-    TL_OK(forge_context_create(FORGE_BACKEND_CPU, &mm->ctx));
+    TL_OK(forge_context_create(backend, &mm->ctx));
     const forge_model_options o = {FORGE_F32, max_seqs, max_tokens, 0, 0};
     TL_OK(forge_model_load(mm->ctx, mm->dir, &o, &mm->m));
 }

@@ -40,9 +40,10 @@ void md_write_text(const char *dir, const char *name, const char *text);
 /* config.json and the weights, whole or in shards. */
 void md_write_model(const char *dir, const md_spec *s, const md_weights *w);
 
-/* A model written to a new temporary directory and loaded on the CPU with
- * room for max_seqs sequences and max_tokens tokens: its directory, config,
- * weights (as floats, for the reference), context and model. */
+/* A model written to a new temporary directory and loaded in fp32 on the
+ * backend with room for max_seqs sequences and max_tokens tokens: its
+ * directory, config, weights (as floats, for the reference), context and
+ * model. */
 typedef struct {
     char *dir;
     forge_model_config cfg;
@@ -51,7 +52,7 @@ typedef struct {
     forge_model *m;
 } md_model;
 
-void md_model_open(md_model *mm, const md_spec *s, uint64_t seed, int max_seqs, int max_tokens);
+void md_model_open(md_model *mm, const md_spec *s, uint64_t seed, forge_backend backend, int max_seqs, int max_tokens);
 /* Frees it all and removes the directory. */
 void md_model_close(md_model *mm);
 /* A new temporary directory (malloc'd), and its removal with all it holds. */

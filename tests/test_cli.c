@@ -450,7 +450,7 @@ static void test_generate(void **state) {
     (void)state;
     const md_spec s = {"LlamaForCausalLM", 61, 32, 48, 2, 4, 2, 8, 64, 1, 0, 0, FORGE_F32, ""};
     md_model mm;
-    md_model_open(&mm, &s, 77, 1, 64);
+    md_model_open(&mm, &s, 77, FORGE_BACKEND_CPU, 1, 64);
     forge_model *m = mm.m;
     char model[64];
     snprintf(model, sizeof model, "%s", mm.dir);

@@ -4,7 +4,8 @@
  * the test writes itself (config.json and safetensors, one file or shards
  * with their index): every token's logits, greedy generation token for
  * token, a batch mixing prompts and decode steps, each architecture and
- * RoPE scaling; and bad directories and calls, each a clear error. */
+ * RoPE scaling; and bad directories and calls, each a clear error.
+ *   test_model [cpu|cuda]   (the backend the comparisons run on) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,9 @@
 
 #include "model_dir.h"
 #include "test_util.h"
+
+/* The backend of the tests that compare with the reference (argv[1]). */
+static forge_backend g_backend = FORGE_BACKEND_CPU;
 
 static forge_model_options options(int max_seqs, int max_tokens) {
     forge_model_options o = {FORGE_F32, max_seqs, max_tokens, 0, 0};
@@ -51,7 +55,7 @@ static int32_t *prompt_of(int n, int vocab, uint64_t seed) {
  * generation, against the reference. */
 static void check_spec(const md_spec *s, uint64_t seed) {
     md_model mm;
-    md_model_open(&mm, s, seed, 2, 256);
+    md_model_open(&mm, s, seed, g_backend, 2, 256);
     forge_model *m = mm.m;
     const forge_model_config cfg = mm.cfg;
     const int n = 13, V = cfg.vocab_size, n_new = 20;
@@ -81,7 +85,8 @@ static void check_spec(const md_spec *s, uint64_t seed) {
     md_model_close(&mm);
 }
 
-static const md_spec llama = {"LlamaForCausalLM", 97, 64, 96, 2, 4, 2, 16, 128, 1, 0, 0, FORGE_F32, ""};
+/* head_dim 32: the CUDA backend's paged cache takes 32 and up */
+static const md_spec llama = {"LlamaForCausalLM", 97, 128, 96, 2, 4, 2, 32, 128, 1, 0, 0, FORGE_F32, ""};
 
 static void test_llama_tied(void **state) {
     (void)state;
@@ -109,7 +114,7 @@ static void test_qwen2_biases(void **state) {
 static void test_qwen3_qk_norm(void **state) {
     (void)state;
     md_spec s = llama;
-    s.arch = "Qwen3ForCausalLM", s.head_dim = 32;
+    s.arch = "Qwen3ForCausalLM", s.head_dim = 64;
     check_spec(&s, 14);
 }
 
@@ -125,7 +130,7 @@ static void test_mistral(void **state) {
 static void test_batch(void **state) {
     (void)state;
     md_model mm;
-    md_model_open(&mm, &llama, 21, 4, 256);
+    md_model_open(&mm, &llama, 21, g_backend, 4, 256);
     forge_model *m = mm.m;
     const forge_model_config cfg = mm.cfg;
     const int V = cfg.vocab_size, lens[2] = {9, 4};
@@ -267,7 +272,7 @@ static void test_bad_weights_and_calls(void **state) {
 static void test_sampling(void **state) {
     (void)state;
     md_model mm;
-    md_model_open(&mm, &llama, 51, 1, 128);
+    md_model_open(&mm, &llama, 51, g_backend, 1, 128);
     forge_model *m = mm.m;
     const forge_model_config cfg = mm.cfg;
     const char *dir = mm.dir;
@@ -312,7 +317,9 @@ static void test_sampling(void **state) {
     md_model_close(&mm);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "cuda") == 0) g_backend = FORGE_BACKEND_CUDA;
+    tl_require_backend(g_backend);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama_tied),   cmocka_unit_test(test_llama3_shards),
         cmocka_unit_test(test_qwen2_biases), cmocka_unit_test(test_qwen3_qk_norm),
@@ -320,5 +327,5 @@ int main(void) {
         cmocka_unit_test(test_bad_configs),  cmocka_unit_test(test_bad_weights_and_calls),
         cmocka_unit_test(test_sampling),
     };
-    return cmocka_run_group_tests_name("model", tests, NULL, NULL);
+    return cmocka_run_group_tests_name(g_backend == FORGE_BACKEND_CUDA ? "model_cuda" : "model", tests, NULL, NULL);
 }

@@ -32,4 +32,9 @@ const forge_backend_ops forge_cuda_backend = {
     .graph_capture = cuda_graph_capture,
     .graph_launch = cuda_graph_launch,
     .graph_free = cuda_graph_free,
+    .rmsnorm = cuda_model_rmsnorm,
+    .linear = cuda_model_linear,
+    .silu_mul = cuda_model_silu_mul,
+    .add = cuda_model_add,
+    .gather_rows = cuda_model_gather_rows,
 };

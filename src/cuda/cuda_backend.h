@@ -4,7 +4,8 @@
  * weights), cuda_linear.c (the projections), cuda_forward.c (the layer's
  * forward call), cuda_attention.c (attention over rows: alone, and the
  * layer's), cuda_cache.c (the KV cache's pool), cuda_paged.c (attention
- * over its pages), cuda_graph.c (graphs); cuda_backend.c holds the
+ * over its pages), cuda_graph.c (graphs), cuda_model.c (the model's
+ * operations), cuda_errors.c (messages); cuda_backend.c holds the
  * operations' table. */
 #ifndef FORGE_CUDA_BACKEND_H
 #define FORGE_CUDA_BACKEND_H
@@ -20,6 +21,23 @@
 
 #define WORKSPACE_BYTES ((size_t)32 << 20) /* shared by cuBLAS and cuBLASLt */
 
+/* A cuBLASLt y = x W^T (+ bias) for one token count, planned once. */
+typedef struct {
+    int tokens; /* 0: not planned */
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t w, x, y;
+    cublasLtMatmulAlgo_t algo;
+} lt_linear;
+
+/* A model GEMM's plan: its dtype and shape (the token count in g). */
+typedef struct {
+    forge_dtype dtype;
+    int in, out;
+    lt_linear g;
+} cuda_model_plan;
+
+#define CUDA_MODEL_PLANS 16 /* a block's four shapes and the LM head's, at a few token counts */
+
 typedef struct {
     int device;
     cudaStream_t stream;     /* the caller's, or own_stream */
@@ -31,15 +49,13 @@ typedef struct {
     int hopper;           /* compute capability 9.0: the sm_90a kernels run */
     int *work;            /* the Hopper attention kernel's work counters (FCUDA_WORK_BYTES) */
     int sms;              /* multiprocessors */
+    /* the model's operations (cuda_model.c): its GEMMs' plans by shape,
+     * replaced in turn, and the device copy of a gather's ids */
+    cuda_model_plan plans[CUDA_MODEL_PLANS];
+    int next_plan;
+    int *ids;
+    long ids_cap;
 } cuda_ctx;
-
-/* A cuBLASLt y = x W^T (+ bias) for one token count, planned once. */
-typedef struct {
-    int tokens; /* 0: not planned */
-    cublasLtMatmulDesc_t desc;
-    cublasLtMatrixLayout_t w, x, y;
-    cublasLtMatmulAlgo_t algo;
-} lt_linear;
 
 /* A layer on the device. Weights, activations and K, V are in the layer's
  * dtype; fp32 layers also use the unfused path's scores. */
@@ -49,6 +65,7 @@ typedef struct {
     void *w_o;          /* [hidden, heads * head_dim] */
     void *b_o;          /* [hidden] or NULL */
     double *inv_freq;   /* [head_dim / 2] */
+    void *q_norm, *k_norm; /* [head_dim] in RoPE pair order, with qk_norm; else NULL */
     lt_linear qkv_gemm, o_gemm;
     /* workspace, grown to the largest call reserved */
     int ws_tokens;
@@ -62,6 +79,7 @@ typedef struct {
     cudaEvent_t ev[FORGE_STAGE_COUNT + 1];
 } cuda_layer;
 
+/* cuda_errors.c: FORGE_ERR_BACKEND naming the call and CUDA's or cuBLAS's error. */
 forge_status cuda_err(const char *where, const char *what, cudaError_t e);
 forge_status blas_err(const char *where, const char *what, cublasStatus_t e);
 
@@ -126,6 +144,17 @@ forge_status cuda_attention(forge_context *ctx, const forge_attention_args *a, i
 forge_status cuda_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens,
                                   int total_q, const int *pos_dev, const char *fn);
 int cuda_paged_split_size(const forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens);
+/* cuda_model.c: the model's operations */
+forge_status cuda_model_rmsnorm(forge_context *ctx, forge_dtype dtype, void *out, const void *x, const void *w,
+                                long rows, int dim, float eps);
+forge_status cuda_model_linear(forge_context *ctx, forge_dtype dtype, void *y, const void *x, const void *w, long rows,
+                               int in, int out);
+forge_status cuda_model_silu_mul(forge_context *ctx, forge_dtype dtype, void *out, const void *gate_up, long rows,
+                                 int inter);
+forge_status cuda_model_add(forge_context *ctx, forge_dtype dtype, void *y, const void *x, size_t n);
+forge_status cuda_model_gather_rows(forge_context *ctx, void *out, const void *table, const int32_t *ids, long rows,
+                                    size_t row_bytes);
+void cuda_model_free(cuda_ctx *c);
 /* cuda_graph.c */
 forge_status cuda_graph_capture(forge_graph *graph, const forge_batch *b);
 forge_status cuda_graph_launch(forge_graph *graph, const forge_batch *b);

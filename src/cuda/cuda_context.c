@@ -1,22 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* cuda_context.c: the CUDA backend's context: whether a device can be used,
- * its handles and stream, the stopwatch, device buffers, and the error
- * messages of CUDA and cuBLAS calls. */
+ * its handles and stream, the stopwatch, and device buffers. */
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cuda_backend.h"
-
-forge_status cuda_err(const char *where, const char *what, cudaError_t e) {
-    return forge_fail(FORGE_ERR_BACKEND, "%s: %s: %s (%s)", where, what, cudaGetErrorString(e),
-                      cudaGetErrorName(e));
-}
-
-forge_status blas_err(const char *where, const char *what, cublasStatus_t e) {
-    return forge_fail(FORGE_ERR_BACKEND, "%s: %s: cuBLAS status %d", where, what, (int)e);
-}
 
 forge_status forge_cuda_available(const char *fn) {
     int count = 0, device = 0, ptx = 0;
@@ -40,6 +30,7 @@ forge_status forge_cuda_available(const char *fn) {
 void cuda_context_free(forge_context *ctx) {
     cuda_ctx *c = ctx->impl;
     if (!c) return;
+    cuda_model_free(c);
     if (c->blas) cublasDestroy(c->blas);
     if (c->lt) cublasLtDestroy(c->lt);
     if (c->own_stream) cudaStreamDestroy(c->own_stream);

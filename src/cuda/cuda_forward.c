@@ -147,6 +147,14 @@ forge_status cuda_forward(forge_layer *layer, forge_paged_cache *cache, const fo
     } else if ((st = lt_linear_run(cx, &l->qkv_gemm, l->qkv, x, l->w_qkv, fn)) != FORGE_OK) {
         return st;
     }
+    if (c->qk_norm) { /* RMSNorm of each head of Q, then of K, in place in the QKV rows */
+        const size_t es = forge_dtype_size(c->dtype);
+        CUDA_TRY(fn, fcuda_rmsnorm(c->dtype, l->qkv, l->qkv, l->q_norm, (long)b->total * c->heads, c->head_dim,
+                                   c->norm_eps, c->heads, qkv_dim, cx->stream));
+        char *k = (char *)l->qkv + (size_t)hd * es;
+        CUDA_TRY(fn, fcuda_rmsnorm(c->dtype, k, k, l->k_norm, (long)b->total * c->kv_heads, c->head_dim, c->norm_eps,
+                                   c->kv_heads, qkv_dim, cx->stream));
+    }
 
     if ((st = stage_begin(layer, FORGE_STAGE_ROPE_CACHE, record, failed, fn)) != FORGE_OK) return st;
     for (int first = 0; !fused && first < b->n; first += FCUDA_MAX_SEQS) {

@@ -62,8 +62,10 @@ forge_status lt_linear_run(cuda_ctx *c, const lt_linear *g, void *y, const void 
     return FORGE_OK;
 }
 
+/* Not with qk_norm: the small QKV GEMM rotates in its epilogue, before the
+ * heads could be normalised. */
 int cuda_small_gemm(const forge_layer *layer, int tokens, int in, int out) {
-    return layer->cfg.dtype == FORGE_F32 && fcuda_linear_small_fits(tokens, in, out);
+    return layer->cfg.dtype == FORGE_F32 && !layer->cfg.qk_norm && fcuda_linear_small_fits(tokens, in, out);
 }
 
 forge_status cuda_linear(forge_layer *layer, const lt_linear *plan, void *y, const void *x, const void *w,

@@ -12,7 +12,7 @@
 void cuda_layer_free(forge_layer *layer) {
     cuda_layer *l = layer->impl;
     if (!l) return;
-    void *bufs[] = {l->w_qkv, l->b_qkv, l->w_o, l->b_o, l->inv_freq, l->qkv, l->q,
+    void *bufs[] = {l->w_qkv, l->b_qkv, l->w_o, l->b_o, l->inv_freq, l->q_norm, l->k_norm, l->qkv, l->q,
                     l->attn, l->k_tmp, l->v_tmp, l->scores};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
     lt_linear_free(&l->qkv_gemm);
@@ -62,7 +62,6 @@ forge_status cuda_layer_init(forge_layer *layer, const forge_layer_weights *w) {
     if (c->dtype != FORGE_F32 && !forge_support_has(SUPPORT_MMA, c->head_dim))
         return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the cuda backend runs %s layers at head dims %s, not %d", fn,
                           forge_dtype_name(c->dtype), forge_support_dims(SUPPORT_MMA, dims, sizeof dims), c->head_dim);
-    if (c->qk_norm) return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: qk_norm is not implemented on the cuda backend yet", fn);
     const size_t es = forge_dtype_size(c->dtype);
     cuda_layer *l = calloc(1, sizeof *l);
     if (!l) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
@@ -80,6 +79,8 @@ forge_status cuda_layer_init(forge_layer *layer, const forge_layer_weights *w) {
         if (!e) e = cudaMalloc((void **)&l->inv_freq, sizeof(double) * (size_t)(c->head_dim / 2 + 1));
         if (!e && qkv_bias) e = cudaMalloc(&l->b_qkv, qkv * es);
         if (!e && (c->bias & FORGE_BIAS_O)) e = cudaMalloc(&l->b_o, hidden * es);
+        if (!e && c->qk_norm) e = cudaMalloc(&l->q_norm, (size_t)c->head_dim * es);
+        if (!e && c->qk_norm) e = cudaMalloc(&l->k_norm, (size_t)c->head_dim * es);
         for (int i = 0; !e && i <= FORGE_STAGE_COUNT; i++) e = cudaEventCreate(&l->ev[i]);
         if (e) st = cuda_err(fn, "cudaMalloc", e);
     }
@@ -94,6 +95,8 @@ forge_status cuda_layer_init(forge_layer *layer, const forge_layer_weights *w) {
     if (st == FORGE_OK && qkv_bias) st = upload_rows(l->b_qkv, q_out, w->k_bias, Hk, D, 1, es, rope);
     if (st == FORGE_OK && qkv_bias) st = upload_rows(l->b_qkv, q_out + kv_out, w->v_bias, Hk, D, 1, es, plain);
     if (st == FORGE_OK && l->b_o) st = upload_rows(l->b_o, 0, w->o_bias, 1, (int)hidden, 1, es, plain);
+    if (st == FORGE_OK && c->qk_norm) st = upload_rows(l->q_norm, 0, w->q_norm, 1, D, 1, es, rope);
+    if (st == FORGE_OK && c->qk_norm) st = upload_rows(l->k_norm, 0, w->k_norm, 1, D, 1, es, rope);
     if (st == FORGE_OK && c->head_dim >= 2)
         if ((e = cudaMemcpy(l->inv_freq, inv_freq, sizeof(double) * (size_t)(c->head_dim / 2), cudaMemcpyHostToDevice)))
             st = cuda_err(fn, "cudaMemcpy", e);

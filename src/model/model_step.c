@@ -131,8 +131,14 @@ forge_status forge_model_step(forge_model *m, const forge_model_input *in, int n
     if (st == FORGE_OK) st = ops->gather_rows(m->ctx, m->last, m->x, m->ids, out, row);
     if (st == FORGE_OK) st = ops->rmsnorm(m->ctx, m->opt.dtype, m->last, m->last, m->final_norm, out, c->hidden, c->norm_eps);
     if (st == FORGE_OK) st = ops->linear(m->ctx, m->opt.dtype, m->logits, m->last, m->lm_head, out, c->hidden, c->vocab_size);
-    if (st == FORGE_OK) /* float32: the backends that run models run them in fp32 (forge_model_load) */
-        st = forge_buffer_download(m->ctx, logits, m->logits, (size_t)out * (size_t)c->vocab_size * sizeof(float));
+    const size_t n_logits = (size_t)out * (size_t)c->vocab_size;
+    if (st == FORGE_OK && m->opt.dtype == FORGE_F32) {
+        st = forge_buffer_download(m->ctx, logits, m->logits, n_logits * sizeof(float));
+    } else if (st == FORGE_OK) { /* 16-bit logits widened: through the front of the caller's buffer, from its end */
+        void *narrow = (char *)logits + n_logits * (sizeof(float) - es);
+        st = forge_buffer_download(m->ctx, narrow, m->logits, n_logits * es);
+        if (st == FORGE_OK) st = forge_convert(logits, FORGE_F32, narrow, m->opt.dtype, n_logits);
+    }
     free(seqs);
     return st;
 }

@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cuda_model.c: the CUDA backend's model operations (backend.h): the row
+ * kernels of model_ops.cu, and the model's GEMMs through cuBLASLt, planned
+ * once a shape and kept in the context's few plans, replaced in turn. */
+#include <string.h>
+
+#include "cuda_backend.h"
+
+forge_status cuda_model_rmsnorm(forge_context *ctx, forge_dtype dtype, void *out, const void *x, const void *w,
+                                long rows, int dim, float eps) {
+    cuda_ctx *c = ctx->impl;
+    CUDA_TRY("forge_model_step", fcuda_rmsnorm(dtype, out, x, w, rows, dim, eps, 1, dim, c->stream));
+    return FORGE_OK;
+}
+
+forge_status cuda_model_linear(forge_context *ctx, forge_dtype dtype, void *y, const void *x, const void *w, long rows,
+                               int in, int out) {
+    static const char fn[] = "forge_model_step";
+    cuda_ctx *c = ctx->impl;
+    cuda_model_plan *p = NULL;
+    for (int i = 0; i < CUDA_MODEL_PLANS && !p; i++) {
+        cuda_model_plan *q = &c->plans[i];
+        if (q->g.tokens == rows && q->dtype == dtype && q->in == in && q->out == out) p = q;
+    }
+    if (!p) {
+        p = &c->plans[c->next_plan];
+        c->next_plan = (c->next_plan + 1) % CUDA_MODEL_PLANS;
+        lt_linear_free(&p->g);
+        p->dtype = dtype, p->in = in, p->out = out;
+        forge_status st = lt_linear_plan(c, &p->g, dtype, NULL, (int)rows, in, out, fn);
+        if (st != FORGE_OK) return st;
+    }
+    return lt_linear_run(c, &p->g, y, x, w, fn);
+}
+
+forge_status cuda_model_silu_mul(forge_context *ctx, forge_dtype dtype, void *out, const void *gate_up, long rows,
+                                 int inter) {
+    cuda_ctx *c = ctx->impl;
+    CUDA_TRY("forge_model_step", fcuda_silu_mul(dtype, out, gate_up, rows, inter, c->stream));
+    return FORGE_OK;
+}
+
+forge_status cuda_model_add(forge_context *ctx, forge_dtype dtype, void *y, const void *x, size_t n) {
+    cuda_ctx *c = ctx->impl;
+    CUDA_TRY("forge_model_step", fcuda_add(dtype, y, x, (long)n, c->stream));
+    return FORGE_OK;
+}
+
+forge_status cuda_model_gather_rows(forge_context *ctx, void *out, const void *table, const int32_t *ids, long rows,
+                                    size_t row_bytes) {
+    static const char fn[] = "forge_model_step";
+    cuda_ctx *c = ctx->impl;
+    if (rows > c->ids_cap) {
+        cudaFree(c->ids);
+        c->ids = NULL, c->ids_cap = 0;
+        CUDA_TRY(fn, cudaMalloc((void **)&c->ids, sizeof *c->ids * (size_t)rows));
+        c->ids_cap = rows;
+    }
+    /* from pageable host memory: staged before the call returns, so the
+     * caller may reuse ids at once */
+    CUDA_TRY(fn, cudaMemcpyAsync(c->ids, ids, sizeof *c->ids * (size_t)rows, cudaMemcpyHostToDevice, c->stream));
+    CUDA_TRY(fn, fcuda_gather_rows(out, table, c->ids, rows, row_bytes, c->stream));
+    return FORGE_OK;
+}
+
+void cuda_model_free(cuda_ctx *c) {
+    for (int i = 0; i < CUDA_MODEL_PLANS; i++) lt_linear_free(&c->plans[i].g);
+    cudaFree(c->ids);
+    c->ids = NULL, c->ids_cap = 0;
+}
