@@ -168,8 +168,12 @@ if [[ " $parts " == *" model "* ]]; then
   # The model engine against transformers: small random models of each
   # architecture, logits and greedy generation (bench/model_check.py)
   echo "== model engine against transformers"
-  python3 bench/model_check.py $build/libforge-llm.so --backend cpu 2>&1 | tee "$logs/model_check.log"
-  [ "${PIPESTATUS[0]}" = 0 ] || status=1
+  for check in "cpu fp32" "cuda fp32" "cuda bf16"; do
+    read -r backend dtype <<<"$check"
+    python3 bench/model_check.py $build/libforge-llm.so --backend "$backend" --dtype "$dtype" 2>&1 |
+      grep -E '^(ok|FAILED|transformers)' | tee -a "$logs/model_check.log"
+    [ "${PIPESTATUS[0]}" = 0 ] || status=1
+  done
 fi
 if [[ " $parts " == *" tokenizer "* ]]; then
   # Hugging Face's tokenizers, here: the fixtures made again (they must equal
