@@ -9,9 +9,7 @@
 
 int st_utf8_valid(const char *s) {
     const size_t n = strlen(s);
-    for (size_t i = 0, k; i < n; i += k)
-        if ((k = forge_utf8_char((const unsigned char *)s + i, n - i, NULL)) == 0) return 0;
-    return 1;
+    return forge_utf8_valid_len(s, n) == n;
 }
 
 static int hex4(const char *s, const char *end, unsigned *out) {

@@ -108,11 +108,7 @@ static int fallback_byte(const buffer *b) {
 /* ByteFallback's run of bytes as one string: the text, or U+FFFD a byte. */
 static int flush_bytes(strings *out, buffer *run) {
     if (run->len == 0) return 1;
-    int whole = 1;
-    for (size_t i = 0; whole && i < run->len;) {
-        const size_t w = forge_utf8_char((const unsigned char *)run->bytes + i, run->len - i, NULL);
-        whole = w > 0, i += w;
-    }
+    const int whole = forge_utf8_valid_len(run->bytes, run->len) == run->len;
     buffer *b = strings_add(out);
     int ok = b != NULL;
     for (size_t i = 0; ok && !whole && i < run->len; i++) ok = put(b, "\xef\xbf\xbd", 3);

@@ -106,13 +106,6 @@ static forge_status encode_stretch(tok_encoder *e, int pass, const char *s, size
     return st;
 }
 
-/* The first byte that is not valid UTF-8, or len. */
-static size_t utf8_error_at(const char *s, size_t len) {
-    for (size_t at = 0, w; at < len; at += w)
-        if ((w = forge_utf8_char((const unsigned char *)s + at, len - at, NULL)) == 0) return at;
-    return len;
-}
-
 forge_status forge_tokenizer_encode(const forge_tokenizer *t, const char *text, size_t len, int add_special,
                                     int32_t *ids, size_t cap, size_t *n_ids) {
     static const char fn[] = "forge_tokenizer_encode";
@@ -120,7 +113,7 @@ forge_status forge_tokenizer_encode(const forge_tokenizer *t, const char *text, 
     FORGE_CHECK_NOT_NULL(n_ids, fn);
     if (len > 0) FORGE_CHECK_NOT_NULL(text, fn);
     if (cap > 0) FORGE_CHECK_NOT_NULL(ids, fn);
-    const size_t bad = utf8_error_at(text, len);
+    const size_t bad = forge_utf8_valid_len(text, len);
     if (bad < len)
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: text is not valid UTF-8 at byte %zu", fn, bad);
     tok_ids body = {0}, all = {0};

@@ -28,12 +28,6 @@ const char *tok_type_of(const cJSON *c) {
     return cJSON_IsString(t) ? t->valuestring : NULL;
 }
 
-static int valid_utf8(const char *s, size_t len) {
-    for (size_t at = 0, w; at < len; at += w)
-        if ((w = forge_utf8_char((const unsigned char *)s + at, len - at, NULL)) == 0) return 0;
-    return 1;
-}
-
 /* The vocabulary: every id of the model's vocab and of added_tokens. */
 static forge_status load_vocab(forge_tokenizer *t, const char *fn, const cJSON *vocab, const cJSON *added) {
     const cJSON *item;
@@ -55,7 +49,7 @@ static forge_status load_vocab(forge_tokenizer *t, const char *fn, const cJSON *
     if (!tok_vocab_init(&t->vocab, t->vocab_size)) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     cJSON_ArrayForEach(item, vocab) {
         const size_t len = strlen(item->string);
-        if (!valid_utf8(item->string, len)) return tok_bad(fn, "a token of the model's vocab is not valid UTF-8");
+        if (forge_utf8_valid_len(item->string, len) < len) return tok_bad(fn, "a token of the model's vocab is not valid UTF-8");
         if (!tok_vocab_put(&t->vocab, item->valueint, item->string, (int)len))
             return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     }
@@ -65,7 +59,8 @@ static forge_status load_vocab(forge_tokenizer *t, const char *fn, const cJSON *
     cJSON_ArrayForEach(item, added) {
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(item, "content");
         if (!cJSON_IsString(content) || !content->valuestring[0]) return tok_bad(fn, "an added token has no content");
-        if (!valid_utf8(content->valuestring, strlen(content->valuestring)))
+        const size_t content_len = strlen(content->valuestring);
+        if (forge_utf8_valid_len(content->valuestring, content_len) < content_len)
             return tok_bad(fn, "an added token's content is not valid UTF-8");
         tok_added *a = &t->added[t->n_added++];
         a->id = cJSON_GetObjectItemCaseSensitive(item, "id")->valueint;

@@ -19,3 +19,9 @@ size_t forge_utf8_char(const unsigned char *s, size_t n, size_t *bad) {
     }
     return need + 1;
 }
+
+size_t forge_utf8_valid_len(const char *s, size_t n) {
+    for (size_t at = 0, w; at < n; at += w)
+        if ((w = forge_utf8_char((const unsigned char *)s + at, n - at, NULL)) == 0) return at;
+    return n;
+}

@@ -12,4 +12,8 @@
  * Unicode's recommended practice count them. */
 size_t forge_utf8_char(const unsigned char *s, size_t n, size_t *bad);
 
+/* The bytes of s[0 .. n) before its first that is not valid UTF-8: n when
+ * all of it is. */
+size_t forge_utf8_valid_len(const char *s, size_t n);
+
 #endif
