@@ -217,6 +217,11 @@ static int bpe_cached(tok_encoder *e, const char *piece, int len) {
 /* SentencePiece's word mark, U+2581. */
 static const char mark[] = "\xe2\x96\x81";
 
+/* Whether a mark starts at p[i] after another character (not a mark). */
+static int word_start_at(const char *p, int i) {
+    return memcmp(p + i, mark, 3) == 0 && !(i >= 3 && memcmp(p + i - 3, mark, 3) == 0);
+}
+
 /* Whether a mark after another character starts a word no merge reaches
  * back across: the vocabulary has the mark, and no token with a mark right
  * after another character (SentencePiece's vocabularies keep marks at a
@@ -228,7 +233,7 @@ int tok_word_starts(const forge_tokenizer *t) {
         const char *p = t->vocab.piece[id];
         const int n = t->vocab.len[id];
         for (int i = 1; p && i + 3 <= n; i++)
-            if (memcmp(p + i, mark, 3) == 0 && !(i >= 3 && memcmp(p + i - 3, mark, 3) == 0)) return 0;
+            if (word_start_at(p, i)) return 0;
     }
     return 1;
 }
@@ -237,7 +242,7 @@ int tok_bpe(tok_encoder *e, const char *piece, int len) {
     if (!e->t->word_starts) return len == 0 || bpe_cached(e, piece, len);
     int from = 0;
     for (int i = 1; i + 3 <= len; i++)
-        if (memcmp(piece + i, mark, 3) == 0 && !(i >= 3 && memcmp(piece + i - 3, mark, 3) == 0)) {
+        if (word_start_at(piece, i)) {
             if (!bpe_cached(e, piece + from, i - from)) return 0;
             from = i;
         }

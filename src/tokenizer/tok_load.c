@@ -24,16 +24,17 @@ static const char punctuation_class[] = "[\\p{P}\\x21-\\x2f\\x3a-\\x40\\x5b-\\x6
 
 static forge_status out_of_memory(const char *fn) { return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn); }
 
-/* A component that is a Sequence: each of its list (under key) added in
- * order; *handled 0 where c is no Sequence. */
+/* A component's type, or (*type NULL) a Sequence of components, each of
+ * its list (under key) added in order; what names the component in the
+ * message when it has no type. */
 typedef forge_status (*add_fn)(forge_tokenizer *t, const char *fn, const cJSON *c);
 
-static forge_status add_sequence(forge_tokenizer *t, const char *fn, const cJSON *c, const char *key, add_fn add,
-                                 int *handled) {
-    *handled = 0;
-    const char *type = tok_type_of(c);
-    if (!type || strcmp(type, "Sequence") != 0) return FORGE_OK;
-    *handled = 1;
+static forge_status open_component(forge_tokenizer *t, const char *fn, const cJSON *c, const char *what,
+                                   const char *key, add_fn add, const char **type) {
+    *type = tok_type_of(c);
+    if (!*type) return forge_fail(FORGE_ERR_FORMAT, "%s: a %s has no type", fn, what);
+    if (strcmp(*type, "Sequence") != 0) return FORGE_OK;
+    *type = NULL;
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(c, key), *item;
     if (!cJSON_IsArray(list))
         return forge_fail(FORGE_ERR_FORMAT, "%s: a Sequence has no %s array", fn, key);
@@ -88,11 +89,9 @@ static forge_status metaspace_fields(const char *fn, const cJSON *c, char mark[5
 }
 
 static forge_status add_pre(forge_tokenizer *t, const char *fn, const cJSON *c) {
-    const char *type = tok_type_of(c);
-    if (!type) return tok_bad(fn, "a pre_tokenizer has no type");
-    int handled;
-    forge_status st = add_sequence(t, fn, c, "pretokenizers", add_pre, &handled);
-    if (handled || st != FORGE_OK) return st;
+    const char *type;
+    forge_status st = open_component(t, fn, c, "pre_tokenizer", "pretokenizers", add_pre, &type);
+    if (!type || st != FORGE_OK) return st;
     tok_pre p = {0};
     if (strcmp(type, "ByteLevel") == 0) {
         p.kind = PRE_BYTE_LEVEL;
@@ -159,11 +158,9 @@ static forge_status replace_fields(const char *fn, const char *what, const cJSON
 
 static forge_status add_norm(forge_tokenizer *t, const char *fn, const cJSON *c) {
     if (cJSON_IsNull(c) || !c) return FORGE_OK;
-    const char *type = tok_type_of(c);
-    if (!type) return tok_bad(fn, "a normalizer has no type");
-    int handled;
-    forge_status st = add_sequence(t, fn, c, "normalizers", add_norm, &handled);
-    if (handled || st != FORGE_OK) return st;
+    const char *type;
+    forge_status st = open_component(t, fn, c, "normalizer", "normalizers", add_norm, &type);
+    if (!type || st != FORGE_OK) return st;
     tok_norm norm = {0};
     if (strcmp(type, "NFC") == 0) {
         norm.kind = NORM_NFC;
@@ -225,23 +222,19 @@ static forge_status add_template(forge_tokenizer *t, const char *fn, const cJSON
 
 static forge_status add_post(forge_tokenizer *t, const char *fn, const cJSON *c) {
     if (!c || cJSON_IsNull(c)) return FORGE_OK;
-    const char *type = tok_type_of(c);
-    if (!type) return tok_bad(fn, "a post_processor has no type");
+    const char *type;
+    forge_status st = open_component(t, fn, c, "post_processor", "processors", add_post, &type);
+    if (!type || st != FORGE_OK) return st;
     if (strcmp(type, "ByteLevel") == 0) return FORGE_OK; /* offsets only: no ids change */
     if (strcmp(type, "TemplateProcessing") == 0) return add_template(t, fn, c);
-    int handled;
-    forge_status st = add_sequence(t, fn, c, "processors", add_post, &handled);
-    if (handled || st != FORGE_OK) return st;
     return tok_refuse(fn, "post_processor", type);
 }
 
 static forge_status add_decoder(forge_tokenizer *t, const char *fn, const cJSON *c) {
     if (!c || cJSON_IsNull(c)) return FORGE_OK;
-    const char *type = tok_type_of(c);
-    if (!type) return tok_bad(fn, "a decoder has no type");
-    int handled;
-    forge_status st = add_sequence(t, fn, c, "decoders", add_decoder, &handled);
-    if (handled || st != FORGE_OK) return st;
+    const char *type;
+    forge_status st = open_component(t, fn, c, "decoder", "decoders", add_decoder, &type);
+    if (!type || st != FORGE_OK) return st;
     tok_dec d = {0};
     if (strcmp(type, "ByteLevel") == 0) {
         d.kind = DEC_BYTE_LEVEL;
