@@ -212,3 +212,17 @@ int32_t *cli_parse_ids(const char *list, size_t *n) {
     free(ids);
     return NULL;
 }
+
+int cli_encode(const char *cmd, const forge_tokenizer *tok, const char *text, size_t len, int add_special,
+               int32_t **ids, size_t *n) {
+    *ids = NULL, *n = 0;
+    forge_status st = forge_tokenizer_encode(tok, text, len, add_special, NULL, 0, n);
+    if (st == FORGE_ERR_CAPACITY) { /* the count first, then the ids */
+        if (!(*ids = malloc(sizeof **ids * *n))) return cli_error(cmd, "out of memory for %zu ids", *n);
+        st = forge_tokenizer_encode(tok, text, len, add_special, *ids, *n, n);
+    }
+    if (st == FORGE_OK) return CLI_OK;
+    free(*ids);
+    *ids = NULL;
+    return cli_fail(cmd, st);
+}

@@ -49,6 +49,11 @@ int cli_fail(const char *cmd, forge_status st);
  * parse as a 32-bit integer or the list is malformed. */
 int32_t *cli_parse_ids(const char *list, size_t *n);
 
+/* The ids of len bytes of text under tok (*ids malloc'd, *n of them; NULL
+ * for none), and CLI_OK; or the exit code after the error's line. */
+int cli_encode(const char *cmd, const forge_tokenizer *tok, const char *text, size_t len, int add_special,
+               int32_t **ids, size_t *n);
+
 /* The backend named "auto", "cpu" or "cuda", and CLI_OK; for any other
  * name, cli_usage's line naming --backend and CLI_USAGE. */
 int cli_backend(const char *cmd, const char *name, forge_backend *out);

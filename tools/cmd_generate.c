@@ -89,15 +89,13 @@ int cmd_generate(int argc, char **argv) {
     int32_t *prompt = NULL, *out = NULL;
     size_t n_prompt = 0;
     if (a.prompt) { /* the prompt's ids, with the tokenizer's special tokens (BOS) */
-        st = forge_tokenizer_load(a.model, &tok);
-        if (st == FORGE_OK) st = forge_tokenizer_encode(tok, a.prompt, strlen(a.prompt), 1, NULL, 0, &n_prompt);
-        if (st == FORGE_ERR_CAPACITY) {
-            st = (prompt = malloc(sizeof *prompt * n_prompt)) ? FORGE_OK : FORGE_ERR_OUT_OF_MEMORY;
-            if (st == FORGE_OK) st = forge_tokenizer_encode(tok, a.prompt, strlen(a.prompt), 1, prompt, n_prompt, &n_prompt);
-        }
-        if (st == FORGE_OK && n_prompt == 0) {
+        if ((st = forge_tokenizer_load(a.model, &tok)) != FORGE_OK) return cli_fail(CMD, st);
+        rc = cli_encode(CMD, tok, a.prompt, strlen(a.prompt), 1, &prompt, &n_prompt);
+        if (rc == CLI_OK && n_prompt == 0) rc = cli_usage(CMD, "--prompt gives no tokens");
+        if (rc != CLI_OK) {
+            free(prompt);
             forge_tokenizer_free(tok);
-            return cli_usage(CMD, "--prompt gives no tokens");
+            return rc;
         }
     } else {
         if (!(prompt = cli_parse_ids(a.prompt_ids, &n_prompt)))

@@ -49,18 +49,11 @@ int cmd_tokenize(int argc, char **argv) {
     forge_tokenizer *tok = NULL;
     int32_t *ids = NULL;
     size_t n = 0;
-    forge_status st = forge_tokenizer_load(model, &tok);
-    if (st == FORGE_OK) st = forge_tokenizer_encode(tok, owned ? owned : text, len, !no_special, NULL, 0, &n);
-    if (st == FORGE_ERR_CAPACITY) {
-        st = (ids = malloc(sizeof *ids * n)) ? FORGE_OK : FORGE_ERR_OUT_OF_MEMORY;
-        if (st == FORGE_OK) st = forge_tokenizer_encode(tok, owned ? owned : text, len, !no_special, ids, n, &n);
-        else rc = cli_error(CMD, "out of memory for %zu ids", n);
-    }
-    if (st == FORGE_OK) {
+    const forge_status st = forge_tokenizer_load(model, &tok);
+    rc = st == FORGE_OK ? cli_encode(CMD, tok, owned ? owned : text, len, !no_special, &ids, &n) : cli_fail(CMD, st);
+    if (rc == CLI_OK) {
         for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
         printf("\n");
-    } else if (!rc) {
-        rc = cli_fail(CMD, st);
     }
     free(ids);
     free(owned);
