@@ -49,8 +49,10 @@ static forge_status workspace(forge_model *m, long rows, long out) {
 }
 
 /* The step's inputs: distinct live sequences, tokens in the vocabulary, and
- * room for them (length and pages); *total their tokens. */
-static forge_status check_inputs(const forge_model *m, const forge_model_input *in, int n, long *total) {
+ * room for them (length and pages); seqs[i] the layers' view of input i
+ * (its sequence at its length), *total their tokens. */
+static forge_status check_inputs(const forge_model *m, const forge_model_input *in, int n, forge_seq *seqs,
+                                 long *total) {
     const forge_paged_config pc = forge_paged_cache_config(m->caches[0]);
     long pages = 0;
     *total = 0;
@@ -73,6 +75,7 @@ static forge_status check_inputs(const forge_model *m, const forge_model_input *
             return forge_fail(FORGE_ERR_CAPACITY, "%s: sequence %d holds %d tokens; %d more pass its room of %d", fn,
                               in[i].seq, len, in[i].n_tokens, pc.max_seq_len);
         pages += (len + in[i].n_tokens + pc.page_size - 1) / pc.page_size - (len + pc.page_size - 1) / pc.page_size;
+        seqs[i] = (forge_seq){in[i].seq, len, in[i].n_tokens};
         *total += in[i].n_tokens;
     }
     if (pages > forge_paged_cache_free_pages(m->caches[0]))
@@ -104,22 +107,20 @@ forge_status forge_model_step(forge_model *m, const forge_model_input *in, int n
     FORGE_CHECK_NOT_NULL(logits, fn);
     if (n < 1 || n > m->opt.max_seqs)
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: n = %d is outside [1, max_seqs = %d]", fn, n, m->opt.max_seqs);
-    long total;
-    forge_status st = check_inputs(m, in, n, &total);
-    const long out = all_logits ? total : n;
+    long total = 0;
+    forge_seq *seqs = malloc(sizeof *seqs * (size_t)n);
+    forge_status st = seqs ? check_inputs(m, in, n, seqs, &total) : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    const long out = st == FORGE_OK && all_logits ? total : n;
     if (st == FORGE_OK) st = workspace(m, total, out);
-    forge_seq *seqs = st == FORGE_OK ? malloc(sizeof *seqs * (size_t)n) : NULL;
-    if (st == FORGE_OK && !seqs) st = forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-    if (st != FORGE_OK) return st;
+    if (st != FORGE_OK) {
+        free(seqs);
+        return st;
+    }
     const forge_model_config *c = &m->cfg;
     const forge_backend_ops *ops = m->ctx->ops;
     const size_t es = forge_dtype_size(m->opt.dtype), row = (size_t)c->hidden * es;
-    for (int i = 0, r = 0; i < n; r += in[i].n_tokens, i++) {
-        int len;
-        forge_model_seq_len(m, in[i].seq, &len);
-        seqs[i] = (forge_seq){in[i].seq, len, in[i].n_tokens};
+    for (int i = 0, r = 0; i < n; r += in[i].n_tokens, i++)
         memcpy(m->ids + r, in[i].tokens, sizeof *m->ids * (size_t)in[i].n_tokens);
-    }
     st = ops->gather_rows(m->ctx, m->x, m->embed, m->ids, total, row);
     for (int l = 0; st == FORGE_OK && l < c->layers; l++) st = block(m, l, seqs, n, total);
     /* the rows whose logits are asked for: every row, or each sequence's last */
