@@ -673,6 +673,18 @@ typedef struct {
  * head dims its layer takes. */
 FORGE_API forge_status forge_model_load(forge_context *ctx, const char *dir, const forge_model_options *opt,
                                         forge_model **out);
+/* A model of config cfg whose weights are drawn from seed (norms 1, the
+ * rest uniform with standard deviation 0.02), nothing read from files: for
+ * benchmarks of a model's shape. cfg's numbers are checked as config.json's
+ * are. */
+FORGE_API forge_status forge_model_load_random(forge_context *ctx, const forge_model_config *cfg,
+                                               const forge_model_options *opt, uint64_t seed, forge_model **out);
+/* The config of a well-known model by name ("llama3-8b", "llama3.2-1b",
+ * "qwen3-8b", ...), as its config.json has it; an unknown name is
+ * FORGE_ERR_NOT_FOUND, listing the known ones. forge_model_shape_name(i)
+ * is the i-th name, NULL past the last. */
+FORGE_API forge_status forge_model_shape(const char *name, forge_model_config *out);
+FORGE_API const char *forge_model_shape_name(int i);
 FORGE_API void forge_model_free(forge_model *model); /* NULL is a no-op */
 FORGE_API forge_model_config forge_model_get_config(const forge_model *model);
 

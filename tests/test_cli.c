@@ -509,9 +509,23 @@ static void test_generate(void **state) {
         cJSON_Delete(row);
         row_text = next + 1;
     }
-    r = forge("bench model --shape llama3-8b");
+    /* --shape: random weights of a named shape, cut to --layers */
+    r = forge("bench model --shape smollm2-135m --layers 2 --prompt 4 --new 2 --backend cpu --json");
+    assert_int_equal(r.code, 0);
+    cJSON *row = cJSON_Parse(r.out); /* the first row: the load */
+    assert_non_null(row);
+    assert_int_equal(cJSON_GetObjectItem(row, "layers")->valueint, 2);
+    assert_int_equal(cJSON_GetObjectItem(row, "hidden")->valueint, 576);
+    assert_string_equal(cJSON_GetObjectItem(row, "source")->valuestring, "random");
+    cJSON_Delete(row);
+    r = forge("bench model --shape llama9-1t --backend cpu");
     assert_int_equal(r.code, 3);
-    assert_non_null(strstr(r.err, "--shape"));
+    assert_non_null(strstr(r.err, "no shape named \"llama9-1t\" (known: llama3-8b, "));
+    r = forge("bench model --shape smollm2-135m --layers 31 --backend cpu");
+    assert_int_equal(r.code, 2);
+    assert_non_null(strstr(r.err, "--layers 31 is outside [1, 30]"));
+    r = forge("bench model --shape smollm2-135m --model x");
+    assert_int_equal(r.code, 2);
     md_model_close(&mm);
 }
 

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "model/model.h"
 #include "model_dir.h"
 #include "test_util.h"
 
@@ -317,6 +318,66 @@ static void test_sampling(void **state) {
     md_model_close(&mm);
 }
 
+/* The logits of one prompt through a model of random weights. */
+static float *random_model_logits(forge_context *ctx, const forge_model_config *cfg, uint64_t seed) {
+    forge_model *m;
+    const forge_model_options o = options(1, 64);
+    TL_OK(forge_model_load_random(ctx, cfg, &o, seed, &m));
+    const int32_t prompt[5] = {3, 1, 4, 1, 5};
+    float *logits = tl_poisoned((size_t)cfg->vocab_size);
+    int seq;
+    TL_OK(forge_model_seq_new(m, &seq));
+    const forge_model_input in = {seq, 5, prompt};
+    TL_OK(forge_model_step(m, &in, 1, 0, logits));
+    forge_model_free(m);
+    for (int i = 0; i < cfg->vocab_size; i++) assert_true(isfinite(logits[i]));
+    return logits;
+}
+
+/* Named shapes and models of random weights: every shape's config passes
+ * the checks config.json's numbers pass; a random model is the same for
+ * the same seed and another for another; a bad config is refused by name. */
+static void test_random_models(void **state) {
+    (void)state;
+    int n = 0;
+    for (const char *name; (name = forge_model_shape_name(n)); n++) {
+        forge_model_config c;
+        TL_OK(forge_model_shape(name, &c));
+        TL_OK(model_config_check(&c, "test"));
+    }
+    assert_true(n >= 10);
+    forge_model_config c;
+    TL_OK(forge_model_shape("llama3-8b", &c));
+    assert_true(c.hidden == 4096 && c.intermediate == 14336 && c.layers == 32 && c.kv_heads == 8 &&
+                c.vocab_size == 128256 && c.rope_scaling.type == FORGE_ROPE_SCALING_LLAMA3 && !c.tie_embeddings);
+    assert_int_equal(forge_model_shape("llama9", &c), FORGE_ERR_NOT_FOUND);
+    assert_non_null(strstr(forge_last_error(), "no shape named \"llama9\" (known: llama3-8b, llama3.2-1b"));
+
+    TL_OK(forge_model_shape("qwen3-0.6b", &c)); /* shrunk: Qwen 3's norms of heads, tied */
+    c.vocab_size = 97, c.hidden = 128, c.intermediate = 96, c.layers = 2, c.heads = 4, c.kv_heads = 2;
+    c.head_dim = 32, c.max_positions = 128;
+    forge_context *ctx;
+    TL_OK(forge_context_create(g_backend, &ctx));
+    float *a = random_model_logits(ctx, &c, 7), *b = random_model_logits(ctx, &c, 7), *d = random_model_logits(ctx, &c, 8);
+    assert_memory_equal(a, b, sizeof *a * (size_t)c.vocab_size);
+    int differ = 0;
+    for (int i = 0; i < c.vocab_size; i++) differ += a[i] != d[i];
+    assert_true(differ > c.vocab_size / 2);
+    free(a), free(b), free(d);
+
+    forge_model *m = (forge_model *)&c; /* must stay untouched */
+    const forge_model_options o = options(1, 64);
+    forge_model_config bad = c;
+    bad.kv_heads = 3;
+    assert_int_equal(forge_model_load_random(ctx, &bad, &o, 1, &m), FORGE_ERR_FORMAT);
+    assert_non_null(strstr(forge_last_error(), "num_attention_heads 4 is not a multiple of num_key_value_heads 3"));
+    bad = c, bad.vocab_size = 0;
+    assert_int_equal(forge_model_load_random(ctx, &bad, &o, 1, &m), FORGE_ERR_FORMAT);
+    assert_non_null(strstr(forge_last_error(), "vocab_size = 0 is outside [1, 16777216]"));
+    assert_ptr_equal(m, (forge_model *)&c);
+    forge_context_destroy(ctx);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "cuda") == 0) g_backend = FORGE_BACKEND_CUDA;
     tl_require_backend(g_backend);
@@ -325,7 +386,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_qwen2_biases), cmocka_unit_test(test_qwen3_qk_norm),
         cmocka_unit_test(test_mistral),      cmocka_unit_test(test_batch),
         cmocka_unit_test(test_bad_configs),  cmocka_unit_test(test_bad_weights_and_calls),
-        cmocka_unit_test(test_sampling),
+        cmocka_unit_test(test_sampling),     cmocka_unit_test(test_random_models),
     };
     return cmocka_run_group_tests_name(g_backend == FORGE_BACKEND_CUDA ? "model_cuda" : "model", tests, NULL, NULL);
 }

@@ -5,7 +5,9 @@
  * step over batch x prompt random tokens (mode "prefill": ms, tok_per_s),
  * then `new` greedy decode steps of every sequence (mode "decode":
  * tok_per_s over all sequences, ms_per_token a step), after a round of
- * the same untimed. Eager steps: no graph yet. */
+ * the same untimed. --shape NAME: a model of that shape with random
+ * weights (forge_model_shape, forge_model_load_random), nothing read;
+ * --layers N keeps its first N blocks. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,10 +18,10 @@
 #define CMD "bench model"
 
 static void print_row(int json, const char *mode, const forge_model_config *c, const char *dtype, int batch, int prompt,
-                      int new_tokens, double s) {
+                      int new_tokens, double s, const char *source) {
     const double tokens = strcmp(mode, "prefill") == 0 ? (double)batch * prompt : (double)batch * new_tokens;
     if (!json) {
-        if (strcmp(mode, "load") == 0) printf("load     %9.1f ms\n", 1e3 * s);
+        if (strcmp(mode, "load") == 0) printf("load     %9.1f ms  (%s)\n", 1e3 * s, source);
         else printf("%-8s %9.1f ms  %10.1f tok/s%s\n", mode, 1e3 * s, tokens / s,
                     strcmp(mode, "decode") == 0 ? "  (all sequences)" : "");
         return;
@@ -27,7 +29,7 @@ static void print_row(int json, const char *mode, const forge_model_config *c, c
     printf("{\"mode\": \"%s\", \"impl\": \"forge\", \"dtype\": \"%s\", \"layers\": %d, \"hidden\": %d, "
            "\"intermediate\": %d, \"heads\": %d, \"kv_heads\": %d, \"vocab\": %d, \"batch\": %d",
            mode, dtype, c->layers, c->hidden, c->intermediate, c->heads, c->kv_heads, c->vocab_size, batch);
-    if (strcmp(mode, "load") == 0) printf(", \"ms\": %.2f}\n", 1e3 * s);
+    if (strcmp(mode, "load") == 0) printf(", \"source\": \"%s\", \"ms\": %.2f}\n", source, 1e3 * s);
     else if (strcmp(mode, "prefill") == 0) printf(", \"prompt\": %d, \"ms\": %.2f, \"tok_per_s\": %.1f}\n", prompt, 1e3 * s, tokens / s);
     else printf(", \"prompt\": %d, \"new\": %d, \"tok_per_s\": %.1f, \"ms_per_token\": %.3f}\n", prompt, new_tokens,
                 tokens / s, 1e3 * s / new_tokens);
@@ -81,9 +83,8 @@ int bench_model(int argc, char **argv) {
     };
     int rc = cli_parse(CMD, argc, argv, opts, (int)(sizeof opts / sizeof opts[0]));
     if (rc != CLI_OK) return rc;
-    if (shape) return cli_error(CMD, "--shape (random weights of a named shape) is not implemented yet; give --model");
-    if (layers) return cli_usage(CMD, "--layers goes with --shape");
-    if (!model) return cli_usage(CMD, "--model is required");
+    if (!model == !shape) return cli_usage(CMD, "give one of --model DIR and --shape NAME");
+    if (layers && !shape) return cli_usage(CMD, "--layers goes with --shape");
     if (batch < 1 || batch > 4096 || prompt < 1 || prompt > (1 << 20) || new_tokens < 1 || new_tokens > (1 << 20))
         return cli_usage(CMD, "--batch, --prompt and --new must be positive (batch up to 4096)");
     forge_dtype dtype;
@@ -93,11 +94,18 @@ int bench_model(int argc, char **argv) {
     forge_context *ctx = NULL;
     forge_model *m = NULL;
     forge_model_config c;
-    forge_status st = forge_model_config_read(model, &c);
+    forge_status st = shape ? forge_model_shape(shape, &c) : forge_model_config_read(model, &c);
+    if (st == FORGE_OK && layers) {
+        if (layers < 1 || layers > c.layers) {
+            fprintf(stderr, "forge %s: --layers %d is outside [1, %d] of %s\n", CMD, layers, c.layers, shape);
+            return CLI_USAGE;
+        }
+        c.layers = layers;
+    }
     if (st == FORGE_OK) st = forge_context_create(backend, &ctx);
     const forge_model_options opt = {dtype, batch, batch * (prompt + new_tokens), prompt + new_tokens, 0};
     const double t0 = cli_now_us();
-    if (st == FORGE_OK) st = forge_model_load(ctx, model, &opt, &m);
+    if (st == FORGE_OK) st = shape ? forge_model_load_random(ctx, &c, &opt, 1, &m) : forge_model_load(ctx, model, &opt, &m);
     const double load_s = (cli_now_us() - t0) * 1e-6;
     double prefill_s = 0, decode_s = 0;
     /* a warmup round first (the backend's first calls plan its GEMMs and
@@ -105,9 +113,10 @@ int bench_model(int argc, char **argv) {
     if (st == FORGE_OK) st = run(m, &c, batch, prompt, new_tokens, &prefill_s, &decode_s);
     if (st == FORGE_OK) st = run(m, &c, batch, prompt, new_tokens, &prefill_s, &decode_s);
     if (st == FORGE_OK) {
-        print_row(json, "load", &c, dtype_name, batch, prompt, new_tokens, load_s);
-        print_row(json, "prefill", &c, dtype_name, batch, prompt, new_tokens, prefill_s);
-        print_row(json, "decode", &c, dtype_name, batch, prompt, new_tokens, decode_s);
+        const char *source = shape ? "random" : "files";
+        print_row(json, "load", &c, dtype_name, batch, prompt, new_tokens, load_s, source);
+        print_row(json, "prefill", &c, dtype_name, batch, prompt, new_tokens, prefill_s, source);
+        print_row(json, "decode", &c, dtype_name, batch, prompt, new_tokens, decode_s, source);
     } else {
         rc = cli_fail(CMD, st);
     }

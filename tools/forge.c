@@ -95,12 +95,14 @@ static const command commands[] = {
      "  One decode step of the whole layer over a paged KV cache of B sequences of L\n"
      "  tokens (forge_layer_forward_paged), eager and as a graph.\n"},
     {"bench model", bench_model,
-     "usage: forge bench model --model DIR [--batch B] [--prompt P] [--new N] [--dtype fp32]\n"
-     "                         [--backend B] [--json]\n"
+     "usage: forge bench model (--model DIR | --shape NAME [--layers N]) [--batch B] [--prompt P]\n"
+     "                         [--new N] [--dtype fp32] [--backend B] [--json]\n"
      "  A Hugging Face model directory loaded (timed), a step over B sequences of P\n"
      "  random tokens (prefill), then N greedy decode steps of all of them: the rows of\n"
      "  ../shared/bench/torch_model_ref.py (mode, tok_per_s, ms, ms_per_token).\n"
-     "  --shape NAME (random weights of a named shape) is not implemented yet.\n"},
+     "  --shape NAME: random weights of a well-known model's shape, nothing read\n"
+     "  (llama3-8b, llama3.2-1b, llama3.2-3b, llama2-7b, tinyllama-1.1b, smollm2-135m,\n"
+     "  mistral-7b, qwen2.5-7b, qwen3-0.6b, qwen3-8b); --layers N keeps its first N blocks.\n"},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 

@@ -12,16 +12,21 @@
 
 #include "backend.h"
 
-/* model_config.c: config.json's object read. */
+/* model_config.c: config.json's object read; a config's numbers checked
+ * (fn names the public call). */
 forge_status model_config_parse(const cJSON *root, forge_model_config *out);
+forge_status model_config_check(const forge_model_config *c, const char *fn);
 
 /* model_files.c: the safetensors files of a directory, and their tensors
- * by name (through model.safetensors.index.json where there are shards). */
+ * by name (through model.safetensors.index.json where there are shards);
+ * or, for a model without files, random tensors drawn from a seed. */
 typedef struct {
     forge_safetensors **files;
     int n_files;
     cJSON *weight_map; /* the index's name -> file map, or NULL for one file */
     char **names;      /* [n_files]: the files' names, for the map */
+    int random;        /* no files: each tensor drawn from seed and its name */
+    uint64_t seed;
 } model_files;
 
 forge_status model_files_open(const char *fn, const char *dir, model_files *f);

@@ -147,12 +147,39 @@ forge_status model_config_parse(const cJSON *root, forge_model_config *out) {
     if (c.arch == FORGE_ARCH_MISTRAL && window && !cJSON_IsNull(window) &&
         (st = read_int(root, "sliding_window", 1, 1 << 30, 0, &c.sliding_window)) != FORGE_OK)
         return st;
-    if (c.heads % c.kv_heads != 0)
-        return forge_fail(FORGE_ERR_FORMAT, "%s: config.json's num_attention_heads %d is not a multiple of "
-                          "num_key_value_heads %d", fn, c.heads, c.kv_heads);
-    if (c.head_dim % 2 != 0)
-        return forge_fail(FORGE_ERR_FORMAT, "%s: config.json's head_dim %d is odd; RoPE needs it even", fn, c.head_dim);
+    if ((st = model_config_check(&c, fn)) != FORGE_OK) return st;
     *out = c;
+    return FORGE_OK;
+}
+
+/* A whole number of the config in [lo, hi], named as config.json names it. */
+static forge_status check_int(const char *call, const char *name, int v, int lo, int hi) {
+    if (v >= lo && v <= hi) return FORGE_OK;
+    return forge_fail(FORGE_ERR_FORMAT, "%s: %s = %d is outside [%d, %d]", call, name, v, lo, hi);
+}
+
+forge_status model_config_check(const forge_model_config *c, const char *call) {
+    const struct { const char *name; int v, lo, hi; } ints[] = {
+        {"vocab_size", c->vocab_size, 1, 1 << 24},         {"hidden_size", c->hidden, 1, FORGE_MAX_DIM},
+        {"intermediate_size", c->intermediate, 1, FORGE_MAX_DIM}, {"num_hidden_layers", c->layers, 1, 4096},
+        {"num_attention_heads", c->heads, 1, 4096},        {"num_key_value_heads", c->kv_heads, 1, 4096},
+        {"head_dim", c->head_dim, 1, 1024},                {"max_position_embeddings", c->max_positions, 1, 1 << 24},
+        {"sliding_window", c->sliding_window, 0, 1 << 30},
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        forge_status st = check_int(call, ints[i].name, ints[i].v, ints[i].lo, ints[i].hi);
+        if (st != FORGE_OK) return st;
+    }
+    if ((unsigned)c->arch > FORGE_ARCH_MISTRAL)
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: arch %d is not a forge_arch", call, (int)c->arch);
+    if (c->heads % c->kv_heads != 0)
+        return forge_fail(FORGE_ERR_FORMAT, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
+                          call, c->heads, c->kv_heads);
+    if (c->head_dim % 2 != 0)
+        return forge_fail(FORGE_ERR_FORMAT, "%s: head_dim %d is odd; RoPE needs it even", call, c->head_dim);
+    if (!(c->norm_eps > 0 && isfinite(c->norm_eps)) || !(c->rope_theta > 0 && isfinite(c->rope_theta)))
+        return forge_fail(FORGE_ERR_FORMAT, "%s: rms_norm_eps %g and rope_theta %g must be positive", call,
+                          (double)c->norm_eps, (double)c->rope_theta);
     return FORGE_OK;
 }
 

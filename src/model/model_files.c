@@ -2,7 +2,9 @@
 /* model_files.c: a model directory's weights: model.safetensors, or the
  * shards that model.safetensors.index.json's weight_map names, each opened
  * (mapped) once; a tensor found by name, its shape checked, converted to
- * the dtype asked for. */
+ * the dtype asked for. A model without files draws its tensors instead:
+ * norms' weights 1, the rest uniform with transformers' initial standard
+ * deviation of 0.02, each tensor from the seed and its name. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,8 +82,32 @@ forge_status model_files_open(const char *fn, const char *dir, model_files *f) {
     return st;
 }
 
+/* n random elements of tensor `name` in dtype into dst. */
+static void draw(uint64_t seed, const char *name, forge_dtype dtype, void *dst, size_t n) {
+    uint64_t s = seed ^ 0x9e3779b97f4a7c15ull;
+    for (const char *c = name; *c; c++) s = (s ^ (unsigned char)*c) * 0x100000001b3ull; /* FNV-1a */
+    const size_t len = strlen(name);
+    const int is_norm = len >= 11 && strcmp(name + len - 11, "norm.weight") == 0;
+    const float half_width = 0.02f * 1.7320508f; /* uniform [-a, a] has std a / sqrt(3) */
+    float chunk[4096];
+    const size_t es = forge_dtype_size(dtype);
+    for (size_t at = 0; at < n; at += 4096) {
+        const size_t k = n - at < 4096 ? n - at : 4096;
+        for (size_t i = 0; i < k; i++) {
+            s = s ? s : 1;
+            s ^= s << 13, s ^= s >> 7, s ^= s << 17; /* xorshift64 */
+            chunk[i] = is_norm ? 1.0f : half_width * ((float)(s >> 40) * (2.0f / 16777216.0f) - 1.0f);
+        }
+        forge_convert((char *)dst + at * es, dtype, chunk, FORGE_F32, k);
+    }
+}
+
 forge_status model_tensor(const model_files *f, const char *fn, const char *name, int64_t d0, int64_t d1,
                           forge_dtype dtype, void *dst) {
+    if (f->random) {
+        draw(f->seed, name, dtype, dst, (size_t)d0 * (size_t)(d1 ? d1 : 1));
+        return FORGE_OK;
+    }
     const forge_safetensors *st = f->n_files == 1 && !f->weight_map ? f->files[0] : NULL;
     if (f->weight_map) {
         const cJSON *file = cJSON_GetObjectItemCaseSensitive(f->weight_map, name);

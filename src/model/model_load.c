@@ -140,54 +140,81 @@ static forge_status resolve_options(const forge_model_config *c, const forge_mod
     return FORGE_OK;
 }
 
-forge_status forge_model_load(forge_context *ctx, const char *dir, const forge_model_options *opt,
-                              forge_model **out) {
-    FORGE_CHECK_NOT_NULL(ctx, fn);
-    FORGE_CHECK_NOT_NULL(dir, fn);
-    FORGE_CHECK_NOT_NULL(opt, fn);
-    FORGE_CHECK_NOT_NULL(out, fn);
+/* The model of config cfg, its tensors from files (which it closes). */
+static forge_status load(forge_context *ctx, const forge_model_config *cfg, const forge_model_options *opt,
+                         model_files *files, forge_model **out) {
+    forge_status st = FORGE_OK;
     if (!ctx->ops->rmsnorm)
-        return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the %s backend does not run models yet", fn,
-                          forge_backend_name(ctx->ops->kind));
-    if (ctx->ops->kind == FORGE_BACKEND_CPU && opt->dtype != FORGE_F32)
-        return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the cpu backend runs models in fp32, not %s", fn,
-                          forge_dtype_name(opt->dtype));
-    forge_model_config cfg;
-    forge_status st = forge_model_config_read(dir, &cfg);
-    if (st != FORGE_OK) return st;
-    forge_model *m = calloc(1, sizeof *m);
-    if (!m) return out_of_memory();
-    m->ctx = ctx, m->cfg = cfg;
-    if ((st = resolve_options(&cfg, opt, &m->opt)) != FORGE_OK) {
-        free(m);
-        return st;
+        st = forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the %s backend does not run models yet", fn,
+                        forge_backend_name(ctx->ops->kind));
+    else if (ctx->ops->kind == FORGE_BACKEND_CPU && opt->dtype != FORGE_F32)
+        st = forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the cpu backend runs models in fp32, not %s", fn,
+                        forge_dtype_name(opt->dtype));
+    forge_model *m = st == FORGE_OK ? calloc(1, sizeof *m) : NULL;
+    if (st == FORGE_OK && !m) st = out_of_memory();
+    if (st == FORGE_OK) {
+        m->ctx = ctx, m->cfg = *cfg;
+        st = resolve_options(cfg, opt, &m->opt);
     }
-    m->layers = calloc((size_t)cfg.layers, sizeof *m->layers);
-    m->caches = calloc((size_t)cfg.layers, sizeof *m->caches);
-    m->blocks = calloc((size_t)cfg.layers, sizeof *m->blocks);
-    if (!m->layers || !m->caches || !m->blocks) st = out_of_memory();
-    model_files files = {0};
-    if (st == FORGE_OK) st = model_files_open(fn, dir, &files);
-    const forge_paged_config pc = {m->opt.dtype, cfg.kv_heads, cfg.head_dim, m->opt.page_size,
-                                   (m->opt.max_tokens + m->opt.page_size - 1) / m->opt.page_size + m->opt.max_seqs,
-                                   m->opt.max_seqs, m->opt.max_seq_len};
-    for (int l = 0; st == FORGE_OK && l < cfg.layers; l++) {
-        st = load_layer(m, &files, l);
-        if (st == FORGE_OK) st = load_block(m, &files, l);
+    if (st == FORGE_OK) {
+        m->layers = calloc((size_t)cfg->layers, sizeof *m->layers);
+        m->caches = calloc((size_t)cfg->layers, sizeof *m->caches);
+        m->blocks = calloc((size_t)cfg->layers, sizeof *m->blocks);
+        if (!m->layers || !m->caches || !m->blocks) st = out_of_memory();
+    }
+    forge_paged_config pc = {0};
+    if (st == FORGE_OK) {
+        const forge_model_options *o = &m->opt;
+        pc = (forge_paged_config){o->dtype, cfg->kv_heads, cfg->head_dim, o->page_size,
+                                  (o->max_tokens + o->page_size - 1) / o->page_size + o->max_seqs, o->max_seqs,
+                                  o->max_seq_len};
+    }
+    for (int l = 0; st == FORGE_OK && l < cfg->layers; l++) {
+        st = load_layer(m, files, l);
+        if (st == FORGE_OK) st = load_block(m, files, l);
         if (st == FORGE_OK) st = forge_paged_cache_create(ctx, &pc, &m->caches[l]);
     }
-    if (st == FORGE_OK) st = upload(m, &files, "model.embed_tokens.weight", cfg.vocab_size, cfg.hidden, &m->embed);
-    if (st == FORGE_OK) st = upload(m, &files, "model.norm.weight", cfg.hidden, 0, &m->final_norm);
-    m->lm_head = m->embed;
-    if (st == FORGE_OK && !cfg.tie_embeddings)
-        st = upload(m, &files, "lm_head.weight", cfg.vocab_size, cfg.hidden, &m->lm_head);
-    model_files_close(&files);
+    if (st == FORGE_OK) st = upload(m, files, "model.embed_tokens.weight", cfg->vocab_size, cfg->hidden, &m->embed);
+    if (st == FORGE_OK) st = upload(m, files, "model.norm.weight", cfg->hidden, 0, &m->final_norm);
+    if (m) m->lm_head = m->embed;
+    if (st == FORGE_OK && !cfg->tie_embeddings)
+        st = upload(m, files, "lm_head.weight", cfg->vocab_size, cfg->hidden, &m->lm_head);
+    model_files_close(files);
     if (st != FORGE_OK) {
         forge_model_free(m);
         return st;
     }
     *out = m;
     return FORGE_OK;
+}
+
+forge_status forge_model_load(forge_context *ctx, const char *dir, const forge_model_options *opt,
+                              forge_model **out) {
+    FORGE_CHECK_NOT_NULL(ctx, fn);
+    FORGE_CHECK_NOT_NULL(dir, fn);
+    FORGE_CHECK_NOT_NULL(opt, fn);
+    FORGE_CHECK_NOT_NULL(out, fn);
+    forge_model_config cfg;
+    model_files files = {0};
+    forge_status st = forge_model_config_read(dir, &cfg);
+    if (st == FORGE_OK) st = model_files_open(fn, dir, &files);
+    if (st != FORGE_OK) {
+        model_files_close(&files);
+        return st;
+    }
+    return load(ctx, &cfg, opt, &files, out);
+}
+
+forge_status forge_model_load_random(forge_context *ctx, const forge_model_config *cfg,
+                                     const forge_model_options *opt, uint64_t seed, forge_model **out) {
+    static const char name[] = "forge_model_load_random";
+    FORGE_CHECK_NOT_NULL(ctx, name);
+    FORGE_CHECK_NOT_NULL(cfg, name);
+    FORGE_CHECK_NOT_NULL(opt, name);
+    FORGE_CHECK_NOT_NULL(out, name);
+    forge_status st = model_config_check(cfg, name);
+    model_files files = {.random = 1, .seed = seed};
+    return st == FORGE_OK ? load(ctx, cfg, opt, &files, out) : st;
 }
 
 forge_model_config forge_model_get_config(const forge_model *m) {
