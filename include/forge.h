@@ -674,7 +674,8 @@ typedef struct {
 FORGE_API forge_status forge_model_load(forge_context *ctx, const char *dir, const forge_model_options *opt,
                                         forge_model **out);
 /* A model of config cfg whose weights are drawn from seed (norms 1, the
- * rest uniform with standard deviation 0.02), nothing read from files: for
+ * rest uniform with standard deviation 0.02; a block of a million values
+ * drawn a tensor, repeated through it), nothing read from files: for
  * benchmarks of a model's shape. cfg's numbers are checked as config.json's
  * are. */
 FORGE_API forge_status forge_model_load_random(forge_context *ctx, const forge_model_config *cfg,
@@ -710,6 +711,12 @@ typedef struct {
  * either leaves every sequence as it was. */
 FORGE_API forge_status forge_model_step(forge_model *model, const forge_model_input *in, int n, int all_logits,
                                         float *logits);
+
+/* As forge_model_step without all_logits, but each sequence's greedy next
+ * token into next[n] (the first largest of its logits, chosen on the
+ * device): no logits leave the backend. */
+FORGE_API forge_status forge_model_step_greedy(forge_model *model, const forge_model_input *in, int n,
+                                               int32_t *next);
 
 /* How the next token is drawn from logits, as transformers' generate does:
  * the repetition penalty over the tokens so far, then temperature, top-k,

@@ -6,7 +6,7 @@
 # through forge bench and bench/torch_baseline.py in the same run, and a
 # table. JSON lines and tables go to $OUT, the logs packed into
 # $OUT/device-logs.tgz (the device tool returns at most 8 files).
-#   bash scripts/device.sh [tests|sm80|sanitize|bench|baseline|step|tokenizer|model]...
+#   bash scripts/device.sh [tests|sm80|sanitize|bench|baseline|step|tokenizer|model|modelbench|modelprofile]...
 #   (default: tests sm80 sanitize bench tokenizer model)
 set -uo pipefail
 source "$(dirname "$0")/device-env.sh"
@@ -119,6 +119,8 @@ if [[ " $parts " == *" sanitize "* ]]; then
   run racecheck $cs --tool racecheck $build/forge bench layer --seq 100 --heads 4 --kv-heads 2 --head-dim 64 --iters 2 --warmup 0
   run racecheck_bf16 $cs --tool racecheck $build/forge bench layer --dtype bf16 --seq 100 --heads 4 --kv-heads 2 --head-dim 128 --iters 1 --warmup 0
   run racecheck_d256 $cs --tool racecheck $build/forge bench layer --seq 40 --heads 2 --kv-heads 1 --head-dim 256 --iters 1 --warmup 0
+  run memcheck_model $cs --tool memcheck $build/tests/test_model cuda
+  run racecheck_model $cs --tool racecheck $build/forge bench model --shape smollm2-135m --layers 2 --dtype bf16 --prompt 20 --new 3
   run synccheck $cs --tool synccheck $build/forge run --iters 2
   run initcheck $cs --tool initcheck $build/forge run --iters 2
 fi
@@ -198,5 +200,39 @@ if [[ " $parts " == *" step "* ]]; then
     python3 bench/torch_baseline.py decode --dtype bf16 --batch "$batch" --kv-len "$len" --heads 32 --kv-heads 8 \
       --head-dim 128 | tee -a "$OUT/step.jsonl" || status=1
   done
+fi
+if [[ " $parts " == *" modelbench "* ]]; then
+  # Whole models of the Llama-3-8B shape (bf16, random weights) beside
+  # torch_model_ref.py in the same run: batch-1 decode (prompt 128, 256
+  # new), a 2048-token prefill, batch-64 decode; and the small model's
+  # CPU figures
+  echo "== whole model: Llama-3-8B shape, bf16"
+  m="$OUT/model_bench.jsonl"
+  : >"$m"
+  $build/forge bench model --json --shape llama3-8b --dtype bf16 --prompt 128 --new 256 | tee -a "$m" || status=1
+  $build/forge bench model --json --shape llama3-8b --dtype bf16 --prompt 2048 --new 4 | tee -a "$m" || status=1
+  $build/forge bench model --json --shape llama3-8b --dtype bf16 --batch 64 --prompt 128 --new 64 | tee -a "$m" || status=1
+  python3 .carry/torch_model_ref.py | tee -a "$m" || status=1
+  python3 .carry/torch_model_ref.py --batch 64 --prompt 128 --new 64 --prefill 128 | tee -a "$m" || status=1
+fi
+if [[ " $parts " == *" modelprofile "* ]]; then
+  # Each kernel of a few decode steps of the Llama-3-8B shape (4 blocks),
+  # its time and DRAM throughput (% of peak), by ncu
+  echo "== kernels of a decode step (ncu), Llama-3-8B shape, 4 blocks, bf16"
+  ncu --launch-skip 400 --launch-count 48 --csv --print-units base \
+    --metrics gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,dram__bytes.sum \
+    $build/forge bench model --shape llama3-8b --layers 4 --dtype bf16 --prompt 128 --new 16 >"$logs/ncu.csv" 2>&1 || status=1
+  python3 - "$logs/ncu.csv" <<'PY' | tee "$OUT/decode_kernels.txt"
+import csv, sys, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+head, rows = rows[0], rows[1:]
+k, n, v, u = head.index("Kernel Name"), head.index("Metric Name"), head.index("Metric Value"), head.index("ID")
+by = collections.OrderedDict()
+for r in rows:
+    by.setdefault(r[u], {"name": r[k][:60]})[r[n]] = float(r[v].replace(",", ""))
+for i, m in by.items():
+    print(f"{m['gpu__time_duration.sum'] / 1e3:9.1f} us  {m['dram__throughput.avg.pct_of_peak_sustained_elapsed']:5.1f}% dram  "
+          f"{m['dram__bytes.sum'] / 1e6:8.2f} MB  {m['name']}")
+PY
 fi
 exit $status

@@ -178,20 +178,39 @@ struct forge_backend_ops {
     forge_status (*graph_launch)(forge_graph *graph, const forge_batch *b);
     void (*graph_free)(forge_graph *graph);
 
+    /* Recordings of any work (a model's whole step, src/model); NULL where
+     * the backend records nothing. What is queued on the context between
+     * record_begin and record_end becomes *rec, made anew or updated in
+     * place (rec NULL: the recording is dropped, after a failure); replay
+     * runs it. A layer call recorded so, its batch's pos_dev set, serves
+     * while call_stamp gives the stamp it gave then (the buffers the call
+     * reads have not moved) and its sequences hold at most the *reach it
+     * gave then. */
+    forge_status (*record_begin)(forge_context *ctx, const char *fn);
+    forge_status (*record_end)(forge_context *ctx, void **rec, const char *fn);
+    forge_status (*replay)(forge_context *ctx, void *rec, const char *fn);
+    void (*record_free)(void *rec);
+    uint64_t (*call_stamp)(const forge_layer *layer, const forge_paged_cache *cache, const forge_batch *b,
+                           int *reach);
+
     /* The model around the layers (src/model), on rows in backend memory of
-     * dtype; NULL where the backend runs no models. rows of x [rows, dim]
-     * normalised by w; y [rows, out] = x [rows, in] W^T with W [out, in];
-     * out [rows, inter] = silu(gate) * up of gate_up [rows, 2 * inter];
-     * y += x over n elements; out's rows the table's rows ids[i] (host). */
-    forge_status (*rmsnorm)(forge_context *ctx, forge_dtype dtype, void *out, const void *x, const void *w, long rows,
-                            int dim, float eps);
+     * dtype; NULL where the backend runs no models. rmsnorm: x += res
+     * (rounded to dtype; res may be NULL), then out = the rows of x [rows,
+     * dim] normalised by w; linear: y [rows, out] = x [rows, in] W^T with W
+     * [out, in]; silu_mul: out [rows, inter] = silu(gate) * up of gate_up
+     * [rows, 2 * inter]; gather_rows: out's rows the table's rows ids[i]
+     * (ids in backend memory); argmax_rows: out[r] (backend memory) the
+     * first largest element of row r of x [rows, cols]. */
+    forge_status (*rmsnorm)(forge_context *ctx, forge_dtype dtype, void *out, void *x, const void *res, const void *w,
+                            long rows, int dim, float eps);
     forge_status (*linear)(forge_context *ctx, forge_dtype dtype, void *y, const void *x, const void *w, long rows,
                            int in, int out);
     forge_status (*silu_mul)(forge_context *ctx, forge_dtype dtype, void *out, const void *gate_up, long rows,
                              int inter);
-    forge_status (*add)(forge_context *ctx, forge_dtype dtype, void *y, const void *x, size_t n);
     forge_status (*gather_rows)(forge_context *ctx, void *out, const void *table, const int32_t *ids, long rows,
                                 size_t row_bytes);
+    forge_status (*argmax_rows)(forge_context *ctx, forge_dtype dtype, int32_t *out, const void *x, long rows,
+                                int cols);
 };
 
 extern const forge_backend_ops forge_cpu_backend;

@@ -126,39 +126,73 @@ static void test_mistral(void **state) {
     check_spec(&s, 15);
 }
 
-/* Two sequences in one step (prompts of different lengths), then decode
- * steps of both: each sequence's logits are those of its own reference. */
+/* A sequence of test_batch: its token stream and how much of it the model
+ * has taken. */
+typedef struct {
+    int seq, len;
+    int32_t *tokens;
+} tb_seq;
+
+/* One step of s[0 .. n) taking n_new[b] more tokens each: each sequence's
+ * logits are those of its own reference; with greedy, the step is
+ * forge_model_step_greedy and each next token the reference's argmax. */
+static void batch_step(md_model *mm, tb_seq **s, int n, const int *n_new, int greedy, const char *what) {
+    const int V = mm->cfg.vocab_size;
+    forge_model_input in[4];
+    for (int b = 0; b < n; b++) in[b] = (forge_model_input){s[b]->seq, n_new[b], s[b]->tokens + s[b]->len};
+    float *got = tl_poisoned((size_t)n * V);
+    int32_t next[4] = {-1, -1, -1, -1};
+    if (greedy) TL_OK(forge_model_step_greedy(mm->m, in, n, next));
+    else TL_OK(forge_model_step(mm->m, in, n, 0, got));
+    for (int b = 0; b < n; b++) {
+        const int len = s[b]->len += n_new[b];
+        double *want = malloc(sizeof *want * (size_t)len * V);
+        assert_non_null(want);
+        assert_int_equal(ref_model_forward(&mm->cfg, &mm->w.ref, s[b]->tokens, len, want), 0);
+        const double *last = want + (size_t)(len - 1) * V;
+        if (greedy) {
+            int best = 0;
+            for (int i = 1; i < V; i++) best = last[i] > last[best] ? i : best;
+            if (next[b] != best) fail_msg("%s: sequence %d at %d tokens: greedy %d, the reference's %d", what, b, len, next[b], best);
+        } else {
+            const ref_error e = ref_compare(got + (size_t)b * V, last, (size_t)V);
+            if (e.nonfinite || e.rel_l2 > 1e-5) fail_msg("%s: sequence %d at %d tokens: logits off by %g", what, b, len, e.rel_l2);
+        }
+        free(want);
+    }
+    free(got);
+}
+
+/* Continuous batching: prompts of different lengths in one step, decode
+ * steps of both, one sequence leaving and another joining with its prompt
+ * beside the other's decode token, decode steps past a page's end, the
+ * same sequences in another order, one alone; each sequence's logits those
+ * of its own reference at every step, or its greedy token (on the device)
+ * the reference's (on CUDA the decode steps replay a recording, made anew
+ * where the sequences change). */
 static void test_batch(void **state) {
     (void)state;
     md_model mm;
     md_model_open(&mm, &llama, 21, g_backend, 4, 256);
-    forge_model *m = mm.m;
-    const forge_model_config cfg = mm.cfg;
-    const int V = cfg.vocab_size, lens[2] = {9, 4};
-    int32_t *p[2] = {prompt_of(lens[0] + 3, V, 31), prompt_of(lens[1] + 3, V, 32)};
-    int seqs[2];
-    TL_OK(forge_model_seq_new(m, &seqs[0]));
-    TL_OK(forge_model_seq_new(m, &seqs[1]));
-    float *got = tl_poisoned(2 * (size_t)V);
-    double *want = malloc(sizeof *want * (size_t)(lens[0] + 3) * V);
-    assert_non_null(want);
-    for (int step = 0; step < 4; step++) { /* the prompts, then a token each */
-        forge_model_input in[2];
-        for (int b = 0; b < 2; b++)
-            in[b] = step == 0 ? (forge_model_input){seqs[b], lens[b], p[b]}
-                              : (forge_model_input){seqs[b], 1, p[b] + lens[b] + step - 1};
-        TL_OK(forge_model_step(m, in, 2, 0, got));
-        for (int b = 0; b < 2; b++) {
-            const int n = lens[b] + step;
-            assert_int_equal(ref_model_forward(&cfg, &mm.w.ref, p[b], n, want), 0);
-            const ref_error e = ref_compare(got + (size_t)b * V, want + (size_t)(n - 1) * V, (size_t)V);
-            if (e.nonfinite || e.rel_l2 > 1e-5) fail_msg("step %d, sequence %d: logits off by %g", step, b, e.rel_l2);
-        }
-    }
+    const int V = mm.cfg.vocab_size;
+    tb_seq a = {0, 0, prompt_of(40, V, 31)}, b = {0, 0, prompt_of(40, V, 32)}, c = {0, 0, prompt_of(40, V, 33)};
+    TL_OK(forge_model_seq_new(mm.m, &a.seq));
+    TL_OK(forge_model_seq_new(mm.m, &b.seq));
+    tb_seq *ab[2] = {&a, &b}, *bc[2] = {&b, &c}, *cb[2] = {&c, &b};
+    const int prompts[2] = {9, 4}, ones[2] = {1, 1}, joins[2] = {1, 6};
+    batch_step(&mm, ab, 2, prompts, 0, "prompts");
+    for (int k = 0; k < 3; k++) batch_step(&mm, ab, 2, ones, 0, "decode");
+    TL_OK(forge_model_seq_release(mm.m, a.seq));
+    TL_OK(forge_model_seq_new(mm.m, &c.seq));
+    batch_step(&mm, bc, 2, joins, 1, "a prompt joins");
+    for (int k = 0; k < 12; k++) batch_step(&mm, bc, 2, ones, k % 2, "decode past a page");
+    for (int k = 0; k < 2; k++) batch_step(&mm, cb, 2, ones, k % 2, "decode, order swapped");
+    for (int k = 0; k < 2; k++) batch_step(&mm, bc, 1, ones, 0, "decode alone");
     int len;
-    TL_OK(forge_model_seq_len(m, seqs[0], &len));
-    assert_int_equal(len, lens[0] + 3);
-    free(p[0]), free(p[1]), free(got), free(want);
+    TL_OK(forge_model_seq_len(mm.m, b.seq, &len));
+    assert_int_equal(len, b.len);
+    assert_int_equal(len, 4 + 3 + 1 + 12 + 2 + 2);
+    free(a.tokens), free(b.tokens), free(c.tokens);
     md_model_close(&mm);
 }
 

@@ -35,15 +35,17 @@ static void print_row(int json, const char *mode, const forge_model_config *c, c
                 tokens / s, 1e3 * s / new_tokens);
 }
 
-/* The prefill of every sequence in one step, then the decode steps; the
- * sequences are released at the end. */
+/* The prefill of every sequence in one step, then the decode steps, each
+ * sequence's greedy token chosen on the device (forge_model_step_greedy, as
+ * transformers' generate takes its argmax there); the sequences are
+ * released at the end. */
 static forge_status run(forge_model *m, const forge_model_config *c, int batch, int prompt, int new_tokens,
                         double *prefill_s, double *decode_s) {
     int *seqs = malloc(sizeof *seqs * (size_t)batch);
     int32_t *tokens = malloc(sizeof *tokens * (size_t)batch * (size_t)prompt);
+    int32_t *next = malloc(sizeof *next * (size_t)batch);
     forge_model_input *in = malloc(sizeof *in * (size_t)batch);
-    float *logits = malloc(sizeof *logits * (size_t)batch * (size_t)c->vocab_size);
-    forge_status st = seqs && tokens && in && logits ? FORGE_OK : FORGE_ERR_OUT_OF_MEMORY;
+    forge_status st = seqs && tokens && next && in ? FORGE_OK : FORGE_ERR_OUT_OF_MEMORY;
     uint64_t r = 1;
     for (long i = 0; st == FORGE_OK && i < (long)batch * prompt; i++)
         tokens[i] = (int32_t)((r = r * 6364136223846793005ull + 1442695040888963407ull) >> 33) % c->vocab_size;
@@ -52,22 +54,16 @@ static forge_status run(forge_model *m, const forge_model_config *c, int batch, 
         in[b] = (forge_model_input){seqs[b], prompt, tokens + (size_t)b * prompt};
     }
     double t0 = cli_now_us();
-    if (st == FORGE_OK) st = forge_model_step(m, in, batch, 0, logits);
+    if (st == FORGE_OK) st = forge_model_step_greedy(m, in, batch, next);
     *prefill_s = (cli_now_us() - t0) * 1e-6;
     t0 = cli_now_us();
     for (int k = 0; st == FORGE_OK && k < new_tokens; k++) {
-        for (int b = 0; b < batch; b++) { /* greedy: the next token of each */
-            const float *l = logits + (size_t)b * c->vocab_size;
-            int best = 0;
-            for (int v = 1; v < c->vocab_size; v++) best = l[v] > l[best] ? v : best;
-            tokens[b] = best;
-            in[b] = (forge_model_input){seqs[b], 1, tokens + b};
-        }
-        st = forge_model_step(m, in, batch, 0, logits);
+        for (int b = 0; b < batch; b++) in[b] = (forge_model_input){seqs[b], 1, next + b};
+        st = forge_model_step_greedy(m, in, batch, next);
     }
     *decode_s = (cli_now_us() - t0) * 1e-6;
     for (int b = 0; st == FORGE_OK && b < batch; b++) st = forge_model_seq_release(m, seqs[b]);
-    free(seqs), free(tokens), free(in), free(logits);
+    free(seqs), free(tokens), free(next), free(in);
     return st;
 }
 

@@ -89,6 +89,33 @@ void forge_batch_free(forge_batch *b);
 forge_status forge_run(const char *fn, forge_layer *layer, forge_paged_cache *cache, const forge_seq *seqs,
                        int n_seqs, const void *x, void *y, forge_graph *graph);
 
+/* A layer made with a CPU twin for fallbacks and self-checks (twin, on a
+ * context that has a CPU twin: forge_layer_create) or without. */
+forge_status forge_layer_make(forge_context *ctx, const forge_layer_config *cfg, const forge_layer_weights *weights,
+                              int twin, forge_layer **out);
+
+/* One step of a stack of layers over caches of their own holding the
+ * same sequences (layer_stack.c), in three parts so that the caller's work
+ * runs between the layers and a backend may record the whole as one graph:
+ * begin takes every cache's pages for the new tokens and reserves every
+ * layer's workspace (the calls' arguments already checked); forward runs
+ * layer l (pos_dev: NULL, or backend memory holding each sequence's pos0
+ * when it runs, as in forge_batch); end advances the lengths (ok) or gives
+ * the pages back, and frees. begin's failure has ended the step. */
+typedef struct {
+    const char *fn;
+    forge_layer **layers;
+    forge_paged_cache **caches;
+    forge_batch b;
+    forge_page_growth *growth; /* [layers][b.n] */
+    int n_grown;               /* caches whose pages were taken */
+} forge_stack_step;
+
+forge_status forge_stack_begin(forge_stack_step *s, const char *fn, forge_layer **layers,
+                               forge_paged_cache **caches, int n_layers, const forge_seq *seqs, int n_seqs);
+forge_status forge_stack_forward(forge_stack_step *s, int l, const void *x, void *y, const int *pos_dev);
+void forge_stack_end(forge_stack_step *s, int ok);
+
 /* Recomputes a call of a non-CPU layer on its CPU twin (cpu_twin.c): x and
  * each sequence's cached prefix [0, pos0) copied in, y_host [total, hidden]
  * (host memory, the layer's dtype) out; with keep, the twin's cache is

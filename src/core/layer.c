@@ -113,6 +113,11 @@ static forge_status check_weights(const forge_layer_config *cfg, const forge_lay
 
 forge_status forge_layer_create(forge_context *ctx, const forge_layer_config *cfg,
                                 const forge_layer_weights *weights, forge_layer **out) {
+    return forge_layer_make(ctx, cfg, weights, 1, out);
+}
+
+forge_status forge_layer_make(forge_context *ctx, const forge_layer_config *cfg, const forge_layer_weights *weights,
+                              int twin, forge_layer **out) {
     static const char fn[] = "forge_layer_create";
     FORGE_CHECK_NOT_NULL(ctx, fn);
     FORGE_CHECK_NOT_NULL(cfg, fn);
@@ -130,7 +135,7 @@ forge_status forge_layer_create(forge_context *ctx, const forge_layer_config *cf
         return st;
     }
     /* a CPU twin with the same weights serves fallbacks and self-checks */
-    if (ctx->cpu && (st = forge_layer_create(ctx->cpu, cfg, weights, &layer->cpu)) != FORGE_OK) {
+    if (twin && ctx->cpu && (st = forge_layer_make(ctx->cpu, cfg, weights, 0, &layer->cpu)) != FORGE_OK) {
         forge_layer_destroy(layer);
         return st;
     }

@@ -93,9 +93,12 @@ static forge_status cpu_attention_forward(forge_context *ctx, const forge_attent
 
 /* The model's row operations, in float32: the CPU runs fp32 models
  * (forge_model_load refuses others before any of these runs). */
-static forge_status cpu_model_rmsnorm(forge_context *ctx, forge_dtype dtype, void *out, const void *x, const void *w,
-                                      long rows, int dim, float eps) {
+static forge_status cpu_model_rmsnorm(forge_context *ctx, forge_dtype dtype, void *out, void *x, const void *res,
+                                      const void *w, long rows, int dim, float eps) {
     (void)ctx, (void)dtype;
+    float *xs = x;
+    const float *r = res;
+    for (size_t i = 0; r && i < (size_t)rows * (size_t)dim; i++) xs[i] += r[i];
     cpu_rmsnorm(out, x, w, rows, dim, eps);
     return FORGE_OK;
 }
@@ -114,19 +117,23 @@ static forge_status cpu_model_silu_mul(forge_context *ctx, forge_dtype dtype, vo
     return FORGE_OK;
 }
 
-static forge_status cpu_model_add(forge_context *ctx, forge_dtype dtype, void *y, const void *x, size_t n) {
-    (void)ctx, (void)dtype;
-    float *a = y;
-    const float *b = x;
-    for (size_t i = 0; i < n; i++) a[i] += b[i];
-    return FORGE_OK;
-}
-
 static forge_status cpu_model_gather_rows(forge_context *ctx, void *out, const void *table, const int32_t *ids,
                                           long rows, size_t row_bytes) {
     (void)ctx;
     for (long r = 0; r < rows; r++)
         memcpy((char *)out + (size_t)r * row_bytes, (const char *)table + (size_t)ids[r] * row_bytes, row_bytes);
+    return FORGE_OK;
+}
+
+static forge_status cpu_model_argmax_rows(forge_context *ctx, forge_dtype dtype, int32_t *out, const void *x,
+                                          long rows, int cols) {
+    (void)ctx, (void)dtype;
+    for (long r = 0; r < rows; r++) {
+        const float *row = (const float *)x + (size_t)r * (size_t)cols;
+        int best = 0;
+        for (int i = 1; i < cols; i++) best = row[i] > row[best] ? i : best;
+        out[r] = best;
+    }
     return FORGE_OK;
 }
 
@@ -149,6 +156,6 @@ const forge_backend_ops forge_cpu_backend = {
     .rmsnorm = cpu_model_rmsnorm,
     .linear = cpu_model_linear,
     .silu_mul = cpu_model_silu_mul,
-    .add = cpu_model_add,
     .gather_rows = cpu_model_gather_rows,
+    .argmax_rows = cpu_model_argmax_rows,
 };

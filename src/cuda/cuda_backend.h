@@ -50,11 +50,9 @@ typedef struct {
     int *work;            /* the Hopper attention kernel's work counters (FCUDA_WORK_BYTES) */
     int sms;              /* multiprocessors */
     /* the model's operations (cuda_model.c): its GEMMs' plans by shape,
-     * replaced in turn, and the device copy of a gather's ids */
+     * replaced in turn */
     cuda_model_plan plans[CUDA_MODEL_PLANS];
     int next_plan;
-    int *ids;
-    long ids_cap;
 } cuda_ctx;
 
 /* A layer on the device. Weights, activations and K, V are in the layer's
@@ -145,20 +143,26 @@ forge_status cuda_paged_attention(forge_paged_cache *cache, const forge_paged_at
                                   int total_q, const int *pos_dev, const char *fn);
 int cuda_paged_split_size(const forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens);
 /* cuda_model.c: the model's operations */
-forge_status cuda_model_rmsnorm(forge_context *ctx, forge_dtype dtype, void *out, const void *x, const void *w,
-                                long rows, int dim, float eps);
+forge_status cuda_model_rmsnorm(forge_context *ctx, forge_dtype dtype, void *out, void *x, const void *res,
+                                const void *w, long rows, int dim, float eps);
 forge_status cuda_model_linear(forge_context *ctx, forge_dtype dtype, void *y, const void *x, const void *w, long rows,
                                int in, int out);
 forge_status cuda_model_silu_mul(forge_context *ctx, forge_dtype dtype, void *out, const void *gate_up, long rows,
                                  int inter);
-forge_status cuda_model_add(forge_context *ctx, forge_dtype dtype, void *y, const void *x, size_t n);
 forge_status cuda_model_gather_rows(forge_context *ctx, void *out, const void *table, const int32_t *ids, long rows,
                                     size_t row_bytes);
+forge_status cuda_model_argmax_rows(forge_context *ctx, forge_dtype dtype, int32_t *out, const void *x, long rows,
+                                    int cols);
 void cuda_model_free(cuda_ctx *c);
 /* cuda_graph.c */
 forge_status cuda_graph_capture(forge_graph *graph, const forge_batch *b);
 forge_status cuda_graph_launch(forge_graph *graph, const forge_batch *b);
 void cuda_graph_free(forge_graph *graph);
+forge_status cuda_record_begin(forge_context *ctx, const char *fn);
+forge_status cuda_record_end(forge_context *ctx, void **rec, const char *fn);
+forge_status cuda_replay(forge_context *ctx, void *rec, const char *fn);
+void cuda_record_free(void *rec);
+uint64_t cuda_call_stamp(const forge_layer *layer, const forge_paged_cache *cache, const forge_batch *b, int *reach);
 
 /* cuda_attention.c, for the layer: its attention over rows (a call
  * without a cache, or a pinned cache, whose sequences' rows lie one after

@@ -149,10 +149,10 @@ forge_status cuda_forward(forge_layer *layer, forge_paged_cache *cache, const fo
     }
     if (c->qk_norm) { /* RMSNorm of each head of Q, then of K, in place in the QKV rows */
         const size_t es = forge_dtype_size(c->dtype);
-        CUDA_TRY(fn, fcuda_rmsnorm(c->dtype, l->qkv, l->qkv, l->q_norm, (long)b->total * c->heads, c->head_dim,
+        CUDA_TRY(fn, fcuda_rmsnorm(c->dtype, l->qkv, l->qkv, NULL, l->q_norm, (long)b->total * c->heads, c->head_dim,
                                    c->norm_eps, c->heads, qkv_dim, cx->stream));
         char *k = (char *)l->qkv + (size_t)hd * es;
-        CUDA_TRY(fn, fcuda_rmsnorm(c->dtype, k, k, l->k_norm, (long)b->total * c->kv_heads, c->head_dim, c->norm_eps,
+        CUDA_TRY(fn, fcuda_rmsnorm(c->dtype, k, k, NULL, l->k_norm, (long)b->total * c->kv_heads, c->head_dim, c->norm_eps,
                                    c->kv_heads, qkv_dim, cx->stream));
     }
 

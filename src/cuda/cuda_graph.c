@@ -4,7 +4,9 @@
  * attention reads the cache's pages reads its positions from device memory
  * too, so that its graph moves along a decode loop without a new capture;
  * one over rows has them in its kernels' parameters, and is captured anew
- * (the executable graph updated in place) at new positions. */
+ * (the executable graph updated in place) at new positions. Also here:
+ * recordings of any work on the context's stream (a model's whole step),
+ * and the stamp by which their layer calls know they still serve. */
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -14,7 +16,7 @@
 
 typedef struct {
     cudaGraphExec_t exec;
-    unsigned ws_gen, part_gen; /* of the buffers the capture baked in */
+    uint64_t stamp; /* cuda_call_stamp of the buffers the capture baked in */
     /* a graph over pages: its positions, uploaded before each launch, and
      * the length its sequences may reach before the recorded splits fall short */
     int *pos_dev, *pos_host;
@@ -31,22 +33,26 @@ void cuda_graph_free(forge_graph *graph) {
     graph->impl = NULL;
 }
 
-/* The graph's attention reads the cache's pages (cuda_forward.c). */
-static int over_pages(const forge_graph *graph) { return graph->cache && !graph->cache->pinned; }
+/* The call's attention reads the cache's pages (cuda_forward.c). */
+static int over_pages(const forge_paged_cache *cache) { return cache && !cache->pinned; }
 
-static unsigned part_gen(const forge_graph *graph) { return ((const cuda_pool *)graph->cache->impl)->part_gen; }
+uint64_t cuda_call_stamp(const forge_layer *layer, const forge_paged_cache *cache, const forge_batch *b, int *reach) {
+    const unsigned part_gen = over_pages(cache) ? ((const cuda_pool *)cache->impl)->part_gen : 0;
+    if (reach) *reach = over_pages(cache) ? cuda_paged_reach(cache, &b->attn, b->lens) : 0;
+    return (uint64_t)((const cuda_layer *)layer->impl)->ws_gen << 32 | part_gen;
+}
 
 /* A call since the capture has moved the workspace or the split results
  * (grown for more tokens or splits) that the graph recorded. */
 static int moved(const forge_graph *graph, const cuda_graph *g) {
-    return g->ws_gen != ((cuda_layer *)graph->layer->impl)->ws_gen || (over_pages(graph) && g->part_gen != part_gen(graph));
+    return g->stamp != cuda_call_stamp(graph->layer, graph->cache, NULL, NULL);
 }
 
 /* A graph over pages reads its positions when it runs, so that moved to
  * new ones it still serves, unless its buffers moved or a sequence
  * outgrew it. */
 static int still_serves(const forge_graph *graph, const cuda_graph *g) {
-    if (!over_pages(graph) || !g->exec || moved(graph, g)) return 0;
+    if (!over_pages(graph->cache) || !g->exec || moved(graph, g)) return 0;
     for (int i = 0; i < graph->n_seqs; i++)
         if (graph->seqs[i].pos0 + graph->seqs[i].n_tokens > g->reach) return 0;
     return 1;
@@ -58,50 +64,33 @@ static int still_serves(const forge_graph *graph, const cuda_graph *g) {
 forge_status cuda_graph_capture(forge_graph *graph, const forge_batch *b) {
     const char *fn = b->fn;
     forge_layer *layer = graph->layer;
-    cuda_ctx *cx = layer->ctx->impl;
     cuda_graph *g = graph->impl;
     if (!g && !(g = graph->impl = calloc(1, sizeof *g)))
         return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     if (still_serves(graph, g)) return FORGE_OK;
     const int n = graph->n_seqs;
-    if (over_pages(graph) && !g->pos_dev) {
+    if (over_pages(graph->cache) && !g->pos_dev) {
         if (!g->pos_host && !(g->pos_host = malloc(sizeof(int) * (size_t)n)))
             return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
         CUDA_TRY(fn, cudaMalloc((void **)&g->pos_dev, sizeof(int) * (size_t)n));
     }
     forge_batch call = *b;
-    g->ws_gen = ((cuda_layer *)layer->impl)->ws_gen;
-    if (over_pages(graph)) {
-        const int reach = g->reach;
+    const int reach = g->reach;
+    g->stamp = cuda_call_stamp(layer, graph->cache, b, &g->reach);
+    if (over_pages(graph->cache)) {
         call.pos_dev = g->pos_dev;
-        g->part_gen = part_gen(graph);
-        g->reach = cuda_paged_reach(graph->cache, &b->attn, b->lens);
         /* other splits: maybe a merge kernel more or less, which an update
          * of the executable graph cannot take; it is made anew */
         if (g->exec && g->reach != reach) cudaGraphExecDestroy(g->exec), g->exec = NULL;
     }
-    CUDA_TRY(fn, cudaStreamBeginCapture(cx->stream, cudaStreamCaptureModeGlobal));
+    forge_status st = cuda_record_begin(layer->ctx, fn);
+    if (st != FORGE_OK) return st;
     forge_stage failed;
-    forge_status st = cuda_forward(layer, graph->cache, &call, graph->x, graph->y, &failed);
-    cudaGraph_t captured = NULL;
-    cudaError_t e = cudaStreamEndCapture(cx->stream, &captured);
-    if (st != FORGE_OK) {
-        if (captured) cudaGraphDestroy(captured);
-        return st;
-    }
-    if (e) return cuda_err(fn, "cudaStreamEndCapture", e);
-    if (g->exec) {
-        cudaGraphExecUpdateResultInfo info;
-        if (cudaGraphExecUpdate(g->exec, captured, &info) != cudaSuccess) {
-            cudaGetLastError();
-            cudaGraphExecDestroy(g->exec);
-            g->exec = NULL;
-        }
-    }
-    if (!g->exec) e = cudaGraphInstantiate(&g->exec, captured, 0);
-    cudaGraphDestroy(captured);
-    if (e) return cuda_err(fn, "cudaGraphInstantiate", e);
-    return FORGE_OK;
+    st = cuda_forward(layer, graph->cache, &call, graph->x, graph->y, &failed);
+    void *rec = g->exec;
+    const forge_status end = cuda_record_end(layer->ctx, st == FORGE_OK ? &rec : NULL, fn);
+    g->exec = rec;
+    return st != FORGE_OK ? st : end;
 }
 
 /* A graph whose buffers moved since its capture is captured again, into
@@ -113,11 +102,46 @@ forge_status cuda_graph_launch(forge_graph *graph, const forge_batch *b) {
     cuda_graph *g = graph->impl;
     forge_status st;
     if (moved(graph, g) && (st = cuda_graph_capture(graph, b)) != FORGE_OK) return st;
-    if (over_pages(graph)) {
+    if (over_pages(graph->cache)) {
         for (int i = 0; i < graph->n_seqs; i++) g->pos_host[i] = graph->seqs[i].pos0;
         CUDA_TRY(fn, cudaMemcpyAsync(g->pos_dev, g->pos_host, sizeof(int) * (size_t)graph->n_seqs,
                                      cudaMemcpyHostToDevice, cx->stream));
     }
-    CUDA_TRY(fn, cudaGraphLaunch(g->exec, cx->stream));
+    return cuda_replay(graph->layer->ctx, g->exec, fn);
+}
+
+forge_status cuda_record_begin(forge_context *ctx, const char *fn) {
+    CUDA_TRY(fn, cudaStreamBeginCapture(((cuda_ctx *)ctx->impl)->stream, cudaStreamCaptureModeGlobal));
     return FORGE_OK;
+}
+
+/* The capture ended; an executable graph of the same shape is updated in
+ * place, else made anew. */
+forge_status cuda_record_end(forge_context *ctx, void **rec, const char *fn) {
+    cudaGraph_t captured = NULL;
+    cudaError_t e = cudaStreamEndCapture(((cuda_ctx *)ctx->impl)->stream, &captured);
+    const char *call = "cudaStreamEndCapture";
+    if (!e && rec) {
+        call = "cudaGraphInstantiate";
+        cudaGraphExec_t exec = *rec;
+        cudaGraphExecUpdateResultInfo info;
+        if (exec && cudaGraphExecUpdate(exec, captured, &info) != cudaSuccess) {
+            cudaGetLastError();
+            cudaGraphExecDestroy(exec);
+            *rec = exec = NULL;
+        }
+        if (!exec && !(e = cudaGraphInstantiate(&exec, captured, 0))) *rec = exec;
+    }
+    if (captured) cudaGraphDestroy(captured);
+    if (e) return cuda_err(fn, call, e);
+    return FORGE_OK;
+}
+
+forge_status cuda_replay(forge_context *ctx, void *rec, const char *fn) {
+    CUDA_TRY(fn, cudaGraphLaunch((cudaGraphExec_t)rec, ((cuda_ctx *)ctx->impl)->stream));
+    return FORGE_OK;
+}
+
+void cuda_record_free(void *rec) {
+    if (rec) cudaGraphExecDestroy((cudaGraphExec_t)rec);
 }

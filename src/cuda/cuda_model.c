@@ -6,10 +6,10 @@
 
 #include "cuda_backend.h"
 
-forge_status cuda_model_rmsnorm(forge_context *ctx, forge_dtype dtype, void *out, const void *x, const void *w,
-                                long rows, int dim, float eps) {
+forge_status cuda_model_rmsnorm(forge_context *ctx, forge_dtype dtype, void *out, void *x, const void *res,
+                                const void *w, long rows, int dim, float eps) {
     cuda_ctx *c = ctx->impl;
-    CUDA_TRY("forge_model_step", fcuda_rmsnorm(dtype, out, x, w, rows, dim, eps, 1, dim, c->stream));
+    CUDA_TRY("forge_model_step", fcuda_rmsnorm(dtype, out, x, res, w, rows, dim, eps, 1, dim, c->stream));
     return FORGE_OK;
 }
 
@@ -40,31 +40,20 @@ forge_status cuda_model_silu_mul(forge_context *ctx, forge_dtype dtype, void *ou
     return FORGE_OK;
 }
 
-forge_status cuda_model_add(forge_context *ctx, forge_dtype dtype, void *y, const void *x, size_t n) {
+forge_status cuda_model_gather_rows(forge_context *ctx, void *out, const void *table, const int32_t *ids, long rows,
+                                    size_t row_bytes) {
     cuda_ctx *c = ctx->impl;
-    CUDA_TRY("forge_model_step", fcuda_add(dtype, y, x, (long)n, c->stream));
+    CUDA_TRY("forge_model_step", fcuda_gather_rows(out, table, ids, rows, row_bytes, c->stream));
     return FORGE_OK;
 }
 
-forge_status cuda_model_gather_rows(forge_context *ctx, void *out, const void *table, const int32_t *ids, long rows,
-                                    size_t row_bytes) {
-    static const char fn[] = "forge_model_step";
+forge_status cuda_model_argmax_rows(forge_context *ctx, forge_dtype dtype, int32_t *out, const void *x, long rows,
+                                    int cols) {
     cuda_ctx *c = ctx->impl;
-    if (rows > c->ids_cap) {
-        cudaFree(c->ids);
-        c->ids = NULL, c->ids_cap = 0;
-        CUDA_TRY(fn, cudaMalloc((void **)&c->ids, sizeof *c->ids * (size_t)rows));
-        c->ids_cap = rows;
-    }
-    /* from pageable host memory: staged before the call returns, so the
-     * caller may reuse ids at once */
-    CUDA_TRY(fn, cudaMemcpyAsync(c->ids, ids, sizeof *c->ids * (size_t)rows, cudaMemcpyHostToDevice, c->stream));
-    CUDA_TRY(fn, fcuda_gather_rows(out, table, c->ids, rows, row_bytes, c->stream));
+    CUDA_TRY("forge_model_step_greedy", fcuda_argmax_rows(dtype, out, x, rows, cols, c->stream));
     return FORGE_OK;
 }
 
 void cuda_model_free(cuda_ctx *c) {
     for (int i = 0; i < CUDA_MODEL_PLANS; i++) lt_linear_free(&c->plans[i].g);
-    cudaFree(c->ids);
-    c->ids = NULL, c->ids_cap = 0;
 }

@@ -10,7 +10,7 @@
 
 #include <cJSON.h>
 
-#include "backend.h"
+#include "core/core.h"
 
 /* model_config.c: config.json's object read; a config's numbers checked
  * (fn names the public call). */
@@ -43,6 +43,17 @@ typedef struct {
     void *down;                 /* [hidden, intermediate]                  */
 } model_block;
 
+/* A decode step recorded as one replayable unit (model_step.c): which
+ * sequences, in order, and what its layer calls baked in. */
+typedef struct {
+    void *rec;        /* the backend's recording, or NULL */
+    int n;            /* sequences, one token each */
+    int *seqs;        /* [max_seqs] */
+    uint64_t *stamps; /* [layers]: each layer call's stamp at the recording */
+    int reach;        /* the length every sequence may reach */
+    unsigned ws_gen;  /* of the model's workspace it recorded */
+} model_graph;
+
 struct forge_model {
     forge_context *ctx;
     forge_model_config cfg;
@@ -55,10 +66,18 @@ struct forge_model {
     void *final_norm;           /* [hidden] */
     /* workspace in backend memory, grown to the largest step so far */
     long ws_rows, ws_out;
+    unsigned ws_gen;                 /* times it moved */
     void *x, *a, *y, *gate_up, *act; /* [ws_rows, hidden or 2 * inter or inter] */
     void *last, *logits;             /* [ws_out, hidden], [ws_out, vocab] */
-    int32_t *ids;                    /* [ws_rows] host: the step's tokens, then rows */
+    /* the step's integers: tokens [ws_rows], the rows whose logits are
+     * asked for [ws_out], each sequence's length [max_seqs]; on the host,
+     * and in backend memory where the step's work reads them */
+    int32_t *ints, *ints_dev;
+    model_graph graph;
 };
+
+/* model_step.c: the recorded decode step dropped. */
+void model_graph_free(forge_model *m);
 
 /* model_sample.c: the next token of logits [vocab] as s says, history the
  * tokens so far (for the repetition penalty); rng advances with each draw;

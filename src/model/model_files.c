@@ -4,7 +4,8 @@
  * (mapped) once; a tensor found by name, its shape checked, converted to
  * the dtype asked for. A model without files draws its tensors instead:
  * norms' weights 1, the rest uniform with transformers' initial standard
- * deviation of 0.02, each tensor from the seed and its name. */
+ * deviation of 0.02, each tensor from the seed and its name (a block of a
+ * million drawn and repeated). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,7 +83,11 @@ forge_status model_files_open(const char *fn, const char *dir, model_files *f) {
     return st;
 }
 
-/* n random elements of tensor `name` in dtype into dst. */
+/* n random elements of tensor `name` in dtype into dst: a block of
+ * DRAW_BLOCK drawn, then repeated, so that a model of billions of weights
+ * is made in about the time of copying them (a benchmark's weights need
+ * only be finite and of the right scale). */
+#define DRAW_BLOCK ((size_t)1 << 20)
 static void draw(uint64_t seed, const char *name, forge_dtype dtype, void *dst, size_t n) {
     uint64_t s = seed ^ 0x9e3779b97f4a7c15ull;
     for (const char *c = name; *c; c++) s = (s ^ (unsigned char)*c) * 0x100000001b3ull; /* FNV-1a */
@@ -90,9 +95,9 @@ static void draw(uint64_t seed, const char *name, forge_dtype dtype, void *dst, 
     const int is_norm = len >= 11 && strcmp(name + len - 11, "norm.weight") == 0;
     const float half_width = 0.02f * 1.7320508f; /* uniform [-a, a] has std a / sqrt(3) */
     float chunk[4096];
-    const size_t es = forge_dtype_size(dtype);
-    for (size_t at = 0; at < n; at += 4096) {
-        const size_t k = n - at < 4096 ? n - at : 4096;
+    const size_t es = forge_dtype_size(dtype), block = n < DRAW_BLOCK ? n : DRAW_BLOCK;
+    for (size_t at = 0; at < block; at += 4096) {
+        const size_t k = block - at < 4096 ? block - at : 4096;
         for (size_t i = 0; i < k; i++) {
             s = s ? s : 1;
             s ^= s << 13, s ^= s >> 7, s ^= s << 17; /* xorshift64 */
@@ -100,6 +105,8 @@ static void draw(uint64_t seed, const char *name, forge_dtype dtype, void *dst, 
         }
         forge_convert((char *)dst + at * es, dtype, chunk, FORGE_F32, k);
     }
+    for (size_t at = block; at < n; at += block)
+        memcpy((char *)dst + at * es, dst, (n - at < block ? n - at : block) * es);
 }
 
 forge_status model_tensor(const model_files *f, const char *fn, const char *name, int64_t d0, int64_t d1,

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* model_generate.c: generation in a sequence of its own: the prompt in
- * chunks, then a token a step, each drawn from the last logits, until
- * max_new tokens, a stop token, or the callback says stop. */
+ * chunks, then a token a step, each drawn from the last logits (greedy
+ * without a penalty: chosen on the device), until max_new tokens, a stop
+ * token, or the callback says stop. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,14 +44,18 @@ forge_status forge_model_generate(forge_model *m, const int32_t *prompt, int n_p
     if (!logits || !scratch || !history) st = forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     if (st == FORGE_OK) st = forge_model_seq_new(m, &seq);
     if (st == FORGE_OK) memcpy(history, prompt, sizeof *history * (size_t)n_prompt);
+    /* greedy without a penalty needs no logits: the device chooses */
+    const int on_device = sampling->temperature == 0.0f && sampling->repeat_penalty == 1.0f;
+    int32_t next = 0;
     for (int at = 0; st == FORGE_OK && at < n_prompt; at += PROMPT_CHUNK) {
         const int n = n_prompt - at < PROMPT_CHUNK ? n_prompt - at : PROMPT_CHUNK;
         const forge_model_input in = {seq, n, prompt + at};
-        st = forge_model_step(m, &in, 1, 0, logits);
+        st = on_device ? forge_model_step_greedy(m, &in, 1, &next) : forge_model_step(m, &in, 1, 0, logits);
     }
     uint64_t rng = sampling->seed;
     while (st == FORGE_OK && made < max_new) {
-        const int32_t token = model_sample(logits, vocab, sampling, history, n_prompt + made, &rng, scratch);
+        const int32_t token =
+            on_device ? next : model_sample(logits, vocab, sampling, history, n_prompt + made, &rng, scratch);
         history[n_prompt + made] = token;
         if (out) out[made] = token;
         made++;
@@ -58,7 +63,7 @@ forge_status forge_model_generate(forge_model *m, const int32_t *prompt, int n_p
         for (int i = 0; i < n_stop; i++) done |= stop[i] == token;
         if (done || made == max_new) break;
         const forge_model_input in = {seq, 1, &history[n_prompt + made - 1]};
-        st = forge_model_step(m, &in, 1, 0, logits);
+        st = on_device ? forge_model_step_greedy(m, &in, 1, &next) : forge_model_step(m, &in, 1, 0, logits);
     }
     if (seq >= 0) forge_model_seq_release(m, seq);
     *n_out = made;

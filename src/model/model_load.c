@@ -26,12 +26,13 @@ void forge_model_free(forge_model *m) {
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) forge_buffer_free(ctx, bufs[i]);
     }
     if (m->lm_head != m->embed) forge_buffer_free(ctx, m->lm_head);
-    void *bufs[] = {m->embed, m->final_norm, m->x, m->a, m->y, m->gate_up, m->act, m->last, m->logits};
+    void *bufs[] = {m->embed, m->final_norm, m->x, m->a, m->y, m->gate_up, m->act, m->last, m->logits, m->ints_dev};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) forge_buffer_free(ctx, bufs[i]);
+    model_graph_free(m);
     free(m->layers);
     free(m->caches);
     free(m->blocks);
-    free(m->ids);
+    free(m->ints);
     free(m);
 }
 
@@ -89,7 +90,8 @@ static forge_status load_layer(forge_model *m, const model_files *f, int l) {
     }
     const forge_layer_weights w = {host[0], host[1], host[2], host[3], host[4],
                                    host[5], host[6], host[7], host[8], host[9]};
-    if (st == FORGE_OK) st = forge_layer_create(m->ctx, &lc, &w, &m->layers[l]);
+    /* no CPU twin: a model is checked whole, against transformers */
+    if (st == FORGE_OK) st = forge_layer_make(m->ctx, &lc, &w, 0, &m->layers[l]);
     for (int i = 0; i < 10; i++) free(host[i]);
     return st;
 }

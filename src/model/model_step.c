@@ -4,8 +4,14 @@
  *   per block: x += layer(rmsnorm(x)) over its paged cache;
  *              x += down(silu(gate) * up of rmsnorm(x))
  *   logits = lm_head(rmsnorm(x)) of the rows asked for
- * Everything is checked before the first layer runs, so that a bad step
- * leaves every sequence as it was. */
+ * each residual add fused into the norm that follows it. Everything is
+ * checked, and every cache's pages taken, before the first layer runs, so
+ * that a bad step leaves every sequence as it was. A decode step (one token
+ * of each sequence) is recorded, where the backend records, and replayed
+ * while it serves: the same sequences in the same order, the buffers it
+ * baked in unmoved and the lengths within its reach; its tokens and
+ * positions are read from backend memory when it runs. */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,29 +28,36 @@ static forge_status grow(forge_model *m, void **buf, size_t bytes) {
     return forge_buffer_alloc(m->ctx, bytes, buf);
 }
 
+/* Bytes of the step's integers (forge_model's ints) at rows and out, and
+ * where the greedy tokens go: after the tokens, rows and lengths of the
+ * largest step. */
+static size_t ints_bytes(const forge_model *m, long rows, long out) {
+    return sizeof(int32_t) * ((size_t)rows + (size_t)out + 2 * (size_t)m->opt.max_seqs);
+}
+
+static int32_t *next_tokens(const forge_model *m) { return m->ints_dev + m->ws_rows + m->ws_out + m->opt.max_seqs; }
+
 static forge_status workspace(forge_model *m, long rows, long out) {
     const forge_model_config *c = &m->cfg;
     const size_t es = forge_dtype_size(m->opt.dtype);
-    forge_status st = FORGE_OK;
-    if (rows > m->ws_rows) {
-        const size_t r = (size_t)rows;
-        m->ws_rows = 0;
-        if (st == FORGE_OK) st = grow(m, &m->x, r * (size_t)c->hidden * es);
-        if (st == FORGE_OK) st = grow(m, &m->a, r * (size_t)c->hidden * es);
-        if (st == FORGE_OK) st = grow(m, &m->y, r * (size_t)c->hidden * es);
-        if (st == FORGE_OK) st = grow(m, &m->gate_up, r * 2 * (size_t)c->intermediate * es);
-        if (st == FORGE_OK) st = grow(m, &m->act, r * (size_t)c->intermediate * es);
-        int32_t *ids = st == FORGE_OK ? realloc(m->ids, sizeof *ids * r) : NULL;
-        if (st == FORGE_OK && !ids) st = forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-        if (ids) m->ids = ids;
-        if (st == FORGE_OK) m->ws_rows = rows;
-    }
-    if (st == FORGE_OK && out > m->ws_out) {
-        m->ws_out = 0;
-        st = grow(m, &m->last, (size_t)out * (size_t)c->hidden * es);
-        if (st == FORGE_OK) st = grow(m, &m->logits, (size_t)out * (size_t)c->vocab_size * es);
-        if (st == FORGE_OK) m->ws_out = out;
-    }
+    if (rows <= m->ws_rows && out <= m->ws_out) return FORGE_OK;
+    rows = rows > m->ws_rows ? rows : m->ws_rows;
+    out = out > m->ws_out ? out : m->ws_out;
+    m->ws_gen++;
+    m->ws_rows = m->ws_out = 0;
+    const size_t r = (size_t)rows;
+    forge_status st = grow(m, &m->x, r * (size_t)c->hidden * es);
+    if (st == FORGE_OK) st = grow(m, &m->a, r * (size_t)c->hidden * es);
+    if (st == FORGE_OK) st = grow(m, &m->y, r * (size_t)c->hidden * es);
+    if (st == FORGE_OK) st = grow(m, &m->gate_up, r * 2 * (size_t)c->intermediate * es);
+    if (st == FORGE_OK) st = grow(m, &m->act, r * (size_t)c->intermediate * es);
+    if (st == FORGE_OK) st = grow(m, &m->last, (size_t)out * (size_t)c->hidden * es);
+    if (st == FORGE_OK) st = grow(m, &m->logits, (size_t)out * (size_t)c->vocab_size * es);
+    if (st == FORGE_OK) st = grow(m, (void **)&m->ints_dev, ints_bytes(m, rows, out));
+    int32_t *ints = st == FORGE_OK ? realloc(m->ints, ints_bytes(m, rows, out)) : NULL;
+    if (st == FORGE_OK && !ints) st = forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    if (ints) m->ints = ints;
+    if (st == FORGE_OK) m->ws_rows = rows, m->ws_out = out;
     return st;
 }
 
@@ -58,7 +71,7 @@ static forge_status check_inputs(const forge_model *m, const forge_model_input *
     *total = 0;
     for (int i = 0; i < n; i++) {
         int len;
-        forge_status st = forge_model_seq_len(m, in[i].seq, &len);
+        forge_status st = forge_paged_seq_len(m->caches[0], in[i].seq, &len);
         if (st != FORGE_OK) return st;
         for (int j = 0; j < i; j++)
             if (in[j].seq == in[i].seq)
@@ -84,55 +97,131 @@ static forge_status check_inputs(const forge_model *m, const forge_model_input *
     return FORGE_OK;
 }
 
-/* One block over the step's rows x: attention, then the MLP. */
-static forge_status block(forge_model *m, int l, const forge_seq *seqs, int n, long rows) {
+/* The step's work in backend memory, from the tokens (and the lengths,
+ * where pos_dev is set) in ints_dev: rows of x, out of them asked for
+ * (rows_dev: which, or NULL for every row), their logits into m->logits. */
+static forge_status run(forge_model *m, forge_stack_step *step, long rows, long out, const int32_t *rows_dev,
+                        const int *pos_dev) {
     const forge_model_config *c = &m->cfg;
     const forge_backend_ops *ops = m->ctx->ops;
-    const model_block *b = &m->blocks[l];
-    const size_t elems = (size_t)rows * (size_t)c->hidden;
-    forge_status st = ops->rmsnorm(m->ctx, m->opt.dtype, m->a, m->x, b->attn_norm, rows, c->hidden, c->norm_eps);
-    if (st == FORGE_OK) st = forge_layer_forward_paged(m->layers[l], m->caches[l], seqs, n, m->a, m->y);
-    if (st == FORGE_OK) st = ops->add(m->ctx, m->opt.dtype, m->x, m->y, elems);
-    if (st == FORGE_OK) st = ops->rmsnorm(m->ctx, m->opt.dtype, m->a, m->x, b->mlp_norm, rows, c->hidden, c->norm_eps);
-    if (st == FORGE_OK) st = ops->linear(m->ctx, m->opt.dtype, m->gate_up, m->a, b->gate_up, rows, c->hidden, 2 * c->intermediate);
-    if (st == FORGE_OK) st = ops->silu_mul(m->ctx, m->opt.dtype, m->act, m->gate_up, rows, c->intermediate);
-    if (st == FORGE_OK) st = ops->linear(m->ctx, m->opt.dtype, m->y, m->act, b->down, rows, c->intermediate, c->hidden);
-    if (st == FORGE_OK) st = ops->add(m->ctx, m->opt.dtype, m->x, m->y, elems);
+    const forge_dtype dt = m->opt.dtype;
+    const size_t row = (size_t)c->hidden * forge_dtype_size(dt);
+    forge_status st = ops->gather_rows(m->ctx, m->x, m->embed, m->ints_dev, rows, row);
+    for (int l = 0; st == FORGE_OK && l < c->layers; l++) {
+        const model_block *b = &m->blocks[l];
+        st = ops->rmsnorm(m->ctx, dt, m->a, m->x, l ? m->y : NULL, b->attn_norm, rows, c->hidden, c->norm_eps);
+        if (st == FORGE_OK) st = forge_stack_forward(step, l, m->a, m->y, pos_dev);
+        if (st == FORGE_OK) st = ops->rmsnorm(m->ctx, dt, m->a, m->x, m->y, b->mlp_norm, rows, c->hidden, c->norm_eps);
+        if (st == FORGE_OK) st = ops->linear(m->ctx, dt, m->gate_up, m->a, b->gate_up, rows, c->hidden, 2 * c->intermediate);
+        if (st == FORGE_OK) st = ops->silu_mul(m->ctx, dt, m->act, m->gate_up, rows, c->intermediate);
+        if (st == FORGE_OK) st = ops->linear(m->ctx, dt, m->y, m->act, b->down, rows, c->intermediate, c->hidden);
+    }
+    /* the last residual and the final norm over every row, then the rows asked for */
+    if (st == FORGE_OK) st = ops->rmsnorm(m->ctx, dt, m->a, m->x, m->y, m->final_norm, rows, c->hidden, c->norm_eps);
+    const void *last = m->a;
+    if (st == FORGE_OK && rows_dev) {
+        st = ops->gather_rows(m->ctx, m->last, m->a, rows_dev, out, row);
+        last = m->last;
+    }
+    if (st == FORGE_OK) st = ops->linear(m->ctx, dt, m->logits, last, m->lm_head, out, c->hidden, c->vocab_size);
     return st;
 }
 
-forge_status forge_model_step(forge_model *m, const forge_model_input *in, int n, int all_logits, float *logits) {
-    FORGE_CHECK_NAMED(m, "model", fn);
-    FORGE_CHECK_NOT_NULL(in, fn);
-    FORGE_CHECK_NOT_NULL(logits, fn);
+void model_graph_free(forge_model *m) {
+    model_graph *g = &m->graph;
+    if (g->rec) m->ctx->ops->record_free(g->rec);
+    free(g->seqs);
+    free(g->stamps);
+    memset(g, 0, sizeof *g);
+}
+
+/* The recorded decode step serves this one: the same sequences in order,
+ * nothing it baked in moved, every length within its reach. */
+static int graph_serves(const forge_model *m, const forge_stack_step *step) {
+    const model_graph *g = &m->graph;
+    if (!g->rec || g->n != step->b.n || g->ws_gen != m->ws_gen) return 0;
+    for (int i = 0; i < g->n; i++)
+        if (g->seqs[i] != step->b.ids[i] || step->b.lens[i] > g->reach) return 0;
+    for (int l = 0; l < m->cfg.layers; l++)
+        if (m->ctx->ops->call_stamp(m->layers[l], m->caches[l], &step->b, NULL) != g->stamps[l]) return 0;
+    return 1;
+}
+
+/* A decode step through its recording: recorded anew where the last one
+ * no longer serves, then replayed. */
+static forge_status run_recorded(forge_model *m, forge_stack_step *step, long rows) {
+    const forge_backend_ops *ops = m->ctx->ops;
+    model_graph *g = &m->graph;
+    const int *pos_dev = m->ints_dev + 2 * rows; /* after the tokens and the rows */
+    if (!graph_serves(m, step)) {
+        if (!g->seqs) g->seqs = malloc(sizeof *g->seqs * (size_t)m->opt.max_seqs);
+        if (!g->stamps) g->stamps = malloc(sizeof *g->stamps * (size_t)m->cfg.layers);
+        if (!g->seqs || !g->stamps) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+        g->n = 0;
+        g->reach = INT_MAX;
+        for (int l = 0; l < m->cfg.layers; l++) {
+            int reach;
+            g->stamps[l] = ops->call_stamp(m->layers[l], m->caches[l], &step->b, &reach);
+            if (reach < g->reach) g->reach = reach;
+        }
+        forge_status st = ops->record_begin(m->ctx, fn);
+        if (st != FORGE_OK) return st;
+        st = run(m, step, rows, rows, NULL, pos_dev);
+        const forge_status end = ops->record_end(m->ctx, st == FORGE_OK ? &g->rec : NULL, fn);
+        if (st == FORGE_OK) st = end;
+        if (st != FORGE_OK) return st;
+        g->n = step->b.n, g->ws_gen = m->ws_gen;
+        memcpy(g->seqs, step->b.ids, sizeof *g->seqs * (size_t)g->n);
+    }
+    return ops->replay(m->ctx, g->rec, fn);
+}
+
+/* The step's work queued, up to the logits of the rows asked for in
+ * m->logits (*out of them): forge_model_step's and forge_model_step_greedy's. */
+static forge_status step(forge_model *m, const forge_model_input *in, int n, int all_logits, long *out_rows,
+                         const char *name) {
+    FORGE_CHECK_NAMED(m, "model", name);
+    FORGE_CHECK_NOT_NULL(in, name);
     if (n < 1 || n > m->opt.max_seqs)
-        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: n = %d is outside [1, max_seqs = %d]", fn, n, m->opt.max_seqs);
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: n = %d is outside [1, max_seqs = %d]", name, n,
+                          m->opt.max_seqs);
     long total = 0;
     forge_seq *seqs = malloc(sizeof *seqs * (size_t)n);
     forge_status st = seqs ? check_inputs(m, in, n, seqs, &total) : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    /* every row's logits, or each sequence's last row's: all rows where each has one token */
     const long out = st == FORGE_OK && all_logits ? total : n;
     if (st == FORGE_OK) st = workspace(m, total, out);
     if (st != FORGE_OK) {
         free(seqs);
         return st;
     }
-    const forge_model_config *c = &m->cfg;
-    const forge_backend_ops *ops = m->ctx->ops;
-    const size_t es = forge_dtype_size(m->opt.dtype), row = (size_t)c->hidden * es;
-    for (int i = 0, r = 0; i < n; r += in[i].n_tokens, i++)
-        memcpy(m->ids + r, in[i].tokens, sizeof *m->ids * (size_t)in[i].n_tokens);
-    st = ops->gather_rows(m->ctx, m->x, m->embed, m->ids, total, row);
-    for (int l = 0; st == FORGE_OK && l < c->layers; l++) st = block(m, l, seqs, n, total);
-    /* the rows whose logits are asked for: every row, or each sequence's last */
-    for (int i = 0, r = 0; i < n; i++) {
-        r += in[i].n_tokens;
-        if (!all_logits) m->ids[i] = r - 1;
+    /* the integers: tokens, the rows asked for, the lengths (for a recording) */
+    int32_t *tokens = m->ints, *rows = m->ints + total, *pos = rows + out;
+    for (int i = 0, r = 0; i < n; r += in[i].n_tokens, i++) {
+        memcpy(tokens + r, in[i].tokens, sizeof *tokens * (size_t)in[i].n_tokens);
+        rows[i] = r + in[i].n_tokens - 1;
+        pos[i] = seqs[i].pos0;
     }
-    for (long r = 0; all_logits && r < total; r++) m->ids[r] = (int32_t)r;
-    if (st == FORGE_OK) st = ops->gather_rows(m->ctx, m->last, m->x, m->ids, out, row);
-    if (st == FORGE_OK) st = ops->rmsnorm(m->ctx, m->opt.dtype, m->last, m->last, m->final_norm, out, c->hidden, c->norm_eps);
-    if (st == FORGE_OK) st = ops->linear(m->ctx, m->opt.dtype, m->logits, m->last, m->lm_head, out, c->hidden, c->vocab_size);
-    const size_t n_logits = (size_t)out * (size_t)c->vocab_size;
+    forge_stack_step stack;
+    st = forge_buffer_upload(m->ctx, m->ints_dev, m->ints, sizeof *pos * ((size_t)total + (size_t)out + (size_t)n));
+    if (st == FORGE_OK) st = forge_stack_begin(&stack, fn, m->layers, m->caches, m->cfg.layers, seqs, n);
+    free(seqs);
+    if (st != FORGE_OK) return st;
+    if (total == n && m->ctx->ops->record_begin) /* a decode step */
+        st = run_recorded(m, &stack, total);
+    else
+        st = run(m, &stack, total, out, out == total ? NULL : m->ints_dev + total, NULL);
+    forge_stack_end(&stack, st == FORGE_OK);
+    *out_rows = out;
+    return st;
+}
+
+forge_status forge_model_step(forge_model *m, const forge_model_input *in, int n, int all_logits, float *logits) {
+    FORGE_CHECK_NOT_NULL(logits, fn);
+    long out;
+    forge_status st = step(m, in, n, all_logits, &out, fn);
+    const size_t n_logits = st == FORGE_OK ? (size_t)out * (size_t)m->cfg.vocab_size : 0;
+    const size_t es = forge_dtype_size(m->opt.dtype);
     if (st == FORGE_OK && m->opt.dtype == FORGE_F32) {
         st = forge_buffer_download(m->ctx, logits, m->logits, n_logits * sizeof(float));
     } else if (st == FORGE_OK) { /* 16-bit logits widened: through the front of the caller's buffer, from its end */
@@ -140,6 +229,15 @@ forge_status forge_model_step(forge_model *m, const forge_model_input *in, int n
         st = forge_buffer_download(m->ctx, narrow, m->logits, n_logits * es);
         if (st == FORGE_OK) st = forge_convert(logits, FORGE_F32, narrow, m->opt.dtype, n_logits);
     }
-    free(seqs);
+    return st;
+}
+
+forge_status forge_model_step_greedy(forge_model *m, const forge_model_input *in, int n, int32_t *next) {
+    static const char name[] = "forge_model_step_greedy";
+    FORGE_CHECK_NOT_NULL(next, name);
+    long out;
+    forge_status st = step(m, in, n, 0, &out, name);
+    if (st == FORGE_OK) st = m->ctx->ops->argmax_rows(m->ctx, m->opt.dtype, next_tokens(m), m->logits, n, m->cfg.vocab_size);
+    if (st == FORGE_OK) st = forge_buffer_download(m->ctx, next, next_tokens(m), sizeof *next * (size_t)n);
     return st;
 }

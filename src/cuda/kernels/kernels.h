@@ -56,17 +56,19 @@ typedef struct {
 
 cudaError_t fcuda_split_rope(const fcuda_split_args *a, const fcuda_batch *b, cudaStream_t stream);
 
-/* model_ops.cu: a model's row operations in dtype (model.h's backend
+/* model_ops.cu: a model's row operations in dtype (backend.h's model
  * operations). RMSNorm of rows of dim elements, `group` of them side by
  * side every `stride` elements (one a row: group 1, stride dim; in place
- * when out is x); out [rows, inter] = silu(gate) * up of gate_up [rows, 2 *
- * inter]; y += x; out's rows the table's rows ids[i] (device ids). */
-cudaError_t fcuda_rmsnorm(forge_dtype dtype, void *out, const void *x, const void *w, long rows, int dim, float eps,
-                          int group, long stride, cudaStream_t stream);
+ * when out is x), the residual res first added into x where res is not
+ * NULL (group 1 only); out [rows, inter] = silu(gate) * up of gate_up
+ * [rows, 2 * inter]; out's rows the table's rows ids[i] (device ids). */
+cudaError_t fcuda_rmsnorm(forge_dtype dtype, void *out, void *x, const void *res, const void *w, long rows, int dim,
+                          float eps, int group, long stride, cudaStream_t stream);
 cudaError_t fcuda_silu_mul(forge_dtype dtype, void *out, const void *gate_up, long rows, int inter, cudaStream_t stream);
-cudaError_t fcuda_add(forge_dtype dtype, void *y, const void *x, long n, cudaStream_t stream);
 cudaError_t fcuda_gather_rows(void *out, const void *table, const int *ids, long rows, size_t row_bytes,
                               cudaStream_t stream);
+/* out[r] = the index of the first largest element of row r of x [rows, cols]. */
+cudaError_t fcuda_argmax_rows(forge_dtype dtype, int *out, const void *x, long rows, int cols, cudaStream_t stream);
 
 /* The GEMMs of linear_small.cu serve calls of at most this many tokens whose
  * weight matrix has at most this many elements; larger ones go to cuBLASLt. */

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* model_ops.cu: the row operations of a transformer around its attention
  * layers, in the model's dtype with float32 arithmetic, rounding where
- * transformers rounds: RMSNorm (the normalised row rounded to the dtype,
- * then times the weight, as LlamaRMSNorm), SiLU(gate) * up (SiLU rounded,
- * then the product), the residual add, and the embedding's gather. */
+ * transformers rounds: the residual add (rounded) fused into the RMSNorm
+ * that follows it (the normalised row rounded to the dtype, then times the
+ * weight, as LlamaRMSNorm), SiLU(gate) * up (SiLU rounded, then the
+ * product), the embedding's gather, and each row's argmax (greedy
+ * decoding on the device). */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -12,14 +14,20 @@
 #define NORM_THREADS 256
 
 /* Row r of a norm: rows of dim elements, `group` of them side by side
- * every `stride` elements (the heads of a QKV row), or one a row. */
+ * every `stride` elements (the heads of a QKV row), or one a row; with res,
+ * x += res first, each thread reading back only what it wrote. */
 template <typename T>
-__global__ void __launch_bounds__(NORM_THREADS) rmsnorm_kernel(T *out, const T *x, const T *w, int dim, float eps,
-                                                               int group, long stride) {
+__global__ void __launch_bounds__(NORM_THREADS) rmsnorm_kernel(T *out, T *x, const T *res, const T *w, int dim,
+                                                               float eps, int group, long stride) {
     const long base = (long)(blockIdx.x / group) * stride + (long)(blockIdx.x % group) * dim;
     float ss = 0.0f;
     for (int i = threadIdx.x; i < dim; i += NORM_THREADS) {
-        const float v = (float)x[base + i];
+        float v = (float)x[base + i];
+        if (res) {
+            const T sum = (T)(v + (float)res[base + i]);
+            x[base + i] = sum;
+            v = (float)sum;
+        }
         ss += v * v;
     }
     __shared__ float part[NORM_THREADS / 32];
@@ -42,11 +50,6 @@ template <typename T> __global__ void silu_mul_kernel(T *out, const T *gate_up, 
     }
 }
 
-template <typename T> __global__ void add_kernel(T *y, const T *x, long n) {
-    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
-        y[i] = (T)((float)y[i] + (float)x[i]);
-}
-
 __global__ void gather_kernel(char *out, const char *table, const int *ids, size_t row_bytes) {
     const char *src = table + (size_t)ids[blockIdx.x] * row_bytes;
     char *dst = out + (size_t)blockIdx.x * row_bytes;
@@ -56,15 +59,39 @@ __global__ void gather_kernel(char *out, const char *table, const int *ids, size
         for (size_t i = threadIdx.x; i < row_bytes; i += blockDim.x) dst[i] = src[i];
 }
 
+#define ARGMAX_THREADS 1024
+
+/* The larger of two (value, index) candidates, the first on a tie. */
+__device__ static void better(float &v, int &i, float ov, int oi) {
+    if (ov > v || (ov == v && oi < i)) v = ov, i = oi;
+}
+
+template <typename T> __global__ void __launch_bounds__(ARGMAX_THREADS) argmax_kernel(int *out, const T *x, int cols) {
+    const T *row = x + (size_t)blockIdx.x * cols;
+    float v = -INFINITY;
+    int best = cols; /* no candidate yet: loses every tie */
+    for (int i = threadIdx.x; i < cols; i += ARGMAX_THREADS) better(v, best, (float)row[i], i);
+    for (int o = 16; o > 0; o >>= 1)
+        better(v, best, __shfl_xor_sync(0xffffffffu, v, o), __shfl_xor_sync(0xffffffffu, best, o));
+    __shared__ float vs[ARGMAX_THREADS / 32];
+    __shared__ int is[ARGMAX_THREADS / 32];
+    if (threadIdx.x % 32 == 0) vs[threadIdx.x / 32] = v, is[threadIdx.x / 32] = best;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < ARGMAX_THREADS / 32; w++) better(v, best, vs[w], is[w]);
+        out[blockIdx.x] = best < cols ? best : 0; /* every element NaN: the first */
+    }
+}
+
 static int grid_of(long n) { return (int)(n / 256 + 1 < 65536 ? n / 256 + 1 : 65536); }
 
-extern "C" cudaError_t fcuda_rmsnorm(forge_dtype dtype, void *out, const void *x, const void *w, long rows, int dim,
-                                     float eps, int group, long stride, cudaStream_t stream) {
+extern "C" cudaError_t fcuda_rmsnorm(forge_dtype dtype, void *out, void *x, const void *res, const void *w, long rows,
+                                     int dim, float eps, int group, long stride, cudaStream_t stream) {
     if (rows < 1) return cudaSuccess;
     switch (dtype) {
-    case FORGE_F32: rmsnorm_kernel<float><<<rows, NORM_THREADS, 0, stream>>>((float *)out, (const float *)x, (const float *)w, dim, eps, group, stride); break;
-    case FORGE_F16: rmsnorm_kernel<__half><<<rows, NORM_THREADS, 0, stream>>>((__half *)out, (const __half *)x, (const __half *)w, dim, eps, group, stride); break;
-    default: rmsnorm_kernel<__nv_bfloat16><<<rows, NORM_THREADS, 0, stream>>>((__nv_bfloat16 *)out, (const __nv_bfloat16 *)x, (const __nv_bfloat16 *)w, dim, eps, group, stride); break;
+    case FORGE_F32: rmsnorm_kernel<float><<<rows, NORM_THREADS, 0, stream>>>((float *)out, (float *)x, (const float *)res, (const float *)w, dim, eps, group, stride); break;
+    case FORGE_F16: rmsnorm_kernel<__half><<<rows, NORM_THREADS, 0, stream>>>((__half *)out, (__half *)x, (const __half *)res, (const __half *)w, dim, eps, group, stride); break;
+    default: rmsnorm_kernel<__nv_bfloat16><<<rows, NORM_THREADS, 0, stream>>>((__nv_bfloat16 *)out, (__nv_bfloat16 *)x, (const __nv_bfloat16 *)res, (const __nv_bfloat16 *)w, dim, eps, group, stride); break;
     }
     return cudaGetLastError();
 }
@@ -80,18 +107,20 @@ extern "C" cudaError_t fcuda_silu_mul(forge_dtype dtype, void *out, const void *
     return cudaGetLastError();
 }
 
-extern "C" cudaError_t fcuda_add(forge_dtype dtype, void *y, const void *x, long n, cudaStream_t stream) {
-    switch (dtype) {
-    case FORGE_F32: add_kernel<float><<<grid_of(n), 256, 0, stream>>>((float *)y, (const float *)x, n); break;
-    case FORGE_F16: add_kernel<__half><<<grid_of(n), 256, 0, stream>>>((__half *)y, (const __half *)x, n); break;
-    default: add_kernel<__nv_bfloat16><<<grid_of(n), 256, 0, stream>>>((__nv_bfloat16 *)y, (const __nv_bfloat16 *)x, n); break;
-    }
-    return cudaGetLastError();
-}
-
 extern "C" cudaError_t fcuda_gather_rows(void *out, const void *table, const int *ids, long rows, size_t row_bytes,
                                          cudaStream_t stream) {
     if (rows < 1) return cudaSuccess;
     gather_kernel<<<rows, 128, 0, stream>>>((char *)out, (const char *)table, ids, row_bytes);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t fcuda_argmax_rows(forge_dtype dtype, int *out, const void *x, long rows, int cols,
+                                         cudaStream_t stream) {
+    if (rows < 1) return cudaSuccess;
+    switch (dtype) {
+    case FORGE_F32: argmax_kernel<float><<<rows, ARGMAX_THREADS, 0, stream>>>(out, (const float *)x, cols); break;
+    case FORGE_F16: argmax_kernel<__half><<<rows, ARGMAX_THREADS, 0, stream>>>(out, (const __half *)x, cols); break;
+    default: argmax_kernel<__nv_bfloat16><<<rows, ARGMAX_THREADS, 0, stream>>>(out, (const __nv_bfloat16 *)x, cols); break;
+    }
     return cudaGetLastError();
 }
