@@ -66,10 +66,10 @@ forge_status cuda_reserve(forge_layer *layer, forge_paged_cache *cache, const fo
         }
     }
     const int qkv_dim = (c->heads + 2 * c->kv_heads) * c->head_dim, hd = c->heads * c->head_dim;
-    if (!cuda_small_gemm(layer, b->total, c->hidden, qkv_dim) &&
+    if (!cuda_own_gemm(layer, b->total, c->hidden, qkv_dim) &&
         (st = lt_linear_plan(cx, &l->qkv_gemm, c->dtype, l->b_qkv, b->total, c->hidden, qkv_dim, b->fn)) != FORGE_OK)
         return st;
-    if (!cuda_small_gemm(layer, b->total, hd, c->hidden) &&
+    if (!cuda_own_gemm(layer, b->total, hd, c->hidden) &&
         (st = lt_linear_plan(cx, &l->o_gemm, c->dtype, l->b_o, b->total, hd, c->hidden, b->fn)) != FORGE_OK)
         return st;
     return reads_rows(cache) ? FORGE_OK : cuda_paged_reserve(cache, &b->attn, b->lens, b->total, b->fn);
@@ -144,7 +144,8 @@ forge_status cuda_forward(forge_layer *layer, forge_paged_cache *cache, const fo
     if (fused) { /* the whole batch fits one launch: total <= FCUDA_SMALL_TOKENS <= FCUDA_MAX_SEQS */
         const fcuda_batch lb = launch_batch(b, 0, b->n);
         CUDA_TRY(fn, fcuda_qkv_small(x, l->w_qkv, l->b_qkv, c->hidden, &split, &lb, cx->stream));
-    } else if ((st = lt_linear_run(cx, &l->qkv_gemm, l->qkv, x, l->w_qkv, fn)) != FORGE_OK) {
+    } else if ((st = cuda_linear(layer, &l->qkv_gemm, l->qkv, x, l->w_qkv, l->b_qkv, b->total, c->hidden, qkv_dim,
+                                 fn)) != FORGE_OK) {
         return st;
     }
     if (c->qk_norm) { /* RMSNorm of each head of Q, then of K, in place in the QKV rows */

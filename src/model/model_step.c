@@ -157,20 +157,26 @@ static forge_status run_recorded(forge_model *m, forge_stack_step *step, long ro
         if (!g->seqs) g->seqs = malloc(sizeof *g->seqs * (size_t)m->opt.max_seqs);
         if (!g->stamps) g->stamps = malloc(sizeof *g->stamps * (size_t)m->cfg.layers);
         if (!g->seqs || !g->stamps) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-        g->n = 0;
-        g->reach = INT_MAX;
+        int reach = INT_MAX;
         for (int l = 0; l < m->cfg.layers; l++) {
-            int reach;
-            g->stamps[l] = ops->call_stamp(m->layers[l], m->caches[l], &step->b, &reach);
-            if (reach < g->reach) g->reach = reach;
+            int r;
+            g->stamps[l] = ops->call_stamp(m->layers[l], m->caches[l], &step->b, &r);
+            if (r < reach) reach = r;
         }
+        /* another batch size or other splits: maybe other kernels, which an
+         * update of the recording cannot take; it is made anew */
+        if (g->rec && (g->n != step->b.n || g->reach != reach)) {
+            ops->record_free(g->rec);
+            g->rec = NULL;
+        }
+        g->n = 0; /* serves nothing until recorded */
         forge_status st = ops->record_begin(m->ctx, fn);
         if (st != FORGE_OK) return st;
         st = run(m, step, rows, rows, NULL, pos_dev);
         const forge_status end = ops->record_end(m->ctx, st == FORGE_OK ? &g->rec : NULL, fn);
         if (st == FORGE_OK) st = end;
         if (st != FORGE_OK) return st;
-        g->n = step->b.n, g->ws_gen = m->ws_gen;
+        g->n = step->b.n, g->reach = reach, g->ws_gen = m->ws_gen;
         memcpy(g->seqs, step->b.ids, sizeof *g->seqs * (size_t)g->n);
     }
     return ops->replay(m->ctx, g->rec, fn);

@@ -11,34 +11,62 @@
 
 #include "kernels.h"
 
-#define NORM_THREADS 256
+/* A norm's block takes a row, each thread NORM_REGS elements of it at a
+ * time, all loaded before any is used: one round of memory latency for a
+ * row of up to NORM_MAX_THREADS * NORM_REGS elements, where a loop of
+ * dependent loads would pay one an element (a decode step's rows are few,
+ * so their norms are all latency). */
+#define NORM_MAX_THREADS 1024
+#define NORM_REGS 8
 
 /* Row r of a norm: rows of dim elements, `group` of them side by side
  * every `stride` elements (the heads of a QKV row), or one a row; with res,
  * x += res first, each thread reading back only what it wrote. */
 template <typename T>
-__global__ void __launch_bounds__(NORM_THREADS) rmsnorm_kernel(T *out, T *x, const T *res, const T *w, int dim,
-                                                               float eps, int group, long stride) {
+__global__ void __launch_bounds__(NORM_MAX_THREADS) rmsnorm_kernel(T *out, T *x, const T *res, const T *w, int dim,
+                                                                   float eps, int group, long stride) {
     const long base = (long)(blockIdx.x / group) * stride + (long)(blockIdx.x % group) * dim;
+    const int chunk = blockDim.x * NORM_REGS;
+    float v[NORM_REGS];
     float ss = 0.0f;
-    for (int i = threadIdx.x; i < dim; i += NORM_THREADS) {
-        float v = (float)x[base + i];
-        if (res) {
-            const T sum = (T)(v + (float)res[base + i]);
-            x[base + i] = sum;
-            v = (float)sum;
+    for (int c0 = 0; c0 < dim; c0 += chunk) {
+        float r[NORM_REGS];
+#pragma unroll
+        for (int k = 0; k < NORM_REGS; k++) {
+            const int i = c0 + threadIdx.x + k * blockDim.x;
+            v[k] = i < dim ? (float)x[base + i] : 0.0f;
+            r[k] = res && i < dim ? (float)res[base + i] : 0.0f;
         }
-        ss += v * v;
+#pragma unroll
+        for (int k = 0; k < NORM_REGS; k++) {
+            const int i = c0 + threadIdx.x + k * blockDim.x;
+            if (res && i < dim) {
+                const T sum = (T)(v[k] + r[k]);
+                x[base + i] = sum;
+                v[k] = (float)sum;
+            }
+            ss += v[k] * v[k];
+        }
     }
-    __shared__ float part[NORM_THREADS / 32];
+    __shared__ float part[NORM_MAX_THREADS / 32];
     for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
     if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = ss;
     __syncthreads();
     float total = 0.0f;
-    for (int i = 0; i < NORM_THREADS / 32; i++) total += part[i];
+    for (int i = 0; i < (int)blockDim.x / 32; i++) total += part[i];
     const float inv = rsqrtf(total / dim + eps);
-    for (int i = threadIdx.x; i < dim; i += NORM_THREADS)
-        out[base + i] = (T)((float)w[i] * (float)(T)((float)x[base + i] * inv));
+    for (int c0 = 0; c0 < dim; c0 += chunk) {
+#pragma unroll
+        for (int k = 0; k < NORM_REGS; k++) { /* a row longer than one chunk is read again */
+            const int i = c0 + threadIdx.x + k * blockDim.x;
+            if (dim > chunk && i < dim) v[k] = (float)x[base + i];
+        }
+#pragma unroll
+        for (int k = 0; k < NORM_REGS; k++) {
+            const int i = c0 + threadIdx.x + k * blockDim.x;
+            if (i < dim) out[base + i] = (T)((float)w[i] * (float)(T)(v[k] * inv));
+        }
+    }
 }
 
 template <typename T> __global__ void silu_mul_kernel(T *out, const T *gate_up, long rows, int inter) {
@@ -88,10 +116,13 @@ static int grid_of(long n) { return (int)(n / 256 + 1 < 65536 ? n / 256 + 1 : 65
 extern "C" cudaError_t fcuda_rmsnorm(forge_dtype dtype, void *out, void *x, const void *res, const void *w, long rows,
                                      int dim, float eps, int group, long stride, cudaStream_t stream) {
     if (rows < 1) return cudaSuccess;
+    /* warps enough for NORM_REGS elements a thread */
+    const int per_warp = 32 * NORM_REGS, warps = (dim + per_warp - 1) / per_warp;
+    const int threads = 32 * (warps < NORM_MAX_THREADS / 32 ? warps : NORM_MAX_THREADS / 32);
     switch (dtype) {
-    case FORGE_F32: rmsnorm_kernel<float><<<rows, NORM_THREADS, 0, stream>>>((float *)out, (float *)x, (const float *)res, (const float *)w, dim, eps, group, stride); break;
-    case FORGE_F16: rmsnorm_kernel<__half><<<rows, NORM_THREADS, 0, stream>>>((__half *)out, (__half *)x, (const __half *)res, (const __half *)w, dim, eps, group, stride); break;
-    default: rmsnorm_kernel<__nv_bfloat16><<<rows, NORM_THREADS, 0, stream>>>((__nv_bfloat16 *)out, (__nv_bfloat16 *)x, (const __nv_bfloat16 *)res, (const __nv_bfloat16 *)w, dim, eps, group, stride); break;
+    case FORGE_F32: rmsnorm_kernel<float><<<rows, threads, 0, stream>>>((float *)out, (float *)x, (const float *)res, (const float *)w, dim, eps, group, stride); break;
+    case FORGE_F16: rmsnorm_kernel<__half><<<rows, threads, 0, stream>>>((__half *)out, (__half *)x, (const __half *)res, (const __half *)w, dim, eps, group, stride); break;
+    default: rmsnorm_kernel<__nv_bfloat16><<<rows, threads, 0, stream>>>((__nv_bfloat16 *)out, (__nv_bfloat16 *)x, (const __nv_bfloat16 *)res, (const __nv_bfloat16 *)w, dim, eps, group, stride); break;
     }
     return cudaGetLastError();
 }

@@ -3,7 +3,9 @@
  * into Q, K, V, rotates Q and K (in float32), and stores them as rows, the
  * layout every attention kernel reads (kernels.h, fcuda_split_args): Q
  * token-major, K and V into the KV cache's pages or the call's scratch.
- * One block a token. Where the head dim is a multiple of 8, a thread takes
+ * A token's columns are spread over the grid's y blocks, so that the few
+ * tokens of a decode step take one round of memory latency, not one per
+ * run of columns. Where the head dim is a multiple of 8, a thread takes
  * 8 columns at a time, 4 RoPE pairs that never straddle two heads, and
  * stores them as one run of 8, or for the half rotation, whose pairs are
  * (p, p + head_dim/2), as two runs of 4. Other head dims (float32 layers
@@ -26,7 +28,7 @@ __global__ void __launch_bounds__(SPLIT_THREADS) split_rope_runs(fcuda_split_arg
     const int pos = split_pos(a, b, s, t);
     const size_t kv_row = split_kv_row(a, b, s, t);
     const T *row = (const T *)a.qkv + (size_t)t * cols;
-    for (int col = 8 * threadIdx.x; col < cols; col += 8 * SPLIT_THREADS) {
+    for (int col = 8 * (blockIdx.y * SPLIT_THREADS + threadIdx.x); col < cols; col += 8 * SPLIT_THREADS * gridDim.y) {
         const run8<T> x = *(const run8<T> *)(row + col);
         const int head = col / D, c = col % D;
         T *dst = head < H        ? (T *)a.q + ((size_t)t * H + head) * D
@@ -62,23 +64,25 @@ __global__ void __launch_bounds__(SPLIT_THREADS) split_rope_pairs(fcuda_split_ar
     const int t = b.tok0[0] + blockIdx.x, s = batch_seq_of(b, t);
     const int cols = (a.heads + 2 * a.kv_heads) * a.head_dim;
     const float *row = (const float *)a.qkv + (size_t)t * cols;
-    for (int col = 2 * threadIdx.x; col < cols; col += 2 * SPLIT_THREADS) {
+    for (int col = 2 * (blockIdx.y * SPLIT_THREADS + threadIdx.x); col < cols; col += 2 * SPLIT_THREADS * gridDim.y) {
         const float va = row[col], vb = col + 1 < cols ? row[col + 1] : 0.0f;
         qkv_store_pair(a, b, s, t, col, va, vb, qkv_inv_freq(a, col));
     }
 }
 
 extern "C" cudaError_t fcuda_split_rope(const fcuda_split_args *a, const fcuda_batch *b, cudaStream_t stream) {
-    const int tokens = b->tok0[b->n] - b->tok0[0];
+    const int tokens = b->tok0[b->n] - b->tok0[0], cols = (a->heads + 2 * a->kv_heads) * a->head_dim;
+    const int per_thread = a->head_dim % 8 != 0 ? 2 : 8; /* columns */
+    const dim3 grid(tokens, (cols + per_thread * SPLIT_THREADS - 1) / (per_thread * SPLIT_THREADS));
     if (a->head_dim % 8 != 0) {
         if (a->dtype != FORGE_F32) return cudaErrorInvalidValue; /* 16-bit head dims are multiples of 8 */
-        split_rope_pairs<<<tokens, SPLIT_THREADS, 0, stream>>>(*a, *b);
+        split_rope_pairs<<<grid, SPLIT_THREADS, 0, stream>>>(*a, *b);
         return cudaGetLastError();
     }
     switch (a->dtype) {
-    case FORGE_F32: split_rope_runs<float><<<tokens, SPLIT_THREADS, 0, stream>>>(*a, *b); break;
-    case FORGE_F16: split_rope_runs<__half><<<tokens, SPLIT_THREADS, 0, stream>>>(*a, *b); break;
-    default: split_rope_runs<__nv_bfloat16><<<tokens, SPLIT_THREADS, 0, stream>>>(*a, *b); break;
+    case FORGE_F32: split_rope_runs<float><<<grid, SPLIT_THREADS, 0, stream>>>(*a, *b); break;
+    case FORGE_F16: split_rope_runs<__half><<<grid, SPLIT_THREADS, 0, stream>>>(*a, *b); break;
+    default: split_rope_runs<__nv_bfloat16><<<grid, SPLIT_THREADS, 0, stream>>>(*a, *b); break;
     }
     return cudaGetLastError();
 }
