@@ -193,8 +193,6 @@ int cuda_paged_reach(const forge_paged_cache *cache, const forge_paged_attention
 /* cuda_linear.c, for the forward: y = x W^T + bias of a projection of `tokens` tokens: linear_small.cu's
  * GEMM where it serves (small fp32 calls), else cuBLASLt's planned one. */
 int cuda_small_gemm(const forge_layer *layer, int tokens, int in, int out);
-/* A projection that cuda_linear runs without cuBLASLt (no plan needed). */
-int cuda_own_gemm(const forge_layer *layer, int tokens, int in, int out);
 forge_status cuda_linear(forge_layer *layer, const lt_linear *plan, void *y, const void *x, const void *w,
                          const void *bias, int tokens, int in, int out, const char *fn);
 

@@ -66,10 +66,10 @@ forge_status cuda_reserve(forge_layer *layer, forge_paged_cache *cache, const fo
         }
     }
     const int qkv_dim = (c->heads + 2 * c->kv_heads) * c->head_dim, hd = c->heads * c->head_dim;
-    if (!cuda_own_gemm(layer, b->total, c->hidden, qkv_dim) &&
+    if (!cuda_small_gemm(layer, b->total, c->hidden, qkv_dim) &&
         (st = lt_linear_plan(cx, &l->qkv_gemm, c->dtype, l->b_qkv, b->total, c->hidden, qkv_dim, b->fn)) != FORGE_OK)
         return st;
-    if (!cuda_own_gemm(layer, b->total, hd, c->hidden) &&
+    if (!cuda_small_gemm(layer, b->total, hd, c->hidden) &&
         (st = lt_linear_plan(cx, &l->o_gemm, c->dtype, l->b_o, b->total, hd, c->hidden, b->fn)) != FORGE_OK)
         return st;
     return reads_rows(cache) ? FORGE_OK : cuda_paged_reserve(cache, &b->attn, b->lens, b->total, b->fn);

@@ -2,8 +2,7 @@
 /* cuda_linear.c: the layer's projections, y = x W^T + b: through cuBLASLt,
  * planned once per token count, with the bias in the GEMM's epilogue,
  * inputs and outputs in the layer's dtype, float32 accumulation; or for a
- * small fp32 call, linear_small.cu's GEMM, where cuBLASLt is all latency;
- * or for a 16-bit call of a few tokens, gemv.cu's stream of the weights. */
+ * small fp32 call, linear_small.cu's GEMM, where cuBLASLt is all latency. */
 #include <string.h>
 
 #include "cuda_backend.h"
@@ -69,18 +68,10 @@ int cuda_small_gemm(const forge_layer *layer, int tokens, int in, int out) {
     return layer->cfg.dtype == FORGE_F32 && !layer->cfg.qk_norm && fcuda_linear_small_fits(tokens, in, out);
 }
 
-int cuda_own_gemm(const forge_layer *layer, int tokens, int in, int out) {
-    return cuda_small_gemm(layer, tokens, in, out) || fcuda_gemv_fits(layer->cfg.dtype, tokens, in);
-}
-
 forge_status cuda_linear(forge_layer *layer, const lt_linear *plan, void *y, const void *x, const void *w,
                          const void *bias, int tokens, int in, int out, const char *fn) {
     cuda_ctx *cx = layer->ctx->impl;
-    if (cuda_small_gemm(layer, tokens, in, out))
-        CUDA_TRY(fn, fcuda_linear_small(x, w, bias, y, tokens, in, out, cx->stream));
-    else if (fcuda_gemv_fits(layer->cfg.dtype, tokens, in))
-        CUDA_TRY(fn, fcuda_gemv(layer->cfg.dtype, y, x, w, bias, tokens, in, out, cx->stream));
-    else
-        return lt_linear_run(cx, plan, y, x, w, fn);
+    if (!cuda_small_gemm(layer, tokens, in, out)) return lt_linear_run(cx, plan, y, x, w, fn);
+    CUDA_TRY(fn, fcuda_linear_small(x, w, bias, y, tokens, in, out, cx->stream));
     return FORGE_OK;
 }

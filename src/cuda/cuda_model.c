@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* cuda_model.c: the CUDA backend's model operations (backend.h): the row
- * kernels of model_ops.cu, and the model's GEMMs: gemv.cu's for a few rows
- * in 16-bit, else cuBLASLt's, planned once a shape and kept in the
- * context's few plans, replaced in turn. */
+ * kernels of model_ops.cu, and the model's GEMMs through cuBLASLt, planned
+ * once a shape and kept in the context's few plans, replaced in turn. */
 #include <string.h>
 
 #include "cuda_backend.h"
@@ -18,10 +17,6 @@ forge_status cuda_model_linear(forge_context *ctx, forge_dtype dtype, void *y, c
                                int in, int out) {
     static const char fn[] = "forge_model_step";
     cuda_ctx *c = ctx->impl;
-    if (fcuda_gemv_fits(dtype, (int)rows, in)) {
-        CUDA_TRY(fn, fcuda_gemv(dtype, y, x, w, NULL, (int)rows, in, out, c->stream));
-        return FORGE_OK;
-    }
     cuda_model_plan *p = NULL;
     for (int i = 0; i < CUDA_MODEL_PLANS && !p; i++) {
         cuda_model_plan *q = &c->plans[i];

@@ -70,14 +70,6 @@ cudaError_t fcuda_gather_rows(void *out, const void *table, const int *ids, long
 /* out[r] = the index of the first largest element of row r of x [rows, cols]. */
 cudaError_t fcuda_argmax_rows(forge_dtype dtype, int *out, const void *x, long rows, int cols, cudaStream_t stream);
 
-/* gemv.cu: y [rows, out] = x [rows, in] W^T + bias (bias may be NULL) in
- * 16-bit with float32 sums, for calls of at most FCUDA_GEMV_ROWS rows whose
- * in is a multiple of 8 (16-byte loads): fits says so. */
-#define FCUDA_GEMV_ROWS 4
-int fcuda_gemv_fits(forge_dtype dtype, int rows, int in);
-cudaError_t fcuda_gemv(forge_dtype dtype, void *y, const void *x, const void *w, const void *bias, int rows, int in,
-                       int out, cudaStream_t stream);
-
 /* The GEMMs of linear_small.cu serve calls of at most this many tokens whose
  * weight matrix has at most this many elements; larger ones go to cuBLASLt. */
 #define FCUDA_SMALL_TOKENS 64
