@@ -27,7 +27,7 @@ __global__ void __launch_bounds__(NORM_MAX_THREADS) rmsnorm_kernel(T *out, T *x,
                                                                    float eps, int group, long stride) {
     const long base = (long)(blockIdx.x / group) * stride + (long)(blockIdx.x % group) * dim;
     const int chunk = blockDim.x * NORM_REGS;
-    float v[NORM_REGS], wk[NORM_REGS]; /* the weights too, for a row of one chunk */
+    float v[NORM_REGS];
     float ss = 0.0f;
     for (int c0 = 0; c0 < dim; c0 += chunk) {
         float r[NORM_REGS];
@@ -36,7 +36,6 @@ __global__ void __launch_bounds__(NORM_MAX_THREADS) rmsnorm_kernel(T *out, T *x,
             const int i = c0 + threadIdx.x + k * blockDim.x;
             v[k] = i < dim ? (float)x[base + i] : 0.0f;
             r[k] = res && i < dim ? (float)res[base + i] : 0.0f;
-            wk[k] = i < dim ? (float)w[i] : 0.0f;
         }
 #pragma unroll
         for (int k = 0; k < NORM_REGS; k++) {
@@ -60,12 +59,12 @@ __global__ void __launch_bounds__(NORM_MAX_THREADS) rmsnorm_kernel(T *out, T *x,
 #pragma unroll
         for (int k = 0; k < NORM_REGS; k++) { /* a row longer than one chunk is read again */
             const int i = c0 + threadIdx.x + k * blockDim.x;
-            if (dim > chunk && i < dim) v[k] = (float)x[base + i], wk[k] = (float)w[i];
+            if (dim > chunk && i < dim) v[k] = (float)x[base + i];
         }
 #pragma unroll
         for (int k = 0; k < NORM_REGS; k++) {
             const int i = c0 + threadIdx.x + k * blockDim.x;
-            if (i < dim) out[base + i] = (T)(wk[k] * (float)(T)(v[k] * inv));
+            if (i < dim) out[base + i] = (T)((float)w[i] * (float)(T)(v[k] * inv));
         }
     }
 }
