@@ -518,14 +518,16 @@ static void test_generate(void **state) {
     assert_int_equal(cJSON_GetObjectItem(row, "hidden")->valueint, 576);
     assert_string_equal(cJSON_GetObjectItem(row, "source")->valuestring, "random");
     cJSON_Delete(row);
-    r = forge("bench model --shape llama9-1t --backend cpu");
-    assert_int_equal(r.code, 3);
-    assert_non_null(strstr(r.err, "no shape named \"llama9-1t\" (known: llama3-8b, "));
-    r = forge("bench model --shape smollm2-135m --layers 31 --backend cpu");
-    assert_int_equal(r.code, 2);
-    assert_non_null(strstr(r.err, "--layers 31 is outside [1, 30]"));
-    r = forge("bench model --shape smollm2-135m --model x");
-    assert_int_equal(r.code, 2);
+    const struct { const char *args, *needle; int code; } bad_shapes[] = {
+        {"bench model --shape llama9-1t --backend cpu", "no shape named \"llama9-1t\" (known: llama3-8b, ", 3},
+        {"bench model --shape smollm2-135m --layers 31 --backend cpu", "--layers 31 is outside [1, 30]", 2},
+        {"bench model --shape smollm2-135m --model x", "one of --model DIR and --shape NAME", 2},
+    };
+    for (size_t i = 0; i < sizeof bad_shapes / sizeof bad_shapes[0]; i++) {
+        r = forge(bad_shapes[i].args);
+        if (r.code != bad_shapes[i].code || !strstr(r.err, bad_shapes[i].needle))
+            fail_msg("forge %s: exit %d, \"%s\"", bad_shapes[i].args, r.code, r.err);
+    }
     md_model_close(&mm);
 }
 

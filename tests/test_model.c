@@ -277,6 +277,11 @@ static void test_bad_weights_and_calls(void **state) {
     forge_model_input in = {seq, 2, bad};
     assert_int_equal(forge_model_step(m, &in, 1, 0, logits), FORGE_ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(forge_last_error(), "vocabulary"));
+    int32_t next = -7;
+    assert_int_equal(forge_model_step_greedy(m, &in, 1, &next), FORGE_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(forge_last_error(), "forge_model_step_greedy"));
+    assert_int_equal(next, -7); /* nothing written */
+    assert_int_equal(forge_model_step_greedy(m, &in, 1, NULL), FORGE_ERR_INVALID_ARGUMENT);
     int32_t *many = prompt_of(65, cfg.vocab_size, 5);
     in = (forge_model_input){seq, 65, many};
     assert_int_equal(forge_model_step(m, &in, 1, 0, logits), FORGE_ERR_CAPACITY);
@@ -409,6 +414,11 @@ static void test_random_models(void **state) {
     assert_int_equal(forge_model_load_random(ctx, &bad, &o, 1, &m), FORGE_ERR_FORMAT);
     assert_non_null(strstr(forge_last_error(), "vocab_size = 0 is outside [1, 16777216]"));
     assert_ptr_equal(m, (forge_model *)&c);
+    assert_int_equal(forge_model_load_random(ctx, NULL, &o, 1, &m), FORGE_ERR_INVALID_ARGUMENT);
+    assert_int_equal(forge_model_load_random(NULL, &c, &o, 1, &m), FORGE_ERR_INVALID_ARGUMENT);
+    assert_int_equal(forge_model_shape(NULL, &c), FORGE_ERR_INVALID_ARGUMENT);
+    assert_null(forge_model_shape_name(-1));
+    assert_null(forge_model_shape_name(n));
     forge_context_destroy(ctx);
 }
 

@@ -19,8 +19,6 @@
 #include "error.h"
 #include "model.h"
 
-static const char fn[] = "forge_model_step";
-
 /* Grows a workspace buffer of the backend to `bytes`. */
 static forge_status grow(forge_model *m, void **buf, size_t bytes) {
     forge_buffer_free(m->ctx, *buf);
@@ -37,7 +35,7 @@ static size_t ints_bytes(const forge_model *m, long rows, long out) {
 
 static int32_t *next_tokens(const forge_model *m) { return m->ints_dev + m->ws_rows + m->ws_out + m->opt.max_seqs; }
 
-static forge_status workspace(forge_model *m, long rows, long out) {
+static forge_status workspace(forge_model *m, long rows, long out, const char *fn) {
     const forge_model_config *c = &m->cfg;
     const size_t es = forge_dtype_size(m->opt.dtype);
     if (rows <= m->ws_rows && out <= m->ws_out) return FORGE_OK;
@@ -65,7 +63,7 @@ static forge_status workspace(forge_model *m, long rows, long out) {
  * room for them (length and pages); seqs[i] the layers' view of input i
  * (its sequence at its length), *total their tokens. */
 static forge_status check_inputs(const forge_model *m, const forge_model_input *in, int n, forge_seq *seqs,
-                                 long *total) {
+                                 long *total, const char *fn) {
     const forge_paged_config pc = forge_paged_cache_config(m->caches[0]);
     long pages = 0;
     *total = 0;
@@ -149,7 +147,7 @@ static int graph_serves(const forge_model *m, const forge_stack_step *step) {
 
 /* A decode step through its recording: recorded anew where the last one
  * no longer serves, then replayed. */
-static forge_status run_recorded(forge_model *m, forge_stack_step *step, long rows) {
+static forge_status run_recorded(forge_model *m, forge_stack_step *step, long rows, const char *fn) {
     const forge_backend_ops *ops = m->ctx->ops;
     model_graph *g = &m->graph;
     const int *pos_dev = m->ints_dev + 2 * rows; /* after the tokens and the rows */
@@ -185,18 +183,18 @@ static forge_status run_recorded(forge_model *m, forge_stack_step *step, long ro
 /* The step's work queued, up to the logits of the rows asked for in
  * m->logits (*out of them): forge_model_step's and forge_model_step_greedy's. */
 static forge_status step(forge_model *m, const forge_model_input *in, int n, int all_logits, long *out_rows,
-                         const char *name) {
-    FORGE_CHECK_NAMED(m, "model", name);
-    FORGE_CHECK_NOT_NULL(in, name);
+                         const char *fn) {
+    FORGE_CHECK_NAMED(m, "model", fn);
+    FORGE_CHECK_NOT_NULL(in, fn);
     if (n < 1 || n > m->opt.max_seqs)
-        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: n = %d is outside [1, max_seqs = %d]", name, n,
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: n = %d is outside [1, max_seqs = %d]", fn, n,
                           m->opt.max_seqs);
     long total = 0;
     forge_seq *seqs = malloc(sizeof *seqs * (size_t)n);
-    forge_status st = seqs ? check_inputs(m, in, n, seqs, &total) : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    forge_status st = seqs ? check_inputs(m, in, n, seqs, &total, fn) : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     /* every row's logits, or each sequence's last row's: all rows where each has one token */
     const long out = st == FORGE_OK && all_logits ? total : n;
-    if (st == FORGE_OK) st = workspace(m, total, out);
+    if (st == FORGE_OK) st = workspace(m, total, out, fn);
     if (st != FORGE_OK) {
         free(seqs);
         return st;
@@ -214,7 +212,7 @@ static forge_status step(forge_model *m, const forge_model_input *in, int n, int
     free(seqs);
     if (st != FORGE_OK) return st;
     if (total == n && m->ctx->ops->record_begin) /* a decode step */
-        st = run_recorded(m, &stack, total);
+        st = run_recorded(m, &stack, total, fn);
     else
         st = run(m, &stack, total, out, out == total ? NULL : m->ints_dev + total, NULL);
     forge_stack_end(&stack, st == FORGE_OK);
@@ -223,6 +221,7 @@ static forge_status step(forge_model *m, const forge_model_input *in, int n, int
 }
 
 forge_status forge_model_step(forge_model *m, const forge_model_input *in, int n, int all_logits, float *logits) {
+    static const char fn[] = "forge_model_step";
     FORGE_CHECK_NOT_NULL(logits, fn);
     long out;
     forge_status st = step(m, in, n, all_logits, &out, fn);
@@ -239,10 +238,10 @@ forge_status forge_model_step(forge_model *m, const forge_model_input *in, int n
 }
 
 forge_status forge_model_step_greedy(forge_model *m, const forge_model_input *in, int n, int32_t *next) {
-    static const char name[] = "forge_model_step_greedy";
-    FORGE_CHECK_NOT_NULL(next, name);
+    static const char fn[] = "forge_model_step_greedy";
+    FORGE_CHECK_NOT_NULL(next, fn);
     long out;
-    forge_status st = step(m, in, n, 0, &out, name);
+    forge_status st = step(m, in, n, 0, &out, fn);
     if (st == FORGE_OK) st = m->ctx->ops->argmax_rows(m->ctx, m->opt.dtype, next_tokens(m), m->logits, n, m->cfg.vocab_size);
     if (st == FORGE_OK) st = forge_buffer_download(m->ctx, next, next_tokens(m), sizeof *next * (size_t)n);
     return st;
