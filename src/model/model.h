@@ -31,10 +31,13 @@ typedef struct {
 
 forge_status model_files_open(const char *fn, const char *dir, model_files *f);
 void model_files_close(model_files *f);
-/* The tensor of that name, checked to be [d0] (d1 0) or [d0, d1], converted
- * to dtype into dst; its absence is FORGE_ERR_NOT_FOUND naming it. */
+/* The tensor of that name, checked to be [d0] (d1 0) or [d0, d1], in
+ * dtype: *data its bytes in the mapped file where they are already in
+ * dtype, else a buffer made for it (*owned, the caller's to free; NULL when
+ * none was), converted or drawn; its absence is FORGE_ERR_NOT_FOUND naming
+ * it. */
 forge_status model_tensor(const model_files *f, const char *fn, const char *name, int64_t d0, int64_t d1,
-                          forge_dtype dtype, void *dst);
+                          forge_dtype dtype, const void **data, void **owned);
 
 /* One block's weights around its layer, in backend memory. */
 typedef struct {

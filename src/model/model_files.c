@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* model_files.c: a model directory's weights: model.safetensors, or the
  * shards that model.safetensors.index.json's weight_map names, each opened
- * (mapped) once; a tensor found by name, its shape checked, converted to
- * the dtype asked for. A model without files draws its tensors instead:
+ * (mapped) once; a tensor found by name, its shape checked, and given as
+ * it lies in the mapped file where it is already in the dtype asked for,
+ * else converted. A model without files draws its tensors instead:
  * norms' weights 1, the rest uniform with transformers' initial standard
  * deviation of 0.02, each tensor from the seed and its name (a block of a
  * million drawn and repeated). */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,30 +111,43 @@ static void draw(uint64_t seed, const char *name, forge_dtype dtype, void *dst, 
         memcpy((char *)dst + at * es, dst, (n - at < block ? n - at : block) * es);
 }
 
-forge_status model_tensor(const model_files *f, const char *fn, const char *name, int64_t d0, int64_t d1,
-                          forge_dtype dtype, void *dst) {
-    if (f->random) {
-        draw(f->seed, name, dtype, dst, (size_t)d0 * (size_t)(d1 ? d1 : 1));
-        return FORGE_OK;
-    }
+/* The tensor of that name in the files, checked to be [d0] or [d0, d1]. */
+static forge_status find(const model_files *f, const char *fn, const char *name, int64_t d0, int64_t d1,
+                         forge_tensor *t) {
     const forge_safetensors *st = f->n_files == 1 && !f->weight_map ? f->files[0] : NULL;
     if (f->weight_map) {
         const cJSON *file = cJSON_GetObjectItemCaseSensitive(f->weight_map, name);
         for (int i = 0; cJSON_IsString(file) && i < f->n_files && !st; i++)
             if (strcmp(f->names[i], file->valuestring) == 0) st = f->files[i];
     }
-    forge_tensor t;
-    if (!st || forge_st_find(st, name, &t) != FORGE_OK)
+    if (!st || forge_st_find(st, name, t) != FORGE_OK)
         return forge_fail(FORGE_ERR_NOT_FOUND, "%s: the model has no tensor %s%s", fn, name,
                           f->weight_map && st ? " in the shard its index names" : "");
     const int ndim = d1 ? 2 : 1;
-    if (t.ndim != ndim || t.shape[0] != d0 || (d1 && t.shape[1] != d1)) {
+    if (t->ndim != ndim || t->shape[0] != d0 || (d1 && t->shape[1] != d1)) {
         char got[64] = "", want[48];
-        for (int i = 0, n = 0; i < t.ndim && n < (int)sizeof got; i++)
-            n += snprintf(got + n, sizeof got - (size_t)n, i ? ", %lld" : "%lld", (long long)t.shape[i]);
+        for (int i = 0, n = 0; i < t->ndim && n < (int)sizeof got; i++)
+            n += snprintf(got + n, sizeof got - (size_t)n, i ? ", %lld" : "%lld", (long long)t->shape[i]);
         snprintf(want, sizeof want, d1 ? "%lld, %lld" : "%lld", (long long)d0, (long long)d1);
         return forge_fail(FORGE_ERR_SHAPE, "%s: tensor %s is [%s], the config makes it [%s]", fn, name, got, want);
     }
-    forge_convert(dst, dtype, t.data, t.dtype, (size_t)d0 * (size_t)(d1 ? d1 : 1));
+    return FORGE_OK;
+}
+
+forge_status model_tensor(const model_files *f, const char *fn, const char *name, int64_t d0, int64_t d1,
+                          forge_dtype dtype, const void **data, void **owned) {
+    const size_t n = (size_t)d0 * (size_t)(d1 ? d1 : 1), es = forge_dtype_size(dtype);
+    forge_tensor t = {0};
+    *owned = NULL;
+    forge_status st = f->random ? FORGE_OK : find(f, fn, name, d0, d1, &t);
+    if (st != FORGE_OK) return st;
+    if (!f->random && t.dtype == dtype && (uintptr_t)t.data % es == 0) { /* as it is in the mapped file */
+        *data = t.data;
+        return FORGE_OK;
+    }
+    if (!(*owned = malloc(n * es))) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    if (f->random) draw(f->seed, name, dtype, *owned, n);
+    else forge_convert(*owned, dtype, t.data, t.dtype, n);
+    *data = *owned;
     return FORGE_OK;
 }

@@ -36,18 +36,24 @@ void forge_model_free(forge_model *m) {
     free(m);
 }
 
-/* A tensor into backend memory as *out, [d0] or [d0, d1], through a host
- * buffer in the model's dtype. */
+/* A tensor into backend memory at dst, [d0] or [d0, d1], straight from the
+ * mapped file where it is in the model's dtype. */
+static forge_status upload_to(forge_model *m, const model_files *f, const char *name, int64_t d0, int64_t d1,
+                              void *dst) {
+    const void *data;
+    void *owned;
+    forge_status st = model_tensor(f, fn, name, d0, d1, m->opt.dtype, &data, &owned);
+    if (st == FORGE_OK)
+        st = forge_buffer_upload(m->ctx, dst, data, (size_t)d0 * (size_t)(d1 ? d1 : 1) * forge_dtype_size(m->opt.dtype));
+    free(owned);
+    return st;
+}
+
+/* A tensor into a new backend buffer *out. */
 static forge_status upload(forge_model *m, const model_files *f, const char *name, int64_t d0, int64_t d1,
                            void **out) {
-    const size_t bytes = (size_t)d0 * (size_t)(d1 ? d1 : 1) * forge_dtype_size(m->opt.dtype);
-    void *host = malloc(bytes);
-    if (!host) return out_of_memory();
-    forge_status st = model_tensor(f, fn, name, d0, d1, m->opt.dtype, host);
-    if (st == FORGE_OK) st = forge_buffer_alloc(m->ctx, bytes, out);
-    if (st == FORGE_OK) st = forge_buffer_upload(m->ctx, *out, host, bytes);
-    free(host);
-    return st;
+    forge_status st = forge_buffer_alloc(m->ctx, (size_t)d0 * (size_t)(d1 ? d1 : 1) * forge_dtype_size(m->opt.dtype), out);
+    return st == FORGE_OK ? upload_to(m, f, name, d0, d1, *out) : st;
 }
 
 /* The layer config of the model's blocks. */
@@ -64,8 +70,8 @@ static forge_layer_config layer_config(const forge_model *m) {
     return lc;
 }
 
-/* Block l's attention: its weights read into host buffers, the layer made
- * (it copies them), the buffers freed. */
+/* Block l's attention: the layer made from its weights (it copies them),
+ * as they lie in the mapped file where they are in the model's dtype. */
 static forge_status load_layer(forge_model *m, const model_files *f, int l) {
     const forge_model_config *c = &m->cfg;
     const forge_layer_config lc = layer_config(m);
@@ -77,22 +83,20 @@ static forge_status load_layer(forge_model *m, const model_files *f, int l) {
     const int64_t cols[] = {h, h, h, q, 0, 0, 0, 0, 0, 0};
     const int wanted[] = {1, 1, 1, 1, (c->bias & FORGE_BIAS_Q) != 0, (c->bias & FORGE_BIAS_K) != 0,
                           (c->bias & FORGE_BIAS_V) != 0, (c->bias & FORGE_BIAS_O) != 0, c->qk_norm, c->qk_norm};
-    void *host[10] = {0};
+    const void *data[10] = {0};
+    void *owned[10] = {0};
     forge_status st = FORGE_OK;
     for (int i = 0; i < 10 && st == FORGE_OK; i++) {
         if (!wanted[i]) continue;
         char name[96];
         snprintf(name, sizeof name, "model.layers.%d.self_attn.%s", l, parts[i]);
-        if (!(host[i] = malloc((size_t)(rows[i] * (cols[i] ? cols[i] : 1)) * forge_dtype_size(lc.dtype))))
-            st = out_of_memory();
-        else
-            st = model_tensor(f, fn, name, rows[i], cols[i], lc.dtype, host[i]);
+        st = model_tensor(f, fn, name, rows[i], cols[i], lc.dtype, &data[i], &owned[i]);
     }
-    const forge_layer_weights w = {host[0], host[1], host[2], host[3], host[4],
-                                   host[5], host[6], host[7], host[8], host[9]};
+    const forge_layer_weights w = {data[0], data[1], data[2], data[3], data[4],
+                                   data[5], data[6], data[7], data[8], data[9]};
     /* no CPU twin: a model is checked whole, against transformers */
     if (st == FORGE_OK) st = forge_layer_make(m->ctx, &lc, &w, 0, &m->layers[l]);
-    for (int i = 0; i < 10; i++) free(host[i]);
+    for (int i = 0; i < 10; i++) free(owned[i]);
     return st;
 }
 
@@ -109,15 +113,11 @@ static forge_status load_block(forge_model *m, const model_files *f, int l) {
     if (st == FORGE_OK) st = upload(m, f, name, c->hidden, c->intermediate, &b->down);
     if (st != FORGE_OK) return st;
     const size_t half = (size_t)c->intermediate * (size_t)c->hidden * forge_dtype_size(m->opt.dtype);
-    char *host = malloc(2 * half);
-    if (!host) return out_of_memory();
+    st = forge_buffer_alloc(m->ctx, 2 * half, &b->gate_up);
     snprintf(name, sizeof name, "model.layers.%d.mlp.gate_proj.weight", l);
-    st = model_tensor(f, fn, name, c->intermediate, c->hidden, m->opt.dtype, host);
+    if (st == FORGE_OK) st = upload_to(m, f, name, c->intermediate, c->hidden, b->gate_up);
     snprintf(name, sizeof name, "model.layers.%d.mlp.up_proj.weight", l);
-    if (st == FORGE_OK) st = model_tensor(f, fn, name, c->intermediate, c->hidden, m->opt.dtype, host + half);
-    if (st == FORGE_OK) st = forge_buffer_alloc(m->ctx, 2 * half, &b->gate_up);
-    if (st == FORGE_OK) st = forge_buffer_upload(m->ctx, b->gate_up, host, 2 * half);
-    free(host);
+    if (st == FORGE_OK) st = upload_to(m, f, name, c->intermediate, c->hidden, (char *)b->gate_up + half);
     return st;
 }
 
