@@ -357,6 +357,87 @@ static void test_sampling(void **state) {
     md_model_close(&mm);
 }
 
+/* model_sample's draw spelled out as transformers' warpers read: the whole
+ * vocabulary sorted, then top-k (ties with the k-th kept), top-p, min-p,
+ * and a walk of the kept tokens' weights; rng as model_sample's. */
+static double oracle_uniform(uint64_t *state) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (double)(z >> 11) * 0x1.0p-53;
+}
+
+static int oracle_order(const void *a, const void *b) {
+    const model_scored *x = a, *y = b;
+    if (x->score != y->score) return x->score > y->score ? -1 : 1;
+    return x->id - y->id;
+}
+
+static int32_t oracle_sample(const float *scores, int vocab, const forge_sampling *s, uint64_t *rng) {
+    model_scored *v = malloc(sizeof *v * (size_t)vocab);
+    assert_non_null(v);
+    for (int i = 0; i < vocab; i++) v[i] = (model_scored){scores[i] / s->temperature, i};
+    qsort(v, (size_t)vocab, sizeof *v, oracle_order);
+    int kept = vocab;
+    if (s->top_k > 0 && s->top_k < vocab)
+        for (kept = s->top_k; kept < vocab && v[kept].score == v[s->top_k - 1].score;) kept++;
+    const double top = v[0].score;
+    double sum = 0.0;
+    for (int i = 0; i < kept; i++) sum += exp(v[i].score - top);
+    if (s->top_p < 1.0f) {
+        double cum = 0.0;
+        int n = 0;
+        while (n < kept && cum < s->top_p) cum += exp(v[n++].score - top) / sum;
+        kept = n > 0 ? n : 1;
+        sum = 0.0;
+        for (int i = 0; i < kept; i++) sum += exp(v[i].score - top);
+    }
+    if (s->min_p > 0.0f) {
+        int n = 1;
+        while (n < kept && exp(v[n].score - top) >= s->min_p) n++;
+        kept = n;
+        sum = 0.0;
+        for (int i = 0; i < kept; i++) sum += exp(v[i].score - top);
+    }
+    double u = oracle_uniform(rng) * sum;
+    int32_t id = v[kept - 1].id;
+    for (int i = 0; i < kept; i++)
+        if ((u -= exp(v[i].score - top)) < 0) {
+            id = v[i].id;
+            break;
+        }
+    free(v);
+    return id;
+}
+
+/* model_sample, which sorts only the top-k candidates it selects, draws the
+ * very tokens of a sort of the whole vocabulary, on logits with many ties,
+ * for top-k of 1 to all but one, with and without top-p and min-p. */
+static void test_sample_selection(void **state) {
+    (void)state;
+    enum { V = 1000 };
+    float logits[V];
+    model_scored *scratch = malloc(sizeof *scratch * V);
+    assert_non_null(scratch);
+    ref_rng r = ref_rng_seed(77);
+    const int ks[] = {1, 2, 7, 50, 500, V - 1};
+    for (int round = 0; round < 40; round++) {
+        for (int i = 0; i < V; i++) logits[i] = (float)(int)(ref_rng_uniform(&r) * 40) / 4; /* 160 values: ties */
+        for (size_t k = 0; k < sizeof ks / sizeof ks[0]; k++) {
+            const forge_sampling s = {0.5f + (float)(round % 4) * 0.5f, ks[k], round % 3 ? 0.9f : 1.0f,
+                                      round % 2 ? 0.05f : 0.0f, 1.0f, 0};
+            uint64_t a = (uint64_t)round * 31 + k, b = a;
+            for (int draw = 0; draw < 5; draw++) {
+                const int32_t got = model_sample(logits, V, &s, NULL, 0, &a, scratch);
+                const int32_t want = oracle_sample(logits, V, &s, &b);
+                if (got != want) fail_msg("round %d, top_k %d, draw %d: %d, the full sort's %d", round, ks[k], draw, got, want);
+            }
+        }
+    }
+    free(scratch);
+}
+
 /* The logits of one prompt through a model of random weights. */
 static float *random_model_logits(forge_context *ctx, const forge_model_config *cfg, uint64_t seed) {
     forge_model *m;
@@ -430,7 +511,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_qwen2_biases), cmocka_unit_test(test_qwen3_qk_norm),
         cmocka_unit_test(test_mistral),      cmocka_unit_test(test_batch),
         cmocka_unit_test(test_bad_configs),  cmocka_unit_test(test_bad_weights_and_calls),
-        cmocka_unit_test(test_sampling),     cmocka_unit_test(test_random_models),
+        cmocka_unit_test(test_sampling),     cmocka_unit_test(test_sample_selection),
+        cmocka_unit_test(test_random_models),
     };
     return cmocka_run_group_tests_name(g_backend == FORGE_BACKEND_CUDA ? "model_cuda" : "model", tests, NULL, NULL);
 }

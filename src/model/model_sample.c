@@ -6,7 +6,9 @@
  * top-p keeping the most likely tokens whose probability reaches p, at
  * least one, min-p dropping tokens below min_p times the likeliest), then
  * a draw from the softmax of what is left. Greedy takes the first largest
- * logit after the penalty. */
+ * logit after the penalty. With top-k, only the k candidates (and ties
+ * with the k-th) are sorted, found by selection: the same tokens in the
+ * same order as a sort of the whole vocabulary would put first. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -70,6 +72,42 @@ static int by_score(const void *a, const void *b) {
     return x->id - y->id;
 }
 
+static void swap(model_scored *a, model_scored *b) {
+    const model_scored t = *a;
+    *a = *b, *b = t;
+}
+
+/* Puts the k first of v[0 .. n) in by_score's order into v[0 .. k), in no
+ * order (quickselect: O(n) expected, where a sort of a 128k vocabulary
+ * costs milliseconds a token). */
+static void select_first(model_scored *v, int n, int k) {
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        swap(&v[lo + (hi - lo) / 2], &v[hi]); /* the middle as pivot, kept at hi */
+        int store = lo;
+        for (int i = lo; i < hi; i++)
+            if (by_score(&v[i], &v[hi]) < 0) swap(&v[i], &v[store++]);
+        swap(&v[store], &v[hi]);
+        if (store == k - 1 || store == k) return;
+        if (store < k) lo = store + 1;
+        else hi = store - 1;
+    }
+}
+
+/* The top-k candidates sorted: the k first in by_score's order and every
+ * other token tied with the k-th, as a sort of the whole would put them
+ * first; their count. */
+static int top_k_sorted(model_scored *v, int vocab, int k) {
+    select_first(v, vocab, k);
+    float kth = v[0].score; /* the k-th's score: the lowest of the k */
+    for (int i = 1; i < k; i++) kth = v[i].score < kth ? v[i].score : kth;
+    int kept = k;
+    for (int i = k; i < vocab; i++)
+        if (v[i].score == kth) swap(&v[i], &v[kept++]);
+    qsort(v, (size_t)kept, sizeof *v, by_score);
+    return kept;
+}
+
 int32_t model_sample(const float *logits, int vocab, const forge_sampling *s, const int32_t *history, int n_history,
                      uint64_t *rng, model_scored *v) {
     for (int i = 0; i < vocab; i++) v[i] = (model_scored){logits[i], 0};
@@ -85,12 +123,9 @@ int32_t model_sample(const float *logits, int vocab, const forge_sampling *s, co
         if (v[i].score > v[best].score) best = i;
     if (s->temperature <= 0.0f) return best;
     for (int i = 0; i < vocab; i++) v[i] = (model_scored){v[i].score / s->temperature, i};
-    qsort(v, (size_t)vocab, sizeof *v, by_score);
     int kept = vocab;
-    if (s->top_k > 0 && s->top_k < vocab) {
-        kept = s->top_k;
-        while (kept < vocab && v[kept].score == v[s->top_k - 1].score) kept++;
-    }
+    if (s->top_k > 0 && s->top_k < vocab) kept = top_k_sorted(v, vocab, s->top_k);
+    else qsort(v, (size_t)vocab, sizeof *v, by_score);
     /* probabilities of the kept tokens, largest first */
     const double top = v[0].score;
     double sum = 0.0;
