@@ -357,56 +357,17 @@ static void test_sampling(void **state) {
     md_model_close(&mm);
 }
 
-/* model_sample's draw spelled out as transformers' warpers read: the whole
- * vocabulary sorted, then top-k (ties with the k-th kept), top-p, min-p,
- * and a walk of the kept tokens' weights; rng as model_sample's. */
-static double oracle_uniform(uint64_t *state) {
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (double)(z >> 11) * 0x1.0p-53;
-}
-
-static int oracle_order(const void *a, const void *b) {
-    const model_scored *x = a, *y = b;
-    if (x->score != y->score) return x->score > y->score ? -1 : 1;
-    return x->id - y->id;
-}
-
+/* model_sample's candidates found the plain way: the whole vocabulary
+ * sorted, top-k keeping the ties with the k-th; then its draw. */
 static int32_t oracle_sample(const float *scores, int vocab, const forge_sampling *s, uint64_t *rng) {
     model_scored *v = malloc(sizeof *v * (size_t)vocab);
     assert_non_null(v);
     for (int i = 0; i < vocab; i++) v[i] = (model_scored){scores[i] / s->temperature, i};
-    qsort(v, (size_t)vocab, sizeof *v, oracle_order);
+    qsort(v, (size_t)vocab, sizeof *v, model_scored_order);
     int kept = vocab;
     if (s->top_k > 0 && s->top_k < vocab)
         for (kept = s->top_k; kept < vocab && v[kept].score == v[s->top_k - 1].score;) kept++;
-    const double top = v[0].score;
-    double sum = 0.0;
-    for (int i = 0; i < kept; i++) sum += exp(v[i].score - top);
-    if (s->top_p < 1.0f) {
-        double cum = 0.0;
-        int n = 0;
-        while (n < kept && cum < s->top_p) cum += exp(v[n++].score - top) / sum;
-        kept = n > 0 ? n : 1;
-        sum = 0.0;
-        for (int i = 0; i < kept; i++) sum += exp(v[i].score - top);
-    }
-    if (s->min_p > 0.0f) {
-        int n = 1;
-        while (n < kept && exp(v[n].score - top) >= s->min_p) n++;
-        kept = n;
-        sum = 0.0;
-        for (int i = 0; i < kept; i++) sum += exp(v[i].score - top);
-    }
-    double u = oracle_uniform(rng) * sum;
-    int32_t id = v[kept - 1].id;
-    for (int i = 0; i < kept; i++)
-        if ((u -= exp(v[i].score - top)) < 0) {
-            id = v[i].id;
-            break;
-        }
+    const int32_t id = model_draw_sorted(v, kept, s, rng);
     free(v);
     return id;
 }

@@ -91,5 +91,11 @@ typedef struct {
 } model_scored;
 int32_t model_sample(const float *logits, int vocab, const forge_sampling *s, const int32_t *history, int n_history,
                      uint64_t *rng, model_scored *scratch);
+/* Its order of candidates: descending by score, then ascending by id (a
+ * stable order for ties); qsort's comparison. */
+int model_scored_order(const void *a, const void *b);
+/* Its last part: top-p, min-p and the draw over the kept candidates v[0 ..
+ * kept) (after temperature and top-k), sorted in that order. */
+int32_t model_draw_sorted(const model_scored *v, int kept, const forge_sampling *s, uint64_t *rng);
 
 #endif

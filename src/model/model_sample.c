@@ -65,8 +65,7 @@ static double uniform(uint64_t *state) {
     return (double)(z >> 11) * 0x1.0p-53;
 }
 
-/* Descending by score, then ascending by id (a stable order for ties). */
-static int by_score(const void *a, const void *b) {
+int model_scored_order(const void *a, const void *b) {
     const model_scored *x = a, *y = b;
     if (x->score != y->score) return x->score > y->score ? -1 : 1;
     return x->id - y->id;
@@ -77,7 +76,7 @@ static void swap(model_scored *a, model_scored *b) {
     *a = *b, *b = t;
 }
 
-/* Puts the k first of v[0 .. n) in by_score's order into v[0 .. k), in no
+/* Puts the k first of v[0 .. n) in model_scored_order's order into v[0 .. k), in no
  * order (quickselect: O(n) expected, where a sort of a 128k vocabulary
  * costs milliseconds a token). */
 static void select_first(model_scored *v, int n, int k) {
@@ -86,7 +85,7 @@ static void select_first(model_scored *v, int n, int k) {
         swap(&v[lo + (hi - lo) / 2], &v[hi]); /* the middle as pivot, kept at hi */
         int store = lo;
         for (int i = lo; i < hi; i++)
-            if (by_score(&v[i], &v[hi]) < 0) swap(&v[i], &v[store++]);
+            if (model_scored_order(&v[i], &v[hi]) < 0) swap(&v[i], &v[store++]);
         swap(&v[store], &v[hi]);
         if (store == k - 1 || store == k) return;
         if (store < k) lo = store + 1;
@@ -94,7 +93,7 @@ static void select_first(model_scored *v, int n, int k) {
     }
 }
 
-/* The top-k candidates sorted: the k first in by_score's order and every
+/* The top-k candidates sorted: the k first in model_scored_order's order and every
  * other token tied with the k-th, as a sort of the whole would put them
  * first; their count. */
 static int top_k_sorted(model_scored *v, int vocab, int k) {
@@ -104,7 +103,7 @@ static int top_k_sorted(model_scored *v, int vocab, int k) {
     int kept = k;
     for (int i = k; i < vocab; i++)
         if (v[i].score == kth) swap(&v[i], &v[kept++]);
-    qsort(v, (size_t)kept, sizeof *v, by_score);
+    qsort(v, (size_t)kept, sizeof *v, model_scored_order);
     return kept;
 }
 
@@ -125,7 +124,11 @@ int32_t model_sample(const float *logits, int vocab, const forge_sampling *s, co
     for (int i = 0; i < vocab; i++) v[i] = (model_scored){v[i].score / s->temperature, i};
     int kept = vocab;
     if (s->top_k > 0 && s->top_k < vocab) kept = top_k_sorted(v, vocab, s->top_k);
-    else qsort(v, (size_t)vocab, sizeof *v, by_score);
+    else qsort(v, (size_t)vocab, sizeof *v, model_scored_order);
+    return model_draw_sorted(v, kept, s, rng);
+}
+
+int32_t model_draw_sorted(const model_scored *v, int kept, const forge_sampling *s, uint64_t *rng) {
     /* probabilities of the kept tokens, largest first */
     const double top = v[0].score;
     double sum = 0.0;
