@@ -219,7 +219,8 @@ if [[ " $parts " == *" modelbench "* ]]; then
 fi
 if [[ " $parts " == *" modelprofile "* ]]; then
   # Each kernel of a few decode steps of the Llama-3-8B shape (4 blocks),
-  # its time and DRAM throughput (% of peak), by ncu
+  # its time and DRAM throughput (% of peak), by ncu; then the GEMMs of one
+  # row alone
   echo "== kernels of a decode step (ncu), Llama-3-8B shape, 4 blocks, bf16"
   ncu --launch-skip 400 --launch-count 48 --csv --print-units base \
     --metrics gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,dram__bytes.sum \
@@ -236,5 +237,8 @@ for i, m in by.items():
     print(f"{m['gpu__time_duration.sum'] / 1e3:9.1f} us  {m['dram__throughput.avg.pct_of_peak_sustained_elapsed']:5.1f}% dram  "
           f"{m['dram__bytes.sum'] / 1e6:8.2f} MB  {m['name']}")
 PY
+  # one row through the shape's projections: cuBLASLt's choice, its best
+  # timed, and kernels of our own (bench/gemv_probe.cu)
+  $build/gemv_probe | tee "$OUT/gemv_probe.txt" || status=1
 fi
 exit $status
