@@ -21,17 +21,11 @@
 #include <stdlib.h>
 #include <vector>
 
+#include "cuda_check.cuh"
+
 typedef __nv_bfloat16 T;
 #define THREADS 256
 
-#define CK(x)                                                                                                    \
-    do {                                                                                                         \
-        cudaError_t e_ = (x);                                                                                    \
-        if (e_) {                                                                                                \
-            printf("%s: %s\n", #x, cudaGetErrorString(e_));                                                      \
-            exit(1);                                                                                             \
-        }                                                                                                        \
-    } while (0)
 #define LT(x)                                                                                                    \
     do {                                                                                                         \
         cublasStatus_t s_ = (x);                                                                                 \

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "cuda_check.cuh"
 #include "mma.cuh"
 #include "wgmma.cuh"
 
@@ -30,14 +31,6 @@ typedef __nv_bfloat16 T;
 constexpr int D = 128, HK = 8, P = 16, B = 16, L = 32768, PAGES_SEQ = L / P;
 constexpr int ROWS = 64, STAGES = 3, THREADS = 128, CH = D / 8; /* (token, head) rows a stage */
 
-#define CK(x)                                                                   \
-    do {                                                                        \
-        cudaError_t e_ = (x);                                                   \
-        if (e_) {                                                               \
-            printf("%s: %s\n", #x, cudaGetErrorString(e_));                     \
-            exit(1);                                                            \
-        }                                                                       \
-    } while (0)
 
 /* Element offset of 16-byte chunk j of shared row r: padded rows, or dense
  * rows with the chunks swizzled by r % 8; either keeps ldmatrix's 8 rows
