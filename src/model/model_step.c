@@ -60,39 +60,37 @@ static forge_status workspace(forge_model *m, long rows, long out, const char *f
 }
 
 /* The step's inputs: distinct live sequences, tokens in the vocabulary, and
- * room for them (length and pages); seqs[i] the layers' view of input i
- * (its sequence at its length), *total their tokens. */
+ * room for them (the cache's own check of length and pages); seqs[i] the
+ * layers' view of input i (its sequence at its length), *total their
+ * tokens. */
 static forge_status check_inputs(const forge_model *m, const forge_model_input *in, int n, forge_seq *seqs,
                                  long *total, const char *fn) {
-    const forge_paged_config pc = forge_paged_cache_config(m->caches[0]);
-    long pages = 0;
+    int *ids = malloc(sizeof *ids * 2 * (size_t)n), *counts = ids + n;
+    if (!ids) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    forge_status st = FORGE_OK;
     *total = 0;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n && st == FORGE_OK; i++) {
         int len;
-        forge_status st = forge_paged_seq_len(m->caches[0], in[i].seq, &len);
-        if (st != FORGE_OK) return st;
-        for (int j = 0; j < i; j++)
+        st = forge_paged_seq_len(m->caches[0], in[i].seq, &len);
+        for (int j = 0; j < i && st == FORGE_OK; j++)
             if (in[j].seq == in[i].seq)
-                return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: in[%d] and in[%d] are both sequence %d", fn, j, i,
-                                  in[i].seq);
-        if (in[i].n_tokens < 1 || !in[i].tokens)
-            return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: in[%d] has %d tokens (or none given)", fn, i,
-                              in[i].n_tokens);
-        for (int t = 0; t < in[i].n_tokens; t++)
+                st = forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: in[%d] and in[%d] are both sequence %d", fn, j, i,
+                                in[i].seq);
+        if (st == FORGE_OK && (in[i].n_tokens < 1 || !in[i].tokens))
+            st = forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: in[%d] has %d tokens (or none given)", fn, i,
+                            in[i].n_tokens);
+        for (int t = 0; st == FORGE_OK && t < in[i].n_tokens; t++)
             if (in[i].tokens[t] < 0 || in[i].tokens[t] >= m->cfg.vocab_size)
-                return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: in[%d].tokens[%d] = %d is outside the vocabulary "
-                                  "[0, %d)", fn, i, t, (int)in[i].tokens[t], m->cfg.vocab_size);
-        if ((long)len + in[i].n_tokens > pc.max_seq_len)
-            return forge_fail(FORGE_ERR_CAPACITY, "%s: sequence %d holds %d tokens; %d more pass its room of %d", fn,
-                              in[i].seq, len, in[i].n_tokens, pc.max_seq_len);
-        pages += (len + in[i].n_tokens + pc.page_size - 1) / pc.page_size - (len + pc.page_size - 1) / pc.page_size;
+                st = forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: in[%d].tokens[%d] = %d is outside the vocabulary "
+                                "[0, %d)", fn, i, t, (int)in[i].tokens[t], m->cfg.vocab_size);
+        if (st != FORGE_OK) break;
+        ids[i] = in[i].seq, counts[i] = in[i].n_tokens;
         seqs[i] = (forge_seq){in[i].seq, len, in[i].n_tokens};
         *total += in[i].n_tokens;
     }
-    if (pages > forge_paged_cache_free_pages(m->caches[0]))
-        return forge_fail(FORGE_ERR_CAPACITY, "%s: the step needs %ld pages of the cache, %d are free", fn, pages,
-                          forge_paged_cache_free_pages(m->caches[0]));
-    return FORGE_OK;
+    if (st == FORGE_OK) st = forge_paged_check_room(m->caches[0], n, ids, counts, fn);
+    free(ids);
+    return st;
 }
 
 /* The step's work in backend memory, from the tokens (and the lengths,
