@@ -24,6 +24,14 @@ static forge_model_options options(int max_seqs, int max_tokens) {
     return o;
 }
 
+/* The first largest of the reference's logits [vocab]: its greedy token. */
+static int ref_argmax(const double *logits, int vocab) {
+    int best = 0;
+    for (int i = 1; i < vocab; i++)
+        if (logits[i] > logits[best]) best = i;
+    return best;
+}
+
 /* Greedy generation by the reference: the whole forward again each token. */
 static void ref_greedy(const md_weights *w, const int32_t *prompt, int n_prompt, int n_new, int32_t *out) {
     const int V = w->cfg.vocab_size;
@@ -34,11 +42,7 @@ static void ref_greedy(const md_weights *w, const int32_t *prompt, int n_prompt,
     for (int k = 0; k < n_new; k++) {
         const int n = n_prompt + k;
         assert_int_equal(ref_model_forward(&w->cfg, &w->ref, all, n, logits), 0);
-        const double *last = logits + (size_t)(n - 1) * V;
-        int best = 0;
-        for (int i = 1; i < V; i++)
-            if (last[i] > last[best]) best = i;
-        all[n] = out[k] = best;
+        all[n] = out[k] = ref_argmax(logits + (size_t)(n - 1) * V, V);
     }
     free(all);
     free(logits);
@@ -151,8 +155,7 @@ static void batch_step(md_model *mm, tb_seq **s, int n, const int *n_new, int gr
         assert_int_equal(ref_model_forward(&mm->cfg, &mm->w.ref, s[b]->tokens, len, want), 0);
         const double *last = want + (size_t)(len - 1) * V;
         if (greedy) {
-            int best = 0;
-            for (int i = 1; i < V; i++) best = last[i] > last[best] ? i : best;
+            const int best = ref_argmax(last, V);
             if (next[b] != best) fail_msg("%s: sequence %d at %d tokens: greedy %d, the reference's %d", what, b, len, next[b], best);
         } else {
             const ref_error e = ref_compare(got + (size_t)b * V, last, (size_t)V);
