@@ -6,18 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
 #include "commands.h"
 
 #define CMD "generate"
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* What the token callback needs: the stream that prints text, where the
  * ids go, and when the first token came (the end of the prefill). */
@@ -29,7 +22,7 @@ typedef struct {
 
 static int on_token(void *user, int32_t token) {
     run_state *r = user;
-    if (r->n++ == 0) r->first = now_s();
+    if (r->n++ == 0) r->first = 1e-6 * cli_now_us();
     const char *text;
     if (r->stream && forge_token_stream_push(r->stream, token, &text) == FORGE_OK) {
         fputs(text, stdout);
@@ -126,11 +119,11 @@ int cmd_generate(int argc, char **argv) {
     if (a.repeat_penalty >= 0) s.repeat_penalty = (float)a.repeat_penalty;
     s.seed = (uint64_t)a.seed;
     int made = 0;
-    const double t0 = now_s();
+    const double t0 = 1e-6 * cli_now_us();
     if (!rc && (st = forge_model_generate(model, prompt, (int)n_prompt, a.n, &s, special.eos_ids, special.n_eos,
                                           on_token, &r, out, &made)) != FORGE_OK)
         rc = cli_fail(CMD, st);
-    const double t1 = now_s(), prefill = made ? r.first - t0 : t1 - t0, decode = made ? t1 - r.first : 0.0;
+    const double t1 = 1e-6 * cli_now_us(), prefill = made ? r.first - t0 : t1 - t0, decode = made ? t1 - r.first : 0.0;
     if (!rc && a.json) {
         print_json(out, (int)n_prompt, made, prefill, decode);
     } else if (!rc) {
