@@ -2,8 +2,6 @@
 /* cuda_model.c: the CUDA backend's model operations (backend.h): the row
  * kernels of model_ops.cu, and the model's GEMMs through cuBLASLt, planned
  * once a shape and kept in the context's few plans, replaced in turn. */
-#include <string.h>
-
 #include "cuda_backend.h"
 
 forge_status cuda_model_rmsnorm(forge_context *ctx, forge_dtype dtype, void *out, void *x, const void *res,
