@@ -24,6 +24,16 @@ int tok_ids_push(tok_ids *out, int32_t id) {
     return 1;
 }
 
+int tok_bytes_reserve(char **bytes, size_t *cap, size_t need, size_t first) {
+    if (need <= *cap) return 1;
+    size_t grown_cap = *cap ? 2 * *cap : first;
+    while (grown_cap < need) grown_cap *= 2;
+    char *grown = realloc(*bytes, grown_cap);
+    if (!grown) return 0;
+    *bytes = grown, *cap = grown_cap;
+    return 1;
+}
+
 typedef struct {
     int id;
     int prev, next; /* neighbours, -1 at the ends */
@@ -198,13 +208,7 @@ static int bpe_cached(tok_encoder *e, const char *piece, int len) {
     }
     const size_t from = e->out->n;
     if (!bpe(e->t, piece, len, e->out)) return 0;
-    if (c->keys_len + (size_t)len > c->keys_cap) {
-        size_t cap = c->keys_cap ? 2 * c->keys_cap : 65536;
-        while (cap < c->keys_len + (size_t)len) cap *= 2;
-        char *grown = realloc(c->keys, cap);
-        if (!grown) return 0;
-        c->keys = grown, c->keys_cap = cap;
-    }
+    if (!tok_bytes_reserve(&c->keys, &c->keys_cap, c->keys_len + (size_t)len, 65536)) return 0;
     const size_t ids_at = c->ids.n;
     for (size_t k = from; k < e->out->n; k++)
         if (!tok_ids_push(&c->ids, e->out->ids[k])) return 0;

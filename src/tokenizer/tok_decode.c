@@ -25,13 +25,7 @@ typedef struct {
 
 static int put(buffer *b, const void *s, size_t n) {
     if (n == 0) return 1; /* an empty buffer may have no bytes yet */
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n) cap *= 2;
-        char *grown = realloc(b->bytes, cap);
-        if (!grown) return 0;
-        b->bytes = grown, b->cap = cap;
-    }
+    if (!tok_bytes_reserve(&b->bytes, &b->cap, b->len + n, 256)) return 0;
     memcpy(b->bytes + b->len, s, n);
     b->len += n;
     return 1;

@@ -21,13 +21,7 @@ typedef struct {
 
 static int pieces_add(pieces *p, const char *s, size_t len) {
     if (len == 0) return 1; /* empty pieces are dropped, as Hugging Face does */
-    if (p->len + len > p->cap) {
-        size_t cap = p->cap ? p->cap : 256;
-        while (cap < p->len + len) cap *= 2;
-        char *grown = realloc(p->bytes, cap);
-        if (!grown) return 0;
-        p->bytes = grown, p->cap = cap;
-    }
+    if (!tok_bytes_reserve(&p->bytes, &p->cap, p->len + len, 256)) return 0;
     if (p->n + 2 > p->cap_n) {
         const int cap = p->cap_n ? 2 * p->cap_n : 64;
         size_t *grown = realloc(p->start, sizeof *grown * (size_t)cap);

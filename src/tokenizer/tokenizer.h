@@ -182,6 +182,9 @@ typedef struct {
     size_t n, cap;
 } tok_ids;
 int tok_ids_push(tok_ids *out, int32_t id); /* 0: out of memory */
+/* Room for need bytes in *bytes, its capacity *cap doubled from first as
+ * it grows; 0: out of memory (the bytes as they were). */
+int tok_bytes_reserve(char **bytes, size_t *cap, size_t need, size_t first);
 
 /* One encode call: its tokenizer, the public call's name, PCRE2's match
  * data, the spans of the last split, the pieces already through BPE, and
