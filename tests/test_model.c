@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cpu/cpu_ops.h"
 #include "model/model.h"
 #include "model_dir.h"
 #include "test_util.h"
@@ -402,6 +403,33 @@ static void test_sample_selection(void **state) {
     free(scratch);
 }
 
+/* The CPU backend's projection, sgemm or sgemv a block of W at a time by
+ * the number of rows, against a float64 product: rows on both sides of
+ * CPU_LINEAR_GEMV_ROWS, W of several blocks and a partial last one, with
+ * and without a bias. */
+static void test_cpu_linear(void **state) {
+    (void)state;
+    const int in = 1000, out = (int)(2.5 * CPU_LINEAR_BLOCK_BYTES / (in * sizeof(float)));
+    const int rows[] = {1, 3, CPU_LINEAR_GEMV_ROWS, CPU_LINEAR_GEMV_ROWS + 1};
+    float *x = tl_random((size_t)CPU_LINEAR_GEMV_ROWS * 2 * in, 5, 1.0);
+    float *w = tl_random((size_t)out * in, 6, 1.0), *bias = tl_random((size_t)out, 7, 1.0);
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            float *y = tl_poisoned((size_t)rows[i] * out);
+            cpu_linear(y, x, w, with_bias ? bias : NULL, rows[i], in, out);
+            for (int r = 0; r < rows[i]; r++)
+                for (int o = 0; o < out; o++) {
+                    double want = with_bias ? bias[o] : 0;
+                    for (int k = 0; k < in; k++) want += (double)x[(size_t)r * in + k] * w[(size_t)o * in + k];
+                    if (!(fabs(y[(size_t)r * out + o] - want) <= 1e-4 * (1 + fabs(want))))
+                        fail_msg("%d rows, bias %d: y[%d][%d] = %g, want %g", rows[i], with_bias, r, o,
+                                 y[(size_t)r * out + o], want);
+                }
+            free(y);
+        }
+    free(x), free(w), free(bias);
+}
+
 /* The logits of one prompt through a model of random weights. */
 static float *random_model_logits(forge_context *ctx, const forge_model_config *cfg, uint64_t seed) {
     forge_model *m;
@@ -476,7 +504,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_mistral),      cmocka_unit_test(test_batch),
         cmocka_unit_test(test_bad_configs),  cmocka_unit_test(test_bad_weights_and_calls),
         cmocka_unit_test(test_sampling),     cmocka_unit_test(test_sample_selection),
-        cmocka_unit_test(test_random_models),
+        cmocka_unit_test(test_random_models), cmocka_unit_test(test_cpu_linear),
     };
     return cmocka_run_group_tests_name(g_backend == FORGE_BACKEND_CUDA ? "model_cuda" : "model", tests, NULL, NULL);
 }

@@ -2,7 +2,9 @@
 /* cpu_attention.c: attention of one sequence (CPU backend), causal or not.
  * Unfused: QK^T and PV by OpenBLAS GEMM on blocks of
  * CPU_ATTN_ROWS query rows, so that scratch stays small and each causal block
- * reads only the keys its last row can see. */
+ * reads only the keys its last row can see; a block of one row (a decode
+ * step) by GEMV, which reads K and V where they lie instead of packing them
+ * first. */
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
@@ -38,7 +40,10 @@ void cpu_attention(const cpu_attention_args *a, float *scores) {
             const float *q = a->q + (long)i0 * a->q_stride + h * D;
             float *out = a->out + (long)i0 * a->out_stride + h * D;
             /* scores[r, j] = q_r . k_j * scale   (rows, n_keys) */
-            if (n_keys > 0)
+            if (n_keys > 0 && rows == 1)
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, n_keys, D, a->scale, k, a->k_stride, q, 1, 0.0f,
+                            scores, 1);
+            else if (n_keys > 0)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n_keys, D, a->scale, q,
                             a->q_stride, k, a->k_stride, 0.0f, scores, n_keys);
             for (int r = 0; r < rows; r++) {
@@ -49,7 +54,9 @@ void cpu_attention(const cpu_attention_args *a, float *scores) {
                 if (n_keys == 0) memset(out + (long)r * a->out_stride, 0, sizeof(float) * (size_t)D);
             }
             /* out[r, :] = sum_j p[r, j] v_j   (rows, D) */
-            if (n_keys > 0)
+            if (n_keys > 0 && rows == 1)
+                cblas_sgemv(CblasRowMajor, CblasTrans, n_keys, D, 1.0f, v, a->k_stride, scores, 1, 0.0f, out, 1);
+            else if (n_keys > 0)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, D, n_keys, 1.0f, scores,
                             n_keys, v, a->k_stride, 0.0f, out, a->out_stride);
         }

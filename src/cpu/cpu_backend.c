@@ -3,7 +3,6 @@
  * GPU is checked against besides the float64 reference: its buffers
  * (host memory), attention alone, and its operations' table, each from the
  * file of its concern (cpu_layer.c, cpu_cache.c). */
-#include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -106,7 +105,7 @@ static forge_status cpu_model_rmsnorm(forge_context *ctx, forge_dtype dtype, voi
 static forge_status cpu_model_linear(forge_context *ctx, forge_dtype dtype, void *y, const void *x, const void *w,
                                      long rows, int in, int out) {
     (void)ctx, (void)dtype;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+    cpu_linear(y, x, w, NULL, rows, in, out);
     return FORGE_OK;
 }
 

@@ -9,7 +9,6 @@
  * It computes in float32; a layer in fp16 or bf16 takes weights, x and y in
  * that dtype and rounds to it the tensors a GPU stores in it (Q, K, V, the
  * cache and the attention output), so that it models a 16-bit layer. */
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,15 +126,6 @@ static forge_status workspace(cpu_layer *l, const forge_layer_config *c, const c
     return FORGE_OK;
 }
 
-/* y[t, :] = bias (or 0), then y += a W^T: a [tokens, in], W [out, in]. */
-static void linear(float *y, const float *a, const float *w, const float *bias, int tokens, int in,
-                   int out, int ldy) {
-    if (bias)
-        for (int t = 0; t < tokens; t++) memcpy(y + (long)t * ldy, bias, (size_t)out * sizeof *y);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tokens, out, in, 1.0f, a, in, w, in,
-                bias ? 1.0f : 0.0f, y, ldy);
-}
-
 /* With profiling on, t[i] = now; at the last stage, the stage times. */
 static void stage_mark(forge_layer *layer, double *t, int i) {
     if (!layer->profiling) return;
@@ -150,7 +140,7 @@ static void project(forge_layer *layer, int total, const void *x) {
     cpu_layer *l = layer->impl;
     /* a 16-bit layer's x passes through l->io in float */
     if (c->dtype != FORGE_F32) forge_convert(l->io, FORGE_F32, x, c->dtype, (size_t)total * c->hidden);
-    linear(l->qkv, c->dtype == FORGE_F32 ? x : l->io, l->w_qkv, l->b_qkv, total, c->hidden, qkv_dim(c), qkv_dim(c));
+    cpu_linear(l->qkv, c->dtype == FORGE_F32 ? x : l->io, l->w_qkv, l->b_qkv, total, c->hidden, qkv_dim(c));
 }
 
 static void rotate(forge_layer *layer, const forge_batch *b) {
@@ -177,7 +167,7 @@ static void output(forge_layer *layer, int total, void *y) {
     cpu_layer *l = layer->impl;
     const int wide = c->dtype == FORGE_F32, hd = c->heads * c->head_dim;
     forge_round_to(c->dtype, l->attn, (size_t)total * hd);
-    linear(wide ? y : l->io, l->attn, l->w_o, l->b_o, total, hd, c->hidden, c->hidden);
+    cpu_linear(wide ? y : l->io, l->attn, l->w_o, l->b_o, total, hd, c->hidden);
     if (!wide) forge_convert(y, c->dtype, l->io, FORGE_F32, (size_t)total * c->hidden);
 }
 
