@@ -33,7 +33,7 @@ done
 carry_build() {
   mkdir -p "$2/tests"
   cp -P "$1"/forge "$1"/example_minimal "$1"/libforge-llm*.so* "$2/"
-  for b in seed_graph_parts gemv_probe tile_bench paged_stream_probe; do [ -x "$1/$b" ] && cp "$1/$b" "$2/"; done
+  for b in seed_graph_parts gemv_probe tile_bench paged_stream_probe host_bandwidth; do [ -x "$1/$b" ] && cp "$1/$b" "$2/"; done
   cp "$1"/tests/test_* "$2/tests/" 2>/dev/null || true
   rm -f "$2"/tests/*.cmake
 }

@@ -206,8 +206,8 @@ fi
 if [[ " $parts " == *" modelbench "* ]]; then
   # Whole models of the Llama-3-8B shape (bf16, random weights) beside
   # torch_model_ref.py in the same run: batch-1 decode (prompt 128, 256
-  # new), a 2048-token prefill, batch-64 decode; and the small model's
-  # CPU figures
+  # new), a 2048-token prefill, batch-64 decode; the load from files; and
+  # the small model's CPU figures
   echo "== whole model: Llama-3-8B shape, bf16"
   m="$OUT/model_bench.jsonl"
   : >"$m"
@@ -216,6 +216,20 @@ if [[ " $parts " == *" modelbench "* ]]; then
   $build/forge bench model --json --shape llama3-8b --dtype bf16 --batch 64 --prompt 128 --new 64 | tee -a "$m" || status=1
   python3 .carry/torch_model_ref.py | tee -a "$m" || status=1
   python3 .carry/torch_model_ref.py --batch 64 --prompt 128 --new 64 --prefill 128 | tee -a "$m" || status=1
+  # the same shape loaded from files in the page cache (16 GB of bf16 in
+  # 5 GB shards, written by the standard library alone)
+  d=$(mktemp -d)
+  python3 bench/random_model_dir.py "$d/llama8b" && cat "$d"/llama8b/*.safetensors >/dev/null || status=1
+  $build/forge bench model --json --model "$d/llama8b" --dtype bf16 --prompt 16 --new 16 | tee -a "$m" || status=1
+  rm -rf "$d/llama8b"
+  # the small model on the CPU backend beside transformers on the same
+  # CPU, and that CPU's read bandwidth, the bound of its decode
+  python3 bench/torch_model_cpu.py "$d/smol" --prompt 128 --new 32 | tee -a "$m" || status=1
+  $build/forge bench model --json --model "$d/smol" --backend cpu --prompt 128 --new 32 | tee -a "$m" || status=1
+  $build/forge bench model --json --model "$d/smol" --backend cpu --batch 4 --prompt 128 --new 32 | tee -a "$m" ||
+    status=1
+  $build/host_bandwidth | tee -a "$logs/host_bandwidth.txt" || status=1
+  rm -rf "$d"
 fi
 if [[ " $parts " == *" modelprofile "* ]]; then
   # Each kernel of a few decode steps of the Llama-3-8B shape (4 blocks),
