@@ -362,23 +362,32 @@ static void test_sampling(void **state) {
 }
 
 /* model_sample's candidates found the plain way: the whole vocabulary
- * sorted, top-k keeping the ties with the k-th; then its draw. */
+ * sorted, top-k keeping the ties with the k-th; then its draw. The mass is
+ * summed as model_sample sums it: over the top-k candidates in their
+ * order, or over the whole vocabulary in the order of ids. */
 static int32_t oracle_sample(const float *scores, int vocab, const forge_sampling *s, uint64_t *rng) {
     model_scored *v = malloc(sizeof *v * (size_t)vocab);
     assert_non_null(v);
     for (int i = 0; i < vocab; i++) v[i] = (model_scored){scores[i] / s->temperature, i};
+    const int top_k = s->top_k > 0 && s->top_k < vocab;
+    double mass = 0.0, top = v[0].score;
+    for (int i = 1; i < vocab; i++) top = v[i].score > top ? v[i].score : top;
+    if (!top_k) mass = model_mass(v, vocab, top);
     qsort(v, (size_t)vocab, sizeof *v, model_scored_order);
     int kept = vocab;
-    if (s->top_k > 0 && s->top_k < vocab)
+    if (top_k) {
         for (kept = s->top_k; kept < vocab && v[kept].score == v[s->top_k - 1].score;) kept++;
-    const int32_t id = model_draw_sorted(v, kept, s, rng);
+        mass = model_mass(v, kept, top);
+    }
+    const int32_t id = model_draw_sorted(v, kept, mass, s, rng);
     free(v);
     return id;
 }
 
 /* model_sample, which sorts only the top-k candidates it selects, draws the
  * very tokens of a sort of the whole vocabulary, on logits with many ties,
- * for top-k of 1 to all but one, with and without top-p and min-p. */
+ * for top-k of 0 (none) and of 1 to all but one, with and without top-p and
+ * min-p. */
 static void test_sample_selection(void **state) {
     (void)state;
     enum { V = 1000 };
@@ -386,7 +395,7 @@ static void test_sample_selection(void **state) {
     model_scored *scratch = malloc(sizeof *scratch * V);
     assert_non_null(scratch);
     ref_rng r = ref_rng_seed(77);
-    const int ks[] = {1, 2, 7, 50, 500, V - 1};
+    const int ks[] = {0, 1, 2, 7, 50, 500, V - 1};
     for (int round = 0; round < 40; round++) {
         for (int i = 0; i < V; i++) logits[i] = (float)(int)(ref_rng_uniform(&r) * 40) / 4; /* 160 values: ties */
         for (size_t k = 0; k < sizeof ks / sizeof ks[0]; k++) {

@@ -95,7 +95,11 @@ int32_t model_sample(const float *logits, int vocab, const forge_sampling *s, co
  * stable order for ties); qsort's comparison. */
 int model_scored_order(const void *a, const void *b);
 /* Its last part: top-p, min-p and the draw over the kept candidates v[0 ..
- * kept) (after temperature and top-k), sorted in that order. */
-int32_t model_draw_sorted(const model_scored *v, int kept, const forge_sampling *s, uint64_t *rng);
+ * kept) (after temperature and top-k), sorted in that order, mass the
+ * candidates' sum of exp(score - the largest), over all of them: v may
+ * hold only the start of their order, as far as top-p or min-p keeps. */
+int32_t model_draw_sorted(const model_scored *v, int kept, double mass, const forge_sampling *s, uint64_t *rng);
+/* The sum of exp(score - top) over v [n], in v's order. */
+double model_mass(const model_scored *v, int n, double top);
 
 #endif

@@ -6,9 +6,12 @@
  * top-p keeping the most likely tokens whose probability reaches p, at
  * least one, min-p dropping tokens below min_p times the likeliest), then
  * a draw from the softmax of what is left. Greedy takes the first largest
- * logit after the penalty. With top-k, only the k candidates (and ties
- * with the k-th) are sorted, found by selection: the same tokens in the
- * same order as a sort of the whole vocabulary would put first. */
+ * logit after the penalty. Only as much of the vocabulary is sorted as the
+ * warpers can keep, found by selection: with top-k, the k candidates (and
+ * ties with the k-th); without, the tokens min-p keeps, and of those the
+ * likeliest in growing batches until top-p's mass is reached. They are the
+ * same tokens in the same order as a sort of the whole vocabulary would put
+ * first. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -93,18 +96,86 @@ static void select_first(model_scored *v, int n, int k) {
     }
 }
 
-/* The top-k candidates sorted: the k first in model_scored_order's order and every
- * other token tied with the k-th, as a sort of the whole would put them
- * first; their count. */
-static int top_k_sorted(model_scored *v, int vocab, int k) {
-    select_first(v, vocab, k);
+/* Score buckets below the largest, FRONT_RANGE wide in all (a token further
+ * down weighs under exp(-40) of the likeliest; it lands in the last). */
+enum { FRONT_BUCKETS = 1024 };
+#define FRONT_RANGE 40.0
+
+static int bucket_of(float score, double top) {
+    const double b = (top - score) * (FRONT_BUCKETS / FRONT_RANGE);
+    return b < FRONT_BUCKETS - 1 ? (int)b : FRONT_BUCKETS - 1;
+}
+
+/* Moves to the front of v [n] (top its largest score) the tokens of the
+ * fewest top score buckets that hold at least count tokens and at least
+ * about share of the mass (each bucket's counted at its lowest score, so
+ * never more than it holds); returns how many. A bucket is a range of
+ * scores, so the front is a start of model_scored_order's order, with
+ * every tie of its last token: two passes over v, where a selection over
+ * the whole vocabulary is several, each slower. */
+static int front_of(model_scored *v, int n, double top, int count, double share) {
+    int counts[FRONT_BUCKETS] = {0};
+    for (int i = 0; i < n; i++) counts[bucket_of(v[i].score, top)]++;
+    int last = 0, seen = counts[0];
+    double mass = counts[0] * exp(-FRONT_RANGE / FRONT_BUCKETS);
+    while (last < FRONT_BUCKETS - 1 && (seen < count || mass < share)) {
+        last++;
+        seen += counts[last];
+        mass += counts[last] * exp(-(last + 1) * (FRONT_RANGE / FRONT_BUCKETS));
+    }
+    int front = 0;
+    for (int i = 0; i < n; i++)
+        if (bucket_of(v[i].score, top) <= last) swap(&v[i], &v[front++]);
+    return front;
+}
+
+/* The top-k candidates of v [n] (a start of the order holding at least k,
+ * with every tie of its last) sorted: the k first in model_scored_order's
+ * order and every other token tied with the k-th, as a sort of the whole
+ * would put them first; their count. */
+static int top_k_sorted(model_scored *v, int n, int k) {
+    select_first(v, n, k);
     float kth = v[0].score; /* the k-th's score: the lowest of the k */
     for (int i = 1; i < k; i++) kth = v[i].score < kth ? v[i].score : kth;
     int kept = k;
-    for (int i = k; i < vocab; i++)
+    for (int i = k; i < n; i++)
         if (v[i].score == kth) swap(&v[i], &v[kept++]);
     qsort(v, (size_t)kept, sizeof *v, model_scored_order);
     return kept;
+}
+
+double model_mass(const model_scored *v, int n, double top) {
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) sum += exp(v[i].score - top);
+    return sum;
+}
+
+/* Without top-k: sorts the start of v [n] (top the largest score, mass the
+ * whole's) as far as top-p and min-p can keep, and returns how far: the
+ * tokens min-p keeps are moved first; of those, the front that about holds
+ * top_p's share is sorted, and further batches, each four times the last,
+ * are selected and sorted until the walk model_draw_sorted makes again
+ * reaches top_p. */
+static int sorted_prefix(model_scored *v, int n, const forge_sampling *s, double top, double mass) {
+    int limit = n;
+    if (s->min_p > 0.0f) {
+        limit = 0;
+        for (int i = 0; i < n; i++)
+            if (exp(v[i].score - top) >= s->min_p) swap(&v[i], &v[limit++]);
+    }
+    if (s->top_p >= 1.0f) {
+        qsort(v, (size_t)limit, sizeof *v, model_scored_order);
+        return limit;
+    }
+    double cum = 0.0;
+    for (int sorted = 0, end = front_of(v, limit, top, 1, s->top_p * mass);; end *= 4) {
+        end = end < limit ? end : limit;
+        select_first(v + sorted, limit - sorted, end - sorted);
+        qsort(v + sorted, (size_t)(end - sorted), sizeof *v, model_scored_order);
+        for (; sorted < end; sorted++)
+            if ((cum += exp(v[sorted].score - top) / mass) >= s->top_p) return sorted + 1;
+        if (end == limit) return limit;
+    }
 }
 
 int32_t model_sample(const float *logits, int vocab, const forge_sampling *s, const int32_t *history, int n_history,
@@ -122,17 +193,19 @@ int32_t model_sample(const float *logits, int vocab, const forge_sampling *s, co
         if (v[i].score > v[best].score) best = i;
     if (s->temperature <= 0.0f) return best;
     for (int i = 0; i < vocab; i++) v[i] = (model_scored){v[i].score / s->temperature, i};
-    int kept = vocab;
-    if (s->top_k > 0 && s->top_k < vocab) kept = top_k_sorted(v, vocab, s->top_k);
-    else qsort(v, (size_t)vocab, sizeof *v, model_scored_order);
-    return model_draw_sorted(v, kept, s, rng);
+    const double top = v[best].score;
+    if (s->top_k > 0 && s->top_k < vocab) {
+        const int kept = top_k_sorted(v, front_of(v, vocab, top, s->top_k, 0.0), s->top_k);
+        return model_draw_sorted(v, kept, model_mass(v, kept, top), s, rng);
+    }
+    const double mass = model_mass(v, vocab, top);
+    return model_draw_sorted(v, sorted_prefix(v, vocab, s, top, mass), mass, s, rng);
 }
 
-int32_t model_draw_sorted(const model_scored *v, int kept, const forge_sampling *s, uint64_t *rng) {
+int32_t model_draw_sorted(const model_scored *v, int kept, double mass, const forge_sampling *s, uint64_t *rng) {
     /* probabilities of the kept tokens, largest first */
     const double top = v[0].score;
-    double sum = 0.0;
-    for (int i = 0; i < kept; i++) sum += exp(v[i].score - top);
+    double sum = mass;
     if (s->top_p < 1.0f) {
         double cum = 0.0;
         int n = 0;
