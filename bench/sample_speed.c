@@ -42,7 +42,7 @@ int main(int argc, char **argv) {
         uint64_t rng = 7;
         long sum = 0;
         const double t0 = now_ms();
-        for (int d = 0; d < draws; d++) sum += model_sample(logits, vocab, &settings[s], NULL, 0, &rng, scratch);
+        for (int d = 0; d < draws; d++) sum += model_sample(logits, vocab, &settings[s], NULL, &rng, scratch);
         const forge_sampling *x = &settings[s];
         printf("temperature %.1f top_k %d top_p %.2f min_p %.2f: %.3f ms a draw (%ld)\n", x->temperature, x->top_k,
                x->top_p, x->min_p, (now_ms() - t0) / draws, sum % 10);

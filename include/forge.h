@@ -741,6 +741,18 @@ FORGE_API forge_sampling forge_sampling_greedy(void);
  * the file is absent. */
 FORGE_API forge_status forge_sampling_read(const char *dir, forge_sampling *out);
 
+/* As forge_model_step_greedy, but each sequence's next token drawn as
+ * sampling[i] says (a setting for each input): the repetition penalty over
+ * every token the sequence has taken in (its prompt and what it generated,
+ * through any step call), then the warpers and a draw seeded by
+ * sampling[i].seed and the sequence's length, so that a sequence draws the
+ * same tokens whatever else shares its steps. A bad setting is
+ * FORGE_ERR_INVALID_ARGUMENT before anything runs. A batch that is all
+ * greedy without a penalty is chosen on the device; otherwise the logits
+ * of the n rows come to the host and are drawn from there. */
+FORGE_API forge_status forge_model_step_sample(forge_model *model, const forge_model_input *in, int n,
+                                               const forge_sampling *sampling, int32_t *next);
+
 /* Called with each generated token; a non-zero return stops generation. */
 typedef int (*forge_token_fn)(void *user, int32_t token);
 

@@ -361,6 +361,74 @@ static void test_sampling(void **state) {
     md_model_close(&mm);
 }
 
+/* The bit of token t in a bitmap of the vocabulary. */
+static void mark_seen(uint32_t *seen, int32_t t) { seen[t / 32] |= 1u << t % 32; }
+
+/* forge_model_step_sample over a batch of three sequences with settings of
+ * their own (greedy; a penalty with top-p and min-p; top-k with a strong
+ * penalty), prompts of different lengths and then 12 decode steps: every
+ * token is model_sample's over the logits forge_model_step gives a twin
+ * model for the same steps, with the penalty over every token its sequence
+ * has taken in and a draw seeded by its seed and length. Then a bad setting
+ * or none leaves the sequences and next as they were. */
+static void test_step_sample(void **state) {
+    (void)state;
+    md_model mm;
+    md_model_open(&mm, &llama, 61, g_backend, 3, 256);
+    const int V = mm.cfg.vocab_size, words = (V + 31) / 32;
+    const forge_model_options o = options(3, 256);
+    forge_model *twin;
+    TL_OK(forge_model_load(mm.ctx, mm.dir, &o, &twin));
+    const forge_sampling s[3] = {forge_sampling_greedy(), {0.8f, 0, 0.9f, 0.02f, 1.3f, 5}, {1.2f, 8, 1.0f, 0.0f, 4.0f, 6}};
+    const int n_prompt[3] = {7, 3, 11};
+    uint32_t *seen = calloc((size_t)3 * words, sizeof *seen);
+    float *logits = malloc(sizeof *logits * 3 * (size_t)V);
+    model_scored *scratch = malloc(sizeof *scratch * (size_t)V);
+    assert_true(seen && logits && scratch);
+    int32_t *prompts[3], next[3], fed[3];
+    int lens[3];
+    forge_model_input in[3], twin_in[3];
+    for (int i = 0; i < 3; i++) {
+        prompts[i] = prompt_of(n_prompt[i], V, 70 + (uint64_t)i);
+        for (int t = 0; t < n_prompt[i]; t++) mark_seen(seen + (size_t)i * words, prompts[i][t]);
+        lens[i] = n_prompt[i];
+        TL_OK(forge_model_seq_new(mm.m, &in[i].seq));
+        TL_OK(forge_model_seq_new(twin, &twin_in[i].seq));
+        in[i].n_tokens = twin_in[i].n_tokens = n_prompt[i];
+        in[i].tokens = twin_in[i].tokens = prompts[i];
+    }
+    for (int step = 0; step < 13; step++) {
+        TL_OK(forge_model_step_sample(mm.m, in, 3, s, next));
+        TL_OK(forge_model_step(twin, twin_in, 3, 0, logits));
+        for (int i = 0; i < 3; i++) {
+            uint64_t rng = s[i].seed + (uint64_t)lens[i] * 0x9e3779b97f4a7c15ull;
+            const int32_t want = model_sample(logits + (size_t)i * V, V, &s[i], seen + (size_t)i * words, &rng, scratch);
+            if (next[i] != want) fail_msg("step %d, sequence %d: %d, the twin's logits draw %d", step, i, next[i], want);
+            fed[i] = next[i];
+            mark_seen(seen + (size_t)i * words, fed[i]);
+            lens[i]++;
+            in[i].n_tokens = twin_in[i].n_tokens = 1;
+            in[i].tokens = twin_in[i].tokens = &fed[i];
+        }
+    }
+    forge_sampling bad[3] = {s[0], s[1], s[2]};
+    bad[1].top_p = 0.0f;
+    int32_t untouched[3] = {-7, -7, -7};
+    assert_int_equal(forge_model_step_sample(mm.m, in, 3, bad, untouched), FORGE_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(forge_last_error(), "sampling[1]"));
+    assert_int_equal(forge_model_step_sample(mm.m, in, 3, NULL, untouched), FORGE_ERR_INVALID_ARGUMENT);
+    for (int i = 0; i < 3; i++) {
+        int len;
+        TL_OK(forge_model_seq_len(mm.m, in[i].seq, &len));
+        assert_int_equal(len, lens[i] - 1); /* the last token drawn was never fed */
+        assert_int_equal(untouched[i], -7);
+        free(prompts[i]);
+    }
+    free(seen), free(logits), free(scratch);
+    forge_model_free(twin);
+    md_model_close(&mm);
+}
+
 /* model_sample's candidates found the plain way: the whole vocabulary
  * sorted, top-k keeping the ties with the k-th; then its draw. The mass is
  * summed as model_sample sums it: over the top-k candidates in their
@@ -403,7 +471,7 @@ static void test_sample_selection(void **state) {
                                       round % 2 ? 0.05f : 0.0f, 1.0f, 0};
             uint64_t a = (uint64_t)round * 31 + k, b = a;
             for (int draw = 0; draw < 5; draw++) {
-                const int32_t got = model_sample(logits, V, &s, NULL, 0, &a, scratch);
+                const int32_t got = model_sample(logits, V, &s, NULL, &a, scratch);
                 const int32_t want = oracle_sample(logits, V, &s, &b);
                 if (got != want) fail_msg("round %d, top_k %d, draw %d: %d, the full sort's %d", round, ks[k], draw, got, want);
             }
@@ -512,7 +580,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_qwen2_biases), cmocka_unit_test(test_qwen3_qk_norm),
         cmocka_unit_test(test_mistral),      cmocka_unit_test(test_batch),
         cmocka_unit_test(test_bad_configs),  cmocka_unit_test(test_bad_weights_and_calls),
-        cmocka_unit_test(test_sampling),     cmocka_unit_test(test_sample_selection),
+        cmocka_unit_test(test_sampling),     cmocka_unit_test(test_step_sample),
+        cmocka_unit_test(test_sample_selection),
         cmocka_unit_test(test_random_models), cmocka_unit_test(test_cpu_linear),
     };
     return cmocka_run_group_tests_name(g_backend == FORGE_BACKEND_CUDA ? "model_cuda" : "model", tests, NULL, NULL);

@@ -57,6 +57,12 @@ typedef struct {
     unsigned ws_gen;  /* of the model's workspace it recorded */
 } model_graph;
 
+/* A candidate token of a draw (model_sample.c). */
+typedef struct {
+    float score;
+    int id;
+} model_scored;
+
 struct forge_model {
     forge_context *ctx;
     forge_model_config cfg;
@@ -77,20 +83,31 @@ struct forge_model {
      * and in backend memory where the step's work reads them */
     int32_t *ints, *ints_dev;
     model_graph graph;
+    /* each sequence's tokens so far, a bit per id [max_seqs][seen_words]:
+     * the repetition penalty's history, kept by every step */
+    uint32_t *seen;
+    size_t seen_words;
+    /* a sampled step's logits on the host [host_rows, vocab], and the
+     * draw's scratch [vocab], made at the first */
+    float *host_logits;
+    long host_rows;
+    model_scored *scratch;
 };
+
+/* Sequence seq's bits of m->seen. */
+static inline uint32_t *model_seen(const forge_model *m, int seq) { return m->seen + (size_t)seq * m->seen_words; }
 
 /* model_step.c: the recorded decode step dropped. */
 void model_graph_free(forge_model *m);
 
-/* model_sample.c: the next token of logits [vocab] as s says, history the
- * tokens so far (for the repetition penalty); rng advances with each draw;
- * scratch [vocab]. */
-typedef struct {
-    float score;
-    int id;
-} model_scored;
-int32_t model_sample(const float *logits, int vocab, const forge_sampling *s, const int32_t *history, int n_history,
-                     uint64_t *rng, model_scored *scratch);
+/* model_sample.c: the next token of logits [vocab] as s says, seen the
+ * tokens so far as a bit per id (for the repetition penalty; NULL: none);
+ * rng advances with each draw; scratch [vocab]. */
+int32_t model_sample(const float *logits, int vocab, const forge_sampling *s, const uint32_t *seen, uint64_t *rng,
+                     model_scored *scratch);
+/* s's numbers in range, or FORGE_ERR_INVALID_ARGUMENT naming sampling[i]
+ * (i >= 0) or sampling. */
+forge_status model_check_sampling(const forge_sampling *s, int i, const char *fn);
 /* Its order of candidates: descending by score, then ascending by id (a
  * stable order for ties); qsort's comparison. */
 int model_scored_order(const void *a, const void *b);

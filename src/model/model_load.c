@@ -33,6 +33,9 @@ void forge_model_free(forge_model *m) {
     free(m->caches);
     free(m->blocks);
     free(m->ints);
+    free(m->seen);
+    free(m->host_logits);
+    free(m->scratch);
     free(m);
 }
 
@@ -159,10 +162,12 @@ static forge_status load(forge_context *ctx, const forge_model_config *cfg, cons
         st = resolve_options(cfg, opt, &m->opt);
     }
     if (st == FORGE_OK) {
+        m->seen_words = ((size_t)cfg->vocab_size + 31) / 32;
+        m->seen = calloc((size_t)m->opt.max_seqs * m->seen_words, sizeof *m->seen);
         m->layers = calloc((size_t)cfg->layers, sizeof *m->layers);
         m->caches = calloc((size_t)cfg->layers, sizeof *m->caches);
         m->blocks = calloc((size_t)cfg->layers, sizeof *m->blocks);
-        if (!m->layers || !m->caches || !m->blocks) st = out_of_memory();
+        if (!m->seen || !m->layers || !m->caches || !m->blocks) st = out_of_memory();
     }
     forge_paged_config pc = {0};
     if (st == FORGE_OK) {
@@ -237,7 +242,10 @@ forge_status forge_model_seq_new(forge_model *m, int *seq) {
             st = forge_fail(FORGE_ERR_BACKEND, "%s: layer %d's cache gave sequence %d, layer 0's %d", name, l, got, id);
         if (l == 0) id = got;
     }
-    if (st == FORGE_OK) *seq = id;
+    if (st == FORGE_OK) {
+        memset(model_seen(m, id), 0, sizeof *m->seen * m->seen_words);
+        *seq = id;
+    }
     return st;
 }
 

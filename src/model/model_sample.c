@@ -13,6 +13,7 @@
  * same tokens in the same order as a sort of the whole vocabulary would put
  * first. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "error.h"
@@ -178,16 +179,23 @@ static int sorted_prefix(model_scored *v, int n, const forge_sampling *s, double
     }
 }
 
-int32_t model_sample(const float *logits, int vocab, const forge_sampling *s, const int32_t *history, int n_history,
-                     uint64_t *rng, model_scored *v) {
-    for (int i = 0; i < vocab; i++) v[i] = (model_scored){logits[i], 0};
-    if (s->repeat_penalty != 1.0f)
-        for (int h = 0; h < n_history; h++) {
-            const int32_t t = history[h];
-            if (t < 0 || t >= vocab || v[t].id) continue; /* each seen token once */
-            v[t].id = 1;
-            v[t].score = logits[t] > 0 ? logits[t] / s->repeat_penalty : logits[t] * s->repeat_penalty;
-        }
+forge_status model_check_sampling(const forge_sampling *s, int i, const char *fn) {
+    if (s->temperature >= 0.0f && s->top_p > 0.0f && s->top_p <= 1.0f && s->min_p >= 0.0f && s->min_p <= 1.0f &&
+        s->repeat_penalty > 0.0f && s->top_k >= 0)
+        return FORGE_OK;
+    char what[32] = "sampling";
+    if (i >= 0) snprintf(what, sizeof what, "sampling[%d]", i);
+    return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: %s needs temperature >= 0, top_k >= 0, 0 < top_p <= 1, "
+                      "0 <= min_p <= 1 and repeat_penalty > 0", fn, what);
+}
+
+int32_t model_sample(const float *logits, int vocab, const forge_sampling *s, const uint32_t *seen, uint64_t *rng,
+                     model_scored *v) {
+    for (int i = 0; i < vocab; i++) v[i] = (model_scored){logits[i], i};
+    if (s->repeat_penalty != 1.0f && seen)
+        for (int i = 0; i < vocab; i++)
+            if (seen[i / 32] >> (i % 32) & 1)
+                v[i].score = logits[i] > 0 ? logits[i] / s->repeat_penalty : logits[i] * s->repeat_penalty;
     int best = 0;
     for (int i = 1; i < vocab; i++)
         if (v[i].score > v[best].score) best = i;

@@ -214,7 +214,28 @@ static forge_status step(forge_model *m, const forge_model_input *in, int n, int
     else
         st = run(m, &stack, total, out, out == total ? NULL : m->ints_dev + total, NULL);
     forge_stack_end(&stack, st == FORGE_OK);
+    for (int i = 0; st == FORGE_OK && i < n; i++) /* the repetition penalty's history */
+        for (int t = 0; t < in[i].n_tokens; t++) model_seen(m, in[i].seq)[in[i].tokens[t] / 32] |= 1u << in[i].tokens[t] % 32;
     *out_rows = out;
+    return st;
+}
+
+/* The logits of the step's first n_logits / vocab rows, widened to float32
+ * into the host's logits. */
+static forge_status download_logits(forge_model *m, float *logits, size_t n_logits) {
+    const size_t es = forge_dtype_size(m->opt.dtype);
+    if (m->opt.dtype == FORGE_F32) return forge_buffer_download(m->ctx, logits, m->logits, n_logits * sizeof(float));
+    /* 16-bit logits: through the end of the caller's buffer, widened to its front */
+    void *narrow = (char *)logits + n_logits * (sizeof(float) - es);
+    forge_status st = forge_buffer_download(m->ctx, narrow, m->logits, n_logits * es);
+    if (st == FORGE_OK) st = forge_convert(logits, FORGE_F32, narrow, m->opt.dtype, n_logits);
+    return st;
+}
+
+/* The step's n greedy tokens, chosen on the device, into next. */
+static forge_status greedy(forge_model *m, int n, int32_t *next) {
+    forge_status st = m->ctx->ops->argmax_rows(m->ctx, m->opt.dtype, next_tokens(m), m->logits, n, m->cfg.vocab_size);
+    if (st == FORGE_OK) st = forge_buffer_download(m->ctx, next, next_tokens(m), sizeof *next * (size_t)n);
     return st;
 }
 
@@ -223,15 +244,7 @@ forge_status forge_model_step(forge_model *m, const forge_model_input *in, int n
     FORGE_CHECK_NOT_NULL(logits, fn);
     long out;
     forge_status st = step(m, in, n, all_logits, &out, fn);
-    const size_t n_logits = st == FORGE_OK ? (size_t)out * (size_t)m->cfg.vocab_size : 0;
-    const size_t es = forge_dtype_size(m->opt.dtype);
-    if (st == FORGE_OK && m->opt.dtype == FORGE_F32) {
-        st = forge_buffer_download(m->ctx, logits, m->logits, n_logits * sizeof(float));
-    } else if (st == FORGE_OK) { /* 16-bit logits widened: through the front of the caller's buffer, from its end */
-        void *narrow = (char *)logits + n_logits * (sizeof(float) - es);
-        st = forge_buffer_download(m->ctx, narrow, m->logits, n_logits * es);
-        if (st == FORGE_OK) st = forge_convert(logits, FORGE_F32, narrow, m->opt.dtype, n_logits);
-    }
+    if (st == FORGE_OK) st = download_logits(m, logits, (size_t)out * (size_t)m->cfg.vocab_size);
     return st;
 }
 
@@ -240,7 +253,48 @@ forge_status forge_model_step_greedy(forge_model *m, const forge_model_input *in
     FORGE_CHECK_NOT_NULL(next, fn);
     long out;
     forge_status st = step(m, in, n, 0, &out, fn);
-    if (st == FORGE_OK) st = m->ctx->ops->argmax_rows(m->ctx, m->opt.dtype, next_tokens(m), m->logits, n, m->cfg.vocab_size);
-    if (st == FORGE_OK) st = forge_buffer_download(m->ctx, next, next_tokens(m), sizeof *next * (size_t)n);
+    return st == FORGE_OK ? greedy(m, n, next) : st;
+}
+
+/* The host's logits of `rows` rows and the draw's scratch, made before the
+ * step runs so that a failure leaves every sequence as it was. */
+static forge_status host_buffers(forge_model *m, long rows, const char *fn) {
+    const size_t vocab = (size_t)m->cfg.vocab_size;
+    if (!m->scratch) m->scratch = malloc(sizeof *m->scratch * vocab);
+    if (rows > m->host_rows) {
+        float *p = realloc(m->host_logits, sizeof *p * (size_t)rows * vocab);
+        if (p) m->host_logits = p, m->host_rows = rows;
+    }
+    if (!m->scratch || rows > m->host_rows)
+        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory for %ld rows of logits", fn, rows);
+    return FORGE_OK;
+}
+
+forge_status forge_model_step_sample(forge_model *m, const forge_model_input *in, int n, const forge_sampling *s,
+                                     int32_t *next) {
+    static const char fn[] = "forge_model_step_sample";
+    FORGE_CHECK_NAMED(m, "model", fn);
+    FORGE_CHECK_NOT_NULL(s, fn);
+    FORGE_CHECK_NOT_NULL(next, fn);
+    int on_device = 1;
+    forge_status st = FORGE_OK;
+    for (int i = 0; st == FORGE_OK && i < n && n <= m->opt.max_seqs; i++) { /* step() names a bad n */
+        st = model_check_sampling(&s[i], i, fn);
+        on_device &= s[i].temperature == 0.0f && s[i].repeat_penalty == 1.0f;
+    }
+    if (st == FORGE_OK && !on_device) st = host_buffers(m, n, fn);
+    long out;
+    if (st == FORGE_OK) st = step(m, in, n, 0, &out, fn);
+    if (st != FORGE_OK || on_device) return st == FORGE_OK ? greedy(m, n, next) : st;
+    const int vocab = m->cfg.vocab_size;
+    st = download_logits(m, m->host_logits, (size_t)n * (size_t)vocab);
+    for (int i = 0; st == FORGE_OK && i < n; i++) {
+        int len;
+        forge_paged_seq_len(m->caches[0], in[i].seq, &len);
+        /* a draw of its own for each length of the sequence */
+        uint64_t rng = s[i].seed + (uint64_t)len * 0x9e3779b97f4a7c15ull;
+        next[i] = model_sample(m->host_logits + (size_t)i * (size_t)vocab, vocab, &s[i], model_seen(m, in[i].seq),
+                               &rng, m->scratch);
+    }
     return st;
 }
