@@ -361,6 +361,108 @@ static void test_sampling(void **state) {
     md_model_close(&mm);
 }
 
+/* A file of the directory: its bytes (malloc'd, room for 16 more), or
+ * written back. */
+static unsigned char *read_bytes(const char *dir, const char *name, size_t *n) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    unsigned char *b = malloc(1 << 16);
+    assert_non_null(b);
+    *n = fread(b, 1, (1 << 16) - 16, f);
+    assert_true(feof(f));
+    fclose(f);
+    return b;
+}
+
+static void write_bytes(const char *dir, const char *name, const unsigned char *b, size_t n) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, n, f), n);
+    fclose(f);
+}
+
+/* The fuzzer of the JSON files a model directory holds beside its weights
+ * (safetensors' own is in test_safetensors): 1,500 mutations each of
+ * config.json, model.safetensors.index.json and generation_config.json
+ * (tl_mutate). Each read is refused with a message that names the call, or
+ * gives what such a file may give: a config that passes every check, a
+ * model that loads and runs a step, settings a step takes. Under the
+ * sanitizers nothing may be read out of bounds or leaked. */
+static void test_fuzz_files(void **state) {
+    (void)state;
+    if (g_backend != FORGE_BACKEND_CPU) skip(); /* files only: once is enough */
+    char *dir = md_temp_dir();
+    md_spec spec = llama;
+    spec.shards = 1;
+    md_write_config(dir, &spec);
+    forge_model_config cfg;
+    TL_OK(forge_model_config_read(dir, &cfg));
+    md_weights w;
+    md_make_weights(&w, &spec, &cfg, 43);
+    md_write_model(dir, &spec, &w);
+    md_write_text(dir, "generation_config.json", "{\"do_sample\": true, \"temperature\": 0.7, \"top_k\": 20, "
+                  "\"top_p\": 0.9, \"min_p\": 0.05, \"repetition_penalty\": 1.1, \"eos_token_id\": [1, 2]}");
+    forge_context *ctx;
+    TL_OK(forge_context_create(FORGE_BACKEND_CPU, &ctx));
+    const forge_model_options o = options(1, 64);
+    const char *files[3] = {"config.json", "model.safetensors.index.json", "generation_config.json"};
+    const char *calls[3] = {"forge_model_config_read: ", "forge_model_load: ", "forge_sampling_read: "};
+    ref_rng r = ref_rng_seed(91);
+    for (int f = 0; f < 3; f++) {
+        size_t len;
+        unsigned char *orig = read_bytes(dir, files[f], &len), *b = malloc(len + 16);
+        assert_non_null(b);
+        int accepted = 0, refused = 0;
+        for (int iter = 0; iter < 1500; iter++) {
+            size_t n = len;
+            memcpy(b, orig, len);
+            tl_mutate(b, &n, len + 16, &r, "{}[]\":,0123456789-.eE \\nultrfas");
+            write_bytes(dir, files[f], b, n);
+            forge_status st;
+            if (f == 0) {
+                forge_model_config c;
+                st = forge_model_config_read(dir, &c);
+                if (st == FORGE_OK) TL_OK(model_config_check(&c, "fuzz"));
+            } else if (f == 1) {
+                forge_model *m = NULL;
+                st = forge_model_load(ctx, dir, &o, &m);
+                if (st == FORGE_OK) { /* it runs */
+                    const int32_t prompt[3] = {1, 2, 3};
+                    int32_t next;
+                    forge_model_input in = {0, 3, prompt};
+                    TL_OK(forge_model_seq_new(m, &in.seq));
+                    TL_OK(forge_model_step_greedy(m, &in, 1, &next));
+                } else {
+                    assert_null(m);
+                }
+                forge_model_free(m);
+            } else {
+                forge_sampling smp;
+                st = forge_sampling_read(dir, &smp);
+                if (st == FORGE_OK) TL_OK(model_check_sampling(&smp, -1, "fuzz"));
+            }
+            if (st == FORGE_OK) {
+                accepted++;
+            } else {
+                refused++;
+                if (strncmp(forge_last_error(), calls[f], strlen(calls[f])) != 0)
+                    fail_msg("%s, mutation %d: \"%s\" does not name %s", files[f], iter, forge_last_error(), calls[f]);
+            }
+        }
+        print_message("%s: %d mutations accepted, %d refused\n", files[f], accepted, refused);
+        assert_true(accepted > 0 && refused > 0);
+        write_bytes(dir, files[f], orig, len);
+        free(orig), free(b);
+    }
+    forge_context_destroy(ctx);
+    md_free_weights(&w);
+    md_remove_dir(dir);
+}
+
 /* The bit of token t in a bitmap of the vocabulary. */
 static void mark_seen(uint32_t *seen, int32_t t) { seen[t / 32] |= 1u << t % 32; }
 
@@ -583,6 +685,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_sampling),     cmocka_unit_test(test_step_sample),
         cmocka_unit_test(test_sample_selection),
         cmocka_unit_test(test_random_models), cmocka_unit_test(test_cpu_linear),
+        cmocka_unit_test(test_fuzz_files),
     };
     return cmocka_run_group_tests_name(g_backend == FORGE_BACKEND_CUDA ? "model_cuda" : "model", tests, NULL, NULL);
 }

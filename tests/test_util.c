@@ -115,6 +115,29 @@ void tl_require_backend(forge_backend backend) {
     forge_context_destroy(probe);
 }
 
+void tl_mutate(unsigned char *b, size_t *n, size_t cap, ref_rng *r, const char *interesting) {
+    const size_t n_interesting = strlen(interesting);
+    const int edits = 1 + (int)(ref_rng_uniform(r) * 4);
+    for (int e = 0; e < edits && *n > 0; e++) {
+        const size_t at = (size_t)(ref_rng_uniform(r) * (double)*n);
+        const unsigned char pick = (unsigned char)interesting[(size_t)(ref_rng_uniform(r) * (double)n_interesting)];
+        switch ((int)(ref_rng_uniform(r) * 6)) {
+        case 0: b[at] ^= (unsigned char)(1u << (int)(ref_rng_uniform(r) * 8)); break;
+        case 1: b[at] = (unsigned char)(ref_rng_uniform(r) * 256); break;
+        case 2: b[at] = pick; break;
+        case 3: /* a character inserted */
+            if (*n < cap) {
+                memmove(b + at + 1, b + at, *n - at);
+                b[at] = pick;
+                ++*n;
+            }
+            break;
+        case 4: memmove(b + at, b + at + 1, *n - at - 1), --*n; break;
+        default: *n = at; /* cut short */
+        }
+    }
+}
+
 double tl_now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -58,6 +58,12 @@ double tl_cpu_s(void);
  * which sanitizer builds set (their allocator is several times slower). */
 double tl_time_bound(double s);
 
+/* The fuzzers' mutation of a file's bytes b [*n] in place (room for cap,
+ * at least *n + 16): one to four edits, each a bit flipped, a byte drawn,
+ * one of `interesting`'s characters written or inserted, a byte deleted,
+ * or the file cut short there. */
+void tl_mutate(unsigned char *b, size_t *n, size_t cap, ref_rng *r, const char *interesting);
+
 /* Exits the test program with ctest's skip code when the backend is absent. */
 void tl_require_backend(forge_backend backend);
 
