@@ -388,6 +388,63 @@ static uint64_t next_random(uint64_t *s) {
     return *s;
 }
 
+/* A file of dir written with n bytes of b. */
+static void write_file(const char *dir, const char *name, const void *b, size_t n) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, n, f), n);
+    fclose(f);
+}
+
+/* The files beside tokenizer.json on 1,500 mutations each
+ * (tokenizer_config.json's BOS and EOS, generation_config.json's EOS ids):
+ * the load is refused with a message naming it, or its ids are ids of the
+ * vocabulary (or -1), at most FORGE_MAX_EOS of them. */
+static void test_fuzz_configs(void **state) {
+    (void)state;
+    char dir[] = "/tmp/forge-tokenizer-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    static const char *names[2] = {"tokenizer_config.json", "generation_config.json"};
+    static const char *texts[2] = {"{\"bos_token\": \"<s>\", \"eos_token\": {\"content\": \"ab\"}}",
+                                   "{\"bos_token_id\": 5, \"eos_token_id\": [2, 4]}"};
+    write_file(dir, "tokenizer.json", tiny, sizeof tiny - 1);
+    ref_rng r = ref_rng_seed(92);
+    unsigned char b[128];
+    for (int f = 0; f < 2; f++) {
+        const size_t len = strlen(texts[f]);
+        write_file(dir, names[1 - f], texts[1 - f], strlen(texts[1 - f]));
+        int loaded = 0;
+        for (int iter = 0; iter < 1500; iter++) {
+            size_t n = len;
+            memcpy(b, texts[f], len);
+            tl_mutate(b, &n, len + 16, &r, "{}[]\":,0123456789-.eE <>s\\nul");
+            write_file(dir, names[f], b, n);
+            forge_tokenizer *tok = NULL;
+            if (forge_tokenizer_load(dir, &tok) != FORGE_OK) {
+                assert_null(tok);
+                if (strncmp(forge_last_error(), "forge_tokenizer_load: ", 22) != 0)
+                    fail_msg("%s: \"%s\" does not name the load", names[f], forge_last_error());
+                continue;
+            }
+            forge_special_ids ids;
+            TL_OK(forge_tokenizer_special_ids(tok, &ids));
+            assert_true(ids.bos >= -1 && ids.bos < 6 && ids.eos >= -1 && ids.eos < 6);
+            assert_true(ids.n_eos >= 0 && ids.n_eos <= FORGE_MAX_EOS);
+            for (int i = 0; i < ids.n_eos; i++) assert_true(ids.eos_ids[i] >= 0 && ids.eos_ids[i] < 6);
+            forge_tokenizer_free(tok);
+            loaded++;
+        }
+        print_message("%s: %d of 1500 mutations loaded\n", names[f], loaded);
+        assert_true(loaded > 0 && loaded < 1500);
+    }
+    char path[256];
+    const char *all[3] = {"tokenizer.json", names[0], names[1]};
+    for (int i = 0; i < 3; i++) snprintf(path, sizeof path, "%s/%s", dir, all[i]), remove(path);
+    rmdir(dir);
+}
+
 /* The loader on 3000 corruptions of a valid file (tl_mutate's bytes
  * changed, inserted, deleted, cut short): any status, no crash, no leak, nothing out of bounds
  * (the sanitizer build runs this too); each one that loads also encodes. */
@@ -467,7 +524,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_matches_hugging_face), cmocka_unit_test(test_variants_match_hugging_face),
         cmocka_unit_test(test_bad_files), cmocka_unit_test(test_bad_text),
         cmocka_unit_test(test_special_ids),   cmocka_unit_test(test_fuzz_loader),
-        cmocka_unit_test(test_fuzz_encode),
+        cmocka_unit_test(test_fuzz_encode), cmocka_unit_test(test_fuzz_configs),
     };
     if (!f && (argc > 2 || env)) { /* asked for these files: their absence is a failure */
         fprintf(stderr, "test_tokenizer: no tokenizer files in %s (scripts/fetch-tokenizers.sh)\n", g_cache);
