@@ -361,8 +361,7 @@ static void test_sampling(void **state) {
     md_model_close(&mm);
 }
 
-/* A file of the directory: its bytes (malloc'd, room for 16 more), or
- * written back. */
+/* A file of the directory: its bytes (malloc'd, room for 16 more). */
 static unsigned char *read_bytes(const char *dir, const char *name, size_t *n) {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -374,15 +373,6 @@ static unsigned char *read_bytes(const char *dir, const char *name, size_t *n) {
     assert_true(feof(f));
     fclose(f);
     return b;
-}
-
-static void write_bytes(const char *dir, const char *name, const unsigned char *b, size_t n) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(b, 1, n, f), n);
-    fclose(f);
 }
 
 /* The fuzzer of the JSON files a model directory holds beside its weights
@@ -421,7 +411,7 @@ static void test_fuzz_files(void **state) {
             size_t n = len;
             memcpy(b, orig, len);
             tl_mutate(b, &n, len + 16, &r, "{}[]\":,0123456789-.eE \\nultrfas");
-            write_bytes(dir, files[f], b, n);
+            tl_write_file(dir, files[f], b, n);
             forge_status st;
             if (f == 0) {
                 forge_model_config c;
@@ -455,7 +445,7 @@ static void test_fuzz_files(void **state) {
         }
         print_message("%s: %d mutations accepted, %d refused\n", files[f], accepted, refused);
         assert_true(accepted > 0 && refused > 0);
-        write_bytes(dir, files[f], orig, len);
+        tl_write_file(dir, files[f], orig, len);
         free(orig), free(b);
     }
     forge_context_destroy(ctx);

@@ -388,16 +388,6 @@ static uint64_t next_random(uint64_t *s) {
     return *s;
 }
 
-/* A file of dir written with n bytes of b. */
-static void write_file(const char *dir, const char *name, const void *b, size_t n) {
-    char path[256];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(b, 1, n, f), n);
-    fclose(f);
-}
-
 /* The files beside tokenizer.json on 1,500 mutations each
  * (tokenizer_config.json's BOS and EOS, generation_config.json's EOS ids):
  * the load is refused with a message naming it, or its ids are ids of the
@@ -409,18 +399,18 @@ static void test_fuzz_configs(void **state) {
     static const char *names[2] = {"tokenizer_config.json", "generation_config.json"};
     static const char *texts[2] = {"{\"bos_token\": \"<s>\", \"eos_token\": {\"content\": \"ab\"}}",
                                    "{\"bos_token_id\": 5, \"eos_token_id\": [2, 4]}"};
-    write_file(dir, "tokenizer.json", tiny, sizeof tiny - 1);
+    tl_write_file(dir, "tokenizer.json", tiny, sizeof tiny - 1);
     ref_rng r = ref_rng_seed(92);
     unsigned char b[128];
     for (int f = 0; f < 2; f++) {
         const size_t len = strlen(texts[f]);
-        write_file(dir, names[1 - f], texts[1 - f], strlen(texts[1 - f]));
+        tl_write_file(dir, names[1 - f], texts[1 - f], strlen(texts[1 - f]));
         int loaded = 0;
         for (int iter = 0; iter < 1500; iter++) {
             size_t n = len;
             memcpy(b, texts[f], len);
             tl_mutate(b, &n, len + 16, &r, "{}[]\":,0123456789-.eE <>s\\nul");
-            write_file(dir, names[f], b, n);
+            tl_write_file(dir, names[f], b, n);
             forge_tokenizer *tok = NULL;
             if (forge_tokenizer_load(dir, &tok) != FORGE_OK) {
                 assert_null(tok);

@@ -138,6 +138,15 @@ void tl_mutate(unsigned char *b, size_t *n, size_t cap, ref_rng *r, const char *
     }
 }
 
+void tl_write_file(const char *dir, const char *name, const void *b, size_t n) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, n, f), n);
+    fclose(f);
+}
+
 double tl_now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

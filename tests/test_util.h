@@ -64,6 +64,9 @@ double tl_time_bound(double s);
  * or the file cut short there. */
 void tl_mutate(unsigned char *b, size_t *n, size_t cap, ref_rng *r, const char *interesting);
 
+/* Writes n bytes of b as the file dir/name. */
+void tl_write_file(const char *dir, const char *name, const void *b, size_t n);
+
 /* Exits the test program with ctest's skip code when the backend is absent. */
 void tl_require_backend(forge_backend backend);
 
