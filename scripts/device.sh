@@ -123,6 +123,9 @@ if [[ " $parts " == *" sanitize "* ]]; then
   # steps of at most 4 tokens (racecheck reported hazards inside cuBLASLt's
   # nvjet_sm90_tst_8x64 kernel, library code, for a 20-token prompt)
   run racecheck_model $cs --tool racecheck $build/forge bench model --shape smollm2-135m --layers 2 --dtype bf16 --prompt 4 --new 3
+  # and sampled steps, with every warper and a penalty
+  run racecheck_sample $cs --tool racecheck $build/forge bench model --shape smollm2-135m --layers 2 --dtype bf16 \
+    --prompt 4 --new 3 --temperature 0.8 --top-k 40 --top-p 0.9 --min-p 0.02 --repeat-penalty 1.1
   run synccheck $cs --tool synccheck $build/forge run --iters 2
   run initcheck $cs --tool initcheck $build/forge run --iters 2
 fi
@@ -214,6 +217,11 @@ if [[ " $parts " == *" modelbench "* ]]; then
   $build/forge bench model --json --shape llama3-8b --dtype bf16 --prompt 128 --new 256 | tee -a "$m" || status=1
   $build/forge bench model --json --shape llama3-8b --dtype bf16 --prompt 2048 --new 4 | tee -a "$m" || status=1
   $build/forge bench model --json --shape llama3-8b --dtype bf16 --batch 64 --prompt 128 --new 64 | tee -a "$m" || status=1
+  # sampled as Llama 3's generation_config.json asks (top-k: transformers' default)
+  for b in 1 64; do
+    $build/forge bench model --json --shape llama3-8b --dtype bf16 --batch $b --prompt 128 --new 64 \
+      --temperature 0.6 --top-p 0.9 --top-k 50 | tee -a "$m" || status=1
+  done
   python3 .carry/torch_model_ref.py | tee -a "$m" || status=1
   python3 .carry/torch_model_ref.py --batch 64 --prompt 128 --new 64 --prefill 128 | tee -a "$m" || status=1
   # the same shape loaded from files in the page cache (16 GB of bf16 in

@@ -456,43 +456,35 @@ static void test_fuzz_files(void **state) {
 /* The bit of token t in a bitmap of the vocabulary. */
 static void mark_seen(uint32_t *seen, int32_t t) { seen[t / 32] |= 1u << t % 32; }
 
-/* forge_model_step_sample over a batch of three sequences with settings of
- * their own (greedy; a penalty with top-p and min-p; top-k with a strong
- * penalty), prompts of different lengths and then 12 decode steps: every
- * token is model_sample's over the logits forge_model_step gives a twin
- * model for the same steps, with the penalty over every token its sequence
- * has taken in and a draw seeded by its seed and length. Then a bad setting
- * or none leaves the sequences and next as they were. */
-static void test_step_sample(void **state) {
-    (void)state;
-    md_model mm;
-    md_model_open(&mm, &llama, 61, g_backend, 3, 256);
-    const int V = mm.cfg.vocab_size, words = (V + 31) / 32;
-    const forge_model_options o = options(3, 256);
-    forge_model *twin;
-    TL_OK(forge_model_load(mm.ctx, mm.dir, &o, &twin));
-    const forge_sampling s[3] = {forge_sampling_greedy(), {0.8f, 0, 0.9f, 0.02f, 1.3f, 5}, {1.2f, 8, 1.0f, 0.0f, 4.0f, 6}};
-    const int n_prompt[3] = {7, 3, 11};
-    uint32_t *seen = calloc((size_t)3 * words, sizeof *seen);
-    float *logits = malloc(sizeof *logits * 3 * (size_t)V);
+/* Steps of n sequences through m by forge_model_step_sample with
+ * settings s[n] (prompts of n_prompt[i] tokens, then `steps` decode steps),
+ * and through twin (the same weights) by forge_model_step: every token must
+ * be model_sample's over the twin's logits, with the penalty over every
+ * token its sequence has taken in and a draw seeded by its seed and
+ * length. The sequences are left alive with lens[i] tokens drawn (the last
+ * one not fed); in[i] feeds that last token. */
+static void expect_sampled_steps(forge_model *m, forge_model *twin, const forge_sampling *s, int n,
+                                 const int *n_prompt, int steps, int *lens, forge_model_input *in, int32_t *fed) {
+    const int V = forge_model_get_config(m).vocab_size, words = (V + 31) / 32;
+    uint32_t *seen = calloc((size_t)n * words, sizeof *seen);
+    float *logits = malloc(sizeof *logits * (size_t)n * V);
     model_scored *scratch = malloc(sizeof *scratch * (size_t)V);
-    assert_true(seen && logits && scratch);
-    int32_t *prompts[3], next[3], fed[3];
-    int lens[3];
-    forge_model_input in[3], twin_in[3];
-    for (int i = 0; i < 3; i++) {
+    int32_t **prompts = malloc(sizeof *prompts * (size_t)n), *next = malloc(sizeof *next * (size_t)n);
+    forge_model_input *twin_in = malloc(sizeof *twin_in * (size_t)n);
+    assert_true(seen && logits && scratch && prompts && next && twin_in);
+    for (int i = 0; i < n; i++) {
         prompts[i] = prompt_of(n_prompt[i], V, 70 + (uint64_t)i);
         for (int t = 0; t < n_prompt[i]; t++) mark_seen(seen + (size_t)i * words, prompts[i][t]);
         lens[i] = n_prompt[i];
-        TL_OK(forge_model_seq_new(mm.m, &in[i].seq));
+        TL_OK(forge_model_seq_new(m, &in[i].seq));
         TL_OK(forge_model_seq_new(twin, &twin_in[i].seq));
         in[i].n_tokens = twin_in[i].n_tokens = n_prompt[i];
         in[i].tokens = twin_in[i].tokens = prompts[i];
     }
-    for (int step = 0; step < 13; step++) {
-        TL_OK(forge_model_step_sample(mm.m, in, 3, s, next));
-        TL_OK(forge_model_step(twin, twin_in, 3, 0, logits));
-        for (int i = 0; i < 3; i++) {
+    for (int step = 0; step <= steps; step++) {
+        TL_OK(forge_model_step_sample(m, in, n, s, next));
+        TL_OK(forge_model_step(twin, twin_in, n, 0, logits));
+        for (int i = 0; i < n; i++) {
             uint64_t rng = s[i].seed + (uint64_t)lens[i] * 0x9e3779b97f4a7c15ull;
             const int32_t want = model_sample(logits + (size_t)i * V, V, &s[i], seen + (size_t)i * words, &rng, scratch);
             if (next[i] != want) fail_msg("step %d, sequence %d: %d, the twin's logits draw %d", step, i, next[i], want);
@@ -503,22 +495,63 @@ static void test_step_sample(void **state) {
             in[i].tokens = twin_in[i].tokens = &fed[i];
         }
     }
-    forge_sampling bad[3] = {s[0], s[1], s[2]};
+    for (int i = 0; i < n; i++) free(prompts[i]);
+    free(seen), free(logits), free(scratch), free(prompts), free(next), free(twin_in);
+}
+
+/* forge_model_step_sample over a batch of four sequences with settings of
+ * their own (greedy; greedy with a penalty; a penalty with top-p and
+ * min-p; top-k with a strong penalty), prompts of different lengths and
+ * then 12 decode steps, against a twin model's logits (on CUDA the backend
+ * finds each draw's candidates); the same over a vocabulary of 8,192 whose
+ * candidates overflow a front (top-k 5,000, top-p 0.999 at temperature 8),
+ * so that their rows come to the host. Then a bad setting or none leaves
+ * the sequences and next as they were. */
+static void test_step_sample(void **state) {
+    (void)state;
+    md_model mm;
+    md_model_open(&mm, &llama, 61, g_backend, 4, 256);
+    const forge_model_options o = options(4, 256);
+    forge_model *twin;
+    TL_OK(forge_model_load(mm.ctx, mm.dir, &o, &twin));
+    const forge_sampling s[4] = {forge_sampling_greedy(), {0.0f, 0, 1.0f, 0.0f, 1.5f, 0},
+                                 {0.8f, 0, 0.9f, 0.02f, 1.3f, 5}, {1.2f, 8, 1.0f, 0.0f, 4.0f, 6}};
+    const int n_prompt[4] = {7, 3, 11, 5};
+    int lens[4];
+    int32_t fed[4];
+    forge_model_input in[4];
+    expect_sampled_steps(mm.m, twin, s, 4, n_prompt, 12, lens, in, fed);
+
+    forge_sampling bad[4] = {s[0], s[1], s[2], s[3]};
     bad[1].top_p = 0.0f;
-    int32_t untouched[3] = {-7, -7, -7};
-    assert_int_equal(forge_model_step_sample(mm.m, in, 3, bad, untouched), FORGE_ERR_INVALID_ARGUMENT);
+    int32_t untouched[4] = {-7, -7, -7, -7};
+    assert_int_equal(forge_model_step_sample(mm.m, in, 4, bad, untouched), FORGE_ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(forge_last_error(), "sampling[1]"));
-    assert_int_equal(forge_model_step_sample(mm.m, in, 3, NULL, untouched), FORGE_ERR_INVALID_ARGUMENT);
-    for (int i = 0; i < 3; i++) {
+    assert_int_equal(forge_model_step_sample(mm.m, in, 4, NULL, untouched), FORGE_ERR_INVALID_ARGUMENT);
+    for (int i = 0; i < 4; i++) {
         int len;
         TL_OK(forge_model_seq_len(mm.m, in[i].seq, &len));
         assert_int_equal(len, lens[i] - 1); /* the last token drawn was never fed */
         assert_int_equal(untouched[i], -7);
-        free(prompts[i]);
     }
-    free(seen), free(logits), free(scratch);
     forge_model_free(twin);
     md_model_close(&mm);
+
+    forge_model_config c;
+    TL_OK(forge_model_shape("smollm2-135m", &c)); /* shrunk, but for its vocabulary */
+    c.vocab_size = 8192, c.hidden = 64, c.intermediate = 64, c.layers = 1, c.heads = 2, c.kv_heads = 1;
+    c.head_dim = 32, c.max_positions = 128;
+    forge_context *ctx;
+    TL_OK(forge_context_create(g_backend, &ctx));
+    const forge_model_options wide_o = options(2, 128);
+    forge_model *wide, *wide_twin;
+    TL_OK(forge_model_load_random(ctx, &c, &wide_o, 3, &wide));
+    TL_OK(forge_model_load_random(ctx, &c, &wide_o, 3, &wide_twin));
+    const forge_sampling overflow[2] = {{8.0f, 5000, 1.0f, 0.0f, 1.0f, 1}, {8.0f, 0, 0.999f, 0.0f, 1.1f, 2}};
+    const int wide_prompt[2] = {4, 6};
+    expect_sampled_steps(wide, wide_twin, overflow, 2, wide_prompt, 3, lens, in, fed);
+    forge_model_free(wide), forge_model_free(wide_twin);
+    forge_context_destroy(ctx);
 }
 
 /* model_sample's candidates found the plain way: the whole vocabulary

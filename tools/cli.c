@@ -226,3 +226,12 @@ int cli_encode(const char *cmd, const forge_tokenizer *tok, const char *text, si
     *ids = NULL;
     return cli_fail(cmd, st);
 }
+
+void cli_sampling_apply(const cli_sampling *a, forge_sampling *s) {
+    if (a->temperature >= 0) s->temperature = (float)a->temperature;
+    if (a->top_k >= 0) s->top_k = a->top_k;
+    if (a->top_p >= 0) s->top_p = (float)a->top_p;
+    if (a->min_p >= 0) s->min_p = (float)a->min_p;
+    if (a->repeat_penalty >= 0) s->repeat_penalty = (float)a->repeat_penalty;
+    s->seed = (uint64_t)a->seed;
+}

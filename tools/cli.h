@@ -62,6 +62,21 @@ int cli_backend(const char *cmd, const char *name, forge_backend *out);
  * cli_usage's line naming --dtype and CLI_USAGE. */
 int cli_dtype(const char *cmd, const char *name, forge_dtype *out);
 
+/* The sampling options (--temperature, --top-k, --top-p, --min-p,
+ * --repeat-penalty, --seed): below 0 where not given. CLI_SAMPLING_OPTS(a)
+ * lists them in a command's cli_opt table; cli_sampling_apply sets into s
+ * those given, and the seed. */
+typedef struct {
+    double temperature, top_p, min_p, repeat_penalty;
+    int top_k, seed;
+} cli_sampling;
+#define CLI_SAMPLING_NONE {-1, -1, -1, -1, -1, 0}
+#define CLI_SAMPLING_OPTS(a)                                                                                  \
+    {"--temperature", OPT_FLOAT, &(a)->temperature, 0}, {"--top-k", OPT_INT, &(a)->top_k, 0},               \
+        {"--top-p", OPT_FLOAT, &(a)->top_p, 0}, {"--min-p", OPT_FLOAT, &(a)->min_p, 0},                     \
+        {"--repeat-penalty", OPT_FLOAT, &(a)->repeat_penalty, 0}, {"--seed", OPT_INT, &(a)->seed, 0}
+void cli_sampling_apply(const cli_sampling *a, forge_sampling *s);
+
 /* The shape options every attention benchmark takes. */
 typedef struct {
     int batch, len, heads, kv_heads, head_dim, iters, warmup, json;

@@ -33,20 +33,17 @@ static int on_token(void *user, int32_t token) {
 
 typedef struct {
     const char *model, *prompt, *prompt_ids, *dtype, *backend;
-    int n, top_k, seed, ctx, ids, json;
-    double temperature, top_p, min_p, repeat_penalty;
+    int n, ctx, ids, json;
+    cli_sampling sampling;
 } gen_args;
 
 static int parse(int argc, char **argv, gen_args *a) {
     /* sampling options below 0: not given (generation_config.json's, or greedy) */
-    *a = (gen_args){.dtype = "fp32", .backend = "auto", .n = 128, .temperature = -1, .top_k = -1, .top_p = -1,
-                    .min_p = -1, .repeat_penalty = -1};
+    *a = (gen_args){.dtype = "fp32", .backend = "auto", .n = 128, .sampling = CLI_SAMPLING_NONE};
     cli_opt opts[] = {
         {"--model", OPT_STRING, &a->model, 0},       {"--prompt", OPT_STRING, &a->prompt, 0},
         {"--prompt-ids", OPT_STRING, &a->prompt_ids, 0}, {"-n", OPT_INT, &a->n, 0},
-        {"--temperature", OPT_FLOAT, &a->temperature, 0}, {"--top-k", OPT_INT, &a->top_k, 0},
-        {"--top-p", OPT_FLOAT, &a->top_p, 0},        {"--min-p", OPT_FLOAT, &a->min_p, 0},
-        {"--repeat-penalty", OPT_FLOAT, &a->repeat_penalty, 0}, {"--seed", OPT_INT, &a->seed, 0},
+        CLI_SAMPLING_OPTS(&a->sampling),
         {"--ctx", OPT_INT, &a->ctx, 0},              {"--dtype", OPT_STRING, &a->dtype, 0},
         {"--backend", OPT_STRING, &a->backend, 0},   {"--ids", OPT_FLAG, &a->ids, 0},
         {"--json", OPT_FLAG, &a->json, 0},
@@ -112,12 +109,7 @@ int cmd_generate(int argc, char **argv) {
     if (!rc && tok && !a.ids && !a.json && forge_token_stream_create(tok, 1, &r.stream) != FORGE_OK) r.stream = NULL;
     forge_sampling s = forge_sampling_greedy();
     if (!rc && (st = forge_sampling_read(a.model, &s)) != FORGE_OK) rc = cli_fail(CMD, st);
-    if (a.temperature >= 0) s.temperature = (float)a.temperature;
-    if (a.top_k >= 0) s.top_k = a.top_k;
-    if (a.top_p >= 0) s.top_p = (float)a.top_p;
-    if (a.min_p >= 0) s.min_p = (float)a.min_p;
-    if (a.repeat_penalty >= 0) s.repeat_penalty = (float)a.repeat_penalty;
-    s.seed = (uint64_t)a.seed;
+    cli_sampling_apply(&a.sampling, &s);
     int made = 0;
     const double t0 = 1e-6 * cli_now_us();
     if (!rc && (st = forge_model_generate(model, prompt, (int)n_prompt, a.n, &s, special.eos_ids, special.n_eos,

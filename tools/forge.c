@@ -97,9 +97,12 @@ static const command commands[] = {
     {"bench model", bench_model,
      "usage: forge bench model (--model DIR | --shape NAME [--layers N]) [--batch B] [--prompt P]\n"
      "                         [--new N] [--dtype fp32] [--backend B] [--json]\n"
+     "                         [--temperature T] [--top-k K] [--top-p P] [--min-p P]\n"
+     "                         [--repeat-penalty R] [--seed S]\n"
      "  A Hugging Face model directory loaded (timed), a step over B sequences of P\n"
-     "  random tokens (prefill), then N greedy decode steps of all of them: the rows of\n"
-     "  ../shared/bench/torch_model_ref.py (mode, tok_per_s, ms, ms_per_token).\n"
+     "  random tokens (prefill), then N decode steps of all of them, greedy or drawn as\n"
+     "  the sampling options say: the rows of ../shared/bench/torch_model_ref.py (mode,\n"
+     "  tok_per_s, ms, ms_per_token).\n"
      "  --shape NAME: random weights of a well-known model's shape, nothing read\n"
      "  (llama3-8b, llama3.2-1b, llama3.2-3b, llama2-7b, tinyllama-1.1b, smollm2-135m,\n"
      "  mistral-7b, qwen2.5-7b, qwen3-0.6b, qwen3-8b); --layers N keeps its first N blocks.\n"},
