@@ -127,6 +127,22 @@ static void test_head_dims(void **state) {
             }
 }
 
+/* The CPU backend takes any head dim: decode rows (one query over up to
+ * 130 keys, its own loops) and prefill at head dims that are no multiple
+ * of 8, where the loops' tails run. */
+static void test_any_head_dim_cpu(void **state) {
+    if (g_backend != FORGE_BACKEND_CPU) skip();
+    static const int dims[] = {5, 20, 36};
+    static const int ones[] = {1, 1, 1}, keys[] = {1, 77, 130};
+    for (int d = 0; d < 3; d++)
+        for (int causal = 0; causal <= 1; causal++) {
+            attn_case decode = {FORGE_F32, 4, 2, dims[d], causal, 3, ones, keys, 1.0};
+            check_case(&decode, 200 + 10 * d + causal);
+            attn_case prefill = {FORGE_F32, 4, 2, dims[d], causal, 3, keys, keys, 1.0};
+            check_case(&prefill, 300 + 10 * d + causal);
+        }
+}
+
 /* Query heads sharing KV heads: MHA, GQA 4:1, MQA. */
 static void test_gqa_mqa(void **state) {
     static const int kv[] = {8, 2, 1};
@@ -343,7 +359,8 @@ int main(int argc, char **argv) {
     g_portable = argc > 2 && strcmp(argv[2], "portable") == 0;
     tl_require_backend(g_backend);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_head_dims),       cmocka_unit_test(test_gqa_mqa),
+        cmocka_unit_test(test_head_dims),       cmocka_unit_test(test_any_head_dim_cpu),
+        cmocka_unit_test(test_gqa_mqa),
         cmocka_unit_test(test_cached_prefix),   cmocka_unit_test(test_empty_rows),
         cmocka_unit_test(test_many_sequences),  cmocka_unit_test(test_long_sequences),
         cmocka_unit_test(test_large_magnitude), cmocka_unit_test(test_bad_arguments),
