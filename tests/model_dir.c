@@ -152,12 +152,17 @@ void md_remove_dir(char *dir) {
     free(dir);
 }
 
-void md_model_open(md_model *mm, const md_spec *s, uint64_t seed, forge_backend backend, int max_seqs, int max_tokens) {
+void md_model_write(md_model *mm, const md_spec *s, uint64_t seed) {
     mm->dir = md_temp_dir();
     md_write_config(mm->dir, s);
     TL_OK(forge_model_config_read(mm->dir, &mm->cfg));
     md_make_weights(&mm->w, s, &mm->cfg, seed);
     md_write_model(mm->dir, s, &mm->w);
+    mm->ctx = NULL, mm->m = NULL;
+}
+
+void md_model_open(md_model *mm, const md_spec *s, uint64_t seed, forge_backend backend, int max_seqs, int max_tokens) {
+    md_model_write(mm, s, seed);
     TL_OK(forge_context_create(backend, &mm->ctx));
     const forge_model_options o = {FORGE_F32, max_seqs, max_tokens, 0, 0};
     TL_OK(forge_model_load(mm->ctx, mm->dir, &o, &mm->m));

@@ -53,7 +53,9 @@ typedef struct {
 } md_model;
 
 void md_model_open(md_model *mm, const md_spec *s, uint64_t seed, forge_backend backend, int max_seqs, int max_tokens);
-/* Frees it all and removes the directory. */
+/* md_model_open's directory, config and weights alone (no context, no model). */
+void md_model_write(md_model *mm, const md_spec *s, uint64_t seed);
+/* Frees it all (what there is) and removes the directory. */
 void md_model_close(md_model *mm);
 /* A new temporary directory (malloc'd), and its removal with all it holds. */
 char *md_temp_dir(void);

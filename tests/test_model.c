@@ -234,14 +234,11 @@ static void test_bad_weights_and_calls(void **state) {
     (void)state;
     forge_context *ctx;
     TL_OK(forge_context_create(FORGE_BACKEND_CPU, &ctx));
-    char *dir = md_temp_dir();
     md_spec s = llama;
-    md_write_config(dir, &s);
-    forge_model_config cfg;
-    TL_OK(forge_model_config_read(dir, &cfg));
-    md_weights w;
-    md_make_weights(&w, &s, &cfg, 41);
-    md_write_model(dir, &s, &w);
+    md_model mm;
+    md_model_write(&mm, &s, 41);
+    char *dir = mm.dir;
+    const forge_model_config cfg = mm.cfg;
     forge_model *m = NULL;
     const forge_model_options o = options(2, 64);
     /* the config asks for a wider MLP than the file holds */
@@ -300,14 +297,13 @@ static void test_bad_weights_and_calls(void **state) {
     /* shards: the index names a file that is not there */
     md_spec sharded = s;
     sharded.shards = 1;
-    md_write_model(dir, &sharded, &w);
+    md_write_model(dir, &sharded, &mm.w);
     char path[256];
     snprintf(path, sizeof path, "%s/model-00002-of-00002.safetensors", dir);
     assert_int_equal(unlink(path), 0);
     assert_int_equal(forge_model_load(ctx, dir, &o, &m), FORGE_ERR_IO);
     assert_non_null(strstr(forge_last_error(), "model-00002-of-00002.safetensors"));
-    md_free_weights(&w);
-    md_remove_dir(dir);
+    md_model_close(&mm);
     forge_context_destroy(ctx);
 }
 
@@ -385,15 +381,11 @@ static unsigned char *read_bytes(const char *dir, const char *name, size_t *n) {
 static void test_fuzz_files(void **state) {
     (void)state;
     if (g_backend != FORGE_BACKEND_CPU) skip(); /* files only: once is enough */
-    char *dir = md_temp_dir();
     md_spec spec = llama;
     spec.shards = 1;
-    md_write_config(dir, &spec);
-    forge_model_config cfg;
-    TL_OK(forge_model_config_read(dir, &cfg));
-    md_weights w;
-    md_make_weights(&w, &spec, &cfg, 43);
-    md_write_model(dir, &spec, &w);
+    md_model mm;
+    md_model_write(&mm, &spec, 43);
+    const char *dir = mm.dir;
     md_write_text(dir, "generation_config.json", "{\"do_sample\": true, \"temperature\": 0.7, \"top_k\": 20, "
                   "\"top_p\": 0.9, \"min_p\": 0.05, \"repetition_penalty\": 1.1, \"eos_token_id\": [1, 2]}");
     forge_context *ctx;
@@ -449,8 +441,7 @@ static void test_fuzz_files(void **state) {
         free(orig), free(b);
     }
     forge_context_destroy(ctx);
-    md_free_weights(&w);
-    md_remove_dir(dir);
+    md_model_close(&mm);
 }
 
 /* The bit of token t in a bitmap of the vocabulary. */
