@@ -490,6 +490,20 @@ static void test_generate(void **state) {
     snprintf(args, sizeof args, "generate --model %s --ids", model);
     r = forge(args);
     assert_int_equal(r.code, 2);
+    /* a prompt past the model's 64 positions is refused; a generation that
+     * would pass them stops where they end (the last token never fed) */
+    int at = snprintf(args, sizeof args, "generate --model %s --backend cpu --ids --prompt-ids 1", model);
+    for (int i = 1; i < 65; i++) at += snprintf(args + at, sizeof args - (size_t)at, ",1");
+    r = forge(args);
+    assert_int_equal(r.code, 2);
+    assert_non_null(strstr(r.err, "the prompt's 65 tokens do not fit the context of 64"));
+    snprintf(args, sizeof args, "generate --model %s --prompt-ids 5,17,42 -n 100 --backend cpu --ids", model);
+    r = forge(args);
+    assert_int_equal(r.code, 0);
+    assert_non_null(strstr(r.err, "-n 100 stops at 62"));
+    int words = 0;
+    for (char *w = strtok(r.out, " \n"); w; w = strtok(NULL, " \n")) words++;
+    assert_int_equal(words, 62);
 
     /* forge bench model on the same directory: three rows, torch_model_ref.py's fields */
     snprintf(args, sizeof args, "bench model --model %s --prompt 8 --new 4 --batch 2 --backend cpu --json", model);
@@ -528,6 +542,16 @@ static void test_generate(void **state) {
         if (r.code != bad_shapes[i].code || !strstr(r.err, bad_shapes[i].needle))
             fail_msg("forge %s: exit %d, \"%s\"", bad_shapes[i].args, r.code, r.err);
     }
+    /* sampled decode steps: the decode row names the sampling; a bad one is refused by name */
+    snprintf(args, sizeof args, "bench model --model %s --prompt 4 --new 3 --backend cpu --json --temperature 0.8 "
+             "--top-k 5 --seed 9", model);
+    r = forge(args);
+    assert_int_equal(r.code, 0);
+    assert_non_null(strstr(r.out, "\"sampling\": \"temperature 0.8, top_k 5, top_p 1, min_p 0, repeat_penalty 1\""));
+    snprintf(args, sizeof args, "bench model --model %s --prompt 4 --new 3 --backend cpu --temperature 1 --top-p 2", model);
+    r = forge(args);
+    assert_int_equal(r.code, 3);
+    assert_non_null(strstr(r.err, "sampling[0] needs"));
     md_model_close(&mm);
 }
 

@@ -58,7 +58,8 @@ static const command commands[] = {
      "  override it, --temperature 0 being greedy. At the end,\n"
      "  the prompt and generated token counts, prefill time and speed and decode speed\n"
      "  go to stderr; --json prints them as one JSON object on stdout, with the ids.\n"
-     "  --ctx is the tokens the sequence may hold (prompt + N by default).\n"},
+     "  --ctx is the tokens the sequence may hold (prompt + N by default), at most the\n"
+     "  model's max_position_embeddings; N is cut to what fits.\n"},
     {"tokenize", cmd_tokenize,
      "usage: forge tokenize --model PATH (--text TEXT | --file F) [--no-special]\n"
      "  The token ids of the text (UTF-8) under a Hugging Face tokenizer, on one line,\n"
