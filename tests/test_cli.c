@@ -50,6 +50,16 @@ static run_result forge(const char *args) {
     return r;
 }
 
+/* forge(args), which must exit with code and print needle (on stdout or
+ * stderr; NULL: anything). */
+static run_result expect_forge(const char *args, int code, const char *needle) {
+    run_result r = forge(args);
+    if (r.code != code || (needle && !strstr(r.out, needle) && !strstr(r.err, needle)))
+        fail_msg("forge %s: exit %d (want %d, printing \"%s\"): %s", args, r.code, code, needle ? needle : "",
+                 r.err);
+    return r;
+}
+
 static char *in_dir(const char *name) {
     static char path[128];
     snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -494,13 +504,9 @@ static void test_generate(void **state) {
      * would pass them stops where they end (the last token never fed) */
     int at = snprintf(args, sizeof args, "generate --model %s --backend cpu --ids --prompt-ids 1", model);
     for (int i = 1; i < 65; i++) at += snprintf(args + at, sizeof args - (size_t)at, ",1");
-    r = forge(args);
-    assert_int_equal(r.code, 2);
-    assert_non_null(strstr(r.err, "the prompt's 65 tokens do not fit the context of 64"));
+    expect_forge(args, 2, "the prompt's 65 tokens do not fit the context of 64");
     snprintf(args, sizeof args, "generate --model %s --prompt-ids 5,17,42 -n 100 --backend cpu --ids", model);
-    r = forge(args);
-    assert_int_equal(r.code, 0);
-    assert_non_null(strstr(r.err, "-n 100 stops at 62"));
+    r = expect_forge(args, 0, "-n 100 stops at 62");
     int words = 0;
     for (char *w = strtok(r.out, " \n"); w; w = strtok(NULL, " \n")) words++;
     assert_int_equal(words, 62);
@@ -545,13 +551,9 @@ static void test_generate(void **state) {
     /* sampled decode steps: the decode row names the sampling; a bad one is refused by name */
     snprintf(args, sizeof args, "bench model --model %s --prompt 4 --new 3 --backend cpu --json --temperature 0.8 "
              "--top-k 5 --seed 9", model);
-    r = forge(args);
-    assert_int_equal(r.code, 0);
-    assert_non_null(strstr(r.out, "\"sampling\": \"temperature 0.8, top_k 5, top_p 1, min_p 0, repeat_penalty 1\""));
+    expect_forge(args, 0, "\"sampling\": \"temperature 0.8, top_k 5, top_p 1, min_p 0, repeat_penalty 1\"");
     snprintf(args, sizeof args, "bench model --model %s --prompt 4 --new 3 --backend cpu --temperature 1 --top-p 2", model);
-    r = forge(args);
-    assert_int_equal(r.code, 3);
-    assert_non_null(strstr(r.err, "sampling[0] needs"));
+    expect_forge(args, 3, "sampling[0] needs");
     md_model_close(&mm);
 }
 
