@@ -6,7 +6,7 @@
 # through forge bench and bench/torch_baseline.py in the same run, and a
 # table. JSON lines and tables go to $OUT, the logs packed into
 # $OUT/device-logs.tgz (the device tool returns at most 8 files).
-#   bash scripts/device.sh [tests|sm80|sanitize|bench|baseline|step|tokenizer|model|modelbench|modelprofile]...
+#   bash scripts/device.sh [tests|sm80|sanitize|bench|baseline|step|tokenizer|model|modelbench|modelfiles|modelprofile]...
 #   (default: tests sm80 sanitize bench tokenizer model)
 set -uo pipefail
 source "$(dirname "$0")/device-env.sh"
@@ -209,8 +209,7 @@ fi
 if [[ " $parts " == *" modelbench "* ]]; then
   # Whole models of the Llama-3-8B shape (bf16, random weights) beside
   # torch_model_ref.py in the same run: batch-1 decode (prompt 128, 256
-  # new), a 2048-token prefill, batch-64 decode; the load from files; and
-  # the small model's CPU figures
+  # new), a 2048-token prefill, batch-64 decode, and sampled decode
   echo "== whole model: Llama-3-8B shape, bf16"
   m="$OUT/model_bench.jsonl"
   : >"$m"
@@ -224,14 +223,19 @@ if [[ " $parts " == *" modelbench "* ]]; then
   done
   python3 .carry/torch_model_ref.py | tee -a "$m" || status=1
   python3 .carry/torch_model_ref.py --batch 64 --prompt 128 --new 64 --prefill 128 | tee -a "$m" || status=1
-  # the same shape loaded from files in the page cache (16 GB of bf16 in
-  # 5 GB shards, written by the standard library alone)
+fi
+if [[ " $parts " == *" modelfiles "* ]]; then
+  # The Llama-3-8B shape loaded from files in the page cache (16 GB of bf16
+  # in 5 GB shards, written by the standard library alone); then the small
+  # model on the CPU backend beside transformers on the same CPU, and that
+  # CPU's read bandwidth, the bound of its decode
+  echo "== whole model from files; the CPU backend"
+  m="$OUT/model_files.jsonl"
+  : >"$m"
   d=$(mktemp -d)
   python3 bench/random_model_dir.py "$d/llama8b" && cat "$d"/llama8b/*.safetensors >/dev/null || status=1
   $build/forge bench model --json --model "$d/llama8b" --dtype bf16 --prompt 16 --new 16 | tee -a "$m" || status=1
   rm -rf "$d/llama8b"
-  # the small model on the CPU backend beside transformers on the same
-  # CPU, and that CPU's read bandwidth, the bound of its decode
   python3 bench/torch_model_cpu.py "$d/smol" --prompt 128 --new 32 | tee -a "$m" || status=1
   $build/forge bench model --json --model "$d/smol" --backend cpu --prompt 128 --new 32 | tee -a "$m" || status=1
   $build/forge bench model --json --model "$d/smol" --backend cpu --batch 4 --prompt 128 --new 32 | tee -a "$m" ||
