@@ -9,9 +9,8 @@
  * logit after the penalty. Only as much of the vocabulary is sorted as the
  * warpers can keep, found by selection: with top-k, the k candidates (and
  * ties with the k-th); without, the tokens min-p keeps, and of those the
- * likeliest in growing batches until top-p's mass is reached. They are the
- * same tokens in the same order as a sort of the whole vocabulary would put
- * first. */
+ * likeliest that hold top-p's mass. They are the same tokens in the same
+ * order as a sort of the whole vocabulary would put first. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,9 +152,8 @@ double model_mass(const model_scored *v, int n, double top) {
 
 /* Without top-k: sorts the start of v [n] (top the largest score, mass the
  * whole's) as far as top-p and min-p can keep, and returns how far: the
- * tokens min-p keeps are moved first; of those, the front that about holds
- * top_p's share is sorted, and further batches, each four times the last,
- * are selected and sorted until the walk model_draw_sorted makes again
+ * tokens min-p keeps are moved first; of those, the front that holds
+ * top_p's share is sorted, as far as the walk model_draw_sorted makes again
  * reaches top_p. */
 static int sorted_prefix(model_scored *v, int n, const forge_sampling *s, double top, double mass) {
     int limit = n;
@@ -168,10 +166,10 @@ static int sorted_prefix(model_scored *v, int n, const forge_sampling *s, double
         qsort(v, (size_t)limit, sizeof *v, model_scored_order);
         return limit;
     }
+    /* the front holds top_p's share but for rounding; where the walk falls
+     * short of it, the rest is sorted too */
     double cum = 0.0;
-    for (int sorted = 0, end = front_of(v, limit, top, 1, s->top_p * mass);; end *= 4) {
-        end = end < limit ? end : limit;
-        select_first(v + sorted, limit - sorted, end - sorted);
+    for (int sorted = 0, end = front_of(v, limit, top, 1, s->top_p * mass);; end = limit) {
         qsort(v + sorted, (size_t)(end - sorted), sizeof *v, model_scored_order);
         for (; sorted < end; sorted++)
             if ((cum += exp(v[sorted].score - top) / mass) >= s->top_p) return sorted + 1;

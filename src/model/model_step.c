@@ -214,8 +214,10 @@ static forge_status step(forge_model *m, const forge_model_input *in, int n, int
     else
         st = run(m, &stack, total, out, out == total ? NULL : m->ints_dev + total, NULL);
     forge_stack_end(&stack, st == FORGE_OK);
-    for (int i = 0; st == FORGE_OK && i < n; i++) /* the repetition penalty's history */
-        for (int t = 0; t < in[i].n_tokens; t++) model_seen(m, in[i].seq)[in[i].tokens[t] / 32] |= 1u << in[i].tokens[t] % 32;
+    for (int i = 0; st == FORGE_OK && i < n; i++) { /* the repetition penalty's history */
+        uint32_t *seen = model_seen(m, in[i].seq);
+        for (int t = 0; t < in[i].n_tokens; t++) seen[in[i].tokens[t] / 32] |= 1u << in[i].tokens[t] % 32;
+    }
     *out_rows = out;
     return st;
 }
@@ -285,7 +287,8 @@ forge_status forge_model_step_sample(forge_model *m, const forge_model_input *in
     if (st == FORGE_OK && !on_device) st = host_buffers(m, n, fn);
     long out;
     if (st == FORGE_OK) st = step(m, in, n, 0, &out, fn);
-    if (st != FORGE_OK || on_device) return st == FORGE_OK ? greedy(m, n, next) : st;
+    if (st != FORGE_OK) return st;
+    if (on_device) return greedy(m, n, next);
     const int vocab = m->cfg.vocab_size;
     st = download_logits(m, m->host_logits, (size_t)n * (size_t)vocab);
     for (int i = 0; st == FORGE_OK && i < n; i++) {
