@@ -59,38 +59,32 @@ static forge_status workspace(forge_model *m, long rows, long out, const char *f
     return st;
 }
 
-/* The step's inputs: distinct live sequences, tokens in the vocabulary, and
- * room for them (the cache's own check of length and pages); seqs[i] the
- * layers' view of input i (its sequence at its length), *total their
- * tokens. */
+/* The step's inputs: distinct live sequences with tokens in the
+ * vocabulary (their room is the caches' to check, as forge_stack_begin
+ * takes their pages); seqs[i] the layers' view of input i (its sequence at
+ * its length), *total their tokens. */
 static forge_status check_inputs(const forge_model *m, const forge_model_input *in, int n, forge_seq *seqs,
                                  long *total, const char *fn) {
-    int *ids = malloc(sizeof *ids * 2 * (size_t)n), *counts = ids + n;
-    if (!ids) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-    forge_status st = FORGE_OK;
     *total = 0;
-    for (int i = 0; i < n && st == FORGE_OK; i++) {
+    for (int i = 0; i < n; i++) {
         int len;
-        st = forge_paged_seq_len(m->caches[0], in[i].seq, &len);
-        for (int j = 0; j < i && st == FORGE_OK; j++)
+        forge_status st = forge_paged_seq_len(m->caches[0], in[i].seq, &len);
+        if (st != FORGE_OK) return st;
+        for (int j = 0; j < i; j++)
             if (in[j].seq == in[i].seq)
-                st = forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: in[%d] and in[%d] are both sequence %d", fn, j, i,
-                                in[i].seq);
-        if (st == FORGE_OK && (in[i].n_tokens < 1 || !in[i].tokens))
-            st = forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: in[%d] has %d tokens (or none given)", fn, i,
-                            in[i].n_tokens);
-        for (int t = 0; st == FORGE_OK && t < in[i].n_tokens; t++)
+                return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: in[%d] and in[%d] are both sequence %d", fn, j, i,
+                                  in[i].seq);
+        if (in[i].n_tokens < 1 || !in[i].tokens)
+            return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: in[%d] has %d tokens (or none given)", fn, i,
+                              in[i].n_tokens);
+        for (int t = 0; t < in[i].n_tokens; t++)
             if (in[i].tokens[t] < 0 || in[i].tokens[t] >= m->cfg.vocab_size)
-                st = forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: in[%d].tokens[%d] = %d is outside the vocabulary "
-                                "[0, %d)", fn, i, t, (int)in[i].tokens[t], m->cfg.vocab_size);
-        if (st != FORGE_OK) break;
-        ids[i] = in[i].seq, counts[i] = in[i].n_tokens;
+                return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: in[%d].tokens[%d] = %d is outside the vocabulary "
+                                  "[0, %d)", fn, i, t, (int)in[i].tokens[t], m->cfg.vocab_size);
         seqs[i] = (forge_seq){in[i].seq, len, in[i].n_tokens};
         *total += in[i].n_tokens;
     }
-    if (st == FORGE_OK) st = forge_paged_check_room(m->caches[0], n, ids, counts, fn);
-    free(ids);
-    return st;
+    return FORGE_OK;
 }
 
 /* The step's work in backend memory, from the tokens (and the lengths,
@@ -190,28 +184,27 @@ static forge_status step(forge_model *m, const forge_model_input *in, int n, int
     long total = 0;
     forge_seq *seqs = malloc(sizeof *seqs * (size_t)n);
     forge_status st = seqs ? check_inputs(m, in, n, seqs, &total, fn) : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-    /* every row's logits, or each sequence's last row's: all rows where each has one token */
-    const long out = st == FORGE_OK && all_logits ? total : n;
-    if (st == FORGE_OK) st = workspace(m, total, out, fn);
-    if (st != FORGE_OK) {
-        free(seqs);
-        return st;
-    }
-    /* the integers: tokens, the rows asked for, the lengths (for a recording) */
-    int32_t *tokens = m->ints, *rows = m->ints + total, *pos = rows + out;
-    for (int i = 0, r = 0; i < n; r += in[i].n_tokens, i++) {
-        memcpy(tokens + r, in[i].tokens, sizeof *tokens * (size_t)in[i].n_tokens);
-        rows[i] = r + in[i].n_tokens - 1;
-        pos[i] = seqs[i].pos0;
-    }
+    /* every cache's room checked and its pages taken before the workspace
+     * grows for the step (begin's failure has ended the step) */
     forge_stack_step stack;
-    st = forge_buffer_upload(m->ctx, m->ints_dev, m->ints, sizeof *pos * ((size_t)total + (size_t)out + (size_t)n));
     if (st == FORGE_OK) st = forge_stack_begin(&stack, fn, m->layers, m->caches, m->cfg.layers, seqs, n);
     free(seqs);
     if (st != FORGE_OK) return st;
-    if (total == n && m->ctx->ops->record_begin) /* a decode step */
+    /* every row's logits, or each sequence's last row's: all rows where each has one token */
+    const long out = all_logits ? total : n;
+    st = workspace(m, total, out, fn);
+    if (st == FORGE_OK) { /* the integers: tokens, the rows asked for, the lengths (for a recording) */
+        int32_t *tokens = m->ints, *rows = m->ints + total, *pos = rows + out;
+        for (int i = 0, r = 0; i < n; r += in[i].n_tokens, i++) {
+            memcpy(tokens + r, in[i].tokens, sizeof *tokens * (size_t)in[i].n_tokens);
+            rows[i] = r + in[i].n_tokens - 1;
+            pos[i] = stack.b.pos0[i];
+        }
+        st = forge_buffer_upload(m->ctx, m->ints_dev, m->ints, sizeof *pos * ((size_t)total + (size_t)out + (size_t)n));
+    }
+    if (st == FORGE_OK && total == n && m->ctx->ops->record_begin) /* a decode step */
         st = run_recorded(m, &stack, total, fn);
-    else
+    else if (st == FORGE_OK)
         st = run(m, &stack, total, out, out == total ? NULL : m->ints_dev + total, NULL);
     forge_stack_end(&stack, st == FORGE_OK);
     for (int i = 0; st == FORGE_OK && i < n; i++) { /* the repetition penalty's history */
