@@ -102,22 +102,18 @@ int cmd_generate(int argc, char **argv) {
     const int room = (int)(want < cfg.max_positions ? want : cfg.max_positions);
     /* the prompt must fit the context; generation stops where it is full
      * (the last token drawn is never fed, so one more than its room) */
-    if (st == FORGE_OK && (long)n_prompt > room) {
+    if (st == FORGE_OK && (long)n_prompt > room)
         rc = cli_usage(CMD, "the prompt's %zu tokens do not fit the context of %d (%s)", n_prompt, room,
                        room == cfg.max_positions ? "the model's max_position_embeddings" : "--ctx");
-        free(prompt);
-        forge_tokenizer_free(tok);
-        return rc;
-    }
-    if (st == FORGE_OK && a.n > room - (long)n_prompt + 1) {
+    if (!rc && st == FORGE_OK && a.n > room - (long)n_prompt + 1) {
         fprintf(stderr, "forge %s: -n %d stops at %ld: the context holds %d tokens\n", CMD, a.n,
                 room - (long)n_prompt + 1, room);
         a.n = (int)(room - (long)n_prompt + 1);
     }
-    if (st == FORGE_OK) st = forge_context_create(backend, &ctx);
+    if (!rc && st == FORGE_OK) st = forge_context_create(backend, &ctx);
     const forge_model_options opt = {dtype, 1, room, room, 0};
-    if (st == FORGE_OK) st = forge_model_load(ctx, a.model, &opt, &model);
-    if (st == FORGE_OK && !(out = malloc(sizeof *out * (size_t)(a.n + 1)))) st = FORGE_ERR_OUT_OF_MEMORY;
+    if (!rc && st == FORGE_OK) st = forge_model_load(ctx, a.model, &opt, &model);
+    if (!rc && st == FORGE_OK && !(out = malloc(sizeof *out * (size_t)(a.n + 1)))) st = FORGE_ERR_OUT_OF_MEMORY;
     if (st != FORGE_OK) rc = cli_fail(CMD, st);
     run_state r = {NULL, 0, 0};
     if (!rc && tok && !a.ids && !a.json && forge_token_stream_create(tok, 1, &r.stream) != FORGE_OK) r.stream = NULL;
