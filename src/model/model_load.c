@@ -39,6 +39,11 @@ void forge_model_free(forge_model *m) {
     free(m);
 }
 
+/* Bytes of a tensor [d0] (d1 0) or [d0, d1] in the model's dtype. */
+static size_t tensor_bytes(const forge_model *m, int64_t d0, int64_t d1) {
+    return (size_t)d0 * (size_t)(d1 ? d1 : 1) * forge_dtype_size(m->opt.dtype);
+}
+
 /* A tensor into backend memory at dst, [d0] or [d0, d1], straight from the
  * mapped file where it is in the model's dtype. */
 static forge_status upload_to(forge_model *m, const model_files *f, const char *name, int64_t d0, int64_t d1,
@@ -47,7 +52,7 @@ static forge_status upload_to(forge_model *m, const model_files *f, const char *
     void *owned;
     forge_status st = model_tensor(f, fn, name, d0, d1, m->opt.dtype, &data, &owned);
     if (st == FORGE_OK)
-        st = forge_buffer_upload(m->ctx, dst, data, (size_t)d0 * (size_t)(d1 ? d1 : 1) * forge_dtype_size(m->opt.dtype));
+        st = forge_buffer_upload(m->ctx, dst, data, tensor_bytes(m, d0, d1));
     free(owned);
     return st;
 }
@@ -55,7 +60,7 @@ static forge_status upload_to(forge_model *m, const model_files *f, const char *
 /* A tensor into a new backend buffer *out. */
 static forge_status upload(forge_model *m, const model_files *f, const char *name, int64_t d0, int64_t d1,
                            void **out) {
-    forge_status st = forge_buffer_alloc(m->ctx, (size_t)d0 * (size_t)(d1 ? d1 : 1) * forge_dtype_size(m->opt.dtype), out);
+    forge_status st = forge_buffer_alloc(m->ctx, tensor_bytes(m, d0, d1), out);
     return st == FORGE_OK ? upload_to(m, f, name, d0, d1, *out) : st;
 }
 
@@ -115,7 +120,7 @@ static forge_status load_block(forge_model *m, const model_files *f, int l) {
     snprintf(name, sizeof name, "model.layers.%d.mlp.down_proj.weight", l);
     if (st == FORGE_OK) st = upload(m, f, name, c->hidden, c->intermediate, &b->down);
     if (st != FORGE_OK) return st;
-    const size_t half = (size_t)c->intermediate * (size_t)c->hidden * forge_dtype_size(m->opt.dtype);
+    const size_t half = tensor_bytes(m, c->intermediate, c->hidden);
     st = forge_buffer_alloc(m->ctx, 2 * half, &b->gate_up);
     snprintf(name, sizeof name, "model.layers.%d.mlp.gate_proj.weight", l);
     if (st == FORGE_OK) st = upload_to(m, f, name, c->intermediate, c->hidden, b->gate_up);
