@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cpu/cpu_ops.h"
+#include "file.h"
 #include "model/model.h"
 #include "model_dir.h"
 #include "test_util.h"
@@ -357,20 +358,6 @@ static void test_sampling(void **state) {
     md_model_close(&mm);
 }
 
-/* A file of the directory: its bytes (malloc'd, room for 16 more). */
-static unsigned char *read_bytes(const char *dir, const char *name, size_t *n) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    unsigned char *b = malloc(1 << 16);
-    assert_non_null(b);
-    *n = fread(b, 1, (1 << 16) - 16, f);
-    assert_true(feof(f));
-    fclose(f);
-    return b;
-}
-
 /* The fuzzer of the JSON files a model directory holds beside its weights
  * (safetensors' own is in test_safetensors): 1,500 mutations each of
  * config.json, model.safetensors.index.json and generation_config.json
@@ -395,8 +382,11 @@ static void test_fuzz_files(void **state) {
     const char *calls[3] = {"forge_model_config_read: ", "forge_model_load: ", "forge_sampling_read: "};
     ref_rng r = ref_rng_seed(91);
     for (int f = 0; f < 3; f++) {
+        char path[512], *orig;
         size_t len;
-        unsigned char *orig = read_bytes(dir, files[f], &len), *b = malloc(len + 16);
+        snprintf(path, sizeof path, "%s/%s", dir, files[f]);
+        TL_OK(forge_read_file("fuzz", path, &orig, &len));
+        unsigned char *b = malloc(len + 16);
         assert_non_null(b);
         int accepted = 0, refused = 0;
         for (int iter = 0; iter < 1500; iter++) {
