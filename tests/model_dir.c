@@ -89,12 +89,7 @@ static void write_file(const md_weights *w, const char *path, int from, int to, 
 }
 
 void md_write_text(const char *dir, const char *name, const char *text) {
-    char path[256];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
+    tl_write_file(dir, name, text, strlen(text));
 }
 
 void md_write_config(const char *dir, const md_spec *s) {
