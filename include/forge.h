@@ -206,6 +206,9 @@ typedef struct {
     int qk_norm;      /* 1: RMSNorm over each head of Q and of K before RoPE,
                          weighted by q_norm and k_norm (Qwen 3)                   */
     float norm_eps;   /* its epsilon, with qk_norm                               */
+    int window;       /* > 0: each token attends only to itself and the window - 1
+                         positions before it (a sliding window); 0: to all before */
+    float softcap;    /* > 0: scores capped as forge_attention_args' softcap      */
 } forge_layer_config;
 
 /* A config with Llama's defaults: half-rotation RoPE, theta 10000, no biases,
@@ -328,6 +331,13 @@ typedef struct {
                               -inf (and zeros in out) for a row that sees no key    */
     float scale;           /* of q.k; 0 means 1 / sqrt(head_dim)                    */
     int causal;            /* 0 or 1                                                */
+    int window;            /* > 0, with causal: a sliding window, as Hugging Face's
+                              sliding_window: query i sees only the last `window`
+                              keys up to its own, keys m - n + i - window + 1 ..
+                              m - n + i; 0: no window                               */
+    float softcap;         /* > 0: each score s = scale * q.k becomes softcap *
+                              tanh(s / softcap) before the softmax and the lse
+                              (Gemma 2's attn_logit_softcapping); 0: off            */
 } forge_attention_args;
 
 /* out = softmax(scale * Q K^T + mask) V for every sequence and head. On the
@@ -407,6 +417,10 @@ typedef struct {
                               results merge: 0 lets the backend choose from the shape;
                               a multiple of page_size fixes it, so that a sequence's
                               result does not depend on what else is in the batch   */
+    int window;            /* > 0: query i sees only tokens len - n + i - window + 1
+                              .. len - n + i (a sliding window; pages wholly before
+                              it are not read); 0: no window                        */
+    float softcap;         /* as in forge_attention_args                             */
 } forge_paged_attention_args;
 
 FORGE_API forge_status forge_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *args);
@@ -627,8 +641,7 @@ typedef enum {
     FORGE_ARCH_LLAMA = 0, /* LlamaForCausalLM: Llama 2, 3, 3.1, 3.2, TinyLlama, SmolLM2 */
     FORGE_ARCH_QWEN2,     /* Qwen2ForCausalLM: biases on Q, K and V                    */
     FORGE_ARCH_QWEN3,     /* Qwen3ForCausalLM: RMSNorm over each head of Q and K       */
-    FORGE_ARCH_MISTRAL,   /* MistralForCausalLM: a sliding window not shorter than the
-                             context used                                              */
+    FORGE_ARCH_MISTRAL,   /* MistralForCausalLM: a sliding window in every layer      */
 } forge_arch;
 
 /* A Hugging Face model directory's config.json, as Forge reads it. */
@@ -645,7 +658,9 @@ typedef struct {
     int tie_embeddings;       /* the LM head is the token embedding              */
     unsigned bias;            /* FORGE_BIAS_* of the attention's projections      */
     int qk_norm;
-    int sliding_window;       /* 0: none                                         */
+    int sliding_window;       /* the window of the layers that have one; 0: none */
+    int max_window_layers;    /* layers from this one on have it (Qwen's
+                                 max_window_layers); 0: every layer (Mistral)    */
     forge_dtype dtype;        /* the weights' dtype as config.json names it      */
 } forge_model_config;
 
@@ -778,7 +793,14 @@ typedef struct {
     int n_head_dims;       /* head dims it takes, in head_dims; 0: any up to 256      */
     int head_dims[8];
     const char *kernel;    /* what runs: "Hopper wgmma", "portable mma.sync", ...     */
+    unsigned options;      /* the FORGE_ATTN_* options of the scores it takes         */
 } forge_support;
+
+/* Options of the attention's scores, beyond the causal mask. */
+enum {
+    FORGE_ATTN_WINDOW = 1 << 0,  /* a sliding window (window > 0)  */
+    FORGE_ATTN_SOFTCAP = 1 << 1, /* soft-capping (softcap > 0)     */
+};
 
 FORGE_API int forge_support_count(void);
 /* Row i (0 <= i < forge_support_count()), or NULL. */

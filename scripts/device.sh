@@ -178,7 +178,7 @@ if [[ " $parts " == *" model "* ]]; then
   for check in "cpu fp32" "cuda fp32" "cuda bf16"; do
     read -r backend dtype <<<"$check"
     python3 bench/model_check.py $build/libforge-llm.so --backend "$backend" --dtype "$dtype" 2>&1 |
-      grep -E '^(ok|FAILED|transformers)' | tee -a "$logs/model_check.log"
+      grep -E '^(ok|FAILED|skipped|transformers)' | tee -a "$logs/model_check.log"
     [ "${PIPESTATUS[0]}" = 0 ] || status=1
   done
 fi

@@ -82,7 +82,8 @@ typedef struct {
     int *ids, *pos0, *n_tokens, *lens;
     int *rows;                         /* [n + 1] */
     forge_paged_attention_args attn;   /* the call's attention over the cache:
-                                          the layer's heads, scale and split size */
+                                          the layer's heads, scale, split size,
+                                          window and soft cap */
     const int *pos_dev;                /* NULL, or backend memory [n] that holds
                                           pos0 when the call runs: a graph's,
                                           replayed at new positions */

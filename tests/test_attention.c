@@ -31,6 +31,8 @@ typedef struct {
     int batch;
     const int *q_lens, *kv_lens;
     double magnitude; /* deviation of q and k */
+    int window;       /* 0: none */
+    float softcap;    /* 0: off  */
 } attn_case;
 
 /* The dtypes the backend computes attention alone in. */
@@ -76,7 +78,8 @@ static void check_case(const attn_case *c, uint64_t seed) {
 
     forge_attention_args a = {.dtype = c->dtype, .batch = c->batch, .heads = H, .kv_heads = Hk,
                               .head_dim = D, .q_offsets = qo, .kv_offsets = ko, .q = dq, .k = dk, .v = dv,
-                              .out = dout, .lse = dlse, .scale = 0.0f, .causal = c->causal};
+                              .out = dout, .lse = dlse, .scale = 0.0f, .causal = c->causal,
+                              .window = c->window, .softcap = c->softcap};
     TL_OK(forge_attention_forward(ctx, &a));
     void *out_raw = malloc(nq * es + 1);
     float *out = malloc(sizeof *out * (nq + 1));
@@ -85,14 +88,16 @@ static void check_case(const attn_case *c, uint64_t seed) {
     TL_OK(forge_convert(out, FORGE_F32, out_raw, c->dtype, nq));
 
     double *want = malloc(sizeof *want * (nq + 1)), *want_lse = malloc(sizeof *want_lse * ((size_t)H * tq + 1));
-    for (int b = 0; b < c->batch; b++)
-        ref_attention(q + (size_t)qo[b] * H * D, k + (size_t)ko[b] * Hk * D, v + (size_t)ko[b] * Hk * D,
-                      c->q_lens[b], c->kv_lens[b], H, Hk, D, 1.0 / sqrt((double)D), c->causal,
+    for (int b = 0; b < c->batch; b++) {
+        const ref_attention_shape shape = {c->q_lens[b], c->kv_lens[b], H, Hk, D, 1.0 / sqrt((double)D),
+                                           c->causal, c->window, c->softcap};
+        ref_attention(&shape, q + (size_t)qo[b] * H * D, k + (size_t)ko[b] * Hk * D, v + (size_t)ko[b] * Hk * D,
                       want + (size_t)qo[b] * H * D, want_lse + qo[b], tq);
-    char what[200];
-    snprintf(what, sizeof what, "%s heads %d/%d head_dim %d %s, batch %d, first lengths %d/%d",
-             forge_dtype_name(c->dtype), H, Hk, D, c->causal ? "causal" : "non-causal", c->batch, c->q_lens[0],
-             c->kv_lens[0]);
+    }
+    char what[240];
+    snprintf(what, sizeof what, "%s heads %d/%d head_dim %d %s, window %d, softcap %g, batch %d, first lengths %d/%d",
+             forge_dtype_name(c->dtype), H, Hk, D, c->causal ? "causal" : "non-causal", c->window,
+             (double)c->softcap, c->batch, c->q_lens[0], c->kv_lens[0]);
     const ref_error e = ref_compare(out, want, nq);
     if (e.rel_l2 > g_worst[c->dtype]) g_worst[c->dtype] = e.rel_l2;
     tl_expect_close(out, want, nq, ref_tolerance(c->dtype), what);
@@ -122,7 +127,7 @@ static void test_head_dims(void **state) {
     for (int i = 0; i < dtype_count(); i++)
         for (int d = 0; d < 5; d++)
             for (int causal = 0; causal <= 1; causal++) {
-                attn_case c = {dtype_at(i), 2, 1, dims[d], causal, 3, lens, lens, 1.0};
+                attn_case c = {dtype_at(i), 2, 1, dims[d], causal, 3, lens, lens, 1.0, 0, 0};
                 check_case(&c, 100 + 10 * d + causal);
             }
 }
@@ -136,9 +141,9 @@ static void test_any_head_dim_cpu(void **state) {
     static const int ones[] = {1, 1, 1}, keys[] = {1, 77, 130};
     for (int d = 0; d < 3; d++)
         for (int causal = 0; causal <= 1; causal++) {
-            attn_case decode = {FORGE_F32, 4, 2, dims[d], causal, 3, ones, keys, 1.0};
+            attn_case decode = {FORGE_F32, 4, 2, dims[d], causal, 3, ones, keys, 1.0, 0, 0};
             check_case(&decode, 200 + 10 * d + causal);
-            attn_case prefill = {FORGE_F32, 4, 2, dims[d], causal, 3, keys, keys, 1.0};
+            attn_case prefill = {FORGE_F32, 4, 2, dims[d], causal, 3, keys, keys, 1.0, 0, 0};
             check_case(&prefill, 300 + 10 * d + causal);
         }
 }
@@ -149,7 +154,7 @@ static void test_gqa_mqa(void **state) {
     static const int lens[] = {200};
     for (int i = 0; i < 3; i++)
         for (int d = 64; d <= 128; d += 64) {
-            attn_case c = {FORGE_BF16, 8, kv[i], d, 1, 1, lens, lens, 1.0};
+            attn_case c = {FORGE_BF16, 8, kv[i], d, 1, 1, lens, lens, 1.0, 0, 0};
             check_case(&c, 200 + i * 7 + d);
         }
 }
@@ -160,7 +165,7 @@ static void test_cached_prefix(void **state) {
     static const int kv_lens[] = {37, 64, 300, 129};
     for (int i = 0; i < 2; i++)
         for (int causal = 0; causal <= 1; causal++) {
-            attn_case c = {dtype_at(i), 4, 2, 128, causal, 4, q_lens, kv_lens, 1.0};
+            attn_case c = {dtype_at(i), 4, 2, 128, causal, 4, q_lens, kv_lens, 1.0, 0, 0};
             check_case(&c, 300 + i * 2 + causal);
         }
 }
@@ -171,7 +176,7 @@ static void test_empty_rows(void **state) {
     static const int q_lens[] = {50, 0, 7, 20};
     static const int kv_lens[] = {20, 9, 0, 20};
     for (int causal = 0; causal <= 1; causal++) {
-        attn_case c = {FORGE_F16, 2, 2, 64, causal, 4, q_lens, kv_lens, 1.0};
+        attn_case c = {FORGE_F16, 2, 2, 64, causal, 4, q_lens, kv_lens, 1.0, 0, 0};
         check_case(&c, 400 + causal);
     }
 }
@@ -218,7 +223,7 @@ static void test_many_sequences(void **state) {
      * the other */
     for (int d = 64; d <= 128; d += 64)
         for (int causal = 0; causal <= 1; causal++) {
-            attn_case c = {FORGE_BF16, 4, 1, d, causal, N, q_lens, kv_lens, 1.0};
+            attn_case c = {FORGE_BF16, 4, 1, d, causal, N, q_lens, kv_lens, 1.0, 0, 0};
             check_case(&c, 501 + d + causal);
         }
 }
@@ -232,7 +237,7 @@ static void test_long_sequences(void **state) {
     static const int kv_lens[] = {1100, 1300};
     for (int d = 64; d <= 128; d += 64)
         for (int causal = 0; causal <= 1; causal++) {
-            attn_case c = {FORGE_BF16, 8, 2, d, causal, 2, q_lens, kv_lens, 1.0};
+            attn_case c = {FORGE_BF16, 8, 2, d, causal, 2, q_lens, kv_lens, 1.0, 0, 0};
             check_case(&c, 700 + d + causal);
         }
 }
@@ -242,9 +247,48 @@ static void test_long_sequences(void **state) {
 static void test_large_magnitude(void **state) {
     static const int lens[] = {150};
     for (int i = 0; i < 2; i++) {
-        attn_case c = {dtype_at(i), 2, 1, 128, 1, 1, lens, lens, 20.0};
+        attn_case c = {dtype_at(i), 2, 1, 128, 1, 1, lens, lens, 20.0, 0, 0};
         check_case(&c, 600 + i);
     }
+}
+
+/* Sliding windows and soft-capping: windows shorter than, across and past
+ * the tiles and the keys, over cached prefixes (the window counts back from
+ * each query's own position) and for decode rows; scores of deviation 4
+ * to 8, so that a cap of 5 bends them. A backend whose table rows lack an
+ * option refuses it by name. */
+static void test_window_softcap(void **state) {
+    static const int q_lens[] = {130, 1, 40, 7};
+    static const int kv_lens[] = {130, 300, 200, 7};
+    static const int windows[] = {1, 7, 64, 100, 500};
+    const int takes = tl_takes_options(g_backend, "attention alone", FORGE_ATTN_WINDOW | FORGE_ATTN_SOFTCAP);
+    for (int i = 0; takes && i < dtype_count(); i++)
+        for (int w = 0; w < 5; w++)
+            for (int cap = 0; cap <= 1; cap++) {
+                attn_case c = {dtype_at(i), 4, 2, 64, 1, 4, q_lens, kv_lens, cap ? 4.0 : 1.0, windows[w],
+                               cap ? 5.0f : 0.0f};
+                check_case(&c, 800 + 10 * w + cap);
+            }
+    for (int i = 0; takes && i < dtype_count(); i++) { /* soft-capping alone, causal and not */
+        attn_case c = {dtype_at(i), 4, 2, 128, i % 2, 4, q_lens, kv_lens, 8.0, 0, 2.5f};
+        check_case(&c, 900 + i);
+    }
+    if (takes) return;
+    forge_context *ctx;
+    TL_OK(forge_context_create(g_backend, &ctx));
+    const int offsets[] = {0, 1};
+    void *buf;
+    TL_OK(forge_buffer_alloc(ctx, 4096, &buf));
+    forge_attention_args a = {.dtype = FORGE_BF16, .batch = 1, .heads = 1, .kv_heads = 1, .head_dim = 64,
+                              .q_offsets = offsets, .kv_offsets = offsets, .q = buf, .k = buf, .v = buf,
+                              .out = buf, .causal = 1, .window = 4};
+    assert_int_equal(forge_attention_forward(ctx, &a), FORGE_ERR_UNSUPPORTED);
+    assert_non_null(strstr(forge_last_error(), "a sliding window is not implemented"));
+    a.window = 0, a.softcap = 30.0f;
+    assert_int_equal(forge_attention_forward(ctx, &a), FORGE_ERR_UNSUPPORTED);
+    assert_non_null(strstr(forge_last_error(), "soft-capping is not implemented"));
+    forge_buffer_free(ctx, buf);
+    forge_context_destroy(ctx);
 }
 
 /* Bad arguments: a clear error, and the output untouched. */
@@ -276,6 +320,10 @@ static void test_bad_arguments(void **state) {
         {good, FORGE_ERR_SHAPE},
         {good, FORGE_ERR_INVALID_ARGUMENT},
         {good, FORGE_ERR_INVALID_ARGUMENT},
+        {good, FORGE_ERR_INVALID_ARGUMENT},
+        {good, FORGE_ERR_INVALID_ARGUMENT},
+        {good, FORGE_ERR_INVALID_ARGUMENT},
+        {good, FORGE_ERR_INVALID_ARGUMENT},
     };
     bad[0].a.q = NULL, bad[0].want = FORGE_ERR_INVALID_ARGUMENT;
     bad[1].a.kv_heads = 3;
@@ -288,6 +336,10 @@ static void test_bad_arguments(void **state) {
     bad[8].a.kv_offsets = not_from_zero;
     bad[9].a.batch = 0;
     bad[10].a.scale = NAN;
+    bad[11].a.window = -1;
+    bad[12].a.window = 8, bad[12].a.causal = 0; /* a window counts back from a causal query */
+    bad[13].a.softcap = -1.0f;
+    bad[14].a.softcap = INFINITY;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const forge_status st = forge_attention_forward(ctx, &bad[i].a);
         if (st != bad[i].want)
@@ -365,6 +417,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_many_sequences),  cmocka_unit_test(test_long_sequences),
         cmocka_unit_test(test_large_magnitude), cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_no_keys),         cmocka_unit_test(test_huge_heads),
+        cmocka_unit_test(test_window_softcap),
     };
     return cmocka_run_group_tests_name(g_portable ? "portable" : forge_backend_name(g_backend), tests, NULL, report);
 }

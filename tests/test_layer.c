@@ -529,6 +529,52 @@ static void check_graph16(const forge_layer_config *cfg, uint64_t seed) {
     tl_free(&t);
 }
 
+/* Sliding windows (one token, shorter than a prompt, longer than some
+ * histories) and soft-capping (a cap below the scores' size, so that it
+ * bends them), in fp32 and bf16: a batch of a new prompt, a continuation
+ * and a decode step over a cache, and a cache-less batch (the window then
+ * counts within each sequence's own tokens). A backend whose support rows
+ * lack the options refuses the layer by name. */
+static void test_window_softcap(void **state) {
+    static const int windows[] = {1, 6, 25};
+    const int before[] = {0, 9, 20}, now[] = {30, 11, 1}, slot[] = {2, 0, 3};
+    const int n[] = {1, 40, 4}, pos0[] = {0, 3, 150};
+    forge_layer_config cfg = forge_layer_config_default(128, 4, 2, 32);
+    cfg.max_seq = 200;
+    if (!tl_takes_options(g_backend, "", FORGE_ATTN_WINDOW | FORGE_ATTN_SOFTCAP)) {
+        forge_context *ctx;
+        forge_layer *layer = NULL;
+        TL_OK(forge_context_create(g_backend, &ctx));
+        ref_random_layer w;
+        assert_int_equal(ref_random_layer_make(&w, &cfg, 5), 0);
+        cfg.window = 8;
+        assert_int_equal(forge_layer_create(ctx, &cfg, &w.w, &layer), FORGE_ERR_UNSUPPORTED);
+        assert_non_null(strstr(forge_last_error(), "a sliding window is not implemented"));
+        cfg.window = 0, cfg.softcap = 30.0f;
+        assert_int_equal(forge_layer_create(ctx, &cfg, &w.w, &layer), FORGE_ERR_UNSUPPORTED);
+        assert_non_null(strstr(forge_last_error(), "soft-capping is not implemented"));
+        assert_null(layer);
+        ref_random_layer_free(&w);
+        forge_context_destroy(ctx);
+        return;
+    }
+    for (int d = 0; d < 2; d++)
+        for (int w = 0; w < 3; w++)
+            for (int cap = 0; cap <= 1; cap++) {
+                cfg.dtype = d ? FORGE_BF16 : FORGE_F32;
+                cfg.window = windows[w], cfg.softcap = cap ? 0.02f : 0.0f;
+                const uint64_t seed = 800 + 10 * (uint64_t)(d * 3 + w) + (uint64_t)cap;
+                check_mixed_batch(&cfg, before, now, slot, seed);
+                check_batch_no_cache(&cfg, n, pos0, seed + 5);
+            }
+    cfg.window = 0, cfg.softcap = -1.0f;
+    assert_int_equal(forge_layer_config_check(&cfg), FORGE_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(forge_last_error(), "softcap"));
+    cfg.window = -3, cfg.softcap = 0.0f;
+    assert_int_equal(forge_layer_config_check(&cfg), FORGE_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(forge_last_error(), "window -3"));
+}
+
 /* Layers in fp16 and bf16 (weights, x, y and the cache in the dtype)
  * against the float64 reference on the same weights and inputs, rounded to
  * the dtype: every head dim the tensor-core kernels take (on an H100, 64
@@ -586,6 +632,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_cache_contents),
         cmocka_unit_test(test_graph),
         cmocka_unit_test(test_dtypes),
+        cmocka_unit_test(test_window_softcap),
     };
     return cmocka_run_group_tests_name(g_attention == FORGE_ATTENTION_FLASH ? "flash" : "unfused", tests,
                                        NULL, NULL);

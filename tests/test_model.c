@@ -132,6 +132,43 @@ static void test_mistral(void **state) {
     check_spec(&s, 15);
 }
 
+/* A backend whose support rows lack sliding windows refuses a windowed
+ * model by name when it loads. */
+static int refuses_windows(const md_spec *s) {
+    if (tl_takes_options(g_backend, "", FORGE_ATTN_WINDOW)) return 0;
+    md_model mm;
+    md_model_write(&mm, s, 1);
+    forge_context *ctx;
+    TL_OK(forge_context_create(g_backend, &ctx));
+    forge_model *m = NULL;
+    const forge_model_options o = options(2, 256);
+    assert_int_equal(forge_model_load(ctx, mm.dir, &o, &m), FORGE_ERR_UNSUPPORTED);
+    assert_non_null(strstr(forge_last_error(), "a sliding window is not implemented"));
+    assert_null(m);
+    forge_context_destroy(ctx);
+    md_model_close(&mm);
+    return 1;
+}
+
+/* Mistral v0.1's sliding window in every layer, shorter than the prompt
+ * and than what generation reaches. */
+static void test_mistral_window(void **state) {
+    (void)state;
+    md_spec s = llama;
+    s.arch = "MistralForCausalLM", s.extra = ", \"sliding_window\": 5";
+    if (!refuses_windows(&s)) check_spec(&s, 16);
+}
+
+/* Qwen 2's window, on from max_window_layers: layer 0 attends to all,
+ * layer 1 through a window of 4. */
+static void test_qwen2_window(void **state) {
+    (void)state;
+    md_spec s = llama;
+    s.arch = "Qwen2ForCausalLM", s.kv_heads = 1;
+    s.extra = ", \"use_sliding_window\": true, \"sliding_window\": 4, \"max_window_layers\": 1";
+    if (!refuses_windows(&s)) check_spec(&s, 17);
+}
+
 /* A sequence of test_batch: its token stream and how much of it the model
  * has taken. */
 typedef struct {
@@ -175,10 +212,9 @@ static void batch_step(md_model *mm, tb_seq **s, int n, const int *n_new, int gr
  * of its own reference at every step, or its greedy token (on the device)
  * the reference's (on CUDA the decode steps replay a recording, made anew
  * where the sequences change). */
-static void test_batch(void **state) {
-    (void)state;
+static void check_batch(const md_spec *s, uint64_t seed) {
     md_model mm;
-    md_model_open(&mm, &llama, 21, g_backend, 4, 256);
+    md_model_open(&mm, s, seed, g_backend, 4, 256);
     const int V = mm.cfg.vocab_size;
     tb_seq a = {0, 0, prompt_of(40, V, 31)}, b = {0, 0, prompt_of(40, V, 32)}, c = {0, 0, prompt_of(40, V, 33)};
     TL_OK(forge_model_seq_new(mm.m, &a.seq));
@@ -201,6 +237,20 @@ static void test_batch(void **state) {
     md_model_close(&mm);
 }
 
+static void test_batch(void **state) {
+    (void)state;
+    check_batch(&llama, 21);
+}
+
+/* The same through a window of 5: past the first page (16 tokens), a
+ * sequence's attention starts on a later page. */
+static void test_batch_window(void **state) {
+    (void)state;
+    md_spec s = llama;
+    s.arch = "MistralForCausalLM", s.extra = ", \"sliding_window\": 5";
+    if (!refuses_windows(&s)) check_batch(&s, 22);
+}
+
 /* A config.json with one field changed: the status and the word the
  * message must name. */
 static void expect_config(const char *extra, const char *arch, forge_status want, const char *names) {
@@ -221,12 +271,51 @@ static void test_bad_configs(void **state) {
     expect_config(", \"hidden_act\": \"gelu\"", NULL, FORGE_ERR_UNSUPPORTED, "gelu");
     expect_config(", \"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}", NULL, FORGE_ERR_UNSUPPORTED, "yarn");
     expect_config(", \"mlp_bias\": true", NULL, FORGE_ERR_UNSUPPORTED, "mlp_bias");
-    expect_config(", \"use_sliding_window\": true", "Qwen2ForCausalLM", FORGE_ERR_UNSUPPORTED, "use_sliding_window");
+    expect_config(", \"use_sliding_window\": true, \"layer_types\": [\"sliding_attention\", \"full_attention\"]",
+                  "Qwen2ForCausalLM", FORGE_ERR_UNSUPPORTED, "layer_types");
+    expect_config(", \"use_sliding_window\": true, \"layer_types\": [\"full_attention\"]", "Qwen3ForCausalLM",
+                  FORGE_ERR_FORMAT, "layer_types");
+    expect_config(", \"use_sliding_window\": true, \"layer_types\": [\"chunked_attention\", \"full_attention\"]",
+                  "Qwen2ForCausalLM", FORGE_ERR_UNSUPPORTED, "chunked_attention");
+    expect_config(", \"use_sliding_window\": true, \"max_window_layers\": -1", "Qwen2ForCausalLM", FORGE_ERR_FORMAT,
+                  "max_window_layers");
+    expect_config(", \"sliding_window\": 0", "MistralForCausalLM", FORGE_ERR_FORMAT, "sliding_window");
     expect_config(", \"num_key_value_heads\": 3", NULL, FORGE_ERR_FORMAT, "num_key_value_heads");
     expect_config(", \"vocab_size\": -4", NULL, FORGE_ERR_FORMAT, "vocab_size");
     forge_model_config cfg;
     assert_int_equal(forge_model_config_read("/nonexistent", &cfg), FORGE_ERR_IO);
     assert_non_null(strstr(forge_last_error(), "config.json"));
+}
+
+/* config.json's fields of the windows, read as transformers reads them:
+ * which layers have one, and how long it is. */
+static void expect_windows(const char *arch, const char *extra, int window, int from) {
+    char *dir = md_temp_dir();
+    md_spec s = llama;
+    s.arch = arch, s.extra = extra;
+    md_write_config(dir, &s);
+    forge_model_config cfg;
+    TL_OK(forge_model_config_read(dir, &cfg));
+    if (cfg.sliding_window != window || cfg.max_window_layers != from)
+        fail_msg("%s%s: window %d from layer %d, want %d from %d", arch, extra, cfg.sliding_window,
+                 cfg.max_window_layers, window, from);
+    md_remove_dir(dir);
+}
+
+static void test_window_configs(void **state) {
+    (void)state;
+    expect_windows("MistralForCausalLM", "", 4096, 0); /* transformers' default */
+    expect_windows("MistralForCausalLM", ", \"sliding_window\": null", 0, 0);
+    expect_windows("MistralForCausalLM", ", \"sliding_window\": 512", 512, 0);
+    expect_windows("Qwen2ForCausalLM", ", \"sliding_window\": 512", 0, 0); /* use_sliding_window is off */
+    expect_windows("Qwen2ForCausalLM", ", \"use_sliding_window\": true, \"sliding_window\": 512", 512, 2);
+    expect_windows("Qwen2ForCausalLM", ", \"use_sliding_window\": true, \"max_window_layers\": 1", 4096, 1);
+    expect_windows("Qwen3ForCausalLM", ", \"use_sliding_window\": true, \"sliding_window\": 64, "
+                   "\"layer_types\": [\"full_attention\", \"sliding_attention\"]", 64, 1);
+    expect_windows("Qwen3ForCausalLM", ", \"use_sliding_window\": true, \"sliding_window\": 64, "
+                   "\"layer_types\": [\"full_attention\", \"full_attention\"]", 64, 2);
+    expect_windows("Qwen2ForCausalLM", ", \"use_sliding_window\": true, \"sliding_window\": null", 0, 0);
+    expect_windows("LlamaForCausalLM", ", \"sliding_window\": 512", 0, 0); /* not a Llama field */
 }
 
 /* Weights that do not fit the config, a shard the index names that is not
@@ -255,16 +344,6 @@ static void test_bad_weights_and_calls(void **state) {
     md_write_config(dir, &untied);
     assert_int_equal(forge_model_load(ctx, dir, &o, &m), FORGE_ERR_NOT_FOUND);
     assert_non_null(strstr(forge_last_error(), "lm_head.weight"));
-    /* a sliding window shorter than the context */
-    md_spec windowed = s;
-    windowed.arch = "MistralForCausalLM", windowed.extra = ", \"sliding_window\": 32";
-    md_write_config(dir, &windowed);
-    assert_int_equal(forge_model_load(ctx, dir, &o, &m), FORGE_ERR_UNSUPPORTED);
-    assert_non_null(strstr(forge_last_error(), "sliding_window"));
-    forge_model_options short_ctx = o;
-    short_ctx.max_seq_len = 32;
-    TL_OK(forge_model_load(ctx, dir, &short_ctx, &m));
-    forge_model_free(m);
     /* a model in bf16 on the CPU */
     forge_model_options bf16 = o;
     bf16.dtype = FORGE_BF16;
@@ -685,6 +764,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_llama_tied),   cmocka_unit_test(test_llama3_shards),
         cmocka_unit_test(test_qwen2_biases), cmocka_unit_test(test_qwen3_qk_norm),
         cmocka_unit_test(test_mistral),      cmocka_unit_test(test_batch),
+        cmocka_unit_test(test_mistral_window), cmocka_unit_test(test_qwen2_window),
+        cmocka_unit_test(test_batch_window), cmocka_unit_test(test_window_configs),
         cmocka_unit_test(test_bad_configs),  cmocka_unit_test(test_bad_weights_and_calls),
         cmocka_unit_test(test_sampling),     cmocka_unit_test(test_step_sample),
         cmocka_unit_test(test_sample_selection),

@@ -33,6 +33,8 @@ typedef struct {
     forge_paged_config cfg;
     float *k[MAX_SEQS], *v[MAX_SEQS]; /* [len, kv_heads, head_dim], rounded to the dtype */
     int len[MAX_SEQS];
+    int window;    /* the attention calls' sliding window (0: none) */
+    float softcap; /* and soft cap (0: off)                         */
 } world;
 
 static void world_make(world *w, forge_dtype dtype, int kv_heads, int head_dim, int page_size, int n_pages) {
@@ -151,7 +153,8 @@ static float *attend(const world *w, int batch, const int *seqs, const int *nq, 
     float *lse = tl_poisoned((size_t)heads * tq + 1);
     float *dlse = tl_device_copy(w->ctx, lse, sizeof(float) * (size_t)heads * tq);
     const forge_paged_attention_args a = {.batch = batch, .seqs = seqs, .q_offsets = qo, .heads = heads, .q = dq,
-                                          .out = dout, .lse = dlse, .split_size = split_size};
+                                          .out = dout, .lse = dlse, .split_size = split_size,
+                                          .window = w->window, .softcap = w->softcap};
     TL_OK(forge_paged_attention(w->cache, &a));
     void *out_raw = malloc(n * es + 1);
     float *out = malloc(sizeof *out * (n + 1));
@@ -160,12 +163,15 @@ static float *attend(const world *w, int batch, const int *seqs, const int *nq, 
     TL_OK(forge_convert(out, FORGE_F32, out_raw, dt, n));
 
     double *want = malloc(sizeof *want * (n + 1)), *want_lse = malloc(sizeof *want_lse * ((size_t)heads * tq + 1));
-    for (int b = 0; b < batch; b++)
-        ref_attention(q + (size_t)qo[b] * heads * D, w->k[seqs[b]], w->v[seqs[b]], nq[b], w->len[seqs[b]], heads, Hk,
-                      D, 1.0 / sqrt((double)D), 1, want + (size_t)qo[b] * heads * D, want_lse + qo[b], tq);
-    char what[160];
-    snprintf(what, sizeof what, "%s heads %d/%d head_dim %d page %d split %d, batch %d", forge_dtype_name(dt), heads,
-             Hk, D, w->cfg.page_size, split_size, batch);
+    for (int b = 0; b < batch; b++) {
+        const ref_attention_shape shape = {nq[b], w->len[seqs[b]], heads, Hk, D, 1.0 / sqrt((double)D), 1, w->window,
+                                           w->softcap};
+        ref_attention(&shape, q + (size_t)qo[b] * heads * D, w->k[seqs[b]], w->v[seqs[b]],
+                      want + (size_t)qo[b] * heads * D, want_lse + qo[b], tq);
+    }
+    char what[200];
+    snprintf(what, sizeof what, "%s heads %d/%d head_dim %d page %d split %d window %d softcap %g, batch %d",
+             forge_dtype_name(dt), heads, Hk, D, w->cfg.page_size, split_size, w->window, (double)w->softcap, batch);
     const ref_error e = ref_compare(out, want, n);
     if (e.rel_l2 > g_worst[dt]) g_worst[dt] = e.rel_l2;
     tl_expect_close(out, want, n, ref_tolerance(dt), what);
@@ -206,7 +212,7 @@ static float *attend_contiguous(const world *w, int batch, const int *seqs, cons
     void *dv = tl_device_copy(w->ctx, raw, nkv * es);
     const forge_attention_args a = {.dtype = dt, .batch = batch, .heads = heads, .kv_heads = Hk, .head_dim = D,
                                     .q_offsets = qo, .kv_offsets = ko, .q = dq, .k = dk, .v = dv, .out = dout,
-                                    .causal = 1};
+                                    .causal = 1, .window = w->window, .softcap = w->softcap};
     float *out = NULL;
     const forge_status st = forge_attention_forward(w->ctx, &a);
     if (st == FORGE_OK) {
@@ -293,6 +299,49 @@ static void test_head_dims(void **state) {
     for (int i = 0; i < 3; i++) check_shape(FORGE_BF16, 4, 4, dims[i], 32, 200 + i);
     check_shape(FORGE_F16, 8, 1, 128, 16, 210); /* MQA */
     check_shape(FORGE_BF16, 8, 2, 128, 128, 211); /* pages longer than the kernel's tiles */
+}
+
+/* Sliding windows of 1 token, a page, 37 tokens (across pages) and past
+ * every sequence, with and without soft-capping, for decode steps and
+ * chunks whose first query's window starts pages after the sequence's
+ * first; paged results equal contiguous ones. A backend whose table rows
+ * lack an option refuses it by name. */
+static void test_window_softcap(void **state) {
+    if (!tl_takes_options(g_backend, "paged attention", FORGE_ATTN_WINDOW | FORGE_ATTN_SOFTCAP)) {
+        world w;
+        world_make(&w, FORGE_BF16, 2, 64, 16, 8);
+        w.window = 8;
+        const int s = new_seq(&w);
+        TL_OK(append(&w, 1, &s, (int[]){20}, 1000));
+        void *buf;
+        TL_OK(forge_buffer_alloc(w.ctx, 4096, &buf));
+        const forge_paged_attention_args a = {.batch = 1, .seqs = &s, .q_offsets = (int[]){0, 1}, .heads = 2,
+                                              .q = buf, .out = buf, .window = 8};
+        assert_int_equal(forge_paged_attention(w.cache, &a), FORGE_ERR_UNSUPPORTED);
+        assert_non_null(strstr(forge_last_error(), "a sliding window is not implemented"));
+        forge_buffer_free(w.ctx, buf);
+        world_free(&w);
+        return;
+    }
+    static const int windows[] = {1, 16, 37, 1000};
+    for (int i = 0; i < dtype_count(); i++)
+        for (int wi = 0; wi < 4; wi++)
+            for (int cap = 0; cap <= 1; cap++) {
+                world w;
+                const int page = wi % 2 ? 16 : 64;
+                world_make(&w, dtype_at(i), 2, 64, page, 64);
+                w.window = windows[wi], w.softcap = cap ? 0.5f : 0.0f;
+                int seqs[3];
+                for (int s = 0; s < 3; s++) seqs[s] = new_seq(&w);
+                const uint64_t seed = 1100 + 100 * i + 10 * wi + cap;
+                TL_OK(append(&w, 3, seqs, (int[]){3, 100, 250}, seed));
+                float *q;
+                free(attend(&w, 3, seqs, (int[]){1, 1, 1}, 8, 0, seed + 2, NULL));
+                float *out = attend(&w, 3, seqs, (int[]){2, 40, 100}, 8, 0, seed + 3, &q);
+                expect_same_as_contiguous(&w, 3, seqs, (int[]){2, 40, 100}, 8, q, out);
+                free(q), free(out);
+                world_free(&w);
+            }
 }
 
 /* A fork shares its source's pages; an append to either copies the shared
@@ -465,11 +514,12 @@ static void test_bad_arguments(void **state) {
     TL_OK(forge_paged_append(cache, 1, (int[]){a}, (int[]){3}, buf, buf));
 
     /* queries past what a sequence holds, heads not a multiple of kv_heads,
-     * a split size off the page size, a dead sequence, offsets not from 0 */
+     * a split size off the page size, a dead sequence, offsets not from 0,
+     * a negative scale or window, a soft cap that is not a number */
     const forge_paged_attention_args ok = {.batch = 1, .seqs = (int[]){a}, .q_offsets = (int[]){0, 1}, .heads = 4,
                                            .q = buf, .out = buf};
-    forge_paged_attention_args e[7];
-    for (int i = 0; i < 7; i++) e[i] = ok;
+    forge_paged_attention_args e[9];
+    for (int i = 0; i < 9; i++) e[i] = ok;
     e[0].q_offsets = (int[]){0, 4};
     e[1].heads = 3;
     e[2].split_size = 24;
@@ -477,10 +527,12 @@ static void test_bad_arguments(void **state) {
     e[4].q_offsets = (int[]){1, 2};
     e[5].scale = -1.0f;
     e[6].out = NULL;
+    e[7].window = -2;
+    e[8].softcap = NAN;
     const forge_status want[] = {FORGE_ERR_SHAPE, FORGE_ERR_SHAPE, FORGE_ERR_INVALID_ARGUMENT,
                                  FORGE_ERR_INVALID_ARGUMENT, FORGE_ERR_SHAPE, FORGE_ERR_INVALID_ARGUMENT,
-                                 FORGE_ERR_INVALID_ARGUMENT};
-    for (int i = 0; i < 7; i++) {
+                                 FORGE_ERR_INVALID_ARGUMENT, FORGE_ERR_INVALID_ARGUMENT, FORGE_ERR_INVALID_ARGUMENT};
+    for (int i = 0; i < 9; i++) {
         const forge_status st = forge_paged_attention(cache, &e[i]);
         if (st != want[i])
             fail_msg("case %d: %s, want %s (%s)", i, forge_status_str(st), forge_status_str(want[i]), forge_last_error());
@@ -585,7 +637,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_fork),              cmocka_unit_test(test_out_of_pages),
         cmocka_unit_test(test_many_sequences),    cmocka_unit_test(test_split_size),
         cmocka_unit_test(test_bad_arguments),     cmocka_unit_test(test_huge_sizes),
-        cmocka_unit_test(test_messages_name_arguments),
+        cmocka_unit_test(test_messages_name_arguments), cmocka_unit_test(test_window_softcap),
     };
     return cmocka_run_group_tests_name(forge_backend_name(g_backend), tests, NULL, report);
 }

@@ -115,6 +115,16 @@ void tl_require_backend(forge_backend backend) {
     forge_context_destroy(probe);
 }
 
+int tl_takes_options(forge_backend backend, const char *operation, unsigned options) {
+    for (int i = 0; i < forge_support_count(); i++) {
+        const forge_support *r = forge_support_row(i);
+        const int applies = r->backend == backend && (r->backend == FORGE_BACKEND_CPU ||
+                                                      strncmp(r->operation, operation, strlen(operation)) == 0);
+        if (applies && (r->options & options) != options) return 0;
+    }
+    return 1;
+}
+
 void tl_mutate(unsigned char *b, size_t *n, size_t cap, ref_rng *r, const char *interesting) {
     const size_t n_interesting = strlen(interesting);
     const int edits = 1 + (int)(ref_rng_uniform(r) * 4);

@@ -8,6 +8,16 @@
 
 #define CMD "support"
 
+/* The FORGE_ATTN_* options of a row, in words. */
+static const char *options_words(unsigned options) {
+    switch (options & (FORGE_ATTN_WINDOW | FORGE_ATTN_SOFTCAP)) {
+    case 0: return "-";
+    case FORGE_ATTN_WINDOW: return "sliding window";
+    case FORGE_ATTN_SOFTCAP: return "soft-capping";
+    default: return "sliding window, soft-capping";
+    }
+}
+
 static void print_row(const forge_support *r) {
     printf("| %s | %s | ", r->operation, forge_backend_name(r->backend));
     if (r->backend == FORGE_BACKEND_CPU) printf("any");
@@ -20,15 +30,15 @@ static void print_row(const forge_support *r) {
     printf(" | ");
     if (r->n_head_dims == 0) printf("any up to 256");
     for (int i = 0; i < r->n_head_dims; i++) printf("%s%d", i ? ", " : "", r->head_dims[i]);
-    printf(" | %s |\n", r->kernel);
+    printf(" | %s | %s |\n", r->kernel, options_words(r->options));
 }
 
 int cmd_support(int argc, char **argv) {
     cli_opt none[1];
     int rc = cli_parse(CMD, argc, argv, none, 0);
     if (rc != CLI_OK) return rc;
-    printf("| operation | backend | GPUs | dtypes | head dims | kernel |\n");
-    printf("| --- | --- | --- | --- | --- | --- |\n");
+    printf("| operation | backend | GPUs | dtypes | head dims | kernel | score options |\n");
+    printf("| --- | --- | --- | --- | --- | --- | --- |\n");
     for (int i = 0; i < forge_support_count(); i++) print_row(forge_support_row(i));
     return CLI_OK;
 }

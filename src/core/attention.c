@@ -26,6 +26,10 @@ forge_status forge_attention_forward(forge_context *ctx, const forge_attention_a
     if (st != FORGE_OK) return st;
     if (a->causal != 0 && a->causal != 1)
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: causal is %d, not 0 or 1", fn, a->causal);
+    if ((st = forge_check_score_options(fn, "args->", a->window, a->softcap)) != FORGE_OK) return st;
+    if (a->window && !a->causal)
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: a window (%d) needs causal: it counts back from each "
+                          "query's own position", fn, a->window);
     FORGE_CHECK_NAMED(a->q_offsets, "args->q_offsets", fn);
     FORGE_CHECK_NAMED(a->kv_offsets, "args->kv_offsets", fn);
     int total_q, total_kv;

@@ -72,3 +72,12 @@ forge_status forge_check_scale(const char *fn, float scale) {
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: scale %g is not a finite number >= 0", fn, (double)scale);
     return FORGE_OK;
 }
+
+forge_status forge_check_score_options(const char *fn, const char *owner, int window, float softcap) {
+    if (window < 0)
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: %swindow %d is negative (0: no window)", fn, owner, window);
+    if (!(softcap >= 0.0f) || isinf(softcap))
+        return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: %ssoftcap %g is not a finite number >= 0 (0: off)", fn,
+                          owner, (double)softcap);
+    return FORGE_OK;
+}

@@ -63,6 +63,9 @@ forge_status forge_check_cache_fits(const char *fn, const forge_layer *layer, co
 forge_status forge_check_offsets(const char *fn, const char *name, const int *offsets, int batch, int *total);
 /* An attention scale: finite and >= 0 (0: 1 / sqrt(head_dim)). */
 forge_status forge_check_scale(const char *fn, float scale);
+/* A sliding window (>= 0) and a soft cap (finite, >= 0); owner prefixes
+ * their names in messages ("args->"). */
+forge_status forge_check_score_options(const char *fn, const char *owner, int window, float softcap);
 
 /* A call of forge_layer_forward, checked (kv_cache.c; cache may be NULL):
  * *total = the batch's tokens. */

@@ -65,7 +65,8 @@ forge_status forge_batch_make(forge_batch *b, const char *fn, const forge_layer 
     b->attn = (forge_paged_attention_args){.batch = n_seqs, .seqs = b->ids, .q_offsets = b->rows,
                                            .heads = layer->cfg.heads,
                                            .scale = 1.0f / sqrtf((float)layer->cfg.head_dim),
-                                           .split_size = layer->paged_split};
+                                           .split_size = layer->paged_split, .window = layer->cfg.window,
+                                           .softcap = layer->cfg.softcap};
     return FORGE_OK;
 }
 

@@ -79,7 +79,7 @@ forge_status forge_layer_config_check(const forge_layer_config *cfg) {
                           cfg->bias);
     if (forge_dtype_size(cfg->dtype) == 0)
         return forge_fail(FORGE_ERR_DTYPE, "%s: unknown dtype %d", fn, (int)cfg->dtype);
-    return FORGE_OK;
+    return forge_check_score_options(fn, "", cfg->window, cfg->softcap);
 }
 
 static forge_status check_weights(const forge_layer_config *cfg, const forge_layer_weights *w) {

@@ -23,6 +23,7 @@ static forge_status check_attention(const forge_paged_cache *cache, const forge_
         return forge_fail(FORGE_ERR_SHAPE, "%s: heads %d x head_dim %d is past %d", fn, a->heads, c->head_dim,
                           FORGE_MAX_DIM);
     forge_status st = forge_check_scale(fn, a->scale);
+    if (st == FORGE_OK) st = forge_check_score_options(fn, "args->", a->window, a->softcap);
     if (st != FORGE_OK) return st;
     if (a->split_size < 0 || a->split_size % c->page_size != 0)
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: split_size %d is not 0 or a positive multiple of the "

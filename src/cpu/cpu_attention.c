@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* cpu_attention.c: attention of one sequence (CPU backend), causal or not.
+/* cpu_attention.c: attention of one sequence (CPU backend), causal or not,
+ * with or without a sliding window and soft-capping.
  * Unfused: QK^T and PV by OpenBLAS GEMM on blocks of
  * CPU_ATTN_ROWS query rows, so that scratch stays small and each causal block
  * reads only the keys its last row can see; a block of one row (a decode
@@ -10,18 +11,21 @@
 
 #include "cpu_attention.h"
 
-/* In place: row[0 .. visible) becomes its softmax, row[visible .. n) zero.
- * Returns the log of the softmax denominator (-inf when nothing is visible). */
-static float softmax_row(float *row, int visible, int n) {
+/* In place: row[first .. end) becomes its softmax (the scores soft-capped
+ * first where cap > 0), the rest of row[0 .. n) zero. Returns the log of
+ * the softmax denominator (-inf when nothing is visible). */
+static float softmax_span(float *row, int first, int end, int n, float cap) {
     float max = -INFINITY, sum = 0.0f;
-    for (int j = 0; j < visible; j++) max = row[j] > max ? row[j] : max;
-    for (int j = 0; j < visible; j++) {
+    for (int j = first; cap > 0.0f && j < end; j++) row[j] = cap * tanhf(row[j] / cap);
+    for (int j = first; j < end; j++) max = row[j] > max ? row[j] : max;
+    for (int j = first; j < end; j++) {
         row[j] = expf(row[j] - max);
         sum += row[j];
     }
-    for (int j = 0; j < visible; j++) row[j] /= sum;
-    memset(row + visible, 0, (size_t)(n - visible) * sizeof *row);
-    return visible > 0 ? max + logf(sum) : -INFINITY;
+    for (int j = first; j < end; j++) row[j] /= sum;
+    memset(row, 0, (size_t)first * sizeof *row);
+    memset(row + end, 0, (size_t)(n - end) * sizeof *row);
+    return end > first ? max + logf(sum) : -INFINITY;
 }
 
 /* scores[j] = scale * q . k_j for one query row over n_keys keys k_stride
@@ -51,33 +55,43 @@ static void row_values(const float *p, const float *v, int k_stride, int n_keys,
 }
 
 static int min_int(int x, int y) { return x < y ? x : y; }
+static int max_int(int x, int y) { return x > y ? x : y; }
+
+/* Keys [*first, *end) that the query at position pos sees. */
+static void visible_keys(const cpu_attention_args *a, int pos, int *first, int *end) {
+    *end = a->causal ? max_int(0, min_int(a->n_keys, pos - a->k_pos0 + 1)) : a->n_keys;
+    *first = a->window > 0 ? min_int(*end, max_int(0, pos - a->window + 1 - a->k_pos0)) : 0;
+}
 
 void cpu_attention(const cpu_attention_args *a, float *scores) {
     const int D = a->head_dim, group = a->heads / a->kv_heads;
     for (int h = 0; h < a->heads; h++) {
-        const float *k = a->k + (long)(h / group) * a->kv_head_stride;
-        const float *v = a->v + (long)(h / group) * a->kv_head_stride;
         for (int i0 = 0; i0 < a->n_queries; i0 += CPU_ATTN_ROWS) {
-            const int rows = min_int(a->n_queries - i0, CPU_ATTN_ROWS);
-            /* keys the block's last row can see */
-            int n_keys = a->causal ? min_int(a->n_keys, a->q_pos0 + i0 + rows - a->k_pos0) : a->n_keys;
-            if (n_keys < 0) n_keys = 0;
+            const int rows = min_int(a->n_queries - i0, CPU_ATTN_ROWS), pos0 = a->q_pos0 + i0;
+            /* keys the block's rows see: from its first row's first to its last row's end */
+            int k0, unused, end;
+            visible_keys(a, pos0, &k0, &unused);
+            visible_keys(a, pos0 + rows - 1, &unused, &end);
+            const int n_keys = end > k0 ? end - k0 : 0;
+            const float *k = a->k + (long)(h / group) * a->kv_head_stride + (long)k0 * a->k_stride;
+            const float *v = a->v + (long)(h / group) * a->kv_head_stride + (long)k0 * a->k_stride;
             const float *q = a->q + (long)i0 * a->q_stride + h * D;
             float *out = a->out + (long)i0 * a->out_stride + h * D;
-            /* scores[r, j] = q_r . k_j * scale   (rows, n_keys) */
+            /* scores[r, j] = q_r . k_(k0 + j) * scale   (rows, n_keys) */
             if (n_keys > 0 && rows == 1)
                 row_scores(q, k, a->k_stride, n_keys, D, a->scale, scores);
             else if (n_keys > 0)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n_keys, D, a->scale, q,
                             a->q_stride, k, a->k_stride, 0.0f, scores, n_keys);
             for (int r = 0; r < rows; r++) {
-                int visible = a->causal ? min_int(n_keys, a->q_pos0 + i0 + r - a->k_pos0 + 1) : n_keys;
-                if (visible < 0) visible = 0;
-                float lse = softmax_row(scores + (long)r * n_keys, visible, n_keys);
+                /* both ends move forward with the position: k0 <= first <= end_r <= k0 + n_keys */
+                int first, end_r;
+                visible_keys(a, pos0 + r, &first, &end_r);
+                float lse = softmax_span(scores + (long)r * n_keys, first - k0, end_r - k0, n_keys, a->softcap);
                 if (a->lse) a->lse[h * a->lse_stride + i0 + r] = lse;
                 if (n_keys == 0) memset(out + (long)r * a->out_stride, 0, sizeof(float) * (size_t)D);
             }
-            /* out[r, :] = sum_j p[r, j] v_j   (rows, D) */
+            /* out[r, :] = sum_j p[r, j] v_(k0 + j)   (rows, D) */
             if (n_keys > 0 && rows == 1)
                 row_values(scores, v, a->k_stride, n_keys, D, out);
             else if (n_keys > 0)

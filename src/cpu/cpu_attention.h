@@ -22,11 +22,13 @@ typedef struct {
     int q_pos0;
     int k_pos0;       /* key j sits at position k_pos0 + j                                */
     int causal;       /* query p sees keys at positions <= p; else every key              */
+    int window;       /* > 0 (with causal): query p sees only positions > p - window      */
     float scale;      /* of the scores                                                    */
+    float softcap;    /* > 0: scores s become softcap * tanh(s / softcap)                 */
     int heads, kv_heads, head_dim;
 } cpu_attention_args;
 
-/* softmax(scale * Q K^T + mask) V for every head; a row that sees no key gets
+/* softmax(cap(scale * Q K^T) + mask) V for every head; a row that sees no key gets
  * zeros (and a log-sum-exp of -inf). scores: CPU_ATTN_ROWS * n_keys floats
  * of scratch. */
 void cpu_attention(const cpu_attention_args *a, float *scores);

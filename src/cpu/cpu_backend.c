@@ -72,7 +72,9 @@ static forge_status cpu_attention_forward(forge_context *ctx, const forge_attent
             .q_pos0 = m - n, /* the queries are the last n positions of m */
             .k_pos0 = 0,
             .causal = a->causal,
+            .window = a->window,
             .scale = a->scale,
+            .softcap = a->softcap,
             .heads = H,
             .kv_heads = Hk,
             .head_dim = D,

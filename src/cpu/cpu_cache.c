@@ -98,21 +98,27 @@ forge_status cpu_cache_upload(forge_paged_cache *cache, int seq, int first, int 
     return FORGE_OK;
 }
 
-void cpu_cache_gather(const forge_paged_cache *cache, int seq, int len, float *k, float *v) {
+void cpu_cache_gather(const forge_paged_cache *cache, int seq, int first, int len, float *k, float *v) {
     const cpu_pool *p = cache->impl;
     const forge_paged_config *c = &cache->cfg;
     const size_t elems = (size_t)c->kv_heads * c->head_dim;
-    for (int pos = 0; pos < len; pos++) {
-        const size_t src = token_at(cache, seq, pos);
-        forge_convert(k + pos * elems, FORGE_F32, p->k + src, c->dtype, elems);
-        forge_convert(v + pos * elems, FORGE_F32, p->v + src, c->dtype, elems);
+    for (int pos = first; pos < len; pos++) {
+        const size_t src = token_at(cache, seq, pos), at = (size_t)(pos - first) * elems;
+        forge_convert(k + at, FORGE_F32, p->k + src, c->dtype, elems);
+        forge_convert(v + at, FORGE_F32, p->v + src, c->dtype, elems);
     }
+}
+
+int cpu_window_start(int len, int n, int window) {
+    const int first = len - n - window + 1;
+    return window > 0 && first > 0 ? first : 0;
 }
 
 /* The sequences' K and V gathered (widened to float32) into FlashAttention's
  * packed layout, then the CPU's forge_attention_forward over it: the queries
  * of a sequence are the last positions of its keys there too. A sequence
- * without queries contributes no keys. */
+ * without queries contributes no keys, and with a window only those its
+ * first query sees, from the window's start on. */
 forge_status cpu_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens,
                                  int total_q, const int *pos_dev, const char *fn) {
     (void)pos_dev; /* the CPU records no graphs: positions are always lens */
@@ -121,8 +127,10 @@ forge_status cpu_paged_attention(forge_paged_cache *cache, const forge_paged_att
     int *kv_offsets = malloc(sizeof *kv_offsets * (size_t)(a->batch + 1));
     if (!kv_offsets) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     kv_offsets[0] = 0;
-    for (int b = 0; b < a->batch; b++)
-        kv_offsets[b + 1] = kv_offsets[b] + (a->q_offsets[b + 1] > a->q_offsets[b] ? lens[b] : 0);
+    for (int b = 0; b < a->batch; b++) {
+        const int nq = a->q_offsets[b + 1] - a->q_offsets[b];
+        kv_offsets[b + 1] = kv_offsets[b] + (nq > 0 ? lens[b] - cpu_window_start(lens[b], nq, a->window) : 0);
+    }
     const int total_kv = kv_offsets[a->batch];
     const size_t nq = (size_t)total_q * H * D, nkv = (size_t)total_kv * Hk * D;
     float *q = malloc(sizeof *q * nq), *out = malloc(sizeof *out * nq);
@@ -135,12 +143,13 @@ forge_status cpu_paged_attention(forge_paged_cache *cache, const forge_paged_att
         forge_convert(q, FORGE_F32, a->q, c->dtype, nq);
         for (int b = 0; b < a->batch; b++) {
             const size_t at = (size_t)kv_offsets[b] * Hk * D;
-            cpu_cache_gather(cache, a->seqs[b], kv_offsets[b + 1] - kv_offsets[b], k + at, v + at);
+            const int count = kv_offsets[b + 1] - kv_offsets[b];
+            cpu_cache_gather(cache, a->seqs[b], lens[b] - count, lens[b], k + at, v + at);
         }
         const forge_attention_args packed = {.dtype = FORGE_F32, .batch = a->batch, .heads = H, .kv_heads = Hk,
                                              .head_dim = D, .q_offsets = a->q_offsets, .kv_offsets = kv_offsets,
                                              .q = q, .k = k, .v = v, .out = out, .lse = a->lse, .scale = a->scale,
-                                             .causal = 1};
+                                             .causal = 1, .window = a->window, .softcap = a->softcap};
         st = cache->ctx->ops->attention(cache->ctx, &packed, total_q, total_kv);
     }
     if (st == FORGE_OK) forge_convert(a->out, c->dtype, out, FORGE_F32, nq);

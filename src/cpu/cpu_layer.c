@@ -203,10 +203,11 @@ forge_status cpu_forward(forge_layer *layer, forge_paged_cache *cache, const for
     if (cache) cpu_cache_append(cache, b->n, b->ids, b->pos0, b->n_tokens, b->rows, l->k_tmp, l->v_tmp, b->fn);
     stage_mark(layer, t, 2);
 
-    float *gk = l->gathered, *gv = cache ? l->gathered + max_keys * kv : NULL; /* gathered only with a cache */
+    /* gathered only with a cache, and there only from the window's start */
+    float *gk = l->gathered, *gv = cache ? l->gathered + max_keys * kv : NULL;
     for (int s = 0; s < b->n; s++) {
-        const int t0 = b->rows[s];
-        if (cache) cpu_cache_gather(cache, b->ids[s], b->lens[s], gk, gv);
+        const int t0 = b->rows[s], first = cache ? cpu_window_start(b->lens[s], b->n_tokens[s], c->window) : 0;
+        if (cache) cpu_cache_gather(cache, b->ids[s], first, b->lens[s], gk, gv);
         cpu_attention_args a = {
             .q = l->qkv + (long)t0 * N,
             .q_stride = N,
@@ -214,14 +215,16 @@ forge_status cpu_forward(forge_layer *layer, forge_paged_cache *cache, const for
             .v = cache ? gv : l->v_tmp + t0 * kv,
             .kv_head_stride = D,
             .k_stride = Hk * D,
-            .n_keys = b->lens[s],
+            .n_keys = b->lens[s] - first,
             .out = l->attn + (long)t0 * H * D,
             .out_stride = H * D,
             .n_queries = b->n_tokens[s],
             .q_pos0 = b->lens[s] - b->n_tokens[s], /* the queries are the last keys */
-            .k_pos0 = 0,
+            .k_pos0 = first,
             .causal = 1,
+            .window = c->window,
             .scale = b->attn.scale,
+            .softcap = c->softcap,
             .heads = H,
             .kv_heads = Hk,
             .head_dim = D,

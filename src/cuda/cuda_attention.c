@@ -41,6 +41,8 @@ forge_status cuda_attention(forge_context *ctx, const forge_attention_args *a, i
     if (!forge_support_has(SUPPORT_MMA, a->head_dim))
         return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the CUDA backend computes attention alone for head dims %s, not %d",
                           fn, forge_support_dims(SUPPORT_MMA, dims, sizeof dims), a->head_dim);
+    forge_status st = forge_support_check_options(SUPPORT_MMA, a->window, a->softcap, fn);
+    if (st != FORGE_OK) return st;
     const void *bufs[] = {a->q, a->k, a->v, a->out, a->lse};
     static const char *names[] = {"q", "k", "v", "out", "lse"};
     for (int i = 0; i < 5; i++)
@@ -59,7 +61,6 @@ forge_status cuda_attention(forge_context *ctx, const forge_attention_args *a, i
             b.k0[i] = a->kv_offsets[first + i];
             b.nk[i] = a->kv_offsets[first + i + 1] - b.k0[i];
         }
-        forge_status st;
         if (b.max_q > 0 && (st = flash_tc(ctx, &m, &b, fn)) != FORGE_OK) return st;
     }
     return FORGE_OK;

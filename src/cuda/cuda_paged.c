@@ -132,9 +132,12 @@ forge_status cuda_paged_reserve(forge_paged_cache *cache, const forge_paged_atte
 forge_status cuda_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens,
                                   int total_q, const int *pos_dev, const char *fn) {
     cuda_pool *p = cache->impl;
+    forge_status st = forge_support_check_options(cache->cfg.dtype == FORGE_F32 ? SUPPORT_PAGED_F32 : SUPPORT_PAGED_MMA,
+                                                  a->window, a->softcap, fn);
+    if (st != FORGE_OK) return st;
     if ((uintptr_t)a->q % 16 || (uintptr_t)a->out % 16 || (uintptr_t)a->lse % 4)
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: q and out must be 16-byte aligned, lse 4-byte aligned", fn);
-    forge_status st = cuda_paged_reserve(cache, a, lens, total_q, fn);
+    st = cuda_paged_reserve(cache, a, lens, total_q, fn);
     if (st != FORGE_OK) return st;
     for (int first = 0; first < a->batch; first += FCUDA_MAX_SEQS) {
         fcuda_paged_args m = {.q = a->q, .out = a->out, .lse = a->lse, .part = p->part, .total_q = total_q,

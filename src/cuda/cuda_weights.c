@@ -62,6 +62,12 @@ forge_status cuda_layer_init(forge_layer *layer, const forge_layer_weights *w) {
     if (c->dtype != FORGE_F32 && !forge_support_has(SUPPORT_MMA, c->head_dim))
         return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the cuda backend runs %s layers at head dims %s, not %d", fn,
                           forge_dtype_name(c->dtype), forge_support_dims(SUPPORT_MMA, dims, sizeof dims), c->head_dim);
+    /* the layer's attention over rows, and over pages */
+    const int fp32 = c->dtype == FORGE_F32;
+    forge_status st = forge_support_check_options(fp32 ? SUPPORT_FLASH_F32 : SUPPORT_MMA, c->window, c->softcap, fn);
+    if (st == FORGE_OK)
+        st = forge_support_check_options(fp32 ? SUPPORT_PAGED_F32 : SUPPORT_PAGED_MMA, c->window, c->softcap, fn);
+    if (st != FORGE_OK) return st;
     const size_t es = forge_dtype_size(c->dtype);
     cuda_layer *l = calloc(1, sizeof *l);
     if (!l) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
@@ -70,7 +76,7 @@ forge_status cuda_layer_init(forge_layer *layer, const forge_layer_weights *w) {
                  kv_out = (size_t)c->kv_heads * c->head_dim, qkv = q_out + 2 * kv_out;
     const int qkv_bias = (c->bias & (FORGE_BIAS_Q | FORGE_BIAS_K | FORGE_BIAS_V)) != 0;
     double *inv_freq = malloc(sizeof *inv_freq * (size_t)(c->head_dim / 2 + 1));
-    forge_status st = inv_freq ? FORGE_OK : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    if (!inv_freq) st = forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     cudaError_t e = cudaSuccess;
     if (st == FORGE_OK) {
         forge_rope_inv_freq(c, inv_freq);

@@ -110,16 +110,51 @@ static forge_status read_dtype(const cJSON *root, forge_model_config *c) {
 }
 
 /* What no architecture here implements: another activation, an MLP bias,
- * partial rotation, and Qwen's sliding windows turned on. */
-static forge_status refuse_features(const cJSON *root, const forge_model_config *c) {
+ * partial rotation. */
+static forge_status refuse_features(const cJSON *root) {
     const cJSON *act = item(root, "hidden_act");
     if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, "silu") != 0))
         return unsupported("hidden_act", cJSON_IsString(act) ? act->valuestring : "(not a string)");
     if (is_true(root, "mlp_bias")) return unsupported("mlp_bias", "true");
     const cJSON *partial = item(root, "partial_rotary_factor");
     if (cJSON_IsNumber(partial) && partial->valuedouble != 1.0) return unsupported("partial_rotary_factor", "below 1");
-    if ((c->arch == FORGE_ARCH_QWEN2 || c->arch == FORGE_ARCH_QWEN3) && is_true(root, "use_sliding_window"))
-        return unsupported("use_sliding_window", "true (attention with windows)");
+    return FORGE_OK;
+}
+
+/* Which layers attend through a sliding window, as transformers decides:
+ * Mistral's sliding_window holds for every layer; Qwen's only when
+ * use_sliding_window is true, and then for the layers that layer_types
+ * names "sliding_attention", or without that list for those from
+ * max_window_layers (28 when absent) on; the window is 4096 tokens where
+ * sliding_window is absent, none where it is null. Forge takes the windowed
+ * layers as one run at the end. */
+static forge_status read_windows(const cJSON *root, forge_model_config *c) {
+    const int qwen = c->arch == FORGE_ARCH_QWEN2 || c->arch == FORGE_ARCH_QWEN3;
+    c->sliding_window = 0, c->max_window_layers = 0;
+    if (c->arch != FORGE_ARCH_MISTRAL && !(qwen && is_true(root, "use_sliding_window"))) return FORGE_OK;
+    if (cJSON_IsNull(item(root, "sliding_window"))) return FORGE_OK; /* no window after all */
+    /* transformers' default where the field is absent */
+    forge_status st = read_int(root, "sliding_window", 1, 1 << 30, 4096, &c->sliding_window);
+    if (st != FORGE_OK || !qwen) return st;
+    const cJSON *types = item(root, "layer_types");
+    if (!types || cJSON_IsNull(types)) {
+        if ((st = read_int(root, "max_window_layers", 0, 1 << 30, 28, &c->max_window_layers)) != FORGE_OK) return st;
+        if (c->max_window_layers > c->layers) c->max_window_layers = c->layers;
+        return FORGE_OK;
+    }
+    if (!cJSON_IsArray(types) || cJSON_GetArraySize(types) != c->layers)
+        return forge_fail(FORGE_ERR_FORMAT, "%s: config.json's layer_types is not a list of num_hidden_layers (%d) "
+                          "names", fn, c->layers);
+    c->max_window_layers = c->layers;
+    int l = 0;
+    for (const cJSON *t = types->child; t; t = t->next, l++) {
+        const int sliding = cJSON_IsString(t) && strcmp(t->valuestring, "sliding_attention") == 0;
+        if (!sliding && !(cJSON_IsString(t) && strcmp(t->valuestring, "full_attention") == 0))
+            return unsupported("layer_types entry", cJSON_IsString(t) ? t->valuestring : "(not a string)");
+        if (sliding && c->max_window_layers == c->layers) c->max_window_layers = l;
+        if (!sliding && c->max_window_layers < c->layers)
+            return unsupported("layer_types", "with full attention after a sliding layer");
+    }
     return FORGE_OK;
 }
 
@@ -137,16 +172,13 @@ forge_status model_config_parse(const cJSON *root, forge_model_config *out) {
     if (st == FORGE_OK) st = read_float(root, "rms_norm_eps", 1e-6f, &c.norm_eps);
     if (st == FORGE_OK) st = read_rope(root, &c);
     if (st == FORGE_OK) st = read_dtype(root, &c);
-    if (st == FORGE_OK) st = refuse_features(root, &c);
+    if (st == FORGE_OK) st = refuse_features(root);
+    if (st == FORGE_OK) st = read_windows(root, &c);
     if (st != FORGE_OK) return st;
     c.tie_embeddings = is_true(root, "tie_word_embeddings");
     if (c.arch == FORGE_ARCH_QWEN2) c.bias = FORGE_BIAS_Q | FORGE_BIAS_K | FORGE_BIAS_V;
     else if (is_true(root, "attention_bias")) c.bias = FORGE_BIAS_Q | FORGE_BIAS_K | FORGE_BIAS_V | FORGE_BIAS_O;
     c.qk_norm = c.arch == FORGE_ARCH_QWEN3;
-    const cJSON *window = item(root, "sliding_window");
-    if (c.arch == FORGE_ARCH_MISTRAL && window && !cJSON_IsNull(window) &&
-        (st = read_int(root, "sliding_window", 1, 1 << 30, 0, &c.sliding_window)) != FORGE_OK)
-        return st;
     if ((st = model_config_check(&c, fn)) != FORGE_OK) return st;
     *out = c;
     return FORGE_OK;
@@ -170,6 +202,9 @@ forge_status model_config_check(const forge_model_config *c, const char *call) {
         forge_status st = check_int(call, ints[i].name, ints[i].v, ints[i].lo, ints[i].hi);
         if (st != FORGE_OK) return st;
     }
+    if (c->max_window_layers < 0 || c->max_window_layers > c->layers)
+        return forge_fail(FORGE_ERR_FORMAT, "%s: max_window_layers = %d is outside [0, num_hidden_layers = %d]", call,
+                          c->max_window_layers, c->layers);
     if ((unsigned)c->arch > FORGE_ARCH_MISTRAL)
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: arch %d is not a forge_arch", call, (int)c->arch);
     if (c->heads % c->kv_heads != 0)

@@ -64,8 +64,9 @@ static forge_status upload(forge_model *m, const model_files *f, const char *nam
     return st == FORGE_OK ? upload_to(m, f, name, d0, d1, *out) : st;
 }
 
-/* The layer config of the model's blocks. */
-static forge_layer_config layer_config(const forge_model *m) {
+/* The layer config of block l: a window where the config gives the block
+ * one shorter than the context (a longer one masks nothing). */
+static forge_layer_config layer_config(const forge_model *m, int l) {
     const forge_model_config *c = &m->cfg;
     forge_layer_config lc = forge_layer_config_default(c->hidden, c->heads, c->kv_heads, c->head_dim);
     lc.max_seq = m->opt.max_seq_len;
@@ -75,6 +76,7 @@ static forge_layer_config layer_config(const forge_model *m) {
     lc.dtype = m->opt.dtype;
     lc.qk_norm = c->qk_norm;
     lc.norm_eps = c->norm_eps;
+    if (l >= c->max_window_layers && c->sliding_window < m->opt.max_seq_len) lc.window = c->sliding_window;
     return lc;
 }
 
@@ -82,7 +84,7 @@ static forge_layer_config layer_config(const forge_model *m) {
  * as they lie in the mapped file where they are in the model's dtype. */
 static forge_status load_layer(forge_model *m, const model_files *f, int l) {
     const forge_model_config *c = &m->cfg;
-    const forge_layer_config lc = layer_config(m);
+    const forge_layer_config lc = layer_config(m, l);
     const int64_t q = (int64_t)c->heads * c->head_dim, kv = (int64_t)c->kv_heads * c->head_dim, h = c->hidden;
     static const char *parts[] = {"q_proj.weight", "k_proj.weight", "v_proj.weight", "o_proj.weight",
                                   "q_proj.bias",   "k_proj.bias",   "v_proj.bias",   "o_proj.bias",
@@ -141,11 +143,6 @@ static forge_status resolve_options(const forge_model_config *c, const forge_mod
     if (o.max_seq_len < 1 || o.max_seq_len > c->max_positions)
         return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: max_seq_len = %d is outside [1, max_position_embeddings = %d]",
                           fn, o.max_seq_len, c->max_positions);
-    if (c->sliding_window && c->sliding_window < o.max_seq_len)
-        return forge_fail(FORGE_ERR_UNSUPPORTED,
-                          "%s: sliding_window %d is shorter than the context of %d tokens: attention with windows is "
-                          "not implemented (ask for max_seq_len <= %d)",
-                          fn, c->sliding_window, o.max_seq_len, c->sliding_window);
     *out = o;
     return FORGE_OK;
 }

@@ -36,6 +36,7 @@ int ref_model_forward(const forge_model_config *cfg, const ref_model *w, const i
         const ref_block *b = &w->blocks[l];
         memcpy(a, x, sizeof *a * (size_t)n * H);
         for (int t = 0; t < n; t++) ref_rmsnorm(a + (size_t)t * H, b->attn_norm, H, cfg->norm_eps);
+        lc.window = l >= cfg->max_window_layers ? cfg->sliding_window : 0;
         failed = ref_layer_forward_d(&lc, &b->attn, a, n, 0, y, NULL) != 0;
         for (size_t i = 0; i < (size_t)n * H; i++) x[i] += y[i];
         for (int t = 0; !failed && t < n; t++) {

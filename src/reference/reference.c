@@ -46,6 +46,17 @@ void ref_rmsnorm(double *v, const float *w, int n, double eps) {
     for (int i = 0; i < n; i++) v[i] = v[i] * inv * w[i];
 }
 
+/* Keys [*first, *end) of m that a query at key position pos sees. */
+static void visible_keys(int causal, int window, int pos, int m, int *first, int *end) {
+    *end = causal ? (pos + 1 < m ? pos + 1 : m) : m;
+    if (*end < 0) *end = 0;
+    *first = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
+    if (*first > *end) *first = *end;
+}
+
+/* A score after soft-capping (cap 0: as it is). */
+static double capped(double s, double cap) { return cap > 0 ? cap * tanh(s / cap) : s; }
+
 /* out[o] = sum_i w[o, i] in[i] + bias[o], for o < n_out. */
 static void ref_linear(double *out, const float *w, const float *bias, const double *in, int n_in,
                        int n_out) {
@@ -98,20 +109,22 @@ int ref_layer_forward_d(const forge_layer_config *cfg, const forge_layer_weights
         for (int i = 0; i < S; i++) {
             const double *qi = q + ((size_t)i * H + h) * D;
             double max = -INFINITY;
-            for (int j = 0; j <= i; j++) { /* causal mask: keys j > i are left out */
+            int first, end; /* causal mask: keys j > i are left out; a window, keys j <= i - window */
+            visible_keys(1, cfg->window, i, S, &first, &end);
+            for (int j = first; j < end; j++) {
                 const double *kj = k + ((size_t)j * Hk + g) * D;
                 double dot = 0.0;
                 for (int d = 0; d < D; d++) dot += qi[d] * kj[d];
-                p[j] = dot * scale;
-                largest = fabs(p[j]) > largest ? fabs(p[j]) : largest;
+                largest = fabs(dot * scale) > largest ? fabs(dot * scale) : largest;
+                p[j] = capped(dot * scale, cfg->softcap);
                 max = p[j] > max ? p[j] : max;
             }
             double sum = 0.0;
-            for (int j = 0; j <= i; j++) sum += (p[j] = exp(p[j] - max));
+            for (int j = first; j < end; j++) sum += (p[j] = exp(p[j] - max));
             double *oi = o + (size_t)i * H * D + (size_t)h * D;
             for (int d = 0; d < D; d++) {
                 double acc = 0.0;
-                for (int j = 0; j <= i; j++) acc += p[j] * v[((size_t)j * Hk + g) * D + d];
+                for (int j = first; j < end; j++) acc += p[j] * v[((size_t)j * Hk + g) * D + d];
                 oi[d] = acc / sum;
             }
         }
@@ -129,32 +142,34 @@ int ref_layer_forward_d(const forge_layer_config *cfg, const forge_layer_weights
     return ok ? 0 : -1;
 }
 
-void ref_attention(const float *q, const float *k, const float *v, int n, int m, int heads, int kv_heads,
-                   int head_dim, double scale, int causal, double *out, double *lse, int lse_stride) {
-    const int D = head_dim, group = heads / kv_heads;
-    for (int h = 0; h < heads; h++) {
+void ref_attention(const ref_attention_shape *s, const float *q, const float *k, const float *v, double *out,
+                   double *lse, int lse_stride) {
+    const int D = s->head_dim, H = s->heads, Hk = s->kv_heads, group = H / Hk;
+    for (int h = 0; h < H; h++) {
         const int g = h / group;
-        for (int i = 0; i < n; i++) {
-            const int visible = causal ? (m - n + i + 1 < 0 ? 0 : m - n + i + 1) : m;
-            double *o = out + ((size_t)i * heads + h) * D;
+        for (int i = 0; i < s->n; i++) {
+            const float *qi = q + ((size_t)i * H + h) * D;
+            int first, end;
+            visible_keys(s->causal, s->window, s->m - s->n + i, s->m, &first, &end);
+            double *o = out + ((size_t)i * H + h) * D;
             for (int d = 0; d < D; d++) o[d] = 0.0;
             double max = -INFINITY, sum = 0.0;
-            for (int j = 0; j < visible; j++) {
-                double s = 0.0;
-                for (int d = 0; d < D; d++)
-                    s += (double)q[((size_t)i * heads + h) * D + d] * k[((size_t)j * kv_heads + g) * D + d];
-                max = s * scale > max ? s * scale : max;
-            }
-            for (int j = 0; j < visible; j++) {
-                double s = 0.0;
-                for (int d = 0; d < D; d++)
-                    s += (double)q[((size_t)i * heads + h) * D + d] * k[((size_t)j * kv_heads + g) * D + d];
-                const double p = exp(s * scale - max);
-                sum += p;
-                for (int d = 0; d < D; d++) o[d] += p * v[((size_t)j * kv_heads + g) * D + d];
-            }
-            for (int d = 0; d < D && visible > 0; d++) o[d] /= sum;
-            if (lse) lse[(size_t)h * lse_stride + i] = visible > 0 ? max + log(sum) : -INFINITY;
+            for (int pass = 0; pass < 2; pass++) /* the largest score, then the weighted sum */
+                for (int j = first; j < end; j++) {
+                    const float *kj = k + ((size_t)j * Hk + g) * D;
+                    double dot = 0.0;
+                    for (int d = 0; d < D; d++) dot += (double)qi[d] * kj[d];
+                    const double score = capped(dot * s->scale, s->softcap);
+                    if (pass == 0) {
+                        max = score > max ? score : max;
+                        continue;
+                    }
+                    const double p = exp(score - max);
+                    sum += p;
+                    for (int d = 0; d < D; d++) o[d] += p * v[((size_t)j * Hk + g) * D + d];
+                }
+            for (int d = 0; d < D && end > first; d++) o[d] /= sum;
+            if (lse) lse[(size_t)h * lse_stride + i] = end > first ? max + log(sum) : -INFINITY;
         }
     }
 }

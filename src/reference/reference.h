@@ -8,7 +8,8 @@
 #include "forge.h"
 
 /* One sequence of n_tokens at positions pos0 .. pos0+n_tokens-1, each token
- * attending to itself and the tokens before it in x: the layer without a
+ * attending to itself and the tokens before it in x (the last cfg->window
+ * of them, itself included, where the layer has a window): the layer without a
  * cache, or with one when x holds the whole history and pos0 is 0.
  * Weights are float32 (cfg->dtype is ignored); x [n_tokens, hidden];
  * y [n_tokens, hidden] in double; *max_score (if not NULL) the largest
@@ -16,12 +17,22 @@
 int ref_layer_forward(const forge_layer_config *cfg, const forge_layer_weights *w, const float *x,
                       int n_tokens, int pos0, double *y, double *max_score);
 
-/* Attention alone of one sequence, as forge_attention_forward defines it:
- * q [n, heads, head_dim], k and v [m, kv_heads, head_dim] (float32 values),
+/* One sequence's attention as forge_attention_forward defines it: n
+ * queries over m keys, query i at key position m - n + i; causal, window and
+ * softcap as there. */
+typedef struct {
+    int n, m;
+    int heads, kv_heads, head_dim;
+    double scale;
+    int causal, window;
+    double softcap;
+} ref_attention_shape;
+
+/* q [n, heads, head_dim], k and v [m, kv_heads, head_dim] (float32 values),
  * out [n, heads, head_dim] and lse [heads, lse_stride] (lse may be NULL) in
- * double. With causal, query i sees keys 0 .. m - n + i. */
-void ref_attention(const float *q, const float *k, const float *v, int n, int m, int heads, int kv_heads,
-                   int head_dim, double scale, int causal, double *out, double *lse, int lse_stride);
+ * double. */
+void ref_attention(const ref_attention_shape *s, const float *q, const float *k, const float *v, double *out,
+                   double *lse, int lse_stride);
 
 /* The same with x in double. */
 int ref_layer_forward_d(const forge_layer_config *cfg, const forge_layer_weights *w, const double *x,
