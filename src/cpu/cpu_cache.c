@@ -11,6 +11,7 @@
 
 #include "error.h"
 #include "cpu_cache.h"
+#include "window.h"
 
 typedef struct {
     unsigned char *k, *v; /* [n_pages, page_size, kv_heads, head_dim] in the dtype */
@@ -109,11 +110,6 @@ void cpu_cache_gather(const forge_paged_cache *cache, int seq, int first, int le
     }
 }
 
-int cpu_window_start(int len, int n, int window) {
-    const int first = len - n - window + 1;
-    return window > 0 && first > 0 ? first : 0;
-}
-
 /* The sequences' K and V gathered (widened to float32) into FlashAttention's
  * packed layout, then the CPU's forge_attention_forward over it: the queries
  * of a sequence are the last positions of its keys there too. A sequence
@@ -129,7 +125,7 @@ forge_status cpu_paged_attention(forge_paged_cache *cache, const forge_paged_att
     kv_offsets[0] = 0;
     for (int b = 0; b < a->batch; b++) {
         const int nq = a->q_offsets[b + 1] - a->q_offsets[b];
-        kv_offsets[b + 1] = kv_offsets[b] + (nq > 0 ? lens[b] - cpu_window_start(lens[b], nq, a->window) : 0);
+        kv_offsets[b + 1] = kv_offsets[b] + (nq > 0 ? lens[b] - forge_window_start(lens[b], nq, a->window) : 0);
     }
     const int total_kv = kv_offsets[a->batch];
     const size_t nq = (size_t)total_q * H * D, nkv = (size_t)total_kv * Hk * D;

@@ -19,8 +19,5 @@ forge_status cpu_paged_attention(forge_paged_cache *cache, const forge_paged_att
 /* Positions [first, len) of seq, widened to float32, into k and v [len -
  * first, kv_heads, head_dim]. */
 void cpu_cache_gather(const forge_paged_cache *cache, int seq, int first, int len, float *k, float *v);
-/* The first position that n queries at the end of len tokens see through a
- * window (0: none): what a sequence's attention reads from. */
-int cpu_window_start(int len, int n, int window);
 
 #endif

@@ -22,6 +22,7 @@
 #include "dtype.h"
 #include "error.h"
 #include "rope_freq.h"
+#include "window.h"
 
 static int qkv_dim(const forge_layer_config *c) { return (c->heads + 2 * c->kv_heads) * c->head_dim; }
 
@@ -206,7 +207,7 @@ forge_status cpu_forward(forge_layer *layer, forge_paged_cache *cache, const for
     /* gathered only with a cache, and there only from the window's start */
     float *gk = l->gathered, *gv = cache ? l->gathered + max_keys * kv : NULL;
     for (int s = 0; s < b->n; s++) {
-        const int t0 = b->rows[s], first = cache ? cpu_window_start(b->lens[s], b->n_tokens[s], c->window) : 0;
+        const int t0 = b->rows[s], first = cache ? forge_window_start(b->lens[s], b->n_tokens[s], c->window) : 0;
         if (cache) cpu_cache_gather(cache, b->ids[s], first, b->lens[s], gk, gv);
         cpu_attention_args a = {
             .q = l->qkv + (long)t0 * N,
