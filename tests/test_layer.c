@@ -529,44 +529,50 @@ static void check_graph16(const forge_layer_config *cfg, uint64_t seed) {
     tl_free(&t);
 }
 
+/* A layer asking for a window or a soft cap that the backend lacks:
+ * refused at its creation, naming the option. */
+static void expect_refused(forge_layer_config cfg, int window, float softcap, const char *names) {
+    forge_context *ctx;
+    forge_layer *layer = NULL;
+    TL_OK(forge_context_create(g_backend, &ctx));
+    ref_random_layer w;
+    assert_int_equal(ref_random_layer_make(&w, &cfg, 5), 0);
+    cfg.window = window, cfg.softcap = softcap;
+    assert_int_equal(forge_layer_create(ctx, &cfg, &w.w, &layer), FORGE_ERR_UNSUPPORTED);
+    assert_non_null(strstr(forge_last_error(), names));
+    assert_null(layer);
+    ref_random_layer_free(&w);
+    forge_context_destroy(ctx);
+}
+
 /* Sliding windows (one token, shorter than a prompt, longer than some
  * histories) and soft-capping (a cap below the scores' size, so that it
  * bends them), in fp32 and bf16: a batch of a new prompt, a continuation
  * and a decode step over a cache, and a cache-less batch (the window then
- * counts within each sequence's own tokens). A backend whose support rows
- * lack the options refuses the layer by name. */
+ * counts within each sequence's own tokens). Each option where the
+ * backend's table takes it, both where it takes both; else its refusal by
+ * name. */
 static void test_window_softcap(void **state) {
-    static const int windows[] = {1, 6, 25};
+    static const int windows[] = {0, 1, 6, 25};
     const int before[] = {0, 9, 20}, now[] = {30, 11, 1}, slot[] = {2, 0, 3};
     const int n[] = {1, 40, 4}, pos0[] = {0, 3, 150};
+    const int window = tl_takes_options(g_backend, "", FORGE_ATTN_WINDOW);
+    const int softcap = tl_takes_options(g_backend, "", FORGE_ATTN_SOFTCAP);
     forge_layer_config cfg = forge_layer_config_default(128, 4, 2, 32);
     cfg.max_seq = 200;
-    if (!tl_takes_options(g_backend, "", FORGE_ATTN_WINDOW | FORGE_ATTN_SOFTCAP)) {
-        forge_context *ctx;
-        forge_layer *layer = NULL;
-        TL_OK(forge_context_create(g_backend, &ctx));
-        ref_random_layer w;
-        assert_int_equal(ref_random_layer_make(&w, &cfg, 5), 0);
-        cfg.window = 8;
-        assert_int_equal(forge_layer_create(ctx, &cfg, &w.w, &layer), FORGE_ERR_UNSUPPORTED);
-        assert_non_null(strstr(forge_last_error(), "a sliding window is not implemented"));
-        cfg.window = 0, cfg.softcap = 30.0f;
-        assert_int_equal(forge_layer_create(ctx, &cfg, &w.w, &layer), FORGE_ERR_UNSUPPORTED);
-        assert_non_null(strstr(forge_last_error(), "soft-capping is not implemented"));
-        assert_null(layer);
-        ref_random_layer_free(&w);
-        forge_context_destroy(ctx);
-        return;
-    }
     for (int d = 0; d < 2; d++)
-        for (int w = 0; w < 3; w++)
+        for (int w = 0; w < 4; w++)
             for (int cap = 0; cap <= 1; cap++) {
+                if ((windows[w] && !window) || (cap && !softcap) || (!windows[w] && !cap)) continue;
                 cfg.dtype = d ? FORGE_BF16 : FORGE_F32;
                 cfg.window = windows[w], cfg.softcap = cap ? 0.02f : 0.0f;
-                const uint64_t seed = 800 + 10 * (uint64_t)(d * 3 + w) + (uint64_t)cap;
+                const uint64_t seed = 800 + 10 * (uint64_t)(d * 4 + w) + (uint64_t)cap;
                 check_mixed_batch(&cfg, before, now, slot, seed);
                 check_batch_no_cache(&cfg, n, pos0, seed + 5);
             }
+    cfg.dtype = FORGE_F32;
+    if (!window) expect_refused(cfg, 8, 0.0f, "a sliding window is not implemented");
+    if (!softcap) expect_refused(cfg, 0, 30.0f, "soft-capping is not implemented");
     cfg.window = 0, cfg.softcap = -1.0f;
     assert_int_equal(forge_layer_config_check(&cfg), FORGE_ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(forge_last_error(), "softcap"));

@@ -301,32 +301,37 @@ static void test_head_dims(void **state) {
     check_shape(FORGE_BF16, 8, 2, 128, 128, 211); /* pages longer than the kernel's tiles */
 }
 
+/* A paged call asking for a window or a soft cap that the backend lacks:
+ * refused, naming the option. */
+static void expect_refused(int window, float softcap, const char *names) {
+    world w;
+    world_make(&w, FORGE_BF16, 2, 64, 16, 8);
+    const int s = new_seq(&w);
+    TL_OK(append(&w, 1, &s, (int[]){20}, 1000));
+    void *buf;
+    TL_OK(forge_buffer_alloc(w.ctx, 4096, &buf));
+    const forge_paged_attention_args a = {.batch = 1, .seqs = &s, .q_offsets = (int[]){0, 1}, .heads = 2,
+                                          .q = buf, .out = buf, .window = window, .softcap = softcap};
+    assert_int_equal(forge_paged_attention(w.cache, &a), FORGE_ERR_UNSUPPORTED);
+    assert_non_null(strstr(forge_last_error(), names));
+    forge_buffer_free(w.ctx, buf);
+    world_free(&w);
+}
+
 /* Sliding windows of 1 token, a page, 37 tokens (across pages) and past
  * every sequence, with and without soft-capping, for decode steps and
  * chunks whose first query's window starts pages after the sequence's
- * first; paged results equal contiguous ones. A backend whose table rows
- * lack an option refuses it by name. */
+ * first; paged results equal contiguous ones. Each option where the
+ * backend's table takes it, both where it takes both; else its refusal by
+ * name. */
 static void test_window_softcap(void **state) {
-    if (!tl_takes_options(g_backend, "paged attention", FORGE_ATTN_WINDOW | FORGE_ATTN_SOFTCAP)) {
-        world w;
-        world_make(&w, FORGE_BF16, 2, 64, 16, 8);
-        w.window = 8;
-        const int s = new_seq(&w);
-        TL_OK(append(&w, 1, &s, (int[]){20}, 1000));
-        void *buf;
-        TL_OK(forge_buffer_alloc(w.ctx, 4096, &buf));
-        const forge_paged_attention_args a = {.batch = 1, .seqs = &s, .q_offsets = (int[]){0, 1}, .heads = 2,
-                                              .q = buf, .out = buf, .window = 8};
-        assert_int_equal(forge_paged_attention(w.cache, &a), FORGE_ERR_UNSUPPORTED);
-        assert_non_null(strstr(forge_last_error(), "a sliding window is not implemented"));
-        forge_buffer_free(w.ctx, buf);
-        world_free(&w);
-        return;
-    }
-    static const int windows[] = {1, 16, 37, 1000};
+    const int window = tl_takes_options(g_backend, "paged attention", FORGE_ATTN_WINDOW);
+    const int softcap = tl_takes_options(g_backend, "paged attention", FORGE_ATTN_SOFTCAP);
+    static const int windows[] = {0, 1, 16, 37, 1000};
     for (int i = 0; i < dtype_count(); i++)
-        for (int wi = 0; wi < 4; wi++)
+        for (int wi = 0; wi < 5; wi++)
             for (int cap = 0; cap <= 1; cap++) {
+                if ((windows[wi] && !window) || (cap && !softcap) || (!windows[wi] && !cap)) continue;
                 world w;
                 const int page = wi % 2 ? 16 : 64;
                 world_make(&w, dtype_at(i), 2, 64, page, 64);
@@ -342,6 +347,8 @@ static void test_window_softcap(void **state) {
                 free(q), free(out);
                 world_free(&w);
             }
+    if (!window) expect_refused(8, 0.0f, "a sliding window is not implemented");
+    if (!softcap) expect_refused(0, 30.0f, "soft-capping is not implemented");
 }
 
 /* A fork shares its source's pages; an append to either copies the shared

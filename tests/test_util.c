@@ -120,9 +120,9 @@ int tl_takes_options(forge_backend backend, const char *operation, unsigned opti
         const forge_support *r = forge_support_row(i);
         const int applies = r->backend == backend && (r->backend == FORGE_BACKEND_CPU ||
                                                       strncmp(r->operation, operation, strlen(operation)) == 0);
-        if (applies && (r->options & options) != options) return 0;
+        if (applies && (r->options & options) == options) return 1;
     }
-    return 1;
+    return 0;
 }
 
 void tl_mutate(unsigned char *b, size_t *n, size_t cap, ref_rng *r, const char *interesting) {

@@ -70,8 +70,9 @@ void tl_write_file(const char *dir, const char *name, const void *b, size_t n);
 /* Exits the test program with ctest's skip code when the backend is absent. */
 void tl_require_backend(forge_backend backend);
 
-/* Whether every row of the support table for backend whose operation
- * begins with `operation` takes the FORGE_ATTN_* options. */
+/* Whether some row of the support table for backend whose operation
+ * begins with `operation` takes the FORGE_ATTN_* options (the backend then
+ * dispatches calls that ask for them to it). */
 int tl_takes_options(forge_backend backend, const char *operation, unsigned options);
 
 /* Fails the test unless got is finite and within tol (relative L2) of want. */
