@@ -84,6 +84,10 @@ forge_status forge_check_paged_call(const char *fn, forge_layer *layer, forge_pa
 forge_status forge_batch_make(forge_batch *b, const char *fn, const forge_layer *layer, const forge_seq *seqs,
                               int n_seqs, int with_cache);
 void forge_batch_free(forge_batch *b);
+/* The batch as layer's calls see it (sharing b's arrays): its attention
+ * with the layer's heads, scale, split size, window and soft cap, which
+ * differ between the layers of a stack (a window in some layers only). */
+forge_batch forge_batch_for(const forge_batch *b, const forge_layer *layer);
 
 /* Runs a checked call of the public function fn (forward.c): the pages of its new tokens, the
  * backend's computation (graph: by replaying that graph, recorded for the

@@ -62,12 +62,18 @@ forge_status forge_batch_make(forge_batch *b, const char *fn, const forge_layer 
         b->rows[i + 1] = b->rows[i] + seqs[i].n_tokens;
     }
     b->total = b->rows[n_seqs];
-    b->attn = (forge_paged_attention_args){.batch = n_seqs, .seqs = b->ids, .q_offsets = b->rows,
-                                           .heads = layer->cfg.heads,
-                                           .scale = 1.0f / sqrtf((float)layer->cfg.head_dim),
-                                           .split_size = layer->paged_split, .window = layer->cfg.window,
-                                           .softcap = layer->cfg.softcap};
+    *b = forge_batch_for(b, layer);
     return FORGE_OK;
+}
+
+forge_batch forge_batch_for(const forge_batch *b, const forge_layer *layer) {
+    forge_batch out = *b;
+    out.attn = (forge_paged_attention_args){.batch = b->n, .seqs = b->ids, .q_offsets = b->rows,
+                                            .heads = layer->cfg.heads,
+                                            .scale = 1.0f / sqrtf((float)layer->cfg.head_dim),
+                                            .split_size = layer->paged_split, .window = layer->cfg.window,
+                                            .softcap = layer->cfg.softcap};
+    return out;
 }
 
 void forge_batch_free(forge_batch *b) { free(b->ids); }

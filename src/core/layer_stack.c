@@ -29,13 +29,16 @@ forge_status forge_stack_begin(forge_stack_step *s, const char *fn, forge_layer 
         if (st == FORGE_OK) s->n_grown = l + 1;
     }
     const forge_backend_ops *ops = layers[0]->ctx->ops;
-    for (int l = 0; st == FORGE_OK && ops->reserve && l < n_layers; l++) st = ops->reserve(layers[l], caches[l], &s->b);
+    for (int l = 0; st == FORGE_OK && ops->reserve && l < n_layers; l++) {
+        const forge_batch b = forge_batch_for(&s->b, layers[l]);
+        st = ops->reserve(layers[l], caches[l], &b);
+    }
     if (st != FORGE_OK) forge_stack_end(s, 0);
     return st;
 }
 
 forge_status forge_stack_forward(forge_stack_step *s, int l, const void *x, void *y, const int *pos_dev) {
-    forge_batch b = s->b;
+    forge_batch b = forge_batch_for(&s->b, s->layers[l]);
     b.pos_dev = pos_dev;
     forge_stage failed;
     return s->layers[l]->ctx->ops->forward(s->layers[l], s->caches[l], &b, x, y, &failed);

@@ -207,7 +207,7 @@ forge_status cpu_forward(forge_layer *layer, forge_paged_cache *cache, const for
     /* gathered only with a cache, and there only from the window's start */
     float *gk = l->gathered, *gv = cache ? l->gathered + max_keys * kv : NULL;
     for (int s = 0; s < b->n; s++) {
-        const int t0 = b->rows[s], first = cache ? forge_window_start(b->lens[s], b->n_tokens[s], c->window) : 0;
+        const int t0 = b->rows[s], first = cache ? forge_window_start(b->lens[s], b->n_tokens[s], b->attn.window) : 0;
         if (cache) cpu_cache_gather(cache, b->ids[s], first, b->lens[s], gk, gv);
         cpu_attention_args a = {
             .q = l->qkv + (long)t0 * N,
@@ -223,9 +223,9 @@ forge_status cpu_forward(forge_layer *layer, forge_paged_cache *cache, const for
             .q_pos0 = b->lens[s] - b->n_tokens[s], /* the queries are the last keys */
             .k_pos0 = first,
             .causal = 1,
-            .window = c->window,
+            .window = b->attn.window,
             .scale = b->attn.scale,
-            .softcap = c->softcap,
+            .softcap = b->attn.softcap,
             .heads = H,
             .kv_heads = Hk,
             .head_dim = D,

@@ -132,8 +132,10 @@ static int graph_serves(const forge_model *m, const forge_stack_step *step) {
     if (!g->rec || g->n != step->b.n || g->ws_gen != m->ws_gen) return 0;
     for (int i = 0; i < g->n; i++)
         if (g->seqs[i] != step->b.ids[i] || step->b.lens[i] > g->reach) return 0;
-    for (int l = 0; l < m->cfg.layers; l++)
-        if (m->ctx->ops->call_stamp(m->layers[l], m->caches[l], &step->b, NULL) != g->stamps[l]) return 0;
+    for (int l = 0; l < m->cfg.layers; l++) {
+        const forge_batch b = forge_batch_for(&step->b, m->layers[l]);
+        if (m->ctx->ops->call_stamp(m->layers[l], m->caches[l], &b, NULL) != g->stamps[l]) return 0;
+    }
     return 1;
 }
 
@@ -150,7 +152,8 @@ static forge_status run_recorded(forge_model *m, forge_stack_step *step, long ro
         int reach = INT_MAX;
         for (int l = 0; l < m->cfg.layers; l++) {
             int r;
-            g->stamps[l] = ops->call_stamp(m->layers[l], m->caches[l], &step->b, &r);
+            const forge_batch b = forge_batch_for(&step->b, m->layers[l]);
+            g->stamps[l] = ops->call_stamp(m->layers[l], m->caches[l], &b, &r);
             if (r < reach) reach = r;
         }
         /* another batch size or other splits: maybe other kernels, which an
