@@ -25,7 +25,7 @@ int main(int argc, char **argv) {
     const double sigma = argc == 4 ? atof(argv[3]) : 0;
     if (vocab < 2 || draws < 1) return 2;
     float *logits = malloc(sizeof *logits * (size_t)vocab);
-    model_scored *scratch = malloc(sizeof *scratch * (size_t)vocab);
+    forge_scored *scratch = malloc(sizeof *scratch * (size_t)vocab);
     if (!logits || !scratch) return 3;
     /* logits uniform in [0, 8) (a flat distribution: top-p and min-p keep
      * tens of thousands of tokens), or normal with a deviation of sigma, as

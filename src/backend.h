@@ -13,6 +13,7 @@
 #include <stdarg.h>
 
 #include "forge.h"
+#include "sample_front.h"
 
 typedef struct forge_backend_ops forge_backend_ops;
 
@@ -212,6 +213,20 @@ struct forge_backend_ops {
                                 size_t row_bytes);
     forge_status (*argmax_rows)(forge_context *ctx, forge_dtype dtype, int32_t *out, const void *x, long rows,
                                 int cols);
+    /* The candidates of each row's draw over logits [rows, vocab], so that
+     * only they leave the device (NULL: the logits come to the host). As
+     * settings[r] says: the repetition penalty over the ids whose bit is
+     * set in seen's row r ([rows][(vocab + 31) / 32] words, or NULL for
+     * none); with temperature 0 the first largest as the one candidate;
+     * else the scores divided by the temperature and, as candidates, a
+     * start of their order (by score, then id) with every tie of its last:
+     * with top-k at least its k tokens, else tokens min-p keeps holding
+     * about top-p's share of the mass (all of them without top-p). Row r of
+     * out is its head, then up to cap candidates in no order
+     * (sample_front.h). settings, seen and out are backend memory. */
+    forge_status (*sample_front)(forge_context *ctx, forge_dtype dtype, void *out, const void *logits,
+                                 const forge_sample_row *settings, const uint32_t *seen, long rows, int vocab,
+                                 int cap);
 };
 
 extern const forge_backend_ops forge_cpu_backend;

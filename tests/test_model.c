@@ -528,7 +528,7 @@ static void expect_sampled_steps(forge_model *m, forge_model *twin, const forge_
     const int V = forge_model_get_config(m).vocab_size, words = (V + 31) / 32;
     uint32_t *seen = calloc((size_t)n * words, sizeof *seen);
     float *logits = malloc(sizeof *logits * (size_t)n * V);
-    model_scored *scratch = malloc(sizeof *scratch * (size_t)V);
+    forge_scored *scratch = malloc(sizeof *scratch * (size_t)V);
     int32_t **prompts = malloc(sizeof *prompts * (size_t)n), *next = malloc(sizeof *next * (size_t)n);
     forge_model_input *twin_in = malloc(sizeof *twin_in * (size_t)n);
     assert_true(seen && logits && scratch && prompts && next && twin_in);
@@ -619,14 +619,14 @@ static void test_step_sample(void **state) {
  * summed as model_sample sums it: over the top-k candidates in their
  * order, or over the whole vocabulary in the order of ids. */
 static int32_t oracle_sample(const float *scores, int vocab, const forge_sampling *s, uint64_t *rng) {
-    model_scored *v = malloc(sizeof *v * (size_t)vocab);
+    forge_scored *v = malloc(sizeof *v * (size_t)vocab);
     assert_non_null(v);
-    for (int i = 0; i < vocab; i++) v[i] = (model_scored){scores[i] / s->temperature, i};
+    for (int i = 0; i < vocab; i++) v[i] = (forge_scored){scores[i] / s->temperature, i};
     const int top_k = s->top_k > 0 && s->top_k < vocab;
     double mass = 0.0, top = v[0].score;
     for (int i = 1; i < vocab; i++) top = v[i].score > top ? v[i].score : top;
     if (!top_k) mass = model_mass(v, vocab, top);
-    qsort(v, (size_t)vocab, sizeof *v, model_scored_order);
+    qsort(v, (size_t)vocab, sizeof *v, model_order);
     int kept = vocab;
     if (top_k) {
         for (kept = s->top_k; kept < vocab && v[kept].score == v[s->top_k - 1].score;) kept++;
@@ -645,7 +645,7 @@ static void test_sample_selection(void **state) {
     (void)state;
     enum { V = 1000 };
     float logits[V];
-    model_scored *scratch = malloc(sizeof *scratch * V);
+    forge_scored *scratch = malloc(sizeof *scratch * V);
     assert_non_null(scratch);
     ref_rng r = ref_rng_seed(77);
     const int ks[] = {0, 1, 2, 7, 50, 500, V - 1};
@@ -663,6 +663,76 @@ static void test_sample_selection(void **state) {
         }
     }
     free(scratch);
+}
+
+/* model_draw_front on candidates as a backend's sample_front may leave
+ * them (a start of the order with every tie of its last, shuffled): the
+ * token model_sample draws from the whole row, for fronts of the least it
+ * needs and more; -1 for a top-p front that stops short of the walk, for
+ * fewer than top-k's k and for more candidates than were written. */
+static void test_draw_front(void **state) {
+    (void)state;
+    enum { V = 1000 };
+    float logits[V];
+    forge_scored *all = malloc(sizeof *all * V), *front = malloc(sizeof *front * V), *scratch = malloc(sizeof *scratch * V);
+    assert_true(all && front && scratch);
+    ref_rng r = ref_rng_seed(78);
+    const int ks[] = {0, 1, 7, 50, V - 1};
+    for (int round = 0; round < 40; round++) {
+        for (int i = 0; i < V; i++) logits[i] = (float)(int)(ref_rng_uniform(&r) * 40) / 4; /* ties */
+        for (size_t k = 0; k < sizeof ks / sizeof ks[0]; k++) {
+            const forge_sampling s = {round % 5 ? 0.5f + (float)(round % 4) * 0.5f : 0.0f, ks[k],
+                                      round % 3 ? 0.9f : 1.0f, round % 2 ? 0.05f : 0.0f, 1.0f, 0};
+            const int top_k = s.top_k > 0 && s.top_k < V;
+            for (int i = 0; i < V; i++) all[i] = (forge_scored){s.temperature > 0 ? logits[i] / s.temperature : logits[i], i};
+            double top = all[0].score;
+            for (int i = 1; i < V; i++) top = all[i].score > top ? all[i].score : top;
+            const double mass = model_mass(all, V, top);
+            qsort(all, V, sizeof *all, model_order);
+            /* the candidates the draw needs: one when greedy; top-k's with their
+             * ties; else the tokens min-p keeps, as far as the top-p walk goes */
+            int limit = V, needed;
+            if (!top_k && s.min_p > 0.0f)
+                for (limit = 0; limit < V && exp(all[limit].score - top) >= s.min_p;) limit++;
+            if (s.temperature <= 0.0f) {
+                needed = 1;
+            } else if (top_k) {
+                for (needed = s.top_k; needed < V && all[needed].score == all[s.top_k - 1].score;) needed++;
+            } else if (s.top_p < 1.0f) {
+                double cum = 0.0;
+                for (needed = 0; needed < limit && cum < s.top_p;) cum += exp(all[needed++].score - top) / mass;
+            } else {
+                needed = limit;
+            }
+            for (int trial = 0; trial < 4; trial++) {
+                int m = trial == 0 ? needed : trial == 3 ? needed - 1
+                                          : needed + (int)(ref_rng_uniform(&r) * (limit - needed + 1));
+                m = m > limit ? limit : m;
+                if (trial == 3) /* short: back to where the tie group of token `needed` starts */
+                    while (m > 0 && all[m].score == all[m - 1].score) m--;
+                while (m > 0 && m < limit && all[m].score == all[m - 1].score) m++; /* ties go together */
+                if (s.temperature <= 0.0f) m = trial ? 0 : 1; /* greedy: the first largest alone */
+                if (m < 1) continue;
+                memcpy(front, all, sizeof *front * (size_t)m);
+                for (int i = m - 1; i > 0; i--) { /* in no order */
+                    const int j = (int)(ref_rng_uniform(&r) * (i + 1));
+                    const forge_scored t = front[i];
+                    front[i] = front[j], front[j] = t;
+                }
+                const forge_sample_head h = {mass, m, m == limit};
+                uint64_t a = (uint64_t)round * 7 + k, b = a;
+                const int32_t want = model_sample(logits, V, &s, NULL, &b, scratch);
+                const int short_walk = !top_k && s.temperature > 0.0f && m < needed && !h.complete;
+                const int32_t expect = short_walk || (top_k && s.temperature > 0.0f && m < s.top_k) ? -1 : want;
+                const int32_t got = model_draw_front(&h, front, V, V, &s, &a);
+                if (got != expect)
+                    fail_msg("round %d, top_k %d, a front of %d (%d needed, %d kept): %d, want %d", round, s.top_k, m,
+                             needed, limit, got, expect);
+                if (trial == 0 && m > 1) assert_int_equal(model_draw_front(&h, front, m - 1, V, &s, &a), -1);
+            }
+        }
+    }
+    free(all), free(front), free(scratch);
 }
 
 /* The CPU backend's projection, sgemm or sgemv a block of W at a time by
@@ -768,7 +838,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_batch_window), cmocka_unit_test(test_window_configs),
         cmocka_unit_test(test_bad_configs),  cmocka_unit_test(test_bad_weights_and_calls),
         cmocka_unit_test(test_sampling),     cmocka_unit_test(test_step_sample),
-        cmocka_unit_test(test_sample_selection),
+        cmocka_unit_test(test_sample_selection), cmocka_unit_test(test_draw_front),
         cmocka_unit_test(test_random_models), cmocka_unit_test(test_cpu_linear),
         cmocka_unit_test(test_fuzz_files),
     };

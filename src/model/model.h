@@ -57,12 +57,6 @@ typedef struct {
     unsigned ws_gen;  /* of the model's workspace it recorded */
 } model_graph;
 
-/* A candidate token of a draw (model_sample.c). */
-typedef struct {
-    float score;
-    int id;
-} model_scored;
-
 struct forge_model {
     forge_context *ctx;
     forge_model_config cfg;
@@ -91,7 +85,7 @@ struct forge_model {
      * draw's scratch [vocab], made at the first */
     float *host_logits;
     long host_rows;
-    model_scored *scratch;
+    forge_scored *scratch;
 };
 
 /* Sequence seq's bits of m->seen. */
@@ -104,19 +98,26 @@ void model_graph_free(forge_model *m);
  * tokens so far as a bit per id (for the repetition penalty; NULL: none);
  * rng advances with each draw; scratch [vocab]. */
 int32_t model_sample(const float *logits, int vocab, const forge_sampling *s, const uint32_t *seen, uint64_t *rng,
-                     model_scored *scratch);
+                     forge_scored *scratch);
 /* s's numbers in range, or FORGE_ERR_INVALID_ARGUMENT naming sampling[i]
  * (i >= 0) or sampling. */
 forge_status model_check_sampling(const forge_sampling *s, int i, const char *fn);
 /* Its order of candidates: descending by score, then ascending by id (a
  * stable order for ties); qsort's comparison. */
-int model_scored_order(const void *a, const void *b);
+int model_order(const void *a, const void *b);
 /* Its last part: top-p, min-p and the draw over the kept candidates v[0 ..
  * kept) (after temperature and top-k), sorted in that order, mass the
  * candidates' sum of exp(score - the largest), over all of them: v may
  * hold only the start of their order, as far as top-p or min-p keeps. */
-int32_t model_draw_sorted(const model_scored *v, int kept, double mass, const forge_sampling *s, uint64_t *rng);
+int32_t model_draw_sorted(const forge_scored *v, int kept, double mass, const forge_sampling *s, uint64_t *rng);
 /* The sum of exp(score - top) over v [n], in v's order. */
-double model_mass(const model_scored *v, int n, double top);
+double model_mass(const forge_scored *v, int n, double top);
+/* The token of a row drawn from its candidates c [h->count] as a backend's
+ * sample_front left them (in no order; cap of them written), the very
+ * token model_sample draws from the whole row with the same rng; or -1
+ * where they cannot say (more than cap, or a top-p walk that would go past
+ * an incomplete front): then the row is needed. */
+int32_t model_draw_front(const forge_sample_head *h, forge_scored *c, int cap, int vocab, const forge_sampling *s,
+                         uint64_t *rng);
 
 #endif

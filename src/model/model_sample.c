@@ -68,27 +68,27 @@ static double uniform(uint64_t *state) {
     return (double)(z >> 11) * 0x1.0p-53;
 }
 
-int model_scored_order(const void *a, const void *b) {
-    const model_scored *x = a, *y = b;
+int model_order(const void *a, const void *b) {
+    const forge_scored *x = a, *y = b;
     if (x->score != y->score) return x->score > y->score ? -1 : 1;
     return x->id - y->id;
 }
 
-static void swap(model_scored *a, model_scored *b) {
-    const model_scored t = *a;
+static void swap(forge_scored *a, forge_scored *b) {
+    const forge_scored t = *a;
     *a = *b, *b = t;
 }
 
-/* Puts the k first of v[0 .. n) in model_scored_order's order into v[0 .. k), in no
+/* Puts the k first of v[0 .. n) in model_order's order into v[0 .. k), in no
  * order (quickselect: O(n) expected, where a sort of a 128k vocabulary
  * costs milliseconds a token). */
-static void select_first(model_scored *v, int n, int k) {
+static void select_first(forge_scored *v, int n, int k) {
     int lo = 0, hi = n - 1;
     while (lo < hi) {
         swap(&v[lo + (hi - lo) / 2], &v[hi]); /* the middle as pivot, kept at hi */
         int store = lo;
         for (int i = lo; i < hi; i++)
-            if (model_scored_order(&v[i], &v[hi]) < 0) swap(&v[i], &v[store++]);
+            if (model_order(&v[i], &v[hi]) < 0) swap(&v[i], &v[store++]);
         swap(&v[store], &v[hi]);
         if (store == k - 1 || store == k) return;
         if (store < k) lo = store + 1;
@@ -110,10 +110,10 @@ static int bucket_of(float score, double top) {
  * fewest top score buckets that hold at least count tokens and at least
  * about share of the mass (each bucket's counted at its lowest score, so
  * never more than it holds); returns how many. A bucket is a range of
- * scores, so the front is a start of model_scored_order's order, with
+ * scores, so the front is a start of model_order's order, with
  * every tie of its last token: two passes over v, where a selection over
  * the whole vocabulary is several, each slower. */
-static int front_of(model_scored *v, int n, double top, int count, double share) {
+static int front_of(forge_scored *v, int n, double top, int count, double share) {
     int counts[FRONT_BUCKETS] = {0};
     for (int i = 0; i < n; i++) counts[bucket_of(v[i].score, top)]++;
     int last = 0, seen = counts[0];
@@ -130,21 +130,21 @@ static int front_of(model_scored *v, int n, double top, int count, double share)
 }
 
 /* The top-k candidates of v [n] (a start of the order holding at least k,
- * with every tie of its last) sorted: the k first in model_scored_order's
+ * with every tie of its last) sorted: the k first in model_order's
  * order and every other token tied with the k-th, as a sort of the whole
  * would put them first; their count. */
-static int top_k_sorted(model_scored *v, int n, int k) {
+static int top_k_sorted(forge_scored *v, int n, int k) {
     select_first(v, n, k);
     float kth = v[0].score; /* the k-th's score: the lowest of the k */
     for (int i = 1; i < k; i++) kth = v[i].score < kth ? v[i].score : kth;
     int kept = k;
     for (int i = k; i < n; i++)
         if (v[i].score == kth) swap(&v[i], &v[kept++]);
-    qsort(v, (size_t)kept, sizeof *v, model_scored_order);
+    qsort(v, (size_t)kept, sizeof *v, model_order);
     return kept;
 }
 
-double model_mass(const model_scored *v, int n, double top) {
+double model_mass(const forge_scored *v, int n, double top) {
     double sum = 0.0;
     for (int i = 0; i < n; i++) sum += exp(v[i].score - top);
     return sum;
@@ -155,7 +155,7 @@ double model_mass(const model_scored *v, int n, double top) {
  * tokens min-p keeps are moved first; of those, the front that holds
  * top_p's share is sorted, as far as the walk model_draw_sorted makes again
  * reaches top_p. */
-static int sorted_prefix(model_scored *v, int n, const forge_sampling *s, double top, double mass) {
+static int sorted_prefix(forge_scored *v, int n, const forge_sampling *s, double top, double mass) {
     int limit = n;
     if (s->min_p > 0.0f) {
         limit = 0;
@@ -163,14 +163,14 @@ static int sorted_prefix(model_scored *v, int n, const forge_sampling *s, double
             if (exp(v[i].score - top) >= s->min_p) swap(&v[i], &v[limit++]);
     }
     if (s->top_p >= 1.0f) {
-        qsort(v, (size_t)limit, sizeof *v, model_scored_order);
+        qsort(v, (size_t)limit, sizeof *v, model_order);
         return limit;
     }
     /* the front holds top_p's share but for rounding; where the walk falls
      * short of it, the rest is sorted too */
     double cum = 0.0;
     for (int sorted = 0, end = front_of(v, limit, top, 1, s->top_p * mass);; end = limit) {
-        qsort(v + sorted, (size_t)(end - sorted), sizeof *v, model_scored_order);
+        qsort(v + sorted, (size_t)(end - sorted), sizeof *v, model_order);
         for (; sorted < end; sorted++)
             if ((cum += exp(v[sorted].score - top) / mass) >= s->top_p) return sorted + 1;
         if (end == limit) return limit;
@@ -188,8 +188,8 @@ forge_status model_check_sampling(const forge_sampling *s, int i, const char *fn
 }
 
 int32_t model_sample(const float *logits, int vocab, const forge_sampling *s, const uint32_t *seen, uint64_t *rng,
-                     model_scored *v) {
-    for (int i = 0; i < vocab; i++) v[i] = (model_scored){logits[i], i};
+                     forge_scored *v) {
+    for (int i = 0; i < vocab; i++) v[i] = (forge_scored){logits[i], i};
     if (s->repeat_penalty != 1.0f && seen)
         for (int i = 0; i < vocab; i++)
             if (seen[i / 32] >> (i % 32) & 1)
@@ -198,7 +198,7 @@ int32_t model_sample(const float *logits, int vocab, const forge_sampling *s, co
     for (int i = 1; i < vocab; i++)
         if (v[i].score > v[best].score) best = i;
     if (s->temperature <= 0.0f) return best;
-    for (int i = 0; i < vocab; i++) v[i] = (model_scored){v[i].score / s->temperature, i};
+    for (int i = 0; i < vocab; i++) v[i] = (forge_scored){v[i].score / s->temperature, i};
     const double top = v[best].score;
     if (s->top_k > 0 && s->top_k < vocab) {
         const int kept = top_k_sorted(v, front_of(v, vocab, top, s->top_k, 0.0), s->top_k);
@@ -208,7 +208,27 @@ int32_t model_sample(const float *logits, int vocab, const forge_sampling *s, co
     return model_draw_sorted(v, sorted_prefix(v, vocab, s, top, mass), mass, s, rng);
 }
 
-int32_t model_draw_sorted(const model_scored *v, int kept, double mass, const forge_sampling *s, uint64_t *rng) {
+int32_t model_draw_front(const forge_sample_head *h, forge_scored *c, int cap, int vocab, const forge_sampling *s,
+                         uint64_t *rng) {
+    if (h->count < 1 || h->count > cap) return -1;
+    if (s->temperature <= 0.0f) return c[0].id;
+    if (s->top_k > 0 && s->top_k < vocab) {
+        if (h->count < s->top_k) return -1;
+        const int kept = top_k_sorted(c, h->count, s->top_k);
+        return model_draw_sorted(c, kept, model_mass(c, kept, c[0].score), s, rng);
+    }
+    qsort(c, (size_t)h->count, sizeof *c, model_order);
+    if (!h->complete) { /* the walk must reach top_p within the front */
+        if (s->top_p >= 1.0f) return -1;
+        double cum = 0.0;
+        int n = 0;
+        while (n < h->count && cum < s->top_p) cum += exp(c[n++].score - (double)c[0].score) / h->mass;
+        if (cum < s->top_p) return -1;
+    }
+    return model_draw_sorted(c, h->count, h->mass, s, rng);
+}
+
+int32_t model_draw_sorted(const forge_scored *v, int kept, double mass, const forge_sampling *s, uint64_t *rng) {
     /* probabilities of the kept tokens, largest first */
     const double top = v[0].score;
     double sum = mass;
