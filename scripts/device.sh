@@ -125,7 +125,7 @@ if [[ " $parts " == *" sanitize "* ]]; then
   # at 4-token steps too since the model's GEMMs went to cuBLASLt)
   racecheck_ours="$cs --tool racecheck --kernel-name-exclude kns=nvjet"
   run racecheck_model $racecheck_ours $build/forge bench model --shape smollm2-135m --layers 2 --dtype bf16 --prompt 20 --new 3
-  # and sampled steps, with every warper and a penalty
+  # and the draws' fronts (sample_front) with every warper and a penalty
   run racecheck_sample $racecheck_ours $build/forge bench model --shape smollm2-135m --layers 2 --dtype bf16 \
     --prompt 4 --new 3 --temperature 0.8 --top-k 40 --top-p 0.9 --min-p 0.02 --repeat-penalty 1.1
   run synccheck $cs --tool synccheck $build/forge run --iters 2

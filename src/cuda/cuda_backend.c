@@ -42,4 +42,5 @@ const forge_backend_ops forge_cuda_backend = {
     .silu_mul = cuda_model_silu_mul,
     .gather_rows = cuda_model_gather_rows,
     .argmax_rows = cuda_model_argmax_rows,
+    .sample_front = cuda_model_sample_front,
 };

@@ -153,6 +153,9 @@ forge_status cuda_model_gather_rows(forge_context *ctx, void *out, const void *t
                                     size_t row_bytes);
 forge_status cuda_model_argmax_rows(forge_context *ctx, forge_dtype dtype, int32_t *out, const void *x, long rows,
                                     int cols);
+forge_status cuda_model_sample_front(forge_context *ctx, forge_dtype dtype, void *out, const void *logits,
+                                     const forge_sample_row *settings, const uint32_t *seen, long rows, int vocab,
+                                     int cap);
 void cuda_model_free(cuda_ctx *c);
 /* cuda_graph.c */
 forge_status cuda_graph_capture(forge_graph *graph, const forge_batch *b);

@@ -52,6 +52,14 @@ forge_status cuda_model_argmax_rows(forge_context *ctx, forge_dtype dtype, int32
     return FORGE_OK;
 }
 
+forge_status cuda_model_sample_front(forge_context *ctx, forge_dtype dtype, void *out, const void *logits,
+                                     const forge_sample_row *settings, const uint32_t *seen, long rows, int vocab,
+                                     int cap) {
+    cuda_ctx *c = ctx->impl;
+    CUDA_TRY("forge_model_step_sample", fcuda_sample_front(dtype, out, logits, settings, seen, rows, vocab, cap, c->stream));
+    return FORGE_OK;
+}
+
 void cuda_model_free(cuda_ctx *c) {
     for (int i = 0; i < CUDA_MODEL_PLANS; i++) lt_linear_free(&c->plans[i].g);
 }

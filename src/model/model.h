@@ -86,7 +86,17 @@ struct forge_model {
     float *host_logits;
     long host_rows;
     forge_scored *scratch;
+    /* where the backend finds the draws' fronts (sample_front): each row's
+     * front [front_rows][FORGE_SAMPLE_ROW_BYTES(MODEL_FRONT_CAP)], then its
+     * settings, then its sequence's seen bits; in backend memory and a
+     * host copy, laid out alike */
+    void *front_dev, *front_host;
+    long front_rows;
 };
+
+/* Candidates a front holds: a trained model's top-k and top-p fronts are
+ * tens to hundreds; one past this takes its row of logits to the host. */
+#define MODEL_FRONT_CAP 4096
 
 /* Sequence seq's bits of m->seen. */
 static inline uint32_t *model_seen(const forge_model *m, int seq) { return m->seen + (size_t)seq * m->seen_words; }

@@ -36,6 +36,8 @@ void forge_model_free(forge_model *m) {
     free(m->seen);
     free(m->host_logits);
     free(m->scratch);
+    forge_buffer_free(ctx, m->front_dev);
+    free(m->front_host);
     free(m);
 }
 

@@ -218,14 +218,15 @@ static forge_status step(forge_model *m, const forge_model_input *in, int n, int
     return st;
 }
 
-/* The logits of the step's first n_logits / vocab rows, widened to float32
+/* n_logits of the step's logits from the first'th on, widened to float32
  * into the host's logits. */
-static forge_status download_logits(forge_model *m, float *logits, size_t n_logits) {
+static forge_status download_logits(forge_model *m, float *logits, size_t first, size_t n_logits) {
     const size_t es = forge_dtype_size(m->opt.dtype);
-    if (m->opt.dtype == FORGE_F32) return forge_buffer_download(m->ctx, logits, m->logits, n_logits * sizeof(float));
+    const char *src = (const char *)m->logits + first * es;
+    if (m->opt.dtype == FORGE_F32) return forge_buffer_download(m->ctx, logits, src, n_logits * sizeof(float));
     /* 16-bit logits: through the end of the caller's buffer, widened to its front */
     void *narrow = (char *)logits + n_logits * (sizeof(float) - es);
-    forge_status st = forge_buffer_download(m->ctx, narrow, m->logits, n_logits * es);
+    forge_status st = forge_buffer_download(m->ctx, narrow, src, n_logits * es);
     if (st == FORGE_OK) st = forge_convert(logits, FORGE_F32, narrow, m->opt.dtype, n_logits);
     return st;
 }
@@ -242,7 +243,7 @@ forge_status forge_model_step(forge_model *m, const forge_model_input *in, int n
     FORGE_CHECK_NOT_NULL(logits, fn);
     long out;
     forge_status st = step(m, in, n, all_logits, &out, fn);
-    if (st == FORGE_OK) st = download_logits(m, logits, (size_t)out * (size_t)m->cfg.vocab_size);
+    if (st == FORGE_OK) st = download_logits(m, logits, 0, (size_t)out * (size_t)m->cfg.vocab_size);
     return st;
 }
 
@@ -268,6 +269,75 @@ static forge_status host_buffers(forge_model *m, long rows, const char *fn) {
     return FORGE_OK;
 }
 
+/* Bytes of the fronts' buffers for rows rows: fronts, settings, seen bits. */
+static size_t front_bytes(const forge_model *m, long rows) {
+    return (size_t)rows * (FORGE_SAMPLE_ROW_BYTES(MODEL_FRONT_CAP) + sizeof(forge_sample_row) +
+                           m->seen_words * sizeof(uint32_t));
+}
+
+/* The fronts' buffers for `rows` rows, made before the step runs. */
+static forge_status front_buffers(forge_model *m, long rows, const char *fn) {
+    if (rows <= m->front_rows) return FORGE_OK;
+    forge_buffer_free(m->ctx, m->front_dev);
+    free(m->front_host);
+    m->front_dev = m->front_host = NULL;
+    m->front_rows = 0;
+    forge_status st = forge_buffer_alloc(m->ctx, front_bytes(m, rows), &m->front_dev);
+    if (st == FORGE_OK && !(m->front_host = malloc(front_bytes(m, rows))))
+        st = forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory for %ld rows of candidates", fn, rows);
+    if (st == FORGE_OK) m->front_rows = rows;
+    return st;
+}
+
+/* Input i's draw's generator: its seed and its sequence's length, so that
+ * each length has a draw of its own, whatever shares the step. */
+static uint64_t draw_rng(const forge_model *m, const forge_model_input *in, const forge_sampling *s, int i) {
+    int len;
+    forge_paged_seq_len(m->caches[0], in[i].seq, &len);
+    return s[i].seed + (uint64_t)len * 0x9e3779b97f4a7c15ull;
+}
+
+/* Input i's token drawn from its row of logits on the host. */
+static int32_t draw_row(forge_model *m, const forge_model_input *in, const forge_sampling *s, int i,
+                        const float *logits) {
+    uint64_t rng = draw_rng(m, in, s, i);
+    return model_sample(logits, m->cfg.vocab_size, &s[i], model_seen(m, in[i].seq), &rng, m->scratch);
+}
+
+/* The step's draws by the backend's fronts: settings and (with a penalty)
+ * each sequence's seen bits up, the fronts down, a draw from each (its row
+ * of logits fetched where the front cannot say). */
+static forge_status draw_fronts(forge_model *m, const forge_model_input *in, int n, const forge_sampling *s,
+                                int32_t *next) {
+    const size_t row = FORGE_SAMPLE_ROW_BYTES(MODEL_FRONT_CAP), words = m->seen_words;
+    const int vocab = m->cfg.vocab_size;
+    char *host = m->front_host, *dev = m->front_dev;
+    forge_sample_row *settings = (forge_sample_row *)(host + (size_t)n * row);
+    uint32_t *seen = (uint32_t *)(settings + n);
+    int penalty = 0;
+    for (int i = 0; i < n; i++) {
+        settings[i] = (forge_sample_row){s[i].temperature, s[i].top_p, s[i].min_p, s[i].repeat_penalty, s[i].top_k};
+        penalty |= s[i].repeat_penalty != 1.0f;
+    }
+    for (int i = 0; penalty && i < n; i++) memcpy(seen + (size_t)i * words, model_seen(m, in[i].seq), words * sizeof *seen);
+    const size_t up = (size_t)n * sizeof *settings + (penalty ? (size_t)n * words * sizeof *seen : 0);
+    forge_status st = forge_buffer_upload(m->ctx, dev + (size_t)n * row, settings, up);
+    if (st == FORGE_OK) {
+        const forge_sample_row *settings_dev = (const forge_sample_row *)(dev + (size_t)n * row);
+        st = m->ctx->ops->sample_front(m->ctx, m->opt.dtype, dev, m->logits, settings_dev,
+                                       penalty ? (const uint32_t *)(settings_dev + n) : NULL, n, vocab, MODEL_FRONT_CAP);
+    }
+    if (st == FORGE_OK) st = forge_buffer_download(m->ctx, host, dev, (size_t)n * row);
+    for (int i = 0; st == FORGE_OK && i < n; i++) {
+        const forge_sample_head *h = (const forge_sample_head *)(host + (size_t)i * row);
+        uint64_t rng = draw_rng(m, in, s, i);
+        next[i] = model_draw_front(h, (forge_scored *)(h + 1), MODEL_FRONT_CAP, vocab, &s[i], &rng);
+        if (next[i] < 0) st = download_logits(m, m->host_logits, (size_t)i * (size_t)vocab, (size_t)vocab);
+        if (next[i] < 0 && st == FORGE_OK) next[i] = draw_row(m, in, s, i, m->host_logits);
+    }
+    return st;
+}
+
 forge_status forge_model_step_sample(forge_model *m, const forge_model_input *in, int n, const forge_sampling *s,
                                      int32_t *next) {
     static const char fn[] = "forge_model_step_sample";
@@ -280,20 +350,19 @@ forge_status forge_model_step_sample(forge_model *m, const forge_model_input *in
         st = model_check_sampling(&s[i], i, fn);
         on_device &= s[i].temperature == 0.0f && s[i].repeat_penalty == 1.0f;
     }
-    if (st == FORGE_OK && !on_device) st = host_buffers(m, n, fn);
+    /* greedy rows alone: argmax; with a backend that finds fronts: they,
+     * and one row of logits for a front that cannot say; else every row's
+     * logits to the host */
+    const int fronts = !on_device && m->ctx->ops->sample_front;
+    if (st == FORGE_OK && fronts) st = front_buffers(m, n, fn);
+    if (st == FORGE_OK && !on_device) st = host_buffers(m, fronts ? 1 : n, fn);
     long out;
     if (st == FORGE_OK) st = step(m, in, n, 0, &out, fn);
     if (st != FORGE_OK) return st;
     if (on_device) return greedy(m, n, next);
+    if (fronts) return draw_fronts(m, in, n, s, next);
     const int vocab = m->cfg.vocab_size;
-    st = download_logits(m, m->host_logits, (size_t)n * (size_t)vocab);
-    for (int i = 0; st == FORGE_OK && i < n; i++) {
-        int len;
-        forge_paged_seq_len(m->caches[0], in[i].seq, &len);
-        /* a draw of its own for each length of the sequence */
-        uint64_t rng = s[i].seed + (uint64_t)len * 0x9e3779b97f4a7c15ull;
-        next[i] = model_sample(m->host_logits + (size_t)i * (size_t)vocab, vocab, &s[i], model_seen(m, in[i].seq),
-                               &rng, m->scratch);
-    }
+    st = download_logits(m, m->host_logits, 0, (size_t)n * (size_t)vocab);
+    for (int i = 0; st == FORGE_OK && i < n; i++) next[i] = draw_row(m, in, s, i, m->host_logits + (size_t)i * vocab);
     return st;
 }

@@ -69,6 +69,10 @@ cudaError_t fcuda_gather_rows(void *out, const void *table, const int *ids, long
                               cudaStream_t stream);
 /* out[r] = the index of the first largest element of row r of x [rows, cols]. */
 cudaError_t fcuda_argmax_rows(forge_dtype dtype, int *out, const void *x, long rows, int cols, cudaStream_t stream);
+/* Each row's candidates for a draw (backend.h's sample_front; settings are
+ * forge_sample_row, of sample_front.h). */
+cudaError_t fcuda_sample_front(forge_dtype dtype, void *out, const void *logits, const void *settings,
+                               const uint32_t *seen, long rows, int vocab, int cap, cudaStream_t stream);
 
 /* The GEMMs of linear_small.cu serve calls of at most this many tokens whose
  * weight matrix has at most this many elements; larger ones go to cuBLASLt. */

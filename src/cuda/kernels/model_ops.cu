@@ -6,10 +6,13 @@
  * weight, as LlamaRMSNorm), SiLU(gate) * up (SiLU rounded, then the
  * product), the embedding's gather, and each row's argmax (greedy
  * decoding on the device). */
+#include <cub/block/block_reduce.cuh>
+#include <cub/block/block_scan.cuh>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include "kernels.h"
+#include "sample_front.h"
 
 /* A norm's block takes a row, each thread NORM_REGS elements of it at a
  * time, all loaded before any is used: one round of memory latency for a
@@ -111,6 +114,130 @@ template <typename T> __global__ void __launch_bounds__(ARGMAX_THREADS) argmax_k
     }
 }
 
+/* A draw's front (backend.h's sample_front): a block a row, three passes
+ * over it. The score buckets are model_sample.c's (any start of the order
+ * would do: the host draws from whatever front it is given). */
+#define FRONT_THREADS 512 /* 128 registers a thread: the double exp spills at 64 */
+#define FRONT_PER_THREAD 2
+#define FRONT_BUCKETS (FRONT_THREADS * FRONT_PER_THREAD)
+#define FRONT_RANGE 40.0
+
+/* A (value, index) pair and the first largest of two (argmax's rule). */
+struct front_best {
+    float v;
+    int i;
+};
+struct front_first_largest {
+    __device__ front_best operator()(front_best a, front_best b) const {
+        better(a.v, a.i, b.v, b.i);
+        return a;
+    }
+};
+
+/* Logit i of a row after the repetition penalty (bits: the sequence's seen
+ * ids, or NULL), as model_sample computes it. */
+template <typename T>
+__device__ static float penalised(const T *row, const uint32_t *bits, float penalty, int i) {
+    const float x = (float)row[i];
+    if (!bits || !(bits[i >> 5] >> (i & 31) & 1u)) return x;
+    return x > 0.0f ? x / penalty : x * penalty;
+}
+
+__device__ static int front_bucket(float score, double top) {
+    const double b = (top - score) * (FRONT_BUCKETS / FRONT_RANGE);
+    return b < FRONT_BUCKETS - 1 ? (int)b : FRONT_BUCKETS - 1;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(FRONT_THREADS) sample_front_kernel(char *out, const T *logits,
+                                                                     const forge_sample_row *settings,
+                                                                     const uint32_t *seen, int vocab, int cap) {
+    __shared__ union {
+        typename cub::BlockReduce<front_best, FRONT_THREADS>::TempStorage best;
+        typename cub::BlockReduce<double, FRONT_THREADS>::TempStorage sum;
+        typename cub::BlockScan<int, FRONT_THREADS>::TempStorage count;
+        typename cub::BlockScan<double, FRONT_THREADS>::TempStorage mass;
+    } tmp;
+    __shared__ int counts[FRONT_BUCKETS];
+    __shared__ front_best top_best;
+    __shared__ double total_mass;
+    __shared__ int last, kept, found, n;
+    const forge_sample_row s = settings[blockIdx.x];
+    const T *row = logits + (size_t)blockIdx.x * vocab;
+    const uint32_t *bits = seen && s.repeat_penalty != 1.0f ? seen + (size_t)blockIdx.x * ((vocab + 31) / 32) : NULL;
+    forge_sample_head *head = (forge_sample_head *)(out + (size_t)blockIdx.x * FORGE_SAMPLE_ROW_BYTES(cap));
+    forge_scored *cand = (forge_scored *)(head + 1);
+
+    /* the first largest penalised logit: greedy's token, and the top score */
+    front_best b = {-INFINITY, vocab};
+    for (int i = threadIdx.x; i < vocab; i += FRONT_THREADS) better(b.v, b.i, penalised(row, bits, s.repeat_penalty, i), i);
+    b = cub::BlockReduce<front_best, FRONT_THREADS>(tmp.best).Reduce(b, front_first_largest());
+    if (threadIdx.x == 0) top_best = b;
+    __syncthreads();
+    b = top_best;
+    if (s.temperature <= 0.0f) {
+        if (threadIdx.x == 0) {
+            *head = forge_sample_head{0.0, 1, 1};
+            cand[0] = forge_scored{b.v, b.i < vocab ? b.i : 0}; /* every logit NaN: the first */
+        }
+        return;
+    }
+    const float t = s.temperature;
+    const double top = (double)(b.v / t);
+    const bool top_k = s.top_k > 0 && s.top_k < vocab;
+
+    /* each bucket's tokens (without top-k, those min-p keeps), and the mass */
+    for (int k = threadIdx.x; k < FRONT_BUCKETS; k += FRONT_THREADS) counts[k] = 0;
+    __syncthreads();
+    double mass = 0.0;
+    for (int i = threadIdx.x; i < vocab; i += FRONT_THREADS) {
+        const float x = penalised(row, bits, s.repeat_penalty, i) / t;
+        if (!top_k) {
+            const double w = exp((double)x - top);
+            mass += w;
+            if (s.min_p > 0.0f && !(w >= (double)s.min_p)) continue;
+        }
+        atomicAdd(&counts[front_bucket(x, top)], 1);
+    }
+    mass = cub::BlockReduce<double, FRONT_THREADS>(tmp.sum).Sum(mass);
+    if (threadIdx.x == 0) total_mass = mass, last = FRONT_BUCKETS - 1;
+    __syncthreads();
+    mass = total_mass;
+
+    /* the last bucket of the front: the first whose running count reaches
+     * top-k's k and whose running mass (each bucket's at its lowest score)
+     * reaches top-p's share; without top-k or top-p, all of them */
+    const int k0 = threadIdx.x * FRONT_PER_THREAD; /* this thread's buckets, consecutive */
+    int c[FRONT_PER_THREAD], cum_c[FRONT_PER_THREAD];
+    double w[FRONT_PER_THREAD], cum_w[FRONT_PER_THREAD];
+    for (int j = 0; j < FRONT_PER_THREAD; j++)
+        c[j] = counts[k0 + j], w[j] = c[j] * exp(-(k0 + j + 1) * (FRONT_RANGE / FRONT_BUCKETS));
+    cub::BlockScan<int, FRONT_THREADS>(tmp.count).InclusiveSum(c, cum_c);
+    __syncthreads();
+    cub::BlockScan<double, FRONT_THREADS>(tmp.mass).InclusiveSum(w, cum_w);
+    const int need = top_k ? s.top_k : 1;
+    const double share = !top_k && s.top_p < 1.0f ? (double)s.top_p * mass : 0.0;
+    for (int j = 0; j < FRONT_PER_THREAD; j++) {
+        if ((top_k || s.top_p < 1.0f) && cum_c[j] >= need && cum_w[j] >= share) atomicMin(&last, k0 + j);
+        if (k0 + j == FRONT_BUCKETS - 1) kept = cum_c[j];
+    }
+    if (threadIdx.x == 0) n = 0;
+    __syncthreads();
+    for (int j = 0; j < FRONT_PER_THREAD; j++)
+        if (k0 + j == last) found = cum_c[j];
+
+    /* the candidates: every token of the buckets up to the last (that min-p keeps) */
+    for (int i = threadIdx.x; i < vocab; i += FRONT_THREADS) {
+        const float x = penalised(row, bits, s.repeat_penalty, i) / t;
+        if (front_bucket(x, top) > last) continue;
+        if (!top_k && s.min_p > 0.0f && !(exp((double)x - top) >= (double)s.min_p)) continue;
+        const int at = atomicAdd(&n, 1);
+        if (at < cap) cand[at] = forge_scored{x, i};
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) *head = forge_sample_head{mass, n, found == kept};
+}
+
 static int grid_of(long n) { return (int)(n / 256 + 1 < 65536 ? n / 256 + 1 : 65536); }
 
 extern "C" cudaError_t fcuda_rmsnorm(forge_dtype dtype, void *out, void *x, const void *res, const void *w, long rows,
@@ -152,6 +279,19 @@ extern "C" cudaError_t fcuda_argmax_rows(forge_dtype dtype, int *out, const void
     case FORGE_F32: argmax_kernel<float><<<rows, ARGMAX_THREADS, 0, stream>>>(out, (const float *)x, cols); break;
     case FORGE_F16: argmax_kernel<__half><<<rows, ARGMAX_THREADS, 0, stream>>>(out, (const __half *)x, cols); break;
     default: argmax_kernel<__nv_bfloat16><<<rows, ARGMAX_THREADS, 0, stream>>>(out, (const __nv_bfloat16 *)x, cols); break;
+    }
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t fcuda_sample_front(forge_dtype dtype, void *out, const void *logits, const void *settings_v,
+                                          const uint32_t *seen, long rows, int vocab, int cap, cudaStream_t stream) {
+    if (rows < 1) return cudaSuccess;
+    char *o = (char *)out;
+    const forge_sample_row *settings = (const forge_sample_row *)settings_v;
+    switch (dtype) {
+    case FORGE_F32: sample_front_kernel<float><<<rows, FRONT_THREADS, 0, stream>>>(o, (const float *)logits, settings, seen, vocab, cap); break;
+    case FORGE_F16: sample_front_kernel<__half><<<rows, FRONT_THREADS, 0, stream>>>(o, (const __half *)logits, settings, seen, vocab, cap); break;
+    default: sample_front_kernel<__nv_bfloat16><<<rows, FRONT_THREADS, 0, stream>>>(o, (const __nv_bfloat16 *)logits, settings, seen, vocab, cap); break;
     }
     return cudaGetLastError();
 }
