@@ -614,6 +614,93 @@ static void test_step_sample(void **state) {
     forge_context_destroy(ctx);
 }
 
+/* A stand-in on the CPU for a backend's sample_front, so that the model's
+ * side of it (its buffers, the settings and seen bits going up, the fronts
+ * coming down, the fall back to a row of logits) runs on this machine: each
+ * row's front found by a sort of the whole row, three candidates past what
+ * the draw needs (with their ties), shuffled; every third row says it
+ * found more than fit, so that its row comes to the host. */
+static forge_status fake_sample_front(forge_context *ctx, forge_dtype dtype, void *out, const void *logits,
+                                      const forge_sample_row *settings, const uint32_t *seen, long rows, int vocab,
+                                      int cap) {
+    (void)ctx, (void)dtype;
+    forge_scored *all = malloc(sizeof *all * (size_t)vocab);
+    assert_non_null(all);
+    uint64_t lcg = 1;
+    for (long r = 0; r < rows; r++) {
+        const forge_sample_row *st = &settings[r];
+        const float *row = (const float *)logits + r * vocab;
+        const uint32_t *bits = seen && st->repeat_penalty != 1.0f ? seen + r * ((vocab + 31) / 32) : NULL;
+        for (int i = 0; i < vocab; i++) {
+            float x = row[i];
+            if (bits && bits[i / 32] >> (i % 32) & 1) x = x > 0 ? x / st->repeat_penalty : x * st->repeat_penalty;
+            all[i] = (forge_scored){st->temperature > 0.0f ? x / st->temperature : x, i};
+        }
+        double top = all[0].score;
+        for (int i = 1; i < vocab; i++) top = all[i].score > top ? all[i].score : top;
+        const double mass = model_mass(all, vocab, top);
+        qsort(all, (size_t)vocab, sizeof *all, model_order);
+        const int top_k = st->top_k > 0 && st->top_k < vocab;
+        int limit = vocab, n = 1;
+        if (!top_k && st->min_p > 0.0f)
+            for (limit = 0; limit < vocab && exp(all[limit].score - top) >= st->min_p;) limit++;
+        if (st->temperature > 0.0f) {
+            if (top_k) {
+                n = st->top_k;
+            } else if (st->top_p < 1.0f) {
+                double cum = 0.0;
+                for (n = 0; n < limit && cum < st->top_p;) cum += exp(all[n++].score - top) / mass;
+            } else {
+                n = limit;
+            }
+            n = n + 3 < limit ? n + 3 : limit;
+            while (n < limit && all[n].score == all[n - 1].score) n++;
+        }
+        forge_sample_head *h = (forge_sample_head *)((char *)out + (size_t)r * FORGE_SAMPLE_ROW_BYTES(cap));
+        forge_scored *c = (forge_scored *)(h + 1);
+        assert_true(n <= cap);
+        memcpy(c, all, sizeof *c * (size_t)n);
+        for (int i = n - 1; i > 0 && st->temperature > 0.0f; i--) {
+            const int j = (int)((lcg = lcg * 6364136223846793005ull + 1442695040888963407ull) >> 33) % (i + 1);
+            const forge_scored t = c[i];
+            c[i] = c[j], c[j] = t;
+        }
+        *h = (forge_sample_head){mass, r % 3 == 2 ? cap + 1 : n, !top_k && n == limit};
+    }
+    free(all);
+    return FORGE_OK;
+}
+
+/* forge_model_step_sample through a backend's fronts, on the CPU: the
+ * stand-in above in place of the CPU's (absent) sample_front, the tokens a
+ * twin's logits draw. */
+static void test_step_sample_fronts(void **state) {
+    (void)state;
+    if (g_backend != FORGE_BACKEND_CPU) skip(); /* the stand-in computes on the host */
+    md_model mm;
+    md_model_open(&mm, &llama, 62, FORGE_BACKEND_CPU, 4, 256);
+    forge_context *twin_ctx;
+    forge_model *twin;
+    const forge_model_options o = options(4, 256);
+    TL_OK(forge_context_create(FORGE_BACKEND_CPU, &twin_ctx));
+    TL_OK(forge_model_load(twin_ctx, mm.dir, &o, &twin));
+    const forge_backend_ops *cpu = mm.ctx->ops;
+    forge_backend_ops with_fronts = *cpu;
+    with_fronts.sample_front = fake_sample_front;
+    mm.ctx->ops = &with_fronts;
+    const forge_sampling s[4] = {{0.0f, 0, 1.0f, 0.0f, 1.5f, 0}, {0.8f, 0, 0.9f, 0.02f, 1.3f, 5},
+                                 {1.2f, 8, 1.0f, 0.0f, 4.0f, 6}, {1.0f, 0, 1.0f, 0.1f, 1.0f, 7}};
+    const int n_prompt[4] = {7, 3, 11, 5};
+    int lens[4];
+    int32_t fed[4];
+    forge_model_input in[4];
+    expect_sampled_steps(mm.m, twin, s, 4, n_prompt, 12, lens, in, fed);
+    mm.ctx->ops = cpu;
+    forge_model_free(twin);
+    forge_context_destroy(twin_ctx);
+    md_model_close(&mm);
+}
+
 /* model_sample's candidates found the plain way: the whole vocabulary
  * sorted, top-k keeping the ties with the k-th; then its draw. The mass is
  * summed as model_sample sums it: over the top-k candidates in their
@@ -838,6 +925,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_batch_window), cmocka_unit_test(test_window_configs),
         cmocka_unit_test(test_bad_configs),  cmocka_unit_test(test_bad_weights_and_calls),
         cmocka_unit_test(test_sampling),     cmocka_unit_test(test_step_sample),
+        cmocka_unit_test(test_step_sample_fronts),
         cmocka_unit_test(test_sample_selection), cmocka_unit_test(test_draw_front),
         cmocka_unit_test(test_random_models), cmocka_unit_test(test_cpu_linear),
         cmocka_unit_test(test_fuzz_files),
