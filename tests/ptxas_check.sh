@@ -14,7 +14,7 @@
 set -euo pipefail
 nvcc=$1 src=$2
 ptxas() { # ptxas' report of one source file for one architecture (90a, 80)
-  "$nvcc" -gencode=arch=compute_$2,code=sm_$2 -DFORGE_HAVE_SM90A -O3 -std=c++17 -I"$src/src" \
+  "$nvcc" -gencode=arch=compute_$2,code=sm_$2 -DFORGE_HAVE_SM90A -O3 -std=c++17 -I"$src/src" -I"$src/src/util" \
     -I"$src/include" -Xptxas -v -cubin -o /dev/null "$src/src/cuda/kernels/$1" 2>&1
 }
 log=$(ptxas flash_wgmma.cu 90a) || { echo "$log"; exit 1; }

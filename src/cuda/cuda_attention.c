@@ -14,10 +14,12 @@
 #include "cuda_backend.h"
 
 /* Queues tensor-core attention: Hopper's kernel where it serves the head
- * dim and the context has not asked for the portable one, else mma.sync. */
+ * dim and the call's options and the context has not asked for the
+ * portable one, else mma.sync. */
 static forge_status flash_tc(forge_context *ctx, fcuda_attn_args *m, const fcuda_varlen *b, const char *fn) {
     cuda_ctx *c = ctx->impl;
-    if (!c->hopper || ctx->kernel == FORGE_KERNEL_PORTABLE || !forge_support_has(SUPPORT_WGMMA, m->head_dim)) {
+    if (!c->hopper || ctx->kernel == FORGE_KERNEL_PORTABLE || !forge_support_has(SUPPORT_WGMMA, m->head_dim) ||
+        !forge_support_takes(SUPPORT_WGMMA, m->window, 0.0f)) {
         CUDA_TRY(fn, fcuda_flash_mma(m, b, c->stream));
         return FORGE_OK;
     }
@@ -50,7 +52,7 @@ forge_status cuda_attention(forge_context *ctx, const forge_attention_args *a, i
             return forge_fail(FORGE_ERR_INVALID_ARGUMENT, "%s: %s is not %d-byte aligned", fn, names[i],
                               i == 4 ? 4 : 16);
     fcuda_attn_args m = {a->q, total_kv ? a->k : a->q, total_kv ? a->v : a->q, a->out, a->lse, total_q, total_kv,
-                        a->heads, a->kv_heads, a->head_dim, a->scale, a->causal, a->dtype, NULL};
+                        a->heads, a->kv_heads, a->head_dim, a->scale, a->causal, a->dtype, NULL, a->window};
     for (int first = 0; first < a->batch; first += FCUDA_MAX_SEQS) {
         fcuda_varlen b = {.n = cuda_launch_seqs(a->batch, first)};
         for (int i = 0; i <= b.n; i++) {
@@ -88,7 +90,7 @@ static forge_status unfused_sequence(forge_layer *layer, const fcuda_attn_args *
                                                k + (size_t)g * D, (int)ld_kv, kv_stride, q + (size_t)g * G * D,
                                                (int)ld_q, D, &zero, l->scores + (size_t)g * G * n * keys, keys,
                                                (long long)n * keys, batch));
-    cudaError_t e = fcuda_softmax_causal(l->scores, H * n, n, keys, keys - n, 0, cx->stream);
+    cudaError_t e = fcuda_softmax_causal(l->scores, H * n, n, keys, keys - n, 0, m->window, cx->stream);
     if (e) return cuda_err(fn, "fcuda_softmax_causal", e);
     /* out_h^T [D, n] = V^T P_h^T, written straight into its rows */
     for (int g = 0; g < calls; g++)
@@ -111,7 +113,7 @@ forge_status cuda_attend_rows(forge_layer *layer, forge_paged_cache *cache, cons
     const fcuda_pool *pool = cache ? &((const cuda_pool *)cache->impl)->pool : NULL;
     fcuda_attn_args m = {l->q, pool ? pool->k : l->k_tmp, pool ? pool->v : l->v_tmp, l->attn, NULL, b->total,
                          pool ? cache->cfg.n_pages * cache->cfg.page_size : b->total, c->heads, c->kv_heads,
-                         c->head_dim, b->attn.scale, 1, c->dtype, NULL};
+                         c->head_dim, b->attn.scale, 1, c->dtype, NULL, c->window};
     const int fp32 = c->dtype == FORGE_F32, flash = !cuda_unfused(layer);
     for (int first = 0; first < b->n; first += FCUDA_MAX_SEQS) {
         fcuda_varlen v = {.n = cuda_launch_seqs(b->n, first)};

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "cuda_backend.h"
+#include "window.h"
 
 static cudaStream_t stream_of(const forge_paged_cache *cache) { return ((cuda_ctx *)cache->ctx->impl)->stream; }
 
@@ -46,18 +47,20 @@ static int row_tiles(const forge_paged_cache *cache, int max_rows, int heads) {
 }
 
 /* One launch's sequences [first, first + n), its split size (the caller's,
- * or from choose_splits) and the most splits of one sequence. */
+ * or from choose_splits) and the most splits of one sequence. A sequence's
+ * splits cover its tokens from its window's start on. */
 static fcuda_paged_batch launch_batch(const forge_paged_cache *cache, const forge_paged_attention_args *a,
                                       const int *lens, int first, int n, int *split_size, int *splits) {
     const cuda_pool *p = cache->impl;
     fcuda_paged_batch b = {.n = n};
-    int max_len = 0; /* of the sequences with queries */
+    int max_len = 0; /* the tokens the splits of a sequence with queries cover, at most */
     for (int i = 0; i < n; i++) {
         b.seq[i] = a->seqs[first + i], b.count[i] = lens[first + i];
         b.row0[i] = a->q_offsets[first + i];
         const int rows = a->q_offsets[first + i + 1] - b.row0[i];
+        const int span = b.count[i] - forge_window_start(b.count[i], rows, a->window);
         if (rows > b.max_rows) b.max_rows = rows;
-        if (rows > 0 && b.count[i] > max_len) max_len = b.count[i];
+        if (rows > 0 && span > max_len) max_len = span;
     }
     b.row0[n] = a->q_offsets[first + n];
     *split_size = a->split_size;
@@ -73,7 +76,8 @@ static fcuda_paged_batch launch_batch(const forge_paged_cache *cache, const forg
 
 /* What a call's launches choose, over all of them: the largest split size
  * and split count, the length every sequence may reach and still be read
- * whole by its launch's splits, and the most row tiles of one launch. */
+ * whole by its launch's splits (any, where they cover a whole window), and
+ * the most row tiles of one launch. */
 typedef struct {
     int split_size, splits, reach;
     long row_blocks; /* KV heads * row tiles: the grid's y */
@@ -89,7 +93,9 @@ static paged_plan plan_call(const forge_paged_cache *cache, const forge_paged_at
         const long row_blocks = (long)cache->cfg.kv_heads * row_tiles(cache, b.max_rows, a->heads);
         if (split_size > plan.split_size) plan.split_size = split_size;
         if (splits > plan.splits) plan.splits = splits;
-        if ((long)splits * split_size < plan.reach) plan.reach = splits * split_size;
+        const int cover = splits * split_size;
+        const int windowed = a->window > 0 && (long)a->window + b.max_rows - 1 <= cover;
+        if (!windowed && cover < plan.reach) plan.reach = cover;
         if (row_blocks > plan.row_blocks) plan.row_blocks = row_blocks, plan.max_rows = b.max_rows;
     }
     return plan;
@@ -141,7 +147,7 @@ forge_status cuda_paged_attention(forge_paged_cache *cache, const forge_paged_at
     if (st != FORGE_OK) return st;
     for (int first = 0; first < a->batch; first += FCUDA_MAX_SEQS) {
         fcuda_paged_args m = {.q = a->q, .out = a->out, .lse = a->lse, .part = p->part, .total_q = total_q,
-                              .heads = a->heads, .scale = a->scale};
+                              .heads = a->heads, .scale = a->scale, .window = a->window};
         fcuda_paged_batch b =
             launch_batch(cache, a, lens, first, cuda_launch_seqs(a->batch, first), &m.split_size, &m.splits);
         b.pos = pos_dev ? pos_dev + first : NULL;

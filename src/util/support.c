@@ -20,15 +20,15 @@ static const forge_support table[SUPPORT_ROWS] = {
     [SUPPORT_WGMMA] = {"attention alone, 16-bit layers", FORGE_BACKEND_CUDA, 90, HALF_DTYPES, 2, {64, 128},
                        "Hopper kernel: TMA, wgmma, warp-specialised", 0},
     [SUPPORT_MMA] = {"attention alone, 16-bit layers", FORGE_BACKEND_CUDA, 80, HALF_DTYPES, 5, {32, 64, 96, 128, 256},
-                     "portable kernel: mma.sync, cp.async", 0},
+                     "portable kernel: mma.sync, cp.async", FORGE_ATTN_WINDOW},
     [SUPPORT_FLASH_F32] = {"fp32 layers (flash)", FORGE_BACKEND_CUDA, 80, DT(FORGE_F32), 6, {32, 64, 80, 96, 128, 256},
-                           "fused flash attention on CUDA cores", 0},
+                           "fused flash attention on CUDA cores", FORGE_ATTN_WINDOW},
     [SUPPORT_UNFUSED] = {"fp32 layers (unfused)", FORGE_BACKEND_CUDA, 80, DT(FORGE_F32), 0, {0},
-                         "cuBLAS QK^T, softmax, cuBLAS PV", 0},
+                         "cuBLAS QK^T, softmax, cuBLAS PV", FORGE_ATTN_WINDOW},
     [SUPPORT_PAGED_MMA] = {"paged attention", FORGE_BACKEND_CUDA, 80, HALF_DTYPES, 5, {32, 64, 96, 128, 256},
-                           "split-KV decode on tensor cores, merged by log-sum-exp", 0},
+                           "split-KV decode on tensor cores, merged by log-sum-exp", FORGE_ATTN_WINDOW},
     [SUPPORT_PAGED_F32] = {"paged attention", FORGE_BACKEND_CUDA, 80, DT(FORGE_F32), 5, {32, 64, 96, 128, 256},
-                           "split-KV decode on CUDA cores, merged by log-sum-exp", 0},
+                           "split-KV decode on CUDA cores, merged by log-sum-exp", FORGE_ATTN_WINDOW},
 };
 
 int forge_support_count(void) { return SUPPORT_ROWS; }
@@ -57,12 +57,15 @@ const char *forge_support_dims(forge_support_id id, char *buf, size_t n) {
     return buf;
 }
 
+int forge_support_takes(forge_support_id id, int window, float softcap) {
+    const unsigned options = table[id].options;
+    return !(window > 0 && !(options & FORGE_ATTN_WINDOW)) && !(softcap > 0.0f && !(options & FORGE_ATTN_SOFTCAP));
+}
+
 forge_status forge_support_check_options(forge_support_id id, int window, float softcap, const char *fn) {
+    if (forge_support_takes(id, window, softcap)) return FORGE_OK;
     const forge_support *r = &table[id];
-    const char *what = window > 0 && !(r->options & FORGE_ATTN_WINDOW)      ? "a sliding window"
-                       : softcap > 0.0f && !(r->options & FORGE_ATTN_SOFTCAP) ? "soft-capping"
-                                                                              : NULL;
-    if (!what) return FORGE_OK;
+    const char *what = window > 0 && !(r->options & FORGE_ATTN_WINDOW) ? "a sliding window" : "soft-capping";
     return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: %s is not implemented by the %s backend's %s (%s); `forge support` "
                       "lists what runs where", fn, what, forge_backend_name(r->backend), r->operation, r->kernel);
 }

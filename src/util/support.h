@@ -24,9 +24,10 @@ const forge_support *forge_support_of(forge_support_id id);
 /* Whether the row takes head_dim. */
 int forge_support_has(forge_support_id id, int head_dim);
 
-/* FORGE_OK when the row takes the scores' options that a call asks for (a
- * window > 0, a softcap > 0), else FORGE_ERR_UNSUPPORTED naming the first it
- * lacks and the row. */
+/* Whether the row takes the scores' options that a call asks for (a
+ * window > 0, a softcap > 0); and FORGE_OK when it does, else
+ * FORGE_ERR_UNSUPPORTED naming the first it lacks and the row. */
+int forge_support_takes(forge_support_id id, int window, float softcap);
 forge_status forge_support_check_options(forge_support_id id, int window, float softcap, const char *fn);
 
 /* The row's head dims as words, "32, 64, 96, 128 and 256", into buf. */

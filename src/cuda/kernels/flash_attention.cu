@@ -84,9 +84,12 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_kernel(fcuda_attn_args a,
     const float *Vg = (const float *)a.v + ((size_t)b.k0[s] * Hk + g) * D;
     const int rows = min(BQ, n - i0);
     const int tid = threadIdx.x, r = tid / TPR, c = tid % TPR;
-    /* keys 0 .. visible-1 are seen by row r; the block needs those of its last row */
+    /* keys low .. visible-1 are seen by row r (low > 0 with a window); the
+     * block needs those from its first row's low to its last row's end */
     const int visible = prefix + i0 + r + 1;
+    const int low = a.window > 0 ? visible - a.window : 0;
     const int block_keys = prefix + i0 + rows;
+    const int block_low = a.window > 0 ? max(0, prefix + i0 + 1 - a.window) / BK * BK : 0;
     float m = -INFINITY, l = 0.0f, acc[NJ];
 #pragma unroll
     for (int j = 0; j < NJ; j++) acc[j] = 0.0f;
@@ -113,15 +116,15 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_kernel(fcuda_attn_args a,
         const float *const src[1] = {Qg};
         load_rows<BQ, D>(dst, pitch, src, (size_t)H * D, rows, qscale);
     }
-    for (int k0 = 0; k0 < block_keys; k0 += BK) {
+    for (int k0 = block_low; k0 < block_keys; k0 += BK) {
         const int kn = min(BK, block_keys - k0);
-        if (k0 > 0) __syncthreads(); /* the previous tile is no longer read */
+        if (k0 > block_low) __syncthreads(); /* the previous tile is no longer read */
         float *const dst[2] = {Ks, Vs};
         const int pitch[2] = {DP, D};
         const float *const src[2] = {Kg + (size_t)k0 * Hk * D, Vg + (size_t)k0 * Hk * D};
         load_rows<BK, D>(dst, pitch, src, (size_t)Hk * D, kn, 1.0f);
         if constexpr (Q_IN_REGS)
-            if (k0 == 0)
+            if (k0 == block_low)
 #pragma unroll
                 for (int j = 0; j < Q_PER_THREAD; j++) {
                     const int e = tid + FLASH_THREADS * j, row = e / (D / 4), d = (e % (D / 4)) * 4;
@@ -144,18 +147,19 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_kernel(fcuda_attn_args a,
 #pragma unroll
         for (int j = 0; j < KJ; j++) {
             const int key = k0 + c + TPR * j;
-            sc[j] = key < visible && key < k0 + kn ? sc[j] : -INFINITY; /* causal mask */
+            sc[j] = key < visible && key >= low && key < k0 + kn ? sc[j] : -INFINITY; /* causal mask, window */
             tile_max = fmaxf(tile_max, sc[j]);
         }
 #pragma unroll
         for (int o = 1; o < TPR; o *= 2) tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, o));
-        /* key 0 is visible to every row, so m is finite from the first tile on */
-        const float m_new = fmaxf(m, tile_max);
-        const float correction = exp2f(m - m_new);
+        /* a row that has seen no key yet (its window starts in a later
+         * tile) keeps m = -inf, and its p and correction are 0 */
+        const float m_new = fmaxf(m, tile_max), base = m_new == -INFINITY ? 0.0f : m_new;
+        const float correction = exp2f(m - base);
         float psum = 0.0f;
 #pragma unroll
         for (int j = 0; j < KJ; j++) {
-            const float p = exp2f(sc[j] - m_new);
+            const float p = exp2f(sc[j] - base);
             Ps[r * (BK + 1) + c + TPR * j] = p;
             psum += p;
         }

@@ -19,7 +19,10 @@ struct flash_block {
     int k0, nk;    /* its first key row and key count                */
     int m0;        /* the block's first row within the sequence       */
     int shift;     /* causal: row i sees keys <= i + shift            */
-    int tiles;     /* key tiles of BN the block visits                */
+    int low_shift; /* row i sees keys >= i + low_shift: shift - window
+                      + 1 with a window, else far below any key       */
+    int tile0;     /* the first key tile of BN the block visits, even */
+    int tiles;     /* and the tile past its last                      */
     int h, g;      /* query head, its KV head                         */
 };
 
@@ -32,8 +35,12 @@ __device__ inline bool flash_block_at(flash_block &f, const fcuda_attn_args &a, 
     f.q0 = b.q0[s], f.nq = b.q0[s + 1] - f.q0, f.k0 = b.k0[s], f.nk = b.nk[s];
     f.m0 = mb * BM;
     f.shift = f.nk - f.nq;
+    f.low_shift = a.window > 0 ? f.shift - a.window + 1 : -(1 << 30);
     const int n_end = a.causal ? min(f.nk, f.m0 + BM + f.shift) : f.nk;
     f.tiles = n_end > 0 ? (n_end + BN - 1) / BN : 0;
+    /* a window: the tiles before the first row's first key are skipped, but
+     * for one at most, so that tile j keeps buffer j % 2 of a double buffer */
+    f.tile0 = a.window > 0 ? min(max(0, f.m0 + f.low_shift) / BN / 2 * 2, f.tiles) : 0;
     return f.m0 < f.nq;
 }
 
@@ -46,14 +53,16 @@ __device__ inline bool flash_block_init(flash_block &f, const fcuda_attn_args &a
 }
 
 /* Whether the tile of keys n0 .. n0 + BN - 1 has any key that some row of
- * the block must not see: past the sequence or, causally, past a row's
- * diagonal. Only those tiles take flash_mask. */
-__device__ inline bool flash_tile_masked(const flash_block &f, int causal, int n0, int BN) {
-    return n0 + BN > f.nk || (causal && n0 + BN - 1 > f.m0 + f.shift);
+ * the block (BM rows) must not see: past the sequence, causally past a
+ * row's diagonal, or before a row's window. Only those tiles take
+ * flash_mask. */
+__device__ inline bool flash_tile_masked(const flash_block &f, int causal, int n0, int BN, int BM) {
+    return n0 + BN > f.nk || (causal && n0 + BN - 1 > f.m0 + f.shift) || n0 < f.m0 + BM - 1 + f.low_shift;
 }
 
 /* Sets to -inf the scores of the tile of keys from n0 that this lane's rows
- * (row0 and row0 + 8, within the sequence) must not see. */
+ * (row0 and row0 + 8, within the sequence) must not see: past the sequence,
+ * past the row's diagonal (causal), before its window. */
 template <int NT>
 __device__ inline void flash_mask(float (&sc)[NT][4], const flash_block &f, int causal, int n0, int row0) {
     const int lane = threadIdx.x % 32;
@@ -62,8 +71,9 @@ __device__ inline void flash_mask(float (&sc)[NT][4], const flash_block &f, int 
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             const int key = n0 + n * 8 + 2 * (lane % 4) + (e & 1);
-            const int limit = causal ? min(f.nk, row0 + (e >> 1) * 8 + f.shift + 1) : f.nk;
-            if (key >= limit) sc[n][e] = -INFINITY;
+            const int row = row0 + (e >> 1) * 8;
+            const int limit = causal ? min(f.nk, row + f.shift + 1) : f.nk;
+            if (key >= limit || key < row + f.low_shift) sc[n][e] = -INFINITY;
         }
 }
 

@@ -9,8 +9,10 @@
  * current one is used: S = Q K^T and O += P V are mma.m16n8k16, and P goes
  * from S's accumulators to PV's operand without leaving registers (the
  * accumulator layout of two n-blocks is the operand layout of one k-block).
- * Causal blocks stop at the last key their last row sees, and only tiles
- * that cross the diagonal or the sequence's end are masked. GQA reads a
+ * Causal blocks stop at the last key their last row sees (and with a
+ * sliding window start at the first tile their first row sees), and only
+ * tiles that cross the diagonal, a window's edge or the sequence's end are
+ * masked. GQA reads a
  * KV head once per query head, never copied. */
 #include <math.h>
 
@@ -108,12 +110,14 @@ __global__ void __launch_bounds__(mma_cfg<D>::THREADS) flash_mma_kernel(fcuda_at
     const size_t kv_off = (size_t)f.k0 * kv_pitch + (size_t)f.g * D;
     const T *Kg = (const T *)a.k + kv_off, *Vg = (const T *)a.v + kv_off;
 
-    /* Q with tile 0's K and V; in the loop, tile j + 1's K and V load while
-     * tile j is used, a whole iteration ahead */
+    /* Q with the first tile's K and V; in the loop, tile j + 1's K and V
+     * load while tile j is used, a whole iteration ahead. A window skips the
+     * tiles before tile0. */
     load_tile<C::BM, D, C::THREADS>(Qs, Qg, q_pitch, f.nq - f.m0, (const T *)a.q);
-    if (f.tiles > 0) {
-        load_tile<BN, D, C::THREADS>(Ks, Kg, kv_pitch, f.nk, (const T *)a.k);
-        load_tile<BN, D, C::THREADS>(Vs, Vg, kv_pitch, f.nk, (const T *)a.v);
+    const int n00 = f.tile0 * BN; /* tile0 is even: its buffer is 0 */
+    if (f.tiles > f.tile0) {
+        load_tile<BN, D, C::THREADS>(Ks, Kg + n00 * kv_pitch, kv_pitch, f.nk - n00, (const T *)a.k);
+        load_tile<BN, D, C::THREADS>(Vs, Vg + n00 * kv_pitch, kv_pitch, f.nk - n00, (const T *)a.v);
     }
     cp_async_commit();
 
@@ -129,7 +133,7 @@ __global__ void __launch_bounds__(mma_cfg<D>::THREADS) flash_mma_kernel(fcuda_at
         for (int d = 0; d < DT; d++) o[t][d][0] = o[t][d][1] = o[t][d][2] = o[t][d][3] = 0.0f;
     }
 
-    for (int j = 0; j < f.tiles; j++) {
+    for (int j = f.tile0; j < f.tiles; j++) {
         cp_async_wait<0>();
         __syncthreads(); /* tile j is in for every thread; tile j - 1's buffers are free */
         const T *Kt = Ks + (j % 2) * BN * LD, *Vt = Vs + (j % 2) * BN * LD;
@@ -168,7 +172,7 @@ __global__ void __launch_bounds__(mma_cfg<D>::THREADS) flash_mma_kernel(fcuda_at
         if constexpr (!C::V_AFTER_SOFTMAX) load_next_v();
         /* one test for the m-tiles: the code between the products and
          * both softmaxes stays free of branches */
-        if (flash_tile_masked(f, a.causal, j * BN, BN))
+        if (flash_tile_masked(f, a.causal, j * BN, BN, C::BM))
 #pragma unroll
             for (int t = 0; t < MT; t++) flash_mask(sc[t], f, a.causal, j * BN, wr + 16 * t);
         uint32_t p[MT][BN / 16][4];

@@ -275,7 +275,7 @@ flash_wgmma_kernel(const __grid_constant__ wg_maps maps, fcuda_attn_args a, fcud
         const int row0 = f.m0 + warp * 16 + lane / 4; /* this lane's rows: row0, row0 + 8 */
         auto softmax = [&](int j, float (&corr)[2]) {
             wgmma_hold(s_flat);
-            if (flash_tile_masked(f, a.causal, j * BN, BN)) flash_mask(sc, f, a.causal, j * BN, row0);
+            if (flash_tile_masked(f, a.causal, j * BN, BN, BM)) flash_mask(sc, f, a.causal, j * BN, row0);
             flash_softmax(sc, m, l, sl, corr);
         };
         auto q_done = [&] { /* every S of the item is done: Q may be replaced */

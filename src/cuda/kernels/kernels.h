@@ -118,6 +118,8 @@ typedef struct {
                         producers done): FCUDA_WORK_BYTES of device memory,
                         zero before its first launch, which each launch
                         leaves zero again */
+    int window;      /* > 0 (causal): query i sees only keys > m - n + i - window;
+                        the Hopper kernel takes none */
 } fcuda_attn_args;
 
 #define FCUDA_WORK_BYTES (2 * sizeof(int)) /* fcuda_attn_args.work */
@@ -193,6 +195,8 @@ typedef struct {
     int split_size;  /* tokens of a sequence a block reads */
     int splits;      /* the most splits of one sequence */
     float scale;
+    int window;      /* > 0: a sliding window; the splits then cover each
+                        sequence's tokens from its first query's window on */
 } fcuda_paged_args;
 
 /* (query, head) rows of one KV head's group that a block of the attention
@@ -210,9 +214,10 @@ cudaError_t fcuda_paged_attention(const fcuda_pool *p, const fcuda_paged_args *a
 
 /* The unfused path's softmax, one sequence: scores [rows, keys] with row r
  * the query r % n_queries at position q_pos0 + r % n_queries and key j at
- * k_pos0 + j, already scaled; becomes the causal softmax, masked entries 0. */
+ * k_pos0 + j, already scaled; becomes the causal softmax (within the last
+ * `window` positions up to the query's, where window > 0), masked entries 0. */
 cudaError_t fcuda_softmax_causal(float *scores, int rows, int n_queries, int keys, int q_pos0,
-                                 int k_pos0, cudaStream_t stream);
+                                 int k_pos0, int window, cudaStream_t stream);
 
 #ifdef __cplusplus
 }

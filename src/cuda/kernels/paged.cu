@@ -95,7 +95,8 @@ template <typename T> __global__ void __launch_bounds__(MERGE_THREADS) paged_mer
     if (row >= (b.row0[i + 1] - b.row0[i]) * a.heads) return;
     const size_t at = (size_t)b.row0[i] * a.heads + row;
     /* the sequence's splits; never more than the launch's, by the host's choice */
-    const int n = min((paged_len(b, i) + a.split_size - 1) / a.split_size, a.splits);
+    const int len = paged_len(b, i), span = len - forge_window_start(len, b.row0[i + 1] - b.row0[i], a.window);
+    const int n = min((span + a.split_size - 1) / a.split_size, a.splits);
     const float *lse = a.part_lse + at * a.splits, *part = a.part + at * a.splits * D;
 
     float mx = -INFINITY; /* the block's maximum of lse */

@@ -14,19 +14,23 @@
 #include "kernels.h"
 #include "mma.cuh"
 #include "pdl.cuh"
+#include "window.h"
 
 constexpr int PAGED_WARPS = 4, PAGED_THREADS = 32 * PAGED_WARPS;
 
 /* Block (split, kv head + KV heads * row tile, sequence) of a launch: rows
  * r0 .. r0 + nrows - 1 of the sequence's nq * group (query, head) rows, row
  * r being query r / group, head g * group + r % group, over the sequence's
- * tokens begin .. end - 1. */
+ * tokens begin .. end - 1. The splits cover the tokens from start on: pages
+ * before a window's start are not read. */
 struct paged_block {
     int i, g, group;   /* the launch's sequence, KV head, query heads a KV head */
     int r0, nrows;     /* the block's rows                                      */
     int len, nq;       /* the sequence's tokens and queries                     */
+    int start;         /* the first token its first query sees                  */
     int begin, end;    /* the split's tokens                                    */
 };
+
 
 /* The tokens sequence i holds with its new ones: from b.pos where a graph
  * passes the positions at run time, else the launch's. */
@@ -45,7 +49,8 @@ __device__ inline bool paged_block_init(paged_block &pb, const fcuda_pool &p, co
     pb.i = blockIdx.z, pb.group = a.heads / p.kv_heads;
     pb.g = blockIdx.y % p.kv_heads, pb.r0 = (blockIdx.y / p.kv_heads) * ROWS;
     pb.len = paged_len(b, pb.i), pb.nq = b.row0[pb.i + 1] - b.row0[pb.i];
-    pb.begin = blockIdx.x * a.split_size, pb.end = min(pb.len, pb.begin + a.split_size);
+    pb.start = forge_window_start(pb.len, pb.nq, a.window);
+    pb.begin = pb.start + blockIdx.x * a.split_size, pb.end = min(pb.len, pb.begin + a.split_size);
     pb.nrows = min(ROWS, pb.nq * pb.group - pb.r0);
     return pb.nrows > 0 && pb.begin < pb.len;
 }
@@ -53,6 +58,11 @@ __device__ inline bool paged_block_init(paged_block &pb, const fcuda_pool &p, co
 /* The last position row r of the block sees: queries are the sequence's
  * last nq positions, each causal. */
 __device__ inline int paged_limit(const paged_block &pb, int r) { return pb.len - pb.nq + (pb.r0 + r) / pb.group; }
+
+/* The first position row r of the block sees: its window's start, or 0. */
+__device__ inline int paged_first(const paged_block &pb, int r, int window) {
+    return window > 0 ? paged_limit(pb, r) - window + 1 : 0;
+}
 
 /* Row r's place in q and out: (query row of the call) * heads + head. */
 __device__ inline size_t paged_row_at(const paged_block &pb, const fcuda_paged_args &a, const fcuda_paged_batch &b,

@@ -43,13 +43,14 @@ __global__ void __launch_bounds__(PAGED_THREADS, 3) paged_f32_kernel(fcuda_pool 
     const int slot = warp * C::TPW + lane / C::LPT, e = lane % C::LPT; /* token slot, element chunk */
     const bool has = e * 8 < D; /* lanes past the head dim (D = 96) hold zeros */
 
-    /* row r sees positions <= limit[r]; q is scaled into log2 units */
+    /* row r sees positions first[r] .. limit[r]; q is scaled into log2 units */
     const float sl = a.scale * 1.4426950408889634f;
     float q[R][8], o[R][8], m[R], l[R];
-    int limit[R];
+    int first[R], limit[R];
 #pragma unroll
     for (int r = 0; r < R; r++) {
         limit[r] = r < pb.nrows ? paged_limit(pb, r) : -1;
+        first[r] = r < pb.nrows ? paged_first(pb, r, a.window) : 0;
         m[r] = -INFINITY, l[r] = 0.0f;
 #pragma unroll
         for (int j = 0; j < 8; j++) q[r][j] = o[r][j] = 0.0f;
@@ -106,7 +107,7 @@ __global__ void __launch_bounds__(PAGED_THREADS, 3) paged_f32_kernel(fcuda_pool 
                 for (int j = 0; j < 8; j++) dot = fmaf(q[r][j], k8[j], dot);
 #pragma unroll
                 for (int off = C::LPT / 2; off > 0; off /= 2) dot += __shfl_xor_sync(0xffffffffu, dot, off);
-                s[u][r] = pos < pb.end && pos <= limit[r] ? dot : -INFINITY;
+                s[u][r] = pos < pb.end && pos <= limit[r] && pos >= first[r] ? dot : -INFINITY;
             }
         }
         /* online softmax: new maxima, the rescale, then P V a token at a time */

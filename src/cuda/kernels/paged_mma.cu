@@ -125,12 +125,17 @@ __global__ void __launch_bounds__(PAGED_THREADS) paged_mma_kernel(fcuda_pool p, 
         v_at[q] = C::at(lane % 8 + ((lane / 8) % 2) * 8, q * 2 + lane / 16) * sizeof(T);
     }
 
-    /* this lane's rows lane/4 and lane/4 + 8: the last positions they see
-     * (rows past the block's see all; their results are dropped) */
-    int limit[2];
+    /* this lane's rows lane/4 and lane/4 + 8: the first and last positions
+     * they see (rows past the block's see all; their results are dropped) */
+    int first[2], limit[2];
 #pragma unroll
-    for (int i = 0; i < 2; i++) limit[i] = lane / 4 + 8 * i < pb.nrows ? paged_limit(pb, lane / 4 + 8 * i) : INT_MAX;
-    const int first_limit = paged_limit(pb, 0); /* the block's smallest */
+    for (int i = 0; i < 2; i++) {
+        const bool row = lane / 4 + 8 * i < pb.nrows;
+        first[i] = row ? paged_first(pb, lane / 4 + 8 * i, a.window) : 0;
+        limit[i] = row ? paged_limit(pb, lane / 4 + 8 * i) : INT_MAX;
+    }
+    const int first_limit = paged_limit(pb, 0);                           /* the block's smallest */
+    const int last_first = paged_first(pb, pb.nrows - 1, a.window);      /* and largest window start */
     const float sl = a.scale * 1.4426950408889634f; /* scores to log2 units */
     float o[D / 8][4] = {}, m[2] = {-INFINITY, -INFINITY}, l[2] = {};
 
@@ -156,14 +161,15 @@ __global__ void __launch_bounds__(PAGED_THREADS) paged_mma_kernel(fcuda_pool p, 
                 mma_16816<T>(sc[2 * n], qa[kk], kb[0], kb[1], kk == 0);
                 mma_16816<T>(sc[2 * n + 1], qa[kk], kb[2], kb[3], kk == 0);
             }
-        /* tokens past the split, or past a row's position (chunked prefill) */
-        if (w0 + NW > pb.end || w0 + NW - 1 > first_limit)
+        /* tokens past the split, past a row's position (chunked prefill), or
+         * before its window */
+        if (w0 + NW > pb.end || w0 + NW - 1 > first_limit || w0 < last_first)
 #pragma unroll
             for (int n = 0; n < NT; n++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const int pos = w0 + n * 8 + 2 * (lane % 4) + (e & 1);
-                    if (pos >= pb.end || pos > limit[e >> 1]) sc[n][e] = -INFINITY;
+                    if (pos >= pb.end || pos > limit[e >> 1] || pos < first[e >> 1]) sc[n][e] = -INFINITY;
                 }
         float corr[2];
         flash_softmax(sc, m, l, sl, corr);

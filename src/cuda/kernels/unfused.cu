@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* unfused.cu: the unfused path's one kernel of its own, between cuBLAS's
- * two GEMMs (QK^T, PV): the causal row softmax of the scaled scores. */
+ * two GEMMs (QK^T, PV): the causal row softmax of the scaled scores, within
+ * a sliding window where there is one. */
 #include <math.h>
 
 #include "kernels.h"
@@ -20,22 +21,23 @@ template <typename Op> __device__ float block_reduce(float v, Op op) {
 }
 
 __global__ void __launch_bounds__(SOFTMAX_THREADS)
-softmax_causal_kernel(float *scores, int n_queries, int keys, int q_pos0, int k_pos0) {
+softmax_causal_kernel(float *scores, int n_queries, int keys, int q_pos0, int k_pos0, int window) {
     float *row = scores + (size_t)blockIdx.x * keys;
     const int visible = q_pos0 + (int)(blockIdx.x % n_queries) - k_pos0 + 1;
+    const int low = window > 0 && visible - window > 0 ? visible - window : 0; /* a window's first key */
     float m = -INFINITY;
-    for (int j = threadIdx.x; j < visible; j += SOFTMAX_THREADS) m = fmaxf(m, row[j]);
+    for (int j = low + threadIdx.x; j < visible; j += SOFTMAX_THREADS) m = fmaxf(m, row[j]);
     m = block_reduce(m, [](float x, float y) { return fmaxf(x, y); });
     float sum = 0.0f;
-    for (int j = threadIdx.x; j < visible; j += SOFTMAX_THREADS) sum += expf(row[j] - m);
+    for (int j = low + threadIdx.x; j < visible; j += SOFTMAX_THREADS) sum += expf(row[j] - m);
     sum = block_reduce(sum, [](float x, float y) { return x + y; });
     const float inv = 1.0f / sum;
     for (int j = threadIdx.x; j < keys; j += SOFTMAX_THREADS)
-        row[j] = j < visible ? expf(row[j] - m) * inv : 0.0f;
+        row[j] = j >= low && j < visible ? expf(row[j] - m) * inv : 0.0f;
 }
 
 extern "C" cudaError_t fcuda_softmax_causal(float *scores, int rows, int n_queries, int keys,
-                                            int q_pos0, int k_pos0, cudaStream_t stream) {
-    softmax_causal_kernel<<<rows, SOFTMAX_THREADS, 0, stream>>>(scores, n_queries, keys, q_pos0, k_pos0);
+                                            int q_pos0, int k_pos0, int window, cudaStream_t stream) {
+    softmax_causal_kernel<<<rows, SOFTMAX_THREADS, 0, stream>>>(scores, n_queries, keys, q_pos0, k_pos0, window);
     return cudaGetLastError();
 }
