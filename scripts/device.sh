@@ -120,13 +120,14 @@ if [[ " $parts " == *" sanitize "* ]]; then
   run racecheck_bf16 $cs --tool racecheck $build/forge bench layer --dtype bf16 --seq 100 --heads 4 --kv-heads 2 --head-dim 128 --iters 1 --warmup 0
   run racecheck_d256 $cs --tool racecheck $build/forge bench layer --seq 40 --heads 2 --kv-heads 1 --head-dim 256 --iters 1 --warmup 0
   run memcheck_model $cs --tool memcheck $build/tests/test_model cuda
-  # a model's steps, cuBLASLt's own kernels left out: racecheck reports
-  # shared-memory hazards inside its nvjet_sm90_tst_* GEMMs (library code;
-  # at 4-token steps too since the model's GEMMs went to cuBLASLt)
-  racecheck_ours="$cs --tool racecheck --kernel-name-exclude kns=nvjet"
-  run racecheck_model $racecheck_ours $build/forge bench model --shape smollm2-135m --layers 2 --dtype bf16 --prompt 20 --new 3
+  # a model's steps in fp32: in bf16 racecheck reports shared-memory hazards
+  # inside cuBLASLt's own nvjet_sm90_tst_* GEMMs (library code), and with
+  # those kernels filtered out (--kernel-name-exclude) the sanitizer fails
+  # on a hardware exception of its own; the 16-bit paged kernels are
+  # racechecked above (racecheck_decode)
+  run racecheck_model $cs --tool racecheck $build/forge bench model --shape smollm2-135m --layers 2 --dtype fp32 --prompt 20 --new 3
   # and the draws' fronts (sample_front) with every warper and a penalty
-  run racecheck_sample $racecheck_ours $build/forge bench model --shape smollm2-135m --layers 2 --dtype bf16 \
+  run racecheck_sample $cs --tool racecheck $build/forge bench model --shape smollm2-135m --layers 2 --dtype fp32 \
     --prompt 4 --new 3 --temperature 0.8 --top-k 40 --top-p 0.9 --min-p 0.02 --repeat-penalty 1.1
   run synccheck $cs --tool synccheck $build/forge run --iters 2
   run initcheck $cs --tool initcheck $build/forge run --iters 2
