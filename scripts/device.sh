@@ -128,7 +128,7 @@ if [[ " $parts " == *" sanitize "* ]]; then
   run racecheck_model $cs --tool racecheck $build/forge bench model --shape smollm2-135m --layers 2 --dtype fp32 --prompt 20 --new 3
   # and the draws' fronts (sample_front) with every warper and a penalty
   run racecheck_sample $cs --tool racecheck $build/forge bench model --shape smollm2-135m --layers 2 --dtype fp32 \
-    --prompt 4 --new 3 --temperature 0.8 --top-k 40 --top-p 0.9 --min-p 0.02 --repeat-penalty 1.1
+    --prompt 20 --new 3 --temperature 0.8 --top-k 40 --top-p 0.9 --min-p 0.02 --repeat-penalty 1.1
   run synccheck $cs --tool synccheck $build/forge run --iters 2
   run initcheck $cs --tool initcheck $build/forge run --iters 2
 fi
