@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "error.h"
-
 #include "support.h"
 
 #define DT(d) (1u << (d))
