@@ -56,15 +56,19 @@ const char *forge_support_dims(forge_support_id id, char *buf, size_t n) {
     return buf;
 }
 
-int forge_support_takes(forge_support_id id, int window, float softcap) {
-    const unsigned options = table[id].options;
-    return !(window > 0 && !(options & FORGE_ATTN_WINDOW)) && !(softcap > 0.0f && !(options & FORGE_ATTN_SOFTCAP));
+/* The options a call asks for that row id lacks. */
+static unsigned missing(forge_support_id id, int window, float softcap) {
+    const unsigned asked = (window > 0 ? FORGE_ATTN_WINDOW : 0u) | (softcap > 0.0f ? FORGE_ATTN_SOFTCAP : 0u);
+    return asked & ~table[id].options;
 }
 
+int forge_support_takes(forge_support_id id, int window, float softcap) { return !missing(id, window, softcap); }
+
 forge_status forge_support_check_options(forge_support_id id, int window, float softcap, const char *fn) {
-    if (forge_support_takes(id, window, softcap)) return FORGE_OK;
+    const unsigned lacks = missing(id, window, softcap);
+    if (!lacks) return FORGE_OK;
     const forge_support *r = &table[id];
-    const char *what = window > 0 && !(r->options & FORGE_ATTN_WINDOW) ? "a sliding window" : "soft-capping";
+    const char *what = lacks & FORGE_ATTN_WINDOW ? "a sliding window" : "soft-capping";
     return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: %s is not implemented by the %s backend's %s (%s); `forge support` "
                       "lists what runs where", fn, what, forge_backend_name(r->backend), r->operation, r->kernel);
 }

@@ -31,7 +31,6 @@ struct paged_block {
     int begin, end;    /* the split's tokens                                    */
 };
 
-
 /* The tokens sequence i holds with its new ones: from b.pos where a graph
  * passes the positions at run time, else the launch's. */
 __device__ inline int paged_len(const fcuda_paged_batch &b, int i) {
