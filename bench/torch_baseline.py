@@ -19,6 +19,12 @@ layer    one prompt of S tokens through the attention layer: QKV projection
          bias; eager_us and graph_us (a CUDA graph's replay).
 prefill  causal attention alone through each SDPA backend (flash, cuDNN,
          memory-efficient, math): us and TFLOP/s, counting 4*B*H*S*S*D / 2.
+         With --window W or --softcap C (Gemma 2's cap * tanh(s / cap)):
+         FlexAttention (torch.compile'd; a block mask that skips the tiles
+         outside the window, the cap as a score_mod), and with a window
+         alone also the memory-efficient backend under a boolean mask; TFLOP/s
+         of the (query, key) pairs a query sees, as forge bench prefill
+         counts them.
 decode   one query a sequence over L cached tokens through each backend: us
          and TB/s of K and V read, 2*B*Hkv*L*D*element size.
 Times are medians of CUDA-event pairs around each call.
@@ -142,6 +148,48 @@ def attention(args, dtype, decode):
         print(json.dumps(row), flush=True)
 
 
+def visible_pairs(seq, window):
+    """(query, key) pairs of a causal sequence that a window (0: none) leaves."""
+    if not window or window >= seq:
+        return seq * seq / 2
+    return window * (window + 1) / 2 + (seq - window) * window
+
+
+def score_options(args, dtype):
+    """Causal prefill with a sliding window and/or soft-capping."""
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+    batch, heads, kv_heads, dim, seq = args.batch, args.heads, args.kv_heads, args.head_dim, args.seq
+    window, cap = args.window, args.softcap
+    q = torch.randn(batch, heads, seq, dim, device="cuda", dtype=dtype)
+    k = torch.randn(batch, kv_heads, seq, dim, device="cuda", dtype=dtype)
+    v = torch.randn(batch, kv_heads, seq, dim, device="cuda", dtype=dtype)
+
+    def seen(b, h, q_idx, kv_idx):
+        return (q_idx >= kv_idx) & ((q_idx - kv_idx < window) if window else True)
+
+    def capped(score, b, h, q_idx, kv_idx):
+        return cap * torch.tanh(score / cap)
+
+    flops = 4 * batch * heads * visible_pairs(seq, window) * dim
+    base = {"mode": "prefill", "dtype": args.dtype, "batch": batch, "heads": heads, "kv_heads": kv_heads,
+            "head_dim": dim, "seq": seq, "causal": True, "window": window, "softcap": cap}
+    block_mask = create_block_mask(seen, None, None, seq, seq)
+    flex = torch.compile(flex_attention)
+    us = median_us(lambda: flex(q, k, v, score_mod=capped if cap else None, block_mask=block_mask,
+                                enable_gqa=kv_heads != heads), args.iters, args.warmup)
+    print(json.dumps({**base, "impl": "torch-flex", "us": round(us, 2), "TFLOPs": round(flops / us / 1e6, 1)}),
+          flush=True)
+    if cap or seq > 16384:
+        return  # SDPA has no soft cap; its mask is S x S
+    pos = torch.arange(seq, device="cuda")
+    mask = (pos[:, None] >= pos[None, :]) & (pos[:, None] - pos[None, :] < window)
+    with sdpa_kernel(SDPBackend.EFFICIENT_ATTENTION):
+        us = median_us(lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=kv_heads != heads),
+                       args.iters, args.warmup)
+    print(json.dumps({**base, "impl": "torch-efficient-mask", "us": round(us, 2),
+                      "TFLOPs": round(flops / us / 1e6, 1)}), flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", choices=["layer", "prefill", "decode"])
@@ -154,6 +202,8 @@ def main():
     parser.add_argument("--hidden", type=int)
     parser.add_argument("--rope-theta", type=float, default=10000.0)
     parser.add_argument("--dtype", choices=list(DTYPES), default="bf16")
+    parser.add_argument("--window", type=int, default=0)
+    parser.add_argument("--softcap", type=float, default=0.0)
     parser.add_argument("--iters", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=10)
     args = parser.parse_args()
@@ -163,6 +213,8 @@ def main():
     dtype = DTYPES[args.dtype]
     if args.mode == "layer":
         layer(args, dtype)
+    elif args.mode == "prefill" and (args.window or args.softcap):
+        score_options(args, dtype)
     else:
         attention(args, dtype, args.mode == "decode")
 

@@ -6,7 +6,7 @@
 # through forge bench and bench/torch_baseline.py in the same run, and a
 # table. JSON lines and tables go to $OUT, the logs packed into
 # $OUT/device-logs.tgz (the device tool returns at most 8 files).
-#   bash scripts/device.sh [tests|sm80|sanitize|bench|baseline|step|tokenizer|model|modelbench|modelfiles|modelprofile]...
+#   bash scripts/device.sh [tests|sm80|sanitize|bench|baseline|step|tokenizer|model|modelbench|modelfiles|modelprofile|stepprofile|scoreopts]...
 #   (default: tests sm80 sanitize bench tokenizer model)
 set -uo pipefail
 source "$(dirname "$0")/device-env.sh"
@@ -157,6 +157,27 @@ if [[ " $parts " == *" bench "* ]]; then
   python3 bench/table.py "$OUT/bench.jsonl" | tee "$OUT/table.md"
   $build/seed_graph_parts | tee "$logs/seed_graph_parts.txt" || status=1
 fi
+if [[ " $parts " == *" scoreopts "* ]]; then
+  # Sliding windows and soft-capping in causal prefill (bf16), beside
+  # FlexAttention and a masked SDPA; then the same shapes without them.
+  # shape: batch seq heads kv_heads head_dim window softcap
+  echo "== prefill with windows and soft-capping"
+  shapes=(
+    "1 16384 32 8 128 4096 0" "4 8192 32 8 128 4096 0" "1 16384 32 8 128 0 50"
+    "2 8192 16 8 256 4096 50" "2 8192 16 8 256 0 50" "4 4096 32 32 96 2048 0"
+  )
+  m="$OUT/scoreopts.jsonl"
+  : >"$m"
+  for s in "${shapes[@]}"; do
+    read -r b seq h kv d w cap <<<"$s"
+    for opts in "--window $w --softcap $cap" "--window 0 --softcap 0"; do
+      $build/forge bench prefill --json --dtype bf16 --batch "$b" --seq "$seq" --heads "$h" --kv-heads "$kv" \
+        --head-dim "$d" $opts --iters 20 --warmup 3 | tee -a "$m" || status=1
+    done
+    python3 bench/torch_baseline.py prefill --dtype bf16 --batch "$b" --seq "$seq" --heads "$h" --kv-heads "$kv" \
+      --head-dim "$d" --window "$w" --softcap "$cap" --iters 20 --warmup 3 | tee -a "$m" || status=1
+  done
+fi
 if [[ " $parts " == *" baseline "* ]]; then
   # The repository's baseline beside ../shared/bench/torch_ref.py, which
   # defines what to measure: the same shapes, in turn, twice.
@@ -246,15 +267,16 @@ if [[ " $parts " == *" modelfiles "* ]]; then
   $build/host_bandwidth | tee -a "$logs/host_bandwidth.txt" || status=1
   rm -rf "$d"
 fi
-if [[ " $parts " == *" modelprofile "* ]]; then
-  # Each kernel of a few decode steps of the Llama-3-8B shape (4 blocks),
-  # its time and DRAM throughput (% of peak), by ncu; then the GEMMs of one
-  # row alone
-  echo "== kernels of a decode step (ncu), Llama-3-8B shape, 4 blocks, bf16"
-  ncu --launch-skip 400 --launch-count 48 --csv --print-units base \
+# profile NAME SKIP COUNT ARGS...: COUNT kernels after the first SKIP of
+# forge bench model ARGS (Llama-3-8B shape, 4 blocks, bf16), each one's
+# time and DRAM throughput (% of peak) by ncu, into $OUT/NAME.txt, and the
+# time summed by kernel
+profile() {
+  local name=$1 skip=$2 count=$3; shift 3
+  ncu --launch-skip "$skip" --launch-count "$count" --csv --print-units base \
     --metrics gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,dram__bytes.sum \
-    $build/forge bench model --shape llama3-8b --layers 4 --dtype bf16 --prompt 128 --new 16 >"$logs/ncu.csv" 2>&1 || status=1
-  python3 - "$logs/ncu.csv" <<'PY' | tee "$OUT/decode_kernels.txt"
+    $build/forge bench model --shape llama3-8b --layers 4 --dtype bf16 "$@" >"$logs/$name.csv" 2>&1 || status=1
+  python3 - "$logs/$name.csv" <<'PY' | tee "$OUT/$name.txt"
 import csv, sys, collections
 rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
 head, rows = rows[0], rows[1:]
@@ -262,12 +284,27 @@ k, n, v, u = head.index("Kernel Name"), head.index("Metric Name"), head.index("M
 by = collections.OrderedDict()
 for r in rows:
     by.setdefault(r[u], {"name": r[k][:60]})[r[n]] = float(r[v].replace(",", ""))
+total = collections.Counter()
 for i, m in by.items():
+    total[m["name"]] += m["gpu__time_duration.sum"] / 1e3
     print(f"{m['gpu__time_duration.sum'] / 1e3:9.1f} us  {m['dram__throughput.avg.pct_of_peak_sustained_elapsed']:5.1f}% dram  "
           f"{m['dram__bytes.sum'] / 1e6:8.2f} MB  {m['name']}")
+print("by kernel:")
+for name, us in total.most_common():
+    print(f"{us:9.1f} us  {name}")
 PY
-  # one row through the shape's projections: cuBLASLt's choice, its best
-  # timed, and kernels of our own (bench/gemv_probe.cu)
+}
+if [[ " $parts " == *" modelprofile "* ]]; then
+  # The kernels of a few batch-1 decode steps, then the GEMMs of one row
+  # alone: cuBLASLt's choice, its best timed, and ours (bench/gemv_probe.cu)
+  echo "== kernels of a decode step (ncu), Llama-3-8B shape, 4 blocks, bf16"
+  profile decode_kernels 400 48 --prompt 128 --new 16
   $build/gemv_probe | tee "$OUT/gemv_probe.txt" || status=1
+fi
+if [[ " $parts " == *" stepprofile "* ]]; then
+  # The kernels of a batch-64 decode step and of a 2048-token prefill
+  echo "== kernels of a batch-64 decode step and of a 2048-token prefill (ncu)"
+  profile decode64_kernels 400 48 --batch 64 --prompt 128 --new 16
+  profile prefill_kernels 0 80 --prompt 2048 --new 1
 fi
 exit $status

@@ -3,8 +3,10 @@
  * (forge_attention_forward) on a batch of equal-length sequences, the work of
  * bench/torch_baseline.py prefill: q [B*S, H, D], k and v [B*S, K, D]
  * of random values, timed by forge_stopwatch (CUDA events around each call,
- * as torch_baseline.py times PyTorch). TFLOP/s counts 4 * B * H * S^2 * D,
- * halved when causal, as torch_baseline.py does.
+ * as torch_baseline.py times PyTorch). TFLOP/s counts 4 * B * H * D for
+ * each (query, key) pair a query sees: S^2 pairs, halved when causal, as
+ * torch_baseline.py does; with --window W, each query's min(W, position
+ * + 1). --softcap C caps the scores as Gemma 2 does.
  * With --json, one object a line with torch_baseline.py's field names. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,10 +42,12 @@ static void *random_buffer(forge_context *ctx, size_t n, forge_dtype dtype, uint
 
 int bench_prefill(int argc, char **argv) {
     cli_bench_shape sh = {.batch = 1, .iters = 30, .warmup = 5};
-    int no_causal = 0;
+    int no_causal = 0, window = 0;
+    double softcap = 0.0;
     const char *kernel_name = "auto";
-    cli_opt extra[] = {{"--no-causal", OPT_FLAG, &no_causal, 0}, {"--kernel", OPT_STRING, &kernel_name, 0}};
-    const int parsed = cli_parse_bench_shape(CMD, "--seq", argc, argv, extra, 2, &sh);
+    cli_opt extra[] = {{"--no-causal", OPT_FLAG, &no_causal, 0}, {"--kernel", OPT_STRING, &kernel_name, 0},
+                       {"--window", OPT_INT, &window, 0}, {"--softcap", OPT_FLOAT, &softcap, 0}};
+    const int parsed = cli_parse_bench_shape(CMD, "--seq", argc, argv, extra, 4, &sh);
     if (parsed != CLI_OK) return parsed;
     const int batch = sh.batch, seq = sh.len, heads = sh.heads, kv_heads = sh.kv_heads, head_dim = sh.head_dim;
     const int iters = sh.iters, warmup = sh.warmup, json = sh.json;
@@ -73,7 +77,8 @@ int bench_prefill(int argc, char **argv) {
     if (!rc && (st = forge_buffer_alloc(ctx, forge_dtype_size(dtype) * nq, &out)) != FORGE_OK) rc = cli_fail(CMD, st);
     const forge_attention_args a = {.dtype = dtype, .batch = batch, .heads = heads, .kv_heads = kv_heads,
                                     .head_dim = head_dim, .q_offsets = offsets, .kv_offsets = offsets,
-                                    .q = q, .k = k, .v = v, .out = out, .causal = !no_causal};
+                                    .q = q, .k = k, .v = v, .out = out, .causal = !no_causal, .window = window,
+                                    .softcap = (float)softcap};
     cli_progress_start();
     for (int i = 0; !rc && i < warmup + iters; i++) {
         double t;
@@ -87,7 +92,10 @@ int bench_prefill(int argc, char **argv) {
     cli_progress_done(CMD);
     if (!rc) {
         const double med = cli_quantile(us, iters, 0.5);
-        const double flops = 4.0 * batch * heads * (double)seq * seq * head_dim / (no_causal ? 1.0 : 2.0);
+        double pairs = no_causal ? (double)seq * seq : (double)seq * seq / 2.0;
+        if (window > 0 && window < seq) /* causal: query i sees min(window, i + 1) keys */
+            pairs = (double)window * (window + 1) / 2.0 + (double)(seq - window) * window;
+        const double flops = 4.0 * batch * heads * pairs * head_dim;
         const double tflops = flops / med / 1e6;
         const char *impl = forge_context_backend(ctx) != FORGE_BACKEND_CUDA ? "forge-cpu"
                            : kernel == FORGE_KERNEL_PORTABLE          ? "forge-cuda-portable"
@@ -95,15 +103,16 @@ int bench_prefill(int argc, char **argv) {
         if (json)
             printf("{\"mode\": \"prefill\", \"impl\": \"%s\", \"dtype\": \"%s\", \"batch\": %d, \"heads\": %d, "
                    "\"kv_heads\": %d, \"head_dim\": %d, \"seq\": %d, \"causal\": %s, \"iters\": %d, "
-                   "\"us\": %.2f, \"us_p10\": %.2f, \"us_p90\": %.2f, \"TFLOPs\": %.2f}\n",
+                   "\"window\": %d, \"softcap\": %g, \"us\": %.2f, \"us_p10\": %.2f, \"us_p90\": %.2f, "
+                   "\"TFLOPs\": %.2f}\n",
                    impl, forge_dtype_name(dtype), batch, heads, kv_heads, head_dim, seq,
-                   no_causal ? "false" : "true", iters, med, cli_quantile(us, iters, 0.1),
+                   no_causal ? "false" : "true", iters, window, softcap, med, cli_quantile(us, iters, 0.1),
                    cli_quantile(us, iters, 0.9), tflops);
         else
-            printf("%s prefill: batch %d, seq %d, heads %d, kv_heads %d, head_dim %d, %s, %s\n"
+            printf("%s prefill: batch %d, seq %d, heads %d, kv_heads %d, head_dim %d, %s, %s, window %d, softcap %g\n"
                    "  median %.2f us (p10 %.2f, p90 %.2f, %d calls): %.2f TFLOP/s\n",
                    impl, batch, seq, heads, kv_heads, head_dim, forge_dtype_name(dtype),
-                   no_causal ? "non-causal" : "causal", med, cli_quantile(us, iters, 0.1),
+                   no_causal ? "non-causal" : "causal", window, softcap, med, cli_quantile(us, iters, 0.1),
                    cli_quantile(us, iters, 0.9), iters, tflops);
     }
     forge_buffer_free(ctx, q);

@@ -80,9 +80,11 @@ static const command commands[] = {
      "usage: forge bench prefill [--json] --seq S --heads H [--kv-heads K] --head-dim D\n"
      "                           [--batch B] [--dtype bf16] [--no-causal] [--iters N]\n"
      "                           [--warmup N] [--backend B] [--kernel auto|portable]\n"
+     "                           [--window W] [--softcap C]\n"
      "  Attention alone (forge_attention_forward) over B sequences of S tokens: median\n"
-     "  time and TFLOP/s (causal FLOPs halved). --kernel portable times the mma.sync\n"
-     "  kernel where Hopper's would run.\n"},
+     "  time and TFLOP/s (of the (query, key) pairs seen: causal halves them, a\n"
+     "  sliding window of W keys cuts them further). --kernel portable times the\n"
+     "  mma.sync kernel where Hopper's would run; --softcap caps scores at C.\n"},
     {"bench decode", bench_decode,
      "usage: forge bench decode [--json] --kv-len L --heads H [--kv-heads K] --head-dim D\n"
      "                          [--batch B] [--dtype bf16] [--page-size 16] [--split-size S]\n"
