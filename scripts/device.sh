@@ -17,10 +17,13 @@ logs=$OUT/logs
 mkdir -p "$logs"
 trap 'tar czf "$OUT/device-logs.tgz" -C "$OUT" logs && rm -r "$logs"' EXIT
 
-# run NAME COMMAND...: logs to $logs/NAME.log, prints one line
+# run NAME COMMAND...: logs to $logs/NAME.log, prints one line; a command
+# still running after run_limit seconds is killed and fails, so that a
+# hung kernel cannot hold the device for the rest of the call
+run_limit=240
 run() {
   local name=$1; shift
-  if "$@" >"$logs/$name.log" 2>&1; then
+  if timeout -k 5 "$run_limit" "$@" >"$logs/$name.log" 2>&1; then
     echo "ok: $name ($(grep -E 'PASSED|skipped|ERROR SUMMARY|RACECHECK SUMMARY' "$logs/$name.log" | tail -1))"
   else
     echo "FAILED: $name"; tail -25 "$logs/$name.log"; status=1
@@ -102,6 +105,7 @@ fi
 if [[ " $parts " == *" sanitize "* ]]; then
   echo "== compute-sanitizer"
   cs="compute-sanitizer --error-exitcode 1"
+  run_limit=540 # the sanitizers run programs 10-100 times slower
   run memcheck_flash $cs --tool memcheck $build/tests/test_layer cuda flash
   run memcheck_unfused $cs --tool memcheck $build/tests/test_layer cuda unfused
   run memcheck_attention $cs --tool memcheck $build/tests/test_attention cuda
@@ -131,6 +135,7 @@ if [[ " $parts " == *" sanitize "* ]]; then
     --prompt 20 --new 3 --temperature 0.8 --top-k 40 --top-p 0.9 --min-p 0.02 --repeat-penalty 1.1
   run synccheck $cs --tool synccheck $build/forge run --iters 2
   run initcheck $cs --tool initcheck $build/forge run --iters 2
+  run_limit=240
 fi
 
 if [[ " $parts " == *" bench "* ]]; then
