@@ -164,7 +164,8 @@ if [[ " $parts " == *" bench "* ]]; then
 fi
 if [[ " $parts " == *" scoreopts "* ]]; then
   # Sliding windows and soft-capping in causal prefill (bf16), beside
-  # FlexAttention and a masked SDPA; then the same shapes without them.
+  # FlexAttention and a masked SDPA, and the same shapes without them;
+  # then in paged decode
   # shape: batch seq heads kv_heads head_dim window softcap
   echo "== prefill with windows and soft-capping"
   shapes=(
@@ -181,6 +182,16 @@ if [[ " $parts " == *" scoreopts "* ]]; then
     done
     python3 bench/torch_baseline.py prefill --dtype bf16 --batch "$b" --seq "$seq" --heads "$h" --kv-heads "$kv" \
       --head-dim "$d" --window "$w" --softcap "$cap" --iters 20 --warmup 3 | tee -a "$m" || status=1
+  done
+  # paged decode over 32k tokens through a window of 4096 (Mistral), and
+  # Gemma 2's shape (head dim 256) with its window and cap: TB/s of the
+  # window's K and V, beside the same steps over every token
+  for s in "1 32768 32 8 128 4096 0" "16 8192 16 8 256 4096 50"; do
+    read -r b len h kv d w cap <<<"$s"
+    for opts in "--window $w --softcap $cap" "--window 0 --softcap 0"; do
+      $build/forge bench decode --json --dtype bf16 --batch "$b" --kv-len "$len" --heads "$h" --kv-heads "$kv" \
+        --head-dim "$d" $opts | tee -a "$m" || status=1
+    done
   done
 fi
 if [[ " $parts " == *" baseline "* ]]; then

@@ -5,7 +5,9 @@
  * query each, q [B, H, D]. The sequences grow in turns, a chunk at a time,
  * so their pages interleave as a server's do. Timed by forge_stopwatch (CUDA
  * events around each call, as torch_baseline.py times PyTorch); TB/s counts the
- * K and V bytes read, 2 * B * K * L * D * element size, as torch_baseline.py does.
+ * K and V bytes read, 2 * B * K * L * D * element size, as torch_baseline.py does;
+ * with --window W, of the min(W, L) tokens a query sees (the pages before
+ * a window are not read). --softcap C caps the scores as Gemma 2 does.
  * With --json, one object with torch_baseline.py's field names. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,10 +72,12 @@ int paged_bench_config(const char *cmd, const cli_bench_shape *sh, int page_size
 
 int bench_decode(int argc, char **argv) {
     cli_bench_shape sh = {.batch = 1, .iters = 100, .warmup = 10};
-    int page_size = 16, split_size = 0;
-    cli_opt extra[] = {{"--page-size", OPT_INT, &page_size, 0}, {"--split-size", OPT_INT, &split_size, 0}};
+    int page_size = 16, split_size = 0, window = 0;
+    double softcap = 0.0;
+    cli_opt extra[] = {{"--page-size", OPT_INT, &page_size, 0}, {"--split-size", OPT_INT, &split_size, 0},
+                       {"--window", OPT_INT, &window, 0}, {"--softcap", OPT_FLOAT, &softcap, 0}};
     forge_paged_config cfg;
-    int parsed = cli_parse_bench_shape(CMD, "--kv-len", argc, argv, extra, 2, &sh);
+    int parsed = cli_parse_bench_shape(CMD, "--kv-len", argc, argv, extra, 4, &sh);
     if (parsed == CLI_OK) parsed = paged_bench_config(CMD, &sh, page_size, sh.len, &cfg);
     if (parsed != CLI_OK) return parsed;
     const int batch = sh.batch, kv_len = sh.len, heads = sh.heads, kv_heads = sh.kv_heads, head_dim = sh.head_dim;
@@ -96,7 +100,8 @@ int bench_decode(int argc, char **argv) {
     if (st == FORGE_OK) st = forge_buffer_alloc(ctx, q_bytes, &out);
     if (st == FORGE_OK) st = forge_buffer_upload(ctx, q, q_host, q_bytes);
     const forge_paged_attention_args a = {.batch = batch, .seqs = seqs, .q_offsets = q_offsets, .heads = heads,
-                                          .q = q, .out = out, .split_size = split_size};
+                                          .q = q, .out = out, .split_size = split_size, .window = window,
+                                          .softcap = (float)softcap};
     for (int i = 0; st == FORGE_OK && i < warmup + iters; i++) {
         double t;
         st = forge_stopwatch_start(ctx);
@@ -108,22 +113,24 @@ int bench_decode(int argc, char **argv) {
     if (st == FORGE_OK) st = forge_paged_split_size(cache, &a, &used);
     int rc = st == FORGE_OK ? 0 : cli_fail(CMD, st);
     if (!rc) {
-        const int splits = (kv_len + used - 1) / used;
+        const int seen = window > 0 && window < kv_len ? window : kv_len; /* tokens a query sees */
+        const int splits = (seen + used - 1) / used;
         const double med = cli_quantile(us, iters, 0.5);
-        const double bytes = 2.0 * batch * kv_heads * (double)kv_len * head_dim * forge_dtype_size(dtype);
+        const double bytes = 2.0 * batch * kv_heads * (double)seen * head_dim * forge_dtype_size(dtype);
         const char *impl = forge_context_backend(ctx) == FORGE_BACKEND_CUDA ? "forge-cuda" : "forge-cpu";
         if (sh.json)
             printf("{\"mode\": \"decode\", \"impl\": \"%s\", \"dtype\": \"%s\", \"batch\": %d, \"heads\": %d, "
                    "\"kv_heads\": %d, \"head_dim\": %d, \"kv_len\": %d, \"page_size\": %d, \"split_size\": %d, "
-                   "\"splits\": %d, \"split_fixed\": %s, \"iters\": %d, \"us\": %.2f, \"us_p10\": %.2f, \"us_p90\": %.2f, \"TBps\": %.3f}\n",
+                   "\"splits\": %d, \"split_fixed\": %s, \"window\": %d, \"softcap\": %g, \"iters\": %d, "
+                   "\"us\": %.2f, \"us_p10\": %.2f, \"us_p90\": %.2f, \"TBps\": %.3f}\n",
                    impl, forge_dtype_name(dtype), batch, heads, kv_heads, head_dim, kv_len, page_size, used, splits,
-                   split_size ? "true" : "false", iters, med, cli_quantile(us, iters, 0.1), cli_quantile(us, iters, 0.9), bytes / med / 1e6);
+                   split_size ? "true" : "false", window, softcap, iters, med, cli_quantile(us, iters, 0.1), cli_quantile(us, iters, 0.9), bytes / med / 1e6);
         else
             printf("%s decode: batch %d, kv_len %d, heads %d, kv_heads %d, head_dim %d, %s, pages of %d, "
-                   "%d splits of %d (%s)\n"
+                   "%d splits of %d (%s), window %d, softcap %g\n"
                    "  median %.2f us (p10 %.2f, p90 %.2f, %d calls): %.3f TB/s of K and V\n",
                    impl, batch, kv_len, heads, kv_heads, head_dim, forge_dtype_name(dtype), page_size,
-                   splits, used, split_size ? "fixed" : "chosen", med, cli_quantile(us, iters, 0.1), cli_quantile(us, iters, 0.9),
+                   splits, used, split_size ? "fixed" : "chosen", window, softcap, med, cli_quantile(us, iters, 0.1), cli_quantile(us, iters, 0.9),
                    iters, bytes / med / 1e6);
     }
     forge_buffer_free(ctx, q);

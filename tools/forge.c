@@ -88,9 +88,11 @@ static const command commands[] = {
     {"bench decode", bench_decode,
      "usage: forge bench decode [--json] --kv-len L --heads H [--kv-heads K] --head-dim D\n"
      "                          [--batch B] [--dtype bf16] [--page-size 16] [--split-size S]\n"
-     "                          [--iters N] [--warmup N] [--backend B]\n"
+     "                          [--iters N] [--warmup N] [--backend B] [--window W]\n"
+     "                          [--softcap C]\n"
      "  One decode step over a paged KV cache (forge_paged_attention) of B sequences of\n"
-     "  L tokens: median time and TB/s of K and V read.\n"},
+     "  L tokens: median time and TB/s of K and V read (with a sliding window of W,\n"
+     "  of the W last tokens); --softcap caps scores at C.\n"},
     {"bench step", bench_step,
      "usage: forge bench step [--json] --kv-len L --heads H [--kv-heads K] --head-dim D\n"
      "                        [--batch B] [--hidden N] [--dtype bf16] [--page-size 16]\n"
