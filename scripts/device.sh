@@ -174,9 +174,12 @@ if [[ " $parts " == *" scoreopts "* ]]; then
   )
   m="$OUT/scoreopts.jsonl"
   : >"$m"
+  declare -A plain # shapes already timed without the options
   for s in "${shapes[@]}"; do
     read -r b seq h kv d w cap <<<"$s"
-    for opts in "--window $w --softcap $cap" "--window 0 --softcap 0"; do
+    runs=("--window $w --softcap $cap")
+    [ -z "${plain[$b $seq $h $kv $d]:-}" ] && runs+=("--window 0 --softcap 0") && plain[$b $seq $h $kv $d]=1
+    for opts in "${runs[@]}"; do
       $build/forge bench prefill --json --dtype bf16 --batch "$b" --seq "$seq" --heads "$h" --kv-heads "$kv" \
         --head-dim "$d" $opts --iters 20 --warmup 3 | tee -a "$m" || status=1
     done
