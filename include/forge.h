@@ -679,13 +679,23 @@ typedef struct {
     int max_seq_len;     /* tokens one sequence may hold; 0: max_positions, or
                             max_tokens when that is smaller                         */
     int page_size;       /* the cache's page, 16 to 256 tokens; 0: 16               */
+    int tensor_parallel; /* ranks the model is split over, Megatron's way (heads,
+                            MLP columns, LM head rows): the context's device and
+                            the next ones, a thread each; 0 or 1: not split      */
 } forge_model_options;
 
 /* Loads a model directory: config.json, then model.safetensors or the
  * shards model.safetensors.index.json names (mapped, each tensor checked for
  * its shape and converted to opt->dtype where the file's differs). The
  * context's backend computes: the CPU in fp32, CUDA in any dtype at the
- * head dims its layer takes. */
+ * head dims its layer takes. Split over opt->tensor_parallel ranks, each
+ * rank takes heads / ranks query heads (the count must divide heads, and
+ * divide or be a multiple of kv_heads) and intermediate / ranks of the
+ * MLP's columns (it must divide intermediate): a split that does not fit
+ * is FORGE_ERR_UNSUPPORTED naming the count. On CUDA rank r runs on the
+ * device r places after the context's (NCCL, loaded at run time: libnccl.so.2,
+ * or the file FORGE_NCCL names); the CPU backend runs its ranks as threads
+ * that sum between them, for tests of the split. */
 FORGE_API forge_status forge_model_load(forge_context *ctx, const char *dir, const forge_model_options *opt,
                                         forge_model **out);
 /* A model of config cfg whose weights are drawn from seed (norms 1, the

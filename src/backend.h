@@ -227,6 +227,32 @@ struct forge_backend_ops {
     forge_status (*sample_front)(forge_context *ctx, forge_dtype dtype, void *out, const void *logits,
                                  const forge_sample_row *settings, const uint32_t *seen, long rows, int vocab,
                                  int cap);
+
+    /* Tensor parallelism (src/model/model_ranks.c): a model split over
+     * ranks, each a context of the backend driven by a thread of its own.
+     * NULL where the backend splits no model.
+     * use_device: the calling thread works on the device `offset` places
+     * after ctx's from now on; FORGE_ERR_UNSUPPORTED naming the count where
+     * there are not that many. NULL where every rank shares one (the host).
+     * comm_create: a communicator for each of the n contexts (rank r's is
+     * ctxs[r]), into comms[n]; called on one thread. comm_abort (from any
+     * thread) makes the other ranks' collectives return instead of waiting
+     * for a rank that failed; after it the communicators only go to
+     * comm_free. all_reduce: buf [count] of dtype, summed over the ranks,
+     * on every rank, in place. all_gather: out [ranks, count] the ranks'
+     * in [count], in rank order, on every rank. Both are queued on ctx's
+     * stream (recorded with it) and every rank must make the same calls.
+     * copy_2d: height rows of width bytes, src_pitch bytes apart, to dst,
+     * dst_pitch apart (backend memory, queued). */
+    forge_status (*use_device)(const forge_context *ctx, int offset, const char *fn);
+    forge_status (*comm_create)(forge_context **ctxs, int n, void **comms, const char *fn);
+    void (*comm_abort)(void *comm);
+    void (*comm_free)(void *comm);
+    forge_status (*all_reduce)(forge_context *ctx, void *comm, forge_dtype dtype, void *buf, size_t count);
+    forge_status (*all_gather)(forge_context *ctx, void *comm, forge_dtype dtype, void *out, const void *in,
+                               size_t count);
+    forge_status (*copy_2d)(forge_context *ctx, void *dst, size_t dst_pitch, const void *src, size_t src_pitch,
+                            size_t width, size_t height);
 };
 
 extern const forge_backend_ops forge_cpu_backend;

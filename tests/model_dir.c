@@ -50,6 +50,7 @@ void md_make_weights(md_weights *w, const md_spec *s, const forge_model_config *
         if (cfg->bias & FORGE_BIAS_Q) b->attn.q_bias = T("self_attn.q_proj.bias", q, 0, 0.1, 0);
         if (cfg->bias & FORGE_BIAS_K) b->attn.k_bias = T("self_attn.k_proj.bias", kv, 0, 0.1, 0);
         if (cfg->bias & FORGE_BIAS_V) b->attn.v_bias = T("self_attn.v_proj.bias", kv, 0, 0.1, 0);
+        if (cfg->bias & FORGE_BIAS_O) b->attn.o_bias = T("self_attn.o_proj.bias", H, 0, 0.1, 0);
         if (cfg->qk_norm) {
             b->attn.q_norm = T("self_attn.q_norm.weight", s->head_dim, 0, 0.1, 1.0);
             b->attn.k_norm = T("self_attn.k_norm.weight", s->head_dim, 0, 0.1, 1.0);
@@ -156,11 +157,16 @@ void md_model_write(md_model *mm, const md_spec *s, uint64_t seed) {
     mm->ctx = NULL, mm->m = NULL;
 }
 
-void md_model_open(md_model *mm, const md_spec *s, uint64_t seed, forge_backend backend, int max_seqs, int max_tokens) {
+forge_status md_model_open_split(md_model *mm, const md_spec *s, uint64_t seed, forge_backend backend, int max_seqs,
+                                 int max_tokens, int ranks) {
     md_model_write(mm, s, seed);
     TL_OK(forge_context_create(backend, &mm->ctx));
-    const forge_model_options o = {FORGE_F32, max_seqs, max_tokens, 0, 0};
-    TL_OK(forge_model_load(mm->ctx, mm->dir, &o, &mm->m));
+    const forge_model_options o = {FORGE_F32, max_seqs, max_tokens, 0, 0, ranks};
+    return forge_model_load(mm->ctx, mm->dir, &o, &mm->m);
+}
+
+void md_model_open(md_model *mm, const md_spec *s, uint64_t seed, forge_backend backend, int max_seqs, int max_tokens) {
+    TL_OK(md_model_open_split(mm, s, seed, backend, max_seqs, max_tokens, 0));
 }
 
 void md_model_close(md_model *mm) {

@@ -53,6 +53,10 @@ typedef struct {
 } md_model;
 
 void md_model_open(md_model *mm, const md_spec *s, uint64_t seed, forge_backend backend, int max_seqs, int max_tokens);
+/* The same split over `ranks` ranks (forge_model_options.tensor_parallel);
+ * the load's status (mm->m NULL where it failed). */
+forge_status md_model_open_split(md_model *mm, const md_spec *s, uint64_t seed, forge_backend backend, int max_seqs,
+                                 int max_tokens, int ranks);
 /* md_model_open's directory, config and weights alone (no context, no model). */
 void md_model_write(md_model *mm, const md_spec *s, uint64_t seed);
 /* Frees it all (what there is) and removes the directory. */

@@ -22,7 +22,7 @@
 static forge_backend g_backend = FORGE_BACKEND_CPU;
 
 static forge_model_options options(int max_seqs, int max_tokens) {
-    forge_model_options o = {FORGE_F32, max_seqs, max_tokens, 0, 0};
+    forge_model_options o = {FORGE_F32, max_seqs, max_tokens, 0, 0, 0};
     return o;
 }
 
@@ -58,11 +58,26 @@ static int32_t *prompt_of(int n, int vocab, uint64_t seed) {
     return p;
 }
 
-/* One architecture end to end: logits of every prompt token, then greedy
- * generation, against the reference. */
-static void check_spec(const md_spec *s, uint64_t seed) {
+/* The model of spec s on the tests' backend, split over `ranks` ranks (0:
+ * whole); 0 where the backend has fewer devices than ranks (the test says
+ * it skipped). */
+static int open_model(md_model *mm, const md_spec *s, uint64_t seed, int max_seqs, int max_tokens, int ranks) {
+    const forge_status st = md_model_open_split(mm, s, seed, g_backend, max_seqs, max_tokens, ranks);
+    if (st == FORGE_ERR_UNSUPPORTED && ranks > 1 && strstr(forge_last_error(), "devices")) {
+        print_message("skipped: %s\n", forge_last_error());
+        md_model_close(mm);
+        return 0;
+    }
+    TL_OK(st);
+    return 1;
+}
+
+/* One architecture end to end, the model split over `ranks` ranks (0:
+ * whole): logits of every prompt token, then greedy generation, against
+ * the reference. */
+static void check_split(const md_spec *s, uint64_t seed, int ranks) {
     md_model mm;
-    md_model_open(&mm, s, seed, g_backend, 2, 256);
+    if (!open_model(&mm, s, seed, 2, 256, ranks)) return;
     forge_model *m = mm.m;
     const forge_model_config cfg = mm.cfg;
     const int n = 13, V = cfg.vocab_size, n_new = 20;
@@ -77,7 +92,8 @@ static void check_spec(const md_spec *s, uint64_t seed) {
     TL_OK(forge_model_seq_release(m, seq));
     assert_int_equal(ref_model_forward(&cfg, &mm.w.ref, prompt, n, want), 0);
     const ref_error e = ref_compare(got, want, (size_t)n * V);
-    print_message("%s: logits of %d tokens, relative L2 %.2e, max abs %.2e\n", s->arch, n, e.rel_l2, e.max_abs);
+    print_message("%s over %d ranks: logits of %d tokens, relative L2 %.2e, max abs %.2e\n", s->arch,
+                  ranks ? ranks : 1, n, e.rel_l2, e.max_abs);
     if (e.nonfinite || e.rel_l2 > 1e-5) fail_msg("%s: logits off the reference by %g", s->arch, e.rel_l2);
 
     int32_t tokens[32], ref_tokens[32];
@@ -91,6 +107,8 @@ static void check_spec(const md_spec *s, uint64_t seed) {
     free(prompt), free(got), free(want);
     md_model_close(&mm);
 }
+
+static void check_spec(const md_spec *s, uint64_t seed) { check_split(s, seed, 0); }
 
 /* head_dim 32: the CUDA backend's paged cache takes 32 and up */
 static const md_spec llama = {"LlamaForCausalLM", 97, 128, 96, 2, 4, 2, 32, 128, 1, 0, 0, FORGE_F32, ""};
@@ -212,9 +230,9 @@ static void batch_step(md_model *mm, tb_seq **s, int n, const int *n_new, int gr
  * of its own reference at every step, or its greedy token (on the device)
  * the reference's (on CUDA the decode steps replay a recording, made anew
  * where the sequences change). */
-static void check_batch(const md_spec *s, uint64_t seed) {
+static void check_batch(const md_spec *s, uint64_t seed, int ranks) {
     md_model mm;
-    md_model_open(&mm, s, seed, g_backend, 4, 256);
+    if (!open_model(&mm, s, seed, 4, 256, ranks)) return;
     const int V = mm.cfg.vocab_size;
     tb_seq a = {0, 0, prompt_of(40, V, 31)}, b = {0, 0, prompt_of(40, V, 32)}, c = {0, 0, prompt_of(40, V, 33)};
     TL_OK(forge_model_seq_new(mm.m, &a.seq));
@@ -239,7 +257,7 @@ static void check_batch(const md_spec *s, uint64_t seed) {
 
 static void test_batch(void **state) {
     (void)state;
-    check_batch(&llama, 21);
+    check_batch(&llama, 21, 0);
 }
 
 /* The same through a window of 5: past the first page (16 tokens), a
@@ -248,7 +266,75 @@ static void test_batch_window(void **state) {
     (void)state;
     md_spec s = llama;
     s.arch = "MistralForCausalLM", s.extra = ", \"sliding_window\": 5";
-    if (!refuses_windows(&s)) check_batch(&s, 22);
+    if (!refuses_windows(&s)) check_batch(&s, 22, 0);
+}
+
+/* Tensor parallelism: the model split over 2 and 4 ranks (threads on the
+ * CPU, summing between them) against the same reference: every
+ * architecture, KV heads that ranks share where there are fewer than ranks
+ * (2 over 4 ranks, Qwen 2's one over 2), the output projection's bias
+ * added once, a vocabulary of 97 that no rank count divides (the LM head's
+ * last rows zeros), and continuous batching. */
+static void test_split(void **state) {
+    (void)state;
+    md_spec s = llama;
+    check_split(&s, 51, 2);
+    check_split(&s, 52, 4);
+    s.extra = ", \"attention_bias\": true";
+    check_split(&s, 53, 2);
+    s = llama, s.arch = "Qwen2ForCausalLM", s.kv_heads = 1;
+    check_split(&s, 54, 2);
+    s = llama, s.arch = "Qwen3ForCausalLM", s.head_dim = 64;
+    check_split(&s, 55, 4);
+    s = llama, s.tie = 0, s.llama3_scaling = 1, s.shards = 1;
+    check_split(&s, 56, 2);
+    check_batch(&llama, 57, 2);
+    s = llama, s.arch = "MistralForCausalLM", s.extra = ", \"sliding_window\": 5";
+    if (tl_takes_options(g_backend, "", FORGE_ATTN_WINDOW)) check_batch(&s, 58, 4);
+}
+
+/* A seeded draw (temperature, top-k, top-p, the repetition penalty) gives
+ * the same tokens split as whole. */
+static void test_split_sampling(void **state) {
+    (void)state;
+    forge_sampling s = {0.8f, 20, 0.9f, 0.0f, 1.1f, 7};
+    int32_t tokens[2][24];
+    int made[2];
+    for (int i = 0; i < 2; i++) {
+        md_model mm;
+        if (!open_model(&mm, &llama, 61, 1, 64, 2 * i)) return;
+        int32_t *prompt = prompt_of(9, mm.cfg.vocab_size, 62);
+        TL_OK(forge_model_generate(mm.m, prompt, 9, 24, &s, NULL, 0, NULL, NULL, tokens[i], &made[i]));
+        assert_int_equal(made[i], 24);
+        free(prompt);
+        md_model_close(&mm);
+    }
+    for (int t = 0; t < 24; t++)
+        if (tokens[0][t] != tokens[1][t]) fail_msg("token %d: %d split over 2 ranks, %d whole", t, tokens[1][t], tokens[0][t]);
+}
+
+/* Splits that do not fit the model: refused by name, nothing loaded. */
+static void expect_split(const md_spec *s, int ranks, forge_status want, const char *names) {
+    md_model mm;
+    md_model_write(&mm, s, 63);
+    TL_OK(forge_context_create(FORGE_BACKEND_CPU, &mm.ctx));
+    const forge_model_options o = {FORGE_F32, 1, 64, 0, 0, ranks};
+    assert_int_equal(forge_model_load(mm.ctx, mm.dir, &o, &mm.m), want);
+    if (!strstr(forge_last_error(), names)) fail_msg("\"%s\" does not name %s", forge_last_error(), names);
+    assert_null(mm.m);
+    md_model_close(&mm);
+}
+
+static void test_bad_splits(void **state) {
+    (void)state;
+    md_spec s = llama; /* 4 heads, 2 KV heads, intermediate 96 */
+    expect_split(&s, 3, FORGE_ERR_UNSUPPORTED, "does not divide the 4 attention heads");
+    expect_split(&s, -1, FORGE_ERR_INVALID_ARGUMENT, "tensor_parallel = -1");
+    expect_split(&s, 65, FORGE_ERR_INVALID_ARGUMENT, "tensor_parallel = 65");
+    s.inter = 90;
+    expect_split(&s, 4, FORGE_ERR_UNSUPPORTED, "intermediate_size = 90");
+    s = llama, s.heads = 6, s.kv_heads = 3;
+    expect_split(&s, 2, FORGE_ERR_UNSUPPORTED, "neither divides nor is a multiple of the 3 KV heads");
 }
 
 /* A config.json with one field changed: the status and the word the
@@ -928,7 +1014,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_step_sample_fronts),
         cmocka_unit_test(test_sample_selection), cmocka_unit_test(test_draw_front),
         cmocka_unit_test(test_random_models), cmocka_unit_test(test_cpu_linear),
-        cmocka_unit_test(test_fuzz_files),
+        cmocka_unit_test(test_fuzz_files),   cmocka_unit_test(test_split),
+        cmocka_unit_test(test_split_sampling), cmocka_unit_test(test_bad_splits),
     };
     return cmocka_run_group_tests_name(g_backend == FORGE_BACKEND_CUDA ? "model_cuda" : "model", tests, NULL, NULL);
 }

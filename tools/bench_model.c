@@ -8,7 +8,8 @@
  * untimed; greedy, or drawn as the sampling options say (the rows then
  * carry "sampling"). --shape NAME: a model of that shape with random
  * weights (forge_model_shape, forge_model_load_random), nothing read;
- * --layers N keeps its first N blocks. */
+ * --layers N keeps its first N blocks; --tp N splits the model over N
+ * ranks (GPUs). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +19,8 @@
 
 #define CMD "bench model"
 
-static void print_row(int json, const char *mode, const forge_model_config *c, const char *dtype, int batch, int prompt,
-                      int new_tokens, double s, const char *source, const char *sampling) {
+static void print_row(int json, const char *mode, const forge_model_config *c, const char *dtype, int tp, int batch,
+                      int prompt, int new_tokens, double s, const char *source, const char *sampling) {
     const double tokens = strcmp(mode, "prefill") == 0 ? (double)batch * prompt : (double)batch * new_tokens;
     if (!json) {
         if (strcmp(mode, "load") == 0) printf("load     %9.1f ms  (%s)\n", 1e3 * s, source);
@@ -28,8 +29,8 @@ static void print_row(int json, const char *mode, const forge_model_config *c, c
         return;
     }
     printf("{\"mode\": \"%s\", \"impl\": \"forge\", \"dtype\": \"%s\", \"layers\": %d, \"hidden\": %d, "
-           "\"intermediate\": %d, \"heads\": %d, \"kv_heads\": %d, \"vocab\": %d, \"batch\": %d",
-           mode, dtype, c->layers, c->hidden, c->intermediate, c->heads, c->kv_heads, c->vocab_size, batch);
+           "\"intermediate\": %d, \"heads\": %d, \"kv_heads\": %d, \"vocab\": %d, \"tp\": %d, \"batch\": %d",
+           mode, dtype, c->layers, c->hidden, c->intermediate, c->heads, c->kv_heads, c->vocab_size, tp, batch);
     if (sampling && strcmp(mode, "decode") == 0) printf(", \"sampling\": \"%s\"", sampling);
     if (strcmp(mode, "load") == 0) printf(", \"source\": \"%s\", \"ms\": %.2f}\n", source, 1e3 * s);
     else if (strcmp(mode, "prefill") == 0) printf(", \"prompt\": %d, \"ms\": %.2f, \"tok_per_s\": %.1f}\n", prompt, 1e3 * s, tokens / s);
@@ -73,7 +74,7 @@ static forge_status run(forge_model *m, const forge_model_config *c, int batch, 
 
 int bench_model(int argc, char **argv) {
     const char *model = NULL, *shape = NULL, *dtype_name = "fp32", *backend_name = "auto";
-    int batch = 1, prompt = 128, new_tokens = 32, layers = 0, json = 0;
+    int batch = 1, prompt = 128, new_tokens = 32, layers = 0, tp = 1, json = 0;
     cli_sampling sampling = CLI_SAMPLING_NONE;
     cli_opt opts[] = {
         CLI_SAMPLING_OPTS(&sampling),
@@ -81,7 +82,7 @@ int bench_model(int argc, char **argv) {
         {"--layers", OPT_INT, &layers, 0},    {"--batch", OPT_INT, &batch, 0},
         {"--prompt", OPT_INT, &prompt, 0},    {"--new", OPT_INT, &new_tokens, 0},
         {"--dtype", OPT_STRING, &dtype_name, 0}, {"--backend", OPT_STRING, &backend_name, 0},
-        {"--json", OPT_FLAG, &json, 0},
+        {"--tp", OPT_INT, &tp, 0},            {"--json", OPT_FLAG, &json, 0},
     };
     int rc = cli_parse(CMD, argc, argv, opts, (int)(sizeof opts / sizeof opts[0]));
     if (rc != CLI_OK) return rc;
@@ -89,6 +90,7 @@ int bench_model(int argc, char **argv) {
     if (layers && !shape) return cli_usage(CMD, "--layers goes with --shape");
     if (batch < 1 || batch > 4096 || prompt < 1 || prompt > (1 << 20) || new_tokens < 1 || new_tokens > (1 << 20))
         return cli_usage(CMD, "--batch, --prompt and --new must be positive (batch up to 4096)");
+    if (tp < 1) return cli_usage(CMD, "--tp %d is not a positive number of ranks", tp);
     forge_dtype dtype;
     forge_backend backend;
     if ((rc = cli_dtype(CMD, dtype_name, &dtype)) != CLI_OK || (rc = cli_backend(CMD, backend_name, &backend)) != CLI_OK)
@@ -105,7 +107,7 @@ int bench_model(int argc, char **argv) {
         c.layers = layers;
     }
     if (st == FORGE_OK) st = forge_context_create(backend, &ctx);
-    const forge_model_options opt = {dtype, batch, batch * (prompt + new_tokens), prompt + new_tokens, 0};
+    const forge_model_options opt = {dtype, batch, batch * (prompt + new_tokens), prompt + new_tokens, 0, tp};
     const double t0 = cli_now_us();
     if (st == FORGE_OK) st = shape ? forge_model_load_random(ctx, &c, &opt, 1, &m) : forge_model_load(ctx, model, &opt, &m);
     const double load_s = (cli_now_us() - t0) * 1e-6;
@@ -123,9 +125,9 @@ int bench_model(int argc, char **argv) {
     if (st == FORGE_OK) {
         const char *source = shape ? "random" : "files";
         const char *how = greedy ? NULL : sampled;
-        print_row(json, "load", &c, dtype_name, batch, prompt, new_tokens, load_s, source, how);
-        print_row(json, "prefill", &c, dtype_name, batch, prompt, new_tokens, prefill_s, source, how);
-        print_row(json, "decode", &c, dtype_name, batch, prompt, new_tokens, decode_s, source, how);
+        print_row(json, "load", &c, dtype_name, tp, batch, prompt, new_tokens, load_s, source, how);
+        print_row(json, "prefill", &c, dtype_name, tp, batch, prompt, new_tokens, prefill_s, source, how);
+        print_row(json, "decode", &c, dtype_name, tp, batch, prompt, new_tokens, decode_s, source, how);
     } else {
         rc = cli_fail(CMD, st);
     }

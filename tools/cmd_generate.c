@@ -33,20 +33,20 @@ static int on_token(void *user, int32_t token) {
 
 typedef struct {
     const char *model, *prompt, *prompt_ids, *dtype, *backend;
-    int n, ctx, ids, json;
+    int n, ctx, tp, ids, json;
     cli_sampling sampling;
 } gen_args;
 
 static int parse(int argc, char **argv, gen_args *a) {
     /* sampling options below 0: not given (generation_config.json's, or greedy) */
-    *a = (gen_args){.dtype = "fp32", .backend = "auto", .n = 128, .sampling = CLI_SAMPLING_NONE};
+    *a = (gen_args){.dtype = "fp32", .backend = "auto", .n = 128, .tp = 1, .sampling = CLI_SAMPLING_NONE};
     cli_opt opts[] = {
         {"--model", OPT_STRING, &a->model, 0},       {"--prompt", OPT_STRING, &a->prompt, 0},
         {"--prompt-ids", OPT_STRING, &a->prompt_ids, 0}, {"-n", OPT_INT, &a->n, 0},
         CLI_SAMPLING_OPTS(&a->sampling),
         {"--ctx", OPT_INT, &a->ctx, 0},              {"--dtype", OPT_STRING, &a->dtype, 0},
         {"--backend", OPT_STRING, &a->backend, 0},   {"--ids", OPT_FLAG, &a->ids, 0},
-        {"--json", OPT_FLAG, &a->json, 0},
+        {"--tp", OPT_INT, &a->tp, 0},                {"--json", OPT_FLAG, &a->json, 0},
     };
     int rc = cli_parse(CMD, argc, argv, opts, (int)(sizeof opts / sizeof opts[0]));
     if (rc != CLI_OK) return rc;
@@ -54,6 +54,7 @@ static int parse(int argc, char **argv, gen_args *a) {
     if (!a->prompt == !a->prompt_ids) return cli_usage(CMD, "give the prompt by --prompt or --prompt-ids, one of them");
     if (a->n < 0 || a->n > (1 << 24)) return cli_usage(CMD, "-n %d is outside [0, 2^24]", a->n);
     if (a->ctx < 0) return cli_usage(CMD, "--ctx %d is negative", a->ctx);
+    if (a->tp < 1) return cli_usage(CMD, "--tp %d is not a positive number of ranks", a->tp);
     return CLI_OK;
 }
 
@@ -111,7 +112,7 @@ int cmd_generate(int argc, char **argv) {
         a.n = (int)(room - (long)n_prompt + 1);
     }
     if (!rc && st == FORGE_OK) st = forge_context_create(backend, &ctx);
-    const forge_model_options opt = {dtype, 1, room, room, 0};
+    const forge_model_options opt = {dtype, 1, room, room, 0, a.tp};
     if (!rc && st == FORGE_OK) st = forge_model_load(ctx, a.model, &opt, &model);
     if (!rc && st == FORGE_OK && !(out = malloc(sizeof *out * (size_t)(a.n + 1)))) st = FORGE_ERR_OUT_OF_MEMORY;
     if (st != FORGE_OK) rc = cli_fail(CMD, st);

@@ -8,6 +8,7 @@
 
 #include "cpu_attention.h"
 #include "cpu_cache.h"
+#include "cpu_comm.h"
 #include "cpu_layer.h"
 #include "cpu_ops.h"
 #include "error.h"
@@ -138,6 +139,13 @@ static forge_status cpu_model_argmax_rows(forge_context *ctx, forge_dtype dtype,
     return FORGE_OK;
 }
 
+static forge_status cpu_copy_2d(forge_context *ctx, void *dst, size_t dst_pitch, const void *src, size_t src_pitch,
+                                size_t width, size_t height) {
+    (void)ctx;
+    for (size_t r = 0; r < height; r++) memcpy((char *)dst + r * dst_pitch, (const char *)src + r * src_pitch, width);
+    return FORGE_OK;
+}
+
 const forge_backend_ops forge_cpu_backend = {
     .kind = FORGE_BACKEND_CPU,
     .buffer_alloc = cpu_buffer_alloc,
@@ -159,4 +167,10 @@ const forge_backend_ops forge_cpu_backend = {
     .silu_mul = cpu_model_silu_mul,
     .gather_rows = cpu_model_gather_rows,
     .argmax_rows = cpu_model_argmax_rows,
+    .comm_create = cpu_comm_create,
+    .comm_abort = cpu_comm_abort,
+    .comm_free = cpu_comm_free,
+    .all_reduce = cpu_all_reduce,
+    .all_gather = cpu_all_gather,
+    .copy_2d = cpu_copy_2d,
 };

@@ -43,4 +43,11 @@ const forge_backend_ops forge_cuda_backend = {
     .gather_rows = cuda_model_gather_rows,
     .argmax_rows = cuda_model_argmax_rows,
     .sample_front = cuda_model_sample_front,
+    .use_device = cuda_use_device,
+    .comm_create = cuda_comm_create,
+    .comm_abort = cuda_comm_abort,
+    .comm_free = cuda_comm_free,
+    .all_reduce = cuda_all_reduce,
+    .all_gather = cuda_all_gather,
+    .copy_2d = cuda_copy_2d,
 };

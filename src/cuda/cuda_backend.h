@@ -5,8 +5,8 @@
  * forward call), cuda_attention.c (attention over rows: alone, and the
  * layer's), cuda_cache.c (the KV cache's pool), cuda_paged.c (attention
  * over its pages), cuda_graph.c (graphs), cuda_model.c (the model's
- * operations), cuda_errors.c (messages); cuda_backend.c holds the
- * operations' table. */
+ * operations), cuda_comm.c (a split model's devices and collectives),
+ * cuda_errors.c (messages); cuda_backend.c holds the operations' table. */
 #ifndef FORGE_CUDA_BACKEND_H
 #define FORGE_CUDA_BACKEND_H
 
@@ -157,6 +157,16 @@ forge_status cuda_model_sample_front(forge_context *ctx, forge_dtype dtype, void
                                      const forge_sample_row *settings, const uint32_t *seen, long rows, int vocab,
                                      int cap);
 void cuda_model_free(cuda_ctx *c);
+/* cuda_comm.c: a split model's ranks (NCCL) */
+forge_status cuda_use_device(const forge_context *ctx, int offset, const char *fn);
+forge_status cuda_comm_create(forge_context **ctxs, int n, void **comms, const char *fn);
+void cuda_comm_abort(void *comm);
+void cuda_comm_free(void *comm);
+forge_status cuda_all_reduce(forge_context *ctx, void *comm, forge_dtype dtype, void *buf, size_t count);
+forge_status cuda_all_gather(forge_context *ctx, void *comm, forge_dtype dtype, void *out, const void *in,
+                             size_t count);
+forge_status cuda_copy_2d(forge_context *ctx, void *dst, size_t dst_pitch, const void *src, size_t src_pitch,
+                          size_t width, size_t height);
 /* cuda_graph.c */
 forge_status cuda_graph_capture(forge_graph *graph, const forge_batch *b);
 forge_status cuda_graph_launch(forge_graph *graph, const forge_batch *b);

@@ -2,7 +2,8 @@
 /* model.h: the model engine's own header: a Hugging Face model directory
  * loaded (model_load.c over model_config.c and model_files.c) and run a
  * step at a time (model_step.c), tokens drawn (model_sample.c), and
- * generation (model_generate.c). The layers are the core's forge_layer
+ * generation (model_generate.c); a model split over ranks runs each on a
+ * thread of its own (model_ranks.c). The layers are the core's forge_layer
  * over one paged cache each; the rest of each block runs through the
  * backend's model operations. */
 #ifndef FORGE_MODEL_H
@@ -38,6 +39,12 @@ void model_files_close(model_files *f);
  * it. */
 forge_status model_tensor(const model_files *f, const char *fn, const char *name, int64_t d0, int64_t d1,
                           forge_dtype dtype, const void **data, void **owned);
+/* Rows [r0, r0 + nr) and columns [c0, c0 + nc) of that tensor (of a [d0]
+ * one, its elements [r0, r0 + nr)), packed: a rank's share of a split
+ * weight; *data and *owned as model_tensor's. */
+forge_status model_tensor_part(const model_files *f, const char *fn, const char *name, int64_t d0, int64_t d1,
+                               int64_t r0, int64_t nr, int64_t c0, int64_t nc, forge_dtype dtype, const void **data,
+                               void **owned);
 
 /* One block's weights around its layer, in backend memory. */
 typedef struct {
@@ -57,26 +64,56 @@ typedef struct {
     unsigned ws_gen;  /* of the model's workspace it recorded */
 } model_graph;
 
-struct forge_model {
-    forge_context *ctx;
-    forge_model_config cfg;
-    forge_model_options opt;
-    forge_layer **layers;       /* [cfg.layers] */
-    forge_paged_cache **caches; /* [cfg.layers], the same sequences in each */
-    model_block *blocks;        /* [cfg.layers] */
-    void *embed;                /* [vocab, hidden] */
-    void *lm_head;              /* [vocab, hidden]: embed when tied */
-    void *final_norm;           /* [hidden] */
+/* One rank of the model (tensor parallelism, Megatron's split; with one
+ * rank, the whole model): its share of the weights and what its steps work
+ * in, in its context's memory. Rank r holds query heads [r * heads, (r +
+ * 1) * heads) of m->split's heads, their KV heads (kv_heads of them; a KV
+ * head held by several ranks where there are fewer than ranks), the output
+ * projection's columns of those heads, the MLP's gate and up rows and
+ * down columns [r * inter, (r + 1) * inter), and the LM head's rows [r *
+ * vocab_rows, ...) (zeros past the vocabulary); the embedding and the
+ * norms whole. The partial sums of the output and down projections are
+ * summed over the ranks (all_reduce) before each residual; the LM head's
+ * rows are gathered, and put in order on rank 0. */
+typedef struct {
+    forge_context *ctx;         /* rank 0's is the caller's                       */
+    void *comm;                 /* the backend's communicator; NULL with one rank  */
+    forge_layer **layers;       /* [cfg.layers]                                    */
+    forge_paged_cache **caches; /* [cfg.layers], the same sequences in each        */
+    model_block *blocks;        /* [cfg.layers]                                    */
+    void *embed;                /* [vocab, hidden]                                 */
+    void *lm_head;              /* [vocab_rows, hidden]: embed when tied and whole */
+    void *final_norm;           /* [hidden]                                        */
     /* workspace in backend memory, grown to the largest step so far */
     long ws_rows, ws_out;
     unsigned ws_gen;                 /* times it moved */
     void *x, *a, *y, *gate_up, *act; /* [ws_rows, hidden or 2 * inter or inter] */
-    void *last, *logits;             /* [ws_out, hidden], [ws_out, vocab] */
+    void *last, *logits;             /* [ws_out, hidden], [ws_out, vocab] (rank 0) */
+    void *part, *gathered;           /* with ranks: [ws_out, vocab_rows], [ranks, ws_out, vocab_rows] */
     /* the step's integers: tokens [ws_rows], the rows whose logits are
      * asked for [ws_out], each sequence's length [max_seqs]; on the host,
      * and in backend memory where the step's work reads them */
     int32_t *ints, *ints_dev;
     model_graph graph;
+} model_rank;
+
+/* A rank's share of the split dimensions (model_rank). */
+typedef struct {
+    int ranks;
+    int heads, kv_heads, inter, vocab_rows;
+} model_split;
+
+typedef struct model_pool model_pool;
+
+#define MODEL_MAX_RANKS 64
+
+struct forge_model {
+    forge_model_config cfg;
+    forge_model_options opt;
+    model_split split;
+    model_rank *ranks;  /* [split.ranks] */
+    model_pool *pool;   /* the ranks' threads; NULL with one rank */
+    int broken;         /* a rank failed after the others may have gone on */
     /* each sequence's tokens so far, a bit per id [max_seqs][seen_words]:
      * the repetition penalty's history, kept by every step */
     uint32_t *seen;
@@ -88,11 +125,27 @@ struct forge_model {
     forge_scored *scratch;
     /* where the backend finds the draws' fronts (sample_front): each row's
      * front [front_rows][FORGE_SAMPLE_ROW_BYTES(MODEL_FRONT_CAP)], then its
-     * settings, then its sequence's seen bits; in backend memory and a
-     * host copy, laid out alike */
+     * settings, then its sequence's seen bits; in rank 0's backend memory
+     * and a host copy, laid out alike */
     void *front_dev, *front_host;
     long front_rows;
 };
+
+/* model_ranks.c: the ranks' threads, each working on its rank's device.
+ * start makes them (none for one rank), rank r > 0's context (of ctx's
+ * backend, on the device r places after ctx's) and the communicators;
+ * stop ends them after the ranks' contexts are gone. run calls
+ * fn(m, r, arg) for every rank r on its thread (one rank: on the caller's)
+ * and returns the first failure, its message naming the rank. A rank's
+ * failure after the step's collectives may have begun is abort's to
+ * report: it wakes the others and marks the model broken. */
+typedef forge_status (*model_rank_fn)(forge_model *m, int rank, void *arg);
+forge_status model_ranks_start(forge_model *m, forge_context *ctx, const char *fn);
+forge_status model_ranks_run(forge_model *m, model_rank_fn fn, void *arg);
+void model_ranks_abort(forge_model *m, int rank);
+/* FORGE_ERR_BACKEND: fn refused on a model that abort marked broken. */
+forge_status model_broken(const char *fn);
+void model_ranks_stop(forge_model *m);
 
 /* Candidates a front holds: a trained model's top-k and top-p fronts are
  * tens to hundreds; one past this takes its row of logits to the host. */
@@ -101,8 +154,8 @@ struct forge_model {
 /* Sequence seq's bits of m->seen. */
 static inline uint32_t *model_seen(const forge_model *m, int seq) { return m->seen + (size_t)seq * m->seen_words; }
 
-/* model_step.c: the recorded decode step dropped. */
-void model_graph_free(forge_model *m);
+/* model_step.c: a rank's recorded decode step dropped. */
+void model_graph_free(model_rank *k);
 
 /* model_sample.c: the next token of logits [vocab] as s says, seen the
  * tokens so far as a bit per id (for the repetition penalty; NULL: none);

@@ -151,3 +151,27 @@ forge_status model_tensor(const model_files *f, const char *fn, const char *name
     *data = *owned;
     return FORGE_OK;
 }
+
+forge_status model_tensor_part(const model_files *f, const char *fn, const char *name, int64_t d0, int64_t d1,
+                               int64_t r0, int64_t nr, int64_t c0, int64_t nc, forge_dtype dtype, const void **data,
+                               void **owned) {
+    const void *whole;
+    void *whole_owned;
+    *owned = NULL;
+    forge_status st = model_tensor(f, fn, name, d0, d1, dtype, &whole, &whole_owned);
+    if (st != FORGE_OK) return st;
+    const size_t es = forge_dtype_size(dtype), cols = (size_t)(d1 ? d1 : 1);
+    if (!d1 || (c0 == 0 && nc == d1)) { /* whole rows: a pointer into the tensor */
+        *data = (const char *)whole + (size_t)r0 * cols * es;
+        *owned = whole_owned;
+        return FORGE_OK;
+    }
+    char *part = malloc((size_t)nr * (size_t)nc * es);
+    for (int64_t r = 0; part && r < nr; r++)
+        memcpy(part + (size_t)r * (size_t)nc * es, (const char *)whole + ((size_t)(r0 + r) * cols + (size_t)c0) * es,
+               (size_t)nc * es);
+    free(whole_owned);
+    if (!part) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    *data = *owned = part;
+    return FORGE_OK;
+}

@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* model_ranks.c: the threads of a split model's ranks, one a rank, each
+ * bound to its rank's device for its life, so that every call of a rank's
+ * context runs where its memory is; the caller's thread hands each of them
+ * the same job and waits for all. One thread a rank rather than one
+ * process a rank: the model stays one object of one library call, its
+ * sequences and sampling kept once, and the ranks' collectives (NCCL's,
+ * or the CPU's between threads) need no launcher. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "model.h"
+
+struct model_pool {
+    forge_model *m;
+    int n;
+    pthread_t *threads;
+    int started;            /* threads made */
+    pthread_mutex_t lock;
+    pthread_cond_t go, done;
+    unsigned job;           /* jobs handed out */
+    int pending;            /* ranks still at the current one */
+    int quit;
+    model_rank_fn fn;
+    void *arg;
+    forge_status *status;   /* [n]: each rank's result of the job */
+    char (*message)[512];   /* [n]: and its forge_last_error() */
+};
+
+typedef struct {
+    model_pool *p;
+    int rank;
+} pool_thread;
+
+static void *rank_main(void *arg) {
+    pool_thread *t = arg;
+    model_pool *p = t->p;
+    const int r = t->rank;
+    free(t);
+    unsigned seen = 0;
+    for (;;) {
+        pthread_mutex_lock(&p->lock);
+        while (p->job == seen && !p->quit) pthread_cond_wait(&p->go, &p->lock);
+        if (p->quit) {
+            pthread_mutex_unlock(&p->lock);
+            return NULL;
+        }
+        seen = p->job;
+        const model_rank_fn fn = p->fn;
+        void *job_arg = p->arg;
+        pthread_mutex_unlock(&p->lock);
+        const forge_status st = fn(p->m, r, job_arg);
+        pthread_mutex_lock(&p->lock);
+        p->status[r] = st;
+        if (st != FORGE_OK) snprintf(p->message[r], sizeof p->message[r], "%s", forge_last_error());
+        if (--p->pending == 0) pthread_cond_broadcast(&p->done);
+        pthread_mutex_unlock(&p->lock);
+    }
+}
+
+forge_status model_ranks_run(forge_model *m, model_rank_fn fn, void *arg) {
+    model_pool *p = m->pool;
+    if (!p) return fn(m, 0, arg);
+    pthread_mutex_lock(&p->lock);
+    p->fn = fn, p->arg = arg, p->pending = p->n;
+    p->job++;
+    pthread_cond_broadcast(&p->go);
+    while (p->pending > 0) pthread_cond_wait(&p->done, &p->lock);
+    pthread_mutex_unlock(&p->lock);
+    for (int r = 0; r < p->n; r++)
+        if (p->status[r] != FORGE_OK) return forge_fail(p->status[r], "%s (rank %d)", p->message[r], r);
+    return FORGE_OK;
+}
+
+void model_ranks_abort(forge_model *m, int rank) {
+    if (!m->pool) return;
+    m->broken = 1;
+    const model_rank *k = &m->ranks[rank];
+    if (k->comm) k->ctx->ops->comm_abort(k->comm);
+}
+
+forge_status model_broken(const char *fn) {
+    return forge_fail(FORGE_ERR_BACKEND, "%s: a step failed on one rank while the others went on, so that their "
+                      "caches may differ; free the model", fn);
+}
+
+static void pool_free(model_pool *p) {
+    if (!p) return;
+    pthread_mutex_lock(&p->lock);
+    p->quit = 1;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->lock);
+    for (int r = 0; r < p->started; r++) pthread_join(p->threads[r], NULL);
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->go);
+    pthread_cond_destroy(&p->done);
+    free(p->threads), free(p->status), free(p->message);
+    free(p);
+}
+
+/* The first job of every thread: to its rank's device, and rank r > 0's
+ * context made there, as rank 0's is set. */
+static forge_status bind_rank(forge_model *m, int r, void *arg) {
+    const char *fn = arg;
+    forge_context *ctx0 = m->ranks[0].ctx;
+    const forge_backend_ops *ops = ctx0->ops;
+    forge_status st = ops->use_device ? ops->use_device(ctx0, r, fn) : FORGE_OK;
+    if (st != FORGE_OK || r == 0) return st;
+    forge_context *ctx;
+    if ((st = forge_context_create(ops->kind, &ctx)) != FORGE_OK) return st;
+    ctx->kernel = ctx0->kernel;
+    m->ranks[r].ctx = ctx;
+    return FORGE_OK;
+}
+
+forge_status model_ranks_start(forge_model *m, forge_context *ctx, const char *fn) {
+    const int n = m->split.ranks;
+    m->ranks[0].ctx = ctx;
+    if (n == 1) return FORGE_OK;
+    const forge_backend_ops *ops = ctx->ops;
+    if (!ops->comm_create)
+        return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the %s backend does not split models (tensor_parallel = %d)", fn,
+                          forge_backend_name(ops->kind), n);
+    model_pool *p = calloc(1, sizeof *p);
+    if (p) {
+        p->threads = calloc((size_t)n, sizeof *p->threads);
+        p->status = calloc((size_t)n, sizeof *p->status);
+        p->message = calloc((size_t)n, sizeof *p->message);
+    }
+    if (!p || !p->threads || !p->status || !p->message) {
+        if (p) free(p->threads), free(p->status), free(p->message);
+        free(p);
+        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    }
+    p->m = m, p->n = n;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->go, NULL);
+    pthread_cond_init(&p->done, NULL);
+    forge_status st = FORGE_OK;
+    for (int r = 0; r < n && st == FORGE_OK; r++) {
+        pool_thread *t = malloc(sizeof *t);
+        if (t) *t = (pool_thread){p, r};
+        if (!t || pthread_create(&p->threads[r], NULL, rank_main, t) != 0) {
+            free(t);
+            st = forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: could not start the thread of rank %d", fn, r);
+        } else {
+            p->started++;
+        }
+    }
+    if (st != FORGE_OK) {
+        pool_free(p);
+        return st;
+    }
+    m->pool = p;
+    st = model_ranks_run(m, bind_rank, (void *)fn);
+    forge_context *ctxs[MODEL_MAX_RANKS];
+    void *comms[MODEL_MAX_RANKS];
+    for (int r = 0; r < n; r++) ctxs[r] = m->ranks[r].ctx, comms[r] = NULL;
+    if (st == FORGE_OK) st = ops->comm_create(ctxs, n, comms, fn);
+    for (int r = 0; st == FORGE_OK && r < n; r++) m->ranks[r].comm = comms[r];
+    return st;
+}
+
+void model_ranks_stop(forge_model *m) {
+    model_pool *p = m->pool;
+    if (!p) return;
+    for (int r = 0; r < p->n; r++)
+        if (m->ranks[r].comm) m->ranks[0].ctx->ops->comm_free(m->ranks[r].comm);
+    pool_free(p);
+    m->pool = NULL;
+}
