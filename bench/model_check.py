@@ -12,11 +12,13 @@ model in shards), loaded by Forge's library through ctypes, and checked:
     lengths run by Forge in one batch, each identical to transformers'
     generate of that prompt alone (its EOS id unset, so that it neither
     stops at it nor forbids it; do_sample off).
+With --tp N Forge splits each model over N ranks (GPUs on CUDA); the
+checks are the same.
 A model whose feature the backend refuses by name (its support table
 lacks it) is reported as skipped, with the message. One line a check;
 exits 1 when any fails.
 
-  python3 bench/model_check.py LIBFORGE [--backend cpu|cuda] [--dtype fp32|bf16|fp16] [--keep DIR]
+  python3 bench/model_check.py LIBFORGE [--backend cpu|cuda] [--dtype fp32|bf16|fp16] [--tp N] [--keep DIR]
 """
 import argparse
 import ctypes as C
@@ -34,7 +36,7 @@ PROMPTS = (5, 17, 33)
 
 class Options(C.Structure):
     _fields_ = [("dtype", C.c_int), ("max_seqs", C.c_int), ("max_tokens", C.c_int), ("max_seq_len", C.c_int),
-                ("page_size", C.c_int)]
+                ("page_size", C.c_int), ("tensor_parallel", C.c_int)]
 
 
 class Input(C.Structure):
@@ -42,7 +44,8 @@ class Input(C.Structure):
 
 
 class Forge:
-    def __init__(self, path, backend):
+    def __init__(self, path, backend, tp):
+        self.tp = tp
         self.lib = C.CDLL(path)
         self.lib.forge_last_error.restype = C.c_char_p
         self.ctx = C.c_void_p()
@@ -54,7 +57,7 @@ class Forge:
 
     def load(self, model_dir, max_seqs, max_tokens, dtype):
         m = C.c_void_p()
-        opt = Options({"fp32": 0, "fp16": 1, "bf16": 2}[dtype], max_seqs, max_tokens, 0, 0)
+        opt = Options({"fp32": 0, "fp16": 1, "bf16": 2}[dtype], max_seqs, max_tokens, 0, 0, self.tp)
         self.ok(self.lib.forge_model_load(self.ctx, model_dir.encode(), C.byref(opt), C.byref(m)))
         return m
 
@@ -165,10 +168,12 @@ def main():
     p.add_argument("lib")
     p.add_argument("--backend", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--tp", type=int, default=0, help="ranks to split each model over (0: whole)")
     p.add_argument("--keep", help="write the models here and keep them")
     a = p.parse_args()
-    print("transformers", tf.__version__, "torch", torch.__version__, "backend", a.backend, a.dtype)
-    forge = Forge(a.lib, a.backend)
+    print("transformers", tf.__version__, "torch", torch.__version__, "backend", a.backend, a.dtype,
+          f"tp {a.tp}" if a.tp else "")
+    forge = Forge(a.lib, a.backend, a.tp)
     failed = 0
     with tempfile.TemporaryDirectory() as tmp:
         work = a.keep or tmp

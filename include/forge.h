@@ -681,7 +681,9 @@ typedef struct {
     int page_size;       /* the cache's page, 16 to 256 tokens; 0: 16               */
     int tensor_parallel; /* ranks the model is split over, Megatron's way (heads,
                             MLP columns, LM head rows): the context's device and
-                            the next ones, a thread each; 0 or 1: not split      */
+                            the next ones, a thread each, summing through the
+                            backend's collectives (1: one rank through them, a
+                            check of NCCL on one GPU); 0: whole, not split      */
 } forge_model_options;
 
 /* Loads a model directory: config.json, then model.safetensors or the

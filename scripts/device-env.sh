@@ -12,5 +12,14 @@ done
 libs="$root/.carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 export LD_LIBRARY_PATH="$root/.carry/build:$libs"
 export FORGE_TOKENIZERS="$root/.carry/tokenizers"
+# NCCL for split models: the copy PyTorch's wheels install (nvidia-nccl),
+# where none is named; NVLink multicast off (it can take these hosts' GPUs
+# out of service)
+if [ -z "${FORGE_NCCL:-}" ]; then
+  FORGE_NCCL=$(python3 -c 'import glob, site; print(next(iter(sorted(f for d in site.getsitepackages()
+    for f in glob.glob(d + "/nvidia/nccl/lib/libnccl.so*"))), ""))' 2>/dev/null)
+  export FORGE_NCCL
+fi
+export NCCL_NVLS_ENABLE=0
 OUT=${OUT:-/tmp/forge-device}
 mkdir -p "$OUT"

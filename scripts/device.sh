@@ -6,7 +6,7 @@
 # through forge bench and bench/torch_baseline.py in the same run, and a
 # table. JSON lines and tables go to $OUT, the logs packed into
 # $OUT/device-logs.tgz (the device tool returns at most 8 files).
-#   bash scripts/device.sh [tests|sm80|sanitize|bench|baseline|step|tokenizer|model|modelbench|modelfiles|modelprofile|stepprofile|scoreopts]...
+#   bash scripts/device.sh [tests|sm80|sanitize|bench|baseline|step|tokenizer|model|modelbench|modelfiles|modelprofile|stepprofile|scoreopts|tp]...
 #   (default: tests sm80 sanitize bench tokenizer model)
 set -uo pipefail
 source "$(dirname "$0")/device-env.sh"
@@ -325,5 +325,39 @@ if [[ " $parts " == *" stepprofile "* ]]; then
   echo "== kernels of a batch-64 decode step and of a 2048-token prefill (ncu)"
   profile decode64_kernels 400 48 --batch 64 --prompt 128 --new 16
   profile prefill_kernels 0 80 --prompt 2048 --new 1
+fi
+if [[ " $parts " == *" tp "* ]]; then
+  # Tensor parallelism (issue 22) over the GPUs there are: the model's tests
+  # at 1, 2 and 4 ranks (those past the GPUs skipped; 1 is NCCL over one
+  # rank), then the Llama-3-8B shape whole and split at batch 1 and 64 (the
+  # scaling), and the Llama-3-70B shape over 2, 4 and 8 GPUs
+  gpus=$(nvidia-smi -L | wc -l)
+  echo "== tensor parallelism over $gpus GPUs (NCCL: ${FORGE_NCCL:-from the library path})"
+  run tp_model_cuda $build/tests/test_model cuda
+  grep -E "ranks|skipped" "$logs/tp_model_cuda.log"
+  for tp in 1 2 4; do # against transformers, split (the small models have 4 heads, 2 KV heads)
+    [ "$tp" -le "$gpus" ] || continue
+    for dtype in fp32 bf16; do
+      python3 bench/model_check.py $build/libforge-llm.so --backend cuda --dtype $dtype --tp $tp 2>&1 |
+        grep -E '^(ok|FAILED|skipped|transformers)' | tee -a "$logs/tp_model_check.log"
+      [ "${PIPESTATUS[0]}" = 0 ] || status=1
+    done
+  done
+  m="$OUT/tp.jsonl"
+  : >"$m"
+  for tp in 0 1 2 4 8; do
+    [ "$tp" -le "$gpus" ] || continue
+    for b in 1 64; do
+      timeout 300 $build/forge bench model --json --shape llama3-8b --dtype bf16 --batch $b --prompt 128 --new 64 \
+        --tp $tp | tee -a "$m" || status=1
+    done
+  done
+  for tp in 2 4 8; do
+    [ "$tp" -le "$gpus" ] || continue
+    for b in 1 64; do
+      timeout 540 $build/forge bench model --json --shape llama3-70b --dtype bf16 --batch $b --prompt 128 --new 32 \
+        --tp $tp | tee -a "$m" || status=1
+    done
+  done
 fi
 exit $status

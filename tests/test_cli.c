@@ -479,6 +479,12 @@ static void test_generate(void **state) {
     if (strncmp(r.out, line, strlen(line)) != 0 || r.out[strlen(line)] != '\n')
         fail_msg("forge generate --ids printed \"%s\", the API generates \"%s\"", r.out, line);
     assert_non_null(strstr(r.err, "3 prompt tokens, 12 generated"));
+    /* split over 2 ranks: the same greedy tokens */
+    snprintf(args, sizeof args, "generate --model %s --prompt-ids 5,17,42 -n 12 --backend cpu --ids --tp 2", model);
+    r = forge(args);
+    assert_int_equal(r.code, 0);
+    if (strncmp(r.out, line, strlen(line)) != 0)
+        fail_msg("forge generate --tp 2 printed \"%s\", the whole model generates \"%s\"", r.out, line);
     snprintf(args, sizeof args, "generate --model %s --prompt-ids 5,17,42 -n 12 --backend cpu --json", model);
     r = forge(args);
     assert_int_equal(r.code, 0);
@@ -538,10 +544,18 @@ static void test_generate(void **state) {
     assert_int_equal(cJSON_GetObjectItem(row, "hidden")->valueint, 576);
     assert_string_equal(cJSON_GetObjectItem(row, "source")->valuestring, "random");
     cJSON_Delete(row);
+    /* split over 3 ranks (SmolLM2's 9 heads, 3 KV heads): the rows say so */
+    r = forge("bench model --shape smollm2-135m --layers 1 --prompt 4 --new 2 --backend cpu --tp 3 --json");
+    assert_int_equal(r.code, 0);
+    assert_non_null(row = cJSON_Parse(r.out));
+    assert_int_equal(cJSON_GetObjectItem(row, "tp")->valueint, 3);
+    cJSON_Delete(row);
     const struct { const char *args, *needle; int code; } bad_shapes[] = {
         {"bench model --shape llama9-1t --backend cpu", "no shape named \"llama9-1t\" (known: llama3-8b, ", 3},
         {"bench model --shape smollm2-135m --layers 31 --backend cpu", "--layers 31 is outside [1, 30]", 2},
         {"bench model --shape smollm2-135m --model x", "one of --model DIR and --shape NAME", 2},
+        {"bench model --shape smollm2-135m --layers 1 --backend cpu --tp 2", "does not divide the 9 attention heads", 3},
+        {"bench model --shape smollm2-135m --tp -1", "--tp -1 is negative", 2},
     };
     for (size_t i = 0; i < sizeof bad_shapes / sizeof bad_shapes[0]; i++) {
         r = forge(bad_shapes[i].args);

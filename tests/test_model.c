@@ -92,8 +92,8 @@ static void check_split(const md_spec *s, uint64_t seed, int ranks) {
     TL_OK(forge_model_seq_release(m, seq));
     assert_int_equal(ref_model_forward(&cfg, &mm.w.ref, prompt, n, want), 0);
     const ref_error e = ref_compare(got, want, (size_t)n * V);
-    print_message("%s over %d ranks: logits of %d tokens, relative L2 %.2e, max abs %.2e\n", s->arch,
-                  ranks ? ranks : 1, n, e.rel_l2, e.max_abs);
+    print_message("%s over %d ranks%s: logits of %d tokens, relative L2 %.2e, max abs %.2e\n", s->arch,
+                  ranks ? ranks : 1, ranks ? "" : " (whole)", n, e.rel_l2, e.max_abs);
     if (e.nonfinite || e.rel_l2 > 1e-5) fail_msg("%s: logits off the reference by %g", s->arch, e.rel_l2);
 
     int32_t tokens[32], ref_tokens[32];
@@ -269,8 +269,8 @@ static void test_batch_window(void **state) {
     if (!refuses_windows(&s)) check_batch(&s, 22, 0);
 }
 
-/* Tensor parallelism: the model split over 2 and 4 ranks (threads on the
- * CPU, summing between them) against the same reference: every
+/* Tensor parallelism: the model split over 1, 2 and 4 ranks (threads on
+ * the CPU, summing between them) against the same reference: every
  * architecture, KV heads that ranks share where there are fewer than ranks
  * (2 over 4 ranks, Qwen 2's one over 2), the output projection's bias
  * added once, a vocabulary of 97 that no rank count divides (the LM head's
@@ -278,6 +278,7 @@ static void test_batch_window(void **state) {
 static void test_split(void **state) {
     (void)state;
     md_spec s = llama;
+    check_split(&s, 50, 1);
     check_split(&s, 51, 2);
     check_split(&s, 52, 4);
     s.extra = ", \"attention_bias\": true";

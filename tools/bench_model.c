@@ -74,7 +74,7 @@ static forge_status run(forge_model *m, const forge_model_config *c, int batch, 
 
 int bench_model(int argc, char **argv) {
     const char *model = NULL, *shape = NULL, *dtype_name = "fp32", *backend_name = "auto";
-    int batch = 1, prompt = 128, new_tokens = 32, layers = 0, tp = 1, json = 0;
+    int batch = 1, prompt = 128, new_tokens = 32, layers = 0, tp = 0, json = 0;
     cli_sampling sampling = CLI_SAMPLING_NONE;
     cli_opt opts[] = {
         CLI_SAMPLING_OPTS(&sampling),
@@ -90,7 +90,7 @@ int bench_model(int argc, char **argv) {
     if (layers && !shape) return cli_usage(CMD, "--layers goes with --shape");
     if (batch < 1 || batch > 4096 || prompt < 1 || prompt > (1 << 20) || new_tokens < 1 || new_tokens > (1 << 20))
         return cli_usage(CMD, "--batch, --prompt and --new must be positive (batch up to 4096)");
-    if (tp < 1) return cli_usage(CMD, "--tp %d is not a positive number of ranks", tp);
+    if (tp < 0) return cli_usage(CMD, "--tp %d is negative", tp);
     forge_dtype dtype;
     forge_backend backend;
     if ((rc = cli_dtype(CMD, dtype_name, &dtype)) != CLI_OK || (rc = cli_backend(CMD, backend_name, &backend)) != CLI_OK)

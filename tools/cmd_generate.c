@@ -39,7 +39,7 @@ typedef struct {
 
 static int parse(int argc, char **argv, gen_args *a) {
     /* sampling options below 0: not given (generation_config.json's, or greedy) */
-    *a = (gen_args){.dtype = "fp32", .backend = "auto", .n = 128, .tp = 1, .sampling = CLI_SAMPLING_NONE};
+    *a = (gen_args){.dtype = "fp32", .backend = "auto", .n = 128, .sampling = CLI_SAMPLING_NONE};
     cli_opt opts[] = {
         {"--model", OPT_STRING, &a->model, 0},       {"--prompt", OPT_STRING, &a->prompt, 0},
         {"--prompt-ids", OPT_STRING, &a->prompt_ids, 0}, {"-n", OPT_INT, &a->n, 0},
@@ -54,7 +54,7 @@ static int parse(int argc, char **argv, gen_args *a) {
     if (!a->prompt == !a->prompt_ids) return cli_usage(CMD, "give the prompt by --prompt or --prompt-ids, one of them");
     if (a->n < 0 || a->n > (1 << 24)) return cli_usage(CMD, "-n %d is outside [0, 2^24]", a->n);
     if (a->ctx < 0) return cli_usage(CMD, "--ctx %d is negative", a->ctx);
-    if (a->tp < 1) return cli_usage(CMD, "--tp %d is not a positive number of ranks", a->tp);
+    if (a->tp < 0) return cli_usage(CMD, "--tp %d is negative", a->tp);
     return CLI_OK;
 }
 

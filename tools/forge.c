@@ -50,7 +50,7 @@ static const command commands[] = {
      "usage: forge generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [-n N]\n"
      "                      [--temperature T] [--top-k K] [--top-p P] [--min-p P]\n"
      "                      [--repeat-penalty R] [--seed S] [--ctx N] [--dtype fp32|fp16|bf16]\n"
-     "                      [--backend auto|cpu|cuda] [--ids] [--json]\n"
+     "                      [--backend auto|cpu|cuda] [--tp N] [--ids] [--json]\n"
      "  Generates up to N tokens (128) after the prompt with the Hugging Face model in\n"
      "  DIR (config.json, safetensors, tokenizer.json), printing the text as it comes;\n"
      "  --ids prints the generated ids on one line instead. Stops at the EOS ids of\n"
@@ -59,7 +59,8 @@ static const command commands[] = {
      "  the prompt and generated token counts, prefill time and speed and decode speed\n"
      "  go to stderr; --json prints them as one JSON object on stdout, with the ids.\n"
      "  --ctx is the tokens the sequence may hold (prompt + N by default), at most the\n"
-     "  model's max_position_embeddings; N is cut to what fits.\n"},
+     "  model's max_position_embeddings; N is cut to what fits. --tp N splits the model\n"
+     "  over N GPUs (tensor parallelism through NCCL; 0, the default: one, whole).\n"},
     {"tokenize", cmd_tokenize,
      "usage: forge tokenize --model PATH (--text TEXT | --file F) [--no-special]\n"
      "  The token ids of the text (UTF-8) under a Hugging Face tokenizer, on one line,\n"
@@ -101,16 +102,18 @@ static const command commands[] = {
      "  tokens (forge_layer_forward_paged), eager and as a graph.\n"},
     {"bench model", bench_model,
      "usage: forge bench model (--model DIR | --shape NAME [--layers N]) [--batch B] [--prompt P]\n"
-     "                         [--new N] [--dtype fp32] [--backend B] [--json]\n"
+     "                         [--new N] [--dtype fp32] [--backend B] [--tp N] [--json]\n"
      "                         [--temperature T] [--top-k K] [--top-p P] [--min-p P]\n"
      "                         [--repeat-penalty R] [--seed S]\n"
      "  A Hugging Face model directory loaded (timed), a step over B sequences of P\n"
      "  random tokens (prefill), then N decode steps of all of them, greedy or drawn as\n"
      "  the sampling options say: the rows of ../shared/bench/torch_model_ref.py (mode,\n"
-     "  tok_per_s, ms, ms_per_token).\n"
+     "  tok_per_s, ms, ms_per_token). --tp N splits the model over N GPUs (the rows\n"
+     "  say tp).\n"
      "  --shape NAME: random weights of a well-known model's shape, nothing read\n"
-     "  (llama3-8b, llama3.2-1b, llama3.2-3b, llama2-7b, tinyllama-1.1b, smollm2-135m,\n"
-     "  mistral-7b, qwen2.5-7b, qwen3-0.6b, qwen3-8b); --layers N keeps its first N blocks.\n"},
+     "  (llama3-8b, llama3.2-1b, llama3.2-3b, llama3-70b, llama2-7b, tinyllama-1.1b,\n"
+     "  smollm2-135m, mistral-7b, qwen2.5-7b, qwen3-0.6b, qwen3-8b); --layers N keeps its\n"
+     "  first N blocks.\n"},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 

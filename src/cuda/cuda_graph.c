@@ -110,8 +110,11 @@ forge_status cuda_graph_launch(forge_graph *graph, const forge_batch *b) {
     return cuda_replay(graph->layer->ctx, g->exec, fn);
 }
 
+/* Thread-local: only this thread's calls must be capture-safe, so that
+ * the other ranks' threads of a split model may grow their buffers while
+ * this one records (global mode would fail their cudaMalloc). */
 forge_status cuda_record_begin(forge_context *ctx, const char *fn) {
-    CUDA_TRY(fn, cudaStreamBeginCapture(((cuda_ctx *)ctx->impl)->stream, cudaStreamCaptureModeGlobal));
+    CUDA_TRY(fn, cudaStreamBeginCapture(((cuda_ctx *)ctx->impl)->stream, cudaStreamCaptureModeThreadLocal));
     return FORGE_OK;
 }
 

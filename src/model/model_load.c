@@ -166,13 +166,13 @@ static forge_status load_block(forge_model *m, int r, const model_files *f, int 
 }
 
 /* Rank r's rows of the LM head (the embedding's where tied): vocab_rows of
- * them from row r * vocab_rows, zeros past the vocabulary. One rank holds
- * it whole, and where tied it is the embedding itself. */
+ * them from row r * vocab_rows, zeros past the vocabulary. A whole model's
+ * is the embedding itself where tied. */
 static forge_status load_lm_head(forge_model *m, int r, const model_files *f) {
     const forge_model_config *c = &m->cfg;
     model_rank *k = &m->ranks[r];
     const char *name = c->tie_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
-    if (m->split.ranks == 1 && c->tie_embeddings) {
+    if (!k->comm && c->tie_embeddings) {
         k->lm_head = k->embed;
         return FORGE_OK;
     }
@@ -216,9 +216,9 @@ static forge_status load_rank(forge_model *m, int r, void *arg) {
     return st;
 }
 
-/* The split over opt->tensor_parallel ranks (0: one), each rank's share
- * of the heads, the MLP and the vocabulary; a count that does not divide
- * them is refused by name. */
+/* The split over opt->tensor_parallel ranks (0: one, whole), each rank's
+ * share of the heads, the MLP and the vocabulary; a count that does not
+ * divide them is refused by name. */
 static forge_status split_of(const forge_model_config *c, int ranks, model_split *out) {
     if (ranks == 0) ranks = 1;
     if (ranks < 1 || ranks > MODEL_MAX_RANKS)

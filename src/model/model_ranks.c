@@ -119,7 +119,7 @@ static forge_status bind_rank(forge_model *m, int r, void *arg) {
 forge_status model_ranks_start(forge_model *m, forge_context *ctx, const char *fn) {
     const int n = m->split.ranks;
     m->ranks[0].ctx = ctx;
-    if (n == 1) return FORGE_OK;
+    if (m->opt.tensor_parallel == 0) return FORGE_OK; /* whole: the caller's thread, no collectives */
     const forge_backend_ops *ops = ctx->ops;
     if (!ops->comm_create)
         return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: the %s backend does not split models (tensor_parallel = %d)", fn,

@@ -24,6 +24,8 @@ static const struct {
                         LLAMA3_SCALING(32.0f), 1, 0,   0, 0, 0, FORGE_BF16}},
     {"llama3.2-3b",    {FORGE_ARCH_LLAMA,   128256, 3072, 8192,  28, 24, 8, 128, 131072, 1e-5f, 500000.0f,
                         LLAMA3_SCALING(32.0f), 1, 0,   0, 0, 0, FORGE_BF16}},
+    {"llama3-70b",     {FORGE_ARCH_LLAMA,   128256, 8192, 28672, 80, 64, 8, 128, 131072, 1e-5f, 500000.0f,
+                        LLAMA3_SCALING(8.0f),  0, 0,   0, 0, 0, FORGE_BF16}},
     {"llama2-7b",      {FORGE_ARCH_LLAMA,   32000,  4096, 11008, 32, 32, 32, 128, 4096,  1e-5f, 10000.0f,
                         {0},                   0, 0,   0, 0, 0, FORGE_F16}},
     {"tinyllama-1.1b", {FORGE_ARCH_LLAMA,   32000,  2048, 5632,  22, 32, 4, 64,  2048,   1e-5f, 10000.0f,

@@ -54,8 +54,8 @@ static forge_status workspace(forge_model *m, model_rank *k, long rows, long out
     if (st == FORGE_OK) st = grow(k, &k->act, r * (size_t)sp->inter * es);
     if (st == FORGE_OK) st = grow(k, &k->last, o * (size_t)c->hidden * es);
     if (st == FORGE_OK && k == m->ranks) st = grow(k, &k->logits, o * (size_t)c->vocab_size * es);
-    if (st == FORGE_OK && sp->ranks > 1) st = grow(k, &k->part, o * (size_t)sp->vocab_rows * es);
-    if (st == FORGE_OK && sp->ranks > 1)
+    if (st == FORGE_OK && k->comm) st = grow(k, &k->part, o * (size_t)sp->vocab_rows * es);
+    if (st == FORGE_OK && k->comm)
         st = grow(k, &k->gathered, (size_t)sp->ranks * o * (size_t)sp->vocab_rows * es);
     if (st == FORGE_OK) st = grow(k, (void **)&k->ints_dev, ints_bytes(m, rows, out));
     int32_t *ints = st == FORGE_OK ? realloc(k->ints, ints_bytes(m, rows, out)) : NULL;
@@ -124,7 +124,7 @@ static forge_status run(forge_model *m, model_rank *k, forge_stack_step *step, l
     const forge_model_config *c = &m->cfg;
     const forge_backend_ops *ops = k->ctx->ops;
     const forge_dtype dt = m->opt.dtype;
-    const int inter = m->split.inter, split = m->split.ranks > 1;
+    const int inter = m->split.inter, split = k->comm != NULL;
     const size_t row = (size_t)c->hidden * forge_dtype_size(dt), hidden = (size_t)rows * (size_t)c->hidden;
     forge_status st = ops->gather_rows(k->ctx, k->x, k->embed, k->ints_dev, rows, row);
     for (int l = 0; st == FORGE_OK && l < c->layers; l++) {
