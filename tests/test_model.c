@@ -937,9 +937,10 @@ static void test_cpu_linear(void **state) {
 }
 
 /* The logits of one prompt through a model of random weights. */
-static float *random_model_logits(forge_context *ctx, const forge_model_config *cfg, uint64_t seed) {
+static float *random_model_logits(forge_context *ctx, const forge_model_config *cfg, uint64_t seed, int ranks) {
     forge_model *m;
-    const forge_model_options o = options(1, 64);
+    forge_model_options o = options(1, 64);
+    o.tensor_parallel = ranks;
     TL_OK(forge_model_load_random(ctx, cfg, &o, seed, &m));
     const int32_t prompt[5] = {3, 1, 4, 1, 5};
     float *logits = tl_poisoned((size_t)cfg->vocab_size);
@@ -976,12 +977,22 @@ static void test_random_models(void **state) {
     c.head_dim = 32, c.max_positions = 128;
     forge_context *ctx;
     TL_OK(forge_context_create(g_backend, &ctx));
-    float *a = random_model_logits(ctx, &c, 7), *b = random_model_logits(ctx, &c, 7), *d = random_model_logits(ctx, &c, 8);
+    float *a = random_model_logits(ctx, &c, 7, 0), *b = random_model_logits(ctx, &c, 7, 0);
+    float *d = random_model_logits(ctx, &c, 8, 0);
     assert_memory_equal(a, b, sizeof *a * (size_t)c.vocab_size);
     int differ = 0;
     for (int i = 0; i < c.vocab_size; i++) differ += a[i] != d[i];
     assert_true(differ > c.vocab_size / 2);
     free(a), free(b), free(d);
+    /* split, each rank draws only its part: the same model (the MLP's
+     * 8320 x 128 weights pass the drawn block's million and repeat it) */
+    forge_model_config wide = c;
+    wide.intermediate = 8320;
+    a = random_model_logits(ctx, &wide, 7, 0), b = random_model_logits(ctx, &wide, 7, 2);
+    double num = 0, den = 0;
+    for (int i = 0; i < c.vocab_size; i++) num += (a[i] - b[i]) * (a[i] - b[i]), den += (double)a[i] * a[i];
+    if (!(sqrt(num / den) < 1e-5)) fail_msg("a random model split over 2 ranks is off the whole one by %g", sqrt(num / den));
+    free(a), free(b);
 
     forge_model *m = (forge_model *)&c; /* must stay untouched */
     const forge_model_options o = options(1, 64);

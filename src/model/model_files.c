@@ -152,12 +152,43 @@ forge_status model_tensor(const model_files *f, const char *fn, const char *name
     return FORGE_OK;
 }
 
+/* The part of a random tensor, drawn as the whole one would be: element i
+ * is its block's element i % block (draw), so only the block and the part
+ * are made, not the whole tensor for every rank. */
+static forge_status draw_part(const model_files *f, const char *fn, const char *name, size_t n, size_t cols,
+                              int64_t r0, int64_t nr, int64_t c0, int64_t nc, forge_dtype dtype, void **part) {
+    const size_t es = forge_dtype_size(dtype), block = n < DRAW_BLOCK ? n : DRAW_BLOCK;
+    char *b = malloc(block * es), *p = malloc((size_t)nr * (size_t)nc * es);
+    if (!b || !p) {
+        free(b), free(p);
+        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    }
+    draw(f->seed, name, dtype, b, block);
+    char *dst = p;
+    for (int64_t r = 0; r < nr; r++)
+        for (size_t i = (size_t)(r0 + r) * cols + (size_t)c0, left = (size_t)nc; left > 0;) {
+            const size_t at = i % block, run = block - at < left ? block - at : left;
+            memcpy(dst, b + at * es, run * es);
+            dst += run * es, i += run, left -= run;
+        }
+    free(b);
+    *part = p;
+    return FORGE_OK;
+}
+
 forge_status model_tensor_part(const model_files *f, const char *fn, const char *name, int64_t d0, int64_t d1,
                                int64_t r0, int64_t nr, int64_t c0, int64_t nc, forge_dtype dtype, const void **data,
                                void **owned) {
     const void *whole;
     void *whole_owned;
     *owned = NULL;
+    if (f->random) {
+        if (!d1) c0 = 0, nc = 1; /* [d0]: rows of one element */
+        forge_status st = draw_part(f, fn, name, (size_t)d0 * (size_t)(d1 ? d1 : 1), (size_t)(d1 ? d1 : 1), r0, nr,
+                                    c0, nc, dtype, owned);
+        *data = *owned;
+        return st;
+    }
     forge_status st = model_tensor(f, fn, name, d0, d1, dtype, &whole, &whole_owned);
     if (st != FORGE_OK) return st;
     const size_t es = forge_dtype_size(dtype), cols = (size_t)(d1 ? d1 : 1);
