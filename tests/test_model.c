@@ -294,6 +294,32 @@ static void test_split(void **state) {
     if (tl_takes_options(g_backend, "", FORGE_ATTN_WINDOW)) check_batch(&s, 58, 4);
 }
 
+/* A split model's step without room fails on every rank alike: an error
+ * naming the room, every sequence as it was, and the next step right. */
+static void test_split_capacity(void **state) {
+    (void)state;
+    md_model mm;
+    if (!open_model(&mm, &llama, 64, 1, 64, 2)) return;
+    const int V = mm.cfg.vocab_size;
+    int32_t *prompt = prompt_of(70, V, 65);
+    float *got = tl_poisoned((size_t)V);
+    double *want = malloc(sizeof *want * (size_t)9 * V);
+    assert_non_null(want);
+    int seq, len;
+    TL_OK(forge_model_seq_new(mm.m, &seq));
+    forge_model_input in = {seq, 70, prompt};
+    assert_int_equal(forge_model_step(mm.m, &in, 1, 0, got), FORGE_ERR_CAPACITY);
+    TL_OK(forge_model_seq_len(mm.m, seq, &len));
+    assert_int_equal(len, 0);
+    in.n_tokens = 9;
+    TL_OK(forge_model_step(mm.m, &in, 1, 0, got));
+    assert_int_equal(ref_model_forward(&mm.cfg, &mm.w.ref, prompt, 9, want), 0);
+    const ref_error e = ref_compare(got, want + (size_t)8 * V, (size_t)V);
+    if (e.nonfinite || e.rel_l2 > 1e-5) fail_msg("split, after a step without room: logits off by %g", e.rel_l2);
+    free(prompt), free(got), free(want);
+    md_model_close(&mm);
+}
+
 /* A seeded draw (temperature, top-k, top-p, the repetition penalty) gives
  * the same tokens split as whole. */
 static void test_split_sampling(void **state) {
@@ -1028,6 +1054,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_random_models), cmocka_unit_test(test_cpu_linear),
         cmocka_unit_test(test_fuzz_files),   cmocka_unit_test(test_split),
         cmocka_unit_test(test_split_sampling), cmocka_unit_test(test_bad_splits),
+        cmocka_unit_test(test_split_capacity),
     };
     return cmocka_run_group_tests_name(g_backend == FORGE_BACKEND_CUDA ? "model_cuda" : "model", tests, NULL, NULL);
 }
