@@ -47,11 +47,36 @@ static void row_scores(const float *q, const float *k, int k_stride, int n_keys,
     }
 }
 
-/* out = sum_j p[j] v_j for one query row (values k_stride apart). */
+/* out += sum_j p[j] v_j for one query row (values k_stride apart). */
 static void row_values(const float *p, const float *v, int k_stride, int n_keys, int D, float *out) {
-    memset(out, 0, sizeof *out * (size_t)D);
     for (int j = 0; j < n_keys; j++, v += k_stride)
         for (int d = 0; d < D; d++) out[d] += p[j] * v[d];
+}
+
+/* The span of tokens [p, end) that lies in p's page: its count, and K's
+ * (or V's, base v) first row. */
+static int page_run(const cpu_paged_head *h, const float *base, int p, int end, const float **rows) {
+    const int in_page = p % h->page_size, run = h->page_size - in_page;
+    *rows = base + ((long)h->pages[p / h->page_size] * h->page_size + in_page) * h->row_stride;
+    return run < end - p ? run : end - p;
+}
+
+float cpu_attend_row(const float *q, const cpu_paged_head *kv, int first, int end, int head_dim, float scale,
+                     float softcap, float *scores, float *out) {
+    const int n = end - first;
+    memset(out, 0, sizeof *out * (size_t)head_dim);
+    if (n <= 0) return -INFINITY;
+    const float *rows;
+    for (int p = first, run; p < end; p += run) {
+        run = page_run(kv, kv->k, p, end, &rows);
+        row_scores(q, rows, (int)kv->row_stride, run, head_dim, scale, scores + (p - first));
+    }
+    const float lse = softmax_span(scores, 0, n, n, softcap);
+    for (int p = first, run; p < end; p += run) {
+        run = page_run(kv, kv->v, p, end, &rows);
+        row_values(scores + (p - first), rows, (int)kv->row_stride, run, head_dim, out);
+    }
+    return lse;
 }
 
 static int min_int(int x, int y) { return x < y ? x : y; }
@@ -92,8 +117,10 @@ void cpu_attention(const cpu_attention_args *a, float *scores) {
                 if (n_keys == 0) memset(out + (long)r * a->out_stride, 0, sizeof(float) * (size_t)D);
             }
             /* out[r, :] = sum_j p[r, j] v_(k0 + j)   (rows, D) */
-            if (n_keys > 0 && rows == 1)
+            if (n_keys > 0 && rows == 1) {
+                memset(out, 0, sizeof *out * (size_t)D);
                 row_values(scores, v, a->k_stride, n_keys, D, out);
+            }
             else if (n_keys > 0)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, D, n_keys, 1.0f, scores,
                             n_keys, v, a->k_stride, 0.0f, out, a->out_stride);

@@ -33,4 +33,21 @@ typedef struct {
  * of scratch. */
 void cpu_attention(const cpu_attention_args *a, float *scores);
 
+/* One KV head of a sequence where its tokens lie in a paged pool: token p
+ * at row (pages[p / page_size] * page_size + p % page_size) of rows
+ * row_stride floats apart, the head's K and V at k and v within a row. */
+typedef struct {
+    const float *k, *v;
+    const int *pages;
+    int page_size;
+    long row_stride;
+} cpu_paged_head;
+
+/* One query row q [head_dim] over tokens [first, end) of a paged head:
+ * out [head_dim] = softmax(cap(scale * q K^T)) V, read where the tokens
+ * lie; returns the log-sum-exp (-inf with no token, out then zeros).
+ * scores: end - first floats of scratch. */
+float cpu_attend_row(const float *q, const cpu_paged_head *kv, int first, int end, int head_dim, float scale,
+                     float softcap, float *scores, float *out);
+
 #endif

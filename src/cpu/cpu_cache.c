@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "cpu_attention.h"
 #include "cpu_cache.h"
 #include "window.h"
 
@@ -110,11 +111,48 @@ void cpu_cache_gather(const forge_paged_cache *cache, int seq, int first, int le
     }
 }
 
-/* The sequences' K and V gathered (widened to float32) into FlashAttention's
- * packed layout, then the CPU's forge_attention_forward over it: the queries
- * of a sequence are the last positions of its keys there too. A sequence
- * without queries contributes no keys, and with a window only those its
- * first query sees, from the window's start on. */
+int cpu_cache_in_place(const forge_paged_cache *cache, int n_queries) {
+    return cache->cfg.dtype == FORGE_F32 && n_queries == 1;
+}
+
+void cpu_cache_attend(const forge_paged_cache *cache, int seq, int len, const float *q, int heads, float scale,
+                      int window, float softcap, float *out, float *lse, long lse_stride, float *scores) {
+    const forge_paged_config *c = &cache->cfg;
+    const cpu_pool *p = cache->impl;
+    const int D = c->head_dim, group = heads / c->kv_heads, first = forge_window_start(len, 1, window);
+    const int *pages = cache->table + (size_t)seq * cache->max_pages;
+    for (int h = 0; h < heads; h++) {
+        const int g = h / group;
+        const cpu_paged_head kv = {(const float *)p->k + g * D, (const float *)p->v + g * D, pages, c->page_size,
+                                   (long)c->kv_heads * D};
+        const float l = cpu_attend_row(q + (size_t)h * D, &kv, first, len, D, scale, softcap, scores, out + (size_t)h * D);
+        if (lse) lse[h * lse_stride] = l;
+    }
+}
+
+/* Every sequence of the call read in place (cpu_cache_in_place); longest:
+ * their longest. */
+static forge_status attend_all_in_place(const forge_paged_cache *cache, const forge_paged_attention_args *a,
+                                        const int *lens, int total_q, int longest, const char *fn) {
+    float *scores = malloc(sizeof *scores * (size_t)(longest + 1));
+    if (!scores) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    const size_t row = (size_t)a->heads * cache->cfg.head_dim;
+    for (int b = 0; b < a->batch; b++) {
+        const int q0 = a->q_offsets[b];
+        if (!cpu_cache_in_place(cache, a->q_offsets[b + 1] - q0)) continue;
+        cpu_cache_attend(cache, a->seqs[b], lens[b], (const float *)a->q + q0 * row, a->heads, a->scale, a->window,
+                         a->softcap, (float *)a->out + q0 * row, a->lse ? a->lse + q0 : NULL, total_q, scores);
+    }
+    free(scores);
+    return FORGE_OK;
+}
+
+/* The sequences read in place (cpu_cache_in_place), and the others' K and V
+ * gathered (widened to float32) into FlashAttention's packed layout and the
+ * CPU's forge_attention_forward run over it: the queries of a sequence are
+ * the last positions of its keys there too. A sequence without queries, or
+ * read in place, contributes no keys there, and with a window only those
+ * its first query sees, from the window's start on. */
 forge_status cpu_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens,
                                  int total_q, const int *pos_dev, const char *fn) {
     (void)pos_dev; /* the CPU records no graphs: positions are always lens */
@@ -123,9 +161,16 @@ forge_status cpu_paged_attention(forge_paged_cache *cache, const forge_paged_att
     int *kv_offsets = malloc(sizeof *kv_offsets * (size_t)(a->batch + 1));
     if (!kv_offsets) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     kv_offsets[0] = 0;
+    int gathered = 0, longest = 0; /* queries gathered; the longest sequence read in place */
     for (int b = 0; b < a->batch; b++) {
-        const int nq = a->q_offsets[b + 1] - a->q_offsets[b];
-        kv_offsets[b + 1] = kv_offsets[b] + (nq > 0 ? lens[b] - forge_window_start(lens[b], nq, a->window) : 0);
+        const int nq = a->q_offsets[b + 1] - a->q_offsets[b], here = cpu_cache_in_place(cache, nq);
+        kv_offsets[b + 1] = kv_offsets[b] + (nq > 0 && !here ? lens[b] - forge_window_start(lens[b], nq, a->window) : 0);
+        gathered += here ? 0 : nq;
+        if (here && lens[b] > longest) longest = lens[b];
+    }
+    if (gathered == 0) { /* every sequence in place: nothing to pack */
+        free(kv_offsets);
+        return attend_all_in_place(cache, a, lens, total_q, longest, fn);
     }
     const int total_kv = kv_offsets[a->batch];
     const size_t nq = (size_t)total_q * H * D, nkv = (size_t)total_kv * Hk * D;
@@ -149,6 +194,8 @@ forge_status cpu_paged_attention(forge_paged_cache *cache, const forge_paged_att
         st = cache->ctx->ops->attention(cache->ctx, &packed, total_q, total_kv);
     }
     if (st == FORGE_OK) forge_convert(a->out, c->dtype, out, FORGE_F32, nq);
+    /* over the zeros the packed call gave their queries (they had no keys there) */
+    if (st == FORGE_OK && longest > 0) st = attend_all_in_place(cache, a, lens, total_q, longest, fn);
     free(kv_offsets);
     free(q);
     free(out);

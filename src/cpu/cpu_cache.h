@@ -14,6 +14,18 @@ forge_status cpu_cache_append(forge_paged_cache *cache, int n, const int *seqs, 
 forge_status cpu_cache_read(const forge_paged_cache *cache, int seq, int len, void *k, void *v, const char *fn);
 forge_status cpu_cache_upload(forge_paged_cache *cache, int seq, int first, int count, const void *k, const void *v,
                               const char *fn);
+/* Whether a sequence's n_queries are read where its tokens lie
+ * (cpu_cache_attend) rather than gathered: an fp32 pool and one query (a
+ * decode step), where the gather of its K and V costs about what the
+ * attention does; more queries share one gather and a GEMM. */
+int cpu_cache_in_place(const forge_paged_cache *cache, int n_queries);
+/* The one query of sequence seq, its last of len tokens, over them where
+ * they lie, page by page: q and out [heads, head_dim], each head's
+ * log-sum-exp at lse[h * lse_stride] (lse NULL: none); scores: len floats.
+ * Its loops are those cpu_attention runs on one row, so that the result
+ * is the one of the same call over gathered rows, bit for bit. */
+void cpu_cache_attend(const forge_paged_cache *cache, int seq, int len, const float *q, int heads, float scale,
+                      int window, float softcap, float *out, float *lse, long lse_stride, float *scores);
 forge_status cpu_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens,
                                  int total_q, const int *pos_dev, const char *fn);
 /* Positions [first, len) of seq, widened to float32, into k and v [len -

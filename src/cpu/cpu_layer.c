@@ -4,7 +4,8 @@
  *   qkv = x Wqkv^T + b          one OpenBLAS GEMM over all tokens of the batch
  *   RMSNorm over each head of Q and K (qk_norm), RoPE on Q and K, rounded to the layer's dtype; K and V of the new
  *   tokens into the cache's pages (or, without a cache, kept in scratch)
- *   attention, per sequence, over its keys (gathered from the pages)
+ *   attention, per sequence, over its keys (a decode step's read where they lie
+ *   in an fp32 cache's pages, others gathered from the pages)
  *   y   = attn Wo^T + b
  * It computes in float32; a layer in fp16 or bf16 takes weights, x and y in
  * that dtype and rounds to it the tensors a GPU stores in it (Q, K, V, the
@@ -204,10 +205,16 @@ forge_status cpu_forward(forge_layer *layer, forge_paged_cache *cache, const for
     if (cache) cpu_cache_append(cache, b->n, b->ids, b->pos0, b->n_tokens, b->rows, l->k_tmp, l->v_tmp, b->fn);
     stage_mark(layer, t, 2);
 
-    /* gathered only with a cache, and there only from the window's start */
+    /* a decode step's query read where its keys lie; others' keys gathered
+     * (only with a cache, and there only from the window's start) */
     float *gk = l->gathered, *gv = cache ? l->gathered + max_keys * kv : NULL;
     for (int s = 0; s < b->n; s++) {
         const int t0 = b->rows[s], first = cache ? forge_window_start(b->lens[s], b->n_tokens[s], b->attn.window) : 0;
+        if (cache && cpu_cache_in_place(cache, b->n_tokens[s])) {
+            cpu_cache_attend(cache, b->ids[s], b->lens[s], l->qkv + (long)t0 * N, H, b->attn.scale, b->attn.window,
+                             b->attn.softcap, l->attn + (long)t0 * H * D, NULL, 0, l->scores);
+            continue;
+        }
         if (cache) cpu_cache_gather(cache, b->ids[s], first, b->lens[s], gk, gv);
         cpu_attention_args a = {
             .q = l->qkv + (long)t0 * N,
