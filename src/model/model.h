@@ -64,8 +64,8 @@ typedef struct {
     unsigned ws_gen;  /* of the model's workspace it recorded */
 } model_graph;
 
-/* One rank of the model (tensor parallelism, Megatron's split; with one
- * rank, the whole model): its share of the weights and what its steps work
+/* One rank of the model (tensor parallelism, Megatron's split; of a whole
+ * model, the one rank): its share of the weights and what its steps work
  * in, in its context's memory. Rank r holds query heads [r * heads, (r +
  * 1) * heads) of m->split's heads, their KV heads (kv_heads of them; a KV
  * head held by several ranks where there are fewer than ranks), the output
@@ -77,7 +77,7 @@ typedef struct {
  * rows are gathered, and put in order on rank 0. */
 typedef struct {
     forge_context *ctx;         /* rank 0's is the caller's                       */
-    void *comm;                 /* the backend's communicator; NULL with one rank  */
+    void *comm;                 /* the backend's communicator; NULL when whole     */
     forge_layer **layers;       /* [cfg.layers]                                    */
     forge_paged_cache **caches; /* [cfg.layers], the same sequences in each        */
     model_block *blocks;        /* [cfg.layers]                                    */
@@ -89,7 +89,7 @@ typedef struct {
     unsigned ws_gen;                 /* times it moved */
     void *x, *a, *y, *gate_up, *act; /* [ws_rows, hidden or 2 * inter or inter] */
     void *last, *logits;             /* [ws_out, hidden], [ws_out, vocab] (rank 0) */
-    void *part, *gathered;           /* with ranks: [ws_out, vocab_rows], [ranks, ws_out, vocab_rows] */
+    void *part, *gathered;           /* split: [ws_out, vocab_rows], [ranks, ws_out, vocab_rows] */
     /* the step's integers: tokens [ws_rows], the rows whose logits are
      * asked for [ws_out], each sequence's length [max_seqs]; on the host,
      * and in backend memory where the step's work reads them */
@@ -112,7 +112,7 @@ struct forge_model {
     forge_model_options opt;
     model_split split;
     model_rank *ranks;  /* [split.ranks] */
-    model_pool *pool;   /* the ranks' threads; NULL with one rank */
+    model_pool *pool;   /* the ranks' threads; NULL when whole */
     int broken;         /* a rank failed after the others may have gone on */
     /* each sequence's tokens so far, a bit per id [max_seqs][seen_words]:
      * the repetition penalty's history, kept by every step */
@@ -132,10 +132,10 @@ struct forge_model {
 };
 
 /* model_ranks.c: the ranks' threads, each working on its rank's device.
- * start makes them (none for one rank), rank r > 0's context (of ctx's
- * backend, on the device r places after ctx's) and the communicators;
- * stop ends them after the ranks' contexts are gone. run calls
- * fn(m, r, arg) for every rank r on its thread (one rank: on the caller's)
+ * start makes them (none for a whole model, tensor_parallel 0), rank r >
+ * 0's context (of ctx's backend, on the device r places after ctx's) and
+ * the communicators; stop ends them after the ranks' contexts are gone. run calls
+ * fn(m, r, arg) for every rank r on its thread (whole: on the caller's)
  * and returns the first failure, its message naming the rank. A rank's
  * failure after the step's collectives may have begun is abort's to
  * report: it wakes the others and marks the model broken. */
