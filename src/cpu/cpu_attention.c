@@ -34,7 +34,8 @@ static float softmax_span(float *row, int first, int end, int n, float cap) {
  * product's: at 1k cached tokens its 540 calls took most of a step of
  * SmolLM2-135M's shape on 2 cores. Eight partial sums a key let the
  * compiler vectorise the dot product without reordering a sum. */
-static void row_scores(const float *q, const float *k, int k_stride, int n_keys, int D, float scale, float *scores) {
+static void row_scores(const float *restrict q, const float *restrict k, int k_stride, int n_keys, int D, float scale,
+                       float *restrict scores) {
     for (int j = 0; j < n_keys; j++, k += k_stride) {
         float acc[8] = {0};
         int d = 0;
@@ -48,7 +49,8 @@ static void row_scores(const float *q, const float *k, int k_stride, int n_keys,
 }
 
 /* out += sum_j p[j] v_j for one query row (values k_stride apart). */
-static void row_values(const float *p, const float *v, int k_stride, int n_keys, int D, float *out) {
+static void row_values(const float *restrict p, const float *restrict v, int k_stride, int n_keys, int D,
+                       float *restrict out) {
     for (int j = 0; j < n_keys; j++, v += k_stride)
         for (int d = 0; d < D; d++) out[d] += p[j] * v[d];
 }

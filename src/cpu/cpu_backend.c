@@ -3,6 +3,7 @@
  * GPU is checked against besides the float64 reference: its buffers
  * (host memory), attention alone, and its operations' table, each from the
  * file of its concern (cpu_layer.c, cpu_cache.c). */
+#include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,29 @@
 #include "cpu_layer.h"
 #include "cpu_ops.h"
 #include "error.h"
+
+/* The context's workers: as many threads as OpenBLAS runs (its own are
+ * idle while the attention runs), the caller being one of them. */
+static forge_status cpu_context_init(forge_context *ctx) {
+    cpu_ctx *c = calloc(1, sizeof *c);
+    if (!c) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "forge_context_create: out of memory");
+    const int threads = openblas_get_num_threads();
+    c->n_workers = (threads < CPU_ATTN_ROWS ? threads : CPU_ATTN_ROWS) - 1;
+    forge_status st = c->n_workers > 0 ? forge_workers_start(c->n_workers, &c->workers, "forge_context_create") : FORGE_OK;
+    if (st != FORGE_OK) {
+        free(c);
+        return st;
+    }
+    ctx->impl = c;
+    return FORGE_OK;
+}
+
+static void cpu_context_free(forge_context *ctx) {
+    cpu_ctx *c = ctx->impl;
+    if (c) forge_workers_stop(c->workers);
+    free(c);
+    ctx->impl = NULL;
+}
 
 static forge_status cpu_buffer_alloc(forge_context *ctx, size_t bytes, void **out) {
     void *p = malloc(bytes);
@@ -148,6 +172,8 @@ static forge_status cpu_copy_2d(forge_context *ctx, void *dst, size_t dst_pitch,
 
 const forge_backend_ops forge_cpu_backend = {
     .kind = FORGE_BACKEND_CPU,
+    .context_init = cpu_context_init,
+    .context_free = cpu_context_free,
     .buffer_alloc = cpu_buffer_alloc,
     .buffer_free = cpu_buffer_free,
     .buffer_copy = cpu_buffer_copy,

@@ -115,33 +115,78 @@ int cpu_cache_in_place(const forge_paged_cache *cache, int n_queries) {
     return cache->cfg.dtype == FORGE_F32 && n_queries == 1;
 }
 
-void cpu_cache_attend(const forge_paged_cache *cache, int seq, int len, const float *q, int heads, float scale,
-                      int window, float softcap, float *out, float *lse, long lse_stride, float *scores) {
-    const forge_paged_config *c = &cache->cfg;
-    const cpu_pool *p = cache->impl;
-    const int D = c->head_dim, group = heads / c->kv_heads, first = forge_window_start(len, 1, window);
-    const int *pages = cache->table + (size_t)seq * cache->max_pages;
-    for (int h = 0; h < heads; h++) {
-        const int g = h / group;
-        const cpu_paged_head kv = {(const float *)p->k + g * D, (const float *)p->v + g * D, pages, c->page_size,
+/* A decode step's attention as the workers share it: pair i is row i /
+ * heads, head i % heads; worker w takes pairs w, w + shares, ... */
+typedef struct {
+    const forge_paged_cache *cache;
+    const cpu_decode_row *rows;
+    int n, heads, window, shares;
+    float scale, softcap;
+    long lse_stride, longest;
+    float *scores; /* [shares][longest] */
+} decode_job;
+
+static void attend_pairs(void *p, int w) {
+    const decode_job *j = p;
+    const forge_paged_config *c = &j->cache->cfg;
+    const cpu_pool *pool = j->cache->impl;
+    const int D = c->head_dim, group = j->heads / c->kv_heads;
+    float *scores = j->scores + (size_t)w * (size_t)j->longest;
+    for (int i = w; i < j->n * j->heads; i += j->shares) {
+        const cpu_decode_row *r = &j->rows[i / j->heads];
+        const int h = i % j->heads, g = h / group;
+        const cpu_paged_head kv = {(const float *)pool->k + g * D, (const float *)pool->v + g * D,
+                                   j->cache->table + (size_t)r->seq * j->cache->max_pages, c->page_size,
                                    (long)c->kv_heads * D};
-        const float l = cpu_attend_row(q + (size_t)h * D, &kv, first, len, D, scale, softcap, scores, out + (size_t)h * D);
-        if (lse) lse[h * lse_stride] = l;
+        const float lse = cpu_attend_row(r->q + (size_t)h * D, &kv, forge_window_start(r->len, 1, j->window), r->len,
+                                         D, j->scale, j->softcap, scores, r->out + (size_t)h * D);
+        if (r->lse) r->lse[h * j->lse_stride] = lse;
     }
 }
 
-/* Every sequence of the call read in place (cpu_cache_in_place); longest:
- * their longest. */
+/* Threads that share a decode step: the caller and the context's workers. */
+static int shares_of(const forge_paged_cache *cache) {
+    const cpu_ctx *c = cache->ctx->impl;
+    return c && c->workers ? c->n_workers + 1 : 1;
+}
+
+long cpu_cache_attend_scratch(const forge_paged_cache *cache, long longest) {
+    return (long)shares_of(cache) * (longest > 1 ? longest : 1);
+}
+
+void cpu_cache_attend(const forge_paged_cache *cache, const cpu_decode_row *rows, int n, int heads, float scale,
+                      int window, float softcap, long lse_stride, float *scores) {
+    const cpu_ctx *c = cache->ctx->impl;
+    long longest = 1;
+    for (int i = 0; i < n; i++) longest = rows[i].len > longest ? rows[i].len : longest;
+    decode_job j = {cache, rows, n, heads, window, 1, scale, softcap, lse_stride, longest, scores};
+    /* shared where the keys to read are worth waking the threads for */
+    if (shares_of(cache) > 1 && (long)n * heads * longest >= CPU_KEYS_WORTH_THREADS) {
+        j.shares = shares_of(cache);
+        forge_workers_run(c->workers, attend_pairs, &j, 1);
+    } else {
+        attend_pairs(&j, 0);
+    }
+}
+
+/* Every sequence of the call that is read in place (cpu_cache_in_place),
+ * a chunk of rows at a time; longest: their longest. */
 static forge_status attend_all_in_place(const forge_paged_cache *cache, const forge_paged_attention_args *a,
                                         const int *lens, int total_q, int longest, const char *fn) {
-    float *scores = malloc(sizeof *scores * (size_t)(longest + 1));
+    float *scores = malloc(sizeof *scores * (size_t)cpu_cache_attend_scratch(cache, longest));
     if (!scores) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     const size_t row = (size_t)a->heads * cache->cfg.head_dim;
+    cpu_decode_row rows[CPU_DECODE_CHUNK];
+    int n = 0;
     for (int b = 0; b < a->batch; b++) {
         const int q0 = a->q_offsets[b];
-        if (!cpu_cache_in_place(cache, a->q_offsets[b + 1] - q0)) continue;
-        cpu_cache_attend(cache, a->seqs[b], lens[b], (const float *)a->q + q0 * row, a->heads, a->scale, a->window,
-                         a->softcap, (float *)a->out + q0 * row, a->lse ? a->lse + q0 : NULL, total_q, scores);
+        if (cpu_cache_in_place(cache, a->q_offsets[b + 1] - q0))
+            rows[n++] = (cpu_decode_row){a->seqs[b], lens[b], (const float *)a->q + q0 * row,
+                                         (float *)a->out + q0 * row, a->lse ? a->lse + q0 : NULL};
+        if (n == CPU_DECODE_CHUNK || (b == a->batch - 1 && n > 0)) {
+            cpu_cache_attend(cache, rows, n, a->heads, a->scale, a->window, a->softcap, total_q, scores);
+            n = 0;
+        }
     }
     free(scores);
     return FORGE_OK;

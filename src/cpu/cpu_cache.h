@@ -5,6 +5,7 @@
 #define FORGE_CPU_CACHE_H
 
 #include "backend.h"
+#include "workers.h"
 
 forge_status cpu_cache_init(forge_paged_cache *cache, const char *fn);
 void cpu_cache_free(forge_paged_cache *cache);
@@ -19,13 +20,37 @@ forge_status cpu_cache_upload(forge_paged_cache *cache, int seq, int first, int 
  * decode step), where the gather of its K and V costs about what the
  * attention does; more queries share one gather and a GEMM. */
 int cpu_cache_in_place(const forge_paged_cache *cache, int n_queries);
-/* The one query of sequence seq, its last of len tokens, over them where
- * they lie, page by page: q and out [heads, head_dim], each head's
- * log-sum-exp at lse[h * lse_stride] (lse NULL: none); scores: len floats.
- * Its loops are those cpu_attention runs on one row, so that the result
- * is the one of the same call over gathered rows, bit for bit. */
-void cpu_cache_attend(const forge_paged_cache *cache, int seq, int len, const float *q, int heads, float scale,
-                      int window, float softcap, float *out, float *lse, long lse_stride, float *scores);
+/* The CPU context (ctx->impl): threads beside the caller's that share a
+ * decode step's attention, one fewer than OpenBLAS's (NULL, 0: none). */
+typedef struct {
+    forge_workers *workers;
+    int n_workers;
+} cpu_ctx;
+
+/* Decode rows a call of cpu_cache_attend takes at most (its callers keep
+ * them on the stack); and the work (rows x heads x keys) from which the
+ * workers share it. */
+#define CPU_DECODE_CHUNK 64
+#define CPU_KEYS_WORTH_THREADS 4096L
+
+/* A decode row: sequence seq's one query, its last of len tokens; q and
+ * out [heads, head_dim]; each head's log-sum-exp at lse[h * lse_stride]
+ * (lse NULL: none). */
+typedef struct {
+    int seq, len;
+    const float *q;
+    float *out, *lse;
+} cpu_decode_row;
+
+/* Attention of n decode rows (cpu_cache_in_place) over their tokens where
+ * they lie, page by page, the (row, head) pairs shared among the context's
+ * workers and the caller. scores: cpu_cache_attend_scratch floats for the
+ * longest row's len. The loops are those cpu_attention runs on one row,
+ * so that the results are those of the same call over gathered rows, bit
+ * for bit. */
+long cpu_cache_attend_scratch(const forge_paged_cache *cache, long longest);
+void cpu_cache_attend(const forge_paged_cache *cache, const cpu_decode_row *rows, int n, int heads, float scale,
+                      int window, float softcap, long lse_stride, float *scores);
 forge_status cpu_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens,
                                  int total_q, const int *pos_dev, const char *fn);
 /* Positions [first, len) of seq, widened to float32, into k and v [len -

@@ -101,7 +101,7 @@ static int grow(float **p, size_t n) {
     return 1;
 }
 
-static forge_status workspace(cpu_layer *l, const forge_layer_config *c, const char *fn, int tokens, long keys,
+static forge_status workspace(cpu_layer *l, const forge_layer_config *c, const char *fn, int tokens, long n_scores,
                               long gathered) {
     size_t q_out = (size_t)c->heads * c->head_dim, kv_out = (size_t)c->kv_heads * c->head_dim;
     if (tokens > l->ws_tokens) {
@@ -113,7 +113,6 @@ static forge_status workspace(cpu_layer *l, const forge_layer_config *c, const c
                               tokens);
         l->ws_tokens = tokens;
     }
-    long n_scores = CPU_ATTN_ROWS * keys;
     if (n_scores > l->ws_scores) {
         if (!grow(&l->scores, (size_t)n_scores))
             return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory for %ld attention scores", fn,
@@ -181,7 +180,10 @@ forge_status cpu_forward(forge_layer *layer, forge_paged_cache *cache, const for
     const size_t es = forge_dtype_size(c->dtype), kv = (size_t)Hk * D;
     long max_keys = 0;
     for (int s = 0; s < b->n; s++) max_keys = b->lens[s] > max_keys ? b->lens[s] : max_keys;
-    forge_status st = workspace(l, c, b->fn, b->total, max_keys, cache ? 2 * max_keys * (long)kv : 0);
+    /* scores: a block of query rows over the keys, or the decode rows' */
+    long n_scores = CPU_ATTN_ROWS * max_keys, decode = cache ? cpu_cache_attend_scratch(cache, max_keys) : 0;
+    forge_status st = workspace(l, c, b->fn, b->total, n_scores > decode ? n_scores : decode,
+                                cache ? 2 * max_keys * (long)kv : 0);
     if (st != FORGE_OK) return st;
     (void)failed; /* past the workspace, nothing here can fail */
     double t[FORGE_STAGE_COUNT + 1];
@@ -205,16 +207,23 @@ forge_status cpu_forward(forge_layer *layer, forge_paged_cache *cache, const for
     if (cache) cpu_cache_append(cache, b->n, b->ids, b->pos0, b->n_tokens, b->rows, l->k_tmp, l->v_tmp, b->fn);
     stage_mark(layer, t, 2);
 
-    /* a decode step's query read where its keys lie; others' keys gathered
-     * (only with a cache, and there only from the window's start) */
+    /* decode steps' queries read where their keys lie, a chunk at a time;
+     * others' keys gathered (only with a cache, and there only from the
+     * window's start) */
+    cpu_decode_row rows[CPU_DECODE_CHUNK];
+    for (int s = 0, n = 0; cache && s < b->n; s++) {
+        if (cpu_cache_in_place(cache, b->n_tokens[s]))
+            rows[n++] = (cpu_decode_row){b->ids[s], b->lens[s], l->qkv + (long)b->rows[s] * N,
+                                         l->attn + (long)b->rows[s] * H * D, NULL};
+        if (n == CPU_DECODE_CHUNK || (s == b->n - 1 && n > 0)) {
+            cpu_cache_attend(cache, rows, n, H, b->attn.scale, b->attn.window, b->attn.softcap, 0, l->scores);
+            n = 0;
+        }
+    }
     float *gk = l->gathered, *gv = cache ? l->gathered + max_keys * kv : NULL;
     for (int s = 0; s < b->n; s++) {
         const int t0 = b->rows[s], first = cache ? forge_window_start(b->lens[s], b->n_tokens[s], b->attn.window) : 0;
-        if (cache && cpu_cache_in_place(cache, b->n_tokens[s])) {
-            cpu_cache_attend(cache, b->ids[s], b->lens[s], l->qkv + (long)t0 * N, H, b->attn.scale, b->attn.window,
-                             b->attn.softcap, l->attn + (long)t0 * H * D, NULL, 0, l->scores);
-            continue;
-        }
+        if (cache && cpu_cache_in_place(cache, b->n_tokens[s])) continue;
         if (cache) cpu_cache_gather(cache, b->ids[s], first, b->lens[s], gk, gv);
         cpu_attention_args a = {
             .q = l->qkv + (long)t0 * N,

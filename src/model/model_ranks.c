@@ -1,76 +1,45 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* model_ranks.c: the threads of a split model's ranks, one a rank, each
- * bound to its rank's device for its life, so that every call of a rank's
- * context runs where its memory is; the caller's thread hands each of them
- * the same job and waits for all. One thread a rank rather than one
- * process a rank: the model stays one object of one library call, its
- * sequences and sampling kept once, and the ranks' collectives (NCCL's,
- * or the CPU's between threads) need no launcher. */
-#include <pthread.h>
+/* model_ranks.c: the threads of a split model's ranks, one a rank
+ * (workers.h), each bound to its rank's device for its life, so that every
+ * call of a rank's context runs where its memory is; the caller's thread
+ * hands each of them the same job and waits for all. One thread a rank
+ * rather than one process a rank: the model stays one object of one
+ * library call, its sequences and sampling kept once, and the ranks'
+ * collectives (NCCL's, or the CPU's between threads) need no launcher. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
 #include "model.h"
+#include "workers.h"
 
 struct model_pool {
-    forge_model *m;
-    int n;
-    pthread_t *threads;
-    int started;            /* threads made */
-    pthread_mutex_t lock;
-    pthread_cond_t go, done;
-    unsigned job;           /* jobs handed out */
-    int pending;            /* ranks still at the current one */
-    int quit;
-    model_rank_fn fn;
-    void *arg;
-    forge_status *status;   /* [n]: each rank's result of the job */
-    char (*message)[512];   /* [n]: and its forge_last_error() */
+    forge_workers *threads;
+    forge_status *status; /* [ranks]: each rank's result of the job */
+    char (*message)[512]; /* [ranks]: and its forge_last_error() */
 };
 
+/* A job as the workers run it: fn for rank i, its result kept. */
 typedef struct {
-    model_pool *p;
-    int rank;
-} pool_thread;
+    forge_model *m;
+    model_rank_fn fn;
+    void *arg;
+} rank_job;
 
-static void *rank_main(void *arg) {
-    pool_thread *t = arg;
-    model_pool *p = t->p;
-    const int r = t->rank;
-    free(t);
-    unsigned seen = 0;
-    for (;;) {
-        pthread_mutex_lock(&p->lock);
-        while (p->job == seen && !p->quit) pthread_cond_wait(&p->go, &p->lock);
-        if (p->quit) {
-            pthread_mutex_unlock(&p->lock);
-            return NULL;
-        }
-        seen = p->job;
-        const model_rank_fn fn = p->fn;
-        void *job_arg = p->arg;
-        pthread_mutex_unlock(&p->lock);
-        const forge_status st = fn(p->m, r, job_arg);
-        pthread_mutex_lock(&p->lock);
-        p->status[r] = st;
-        if (st != FORGE_OK) snprintf(p->message[r], sizeof p->message[r], "%s", forge_last_error());
-        if (--p->pending == 0) pthread_cond_broadcast(&p->done);
-        pthread_mutex_unlock(&p->lock);
-    }
+static void run_rank(void *p, int r) {
+    const rank_job *j = p;
+    model_pool *pool = j->m->pool;
+    pool->status[r] = j->fn(j->m, r, j->arg);
+    if (pool->status[r] != FORGE_OK) snprintf(pool->message[r], sizeof pool->message[r], "%s", forge_last_error());
 }
 
 forge_status model_ranks_run(forge_model *m, model_rank_fn fn, void *arg) {
     model_pool *p = m->pool;
     if (!p) return fn(m, 0, arg);
-    pthread_mutex_lock(&p->lock);
-    p->fn = fn, p->arg = arg, p->pending = p->n;
-    p->job++;
-    pthread_cond_broadcast(&p->go);
-    while (p->pending > 0) pthread_cond_wait(&p->done, &p->lock);
-    pthread_mutex_unlock(&p->lock);
-    for (int r = 0; r < p->n; r++)
+    rank_job j = {m, fn, arg};
+    forge_workers_run(p->threads, run_rank, &j, 0);
+    for (int r = 0; r < m->split.ranks; r++)
         if (p->status[r] != FORGE_OK) return forge_fail(p->status[r], "%s (rank %d)", p->message[r], r);
     return FORGE_OK;
 }
@@ -89,15 +58,8 @@ forge_status model_broken(const char *fn) {
 
 static void pool_free(model_pool *p) {
     if (!p) return;
-    pthread_mutex_lock(&p->lock);
-    p->quit = 1;
-    pthread_cond_broadcast(&p->go);
-    pthread_mutex_unlock(&p->lock);
-    for (int r = 0; r < p->started; r++) pthread_join(p->threads[r], NULL);
-    pthread_mutex_destroy(&p->lock);
-    pthread_cond_destroy(&p->go);
-    pthread_cond_destroy(&p->done);
-    free(p->threads), free(p->status), free(p->message);
+    forge_workers_stop(p->threads);
+    free(p->status), free(p->message);
     free(p);
 }
 
@@ -126,30 +88,14 @@ forge_status model_ranks_start(forge_model *m, forge_context *ctx, const char *f
                           forge_backend_name(ops->kind), n);
     model_pool *p = calloc(1, sizeof *p);
     if (p) {
-        p->threads = calloc((size_t)n, sizeof *p->threads);
         p->status = calloc((size_t)n, sizeof *p->status);
         p->message = calloc((size_t)n, sizeof *p->message);
     }
-    if (!p || !p->threads || !p->status || !p->message) {
-        if (p) free(p->threads), free(p->status), free(p->message);
-        free(p);
+    if (!p || !p->status || !p->message) {
+        pool_free(p);
         return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     }
-    p->m = m, p->n = n;
-    pthread_mutex_init(&p->lock, NULL);
-    pthread_cond_init(&p->go, NULL);
-    pthread_cond_init(&p->done, NULL);
-    forge_status st = FORGE_OK;
-    for (int r = 0; r < n && st == FORGE_OK; r++) {
-        pool_thread *t = malloc(sizeof *t);
-        if (t) *t = (pool_thread){p, r};
-        if (!t || pthread_create(&p->threads[r], NULL, rank_main, t) != 0) {
-            free(t);
-            st = forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: could not start the thread of rank %d", fn, r);
-        } else {
-            p->started++;
-        }
-    }
+    forge_status st = forge_workers_start(n, &p->threads, fn);
     if (st != FORGE_OK) {
         pool_free(p);
         return st;
@@ -167,7 +113,7 @@ forge_status model_ranks_start(forge_model *m, forge_context *ctx, const char *f
 void model_ranks_stop(forge_model *m) {
     model_pool *p = m->pool;
     if (!p) return;
-    for (int r = 0; r < p->n; r++)
+    for (int r = 0; r < m->split.ranks; r++)
         if (m->ranks[r].comm) m->ranks[0].ctx->ops->comm_free(m->ranks[r].comm);
     pool_free(p);
     m->pool = NULL;
