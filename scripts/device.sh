@@ -345,18 +345,15 @@ if [[ " $parts " == *" tp "* ]]; then
   done
   m="$OUT/tp.jsonl"
   : >"$m"
-  for tp in 0 1 2 4 8; do
-    [ "$tp" -le "$gpus" ] || continue
-    for b in 1 64; do
-      timeout 300 $build/forge bench model --json --shape llama3-8b --dtype bf16 --batch $b --prompt 128 --new 64 \
-        --tp $tp | tee -a "$m" || status=1
-    done
-  done
-  for tp in 2 4 8; do
-    [ "$tp" -le "$gpus" ] || continue
-    for b in 1 64; do
-      timeout 540 $build/forge bench model --json --shape llama3-70b --dtype bf16 --batch $b --prompt 128 --new 32 \
-        --tp $tp | tee -a "$m" || status=1
+  # shape, rank counts, new tokens, time limit: each at batch 1 and 64
+  for run in "llama3-8b 0,1,2,4,8 64 300" "llama3-70b 2,4,8 32 540"; do
+    read -r shape counts new limit <<<"$run"
+    for tp in ${counts//,/ }; do
+      [ "$tp" -le "$gpus" ] || continue
+      for b in 1 64; do
+        timeout "$limit" $build/forge bench model --json --shape "$shape" --dtype bf16 --batch $b --prompt 128 \
+          --new "$new" --tp $tp | tee -a "$m" || status=1
+      done
     done
   done
 fi
