@@ -17,6 +17,7 @@
 #include "model/model.h"
 #include "model_dir.h"
 #include "test_util.h"
+#include "testing.h"
 
 /* The backend of the tests that compare with the reference (argv[1]). */
 static forge_backend g_backend = FORGE_BACKEND_CPU;
@@ -317,6 +318,30 @@ static void test_split_capacity(void **state) {
     const ref_error e = ref_compare(got, want + (size_t)8 * V, (size_t)V);
     if (e.nonfinite || e.rel_l2 > 1e-5) fail_msg("split, after a step without room: logits off by %g", e.rel_l2);
     free(prompt), free(got), free(want);
+    md_model_close(&mm);
+}
+
+/* A rank that fails mid-step (the test hook, on rank 0's context) wakes
+ * the other out of the collective it waits in: the step fails naming the
+ * rank, the model then refuses steps as broken (the ranks' caches may
+ * differ), and it frees without waiting for anything. */
+static void test_split_failure(void **state) {
+    (void)state;
+    md_model mm;
+    if (!open_model(&mm, &llama, 66, 1, 64, 2)) return;
+    int32_t *prompt = prompt_of(5, mm.cfg.vocab_size, 67);
+    float *got = tl_poisoned((size_t)mm.cfg.vocab_size);
+    int seq;
+    TL_OK(forge_model_seq_new(mm.m, &seq));
+    const forge_model_input in = {seq, 5, prompt};
+    forge_testing_fail_stage(mm.ctx, FORGE_STAGE_ATTENTION);
+    assert_int_equal(forge_model_step(mm.m, &in, 1, 0, got), FORGE_ERR_BACKEND);
+    assert_non_null(strstr(forge_last_error(), "injected failure"));
+    assert_non_null(strstr(forge_last_error(), "(rank 0)"));
+    forge_testing_fail_stage(mm.ctx, -1);
+    assert_int_equal(forge_model_step(mm.m, &in, 1, 0, got), FORGE_ERR_BACKEND);
+    assert_non_null(strstr(forge_last_error(), "free the model"));
+    free(prompt), free(got);
     md_model_close(&mm);
 }
 
@@ -1054,7 +1079,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_random_models), cmocka_unit_test(test_cpu_linear),
         cmocka_unit_test(test_fuzz_files),   cmocka_unit_test(test_split),
         cmocka_unit_test(test_split_sampling), cmocka_unit_test(test_bad_splits),
-        cmocka_unit_test(test_split_capacity),
+        cmocka_unit_test(test_split_capacity), cmocka_unit_test(test_split_failure),
     };
     return cmocka_run_group_tests_name(g_backend == FORGE_BACKEND_CUDA ? "model_cuda" : "model", tests, NULL, NULL);
 }

@@ -185,7 +185,11 @@ forge_status cpu_forward(forge_layer *layer, forge_paged_cache *cache, const for
     forge_status st = workspace(l, c, b->fn, b->total, n_scores > decode ? n_scores : decode,
                                 cache ? 2 * max_keys * (long)kv : 0);
     if (st != FORGE_OK) return st;
-    (void)failed; /* past the workspace, nothing here can fail */
+    if (layer->ctx->fail_stage >= 0) { /* the test hook: a stage fails as a device's would */
+        *failed = (forge_stage)layer->ctx->fail_stage;
+        return forge_fail(FORGE_ERR_BACKEND, "%s: %s: injected failure (test hook)", b->fn, forge_stage_name(*failed));
+    }
+    /* past the workspace and the hook, nothing here can fail */
     double t[FORGE_STAGE_COUNT + 1];
     stage_mark(layer, t, 0);
     project(layer, b->total, x);
