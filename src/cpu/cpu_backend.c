@@ -15,17 +15,14 @@
 #include "error.h"
 
 /* The context's workers: as many threads as OpenBLAS runs (its own are
- * idle while the attention runs), the caller being one of them. */
+ * idle while the attention runs), the caller being one of them; started
+ * by the first decode step that shares its work (cpu_cache.c), so that
+ * contexts that never run one (a GPU context's CPU twin) hold no threads. */
 static forge_status cpu_context_init(forge_context *ctx) {
     cpu_ctx *c = calloc(1, sizeof *c);
     if (!c) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "forge_context_create: out of memory");
     const int threads = openblas_get_num_threads();
     c->n_workers = (threads < CPU_ATTN_ROWS ? threads : CPU_ATTN_ROWS) - 1;
-    forge_status st = c->n_workers > 0 ? forge_workers_start(c->n_workers, &c->workers, "forge_context_create") : FORGE_OK;
-    if (st != FORGE_OK) {
-        free(c);
-        return st;
-    }
     ctx->impl = c;
     return FORGE_OK;
 }

@@ -144,10 +144,10 @@ static void attend_pairs(void *p, int w) {
     }
 }
 
-/* Threads that share a decode step: the caller and the context's workers. */
+/* Threads that may share a decode step: the caller and the context's workers. */
 static int shares_of(const forge_paged_cache *cache) {
     const cpu_ctx *c = cache->ctx->impl;
-    return c && c->workers ? c->n_workers + 1 : 1;
+    return c ? c->n_workers + 1 : 1;
 }
 
 long cpu_cache_attend_scratch(const forge_paged_cache *cache, long longest) {
@@ -156,13 +156,18 @@ long cpu_cache_attend_scratch(const forge_paged_cache *cache, long longest) {
 
 void cpu_cache_attend(const forge_paged_cache *cache, const cpu_decode_row *rows, int n, int heads, float scale,
                       int window, float softcap, long lse_stride, float *scores) {
-    const cpu_ctx *c = cache->ctx->impl;
+    cpu_ctx *c = cache->ctx->impl;
     long longest = 1;
     for (int i = 0; i < n; i++) longest = rows[i].len > longest ? rows[i].len : longest;
     decode_job j = {cache, rows, n, heads, window, 1, scale, softcap, lse_stride, longest, scores};
-    /* shared where the keys to read are worth waking the threads for */
-    if (shares_of(cache) > 1 && (long)n * heads * longest >= CPU_KEYS_WORTH_THREADS) {
-        j.shares = shares_of(cache);
+    /* shared where the keys to read are worth waking the threads for (a
+     * failure to start them costs only speed: it is not reported, and the
+     * caller runs the step alone) */
+    const int shared = shares_of(cache) > 1 && (long)n * heads * longest >= CPU_KEYS_WORTH_THREADS;
+    if (shared && !c->workers && forge_workers_start(c->n_workers, &c->workers, "forge_model_step") != FORGE_OK)
+        c->n_workers = 0;
+    if (shared && c->workers) {
+        j.shares = c->n_workers + 1;
         forge_workers_run(c->workers, attend_pairs, &j, 1);
     } else {
         attend_pairs(&j, 0);

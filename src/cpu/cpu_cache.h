@@ -21,7 +21,9 @@ forge_status cpu_cache_upload(forge_paged_cache *cache, int seq, int first, int 
  * attention does; more queries share one gather and a GEMM. */
 int cpu_cache_in_place(const forge_paged_cache *cache, int n_queries);
 /* The CPU context (ctx->impl): threads beside the caller's that share a
- * decode step's attention, one fewer than OpenBLAS's (NULL, 0: none). */
+ * decode step's attention, one fewer than OpenBLAS's, started when first
+ * needed (NULL until then; n_workers 0: none; where they could not be
+ * started, the step runs on the caller's thread alone). */
 typedef struct {
     forge_workers *workers;
     int n_workers;
