@@ -63,7 +63,7 @@ void forge_workers_stop(forge_workers *w) {
 
 forge_status forge_workers_start(int n, forge_workers **out, const char *fn) {
     forge_workers *w = calloc(1, sizeof *w);
-    if (w && !(w->threads = calloc((size_t)n, sizeof *w->threads))) free(w), w = NULL;
+    if (w && !(w->threads = calloc((size_t)(n > 0 ? n : 1), sizeof *w->threads))) free(w), w = NULL;
     if (!w) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     w->n = n;
     pthread_mutex_init(&w->lock, NULL);
