@@ -236,9 +236,9 @@ struct forge_backend_ops {
      * there are not that many. NULL where every rank shares one (the host).
      * comm_create: a communicator for each of the n contexts (rank r's is
      * ctxs[r]), into comms[n]; called on one thread. comm_abort (from any
-     * thread) makes the other ranks' collectives return instead of waiting
-     * for a rank that failed; after it the communicators only go to
-     * comm_free. all_reduce: buf [count] of dtype, summed over the ranks,
+     * thread, once a communicator) makes that rank's collectives, queued or
+     * running, return instead of waiting for a rank that failed; after it
+     * the communicator only goes to comm_free. all_reduce: buf [count] of dtype, summed over the ranks,
      * on every rank, in place. all_gather: out [ranks, count] the ranks'
      * in [count], in rank order, on every rank. Both are queued on ctx's
      * stream (recorded with it) and every rank must make the same calls.

@@ -32,6 +32,13 @@ static struct {
 
 static pthread_once_t nccl_once = PTHREAD_ONCE_INIT;
 
+/* A rank's communicator: NCCL's, and whether it was aborted (which frees
+ * it: it is then not destroyed again). */
+typedef struct {
+    nccl_comm_t nccl;
+    int aborted;
+} cuda_comm;
+
 static void nccl_load(void) {
     const char *path = getenv("FORGE_NCCL");
     void *lib = dlopen(path && *path ? path : "libnccl.so.2", RTLD_NOW | RTLD_LOCAL);
@@ -70,17 +77,38 @@ forge_status cuda_comm_create(forge_context **ctxs, int n, void **comms, const c
     int devices[64];
     if (n > 64) return forge_fail(FORGE_ERR_UNSUPPORTED, "%s: %d ranks, past NCCL's 64 here", fn, n);
     for (int r = 0; r < n; r++) devices[r] = ((const cuda_ctx *)ctxs[r]->impl)->device;
+    cuda_comm *each[64] = {0};
+    int held = 0;
+    while (held < n && (each[held] = calloc(1, sizeof *each[held]))) held++;
+    if (held < n) {
+        while (held > 0) free(each[--held]);
+        return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    }
     setenv("NCCL_NVLS_ENABLE", "0", 0); /* unless the caller set it */
     int current = 0;
-    CUDA_TRY(fn, cudaGetDevice(&current));
-    const nccl_result r = nccl.init_all((nccl_comm_t *)comms, n, devices);
-    cudaSetDevice(current); /* NCCL moves the caller's thread between the devices */
+    nccl_comm_t made[64];
+    const cudaError_t e = cudaGetDevice(&current);
+    const nccl_result r = e ? 0 : nccl.init_all(made, n, devices);
+    if (!e) cudaSetDevice(current); /* NCCL moves the caller's thread between the devices */
+    for (int k = 0; k < n; k++) {
+        if (e || r) free(each[k]);
+        else each[k]->nccl = made[k], comms[k] = each[k];
+    }
+    if (e) return cuda_err(fn, "cudaGetDevice", e);
     return r ? nccl_err(fn, "ncclCommInitAll", r) : FORGE_OK;
 }
 
-void cuda_comm_abort(void *comm) { nccl.abort((nccl_comm_t)comm); }
+void cuda_comm_abort(void *comm) {
+    cuda_comm *c = comm;
+    if (!c->aborted) nccl.abort(c->nccl);
+    c->aborted = 1;
+}
 
-void cuda_comm_free(void *comm) { nccl.destroy((nccl_comm_t)comm); }
+void cuda_comm_free(void *comm) {
+    cuda_comm *c = comm;
+    if (!c->aborted) nccl.destroy(c->nccl);
+    free(c);
+}
 
 static int nccl_type(forge_dtype dtype) {
     return dtype == FORGE_BF16 ? NCCL_BF16 : dtype == FORGE_F16 ? NCCL_F16 : NCCL_F32;
@@ -88,14 +116,15 @@ static int nccl_type(forge_dtype dtype) {
 
 forge_status cuda_all_reduce(forge_context *ctx, void *comm, forge_dtype dtype, void *buf, size_t count) {
     const cuda_ctx *c = ctx->impl;
-    const nccl_result r = nccl.all_reduce(buf, buf, count, nccl_type(dtype), NCCL_SUM, (nccl_comm_t)comm, c->stream);
+    const nccl_result r = nccl.all_reduce(buf, buf, count, nccl_type(dtype), NCCL_SUM, ((cuda_comm *)comm)->nccl,
+                                          c->stream);
     return r ? nccl_err("forge_model_step", "ncclAllReduce", r) : FORGE_OK;
 }
 
 forge_status cuda_all_gather(forge_context *ctx, void *comm, forge_dtype dtype, void *out, const void *in,
                              size_t count) {
     const cuda_ctx *c = ctx->impl;
-    const nccl_result r = nccl.all_gather(in, out, count, nccl_type(dtype), (nccl_comm_t)comm, c->stream);
+    const nccl_result r = nccl.all_gather(in, out, count, nccl_type(dtype), ((cuda_comm *)comm)->nccl, c->stream);
     return r ? nccl_err("forge_model_step", "ncclAllGather", r) : FORGE_OK;
 }
 

@@ -10,6 +10,7 @@
 #define FORGE_MODEL_H
 
 #include <cJSON.h>
+#include <stdatomic.h>
 
 #include "core/core.h"
 
@@ -113,7 +114,7 @@ struct forge_model {
     model_split split;
     model_rank *ranks;  /* [split.ranks] */
     model_pool *pool;   /* the ranks' threads; NULL when whole */
-    int broken;         /* a rank failed after the others may have gone on */
+    atomic_int broken;  /* a rank failed after the others may have gone on */
     /* each sequence's tokens so far, a bit per id [max_seqs][seen_words]:
      * the repetition penalty's history, kept by every step */
     uint32_t *seen;
@@ -138,7 +139,8 @@ struct forge_model {
  * fn(m, r, arg) for every rank r on its thread (whole: on the caller's)
  * and returns the first failure, its message naming the rank. A rank's
  * failure after the step's collectives may have begun is abort's to
- * report: it wakes the others and marks the model broken. */
+ * report (from any rank's thread): it aborts every rank's communicator,
+ * which wakes the others, and marks the model broken. */
 typedef forge_status (*model_rank_fn)(forge_model *m, int rank, void *arg);
 forge_status model_ranks_start(forge_model *m, forge_context *ctx, const char *fn);
 forge_status model_ranks_run(forge_model *m, model_rank_fn fn, void *arg);

@@ -6,6 +6,7 @@
  * rather than one process a rank: the model stays one object of one
  * library call, its sequences and sampling kept once, and the ranks'
  * collectives (NCCL's, or the CPU's between threads) need no launcher. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,11 +45,15 @@ forge_status model_ranks_run(forge_model *m, model_rank_fn fn, void *arg) {
     return FORGE_OK;
 }
 
+/* Every rank's communicator aborted, once (the first failing rank does
+ * it): a rank waits in its collectives on all the others, and the kernels
+ * of NCCL's that wait on a failed rank return only once their own
+ * communicator is aborted. */
 void model_ranks_abort(forge_model *m, int rank) {
-    if (!m->pool) return;
-    m->broken = 1;
-    const model_rank *k = &m->ranks[rank];
-    if (k->comm) k->ctx->ops->comm_abort(k->comm);
+    (void)rank;
+    if (!m->pool || atomic_exchange(&m->broken, 1)) return;
+    for (int r = 0; r < m->split.ranks; r++)
+        if (m->ranks[r].comm) m->ranks[0].ctx->ops->comm_abort(m->ranks[r].comm);
 }
 
 forge_status model_broken(const char *fn) {
