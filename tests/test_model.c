@@ -322,28 +322,34 @@ static void test_split_capacity(void **state) {
     md_model_close(&mm);
 }
 
-/* A rank that fails mid-step (the test hook, on rank 0's context) wakes
- * the other out of the collective it waits in: the step fails naming the
- * rank, the model then refuses steps as broken (the ranks' caches may
- * differ), and it frees without waiting for anything. */
+/* A rank that fails mid-step (the test hook, on its context) wakes the
+ * other out of the collective it waits in: the step fails with the failed
+ * rank's message, not the woken one's; the model then refuses steps as
+ * broken (the ranks' caches may differ), and it frees without waiting for
+ * anything. */
 static void test_split_failure(void **state) {
     (void)state;
-    md_model mm;
-    if (!open_model(&mm, &llama, 66, 1, 64, 2)) return;
-    int32_t *prompt = prompt_of(5, mm.cfg.vocab_size, 67);
-    float *got = tl_poisoned((size_t)mm.cfg.vocab_size);
-    int seq;
-    TL_OK(forge_model_seq_new(mm.m, &seq));
-    const forge_model_input in = {seq, 5, prompt};
-    forge_testing_fail_stage(mm.ctx, FORGE_STAGE_ATTENTION);
-    assert_int_equal(forge_model_step(mm.m, &in, 1, 0, got), FORGE_ERR_BACKEND);
-    assert_non_null(strstr(forge_last_error(), "injected failure"));
-    assert_non_null(strstr(forge_last_error(), "(rank 0)"));
-    forge_testing_fail_stage(mm.ctx, -1);
-    assert_int_equal(forge_model_step(mm.m, &in, 1, 0, got), FORGE_ERR_BACKEND);
-    assert_non_null(strstr(forge_last_error(), "free the model"));
-    free(prompt), free(got);
-    md_model_close(&mm);
+    for (int failing = 0; failing < 2; failing++) {
+        md_model mm;
+        if (!open_model(&mm, &llama, 66, 1, 64, 2)) return;
+        int32_t *prompt = prompt_of(5, mm.cfg.vocab_size, 67);
+        float *got = tl_poisoned((size_t)mm.cfg.vocab_size);
+        int seq;
+        TL_OK(forge_model_seq_new(mm.m, &seq));
+        const forge_model_input in = {seq, 5, prompt};
+        forge_context *ctx = mm.m->ranks[failing].ctx;
+        forge_testing_fail_stage(ctx, FORGE_STAGE_ATTENTION);
+        assert_int_equal(forge_model_step(mm.m, &in, 1, 0, got), FORGE_ERR_BACKEND);
+        char want[16];
+        snprintf(want, sizeof want, "(rank %d)", failing);
+        if (!strstr(forge_last_error(), "injected failure") || !strstr(forge_last_error(), want))
+            fail_msg("rank %d failed, but the step says \"%s\"", failing, forge_last_error());
+        forge_testing_fail_stage(ctx, -1);
+        assert_int_equal(forge_model_step(mm.m, &in, 1, 0, got), FORGE_ERR_BACKEND);
+        assert_non_null(strstr(forge_last_error(), "free the model"));
+        free(prompt), free(got);
+        md_model_close(&mm);
+    }
 }
 
 /* A seeded draw (temperature, top-k, top-p, the repetition penalty) gives

@@ -115,6 +115,7 @@ struct forge_model {
     model_rank *ranks;  /* [split.ranks] */
     model_pool *pool;   /* the ranks' threads; NULL when whole */
     atomic_int broken;  /* a rank failed after the others may have gone on */
+    int failed_rank;    /* that rank, the first to fail (the others' failures follow from it) */
     /* each sequence's tokens so far, a bit per id [max_seqs][seen_words]:
      * the repetition penalty's history, kept by every step */
     uint32_t *seen;

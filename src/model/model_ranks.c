@@ -40,8 +40,12 @@ forge_status model_ranks_run(forge_model *m, model_rank_fn fn, void *arg) {
     if (!p) return fn(m, 0, arg);
     rank_job j = {m, fn, arg};
     forge_workers_run(p->threads, run_rank, &j, 0);
-    for (int r = 0; r < m->split.ranks; r++)
+    /* the first rank to fail, where the others' failures followed from it */
+    const int first = m->broken && p->status[m->failed_rank] != FORGE_OK ? m->failed_rank : 0;
+    for (int k = 0; k < m->split.ranks; k++) {
+        const int r = (first + k) % m->split.ranks;
         if (p->status[r] != FORGE_OK) return forge_fail(p->status[r], "%s (rank %d)", p->message[r], r);
+    }
     return FORGE_OK;
 }
 
@@ -50,8 +54,8 @@ forge_status model_ranks_run(forge_model *m, model_rank_fn fn, void *arg) {
  * of NCCL's that wait on a failed rank return only once their own
  * communicator is aborted. */
 void model_ranks_abort(forge_model *m, int rank) {
-    (void)rank;
     if (!m->pool || atomic_exchange(&m->broken, 1)) return;
+    m->failed_rank = rank;
     for (int r = 0; r < m->split.ranks; r++)
         if (m->ranks[r].comm) m->ranks[0].ctx->ops->comm_abort(m->ranks[r].comm);
 }
