@@ -33,16 +33,13 @@ typedef struct {
 
 forge_status model_files_open(const char *fn, const char *dir, model_files *f);
 void model_files_close(model_files *f);
-/* The tensor of that name, checked to be [d0] (d1 0) or [d0, d1], in
- * dtype: *data its bytes in the mapped file where they are already in
- * dtype, else a buffer made for it (*owned, the caller's to free; NULL when
- * none was), converted or drawn; its absence is FORGE_ERR_NOT_FOUND naming
- * it. */
-forge_status model_tensor(const model_files *f, const char *fn, const char *name, int64_t d0, int64_t d1,
-                          forge_dtype dtype, const void **data, void **owned);
-/* Rows [r0, r0 + nr) and columns [c0, c0 + nc) of that tensor (of a [d0]
- * one, its elements [r0, r0 + nr)), packed: a rank's share of a split
- * weight; *data and *owned as model_tensor's. */
+/* Rows [r0, r0 + nr) and columns [c0, c0 + nc) of the tensor of that
+ * name, checked to be [d0] (d1 0: its elements [r0, r0 + nr)) or [d0, d1],
+ * packed, in dtype (the whole tensor, or a rank's share of a split
+ * weight): *data its bytes in the mapped file where they are already in
+ * dtype and whole rows are asked for, else a buffer made for it (*owned,
+ * the caller's to free; NULL when none was), converted, cut or drawn; its
+ * absence is FORGE_ERR_NOT_FOUND naming it. */
 forge_status model_tensor_part(const model_files *f, const char *fn, const char *name, int64_t d0, int64_t d1,
                                int64_t r0, int64_t nr, int64_t c0, int64_t nc, forge_dtype dtype, const void **data,
                                void **owned);

@@ -85,10 +85,11 @@ forge_status model_files_open(const char *fn, const char *dir, model_files *f) {
     return st;
 }
 
-/* n random elements of tensor `name` in dtype into dst: a block of
- * DRAW_BLOCK drawn, then repeated, so that a model of billions of weights
- * is made in about the time of copying them (a benchmark's weights need
- * only be finite and of the right scale). */
+/* The block of tensor `name`'s random elements, n of them (at most
+ * DRAW_BLOCK), in dtype into dst. A tensor repeats its block (draw_part),
+ * so that a model of billions of weights is made in about the time of
+ * copying them (a benchmark's weights need only be finite and of the right
+ * scale). */
 #define DRAW_BLOCK ((size_t)1 << 20)
 static void draw(uint64_t seed, const char *name, forge_dtype dtype, void *dst, size_t n) {
     uint64_t s = seed ^ 0x9e3779b97f4a7c15ull;
@@ -97,9 +98,9 @@ static void draw(uint64_t seed, const char *name, forge_dtype dtype, void *dst, 
     const int is_norm = len >= 11 && strcmp(name + len - 11, "norm.weight") == 0;
     const float half_width = 0.02f * 1.7320508f; /* uniform [-a, a] has std a / sqrt(3) */
     float chunk[4096];
-    const size_t es = forge_dtype_size(dtype), block = n < DRAW_BLOCK ? n : DRAW_BLOCK;
-    for (size_t at = 0; at < block; at += 4096) {
-        const size_t k = block - at < 4096 ? block - at : 4096;
+    const size_t es = forge_dtype_size(dtype);
+    for (size_t at = 0; at < n; at += 4096) {
+        const size_t k = n - at < 4096 ? n - at : 4096;
         for (size_t i = 0; i < k; i++) {
             s = s ? s : 1;
             s ^= s << 13, s ^= s >> 7, s ^= s << 17; /* xorshift64 */
@@ -107,8 +108,6 @@ static void draw(uint64_t seed, const char *name, forge_dtype dtype, void *dst, 
         }
         forge_convert((char *)dst + at * es, dtype, chunk, FORGE_F32, k);
     }
-    for (size_t at = block; at < n; at += block)
-        memcpy((char *)dst + at * es, dst, (n - at < block ? n - at : block) * es);
 }
 
 /* The tensor of that name in the files, checked to be [d0] or [d0, d1]. */
@@ -134,27 +133,28 @@ static forge_status find(const model_files *f, const char *fn, const char *name,
     return FORGE_OK;
 }
 
-forge_status model_tensor(const model_files *f, const char *fn, const char *name, int64_t d0, int64_t d1,
-                          forge_dtype dtype, const void **data, void **owned) {
+/* The whole tensor from the files, in dtype: where it lies in the mapped
+ * file when it is in dtype there, else converted into *owned. */
+static forge_status file_tensor(const model_files *f, const char *fn, const char *name, int64_t d0, int64_t d1,
+                                forge_dtype dtype, const void **data, void **owned) {
     const size_t n = (size_t)d0 * (size_t)(d1 ? d1 : 1), es = forge_dtype_size(dtype);
     forge_tensor t = {0};
     *owned = NULL;
-    forge_status st = f->random ? FORGE_OK : find(f, fn, name, d0, d1, &t);
+    forge_status st = find(f, fn, name, d0, d1, &t);
     if (st != FORGE_OK) return st;
-    if (!f->random && t.dtype == dtype && (uintptr_t)t.data % es == 0) { /* as it is in the mapped file */
+    if (t.dtype == dtype && (uintptr_t)t.data % es == 0) { /* as it is in the mapped file */
         *data = t.data;
         return FORGE_OK;
     }
     if (!(*owned = malloc(n * es))) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-    if (f->random) draw(f->seed, name, dtype, *owned, n);
-    else forge_convert(*owned, dtype, t.data, t.dtype, n);
+    forge_convert(*owned, dtype, t.data, t.dtype, n);
     *data = *owned;
     return FORGE_OK;
 }
 
-/* The part of a random tensor, drawn as the whole one would be: element i
- * is its block's element i % block (draw), so only the block and the part
- * are made, not the whole tensor for every rank. */
+/* The part of a random tensor [n elements, cols a row]: element i is its
+ * block's element i % block (draw), so that only the block and the part
+ * are made, and every rank's part is cut from the same tensor. */
 static forge_status draw_part(const model_files *f, const char *fn, const char *name, size_t n, size_t cols,
                               int64_t r0, int64_t nr, int64_t c0, int64_t nc, forge_dtype dtype, void **part) {
     const size_t es = forge_dtype_size(dtype), block = n < DRAW_BLOCK ? n : DRAW_BLOCK;
@@ -179,8 +179,8 @@ static forge_status draw_part(const model_files *f, const char *fn, const char *
 forge_status model_tensor_part(const model_files *f, const char *fn, const char *name, int64_t d0, int64_t d1,
                                int64_t r0, int64_t nr, int64_t c0, int64_t nc, forge_dtype dtype, const void **data,
                                void **owned) {
-    const void *whole;
-    void *whole_owned;
+    const void *whole = NULL;
+    void *whole_owned = NULL;
     *owned = NULL;
     if (f->random) {
         if (!d1) c0 = 0, nc = 1; /* [d0]: rows of one element */
@@ -189,7 +189,7 @@ forge_status model_tensor_part(const model_files *f, const char *fn, const char 
         *data = *owned;
         return st;
     }
-    forge_status st = model_tensor(f, fn, name, d0, d1, dtype, &whole, &whole_owned);
+    forge_status st = file_tensor(f, fn, name, d0, d1, dtype, &whole, &whole_owned);
     if (st != FORGE_OK) return st;
     const size_t es = forge_dtype_size(dtype), cols = (size_t)(d1 ? d1 : 1);
     if (!d1 || (c0 == 0 && nc == d1)) { /* whole rows: a pointer into the tensor */
