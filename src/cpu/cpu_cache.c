@@ -154,12 +154,15 @@ long cpu_cache_attend_scratch(const forge_paged_cache *cache, long longest) {
     return (long)shares_of(cache) * (longest > 1 ? longest : 1);
 }
 
-void cpu_cache_attend(const forge_paged_cache *cache, const cpu_decode_row *rows, int n, int heads, float scale,
-                      int window, float softcap, long lse_stride, float *scores) {
+void cpu_decode_flush(cpu_decode_batch *d) {
+    const forge_paged_cache *cache = d->cache;
     cpu_ctx *c = cache->ctx->impl;
+    const int n = d->n, heads = d->heads;
     long longest = 1;
-    for (int i = 0; i < n; i++) longest = rows[i].len > longest ? rows[i].len : longest;
-    decode_job j = {cache, rows, n, heads, window, 1, scale, softcap, lse_stride, longest, scores};
+    for (int i = 0; i < n; i++) longest = d->rows[i].len > longest ? d->rows[i].len : longest;
+    decode_job j = {cache, d->rows, n, heads, d->window, 1, d->scale, d->softcap, d->lse_stride, longest, d->scores};
+    d->n = 0;
+    if (n == 0) return;
     /* shared where the keys to read are worth waking the threads for (a
      * failure to start them costs only speed: it is not reported, and the
      * caller runs the step alone) */
@@ -174,26 +177,28 @@ void cpu_cache_attend(const forge_paged_cache *cache, const cpu_decode_row *rows
     }
 }
 
-/* Every sequence of the call that is read in place (cpu_cache_in_place),
- * a chunk of rows at a time; longest: their longest. */
+void cpu_decode_add(cpu_decode_batch *d, cpu_decode_row row) {
+    d->rows[d->n++] = row;
+    if (d->n == CPU_DECODE_CHUNK) cpu_decode_flush(d);
+}
+
+/* Every sequence of the call that is read in place (cpu_cache_in_place);
+ * longest: their longest. */
 static forge_status attend_all_in_place(const forge_paged_cache *cache, const forge_paged_attention_args *a,
                                         const int *lens, int total_q, int longest, const char *fn) {
-    float *scores = malloc(sizeof *scores * (size_t)cpu_cache_attend_scratch(cache, longest));
-    if (!scores) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+    cpu_decode_batch d = {.cache = cache, .heads = a->heads, .window = a->window, .scale = a->scale,
+                          .softcap = a->softcap, .lse_stride = total_q,
+                          .scores = malloc(sizeof(float) * (size_t)cpu_cache_attend_scratch(cache, longest))};
+    if (!d.scores) return forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     const size_t row = (size_t)a->heads * cache->cfg.head_dim;
-    cpu_decode_row rows[CPU_DECODE_CHUNK];
-    int n = 0;
     for (int b = 0; b < a->batch; b++) {
         const int q0 = a->q_offsets[b];
         if (cpu_cache_in_place(cache, a->q_offsets[b + 1] - q0))
-            rows[n++] = (cpu_decode_row){a->seqs[b], lens[b], (const float *)a->q + q0 * row,
-                                         (float *)a->out + q0 * row, a->lse ? a->lse + q0 : NULL};
-        if (n == CPU_DECODE_CHUNK || (b == a->batch - 1 && n > 0)) {
-            cpu_cache_attend(cache, rows, n, a->heads, a->scale, a->window, a->softcap, total_q, scores);
-            n = 0;
-        }
+            cpu_decode_add(&d, (cpu_decode_row){a->seqs[b], lens[b], (const float *)a->q + q0 * row,
+                                                (float *)a->out + q0 * row, a->lse ? a->lse + q0 : NULL});
     }
-    free(scores);
+    cpu_decode_flush(&d);
+    free(d.scores);
     return FORGE_OK;
 }
 

@@ -29,9 +29,8 @@ typedef struct {
     int n_workers;
 } cpu_ctx;
 
-/* Decode rows a call of cpu_cache_attend takes at most (its callers keep
- * them on the stack); and the work (rows x heads x keys) from which the
- * workers share it. */
+/* Decode rows a cpu_decode_batch holds before it runs them; and the work
+ * (rows x heads x keys) from which the workers share it. */
 #define CPU_DECODE_CHUNK 64
 #define CPU_KEYS_WORTH_THREADS 4096L
 
@@ -44,15 +43,26 @@ typedef struct {
     float *out, *lse;
 } cpu_decode_row;
 
-/* Attention of n decode rows (cpu_cache_in_place) over their tokens where
+/* Attention of decode rows (cpu_cache_in_place) over their tokens where
  * they lie, page by page, the (row, head) pairs shared among the context's
- * workers and the caller. scores: cpu_cache_attend_scratch floats for the
- * longest row's len. The loops are those cpu_attention runs on one row,
- * so that the results are those of the same call over gathered rows, bit
- * for bit. */
+ * workers and the caller: a call's rows added one by one (a full chunk
+ * runs then), the rest run by cpu_decode_flush. scores:
+ * cpu_cache_attend_scratch floats for the longest row's len. The loops
+ * are those cpu_attention runs on one row, so that the results are those
+ * of the same call over gathered rows, bit for bit. */
+typedef struct {
+    const forge_paged_cache *cache;
+    int heads, window;
+    float scale, softcap;
+    long lse_stride;
+    float *scores;
+    int n;
+    cpu_decode_row rows[CPU_DECODE_CHUNK];
+} cpu_decode_batch;
+
 long cpu_cache_attend_scratch(const forge_paged_cache *cache, long longest);
-void cpu_cache_attend(const forge_paged_cache *cache, const cpu_decode_row *rows, int n, int heads, float scale,
-                      int window, float softcap, long lse_stride, float *scores);
+void cpu_decode_add(cpu_decode_batch *d, cpu_decode_row row);
+void cpu_decode_flush(cpu_decode_batch *d);
 forge_status cpu_paged_attention(forge_paged_cache *cache, const forge_paged_attention_args *a, const int *lens,
                                  int total_q, const int *pos_dev, const char *fn);
 /* Positions [first, len) of seq, widened to float32, into k and v [len -

@@ -211,18 +211,16 @@ forge_status cpu_forward(forge_layer *layer, forge_paged_cache *cache, const for
     if (cache) cpu_cache_append(cache, b->n, b->ids, b->pos0, b->n_tokens, b->rows, l->k_tmp, l->v_tmp, b->fn);
     stage_mark(layer, t, 2);
 
-    /* decode steps' queries read where their keys lie, a chunk at a time;
-     * others' keys gathered (only with a cache, and there only from the
-     * window's start) */
-    cpu_decode_row rows[CPU_DECODE_CHUNK];
-    for (int s = 0, n = 0; cache && s < b->n; s++) {
-        if (cpu_cache_in_place(cache, b->n_tokens[s]))
-            rows[n++] = (cpu_decode_row){b->ids[s], b->lens[s], l->qkv + (long)b->rows[s] * N,
-                                         l->attn + (long)b->rows[s] * H * D, NULL};
-        if (n == CPU_DECODE_CHUNK || (s == b->n - 1 && n > 0)) {
-            cpu_cache_attend(cache, rows, n, H, b->attn.scale, b->attn.window, b->attn.softcap, 0, l->scores);
-            n = 0;
-        }
+    /* decode steps' queries read where their keys lie; others' keys
+     * gathered (only with a cache, and there only from the window's start) */
+    if (cache) {
+        cpu_decode_batch d = {.cache = cache, .heads = H, .window = b->attn.window, .scale = b->attn.scale,
+                              .softcap = b->attn.softcap, .scores = l->scores};
+        for (int s = 0; s < b->n; s++)
+            if (cpu_cache_in_place(cache, b->n_tokens[s]))
+                cpu_decode_add(&d, (cpu_decode_row){b->ids[s], b->lens[s], l->qkv + (long)b->rows[s] * N,
+                                                    l->attn + (long)b->rows[s] * H * D, NULL});
+        cpu_decode_flush(&d);
     }
     float *gk = l->gathered, *gv = cache ? l->gathered + max_keys * kv : NULL;
     for (int s = 0; s < b->n; s++) {
