@@ -267,6 +267,8 @@ static forge_status step_rank(forge_model *m, int r, void *arg) {
     return j->output ? j->output(m, j) : FORGE_OK;
 }
 
+/* After a rank's begin failed: the others' pages given back (a failed
+ * begin has ended its own step, and ending it again does nothing). */
 static forge_status end_rank(forge_model *m, int r, void *arg) {
     (void)m;
     forge_stack_end(&((step_job *)arg)->stacks[r], 0);
@@ -290,9 +292,11 @@ static forge_status step(forge_model *m, step_job *j, const forge_model_input *i
                                            : forge_fail(FORGE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     /* every row's logits, or each sequence's last row's: all rows where each has one token */
     j->out = all_logits ? j->total : n;
-    if (st == FORGE_OK) st = model_ranks_run(m, begin_rank, j);
-    if (st == FORGE_OK) st = model_ranks_run(m, step_rank, j);
-    else if (j->stacks) model_ranks_run(m, end_rank, j); /* where some ranks began: the same on each */
+    if (st == FORGE_OK) {
+        st = model_ranks_run(m, begin_rank, j);
+        if (st == FORGE_OK) st = model_ranks_run(m, step_rank, j);
+        else model_ranks_run(m, end_rank, j); /* the ranks whose begin succeeded give their pages back */
+    }
     free(j->seqs);
     free(j->stacks);
     return st;
