@@ -214,15 +214,21 @@ if [[ " $parts " == *" baseline "* ]]; then
   done
   cat "$OUT/baseline.jsonl"
 fi
+# model_check LOG ARGS...: bench/model_check.py ARGS, its verdicts shown
+# and kept in $logs/LOG.log
+model_check() {
+  local log=$1; shift
+  python3 bench/model_check.py $build/libforge-llm.so "$@" 2>&1 |
+    grep -E '^(ok|FAILED|skipped|transformers)' | tee -a "$logs/$log.log"
+  [ "${PIPESTATUS[0]}" = 0 ] || status=1
+}
 if [[ " $parts " == *" model "* ]]; then
   # The model engine against transformers: small random models of each
-  # architecture, logits and greedy generation (bench/model_check.py)
+  # architecture, logits and greedy generation
   echo "== model engine against transformers"
   for check in "cpu fp32" "cuda fp32" "cuda bf16"; do
     read -r backend dtype <<<"$check"
-    python3 bench/model_check.py $build/libforge-llm.so --backend "$backend" --dtype "$dtype" 2>&1 |
-      grep -E '^(ok|FAILED|skipped|transformers)' | tee -a "$logs/model_check.log"
-    [ "${PIPESTATUS[0]}" = 0 ] || status=1
+    model_check model_check --backend "$backend" --dtype "$dtype"
   done
 fi
 if [[ " $parts " == *" tokenizer "* ]]; then
@@ -337,11 +343,7 @@ if [[ " $parts " == *" tp "* ]]; then
   grep -E "ranks|skipped" "$logs/tp_model_cuda.log"
   for tp in 1 2 4; do # against transformers, split (the small models have 4 heads, 2 KV heads)
     [ "$tp" -le "$gpus" ] || continue
-    for dtype in fp32 bf16; do
-      python3 bench/model_check.py $build/libforge-llm.so --backend cuda --dtype $dtype --tp $tp 2>&1 |
-        grep -E '^(ok|FAILED|skipped|transformers)' | tee -a "$logs/tp_model_check.log"
-      [ "${PIPESTATUS[0]}" = 0 ] || status=1
-    done
+    for dtype in fp32 bf16; do model_check tp_model_check --backend cuda --dtype $dtype --tp $tp; done
   done
   m="$OUT/tp.jsonl"
   : >"$m"
